@@ -1,0 +1,626 @@
+"""Marketing attribution models producing ``fct_attribution``.
+
+Inputs are two Ibis tables built by the sessionization / orders steps:
+
+* ``sessions``: session_id, person_id, session_start (UTC), channel.
+  Already restricted to eligible (non-bot) sessions; must cover the lookback
+  history of every order passed in.
+* ``orders``: order_key (unique), person_id, session_id (nullable, the session
+  containing the purchase), order_ts (UTC), revenue (>= 0, to attribute).
+
+Everything heavy is expressed with portable Ibis operations (hash joins on
+``person_id``, window functions, group_by/aggregate, cases) so the same code
+runs on DuckDB and PySpark.  The only eager step is the Markov model: it
+executes one tiny aggregate (channel-to-channel transition counts, at most
+(channels + 1)^2 rows) and solves the absorbing chain with numpy.
+
+Public API
+----------
+* :class:`AttributionParams` -- validated parameters.
+* :func:`order_touchpoints` -- the touchpoints of every order (one row per
+  order x touch session, or one placeholder row for orders without touches).
+* :func:`markov_transition_counts` -- first-order transition counts of
+  converting and non-converting journeys (Ibis).
+* :func:`markov_removal_effects` -- removal effect per channel from a small
+  path-count table (pandas / numpy).
+* :func:`attribute` -- ``fct_attribution``: one row per
+  (order_key, model, touchpoint session).
+* :func:`attribution_summary` -- model x channel totals.
+
+See ``docs/attribution.md`` for the methodology.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ModelName = Literal[
+    "first_click",
+    "last_click",
+    "last_non_direct_click",
+    "linear",
+    "position_based",
+    "time_decay",
+    "markov",
+]
+
+#: All model names, in output order.
+MODEL_NAMES: tuple[str, ...] = (
+    "first_click",
+    "last_click",
+    "last_non_direct_click",
+    "linear",
+    "position_based",
+    "time_decay",
+    "markov",
+)
+
+# Markov chain states that are not channels.  Parenthesised so they can never
+# collide with a channel label.
+START = "(start)"
+CONVERSION = "(conversion)"
+NULL_STATE = "(null)"
+
+SECONDS_PER_DAY = 86_400.0
+
+#: Column order of ``fct_attribution``.
+ATTRIBUTION_COLUMNS: tuple[str, ...] = (
+    "order_key",
+    "model",
+    "session_id",
+    "channel",
+    "touch_index",
+    "touch_count",
+    "days_before_order",
+    "credit",
+    "attributed_revenue",
+    "is_unattributed",
+)
+
+# Touchpoint columns carried into the per-model weighting step.
+_TOUCH_COLUMNS: tuple[str, ...] = (
+    "order_key",
+    "revenue",
+    "session_id",
+    "channel",
+    "touch_index",
+    "touch_count",
+    "days_before_order",
+    "is_unattributed",
+)
+
+
+class AttributionParams(BaseModel):
+    """Parameters of the attribution step (validated, unknown keys rejected)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lookback_days: int = Field(
+        default=7,
+        ge=0,
+        description=(
+            "Lookback window in days. A session of the order's person is a "
+            "touchpoint when order_ts - lookback_days <= session_start <= "
+            "order_ts (both ends inclusive: a session starting exactly "
+            "lookback_days before the order counts). The order's own session "
+            "is always a touchpoint, even with lookback_days=0. Also used as "
+            "the inactivity gap that ends a non-converting journey (Markov)."
+        ),
+    )
+    models: list[ModelName] = Field(
+        default_factory=lambda: list(MODEL_NAMES),
+        min_length=1,
+        description=(
+            "Models to compute, any of: first_click, last_click, "
+            "last_non_direct_click, linear, position_based, time_decay, "
+            "markov. Default: all."
+        ),
+    )
+    position_first_weight: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "position_based: share of the first touch when an order has >= 3 "
+            "touches. With 2 touches first and last get "
+            "first/(first+last) and last/(first+last) (50/50 by default)."
+        ),
+    )
+    position_last_weight: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=1.0,
+        description="position_based: share of the last touch (>= 3 touches).",
+    )
+    position_middle_weight: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "position_based: share split equally among the middle touches "
+            "(>= 3 touches). first + last + middle must equal 1."
+        ),
+    )
+    time_decay_half_life_days: float = Field(
+        default=7.0,
+        gt=0.0,
+        description=(
+            "time_decay: half-life in days; a touch's weight is "
+            "2 ** (-days_before_order / half_life), normalised per order. "
+            "7 days is the Google Analytics (GA4 / UA) convention."
+        ),
+    )
+    markov_include_non_converting: bool = Field(
+        default=True,
+        description=(
+            "markov: also fit the chain on non-converting journeys (sessions "
+            "that are no order's touchpoint, split per person by gaps > "
+            "lookback_days). False fits on converting journeys only."
+        ),
+    )
+    direct_channel: str = Field(
+        default="Direct",
+        min_length=1,
+        description=(
+            "Channel label of direct traffic: skipped by "
+            "last_non_direct_click and used as the channel of orders with no "
+            "touchpoint (is_unattributed)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> AttributionParams:
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models contains duplicates: {self.models}")
+        total = (
+            self.position_first_weight
+            + self.position_last_weight
+            + self.position_middle_weight
+        )
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"position_based weights must sum to 1, got {total}")
+        if self.position_first_weight + self.position_last_weight <= 0:
+            # Otherwise a 2-touch order would have no weight at all.
+            raise ValueError(
+                "position_first_weight + position_last_weight must be > 0"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------
+# Touchpoints
+# ---------------------------------------------------------------------------
+
+
+def order_touchpoints(
+    sessions: ir.Table, orders: ir.Table, params: AttributionParams | None = None
+) -> ir.Table:
+    """Touchpoints of every order.
+
+    Grain: one row per (order_key, touch session); an order without any
+    touchpoint gets exactly one placeholder row (session_id NULL, channel
+    ``params.direct_channel``, is_unattributed True).
+
+    A session is a touchpoint of an order when it belongs to the same
+    person_id and ``order_ts - lookback_days <= session_start <= order_ts``
+    (both bounds inclusive), or when it is the order's own session.
+    A session may be a touchpoint of several orders.
+
+    Columns: order_key, person_id, revenue, order_ts, session_id, channel,
+    session_start, touch_index (1-based by session_start then session_id),
+    touch_count, days_before_order (float days, >= 0, NULL for placeholder
+    rows), is_unattributed.
+    """
+    params = params or AttributionParams()
+    o = orders.select(
+        "order_key",
+        "person_id",
+        "order_ts",
+        "revenue",
+        order_session_id=orders.session_id,
+    )
+    s = sessions.select(
+        "person_id", "session_id", "session_start", "channel"
+    ).rename(session_person_id="person_id")
+
+    window_start = o.order_ts - ibis.interval(days=params.lookback_days)
+    in_window = (s.session_start >= window_start) & (s.session_start <= o.order_ts)
+    # The equality on person_id keeps this a hash join (never a cross join);
+    # the time window is a residual predicate, so each session is only
+    # compared with its own person's orders.
+    joined = o.join(
+        s,
+        [
+            o.person_id == s.session_person_id,
+            in_window | (s.session_id == o.order_session_id),
+        ],
+    )
+
+    seconds_before = (
+        joined.order_ts.epoch_seconds() - joined.session_start.epoch_seconds()
+    )
+    touches = joined.select(
+        "order_key",
+        "person_id",
+        "revenue",
+        "order_ts",
+        "session_id",
+        "channel",
+        "session_start",
+        # Clamped at 0: only the order's own session can start after the
+        # order (clock skew) and it should then count as "at the order".
+        days_before_order=ibis.greatest(seconds_before, 0).cast("float64")
+        / SECONDS_PER_DAY,
+        is_unattributed=ibis.literal(False),
+    )
+
+    unattributed = o.anti_join(touches, "order_key").select(
+        "order_key",
+        "person_id",
+        "revenue",
+        "order_ts",
+        session_id=ibis.null().cast("string"),
+        channel=ibis.literal(params.direct_channel),
+        session_start=ibis.null().cast(touches.session_start.type()),
+        days_before_order=ibis.null().cast("float64"),
+        is_unattributed=ibis.literal(True),
+    )
+
+    both = touches.union(unattributed)
+    by_order = ibis.window(
+        group_by=both.order_key, order_by=[both.session_start, both.session_id]
+    )
+    return both.mutate(
+        # ibis row_number() is 0-based.
+        touch_index=(ibis.row_number().over(by_order) + 1).cast("int64"),
+        touch_count=both.order_key.count().over(group_by=both.order_key).cast("int64"),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Markov chain
+# ---------------------------------------------------------------------------
+
+
+def markov_transition_counts(
+    sessions: ir.Table,
+    touchpoints: ir.Table,
+    params: AttributionParams | None = None,
+) -> ir.Table:
+    """First-order transition counts of converting and non-converting journeys.
+
+    A first-order chain only needs transition counts, so the journeys are
+    never materialised as ordered lists (ordered array aggregation is not
+    portable); each journey step becomes one (from_state, to_state) row.
+
+    * Converting journeys: each order's touchpoint channels in touch_index
+      order, START -> c1 -> ... -> cn -> CONVERSION.  Unattributed orders
+      have no journey and are skipped.
+    * Non-converting journeys (if ``params.markov_include_non_converting``):
+      sessions that are a touchpoint of no order, per person ordered by
+      session_start; a new journey starts when the gap to the previous such
+      session exceeds ``lookback_days``.  Each ends with -> NULL.  Because
+      all of a person's sessions within lookback of an order are touchpoints,
+      such a journey can never straddle a purchase.
+
+    Grain: one row per (from_state, to_state).
+    Columns: from_state, to_state, n (int64 transition count).
+    """
+    params = params or AttributionParams()
+    conv = touchpoints.filter(~touchpoints.is_unattributed)
+    prev_channel = conv.channel.lag().over(
+        group_by=conv.order_key, order_by=conv.touch_index
+    )
+    steps = [
+        conv.select(
+            from_state=prev_channel.fill_null(START), to_state=conv.channel
+        ),
+        conv.filter(conv.touch_index == conv.touch_count).select(
+            from_state=conv.channel, to_state=ibis.literal(CONVERSION)
+        ),
+    ]
+
+    if params.markov_include_non_converting:
+        touch_ids = conv.select("session_id").distinct()
+        free = sessions.anti_join(touch_ids, "session_id").select(
+            "session_id",
+            "session_start",
+            "channel",
+            # Sessions without a person are single-session journeys rather
+            # than one giant NULL-person journey.
+            journey_owner=sessions.person_id.fill_null(sessions.session_id),
+        )
+        w = ibis.window(
+            group_by=free.journey_owner, order_by=[free.session_start, free.session_id]
+        )
+        gap = ibis.interval(days=params.lookback_days)
+        prev_start = free.session_start.lag().over(w)
+        next_start = free.session_start.lead().over(w)
+        free = free.mutate(
+            prev_channel=free.channel.lag().over(w),
+            # Gap strictly greater than the lookback ends a journey, matching
+            # the inclusive lookback boundary of converting journeys.
+            starts_journey=prev_start.isnull()
+            | (free.session_start > prev_start + gap),
+            ends_journey=next_start.isnull()
+            | (next_start > free.session_start + gap),
+        )
+        steps += [
+            free.select(
+                from_state=ibis.ifelse(free.starts_journey, START, free.prev_channel),
+                to_state=free.channel,
+            ),
+            free.filter(free.ends_journey).select(
+                from_state=free.channel, to_state=ibis.literal(NULL_STATE)
+            ),
+        ]
+
+    all_steps = ibis.union(*steps)
+    return all_steps.group_by("from_state", "to_state").aggregate(
+        n=all_steps.count().cast("int64")
+    )
+
+
+def _paths_to_transitions(paths: pd.DataFrame) -> pd.DataFrame:
+    """Expand a small path-count table into (from_state, to_state, n) counts."""
+    rows = []
+    # Loop over *distinct paths* (an aggregated, small table), not events.
+    for path, conversions, non_conversions in zip(
+        paths["path"], paths["conversions"], paths["non_conversions"]
+    ):
+        path = list(path)
+        total = int(conversions) + int(non_conversions)
+        if not path or total == 0:
+            continue
+        states = [START, *path]
+        rows += [(a, b, total) for a, b in zip(states[:-1], states[1:])]
+        if conversions:
+            rows.append((path[-1], CONVERSION, int(conversions)))
+        if non_conversions:
+            rows.append((path[-1], NULL_STATE, int(non_conversions)))
+    df = pd.DataFrame(rows, columns=["from_state", "to_state", "n"])
+    return df.groupby(["from_state", "to_state"], as_index=False)["n"].sum()
+
+
+def _conversion_probability(
+    q: np.ndarray, r: np.ndarray, keep: np.ndarray
+) -> float:
+    """P(absorption in CONVERSION | START) restricted to transient states `keep`.
+
+    Dropping a state from `keep` sends every transition into it to NULL, which
+    is exactly the "removal" of that channel.  START is index 0 and must be
+    kept.  Solves (I - Q_kk) x = r_k  (x = fundamental matrix N times r).
+    """
+    q_k = q[np.ix_(keep, keep)]
+    x = np.linalg.solve(np.eye(len(keep)) - q_k, r[keep])
+    return float(x[0])
+
+
+def _removal_effects_from_transitions(transitions: pd.DataFrame) -> pd.Series:
+    """Removal effect per channel from (from_state, to_state, n) counts."""
+    specials = {START, CONVERSION, NULL_STATE}
+    channels = sorted(
+        (set(transitions["from_state"]) | set(transitions["to_state"])) - specials
+    )
+    empty = pd.Series(dtype="float64", name="removal_effect")
+    empty.index.name = "channel"
+    if transitions.empty or not channels:
+        return empty
+
+    transient = [START, *channels]
+    pos = {state: i for i, state in enumerate(transient)}
+    size = len(transient)
+    counts = np.zeros((size, size))
+    to_conv = np.zeros(size)
+    out_total = np.zeros(size)
+    rows = transitions[["from_state", "to_state", "n"]].itertuples(index=False)
+    # At most (channels + 1)^2 rows: looping here is fine.
+    for from_state, to_state, n in rows:
+        i = pos[from_state]
+        out_total[i] += n
+        if to_state == CONVERSION:
+            to_conv[i] += n
+        elif to_state != NULL_STATE:
+            counts[i, pos[to_state]] += n
+    # States never left (cannot happen for well-formed journeys) keep a zero
+    # row, i.e. behave as NULL.
+    safe_total = np.where(out_total > 0, out_total, 1.0)
+    q = counts / safe_total[:, None]
+    r = to_conv / safe_total
+
+    all_states = np.arange(size)
+    p_conv = _conversion_probability(q, r, all_states)
+    effects = {}
+    for channel in channels:
+        if p_conv <= 0:
+            effects[channel] = 0.0
+            continue
+        keep = all_states[all_states != pos[channel]]
+        p_without = _conversion_probability(q, r, keep)
+        # Removing a state can only lower conversion; clip float noise.
+        effects[channel] = float(np.clip(1.0 - p_without / p_conv, 0.0, 1.0))
+    out = pd.Series(effects, name="removal_effect", dtype="float64")
+    out.index.name = "channel"
+    return out
+
+
+def markov_removal_effects(paths: pd.DataFrame) -> pd.Series:
+    """Removal effect of each channel under a first-order absorbing Markov chain.
+
+    ``paths`` has one row per distinct journey: ``path`` (tuple/list of
+    channel labels, in order), ``conversions`` (int) and ``non_conversions``
+    (int).  States are START, the channels, and the absorbing CONVERSION and
+    NULL.  P(conv) is the exact absorption probability in CONVERSION from
+    START (linear solve, no simulation).  Removing a channel redirects all
+    transitions into it to NULL; its removal effect is
+    ``1 - P(conv without channel) / P(conv)`` (0 for every channel if
+    P(conv) = 0).
+
+    Returns a float Series indexed by channel (sorted), named
+    ``removal_effect``; channels absent from ``paths`` are not listed.
+    """
+    return _removal_effects_from_transitions(_paths_to_transitions(paths))
+
+
+# ---------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------
+
+
+def _model_weights(
+    tp: ir.Table, model: str, params: AttributionParams, removal: ir.Table | None
+) -> ir.Table:
+    """Un-normalised weight of every touch for one model.
+
+    Returns touchpoints + ``model`` + ``weight``; credits are normalised by
+    :func:`_allocate`.
+    """
+    idx, n = tp.touch_index, tp.touch_count
+    if model == "first_click":
+        weight = (idx == 1).cast("float64")
+    elif model == "last_click":
+        weight = (idx == n).cast("float64")
+    elif model == "last_non_direct_click":
+        last_non_direct = (
+            ibis.ifelse(tp.channel != params.direct_channel, idx, ibis.null())
+            .max()
+            .over(group_by=tp.order_key)
+        )
+        # All-direct journeys fall back to the plain last touch.
+        weight = (idx == last_non_direct.fill_null(n)).cast("float64")
+    elif model == "linear":
+        weight = ibis.literal(1.0)
+    elif model == "position_based":
+        first, last = params.position_first_weight, params.position_last_weight
+        middle = params.position_middle_weight
+        weight = ibis.cases(
+            (n == 1, 1.0),
+            (n == 2, ibis.ifelse(idx == 1, first, last) / (first + last)),
+            (idx == 1, first),
+            (idx == n, last),
+            else_=middle / (n - 2).cast("float64"),
+        )
+    elif model == "time_decay":
+        half_life = params.time_decay_half_life_days
+        # 2^(-d/h) written as exp(-d ln2 / h); placeholder rows (d NULL) get 1.
+        weight = (
+            (-tp.days_before_order * (np.log(2.0) / half_life)).exp().fill_null(1.0)
+        )
+    elif model == "markov":
+        tp = tp.left_join(removal, tp.channel == removal.re_channel).drop("re_channel")
+        # A channel seen in several touches shares its removal effect equally.
+        same_channel = tp.order_key.count().over(group_by=[tp.order_key, tp.channel])
+        weight = tp.removal_effect.fill_null(0.0) / same_channel.cast("float64")
+    else:  # pragma: no cover - guarded by AttributionParams
+        raise ValueError(f"unknown model {model!r}")
+    return tp.select(
+        *_TOUCH_COLUMNS, model=ibis.literal(model), weight=weight.cast("float64")
+    )
+
+
+def _allocate(weighted: ir.Table) -> ir.Table:
+    """Normalise weights into credits and split revenue in exact cents.
+
+    credit = weight / sum(weight) per (order, model); if the weights of an
+    order sum to 0 (e.g. Markov with zero removal effects) credit falls back
+    to linear (1 / touch_count).
+
+    Revenue: the order's revenue is rounded to integer cents; each touch gets
+    floor(credit * cents), and the leftover cents (fewer than touch_count) go
+    one each to the touches with the largest fractional remainders, ties by
+    touch_index ascending (largest remainder / Hamilton method).  The cents of
+    an order therefore sum exactly to its rounded revenue, deterministically.
+    """
+    per_order = ["order_key", "model"]
+    total_weight = weighted.weight.sum().over(group_by=per_order)
+    t = weighted.mutate(
+        credit=ibis.ifelse(
+            total_weight > 0,
+            weighted.weight / total_weight,
+            1.0 / weighted.touch_count.cast("float64"),
+        ),
+        order_cents=(weighted.revenue * 100).round().cast("int64"),
+    )
+    # Rounding to 1e-6 cent removes float noise (e.g. 29.999999999 -> 30) so
+    # that equal shares tie exactly and are broken by touch_index everywhere.
+    exact_cents = (t.credit * t.order_cents).round(6)
+    t = t.mutate(floor_cents=exact_cents.floor().cast("int64"))
+    t = t.mutate(fraction=exact_cents - t.floor_cents)
+    t = t.mutate(
+        leftover=t.order_cents - t.floor_cents.sum().over(group_by=per_order),
+        remainder_rank=ibis.row_number().over(
+            group_by=per_order, order_by=[ibis.desc(t.fraction), t.touch_index]
+        ),
+    )
+    cents = t.floor_cents + ibis.ifelse(t.remainder_rank < t.leftover, 1, 0)
+    return t.mutate(attributed_revenue=cents.cast("float64") / 100.0).select(
+        *ATTRIBUTION_COLUMNS
+    )
+
+
+def attribute(
+    sessions: ir.Table, orders: ir.Table, params: AttributionParams | None = None
+) -> ir.Table:
+    """Build ``fct_attribution``.
+
+    Grain: one row per (order_key, model, touchpoint session); an order with
+    no touchpoint has one row per model with session_id NULL, channel
+    ``params.direct_channel`` and is_unattributed True.
+
+    Columns:
+        order_key (string), model (string), session_id (string, nullable),
+        channel (string), touch_index (int64, 1-based by session_start then
+        session_id), touch_count (int64), days_before_order (float64 days,
+        NULL if unattributed), credit (float64, sums to 1 per order and
+        model), attributed_revenue (float64 in cents precision; per order and
+        model sums exactly to the order revenue rounded to cents),
+        is_unattributed (bool).
+
+    If ``markov`` is enabled, this eagerly executes the small transition-count
+    aggregate (:func:`markov_transition_counts`) on the inputs' backend to fit
+    the chain; everything else stays lazy.
+    """
+    params = params or AttributionParams()
+    tp = order_touchpoints(sessions, orders, params)
+
+    removal = None
+    if "markov" in params.models:
+        transitions = markov_transition_counts(sessions, tp, params).to_pandas()
+        effects = _removal_effects_from_transitions(transitions)
+        removal = ibis.memtable(
+            pd.DataFrame(
+                {
+                    "re_channel": effects.index.astype(str),
+                    "removal_effect": effects.to_numpy(dtype="float64"),
+                }
+            ),
+            schema={"re_channel": "string", "removal_effect": "float64"},
+        )
+
+    per_model = [
+        _allocate(_model_weights(tp, model, params, removal))
+        for model in MODEL_NAMES
+        if model in params.models
+    ]
+    return ibis.union(*per_model) if len(per_model) > 1 else per_model[0]
+
+
+def attribution_summary(attribution: ir.Table) -> ir.Table:
+    """Model x channel totals of an :func:`attribute` output.
+
+    Grain: one row per (model, channel).
+    Columns: model, channel, orders_credited (float64: sum of credit, i.e.
+    fractional orders), attributed_revenue (float64, summed in integer cents
+    so it is exact to the cent).
+    """
+    cents = (attribution.attributed_revenue * 100).round().cast("int64")
+    return attribution.group_by("model", "channel").aggregate(
+        orders_credited=attribution.credit.sum(),
+        attributed_revenue=cents.sum().cast("float64") / 100.0,
+    )

@@ -1,0 +1,350 @@
+"""Marketing channel of a landing, as Ibis expressions: parse the URL and referrer, then apply rules.
+
+Two steps, both plain column expressions (regex extract / search, ``isin``, CASE) so they run
+unchanged on DuckDB and PySpark and never pull rows into Python:
+
+``parse_landing(t)``
+    reads the marketing facts off each row: the utm values and click ids of ``page_url`` (raw, as
+    hashed in the URL), the utm_source / utm_medium decoded back to clear text when they are in the
+    vocabulary, whether the URL is campaign-tagged at all, and the referrer's host, its clear-text
+    name and its kind (internal, payment, search, social, other).
+``classify_channel(t, rules)``
+    turns those facts into one ``channel`` with the ordered rules of ``params/channels.yaml`` (first
+    match wins) and records which rule decided in ``channel_rule``.
+
+Why decoding works: the export hashes every query-parameter value (first 6 upper-case hex of md5)
+and anonymises most referrer hosts (``source-<8 hex of md5(host)>.com``). Those are deterministic,
+so the vocabularies are written in clear text and hashed here with ``puffy.hashing``; a hashed value
+whose clear text is not in the vocabulary stays unrecognised (decoded column NULL).
+
+Rows are classified independently: which row is a session's landing is the sessionisation's
+business, which then calls these functions on landings (or on every page view, for diagnostics).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Literal, get_args
+
+import ibis
+import ibis.expr.types as ir
+from pydantic import Field, field_validator, model_validator
+
+from puffy.hashing import anonymise_host, hash_param
+from puffy.params import DEFAULT_PARAMS_DIR, StrictModel, load_params
+
+DEFAULT_RULES_PATH = DEFAULT_PARAMS_DIR / "channels.yaml"
+
+ChannelLabel = Literal[
+    "Paid Search", "Paid Social", "Affiliates", "Email", "SMS", "Organic Search",
+    "Organic Shopping", "Organic Social", "Referral", "Direct", "Unassigned",
+]
+CHANNEL_LABELS: tuple[str, ...] = get_args(ChannelLabel)
+
+# Column name -> query-string key of the click ids we read. `kx` is Klaviyo's `_kx` (a leading
+# underscore makes an awkward column name); gad_source is Google Ads' own landing marker.
+CLICK_ID_PARAMS: dict[str, str] = {
+    "gclid": "gclid", "gbraid": "gbraid", "wbraid": "wbraid", "msclkid": "msclkid", "fbclid": "fbclid",
+    "irclickid": "irclickid", "srsltid": "srsltid", "kx": "_kx", "gad_source": "gad_source",
+}
+ClickId = Literal["gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid", "srsltid", "kx", "gad_source"]
+UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+
+ReferrerKind = Literal["internal", "payment", "search", "social", "other"]
+REFERRER_KINDS: tuple[str, ...] = get_args(ReferrerKind)
+
+# What anonymise_host produces; such a host is unreadable unless it is in the vocabulary.
+ANONYMISED_HOST_RE = r"^source-[0-9a-f]{8}\.com$"
+# Host of a URL: after an optional scheme (https://, android-app://), up to the path / port.
+HOST_RE = r"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?([^/?#:]+)"
+DEFAULT_RULE_ID = "default"
+
+# Columns parse_landing adds, in order (classify_channel needs them).
+LANDING_COLUMNS = (
+    *UTM_PARAMS, "utm_source_decoded", "utm_medium_decoded", *CLICK_ID_PARAMS,
+    "has_marketing_params", "referrer_host", "referrer_host_decoded", "referrer_kind",
+)
+
+
+# --------------------------------------------------------------------------- rules model
+
+
+class HostVocabulary(StrictModel):
+    """Hosts of one referrer kind."""
+
+    hosts: list[str] = Field([], description="Clear-text hosts, matched as written and anonymised.")
+    patterns: list[str] = Field([], description="Regexes matched against clear-text hosts only.")
+
+    @field_validator("hosts")
+    @classmethod
+    def _lower_hosts(cls, hosts: list[str]) -> list[str]:
+        return [h.strip().lower() for h in hosts]
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"pattern {p!r} is not a valid regular expression ({exc})") from None
+        return patterns
+
+
+class ReferrerHosts(StrictModel):
+    """Referrer host vocabularies; kinds are tested in the order internal, payment, search, social."""
+
+    internal: HostVocabulary = Field(default_factory=HostVocabulary, description="Our own sites.")
+    payment: HostVocabulary = Field(default_factory=HostVocabulary, description="Checkout financing steps.")
+    search: HostVocabulary = Field(default_factory=HostVocabulary, description="Search engines.")
+    social: HostVocabulary = Field(default_factory=HostVocabulary, description="Social networks.")
+    other: HostVocabulary = Field(default_factory=HostVocabulary, description="Known hosts, decoding only.")
+
+    def kinds(self) -> dict[str, HostVocabulary]:
+        """The classifying kinds in test order (``other`` is the fallback, not a list to test)."""
+        return {"internal": self.internal, "payment": self.payment, "search": self.search, "social": self.social}
+
+
+class RuleCondition(StrictModel):
+    """Conditions of one rule: all given conditions must hold; a list means any of its items."""
+
+    click_ids: list[ClickId] | None = Field(None, description="Any of these click ids is present.")
+    source: list[str] | None = Field(None, description="Decoded utm_source is in any of these groups.")
+    medium: list[str] | None = Field(None, description="Decoded utm_medium is in any of these groups.")
+    referrer: list[Literal["none", "internal", "payment", "search", "social", "other"]] | None = Field(
+        None, description="Referrer kind is any of these ('none' = no referrer)."
+    )
+    tagged: bool | None = Field(None, description="The URL carries (true) / carries no (false) marketing params.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "RuleCondition":
+        if all(v is None for v in (self.click_ids, self.source, self.medium, self.referrer, self.tagged)):
+            raise ValueError("a rule needs at least one condition")
+        return self
+
+
+class ChannelRule(StrictModel):
+    id: str = Field(..., pattern=r"^[a-z][a-z0-9_]*$", description="Unique rule id (column channel_rule).")
+    channel: ChannelLabel = Field(..., description="Channel given to rows the rule matches.")
+    when: RuleCondition
+
+
+class ChannelRules(StrictModel):
+    """``params/channels.yaml``: vocabularies and ordered channel rules (first match wins)."""
+
+    marketing_params: list[str] = Field([], description="Query keys that mark a landing as campaign-tagged.")
+    sources: dict[str, list[str]] = Field({}, description="utm_source vocabulary groups (clear text).")
+    mediums: dict[str, list[str]] = Field({}, description="utm_medium vocabulary groups (clear text).")
+    referrer_hosts: ReferrerHosts = Field(default_factory=ReferrerHosts)
+    rules: list[ChannelRule] = Field(..., min_length=1, description="Ordered rules; first match wins.")
+    default_channel: ChannelLabel = Field("Unassigned", description="Channel when no rule matches.")
+
+    @field_validator("sources", "mediums")
+    @classmethod
+    def _one_group_per_value(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+        seen: dict[str, str] = {}
+        for group, values in groups.items():
+            for value in values:
+                canon = _canonical(value)
+                if canon in seen and seen[canon] != group:
+                    raise ValueError(f"value {value!r} is in groups {seen[canon]!r} and {group!r}")
+                seen[canon] = group
+        # Two different clear values with the same 6-hex hash would make decoding ambiguous.
+        _hash_lookup([v for values in groups.values() for v in values])
+        return groups
+
+    @model_validator(mode="after")
+    def _rules_consistent(self) -> "ChannelRules":
+        ids = [r.id for r in self.rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule ids: {', '.join(dupes)}")
+        if DEFAULT_RULE_ID in ids:
+            raise ValueError(f"rule id {DEFAULT_RULE_ID!r} is reserved for rows no rule matches")
+        for rule in self.rules:
+            for field, groups in (("source", self.sources), ("medium", self.mediums)):
+                for name in getattr(rule.when, field) or []:
+                    if name not in groups:
+                        known = ", ".join(sorted(groups)) or "none defined"
+                        raise ValueError(f"rule {rule.id!r}: unknown {field} group {name!r} (known: {known})")
+        return self
+
+    def source_values(self, groups: list[str]) -> list[str]:
+        return sorted({_canonical(v) for g in groups for v in self.sources[g]})
+
+    def medium_values(self, groups: list[str]) -> list[str]:
+        return sorted({_canonical(v) for g in groups for v in self.mediums[g]})
+
+
+def load_channel_rules(path: str | Path = DEFAULT_RULES_PATH) -> ChannelRules:
+    """Read and validate a channel rules YAML file (``ParamsError`` naming the bad key otherwise)."""
+    return load_params(path, ChannelRules)
+
+
+@functools.lru_cache(maxsize=1)
+def default_rules() -> ChannelRules:
+    """The repository's ``params/channels.yaml``, loaded once."""
+    return load_channel_rules(DEFAULT_RULES_PATH)
+
+
+def channel_labels(rules: ChannelRules) -> list[str]:
+    """Channels these rules can produce (rules' channels and the default), in the canonical order."""
+    used = {r.channel for r in rules.rules} | {rules.default_channel}
+    return [label for label in CHANNEL_LABELS if label in used]
+
+
+# --------------------------------------------------------------------------- vocabulary lookups
+
+
+def _canonical(value: str) -> str:
+    return value.strip().lower()
+
+
+def _spellings(value: str) -> set[str]:
+    """Spellings of a vocabulary value we expect in the wild, before hashing (hashing is case-sensitive)."""
+    v = value.strip()
+    return {v, v.lower(), v.upper(), v.capitalize(), v.title()}
+
+
+def _hash_lookup(values: list[str]) -> dict[str, str]:
+    """hash_param(spelling) -> canonical clear value, for every spelling of every value."""
+    out: dict[str, str] = {}
+    for value in values:
+        canon = _canonical(value)
+        for spelling in _spellings(value):
+            h = hash_param(spelling)
+            if out.get(h, canon) != canon:
+                raise ValueError(f"values {out[h]!r} and {canon!r} have the same hash {h}")
+            out[h] = canon
+    return out
+
+
+def _decode_value(raw: ir.StringValue, values: list[str]) -> ir.StringValue:
+    """Clear-text vocabulary value of a hashed (or clear) URL value, NULL when unknown."""
+    clear = {_canonical(v): _canonical(v) for v in values}
+    null = ibis.null("string")
+    return raw.upper().substitute(_hash_lookup(values), else_=raw.lower().substitute(clear, else_=null))
+
+
+def _known_hosts(rules: ChannelRules) -> dict[str, str]:
+    """anonymise_host(host) -> host for every host in the referrer vocabularies."""
+    hosts = [h for vocab in (*rules.referrer_hosts.kinds().values(), rules.referrer_hosts.other) for h in vocab.hosts]
+    return {anonymise_host(h): h for h in hosts}
+
+
+def _host_matches(host: ir.StringValue, vocab: HostVocabulary) -> ir.BooleanValue:
+    """Host is one of the vocabulary hosts (clear or anonymised) or matches one of its patterns."""
+    names = sorted(set(vocab.hosts) | {anonymise_host(h) for h in vocab.hosts})
+    cond = host.isin(names) if names else ibis.literal(False)
+    if vocab.patterns:
+        cond = cond | host.re_search("|".join(f"(?:{p})" for p in vocab.patterns))
+    return cond.fill_null(False)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _query_param(url: ir.StringValue, key: str) -> ir.StringValue:
+    """Value of the first ``key=`` in the URL's query string; NULL when absent or empty."""
+    # Backends disagree on a non-matching extract ('' on DuckDB/Spark, NULL elsewhere): normalise.
+    # Values are hashed, and md5("") is D41D8C, so a genuinely empty value never reaches us as ''.
+    return url.re_extract(rf"[?&]{re.escape(key)}=([^&#]*)", 1).nullif("")
+
+
+def _referrer_host(referrer: ir.StringValue) -> ir.StringValue:
+    """Lower-case host of a referrer URL; the scheme, including android-app://, is dropped."""
+    return referrer.strip().re_extract(HOST_RE, 1).lower().nullif("")
+
+
+def parse_landing(
+    t: ir.Table,
+    url_col: str = "page_url",
+    referrer_col: str = "referrer",
+    rules: ChannelRules | None = None,
+) -> ir.Table:
+    """Add the marketing facts of each row's URL and referrer (see ``LANDING_COLUMNS``).
+
+    Added columns:
+      utm_source, utm_medium, utm_campaign, utm_content, utm_term — raw values as in the URL (hashed);
+      utm_source_decoded, utm_medium_decoded — lower-case clear text when the value is in the
+        vocabulary (hashed or clear in the URL), else NULL;
+      gclid, gbraid, wbraid, msclkid, fbclid, irclickid, srsltid, kx (= _kx), gad_source — NULL when absent;
+      has_marketing_params — the URL carries any of ``rules.marketing_params``;
+      referrer_host — lower-case host, scheme (also android-app://) stripped; NULL without referrer;
+      referrer_host_decoded — the host in clear: known anonymised hosts decoded, unknown ones NULL,
+        clear hosts as they are;
+      referrer_kind — 'internal', 'payment', 'search', 'social' or 'other'; NULL without referrer.
+
+    ``referrer_col`` may be missing from ``t`` or all NULL (the export dropped it on 2025-03-04):
+    every row then has no referrer. ``rules`` defaults to ``params/channels.yaml``.
+    """
+    rules = rules or default_rules()
+    url = t[url_col].cast("string")
+    referrer = t[referrer_col].cast("string") if referrer_col in t.columns else ibis.null("string")
+
+    cols: dict[str, ir.Value] = {p: _query_param(url, p) for p in UTM_PARAMS}
+    all_sources = [v for values in rules.sources.values() for v in values]
+    all_mediums = [v for values in rules.mediums.values() for v in values]
+    cols["utm_source_decoded"] = _decode_value(cols["utm_source"], all_sources)
+    cols["utm_medium_decoded"] = _decode_value(cols["utm_medium"], all_mediums)
+    cols.update({col: _query_param(url, key) for col, key in CLICK_ID_PARAMS.items()})
+
+    if rules.marketing_params:
+        keys = "|".join(re.escape(k) for k in rules.marketing_params)
+        cols["has_marketing_params"] = url.re_search(rf"[?&](?:{keys})=").fill_null(False)
+    else:
+        cols["has_marketing_params"] = ibis.literal(False)
+
+    host = _referrer_host(referrer)
+    cols["referrer_host"] = host
+    cols["referrer_host_decoded"] = host.substitute(
+        _known_hosts(rules),
+        else_=ibis.ifelse(host.re_search(ANONYMISED_HOST_RE), ibis.null("string"), host),
+    )
+    kind_branches = [(_host_matches(host, vocab), kind) for kind, vocab in rules.referrer_hosts.kinds().items()]
+    cols["referrer_kind"] = ibis.cases(
+        (host.isnull(), ibis.null("string")), *kind_branches, else_=ibis.literal("other")
+    )
+    return t.mutate(**cols)
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _rule_condition(t: ir.Table, when: RuleCondition, rules: ChannelRules) -> ir.BooleanValue:
+    """One rule's conditions as a boolean column (NULLs count as false)."""
+    parts: list[ir.BooleanValue] = []
+    if when.click_ids:
+        parts.append(functools.reduce(lambda a, b: a | b, [t[c].notnull() for c in when.click_ids]))
+    if when.source:
+        parts.append(t.utm_source_decoded.isin(rules.source_values(when.source)))
+    if when.medium:
+        parts.append(t.utm_medium_decoded.isin(rules.medium_values(when.medium)))
+    if when.referrer:
+        kinds = [k for k in when.referrer if k != "none"]
+        ref = t.referrer_kind.isin(kinds) if kinds else ibis.literal(False)
+        if "none" in when.referrer:
+            ref = ref | t.referrer_kind.isnull()
+        parts.append(ref)
+    if when.tagged is not None:
+        parts.append(t.has_marketing_params == when.tagged)
+    return functools.reduce(lambda a, b: a & b, [p.fill_null(False) for p in parts])
+
+
+def classify_channel(t: ir.Table, rules: ChannelRules | None = None) -> ir.Table:
+    """Add ``channel`` and ``channel_rule`` to a table that has the ``parse_landing`` columns.
+
+    The rules are tried in order and the first whose conditions all hold decides; ``channel_rule``
+    is its id, or ``'default'`` when no rule matched and the row got ``rules.default_channel``.
+    """
+    rules = rules or default_rules()
+    missing = [c for c in LANDING_COLUMNS if c not in t.columns]
+    if missing:
+        raise ValueError(f"classify_channel needs the parse_landing columns; missing: {', '.join(missing)}")
+    rule_id = ibis.cases(
+        *[(_rule_condition(t, r.when, rules), r.id) for r in rules.rules], else_=ibis.literal(DEFAULT_RULE_ID)
+    )
+    channel = rule_id.substitute({r.id: r.channel for r in rules.rules}, else_=ibis.literal(rules.default_channel))
+    return t.mutate(channel=channel, channel_rule=rule_id)

@@ -1,0 +1,322 @@
+"""``puffy`` — the command line of the pipeline. ``puffy <command> --help`` documents each command.
+
+User errors (bad flags, bad params, unreadable input) print one line and exit 2; a failing stage
+exits with its documented code (see ``puffy.runner``); tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from datetime import date, datetime
+from pathlib import Path
+
+from puffy import runner
+from puffy.errors import UserError
+from puffy.params import DEFAULT_PARAMS_DIR, REPO_ROOT, PipelineParams, load_params
+
+log = logging.getLogger("puffy")
+
+EXIT_CODES_HELP = """exit codes:
+  0  success (clean, or warnings only)
+  2  usage error: bad flag, bad params file, unreadable input
+  3  data-quality gate found an ERROR (transform not run)
+  4  transform failed or did not reconcile
+  5  monitoring found an ERROR (outputs quarantined, warehouse untouched)
+  6  report rendering failed
+  1  internal error (a bug: please report it with the log)"""
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date in YYYY-MM-DD form") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _add(p: argparse.ArgumentParser, flag: str, **kw) -> None:
+    """Add ``--some-flag`` together with its seed-compatible spelling ``--some_flag``."""
+    names = [flag] + ([flag.replace("-", "_").replace("__", "--", 1)] if "-" in flag[2:] else [])
+    p.add_argument(*names, **kw)
+
+
+def _pipeline_params(params_dir: Path) -> PipelineParams:
+    path = params_dir / "pipeline.yaml"
+    return (load_params(path, PipelineParams) if path.exists() else PipelineParams()).resolve()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="puffy", description="Puffy daily analytics pipeline.", epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, epilog=EXIT_CODES_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+
+    p = cmd("demo", "Generate the bundled sample (if needed) and run the daily pipeline over every day of it.")
+    _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory (default: params/)")
+    p.add_argument("--fresh", action="store_true", help="regenerate the sample and clear previous outputs")
+
+    p = cmd("sample", "Write a realistic raw export (one CSV per UTC day) with its ground truth in _truth/.")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--start", type=_date, default=date(2025, 2, 23), help="first day (default 2025-02-23)")
+    p.add_argument("--days", type=_positive_int, default=14, help="number of days (default 14)")
+    p.add_argument("--scale", type=_positive_float, default=1.0, help="K times the real volume (default 1)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--clean", action="store_true", help="inject no faults, no header rename, keep referrer")
+    p.add_argument("--without", action="append", default=[], metavar="FAULT",
+                   help="switch one fault off (repeatable); see --list-faults")
+    p.add_argument("--list-faults", action="store_true", help="print the fault switches and exit")
+
+    p = cmd("dq", "Run the data-quality gate over raw files and write dq_report.md/.json.")
+    _add(p, "--input-dir", type=Path, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
+    _add(p, "--rules", type=Path, default=DEFAULT_PARAMS_DIR / "dq_rules.yaml", help="rules YAML")
+    _add(p, "--output-dir", type=Path, required=True, help="where the reports go")
+    p.add_argument("--start", type=_date, help="first file date (default: all)")
+    p.add_argument("--end", type=_date, help="last file date (default: all)")
+    _add(p, "--fail-on-error", action="store_true", help="exit 3 when any finding has ERROR severity")
+
+    p = cmd("transform", "Gate-read raw files and build fct_sessions, fct_orders, fct_attribution (+CSV copies).")
+    _add(p, "--input-dir", type=Path, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
+    _add(p, "--output-dir", type=Path, required=True, help="warehouse + CSV output directory")
+    _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
+    p.add_argument("--start", type=_date, help="first date (default: all files)")
+    p.add_argument("--end", type=_date, help="last date (default: all files)")
+
+    p = cmd("monitor", "Audit warehouse tables for a run date and write monitoring_report.md/.json.")
+    _add(p, "--warehouse-dir", type=Path, required=True, help="warehouse root (tables/date=... partitions)")
+    _add(p, "--rules", type=Path, default=DEFAULT_PARAMS_DIR / "monitoring_rules.yaml", help="rules YAML")
+    _add(p, "--output-dir", type=Path, required=True, help="where the reports go")
+    _add(p, "--expected-run-date", type=_date, required=True, help="the date whose partitions must exist")
+    _add(p, "--fail-on-error", action="store_true", help="exit 5 when any finding has ERROR severity")
+
+    p = cmd("run", "Run the daily notebooks (papermill) for one date or a range, render reports, publish.")
+    p.add_argument("--date", type=_date, help="run one date")
+    p.add_argument("--start", type=_date, help="backfill from this date")
+    p.add_argument("--end", type=_date, help="backfill to this date (inclusive)")
+    _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
+    _add(p, "--input-dir", type=Path, help="override params/pipeline.yaml input_dir")
+    _add(p, "--stop-on-error", action="store_true", help="stop a backfill at the first failing day")
+
+    p = cmd("report", "Execute the executive-summary notebook for a period and render HTML + PDF.")
+    p.add_argument("--start", type=_date, help="period start (default: 14 days before --end)")
+    p.add_argument("--end", type=_date, help="period end (default: last date in the warehouse)")
+    _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
+
+    p = cmd("bench", "Benchmark gate, transform and monitoring on a scaled sample; print events/s and memory.")
+    p.add_argument("--scale", type=_positive_float, default=100.0, help="sample scale (default 100)")
+    _add(p, "--input-dir", type=Path, help="benchmark these raw files instead of generating")
+    _add(p, "--work-dir", type=Path, default=REPO_ROOT / "outputs" / "bench", help="scratch directory")
+    p.add_argument("--days", type=_positive_int, default=14, help="days to generate (default 14)")
+    _add(p, "--json-out", type=Path, help="also write the figures as JSON here")
+    _add(p, "--memory-limit", help="DuckDB memory_limit (default from params/pipeline.yaml)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"puffy {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("puffy: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line for the user, the traceback in a log file
+        log_path = REPO_ROOT / "outputs" / "logs" / f"crash-{datetime.now():%Y%m%dT%H%M%S}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(traceback.format_exc(), encoding="utf-8")
+        print(f"puffy {args.command}: internal error: {type(exc).__name__}: {exc} (traceback in {log_path})",
+              file=sys.stderr)
+        if os.environ.get("PUFFY_DEBUG"):
+            traceback.print_exc()
+        return runner.EXIT_INTERNAL
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def cmd_sample(args) -> int:
+    from puffy.sample import ALL_FAULTS, SampleConfig, generate_sample
+
+    if args.list_faults:
+        print("\n".join(sorted(ALL_FAULTS)))
+        return 0
+    unknown = sorted(set(args.without) - set(ALL_FAULTS))
+    if unknown:
+        raise UserError(f"unknown fault(s) {', '.join(unknown)}; choose from {', '.join(sorted(ALL_FAULTS))}")
+    kw = {}
+    if args.clean:
+        kw = {"faults": frozenset(), "rename_client_id_from": None, "drop_referrer_from": None}
+    elif args.without:
+        kw = {"faults": frozenset(ALL_FAULTS) - set(args.without)}
+    config = SampleConfig(start=args.start, days=args.days, scale=args.scale, seed=args.seed, **kw)
+    summary = generate_sample(args.out, config)
+    print(f"wrote {args.days} daily files to {args.out} ({summary})")
+    return 0
+
+
+def cmd_dq(args) -> int:
+    from puffy.dq.gate import run_gate
+
+    result = run_gate(args.input_dir, args.rules, args.output_dir, start=args.start, end=args.end)
+    print(f"data-quality status: {result.status.upper()}")
+    for name, path in sorted(result.report_paths.items()):
+        print(f"  {name}: {path}")
+    return runner.EXIT_GATE if args.fail_on_error and result.status == "error" else 0
+
+
+def cmd_transform(args) -> int:
+    from puffy.dq.gate import run_gate
+    from puffy.transform.pipeline import export_csv, run_transform
+
+    out = Path(args.output_dir)
+    staging_root = out / "intermediate"
+    gate = run_gate(args.input_dir, args.params_dir / "dq_rules.yaml", out / "dq",
+                    start=args.start, end=args.end, staging_root=staging_root)
+    days = gate.days
+    if not days:
+        raise UserError(f"{args.input_dir}: no events_YYYYMMDD.csv files in the requested range")
+    result = run_transform(staging_root, out / "warehouse", args.params_dir, start=days[0], end=days[-1],
+                           engine_params=_pipeline_params(args.params_dir), mode="rebuild")
+    files = export_csv(out / "warehouse", out)
+    print(f"transform status: {result.status.upper()} (data-quality: {gate.status.upper()})")
+    for f in files:
+        print(f"  {f}")
+    return runner.EXIT_TRANSFORM if result.status == "error" else 0
+
+
+def cmd_monitor(args) -> int:
+    from puffy.monitoring import run_monitoring
+
+    result = run_monitoring(args.warehouse_dir, args.rules, args.output_dir, run_date=args.expected_run_date)
+    print(f"monitoring status: {result.status.upper()}")
+    for name, path in sorted(result.report_paths.items()):
+        print(f"  {name}: {path}")
+    return runner.EXIT_MONITORING if args.fail_on_error and result.status == "error" else 0
+
+
+def _layout(args, params: PipelineParams) -> runner.RunLayout:
+    input_dir = getattr(args, "input_dir", None) or params.input_dir
+    return runner.RunLayout(params.outputs_dir, Path(input_dir).resolve(), Path(args.params_dir).resolve())
+
+
+def _available_days(layout: runner.RunLayout) -> list[date]:
+    from puffy.ingest import discover_raw_files, file_date_of
+
+    return [file_date_of(p) for p in discover_raw_files(layout.input_dir)]
+
+
+def _print_results(results: list[runner.DayResult], layout: runner.RunLayout) -> int:
+    worst = 0
+    for r in results:
+        what = "published" if r.published else (f"stopped at {r.stopped_at}: {r.reason}" if r.stopped_at else "ok")
+        print(f"{r.date}  exit {r.exit_code}  {what}")
+        worst = max(worst, r.exit_code)
+    print(f"reports: {layout.outputs_dir / 'runs'}/<date>/  ·  index: {layout.outputs_dir / 'index.html'}")
+    return worst
+
+
+def cmd_run(args) -> int:
+    params = _pipeline_params(args.params_dir)
+    layout = _layout(args, params)
+    if args.date and (args.start or args.end):
+        raise UserError("give either --date or --start/--end, not both")
+    if args.date:
+        start = end = args.date
+    elif args.start and args.end:
+        start, end = args.start, args.end
+    else:
+        raise UserError("give --date D, or --start D1 --end D2")
+    if end < start:
+        raise UserError(f"--end {end} is before --start {start}")
+    available = set(_available_days(layout))
+    missing = [d for d in (start, end) if d not in available]
+    if missing:
+        raise UserError(f"{layout.input_dir}: no raw file for {missing[0]} (events_{missing[0]:%Y%m%d}.csv)")
+    results = runner.run_range(start, end, layout, params, stop_on_error=args.stop_on_error)
+    return _print_results(results, layout)
+
+
+def cmd_demo(args) -> int:
+    import shutil
+
+    from puffy.sample import SampleConfig, generate_sample
+
+    params = _pipeline_params(args.params_dir)
+    layout = _layout(args, params)
+    if args.fresh:
+        for sub in ("intermediate", "warehouse", "runs", "staging", "quarantine", "reports"):
+            shutil.rmtree(params.outputs_dir / sub, ignore_errors=True)
+        shutil.rmtree(layout.input_dir, ignore_errors=True)
+    if not any(layout.input_dir.glob("events_*.csv*")):
+        log.info("generating the bundled sample into %s", layout.input_dir)
+        generate_sample(layout.input_dir, SampleConfig())
+    days = sorted(_available_days(layout))
+    results = runner.run_range(days[0], days[-1], layout, params)
+    code = _print_results(results, layout)
+    try:
+        from puffy.report import run_report
+
+        report = run_report(layout.outputs_dir, args.params_dir, start=None, end=None)
+        print(f"executive summary: {report.html}  ·  {report.pdf}")
+    except ImportError:
+        pass
+    # Gate/monitoring findings on the faulty sample are the demo's point, not a failure of the demo.
+    return 0 if code in (runner.EXIT_OK, runner.EXIT_GATE, runner.EXIT_MONITORING) else code
+
+
+def cmd_report(args) -> int:
+    from puffy.report import run_report
+
+    params = _pipeline_params(args.params_dir)
+    report = run_report(params.outputs_dir, args.params_dir, start=args.start, end=args.end)
+    print(f"executive summary: {report.html}\n                   {report.pdf}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from puffy.bench import run_benchmark
+
+    return run_benchmark(args)
+
+
+COMMANDS = {
+    "demo": cmd_demo, "sample": cmd_sample, "dq": cmd_dq, "transform": cmd_transform,
+    "monitor": cmd_monitor, "run": cmd_run, "report": cmd_report, "bench": cmd_bench,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""User-facing errors.
+
+A ``UserError`` is a problem with the user's input (a flag, a params file, a raw file) that the
+CLI prints as one actionable line and turns into an exit code, never a traceback.
+"""
+
+
+class UserError(Exception):
+    """An error the user can fix; ``str(err)`` is the whole message."""
+
+    exit_code = 2
+
+
+class ParamsError(UserError):
+    """A params file is missing, is not YAML, or does not validate."""
+
+
+class InputDataError(UserError):
+    """Raw input cannot be read at all (missing directory, no files for a date)."""

@@ -1,0 +1,92 @@
+"""Loading and validating ``params/*.yaml``.
+
+Every params file maps onto a pydantic model with ``extra="forbid"``, so an unknown key, a wrong
+type or an impossible value stops the run with one line naming the file, the key and what is
+allowed (``ParamsError``), before any data is touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from puffy.errors import ParamsError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PARAMS_DIR = REPO_ROOT / "params"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for every params model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    got = error.get("input")
+    got_txt = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+    return f"key '{key}': {error['msg']}{got_txt}"
+
+
+def validate_params(data: object, model: type[M], source: str) -> M:
+    """Validate already-parsed data; raise ``ParamsError`` naming ``source`` and the first bad key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping of keys to values at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ParamsError(f"{source}: {_describe(errors[0])}{more}") from None
+
+
+def load_params(path: str | Path, model: type[M]) -> M:
+    """Read a YAML file and validate it against ``model``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read params file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML{where}") from None
+    return validate_params(data, model, str(path))
+
+
+class PipelineParams(StrictModel):
+    """``params/pipeline.yaml``: where the data lives and which engine runs the heavy work."""
+
+    input_dir: Path = Field(
+        Path("outputs/sample/raw_events"),
+        description="Directory of raw daily exports events_YYYYMMDD.csv[.gz]; relative to the repo root.",
+    )
+    outputs_dir: Path = Field(Path("outputs"), description="Root of everything the pipeline writes.")
+    engine: Literal["duckdb", "pyspark"] = Field("duckdb", description="Ibis backend for metrics and transform.")
+    duckdb_memory_limit: str = Field(
+        "2GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB memory_limit; above it DuckDB spills to disk instead of failing.",
+    )
+    duckdb_threads: int | None = Field(None, ge=1, description="DuckDB threads; null = all cores.")
+    spark_master: str = Field("local[2]", description="spark.master when engine is pyspark.")
+
+    def resolve(self, root: Path = REPO_ROOT) -> "PipelineParams":
+        """Return a copy with relative paths anchored at ``root``."""
+        return self.model_copy(update={
+            "input_dir": self.input_dir if self.input_dir.is_absolute() else root / self.input_dir,
+            "outputs_dir": self.outputs_dir if self.outputs_dir.is_absolute() else root / self.outputs_dir,
+        })

@@ -1,0 +1,237 @@
+"""The daily runner: papermill executes the numbered notebooks for a date, nbconvert renders them.
+
+For one date D the order is:
+
+1. ``01_data_quality``  — gate the raw file; on an ERROR finding the day stops here (exit 3).
+2. ``02_transform``     — build D's partitions into a per-run *staging* warehouse.
+3. ``04_monitoring``    — audit staging against the published history (when the notebook exists).
+4. publish              — swap the staged partitions into ``outputs/warehouse`` (or quarantine them).
+
+Every executed notebook is kept under ``outputs/runs/<D>/`` with its HTML rendering, and each stage
+leaves a ``<stage>_status.json`` (``status``: pass | warn | error) that the runner reads to decide
+what happens next. ``run_summary.json`` records what ran, for how long, and why it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from puffy.params import REPO_ROOT, PipelineParams
+
+log = logging.getLogger("puffy.run")
+
+# Exit codes, documented in the README. The worst one of a backfill wins.
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_GATE = 3
+EXIT_TRANSFORM = 4
+EXIT_MONITORING = 5
+EXIT_REPORT = 6
+
+
+@dataclass
+class Stage:
+    notebook: str
+    status_file: str
+    exit_code: int
+    render: bool = True
+
+
+DAILY_STAGES = [
+    Stage("01_data_quality", "dq_report.json", EXIT_GATE),
+    Stage("02_transform", "transform_status.json", EXIT_TRANSFORM),
+    Stage("04_monitoring", "monitoring_report.json", EXIT_MONITORING),
+]
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: str
+    seconds: float
+    notebook: str | None = None
+    html: str | None = None
+    message: str = ""
+
+
+@dataclass
+class DayResult:
+    date: str
+    exit_code: int = EXIT_OK
+    stopped_at: str | None = None
+    reason: str = ""
+    stages: list[StageResult] = field(default_factory=list)
+    published: bool = False
+    quarantine_path: str | None = None
+
+
+@dataclass
+class RunLayout:
+    """Where a run reads and writes (all under ``outputs_dir``)."""
+
+    outputs_dir: Path
+    input_dir: Path
+    params_dir: Path
+
+    @property
+    def intermediate(self) -> Path:
+        return self.outputs_dir / "intermediate"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.outputs_dir / "warehouse"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.outputs_dir / "quarantine"
+
+    def run_dir(self, day: date) -> Path:
+        return self.outputs_dir / "runs" / day.isoformat()
+
+    def staging_warehouse(self, day: date) -> Path:
+        return self.outputs_dir / "staging" / day.isoformat() / "warehouse"
+
+
+def notebook_path(name: str) -> Path:
+    return REPO_ROOT / "notebooks" / f"{name}.ipynb"
+
+
+def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
+    """Run ``notebooks/<name>.ipynb`` with papermill; the executed copy goes to ``out_dir``."""
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / f"{name}.ipynb"
+    pm.execute_notebook(
+        str(notebook_path(name)), str(executed), parameters=parameters, cwd=str(REPO_ROOT),
+        kernel_name="python3", progress_bar=False, log_output=False,
+    )
+    return executed
+
+
+def render_html(executed: Path, no_input: bool = True) -> Path:
+    """Render an executed notebook to HTML next to it (code hidden for readers by default)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=no_input, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    html = executed.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def read_status(run_dir: Path, status_file: str) -> tuple[str, str]:
+    """(status, message) from a stage's status JSON; a missing file means the stage failed."""
+    path = run_dir / status_file
+    if not path.exists():
+        return "error", f"{status_file} was not written"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data.get("status", "error"), data.get("message", "")
+
+
+def _notebook_error(exc: Exception) -> str:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    return f"{ename}: {evalue}".strip()
+
+
+def run_day(day: date, layout: RunLayout, params: PipelineParams, mode: str = "incremental") -> DayResult:
+    """Run every daily stage for ``day``; never raises for a failing stage (the result says why)."""
+    from puffy.publish import publish, quarantine
+
+    result = DayResult(day.isoformat())
+    run_dir = layout.run_dir(day)
+    staging_wh = layout.staging_warehouse(day)
+    shutil.rmtree(staging_wh, ignore_errors=True)
+    for f in run_dir.glob("*_status.json"):
+        f.unlink()
+    for f in ("dq_report.json", "monitoring_report.json", "quarantine_path.txt"):
+        (run_dir / f).unlink(missing_ok=True)
+    common = {
+        "run_date": day.isoformat(),
+        "params_dir": str(layout.params_dir),
+        "output_dir": str(run_dir),
+    }
+    per_stage = {
+        "01_data_quality": {"input_dir": str(layout.input_dir), "staging_root": str(layout.intermediate)},
+        "02_transform": {"staging_root": str(layout.intermediate), "warehouse_root": str(staging_wh),
+                         "history_root": str(layout.warehouse), "mode": mode},
+        "04_monitoring": {"warehouse_root": str(staging_wh), "history_root": str(layout.warehouse),
+                          "intermediate_root": str(layout.intermediate)},
+    }
+    for stage in DAILY_STAGES:
+        if not notebook_path(stage.notebook).exists():
+            continue
+        t0 = time.perf_counter()
+        html = None
+        try:
+            executed = execute_notebook(stage.notebook, run_dir, {**common, **per_stage[stage.notebook]})
+            status, message = read_status(run_dir, stage.status_file)
+        except Exception as exc:  # a failing cell: report it, keep the partial notebook
+            executed = run_dir / f"{stage.notebook}.ipynb"
+            status, message = "error", _notebook_error(exc)
+        if stage.render and executed.exists():
+            try:
+                html = str(render_html(executed))
+            except Exception as exc:  # rendering must not hide the stage's own result
+                log.warning("could not render %s: %s", executed.name, exc)
+        seconds = time.perf_counter() - t0
+        result.stages.append(StageResult(stage.notebook, status, round(seconds, 2), str(executed), html, message))
+        log.info("%s %s: %s in %.1fs%s", day, stage.notebook, status.upper(), seconds,
+                 f" — {message}" if message else "")
+        if status == "error":
+            result.exit_code, result.stopped_at, result.reason = stage.exit_code, stage.notebook, message
+            if stage.exit_code == EXIT_MONITORING:
+                q = quarantine(staging_wh, layout.quarantine)
+                (run_dir / "quarantine_path.txt").write_text(str(q) + "\n", encoding="utf-8")
+                result.quarantine_path = str(q)
+                log.info("%s quarantined staged outputs to %s; published warehouse untouched", day, q)
+            break
+    else:
+        published = publish(staging_wh, layout.warehouse)
+        result.published = bool(published)
+        log.info("%s published %d partitions to %s", day, len(published), layout.warehouse)
+    shutil.rmtree(staging_wh.parent, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run_summary.json").write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def run_range(start: date, end: date, layout: RunLayout, params: PipelineParams,
+              stop_on_error: bool = False, progress: bool = True) -> list[DayResult]:
+    """Backfill: run each day in order. A day stopped by its gate does not stop later days
+    unless ``stop_on_error``; the caller exits with the worst exit code."""
+    from tqdm import tqdm
+
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    results = []
+    bar = tqdm(days, desc="puffy run", unit="day", disable=not progress or len(days) == 1)
+    for day in bar:
+        bar.set_postfix_str(day.isoformat())
+        results.append(run_day(day, layout, params))
+        if stop_on_error and results[-1].exit_code:
+            break
+    try:
+        from puffy.run_index import write_index
+
+        write_index(layout.outputs_dir)
+    except ImportError:
+        pass
+    return results
+
+
+def write_stage_status(output_dir: str | Path, stage_file: str, status: str, message: str = "", **details) -> Path:
+    """Called by a notebook's last cell: the contract between a notebook and the runner."""
+    path = Path(output_dir) / stage_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"status": status, "message": message, **details}, indent=2, default=str) + "\n",
+                    encoding="utf-8")
+    return path

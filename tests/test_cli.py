@@ -1,0 +1,74 @@
+"""The command line: help on every command, one-line errors for bad flags and bad params."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+from puffy.cli import COMMANDS, main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "puffy.cli", *args], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: puffy {command}" in out and "exit codes" in out
+
+
+def test_bad_date_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--date", "2025-02-30"])
+    assert exit_.value.code == 2
+    assert "'2025-02-30' is not a date in YYYY-MM-DD form" in capsys.readouterr().err
+
+
+def test_unknown_flag_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["dq", "--input-dir", "x", "--output-dir", "y", "--bogus"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_underscore_spellings_are_accepted(tmp_path, capsys):
+    code = main(["dq", "--input_dir", str(tmp_path / "missing"), "--output_dir", str(tmp_path), "--fail_on_error"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "input directory not found" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "yaml_text, expected",
+    [
+        ("engine: duckdb\nbogus_key: 1\n", "unknown key 'bogus_key'"),
+        ("engine: postgres\n", "key 'engine'"),
+        ("duckdb_threads: -1\n", "key 'duckdb_threads'"),
+        ("duckdb_memory_limit: lots\n", "key 'duckdb_memory_limit'"),
+        ("engine: [unclosed\n", "not valid YAML at line"),
+    ],
+)
+def test_bad_params_stop_with_one_line(tmp_path, yaml_text, expected):
+    (tmp_path / "pipeline.yaml").write_text(yaml_text)
+    proc = run_cli("run", "--date", "2025-03-01", "--params-dir", str(tmp_path))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(tmp_path / "pipeline.yaml") in lines[0] and expected in lines[0]
+
+
+def test_run_needs_a_date(tmp_path):
+    proc = run_cli("run")
+    assert proc.returncode == 2 and "give --date D" in proc.stderr
+
+
+def test_run_for_a_day_without_a_file_names_the_file(tmp_path):
+    (tmp_path / "in").mkdir()
+    proc = run_cli("run", "--date", "2025-03-01", "--input-dir", str(tmp_path / "in"))
+    assert proc.returncode == 2 and "events_20250301.csv" in proc.stderr
