@@ -32,13 +32,16 @@ See ``docs/attribution.md`` for the methodology.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from puffy.params import StrictModel
 
 ModelName = Literal[
     "first_click",
@@ -96,10 +99,13 @@ _TOUCH_COLUMNS: tuple[str, ...] = (
 )
 
 
-class AttributionParams(BaseModel):
-    """Parameters of the attribution step (validated, unknown keys rejected)."""
+class AttributionParams(StrictModel):
+    """Parameters of the attribution step.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Inherits the project's ``StrictModel`` (``extra="forbid"``, validated on
+    assignment), so it can be loaded from ``params/*.yaml`` with
+    ``puffy.params.validate_params``.
+    """
 
     lookback_days: int = Field(
         default=7,
@@ -510,7 +516,7 @@ def _model_weights(
         half_life = params.time_decay_half_life_days
         # 2^(-d/h) written as exp(-d ln2 / h); placeholder rows (d NULL) get 1.
         weight = (
-            (-tp.days_before_order * (np.log(2.0) / half_life)).exp().fill_null(1.0)
+            (-tp.days_before_order * (math.log(2.0) / half_life)).exp().fill_null(1.0)
         )
     elif model == "markov":
         tp = tp.left_join(removal, tp.channel == removal.re_channel).drop("re_channel")

@@ -90,7 +90,9 @@ _FIRE_TV_RE = re.compile(r"\bAFT[A-Z]")  # Amazon Fire TV models (AFTMM, AFTS, â
 _TABLET_RE = re.compile(r"ipad|tablet|kindle|silk/", re.IGNORECASE)
 _KINDLE_MODEL_RE = re.compile(r"\bKF[A-Z]{2,}")  # Kindle Fire models (KFTRWI, â€¦); case matters
 _ANDROID_RE = re.compile(r"android", re.IGNORECASE)
-_MOBILE_RE = re.compile(r"iphone|ipod|mobile|windows phone|kaios|blackberry|opera mini", re.IGNORECASE)
+# FBAN/FB4A and FBAN/FBIOS: the Facebook app's bare UA (no Mozilla part) on a phone.
+_MOBILE_RE = re.compile(r"iphone|ipod|mobile|windows phone|kaios|blackberry|opera mini|fban/fb4a|fban/fbios",
+                        re.IGNORECASE)
 _DESKTOP_RE = re.compile(r"windows nt|macintosh|mac os x|x11|cros|linux", re.IGNORECASE)
 
 COLUMNS = ("user_agent", "is_bot", "bot_name", "device_type", "browser", "os")

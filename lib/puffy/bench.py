@@ -1,0 +1,154 @@
+"""``puffy bench``: events/s and peak memory of each stage beside a bare DuckDB scan.
+
+Each stage runs in its own Python process so its peak resident memory (``ru_maxrss``) is its own.
+The floor is one DuckDB scan that reads every column of the same raw files; the targets are
+expressed as multiples of it (see README, "Performance").
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from puffy.params import DEFAULT_PARAMS_DIR, PipelineParams
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def _stage_scan(input_dir: Path, params: PipelineParams) -> dict:
+    """One DuckDB pass over every column of every raw file (the floor)."""
+    import duckdb
+
+    from puffy.ingest import discover_raw_files
+
+    files = [str(p) for p in discover_raw_files(input_dir)]
+    con = duckdb.connect(config={"memory_limit": params.duckdb_memory_limit})
+    rel = con.sql(f"SELECT * FROM read_csv({files!r}, union_by_name = true, all_varchar = true)")
+    aggs = ", ".join(f'max(length("{c}"))' for c in rel.columns)
+    t0 = time.perf_counter()
+    n = con.sql(f"SELECT count(*), {aggs} FROM read_csv({files!r}, union_by_name = true, all_varchar = true)"
+                ).fetchone()[0]
+    return {"events": n, "seconds": time.perf_counter() - t0}
+
+
+def _stage_gate(input_dir: Path, work: Path, params: PipelineParams) -> dict:
+    from puffy.dq.gate import run_gate
+
+    t0 = time.perf_counter()
+    result = run_gate(input_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", work / "dq", staging_root=work / "intermediate")
+    return {"events": int(result.summary.get("lines_read", 0)), "seconds": time.perf_counter() - t0,
+            "status": result.status, "days": [d.isoformat() for d in result.days]}
+
+
+def _stage_transform(work: Path, days: list[str], params: PipelineParams) -> dict:
+    from puffy.transform.pipeline import run_transform
+
+    t0 = time.perf_counter()
+    result = run_transform(work / "intermediate", work / "warehouse", DEFAULT_PARAMS_DIR,
+                           start=date.fromisoformat(days[0]), end=date.fromisoformat(days[-1]),
+                           engine_params=params, mode="rebuild")
+    return {"events": int(result.row_counts.get("stg_events", 0)), "seconds": time.perf_counter() - t0,
+            "status": result.status}
+
+
+def _stage_monitoring(work: Path, days: list[str], params: PipelineParams) -> dict:
+    from puffy.monitoring import run_monitoring
+
+    t0 = time.perf_counter()
+    result = run_monitoring(work / "warehouse", DEFAULT_PARAMS_DIR / "monitoring_rules.yaml", work / "monitoring",
+                            run_date=date.fromisoformat(days[-1]), intermediate_dir=work / "intermediate")
+    return {"seconds": time.perf_counter() - t0, "status": result.status}
+
+
+def _child(stage: str, payload: dict) -> None:
+    """Entry of a stage process: run it and print one JSON line with its figures."""
+    params = PipelineParams(**payload["params"])
+    work = Path(payload["work"])
+    if stage == "scan":
+        out = _stage_scan(Path(payload["input_dir"]), params)
+    elif stage == "gate":
+        out = _stage_gate(Path(payload["input_dir"]), work, params)
+    elif stage == "transform":
+        out = _stage_transform(work, payload["days"], params)
+    else:
+        out = _stage_monitoring(work, payload["days"], params)
+    out["peak_rss_mb"] = _peak_rss_mb()
+    print("BENCH " + json.dumps(out))
+
+
+def _run_child(stage: str, payload: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "puffy.bench", stage, json.dumps(payload)],
+                          capture_output=True, text=True)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")), None)
+    if proc.returncode or line is None:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"bench stage {stage} failed: " + " | ".join(tail))
+    return json.loads(line[6:])
+
+
+def run_benchmark(args) -> int:
+    """Generate (or take) the input, run each stage in its own process, print and save figures."""
+    from puffy.sample import SampleConfig, generate_sample
+
+    params = PipelineParams().resolve()
+    if args.memory_limit:
+        params = params.model_copy(update={"duckdb_memory_limit": args.memory_limit})
+    work = Path(args.work_dir).resolve()
+    if args.input_dir:
+        input_dir = Path(args.input_dir).resolve()
+    else:
+        input_dir = work / f"raw_scale{args.scale:g}_days{args.days}"
+        if not any(input_dir.glob("events_*.csv")):
+            t0 = time.perf_counter()
+            generate_sample(input_dir, SampleConfig(scale=args.scale, days=args.days))
+            print(f"generated scale {args.scale:g} sample in {time.perf_counter() - t0:.1f}s → {input_dir}")
+    run = work / "run"
+    payload = {"params": json.loads(params.model_dump_json()), "work": str(run), "input_dir": str(input_dir)}
+    figures = {"machine": {"cpus": _cpus(), "python": platform.python_version()},
+               "input_dir": str(input_dir), "memory_limit": params.duckdb_memory_limit, "stages": {}}
+    scan = _run_child("scan", payload)
+    figures["stages"]["bare_scan"] = scan
+    events = scan["events"]
+    gate = _run_child("gate", payload)
+    figures["stages"]["gate"] = gate
+    payload["days"] = gate["days"]
+    for stage in ("transform", "monitoring"):
+        try:
+            figures["stages"][stage] = _run_child(stage, payload)
+        except (RuntimeError, ImportError) as exc:
+            figures["stages"][stage] = {"error": str(exc)}
+    print(f"\n{'stage':<12}{'events':>12}{'seconds':>10}{'events/s':>14}{'x scan':>9}{'peak MB':>10}")
+    for name, f in figures["stages"].items():
+        if "error" in f:
+            print(f"{name:<12}  failed: {f['error']}")
+            continue
+        secs = f["seconds"]
+        print(f"{name:<12}{events:>12,}{secs:>10.2f}{events / secs:>14,.0f}{secs / scan['seconds']:>9.1f}"
+              f"{f['peak_rss_mb']:>10.0f}")
+    total = sum(f.get("seconds", 0) for n, f in figures["stages"].items() if n != "bare_scan")
+    figures["pipeline_seconds"] = total
+    figures["pipeline_x_scan"] = total / scan["seconds"]
+    print(f"{'all stages':<12}{events:>12,}{total:>10.2f}{events / total:>14,.0f}{total / scan['seconds']:>9.1f}")
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"figures: {args.json_out}")
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], json.loads(sys.argv[2]))
