@@ -24,3 +24,30 @@ def real_data_dir() -> Path:
     if not files or not all(os.access(f, os.R_OK) for f in files):
         pytest.fail(f"PUFFY_REAL_DATA_DIR={value} is set but holds no readable events_*.csv files")
     return path
+
+
+@pytest.fixture(scope="session")
+def small_sample(tmp_path_factory) -> Path:
+    """A deterministic 4-day generated export (all faults on) shared by integration tests."""
+    from datetime import date
+
+    from puffy.sample import SampleConfig, generate_sample
+
+    out = tmp_path_factory.mktemp("sample") / "raw_events"
+    generate_sample(out, SampleConfig(start=date(2025, 2, 25), days=4, scale=0.5, seed=11))
+    return out
+
+
+@pytest.fixture(scope="session")
+def daily_run(tmp_path_factory, small_sample):
+    """The daily runner (papermill notebooks) over the 4 sample days, in a scratch outputs dir."""
+    from datetime import date
+
+    from puffy import runner
+    from puffy.params import DEFAULT_PARAMS_DIR, PipelineParams
+
+    outputs = tmp_path_factory.mktemp("outputs")
+    layout = runner.RunLayout(outputs, small_sample, DEFAULT_PARAMS_DIR)
+    params = PipelineParams(input_dir=small_sample, outputs_dir=outputs)
+    results = runner.run_range(date(2025, 2, 25), date(2025, 2, 28), layout, params, progress=False)
+    return layout, params, results

@@ -10,7 +10,8 @@ from conftest import REPO_ROOT
 
 def _pyproject_requirements() -> set[str]:
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    reqs = list(project["dependencies"]) + list(project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    reqs = list(project["dependencies"]) + list(extras["dev"]) + list(extras["spark"])
     return {str(Requirement(r)) for r in reqs}
 
 

@@ -121,19 +121,20 @@ def _device_type(ua: str) -> str:
 def parse_user_agent(ua: str | None) -> tuple[str | None, bool, str | None, str, str | None, str | None]:
     """One user agent -> (user_agent, is_bot, bot_name, device_type, browser, os); memoised.
 
-    NULL or blank strings are not bots and have device 'other' and no browser / OS.
+    NULL (None, or pandas' NaN) or blank strings are not bots and have device 'other' and no
+    browser / OS.
     """
-    if ua is None or not ua.strip():
+    if not isinstance(ua, str):
+        return (None, False, None, "other", None, None)
+    if not ua.strip():
         return (ua, False, None, "other", None, None)
     parsed = ua_parser.parse(ua)
     browser = parsed.user_agent.family if parsed.user_agent else "Other"
     os_family = parsed.os.family if parsed.os else "Other"
     bot_name = next((name for name, rx in _BOT_RES if rx.search(ua)), None)
     spider = parsed.device is not None and parsed.device.family == "Spider"
-    if bot_name in _GENERIC_BOT_NAMES and spider:
-        bot_name = browser  # ua-parser knows the crawler's name better than our generic word
-    elif bot_name is None and spider:
-        bot_name = browser
+    if spider and (bot_name is None or bot_name in _GENERIC_BOT_NAMES):
+        bot_name = browser  # ua-parser's crawler name beats our generic word, or catches what we missed
     is_bot = bot_name is not None
     device = "bot" if is_bot else _device_type(ua)
     return (ua, is_bot, bot_name, device, browser, os_family)

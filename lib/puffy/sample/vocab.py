@@ -290,6 +290,18 @@ def page_table(pages: list[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
     return ids, w / w.sum()
 
 
+BROWSE_TABLE = page_table(BROWSE_PAGES)
+LANDING_COMMERCIAL_TABLE = page_table(LANDING_COMMERCIAL)
+LANDING_CONTENT_TABLE = page_table(LANDING_CONTENT)
+BOT_TABLE = page_table(BOT_PAGES)
+# Per channel: TEXT ids of the landing referrers, weights normally and before the column drop.
+LANDING_REFERRER_TABLE = {
+    ch: (np.array([text_id(r) for r, _, _ in refs], dtype=np.int16),
+         np.array([w for _, w, _ in refs]), np.array([w for _, _, w in refs]))
+    for ch, refs in LANDING_REFERRERS.items()
+}
+
+
 # --------------------------------------------------------------------------
 # Product catalogue.  Sizes: (code, name, width x length).
 SIZES = [
@@ -337,6 +349,8 @@ FAMILIES: dict[str, tuple] = {
 }
 FAMILY_NAMES = list(FAMILIES)
 FAMILY_PAGE = np.array([page(_PRODUCT_PAGES[f]) for f in FAMILY_NAMES], dtype=np.int16)
+FAMILY_FOCUS_WEIGHT = np.array([f[4] for f in FAMILIES.values()])
+FAMILY_ADDON_WEIGHT = np.array([f[5] for f in FAMILIES.values()])
 # Small items are sometimes bought two at a time (the line price is then the line total).
 MULTI_QUANTITY_FAMILIES = frozenset({"protector", "sheets", "pillow"})
 # Sizes of the families that are not sized like mattresses: code -> (name, dims)
@@ -423,8 +437,8 @@ HEADLESS_AGENT_IDS = np.array([AGENTS.index(a) for a in HEADLESS_AGENTS])
 # Traffic cycle.  Hour-of-day weights (UTC; US evenings are the peak) and
 # day-of-week multipliers (Monday first), read off the real export.
 HOUR_WEIGHTS = np.array([
-    2300, 2800, 2500, 2400, 2500, 1500, 1100, 850, 650, 560, 680, 780,
-    1300, 1700, 2000, 2070, 2170, 2400, 2200, 2180, 2280, 2100, 2200, 2100,
+    2300, 2900, 2500, 2400, 2500, 1300, 850, 600, 420, 330, 450, 560,
+    1150, 1650, 2000, 2070, 2170, 2400, 2200, 2180, 2280, 2100, 2200, 2100,
 ], dtype=float)
 HOUR_WEIGHTS /= HOUR_WEIGHTS.sum()
 WEEKDAY_FACTOR = np.array([1.08, 0.98, 0.88, 0.95, 0.92, 1.02, 1.17])
@@ -433,3 +447,8 @@ WEEKDAY_FACTOR = np.array([1.08, 0.98, 0.88, 0.95, 0.92, 1.02, 1.17])
 EVENT_NAMES = ("page_viewed", "product_added_to_cart", "checkout_started",
                "email_filled_on_popup", "checkout_completed")
 PAGE_VIEWED, ADD_TO_CART, CHECKOUT_STARTED, EMAIL_FILLED, CHECKOUT_COMPLETED = range(5)
+
+# Every string is registered by now: freeze the text table.  Internal referrers
+# carry the previous page without its query string, hence PATH_ONLY.
+PATH_ONLY = np.array([text_id(t.split("?")[0]) for t in TEXT], dtype=np.int16)
+TEXT_ARRAY = np.array(TEXT, dtype=object)

@@ -1,0 +1,12 @@
+"""Part 1: the data-quality gate over the raw daily exports.
+
+* ``rules``  — ``params/dq_rules.yaml`` as pydantic models (thresholds, the raw contract).
+* ``checks`` — the checks: SQL aggregations over the staging tables, one ``Finding`` per id.
+* ``report`` — ``dq_report.json`` / ``dq_report.md`` and the generated narrative.
+* ``gate``   — ``run_gate``: ingest → checks → reports → staging partitions.
+"""
+
+from puffy.dq.checks import Finding
+from puffy.dq.gate import GateResult, run_gate
+
+__all__ = ["Finding", "GateResult", "run_gate"]

@@ -1,0 +1,114 @@
+"""``run_gate``: ingest the raw files of a period, run every check, write the reports.
+
+Steps: read the rules → find the files in [start, end] (plus up to ``baseline_days`` earlier days
+for baselines) → ``ingest`` them into DuckDB → ``run_checks`` → ``dq_report.json`` / ``.md`` →
+optionally the staging Parquet partitions of the in-range days.
+
+``dq_report.json``::
+
+    {"status": "pass|warn|error", "message", "generated_at", "input_dir", "period": {"start", "end"},
+     "baseline": {"days": [...]}, "summary": {...},
+     "files": [{"name", "date", "lines_read", "events", "rejects", "rejects_by_reason", "reconciled",
+                "header", "renamed", "missing", "extra", "bom", "crlf", "compressed", "header_error"}],
+     "rejects": {reason: count}, "reconciliation": {"lines_read", "events", "rejects", "ok"},
+     "findings": [{"id", "check", "severity", "status", "title", "metric", "value", "thresholds",
+                   "dates", "files", "sample_rows", "message", "daily", "impact"}]}
+
+The overall status is the worst finding severity; an 'info' finding never fails the gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from puffy.dq.checks import SEVERITY_RANK, CheckContext, Finding, daily_summary, file_facts, fmt_dates, run_checks
+from puffy.dq.report import build_report, narrative, write_reports
+from puffy.dq.rules import load_rules
+from puffy.errors import InputDataError
+from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
+
+
+@dataclass
+class GateResult:
+    """What the CLI and the notebook need from one gate run."""
+
+    status: str  # pass | warn | error
+    findings: list[Finding]
+    report_paths: dict[str, Path]
+    summary: dict
+    days: list[date]  # in-range days that have a raw file
+    baseline_days: list[date]
+    files: list[dict]  # per-file facts, as in the JSON
+    daily: pd.DataFrame  # per in-range day: volumes, null / bot / referrer shares, worst severity
+    report: dict  # the JSON document
+    con: duckdb.DuckDBPyConnection = field(repr=False)  # stg_events, stg_purchase_items, stg_rejects, dq_*
+
+    @property
+    def narrative(self) -> str:
+        return narrative(self.report, self.findings)
+
+    def findings_table(self, include_pass: bool = False) -> pd.DataFrame:
+        """Findings as a small table (worst first, then in check order)."""
+        rows = [{"severity": f.severity, "id": f.id, "dates": fmt_dates(f.dates) if f.dates else "",
+                 "value": f.value, "message": f.message}
+                for f in self.findings if include_pass or f.severity != "pass"]
+        table = pd.DataFrame(rows, columns=["severity", "id", "dates", "value", "message"])
+        rank = table["severity"].map(SEVERITY_RANK)
+        return table.assign(_r=-rank).sort_values(["_r"], kind="stable").drop(columns="_r").reset_index(drop=True)
+
+
+def _naive_utc(now: datetime | None) -> datetime:
+    now = now or datetime.now(timezone.utc)
+    return now.astimezone(timezone.utc).replace(tzinfo=None) if now.tzinfo else now
+
+
+def _expected_days(days: list[date], start: date | None, end: date | None) -> list[date]:
+    first, last = start or days[0], end or days[-1]
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date | None = None,
+             end: date | None = None, staging_root: Path | None = None, now: datetime | None = None) -> GateResult:
+    """Gate the raw files of [start, end] (all files when both are None); see the module docstring."""
+    rules = load_rules(rules_path)
+    input_dir = Path(input_dir)
+    paths = discover_raw_files(input_dir, start, end)
+    if not paths:
+        raise InputDataError(f"{input_dir}: no events_YYYYMMDD.csv[.gz] files between "
+                             f"{start or 'the first day'} and {end or 'the last day'}")
+    days = [file_date_of(p) for p in paths]
+    baseline_paths = []
+    if rules.baseline_days:
+        baseline_paths = discover_raw_files(input_dir, days[0] - timedelta(days=rules.baseline_days),
+                                            days[0] - timedelta(days=1))
+    con = duckdb.connect()
+    ingested = ingest(con, baseline_paths + paths, rules.contract)
+    ctx = CheckContext(con, rules, ingested.files, ingested.lines_read, days,
+                       _expected_days(days, start, end), _naive_utc(now))
+    findings = run_checks(ctx)
+    status = max((f.severity for f in findings if f.severity != "info"), key=SEVERITY_RANK.__getitem__, default="pass")
+    files = file_facts(ctx)
+    summary = {
+        "files": len(files),
+        "days": [d.isoformat() for d in days],
+        "baseline_window": rules.baseline_days,
+        "lines_read": sum(f["lines_read"] for f in files),
+        "events": sum(f["events"] for f in files),
+        "rejects": sum(f["rejects"] for f in files),
+        "findings": {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warn", "info", "pass")},
+    }
+    baseline_days = [file_date_of(p) for p in baseline_paths]
+    report = build_report(
+        status=status, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), input_dir=input_dir,
+        days=days, baseline_days=baseline_days, files=files, findings=findings, summary=summary,
+    )
+    report_paths = write_reports(report, findings, output_dir)
+    if staging_root is not None:
+        write_staging(con, Path(staging_root), days)
+    return GateResult(status, findings, report_paths, summary, days, baseline_days, files,
+                      daily_summary(ctx, findings), report, con)

@@ -1,0 +1,170 @@
+"""The gate's two reports: ``dq_report.json`` (for machines) and ``dq_report.md`` (for people).
+
+Both are built from the findings only; the narrative is generated from the findings' dates and
+messages, so it never says anything about a specific day that a finding did not establish.
+Ordering is deterministic; ``generated_at`` is the only field that changes between two runs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+from puffy.dq.checks import SEVERITY_RANK, Finding, fmt_dates, pct
+
+REPORT_JSON = "dq_report.json"
+REPORT_MD = "dq_report.md"
+
+
+def status_message(status: str, findings: list[Finding]) -> str:
+    """One line for the runner: which findings set the status."""
+    top = [f.id for f in findings if f.severity == status]
+    if status == "pass" or not top:
+        return "no warnings or errors"
+    return f"{len(top)} {status} finding(s): " + ", ".join(top)
+
+
+def build_report(*, status: str, generated_at: str, input_dir: Path, days: list[date], baseline_days: list[date],
+                 files: list[dict], findings: list[Finding], summary: dict) -> dict:
+    """The JSON document (see ``puffy.dq.gate``)."""
+    rejects: dict[str, int] = {}
+    for f in files:
+        for reason, n in f["rejects_by_reason"].items():
+            rejects[reason] = rejects.get(reason, 0) + n
+    lines = sum(f["lines_read"] for f in files)
+    events = sum(f["events"] for f in files)
+    data_rejects = sum(f["rejects"] for f in files)
+    return {
+        "status": status,
+        "message": status_message(status, findings),
+        "generated_at": generated_at,
+        "input_dir": str(input_dir),
+        "period": {"start": days[0].isoformat(), "end": days[-1].isoformat()},
+        "baseline": {"days": [d.isoformat() for d in baseline_days]},
+        "summary": summary,
+        "files": files,
+        "rejects": dict(sorted(rejects.items())),
+        "reconciliation": {"lines_read": lines, "events": events, "rejects": data_rejects,
+                           "ok": all(f["reconciled"] for f in files)},
+        "findings": [f.to_dict() for f in findings],
+    }
+
+
+def _when(dates: list[str], period_end: str) -> str:
+    """'On 2025-03-08', 'From 2025-03-04' (runs to the end of the period), 'On 2025-02-24, 2025-03-03'."""
+    days = sorted(dates)
+    span = fmt_dates(days)
+    if len(days) > 1 and "," not in span and days[-1] == period_end:
+        return f"From {days[0]}"
+    return f"On {span}"
+
+
+def narrative(report: dict, findings: list[Finding]) -> str:
+    """Plain-words account of the period, in time order, generated from the findings."""
+    s, rec = report["summary"], report["reconciliation"]
+    period = report["period"]
+    counts = s["findings"]
+    opening = (
+        f"The gate read {s['files']} raw file(s) for {fmt_dates([period['start'], period['end']]) if period['start'] != period['end'] else period['start']}: "
+        f"{rec['lines_read']:,} data lines, {rec['events']:,} accepted events and {rec['rejects']:,} rejected line(s). "
+        f"Status **{report['status'].upper()}** — {counts.get('error', 0)} error(s), {counts.get('warn', 0)} warning(s), "
+        f"{counts.get('info', 0)} note(s); {counts.get('pass', 0)} checks found nothing."
+    )
+    base = report["baseline"]["days"]
+    baseline = (f"Baselines use up to {s['baseline_window']} trailing days; days before the period that fed them: "
+                f"{fmt_dates(base)}." if base else
+                f"Baselines use up to {s['baseline_window']} trailing days inside the period (no earlier files were read).")
+    issues = [f for f in findings if f.severity in ("error", "warn")]
+    notes = [f for f in findings if f.severity == "info"]
+    order = lambda f: (min(f.dates) if f.dates else "", -SEVERITY_RANK[f.severity], f.id)  # noqa: E731
+    parts = [opening, "", baseline, ""]
+    if issues:
+        parts.append("What went wrong, in order of first appearance:")
+        parts.append("")
+        parts += [f"- **{_when(f.dates, period['end'])}** ({f.severity.upper()}, `{f.id}`): {f.message}"
+                  for f in sorted(issues, key=order)]
+    else:
+        parts.append("Nothing went wrong: every check passed.")
+    if notes:
+        parts += ["", "Worth knowing:", ""]
+        parts += [f"- {f.message} (`{f.id}`)" for f in sorted(notes, key=order)]
+    return "\n".join(parts)
+
+
+def _fmt_value(f: Finding) -> str:
+    v = f.value
+    if v is None:
+        return ""
+    if isinstance(v, float) and f.metric.endswith(("_rate", "_share", "_delta")):
+        return pct(v)
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    return f"{v:,}"
+
+
+def _fmt_thresholds(t: dict) -> str:
+    if "severity" in t:
+        return f"always {t['severity']}"
+    return ", ".join(f"{k} {v}" for k, v in t.items() if v is not None) or "—"
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: dict, findings: list[Finding]) -> str:
+    """``dq_report.md``: status, narrative, findings, downstream meaning, files, rejects."""
+    period = report["period"]
+    out = [
+        "# Data-quality report",
+        "",
+        f"**Status: {report['status'].upper()}** — {report['message']}.",
+        "",
+        f"Period: {period['start']} … {period['end']} · input: `{report['input_dir']}` · generated {report['generated_at']}",
+        "",
+        "## What happened",
+        "",
+        narrative(report, findings),
+        "",
+        "## Findings",
+        "",
+    ]
+    raised = [f for f in findings if f.severity != "pass"]
+    if raised:
+        out += ["| Severity | Finding | Dates | Value | Thresholds | Message |", "|---|---|---|---|---|---|"]
+        out += [f"| {f.severity.upper()} | `{f.id}` — {_cell(f.title)} | {fmt_dates(f.dates)} | {_fmt_value(f)} | "
+                f"{_cell(_fmt_thresholds(f.thresholds))} | {_cell(f.message)} |" for f in raised]
+    else:
+        out.append("No findings.")
+    out += ["", "## What the findings mean downstream", ""]
+    out += [f"- `{f.id}`: {f.impact}." for f in raised] or ["Nothing: every check passed."]
+    out += ["", "## Files", "",
+            "| File | Date | Lines | Events | Rejects | Renamed | Missing | Extra | BOM | CRLF | Reconciled |",
+            "|---|---|---:|---:|---:|---|---|---|---|---|---|"]
+    for f in report["files"]:
+        renamed = ", ".join(f"{a}→{b}" for a, b in f["renamed"].items())
+        out.append(f"| {f['name']} | {f['date']} | {f['lines_read']:,} | {f['events']:,} | {f['rejects']:,} | "
+                   f"{renamed} | {', '.join(f['missing'])} | {', '.join(f['extra'])} | "
+                   f"{'yes' if f['bom'] else ''} | {'yes' if f['crlf'] else ''} | {'yes' if f['reconciled'] else '**NO**'} |")
+    rec = report["reconciliation"]
+    out += ["", "## Rejected lines by reason", ""]
+    if report["rejects"]:
+        out += ["| Reason | Lines |", "|---|---:|"] + [f"| {r} | {n:,} |" for r, n in report["rejects"].items()]
+    else:
+        out.append("No line was rejected.")
+    out += ["", f"Reconciliation: {rec['lines_read']:,} lines read = {rec['events']:,} events + {rec['rejects']:,} rejects"
+            f" → {'OK' if rec['ok'] else 'MISMATCH'}.", ""]
+    passed = [f.id for f in findings if f.severity == "pass"]
+    out += ["## Checks that passed", "", ", ".join(f"`{i}`" for i in passed) if passed else "None.", ""]
+    return "\n".join(out)
+
+
+def write_reports(report: dict, findings: list[Finding], output_dir: Path) -> dict[str, Path]:
+    """Write both reports into ``output_dir``; return {'json': path, 'md': path}."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": output_dir / REPORT_JSON, "md": output_dir / REPORT_MD}
+    paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths["md"].write_text(render_markdown(report, findings), encoding="utf-8")
+    return paths

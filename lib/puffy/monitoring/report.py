@@ -1,0 +1,185 @@
+"""``monitoring_report.json`` (for the runner and the run index) and ``monitoring_report.md`` (for people).
+
+The JSON carries the overall ``status`` the runner reads to publish or quarantine, a one-line
+``message``, every finding, the run date's metric values and the data behind the notebook's charts
+(each trend metric's history with its band, the channel-mix tables). Both files are deterministic
+for fixed inputs: ``generated_at`` is the ``now`` the run was given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from puffy.monitoring.monitors import Finding, _clean, _fmt
+from puffy.monitoring.rules import SEVERITY_RANK
+
+SEVERITY_ORDER = {"error": 0, "warn": 1, "info": 2}
+
+
+def overall_status(findings: list[Finding]) -> str:
+    """'error' if any finding is an error, else 'warn' if any is a warning, else 'pass'."""
+    worst = max((SEVERITY_RANK[f.severity] for f in findings), default=0)
+    return {0: "pass", 1: "warn", 2: "error"}[worst]
+
+
+def sort_findings(findings: list[Finding]) -> list[Finding]:
+    """Most severe first, then by id and metric (stable across runs)."""
+    return sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.id, f.metric or ""))
+
+
+def status_message(findings: list[Finding]) -> str:
+    """One line for the runner's log: counts and the ids of errors and warnings."""
+    errors = [f.id for f in findings if f.severity == "error"]
+    warns = [f.id for f in findings if f.severity == "warn"]
+    if not errors and not warns:
+        return "no errors or warnings"
+    parts = []
+    if errors:
+        parts.append(f"{len(errors)} error(s): {', '.join(dict.fromkeys(errors))}")
+    if warns:
+        parts.append(f"{len(warns)} warning(s): {', '.join(dict.fromkeys(warns))}")
+    return "; ".join(parts)
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    out = []
+    for row in df.to_dict("records"):
+        out.append({k: (v.isoformat() if isinstance(v, (date, datetime)) else _clean(v)) for k, v in row.items()})
+    return out
+
+
+def build_report(*, status: str, run_date: date, generated_at: datetime, findings: list[Finding],
+                 metrics: pd.DataFrame, trend: pd.DataFrame, mix_tables: dict[str, pd.DataFrame],
+                 inputs: dict[str, str | None]) -> dict:
+    """The JSON document (plain Python types only)."""
+    day_metrics = {}
+    if run_date in metrics.index:
+        day_metrics = {k: _clean(v) for k, v in metrics.loc[run_date].items()}
+    charts = {}
+    if not trend.empty:
+        for metric, g in trend.groupby("metric", sort=False):
+            charts[metric] = _records(g[["date", "value", "expected", "low", "high", "z", "flagged", "method"]])
+    findings = sort_findings(findings)
+    return {
+        "status": status,
+        "message": status_message(findings),
+        "run_date": run_date.isoformat(),
+        "generated_at": generated_at.isoformat(),
+        "counts": {s: sum(f.severity == s for f in findings) for s in ("error", "warn", "info")},
+        "findings": [f.to_dict() for f in findings],
+        "metrics": day_metrics,
+        "charts": {"trend": charts, "mix": {k: _records(v) for k, v in mix_tables.items()}},
+        "inputs": inputs,
+    }
+
+
+def _band(band) -> str:
+    if band is None:
+        return ""
+    low, high = band
+    return f"[{_fmt(low)}, {_fmt(high)}]"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: dict, trend: pd.DataFrame, mix_tables: dict[str, pd.DataFrame]) -> str:
+    """Human-readable report: status, findings, run-date metrics with their bands, channel mix."""
+    c = report["counts"]
+    lines = [
+        f"# Monitoring report — {report['run_date']}",
+        "",
+        f"**Status: {report['status'].upper()}** · {c['error']} error(s) · {c['warn']} warning(s) · "
+        f"{c['info']} info · generated at {report['generated_at']}",
+        "",
+        "Runbook for every finding id: `docs/monitoring.md`.",
+        "",
+        "## Findings",
+        "",
+    ]
+    if report["findings"]:
+        lines += ["| severity | id | metric | value | band | message |", "|---|---|---|---|---|---|"]
+        for f in report["findings"]:
+            lines.append(f"| {f['severity'].upper()} | `{f['id']}` | {_cell(f['metric'] or '')} | "
+                         f"{_fmt(f['value'])} | {_band(f['band'])} | {_cell(f['message'])} |")
+    else:
+        lines.append("No findings.")
+    day = trend[trend["date"].astype(str) == report["run_date"]] if not trend.empty else trend
+    if not day.empty:
+        lines += ["", "## Metrics on the run date", "",
+                  "| metric | value | expected | band | z | vs same weekday last week | flagged |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in day.itertuples():
+            wow = "" if r.wow_change is None or (isinstance(r.wow_change, float) and math.isnan(r.wow_change)) \
+                else f"{r.wow_change:+.1%}"
+            band = _band((r.low, r.high)) if r.expected is not None and not pd.isna(r.expected) else "insufficient history"
+            lines.append(f"| {r.metric} | {_fmt(r.value)} | {_fmt(r.expected)} | {band} | {_fmt(r.z)} | {wow} | "
+                         f"{'yes' if r.flagged else ''} |")
+    for name, table in mix_tables.items():
+        if table.empty:
+            continue
+        lines += ["", f"## Channel mix ({name}): run date vs baseline", "",
+                  "| channel | run date | baseline | change (points) |", "|---|---|---|---|"]
+        for r in table.itertuples():
+            lines.append(f"| {r.channel} | {r.day_share:.1%} | {r.baseline_share:.1%} | {r.change * 100:+.1f} |")
+    lines += ["", "## Inputs", ""]
+    lines += [f"- {k}: `{v}`" for k, v in report["inputs"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(output_dir: Path, report: dict, markdown: str) -> dict[str, Path]:
+    """Write both files (JSON last: its presence tells the runner the stage finished)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    md = output_dir / "monitoring_report.md"
+    js = output_dir / "monitoring_report.json"
+    md.write_text(markdown, encoding="utf-8")
+    js.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return {"markdown": md, "json": js}
+
+
+# --- charts (the notebook's small multiples) ------------------------------------------------------
+
+def plot_trend_bands(trend: pd.DataFrame, metrics: list[str] | None = None, col_wrap: int = 3):
+    """Small multiples: each metric's daily history, its band (what would not fire) and flagged days.
+
+    ``trend`` is ``MonitoringResult.trend``. Returns the seaborn FacetGrid (None when empty).
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if trend.empty:
+        return None
+    data = trend if metrics is None else trend[trend["metric"].isin(metrics)]
+    data = data.assign(date=pd.to_datetime(data["date"]))
+    for col in ("value", "expected", "low", "high"):
+        data[col] = pd.to_numeric(data[col], errors="coerce")
+    # One-sided metrics (direction 'up') have no low edge: shade down to 0 where there is a band.
+    data["low"] = data["low"].where(data["low"].notna() | data["high"].isna(), 0.0)
+    grid = sns.FacetGrid(data, col="metric", col_wrap=col_wrap, sharex=True, sharey=False, height=2.2, aspect=1.6)
+
+    def draw(data, color=None, **_):
+        ax = plt.gca()
+        ax.fill_between(data["date"], data["low"], data["high"], color="tab:blue", alpha=0.15, linewidth=0,
+                        label="band")
+        ax.plot(data["date"], data["expected"], color="tab:blue", linestyle="--", linewidth=0.8, label="expected")
+        ax.plot(data["date"], data["value"], color="black", marker="o", markersize=2.5, linewidth=1, label="value")
+        flagged = data[data["flagged"].astype(bool)]
+        ax.scatter(flagged["date"], flagged["value"], color="tab:red", s=30, zorder=3, label="flagged")
+
+    grid.map_dataframe(draw)
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("", "")
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+    grid.figure.tight_layout()
+    handles, labels = grid.axes.flat[0].get_legend_handles_labels()
+    grid.figure.legend(handles, labels, loc="lower right", frameon=False, ncols=2)
+    return grid

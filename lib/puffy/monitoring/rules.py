@@ -1,0 +1,183 @@
+"""The rules of daily monitoring: ``params/monitoring_rules.yaml`` as validated pydantic models.
+
+Every threshold and severity a monitor uses lives here, with its default, so the YAML only has to
+state what differs from the defaults and an unknown key or impossible value stops the run with a
+one-line ``ParamsError`` (see ``puffy.params``).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from puffy.params import StrictModel, load_params
+
+Severity = Literal["info", "warn", "error"]
+Direction = Literal["both", "up", "down"]
+
+SEVERITY_RANK = {"pass": 0, "info": 0, "warn": 1, "error": 2}
+
+
+class AlertRules(StrictModel):
+    """Where a short summary goes when a run is not clean."""
+
+    webhook_url: str | None = Field(None, description="Slack-compatible incoming webhook; null = no alert.")
+    min_severity: Literal["warn", "error"] = Field("warn", description="Alert when the run status is at least this.")
+    timeout_seconds: float = Field(5.0, gt=0, le=60, description="HTTP timeout of the POST.")
+    max_findings: int = Field(10, ge=1, description="At most this many findings are listed in the alert text.")
+
+
+class FreshnessRules(StrictModel):
+    """Freshness & completeness of the audited warehouse."""
+
+    enabled: bool = True
+    tables: list[str] = Field(["fct_sessions", "fct_orders", "fct_attribution"], min_length=1)
+    missing_partition_severity: Severity = "error"
+    sla_hours: float = Field(36.0, gt=0, description="A partition older than this (mtime vs now) is stale.")
+    stale_partition_severity: Severity = "warn"
+    gap_window_days: int = Field(14, ge=1, description="Look for missing days this far back.")
+    gap_severity: Severity = "warn"
+    nonempty_tables: list[str] = Field(["fct_sessions"], description="Tables whose day partition must have rows.")
+    empty_partition_severity: Severity = "error"
+
+
+class ZeroRevenueRules(StrictModel):
+    """Zero-revenue purchases (rejected from fct_orders, kept in fct_order_rejects)."""
+
+    max_share: float = Field(0.05, ge=0, le=1, description="Fire above this share of the day's purchases ...")
+    min_count: int = Field(2, ge=1, description="... and only from this many zero-revenue purchases on.")
+    severity: Severity = "warn"
+
+
+class RevenueRules(StrictModel):
+    """Revenue integrity of fct_orders / fct_order_rejects / fct_attribution."""
+
+    enabled: bool = True
+    purchase_event: str = Field("checkout_completed", description="stg_events event_name of a purchase.")
+    duplicate_order_key_severity: Severity = "error"
+    duplicate_transaction_id_severity: Severity = "error"
+    transaction_id_collision_severity: Severity = "warn"
+    negative_revenue_severity: Severity = "error"
+    zero_revenue: ZeroRevenueRules = ZeroRevenueRules()
+    missing_item_prices_max_share: float = Field(0.5, ge=0, le=1)
+    missing_item_prices_severity: Severity = "warn"
+    reconciliation_tolerance: float = Field(0.01, ge=0, description="Absolute currency units per check.")
+    reconciliation_severity: Severity = "error"
+    attribution_models: list[str] | None = Field(
+        None, description="Models to reconcile; null = every model present in fct_attribution.")
+
+
+class FunnelRules(StrictModel):
+    """Funnel sanity over the day's non-bot sessions."""
+
+    enabled: bool = True
+    non_monotone_severity: Severity = "error"
+    min_sessions: int = Field(50, ge=1, description="Rates are checked only with this many sessions.")
+    min_denominator: int = Field(20, ge=1, description="A stage rate is checked only with this many at its base.")
+    bands: dict[Literal["product_view_rate", "add_to_cart_rate", "checkout_rate", "purchase_rate",
+                        "session_conversion_rate"], tuple[float, float]] = Field(
+        default_factory=lambda: {
+            "product_view_rate": (0.05, 0.95),
+            "add_to_cart_rate": (0.01, 0.60),
+            "checkout_rate": (0.05, 0.95),
+            "purchase_rate": (0.05, 0.95),
+            "session_conversion_rate": (0.0005, 0.10),
+        })
+    band_severity: Severity = "warn"
+    max_orders_without_session_share: float = Field(0.05, ge=0, le=1)
+    orders_without_session_severity: Severity = "warn"
+
+    @model_validator(mode="after")
+    def _bands_ordered(self) -> "FunnelRules":
+        for name, (low, high) in self.bands.items():
+            if not 0 <= low <= high <= 1:
+                raise ValueError(f"bands.{name} must be [low, high] with 0 <= low <= high <= 1")
+        return self
+
+
+class MixRules(StrictModel):
+    """Marketing-mix drift: the day's channel shares vs a trailing baseline."""
+
+    enabled: bool = True
+    baseline_days: int = Field(7, ge=1, description="Compare with this many earlier unflagged days ...")
+    lookback_days: int = Field(28, ge=1, description="... found within this many days before the run date.")
+    min_baseline_days: int = Field(3, ge=1, description="Fewer baseline days = insufficient history.")
+    baseline_start: date | None = Field(None, description="Ignore days before this (after an accepted change).")
+    psi_threshold: float = Field(0.10, gt=0, description="Drift fires at PSI >= this ...")
+    p_value_threshold: float = Field(0.001, gt=0, lt=1, description="... and chi-square p-value < this.")
+    psi_error_threshold: float | None = Field(None, gt=0, description="PSI from which drift is an error.")
+    min_sessions: int = Field(100, ge=1, description="Session-mix drift needs this many sessions on the day.")
+    min_orders: int = Field(10, ge=1, description="Revenue-mix drift needs this many orders on the day.")
+    attribution_model: str = Field("last_click", description="Model whose attributed revenue is compared.")
+    severity: Severity = "warn"
+    direct_channels: list[str] = Field(["Direct", "Unassigned"], min_length=1)
+    direct_share_jump: float = Field(0.10, gt=0, le=1, description="Fire when Direct share rises this much.")
+    direct_share_severity: Severity = "warn"
+    psi_epsilon: float = Field(1e-4, gt=0, lt=0.01, description="Floor of a share inside the PSI's log.")
+
+
+class TrendMetric(StrictModel):
+    """One trend metric: how big a move must be, and in which direction, to matter."""
+
+    enabled: bool = True
+    min_abs_change: float = Field(0.0, ge=0, description="Ignore moves smaller than this (metric units).")
+    direction: Direction = "both"
+    severity: Severity | None = Field(None, description="Overrides trend.severity.")
+
+
+def _default_trend_metrics() -> dict[str, TrendMetric]:
+    return {
+        "sessions": TrendMetric(min_abs_change=200),
+        "orders": TrendMetric(min_abs_change=5),
+        "revenue": TrendMetric(min_abs_change=5000),
+        "conversion_rate": TrendMetric(min_abs_change=0.002),
+        "aov": TrendMetric(min_abs_change=250),
+        "client_id_null_rate": TrendMetric(min_abs_change=0.02, direction="up"),
+        "bot_share": TrendMetric(min_abs_change=0.05),
+        "rows_fct_sessions": TrendMetric(min_abs_change=200),
+        "rows_fct_orders": TrendMetric(min_abs_change=5),
+        "rows_fct_attribution": TrendMetric(min_abs_change=50),
+    }
+
+
+class TrendRules(StrictModel):
+    """Trend anomalies: z-score against a trailing window that excludes the day and flagged days."""
+
+    enabled: bool = True
+    window_days: int = Field(28, ge=2, description="Trailing window (days before the run date).")
+    min_history_days: int = Field(5, ge=2, description="Fewer usable days = insufficient history.")
+    min_same_weekday: int = Field(3, ge=2, description="Days of every weekday needed for day-of-week seasonality.")
+    baseline_start: date | None = Field(None, description="Ignore days before this (after an accepted change).")
+    z_threshold: float = Field(3.0, gt=0)
+    severity: Severity = "warn"
+    metrics: dict[str, TrendMetric] = Field(default_factory=_default_trend_metrics)
+
+
+class MonitoringRules(StrictModel):
+    """``params/monitoring_rules.yaml``."""
+
+    history_days: int = Field(56, ge=1, description="Days of metric history read before the run date.")
+    alert: AlertRules = AlertRules()
+    freshness: FreshnessRules = FreshnessRules()
+    revenue: RevenueRules = RevenueRules()
+    funnel: FunnelRules = FunnelRules()
+    mix: MixRules = MixRules()
+    trend: TrendRules = TrendRules()
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> "MonitoringRules":
+        from puffy.monitoring.metrics import TREND_METRICS
+
+        unknown = sorted(set(self.trend.metrics) - set(TREND_METRICS))
+        if unknown:
+            raise ValueError(f"trend.metrics has unknown metric(s) {', '.join(unknown)}; "
+                             f"choose from {', '.join(TREND_METRICS)}")
+        return self
+
+
+def load_rules(path: str | Path | None) -> MonitoringRules:
+    """Rules from ``path`` (all defaults when ``path`` is None)."""
+    return MonitoringRules() if path is None else load_params(path, MonitoringRules)

@@ -1,0 +1,227 @@
+"""The statistics behind the monitors, as small pure functions.
+
+* ``walk_clean`` — evaluate days in date order, each against a baseline made only of earlier days
+  that were *not* flagged, so one bad day (or a run of them) does not become the new normal and
+  hide the next one.
+* ``weekday_profile`` / ``trailing_baseline`` / ``evaluate_trend`` / ``trend_series`` — z-score of a
+  day against a trailing window that excludes the day itself, with day-of-week seasonality (values
+  adjusted by their weekday's median level) when the window holds enough days of every weekday, a
+  minimum absolute change, and the change vs the same weekday last week.
+* ``psi`` / ``chi_square`` — how far a day's category shares are from a baseline's (population
+  stability index: size of the shift; chi-square test of homogeneity: is it more than noise).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+R = TypeVar("R")
+
+
+def walk_clean(days: Sequence[date], evaluate: Callable[[date, list[date]], R],
+               baseline_for: Callable[[date, list[date]], list[date]],
+               is_flagged: Callable[[R], bool]) -> dict[date, R]:
+    """Evaluate ``days`` in order; each day's baseline is chosen among earlier unflagged days.
+
+    ``baseline_for(day, clean_days_so_far)`` picks the baseline days, ``evaluate(day, baseline)``
+    scores the day and ``is_flagged(result)`` says whether it fired (then it never enters a later
+    baseline).
+    """
+    clean: list[date] = []
+    out: dict[date, R] = {}
+    for d in sorted(days):
+        result = evaluate(d, baseline_for(d, clean))
+        out[d] = result
+        if not is_flagged(result):
+            clean.append(d)
+    return out
+
+
+# --- trend: z-score against a trailing, flag-excluding window ------------------------------------
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a day is compared with: expected value, spread, how many days, which method."""
+
+    expected: float
+    sd: float
+    n: int
+    method: str  # 'weekday' (seasonally adjusted) or 'trailing' (plain mean and sd)
+
+
+def weekday_profile(history: pd.Series, min_same_weekday: int) -> dict[int, float] | None:
+    """Median value per weekday (0 = Monday) of ``history``; None unless every weekday has
+    at least ``min_same_weekday`` values.
+
+    Medians, so one odd day does not bend its weekday's level; computed from every day of the
+    window, flagged or not, which lets the first weeks' weekend peaks count as normal instead of
+    being flagged (and excluded) before there is enough history to know they recur.
+    """
+    values = history.dropna()
+    if values.empty:
+        return None
+    by_weekday = values.groupby([d.weekday() for d in values.index])
+    sizes = by_weekday.size()
+    if len(sizes) < 7 or int(sizes.min()) < min_same_weekday:
+        return None
+    return {int(w): float(v) for w, v in by_weekday.median().items()}
+
+
+def trailing_baseline(history: pd.Series, day: date, *, min_history: int,
+                      profile: dict[int, float] | None = None) -> Baseline | None:
+    """Baseline of ``day`` from ``history`` (date -> value; the day itself must not be in it).
+
+    Without a weekday ``profile``: expected = mean, sd = sample sd of the history. With one
+    (day-of-week seasonality): each value is first adjusted by its weekday's level (x - m_w), then
+    expected = mean of the adjusted values + m_w of ``day``, sd = sample sd of the adjusted values;
+    so a weekend peak is compared with the weekend level while the spread still uses every day.
+    None when fewer than ``min_history`` values are usable.
+    """
+    values = history.dropna()
+    if len(values) < min_history:
+        return None
+    if profile is None:
+        return Baseline(float(values.mean()), float(values.std(ddof=1)), len(values), "trailing")
+    adjusted = values - [profile[d.weekday()] for d in values.index]
+    return Baseline(float(adjusted.mean()) + profile[day.weekday()], float(adjusted.std(ddof=1)), len(values),
+                    "weekday")
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One day of one metric as the trend monitor saw it."""
+
+    date: date
+    value: float
+    expected: float | None = None
+    sd: float | None = None
+    z: float | None = None
+    low: float | None = None
+    high: float | None = None
+    flagged: bool = False
+    method: str = "insufficient_history"
+    n_baseline: int = 0
+    week_ago: float | None = None
+    wow_change: float | None = None  # relative change vs the same weekday one week earlier
+
+
+def zscore(value: float, expected: float, sd: float) -> float:
+    """(value - expected) / sd; 0 for no change and +-inf for a change over a constant history."""
+    deviation = value - expected
+    if sd > 0:
+        return deviation / sd
+    return 0.0 if deviation == 0 else math.copysign(math.inf, deviation)
+
+
+def evaluate_trend(value: float, baseline: Baseline | None, *, z_threshold: float, min_abs_change: float,
+                   direction: str) -> dict:
+    """Score one value against its baseline; the keys are TrendPoint fields.
+
+    It fires when |z| >= z_threshold AND |value - expected| >= min_abs_change AND the move is in a
+    watched ``direction`` ('both', 'up', 'down'). The band [low, high] is exactly the range that
+    does not fire: expected +- max(z_threshold * sd, min_abs_change); the unwatched side is None.
+    """
+    if baseline is None:
+        return {}
+    z = zscore(value, baseline.expected, baseline.sd)
+    deviation = value - baseline.expected
+    watched = direction == "both" or (direction == "up" and deviation > 0) or (direction == "down" and deviation < 0)
+    fired = watched and abs(z) >= z_threshold and abs(deviation) >= min_abs_change
+    half = max(z_threshold * baseline.sd, min_abs_change)
+    return {
+        "expected": baseline.expected, "sd": baseline.sd, "z": z, "flagged": bool(fired),
+        "low": None if direction == "up" else baseline.expected - half,
+        "high": None if direction == "down" else baseline.expected + half,
+        "method": baseline.method, "n_baseline": baseline.n,
+    }
+
+
+def trend_series(series: pd.Series, *, window_days: int, min_history: int, min_same_weekday: int,
+                 z_threshold: float, min_abs_change: float = 0.0, direction: str = "both",
+                 baseline_start: date | None = None) -> list[TrendPoint]:
+    """Walk a daily series (date -> value, the run date last) and score every day with a value.
+
+    Each day's baseline: values in the ``window_days`` days before it (never the day itself), on or
+    after ``baseline_start``, leaving out days that were themselves flagged. The weekday profile
+    (seasonality) comes from the ``window_days`` days before the last date, i.e. the run date's
+    window; it is used for every day of the walk, so earlier days are judged with the same
+    knowledge of the weekly pattern.
+    """
+    series = series.dropna()
+    series = series[[d for d in series.index if baseline_start is None or d >= baseline_start]]
+    if series.empty:
+        return []
+    last = max(series.index)
+    window = series[[d for d in series.index if last - timedelta(days=window_days) <= d < last]]
+    profile = weekday_profile(window, min_same_weekday)
+
+    def baseline_for(day: date, clean: list[date]) -> list[date]:
+        return [d for d in clean if day - timedelta(days=window_days) <= d < day]
+
+    def evaluate(day: date, base_days: list[date]) -> TrendPoint:
+        value = float(series[day])
+        baseline = trailing_baseline(series[base_days], day, min_history=min_history, profile=profile)
+        week_ago = series.get(day - timedelta(days=7))
+        wow = None
+        if week_ago is not None and not pd.isna(week_ago) and week_ago != 0:
+            wow = (value - float(week_ago)) / abs(float(week_ago))
+        return TrendPoint(day, value, week_ago=None if week_ago is None else float(week_ago), wow_change=wow,
+                          **evaluate_trend(value, baseline, z_threshold=z_threshold,
+                                           min_abs_change=min_abs_change, direction=direction))
+
+    result = walk_clean(list(series.index), evaluate, baseline_for, lambda p: p.flagged)
+    return [result[d] for d in sorted(result)]
+
+
+# --- category mix: PSI and chi-square -------------------------------------------------------------
+
+def _aligned(actual: Mapping[str, float], expected: Mapping[str, float]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    cats = sorted(set(actual) | set(expected))
+    a = np.array([float(actual.get(c, 0.0)) for c in cats])
+    e = np.array([float(expected.get(c, 0.0)) for c in cats])
+    return cats, a, e
+
+
+def shares(counts: Mapping[str, float]) -> dict[str, float]:
+    """Each category's share of the total (empty when the total is 0)."""
+    total = float(sum(counts.values()))
+    return {k: float(v) / total for k, v in counts.items()} if total > 0 else {}
+
+
+def psi(actual: Mapping[str, float], expected: Mapping[str, float], epsilon: float = 1e-4) -> float:
+    """Population stability index of ``actual`` vs ``expected`` (counts or amounts per category).
+
+    PSI = sum over categories of (a_i - e_i) * ln(a_i / e_i) with a, e the shares. A share of 0 is
+    floored at ``epsilon`` inside the formula so a channel that appears or vanishes gives a large
+    but finite value. Rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 large shift.
+    """
+    _, a, e = _aligned(actual, expected)
+    if a.sum() <= 0 or e.sum() <= 0:
+        return float("nan")
+    p = np.maximum(a / a.sum(), epsilon)
+    q = np.maximum(e / e.sum(), epsilon)
+    return float(np.sum((p - q) * np.log(p / q)))
+
+
+def chi_square(actual: Mapping[str, float], expected: Mapping[str, float]) -> tuple[float, float, int]:
+    """Chi-square test of homogeneity of two count vectors (the day vs the pooled baseline).
+
+    A 2 x K contingency table (categories empty on both sides dropped), no Yates correction:
+    returns (statistic, p-value, degrees of freedom). With fewer than two categories nothing can
+    differ: (0.0, 1.0, 0).
+    """
+    _, a, e = _aligned(actual, expected)
+    keep = (a + e) > 0
+    a, e = a[keep], e[keep]
+    if len(a) < 2 or a.sum() <= 0 or e.sum() <= 0:
+        return 0.0, 1.0, 0
+    result = sps.chi2_contingency(np.vstack([a, e]), correction=False)
+    return float(result.statistic), float(result.pvalue), int(result.dof)

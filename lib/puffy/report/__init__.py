@@ -1,0 +1,147 @@
+"""Part 3: the executive summary of a period — HTML report and a 1–2 page PDF.
+
+``run_report(outputs_dir, params_dir, start=None, end=None)`` is what ``puffy report`` and
+``puffy demo`` call:
+
+1. resolve the period (default: the last ``period_days`` days in ``outputs_dir/warehouse``) — a
+   period the warehouse cannot serve stops here with a one-line ``UserError``;
+2. execute ``notebooks/03_executive_analysis.ipynb`` with papermill into
+   ``outputs_dir/reports/<start>_<end>/``; the notebook calls :func:`build_report` (figures,
+   narrative, caveats), shows them, and :func:`write_outputs` writes the PDF and ``kpis.json``;
+3. render the executed notebook to ``executive_summary.html`` without code (nbconvert);
+4. refresh ``outputs_dir/index.html``.
+
+Modules: ``data`` (params, period, tables, findings), ``kpis`` (figures), ``stats`` (intervals,
+tests, regression), ``narrative`` (sentences and caveats), ``charts`` (seaborn), ``pdf``
+(print HTML → WeasyPrint).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from puffy.errors import UserError
+from puffy.report.data import PeriodData, load_period, load_report_params, resolve_period
+from puffy.report.kpis import Figures, compute_figures
+from puffy.report.narrative import Narrative, build_narrative, data_caveats
+
+__all__ = ["Report", "ReportError", "ReportResult", "build_report", "kpi_summary", "run_report", "write_outputs"]
+
+NOTEBOOK = "03_executive_analysis"
+HTML_NAME, PDF_NAME, PRINT_HTML_NAME, KPIS_NAME = (
+    "executive_summary.html", "executive_summary.pdf", "executive_summary_print.html", "kpis.json")
+
+
+class ReportError(UserError):
+    """The report could not be produced (the notebook failed); exit code 6, as documented."""
+
+    exit_code = 6
+
+
+@dataclass
+class Report:
+    """Everything one executive summary shows."""
+
+    data: PeriodData
+    figures: Figures
+    narrative: Narrative
+
+    @property
+    def label(self) -> str:
+        return self.data.period.label
+
+
+@dataclass
+class ReportResult:
+    html: Path
+    pdf: Path
+    kpis: dict
+
+
+def build_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=None) -> Report:
+    """Load the period, compute every figure, size the data caveats, derive the narrative."""
+    outputs_dir = Path(outputs_dir)
+    params = load_report_params(params_dir)
+    period = resolve_period(outputs_dir / "warehouse", start, end, params.period_days,
+                            params.previous_period_min_coverage)
+    data = load_period(outputs_dir, period)
+    figures = compute_figures(data, params)
+    figures.caveats = data_caveats(data, figures)
+    return Report(data, figures, build_narrative(figures))
+
+
+def _json_number(x):
+    if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))):
+        return None
+    return round(x, 6) if isinstance(x, float) else x
+
+
+def kpi_summary(fig: Figures) -> dict:
+    """The headline KPIs as plain JSON-able values (``ReportResult.kpis`` and ``kpis.json``)."""
+    out = {"start": fig.period.start.isoformat(), "end": fig.period.end.isoformat(), "days": fig.period.days}
+    for name, k in fig.kpis.items():
+        out[name] = _json_number(k["value"])
+        out[f"{name}_previous"] = _json_number(k["previous"])
+        out[f"{name}_change_pct"] = _json_number(k["change_pct"])
+    out["purchasing_sessions"] = fig.current["purchasing_sessions"]
+    out["previous_period"] = (None if fig.previous is None else
+                              [fig.period.previous_start.isoformat(), fig.period.previous_end.isoformat()])
+    return out
+
+
+def write_outputs(report: Report, output_dir: str | Path) -> dict[str, Path]:
+    """Write the PDF (and the print HTML it was made from) and ``kpis.json`` into ``output_dir``."""
+    from puffy.report.pdf import write_pdf
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pdf = write_pdf(report.figures, report.narrative, output_dir / PDF_NAME)
+    (output_dir / PRINT_HTML_NAME).write_text(pdf.html, encoding="utf-8")
+    kpis = {**kpi_summary(report.figures), "pdf_pages": pdf.pages, "pdf_compact_layout": pdf.compact}
+    (output_dir / KPIS_NAME).write_text(json.dumps(kpis, indent=2) + "\n", encoding="utf-8")
+    return {"pdf": pdf.path, "print_html": output_dir / PRINT_HTML_NAME, "kpis": output_dir / KPIS_NAME}
+
+
+def default_output_dir(outputs_dir: str | Path, report: Report) -> Path:
+    return Path(outputs_dir) / "reports" / report.label
+
+
+def run_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=None) -> ReportResult:
+    """Execute the executive-summary notebook for the period and render its HTML and PDF."""
+    import logging
+
+    from puffy import runner
+    from puffy.run_index import write_index
+
+    log = logging.getLogger("puffy.report")
+    outputs_dir, params_dir = Path(outputs_dir).resolve(), Path(params_dir).resolve()
+    params = load_report_params(params_dir)
+    period = resolve_period(outputs_dir / "warehouse", start, end, params.period_days,
+                            params.previous_period_min_coverage)
+    out_dir = outputs_dir / "reports" / period.label
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (HTML_NAME, PDF_NAME, PRINT_HTML_NAME, KPIS_NAME):  # never show a stale report
+        (out_dir / name).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    try:
+        executed = runner.execute_notebook(NOTEBOOK, out_dir, {
+            "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
+            "outputs_dir": str(outputs_dir), "params_dir": str(params_dir), "output_dir": str(out_dir)})
+    except Exception as exc:  # a failing cell: one line, the executed notebook stays for inspection
+        ename = getattr(exc, "ename", type(exc).__name__)
+        evalue = getattr(exc, "evalue", str(exc))
+        raise ReportError(f"{NOTEBOOK} failed: {ename}: {evalue} (see {out_dir / (NOTEBOOK + '.ipynb')})") from None
+    rendered = runner.render_html(executed, no_input=True)
+    html = out_dir / HTML_NAME
+    rendered.replace(html)
+    pdf = out_dir / PDF_NAME
+    if not pdf.exists():
+        raise ReportError(f"{NOTEBOOK} ran but wrote no {PDF_NAME} in {out_dir}")
+    kpis = json.loads((out_dir / KPIS_NAME).read_text(encoding="utf-8"))
+    log.info("executive summary %s in %.1fs (%s pages)", period.label, time.perf_counter() - t0, kpis.get("pdf_pages"))
+    write_index(outputs_dir)
+    return ReportResult(html, pdf, kpis)

@@ -1,0 +1,215 @@
+"""Charts of the executive summary: seaborn on plain matplotlib ``Figure`` objects, one style.
+
+The style is made for print: white background, light grey grid, dark text, one accent colour for
+"this period" and a muted palette for categories, nothing that needs colour to be read (lines
+carry markers and labels). Figures are built with ``matplotlib.figure.Figure`` rather than pyplot,
+so nothing is shown twice in a notebook and no global figure state leaks between reports.
+:func:`png_bytes` / :func:`data_uri` turn a figure into bytes for the notebook, the HTML and the
+PDF (no timestamp in the PNG metadata, so the same data gives the same bytes).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # no display needed; harmless when a notebook backend is active
+
+import matplotlib.ticker as mticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from puffy.report.kpis import FUNNEL_LABELS, FUNNEL_STEPS  # noqa: E402
+
+ACCENT = "#1f4e79"      # this period's series
+ACCENT_LIGHT = "#9dc3e6"
+MUTED = "#7f8c8d"       # references: site average, fitted lines
+BAND = "#d6e4f0"
+PALETTE = ["#1f4e79", "#c55a11", "#548235", "#7030a0", "#bf9000", "#2e75b6", "#a5a5a5"]
+
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "axes.edgecolor": "#bfbfbf",
+    "axes.labelcolor": "#333333",
+    "text.color": "#222222",
+    "xtick.color": "#444444",
+    "ytick.color": "#444444",
+    "grid.color": "#e6e6e6",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.facecolor": "white",
+    "axes.facecolor": "white",
+    "svg.hashsalt": "puffy-report",
+}
+
+
+def apply_style() -> None:
+    """The one style of every report chart (seaborn whitegrid, paper context, print colours)."""
+    sns.set_theme(context="paper", style="whitegrid", palette=PALETTE, rc=STYLE)
+
+
+def _money_axis(ax, symbol: str) -> None:
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(
+        lambda v, _: f"{symbol}{v / 1000:,.0f}k" if abs(v) >= 1000 else f"{symbol}{v:,.0f}"))
+
+
+def _day_labels(index) -> list[str]:
+    return [f"{d:%a}\n{d.day} {d:%b}" if i % 2 == 0 else "" for i, d in enumerate(index)]
+
+
+def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: float = 7.2,
+                height: float = 3.0) -> Figure:
+    """Daily revenue (bars + OLS line with its confidence band), orders and sessions (lines)."""
+    apply_style()
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, 3)
+    x = np.arange(len(daily))
+    specs = (("revenue", "Revenue per day", True), ("orders", "Orders per day", False),
+             ("sessions", "Sessions per day", False))
+    for ax, (metric, title, money) in zip(axes, specs):
+        values = daily[metric].astype("float64").to_numpy()
+        if metric == "revenue":
+            ax.bar(x, values, color=ACCENT_LIGHT, edgecolor=ACCENT, linewidth=0.4, label="day")
+        else:
+            ax.plot(x, values, color=ACCENT, marker="o", markersize=2.5, linewidth=1.2, label="day")
+        t = trends.get(metric)
+        if t is not None and not math.isnan(t.slope):
+            ax.fill_between(x, t.fitted["low"], t.fitted["high"], color=BAND, alpha=0.8, linewidth=0,
+                            label="95% band of trend")
+            ax.plot(x, t.fitted["fit"], color=MUTED, linestyle="--", linewidth=1.0, label="trend")
+        ax.set_title(title, loc="left")
+        ax.set_xticks(x)
+        ax.set_xticklabels(_day_labels(daily.index), fontsize=6)
+        ax.set_ylim(bottom=0)
+        if money:
+            _money_axis(ax, symbol)
+        else:
+            ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
+        ax.grid(axis="x", visible=False)
+    axes[0].legend(loc="lower left", frameon=False, ncol=1)
+    return fig
+
+
+def channel_conversion_chart(channels: pd.DataFrame, site_rate: float, max_channels: int = 10,
+                             width: float = 3.6, height: float = 2.9) -> Figure:
+    """Conversion rate per channel with its Wilson interval; the site's rate as a reference line."""
+    apply_style()
+    ch = channels[channels["sessions"] > 0].sort_values("sessions", ascending=False).head(max_channels)
+    ch = ch.iloc[::-1]  # largest at the top
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(ch))
+    rate = ch["conversion_rate"].to_numpy() * 100
+    err = np.vstack([rate - ch["ci_low"].to_numpy() * 100, ch["ci_high"].to_numpy() * 100 - rate])
+    ax.errorbar(rate, y, xerr=err, fmt="o", color=ACCENT, ecolor=ACCENT_LIGHT, elinewidth=2.5, capsize=0,
+                markersize=4)
+    if not math.isnan(site_rate):
+        ax.axvline(site_rate * 100, color=MUTED, linestyle="--", linewidth=1)
+        ax.text(site_rate * 100, len(ch) - 0.4, f" site {site_rate * 100:.2f}%", color=MUTED, fontsize=6.5,
+                va="bottom")
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{name} ({int(n):,})" for name, n in zip(ch.index, ch["sessions"])])
+    ax.set_xlabel("Sessions that bought (%) — bar: 95% range")
+    ax.set_xlim(left=0)
+    ax.set_ylim(-0.6, len(ch) - 0.1)
+    ax.set_title("Conversion by channel (sessions)", loc="left")
+    ax.grid(axis="y", visible=False)
+    return fig
+
+
+def funnel_chart(funnel: pd.DataFrame, width: float = 3.6, height: float = 2.9) -> Figure:
+    """Share of sessions reaching each step, per device (log scale: the last steps are ~1%)."""
+    apply_style()
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    steps = list(FUNNEL_STEPS)
+    x = np.arange(len(steps))
+    markers = ["o", "s", "^", "D", "v"]
+    for i, (device, r) in enumerate(funnel.iterrows()):
+        if r["sessions"] <= 0:
+            continue
+        share = np.array([r[s] / r["sessions"] for s in steps], dtype="float64") * 100
+        share = np.where(share > 0, share, np.nan)  # log scale: a step nobody reached is not drawn
+        ax.plot(x, share, marker=markers[i % len(markers)], color=PALETTE[i % len(PALETTE)], linewidth=1.2,
+                markersize=3.5, label=f"{device} ({int(r['sessions']):,})")
+        last = share[-1]
+        if not np.isnan(last):
+            ax.annotate(f"{last:.2f}%", (x[-1], last), textcoords="offset points", xytext=(4, 0 - 6 * i),
+                        fontsize=6.5, color=PALETTE[i % len(PALETTE)], va="center")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}%"))
+    ax.set_xticks(x)
+    ax.set_xticklabels([FUNNEL_LABELS[s] for s in steps], fontsize=6.5)
+    ax.set_xlim(-0.2, len(steps) - 0.3)
+    ax.set_ylabel("Sessions reaching the step (%)")
+    ax.set_title("Funnel by device", loc="left")
+    ax.legend(frameon=False, loc="lower left")
+    ax.grid(axis="x", visible=False)
+    return fig
+
+
+def attribution_chart(channels: pd.DataFrame, models: list[str], labels: dict[str, str],
+                      max_channels: int = 10, width: float = 7.2, height: float = 3.0) -> Figure:
+    """Share of attributed revenue per channel under each model (grouped bars)."""
+    apply_style()
+    cols = [f"share_{m}" for m in models if f"share_{m}" in channels.columns]
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    if not cols:
+        ax.text(0.5, 0.5, "No attribution data", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    top = channels.sort_values(cols[0], ascending=False).head(max_channels)
+    long = (top[cols].rename(columns={c: labels.get(c[6:], c[6:]) for c in cols}) * 100).reset_index().melt(
+        id_vars="channel", var_name="model", value_name="share")
+    sns.barplot(data=long, x="channel", y="share", hue="model", ax=ax, palette=PALETTE[: len(cols)], width=0.8)
+    ax.set_xlabel("")
+    ax.set_ylabel("Share of attributed revenue (%)")
+    ax.tick_params(axis="x", labelsize=6.5, rotation=20)
+    ax.set_title("Who gets the credit depends on the model", loc="left")
+    ax.legend(frameon=False, ncol=min(4, len(cols)), fontsize=6.5, title=None)
+    ax.grid(axis="x", visible=False)
+    return fig
+
+
+def product_chart(products: pd.DataFrame, symbol: str = "$", width: float = 7.2, height: float = 2.6) -> Figure:
+    """Revenue by product (priced order lines only)."""
+    apply_style()
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    if products.empty:
+        ax.text(0.5, 0.5, "No priced order lines", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    data = products.iloc[::-1]
+    ax.barh(np.arange(len(data)), data["revenue"], color=ACCENT_LIGHT, edgecolor=ACCENT, linewidth=0.4)
+    ax.set_yticks(np.arange(len(data)))
+    ax.set_yticklabels(data.index)
+    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{symbol}{v / 1000:,.0f}k"))
+    ax.set_title("Product revenue (order lines with a price)", loc="left")
+    ax.grid(axis="y", visible=False)
+    return fig
+
+
+def png_bytes(fig: Figure, dpi: int = 150) -> bytes:
+    """PNG of ``fig`` without volatile metadata (same figure, same bytes)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None}, facecolor="white")
+    return buf.getvalue()
+
+
+def data_uri(fig: Figure, dpi: int = 150) -> str:
+    """``data:image/png;base64,...`` for inline use in HTML (the PDF needs no external files)."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(fig, dpi)).decode("ascii")

@@ -1,0 +1,334 @@
+"""The report's figures: headline KPIs, their change vs the previous period, and the breakdowns.
+
+Pure functions from the period's frames (see ``puffy.report.data``) to small frames / dicts.
+
+Definitions used throughout (also in ``docs/executive_report.md``):
+
+* **sessions** — non-bot sessions (bots never buy and would only dilute every rate);
+* **orders / revenue** — every row of ``fct_orders`` (revenue is revenue, whichever session or
+  user agent it came with); zero-revenue "orders" and replays are already excluded upstream;
+* **AOV** — revenue / orders;
+* **conversion rate** — share of sessions with at least one purchase (``purchased``). Orders
+  without a session (no client id) count in revenue but not in this rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from puffy.report import stats
+from puffy.report.data import Period, PeriodData, ReportParams, date_range
+
+KPI_NAMES = ("revenue", "orders", "aov", "sessions", "conversion_rate")
+KPI_LABELS = {"revenue": "Revenue", "orders": "Orders", "aov": "Average order value",
+              "sessions": "Sessions", "conversion_rate": "Conversion rate"}
+FUNNEL_STEPS = ("sessions", "viewed_product", "added_to_cart", "started_checkout", "purchased")
+FUNNEL_LABELS = {"sessions": "Session", "viewed_product": "Product view", "added_to_cart": "Add to cart",
+                 "started_checkout": "Checkout", "purchased": "Purchase"}
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _ratio(num: float, den: float) -> float:
+    """num / den, NaN when the denominator is 0 (a rate of nothing is unknown, not zero)."""
+    return float(num) / float(den) if den else math.nan
+
+
+def headline(human_sessions: pd.DataFrame, orders: pd.DataFrame) -> dict[str, float]:
+    """Revenue, orders, AOV, sessions, purchasing sessions and conversion rate of one period."""
+    revenue = float(orders["revenue"].sum())
+    n_orders = int(len(orders))
+    n_sessions = int(len(human_sessions))
+    buyers = int(human_sessions["purchased"].sum())
+    return {
+        "revenue": revenue,
+        "orders": n_orders,
+        "aov": _ratio(revenue, n_orders),
+        "sessions": n_sessions,
+        "purchasing_sessions": buyers,
+        "conversion_rate": _ratio(buyers, n_sessions),
+    }
+
+
+def with_changes(current: dict, previous: dict | None) -> dict[str, dict]:
+    """Per KPI: value, previous value, absolute change and relative change (None without previous).
+
+    The conversion rate's change is best read in percentage points (``change``); the others in %
+    (``change_pct``).
+    """
+    out = {}
+    for name in KPI_NAMES:
+        value = current[name]
+        prev = None if previous is None else previous[name]
+        change = None if prev is None or _nan(prev) or _nan(value) else value - prev
+        change_pct = None if change is None or not prev else change / prev
+        out[name] = {"label": KPI_LABELS[name], "value": value, "previous": prev,
+                     "change": change, "change_pct": change_pct}
+    return out
+
+
+def _nan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def daily(human_sessions: pd.DataFrame, orders: pd.DataFrame, days: list[date]) -> pd.DataFrame:
+    """One row per calendar day of the period: sessions, purchasing sessions, orders, revenue,
+    conversion rate, AOV. Days without data show 0 sessions/orders (and NaN rates)."""
+    s = human_sessions.groupby("session_date").agg(sessions=("session_id", "size"),
+                                                    purchasing_sessions=("purchased", "sum"))
+    o = orders.groupby("order_date").agg(orders=("order_key", "size"), revenue=("revenue", "sum"))
+    out = pd.DataFrame(index=pd.Index(days, name="date")).join(s).join(o).fillna(0)
+    out = out.astype({"sessions": "int64", "purchasing_sessions": "int64", "orders": "int64",
+                      "revenue": "float64"})
+    out["conversion_rate"] = out["purchasing_sessions"] / out["sessions"].where(out["sessions"] > 0)
+    out["aov"] = out["revenue"] / out["orders"].where(out["orders"] > 0)
+    return out
+
+
+def conversion_table(human_sessions: pd.DataFrame, by: str, level: float = 0.95) -> pd.DataFrame:
+    """Sessions, purchasing sessions, conversion rate with its Wilson interval, orders and session
+    revenue per value of ``by``; sorted by sessions, largest first."""
+    g = human_sessions.groupby(by, dropna=False).agg(
+        sessions=("session_id", "size"), purchasing_sessions=("purchased", "sum"),
+        orders=("n_orders", "sum"), revenue=("revenue", "sum"))
+    g = g.sort_values(["sessions", "purchasing_sessions"], ascending=False)
+    rates = [stats.wilson_interval(int(x), int(n), level) for x, n in zip(g["purchasing_sessions"], g["sessions"])]
+    g["conversion_rate"] = [r.rate for r in rates]
+    g["ci_low"] = [r.low for r in rates]
+    g["ci_high"] = [r.high for r in rates]
+    g["share_of_sessions"] = g["sessions"] / g["sessions"].sum()
+    return g
+
+
+def funnel_by_device(human_sessions: pd.DataFrame) -> pd.DataFrame:
+    """Per device: sessions reaching each funnel step, and each step's rate from the previous one.
+
+    Steps are nested flags of the session (a purchase implies a checkout in clean data), so the
+    counts are "sessions that reached at least this step".
+    """
+    df = human_sessions.assign(sessions=True)
+    counts = df.groupby("device_type")[list(FUNNEL_STEPS)].sum().astype("int64")
+    counts = counts.sort_values("sessions", ascending=False)
+    for prev, step in zip(FUNNEL_STEPS, FUNNEL_STEPS[1:]):
+        counts[f"{step}_rate"] = counts[step] / counts[prev].where(counts[prev] > 0)
+    counts["conversion_rate"] = counts["purchased"] / counts["sessions"].where(counts["sessions"] > 0)
+    return counts
+
+
+def weakest_step(funnel: pd.DataFrame, device: str) -> tuple[str, str, float] | None:
+    """(from step, to step, rate) with the lowest step-to-step rate for ``device``."""
+    if device not in funnel.index:
+        return None
+    rates = {(a, b): funnel.loc[device, f"{b}_rate"] for a, b in zip(FUNNEL_STEPS, FUNNEL_STEPS[1:])}
+    rates = {k: v for k, v in rates.items() if not _nan(v)}
+    if not rates:
+        return None
+    (a, b), rate = min(rates.items(), key=lambda kv: kv[1])
+    return a, b, float(rate)
+
+
+def new_vs_returning(human_sessions: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Conversion table for new vs returning visitors (the client's first session or a later one)."""
+    df = human_sessions.assign(visitor=np.where(human_sessions["is_returning_client"], "Returning", "New"))
+    table = conversion_table(df, "visitor", level)
+    table["aov"] = table["revenue"] / table["orders"].where(table["orders"] > 0)
+    return table
+
+
+def product_mix(items: pd.DataFrame, orders: pd.DataFrame, top: int = 8) -> dict:
+    """Revenue by product from the order lines, and how much of the period it can describe.
+
+    ``item_price`` is the line total (already × quantity). Orders with any NULL item price
+    (``has_missing_item_prices``, or a NULL price on one of its lines) cannot be split by product:
+    their revenue is reported separately as "unknown mix" rather than guessed.
+    Returns ``table`` (product, lines, quantity, revenue, share of priced revenue; top products + Other),
+    ``orders_missing``, ``revenue_missing``, ``orders_priced``, ``revenue_priced``, ``share_missing``.
+    """
+    in_period = items[items["order_key"].isin(orders["order_key"])]
+    null_price_orders = set(in_period.loc[in_period["item_price"].isna(), "order_key"])
+    flagged = set(orders.loc[orders["has_missing_item_prices"], "order_key"])
+    missing = orders["order_key"].isin(null_price_orders | flagged)
+    priced_lines = in_period[~in_period["order_key"].isin(null_price_orders | flagged)]
+    name = priced_lines["item_name"].astype("object").where(priced_lines["item_name"].notna(),
+                                                            priced_lines["item_id"].astype("object"))
+    by_product = (priced_lines.assign(product=name.fillna("(unnamed)"))
+                  .groupby("product").agg(lines=("order_key", "size"), quantity=("quantity", "sum"),
+                                          revenue=("item_price", "sum"))
+                  .sort_values(["revenue", "lines"], ascending=False))
+    if len(by_product) > top:
+        rest = by_product.iloc[top:]
+        other = pd.DataFrame({"lines": [rest["lines"].sum()], "quantity": [rest["quantity"].sum()],
+                              "revenue": [rest["revenue"].sum()]}, index=pd.Index([f"Other ({len(rest)} products)"]))
+        by_product = pd.concat([by_product.iloc[:top], other])
+    by_product.index.name = "product"
+    total = by_product["revenue"].sum()
+    by_product["share"] = by_product["revenue"] / total if total else math.nan
+    revenue_missing = float(orders.loc[missing, "revenue"].sum())
+    revenue_total = float(orders["revenue"].sum())
+    return {
+        "table": by_product,
+        "orders_missing": int(missing.sum()),
+        "revenue_missing": revenue_missing,
+        "orders_priced": int((~missing).sum()),
+        "revenue_priced": revenue_total - revenue_missing,
+        "share_missing": _ratio(revenue_missing, revenue_total),
+    }
+
+
+def attribution_by_channel(attribution: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """Per channel and model: orders credited (sum of credit) and attributed revenue.
+
+    Wide frame indexed by channel with columns ``orders_<model>``, ``revenue_<model>``,
+    ``share_<model>`` (share of the model's attributed revenue). Models absent from the data are
+    skipped.
+    """
+    present = [m for m in models if m in set(attribution["model"])]
+    if not present:
+        return pd.DataFrame(index=pd.Index([], name="channel"))
+    g = (attribution[attribution["model"].isin(present)]
+         .groupby(["channel", "model"]).agg(orders=("credit", "sum"), revenue=("attributed_revenue", "sum"))
+         .reset_index())
+    wide = g.pivot(index="channel", columns="model", values=["orders", "revenue"]).fillna(0.0)
+    out = pd.DataFrame(index=wide.index)
+    for m in present:
+        out[f"orders_{m}"] = wide[("orders", m)]
+        out[f"revenue_{m}"] = wide[("revenue", m)].round(2)
+        total = out[f"revenue_{m}"].sum()
+        out[f"share_{m}"] = out[f"revenue_{m}"] / total if total else math.nan
+    out.index.name = "channel"
+    return out
+
+
+def channel_performance(human_sessions: pd.DataFrame, attribution: pd.DataFrame, models: list[str],
+                        level: float = 0.95) -> pd.DataFrame:
+    """Sessions, conversion rate (Wilson interval) and, side by side, the orders and revenue each
+    attribution model credits to every channel. A channel credited with orders but without a
+    session in the period (e.g. Direct for orders with no session) still gets a row."""
+    conv = conversion_table(human_sessions, "channel", level)[
+        ["sessions", "purchasing_sessions", "conversion_rate", "ci_low", "ci_high", "share_of_sessions"]]
+    attr = attribution_by_channel(attribution, models)
+    out = conv.join(attr, how="outer")
+    out[["sessions", "purchasing_sessions"]] = out[["sessions", "purchasing_sessions"]].fillna(0).astype("int64")
+    out = out.fillna({c: 0.0 for c in out.columns if c.startswith(("orders_", "revenue_", "share_"))})
+    out.index.name = "channel"
+    return out.sort_values(["sessions"] + [c for c in out.columns if c.startswith("revenue_")][:1], ascending=False)
+
+
+def weekday_name(d: date) -> str:
+    return WEEKDAYS[d.weekday()]
+
+
+# --- everything the report shows, in one object -------------------------------------------------
+
+@dataclass
+class Figures:
+    """Every figure of one report, computed once and shared by the notebook, narrative and PDF."""
+
+    period: Period
+    params: ReportParams
+    current: dict                       # headline() of the period
+    previous: dict | None               # headline() of the previous period (None: not in warehouse)
+    kpis: dict                          # with_changes(current, previous)
+    daily: pd.DataFrame                 # daily() of the period
+    trends: dict                        # metric -> stats.Trend over the daily series
+    aov: stats.Interval                 # bootstrap interval of the AOV
+    conversion_vs_previous: stats.ZTest | None
+    aov_vs_previous: stats.Interval | None
+    orders_vs_previous: stats.Interval | None
+    revenue_per_day_vs_previous: stats.Interval | None
+    sessions_per_day_vs_previous: stats.Interval | None
+    channels: pd.DataFrame              # channel_performance() + z-test vs the rest of the site
+    funnel: pd.DataFrame                # funnel_by_device()
+    device_tests: dict                  # device -> stats.ZTest vs the reference device
+    reference_device: str | None
+    visitors: pd.DataFrame              # new_vs_returning()
+    visitor_test: stats.ZTest | None    # returning vs new
+    products: dict                      # product_mix()
+    logit: stats.LogitResult
+    orders_without_session: int
+    revenue_without_session: float
+    bot_sessions: int
+    models: list[str]                   # attribution models present, in params order
+    caveats: list = field(default_factory=list)  # filled by narrative.data_caveats
+
+
+def channel_vs_rest(channels: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Each channel's conversion rate vs all other sessions of the period (two-proportion z-test)."""
+    total_x, total_n = int(channels["purchasing_sessions"].sum()), int(channels["sessions"].sum())
+    rows = {}
+    for ch, r in channels.iterrows():
+        x, n = int(r["purchasing_sessions"]), int(r["sessions"])
+        t = stats.two_proportion_ztest(x, n, total_x - x, total_n - n, level)
+        rows[ch] = {"rate_rest": t.rate2, "diff_vs_rest": t.diff, "p_vs_rest": t.p_value}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["rate_rest", "diff_vs_rest", "p_vs_rest"])
+
+
+def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
+    """All figures of the report for ``data`` (pure: same data and params, same figures)."""
+    level = params.confidence_level
+    period = data.period
+    human = data.human_sessions
+    days = date_range(period.start, period.end)
+    current = headline(human, data.orders)
+    previous = None
+    prev_daily = None
+    if data.previous_sessions is not None and data.previous_orders is not None:
+        prev_human = data.previous_sessions[~data.previous_sessions["is_bot"]]
+        previous = headline(prev_human, data.previous_orders)
+        prev_daily = daily(prev_human, data.previous_orders, date_range(period.previous_start, period.previous_end))
+    day_table = daily(human, data.orders, days)
+    trends = {m: stats.linear_trend(day_table[m], level) for m in ("revenue", "orders", "sessions")}
+    seed, reps = params.bootstrap_seed, params.bootstrap_resamples
+    aov = stats.bootstrap_mean(data.orders["revenue"], reps, seed, level)
+
+    conv_test = aov_test = rev_test = sess_test = orders_test = None
+    if previous is not None:
+        conv_test = stats.two_proportion_ztest(current["purchasing_sessions"], current["sessions"],
+                                               previous["purchasing_sessions"], previous["sessions"], level)
+        aov_test = stats.bootstrap_mean_difference(data.orders["revenue"], data.previous_orders["revenue"],
+                                                   reps, seed, level)
+        rev_test = stats.welch_test(day_table["revenue"], prev_daily["revenue"], level)
+        sess_test = stats.welch_test(day_table["sessions"], prev_daily["sessions"], level)
+        orders_test = stats.count_ratio_test(current["orders"], previous["orders"], level)
+
+    present = set(data.attribution["model"].dropna())
+    models = [m for m in params.attribution_models if m in present]
+    channels = channel_performance(human, data.attribution, models, level)
+    channels = channels.join(channel_vs_rest(channels, level))
+
+    funnel = funnel_by_device(human)
+    ref_device = params.reference_device if params.reference_device in funnel.index else (
+        funnel.index[0] if len(funnel) else None)
+    device_tests = {}
+    if ref_device is not None:
+        rx, rn = int(funnel.loc[ref_device, "purchased"]), int(funnel.loc[ref_device, "sessions"])
+        for dev, r in funnel.iterrows():
+            if dev != ref_device:
+                device_tests[dev] = stats.two_proportion_ztest(int(r["purchased"]), int(r["sessions"]), rx, rn, level)
+
+    visitors = new_vs_returning(human, level)
+    visitor_test = None
+    if {"New", "Returning"} <= set(visitors.index):
+        ret, new = visitors.loc["Returning"], visitors.loc["New"]
+        visitor_test = stats.two_proportion_ztest(int(ret["purchasing_sessions"]), int(ret["sessions"]),
+                                                  int(new["purchasing_sessions"]), int(new["sessions"]), level)
+
+    logit = stats.conversion_logit(human, params.reference_channel, params.reference_device,
+                                   params.min_level_conversions, level)
+    no_session = data.orders["session_id"].isna()
+    return Figures(
+        period=period, params=params, current=current, previous=previous,
+        kpis=with_changes(current, previous), daily=day_table, trends=trends, aov=aov,
+        conversion_vs_previous=conv_test, aov_vs_previous=aov_test, orders_vs_previous=orders_test,
+        revenue_per_day_vs_previous=rev_test,
+        sessions_per_day_vs_previous=sess_test, channels=channels, funnel=funnel, device_tests=device_tests,
+        reference_device=ref_device, visitors=visitors, visitor_test=visitor_test,
+        products=product_mix(data.items, data.orders, params.top_products), logit=logit,
+        orders_without_session=int(no_session.sum()),
+        revenue_without_session=float(data.orders.loc[no_session, "revenue"].sum()),
+        bot_sessions=int(data.sessions["is_bot"].sum()), models=models,
+    )

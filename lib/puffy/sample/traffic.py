@@ -1,0 +1,429 @@
+"""Numeric simulation of visitors, sessions and events.
+
+Everything is kept as small integer arrays (indices into the vocabularies in
+`vocab`); text is only produced when a day file is written.  The simulation is
+vectorised: there are loops over channels or templates, never over sessions
+or events.
+
+Model
+-----
+* Human visitors arrive every day following the weekday factor and the
+  hour-of-day cycle.  Each visitor makes 1-6 sessions; a return visit starts
+  at least 45 minutes (plus a log-normal wait of hours to days) after the
+  previous session ended.  Simulation starts a few days before the window so
+  the first days already contain returning visitors.
+* A session's channel is drawn from a mix that differs for first and return
+  visits.  Its depth down the funnel (browse -> add to cart -> checkout
+  started -> checkout completed) depends on the channel's intent and on the
+  visit being a return visit.
+* A session is a landing page view, optionally an email pop-up fill, some
+  browsing page views, then a fixed "tail" of funnel events.  Consecutive
+  events are 1 ms to 20 minutes apart, so a 30-minute inactivity rule
+  recovers the sessions exactly.
+* Crawlers and scripted browsers ("bots") are separate visitors with their
+  own agents, pages and timing (no daily cycle); a few headless browsers
+  start checkouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import vocab as V
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+BURN_IN_DAYS = 3
+
+# Volumes at scale 1 (tuned so a day holds ~3,500 events, ~92% page views).
+NEW_VISITORS_PER_DAY = 1_820
+BOT_VISITORS_PER_DAY = 390
+
+SESSIONS_PER_VISITOR = np.array([1, 2, 3, 4, 5, 6])
+SESSIONS_PER_VISITOR_P = np.array([0.88, 0.08, 0.025, 0.01, 0.004, 0.001])
+# Share of visitors whose cookie predates the simulation (they are returning visitors).
+OLD_COOKIE_SHARE = 0.2
+UUID_ID_SHARE = 0.002
+
+# Probability of reaching funnel stage 1 (add to cart), 2 (checkout started),
+# 3 (checkout completed) for a first visit of average intent; return visits are
+# RETURN_INTENT times more likely at every stage.
+STAGE_P = np.array([0.022, 0.0072, 0.0052])
+RETURN_INTENT = 3.0
+EMAIL_P_BROWSE, EMAIL_P_FUNNEL = 0.015, 0.06
+# Most sessions are a single page view; the others browse a few pages.
+MULTI_PAGE_P = 0.075
+
+# Event kinds: a kind fixes the event name and how page and referrer are chosen.
+(LANDING, BROWSE, EMAIL, PRODUCT, ATC, CART, ATC_CART, CO_START, CO_PAGE,
+ PROCESSING, THANKS, COMPLETED) = range(12)
+KIND_EVENT = np.array([
+    V.PAGE_VIEWED, V.PAGE_VIEWED, V.EMAIL_FILLED, V.PAGE_VIEWED, V.ADD_TO_CART, V.PAGE_VIEWED,
+    V.ADD_TO_CART, V.CHECKOUT_STARTED, V.PAGE_VIEWED, V.PAGE_VIEWED, V.PAGE_VIEWED,
+    V.CHECKOUT_COMPLETED,
+], dtype=np.int8)
+# Kinds that happen on the page of the previous event (they share its URL and referrer).
+SAME_PAGE_KINDS = np.array([EMAIL, ATC, ATC_CART, COMPLETED])
+# Page codes below zero are rendered from the session: the landing URL or a checkout page.
+PAGE_LANDING, PAGE_CO_START, PAGE_CO, PAGE_PROCESSING, PAGE_THANKS = -1, -2, -3, -4, -5
+REF_LANDING = -1
+
+# Funnel tails appended after the browsing part, with the stage they reach and
+# their weight within the stage.
+TAILS: list[tuple[tuple[int, ...], int, float]] = [
+    ((), 0, 1.0),
+    ((PRODUCT, ATC), 1, 0.35),
+    ((PRODUCT, ATC, CART), 1, 0.45),
+    ((PRODUCT, ATC, CART, ATC_CART), 1, 0.20),
+    ((PRODUCT, ATC, CART, CO_START, CO_PAGE), 2, 0.5),
+    ((PRODUCT, ATC, CO_START, CO_PAGE), 2, 0.3),
+    ((PRODUCT, ATC, CART, CO_START, CO_PAGE, CART, CO_START, CO_PAGE), 2, 0.2),
+    ((PRODUCT, ATC, CART, CO_START, CO_PAGE, PROCESSING, THANKS, COMPLETED), 3, 0.6),
+    ((PRODUCT, ATC, CART, ATC_CART, CO_START, CO_PAGE, PROCESSING, THANKS, COMPLETED), 3, 0.2),
+    ((PRODUCT, ATC, CO_START, CO_PAGE, THANKS, COMPLETED), 3, 0.2),
+    ((PRODUCT, ATC, CO_START), -1, 0.0),  # a scripted browser starting a checkout
+]
+BOT_CHECKOUT_TAIL = len(TAILS) - 1
+TAIL_LEN = np.array([len(t) for t, _, _ in TAILS])
+TAIL_KINDS = np.full((len(TAILS), TAIL_LEN.max()), -1, dtype=np.int8)
+for _i, (_t, _, _) in enumerate(TAILS):
+    TAIL_KINDS[_i, :len(_t)] = _t
+BOT_CHECKOUT_P = 0.12  # of headless-browser sessions
+
+# Time before an event of each kind (median seconds, log-normal sigma, max seconds).
+GAP_BY_KIND = {
+    BROWSE: (50, 1.3, 1200), EMAIL: (20, 1.0, 600), PRODUCT: (45, 1.2, 1200), ATC: (40, 1.0, 900),
+    CART: (8, 0.8, 600), ATC_CART: (15, 0.8, 600), CO_START: (30, 1.0, 900), CO_PAGE: (0.2, 0.8, 2),
+    PROCESSING: (240, 0.7, 1200), THANKS: (8, 0.5, 120), COMPLETED: (0.3, 0.6, 2),
+}
+BOT_GAP = (5, 1.0, 600)
+# Wait between the end of a session and the next one of the same visitor.
+MIN_SESSION_GAP_MS = 45 * MINUTE_MS
+HUMAN_RETURN_HOURS = (16.0, 1.5)
+BOT_RETURN_HOURS = (2.0, 1.0)
+
+# Share of in-session page views whose referrer was not tracked, normally and
+# in the days before the referrer column disappears.
+INTERNAL_REF_NULL_P = (0.55, 0.25)
+# In those days part of what looked direct arrives with an anonymised referrer.
+SHIFT_DIRECT_TO_REFERRER_P = 0.3
+AFFIRM_P = 0.25  # checkouts financed through Affirm (it shows as the referrer)
+
+
+@dataclass
+class Traffic:
+    """Simulated traffic inside the window (before fault injection)."""
+
+    sessions: pd.DataFrame  # one row per session, index = session id
+    client_ids: np.ndarray  # bytes, one per visitor
+    client_ua: np.ndarray  # agent index per visitor
+
+
+def segment_arange(counts: np.ndarray) -> np.ndarray:
+    """0..n-1 for every segment length n, concatenated."""
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(counts.sum(), dtype=np.int64) - starts
+
+
+def segment_cumsum(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Cumulative sum restarting at every segment (values at segment starts included)."""
+    cs = np.cumsum(values)
+    seg_start = np.cumsum(counts) - counts
+    before = np.repeat(cs[seg_start] - values[seg_start], counts)
+    return cs - before
+
+
+def lognormal_ms(rng, median_s, sigma, max_s, size) -> np.ndarray:
+    """Log-normal durations in whole milliseconds, between 1 ms and max_s."""
+    secs = median_s * np.exp(sigma * rng.standard_normal(size))
+    return np.clip(np.rint(secs * 1000), 1, max_s * 1000).astype(np.int64)
+
+
+def weighted_choice(rng, weights, size) -> np.ndarray:
+    p = np.asarray(weights, dtype=float)
+    return rng.choice(len(p), size=size, p=p / p.sum())
+
+
+def make_client_ids(rng, first_ms: np.ndarray, old_cookie: np.ndarray) -> np.ndarray:
+    """`<unix seconds>-<12 chars>` ids (a few UUIDs), as a bytes array.
+
+    The seconds are when the cookie was set: just before the first session for
+    new visitors, days to months earlier for visitors with an old cookie.
+    """
+    n = len(first_ms)
+    age_s = rng.integers(0, 30, n).astype(np.int64)
+    old_age = np.minimum(86_400 * np.exp(rng.normal(2.3, 1.2, n)), 86_400 * 365).astype(np.int64)
+    age_s = np.where(old_cookie, old_age, age_s)
+    secs = first_ms // 1000 - age_s
+    chars = np.empty((n, 23), dtype=np.uint8)
+    for k in range(10):  # the ten decimal digits, most significant first
+        chars[:, k] = (secs // 10 ** (9 - k)) % 10 + ord("0")
+    chars[:, 10] = ord("-")
+    alphabet = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-", np.uint8)
+    chars[:, 11:] = alphabet[rng.integers(0, 64, (n, 12), dtype=np.uint8)]
+    ids = chars.view("S23").ravel().astype("S36")
+    del chars
+
+    # UUID-style ids with the odd mixed case seen in the export.
+    is_uuid = rng.random(n) < UUID_ID_SHARE
+    k = int(is_uuid.sum())
+    if k:
+        hexd = np.frombuffer(b"0123456789abcdef", np.uint8)[rng.integers(0, 16, (k, 36))]
+        upper = rng.random((k, 36)) < 0.5
+        hexd = np.where(upper & (hexd >= ord("a")), hexd - 32, hexd).astype(np.uint8)
+        hexd[:, [8, 13, 18, 23]] = ord("-")
+        hexd[:, 14] = ord("4")
+        hexd[:, 19] = np.frombuffer(b"89ab", np.uint8)[rng.integers(0, 4, k)]
+        ids[is_uuid] = np.ascontiguousarray(hexd).view("S36").ravel()
+    return ids
+
+
+def _expand_events(rng, n_browse, has_email, tail, is_bot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Event kinds and in-session time offsets for every session.
+
+    Returns (session index per event, kind per event, offset in ms from session start).
+    """
+    n_events = n_browse + has_email + TAIL_LEN[tail]
+    sess = np.repeat(np.arange(len(n_browse), dtype=np.int32), n_events)
+    pos = segment_arange(n_events).astype(np.int32)
+    prefix = (n_browse + has_email)[sess]
+    kind = np.full(len(sess), BROWSE, dtype=np.int8)
+    in_tail = np.flatnonzero(pos >= prefix)
+    kind[in_tail] = TAIL_KINDS[tail[sess[in_tail]], pos[in_tail] - prefix[in_tail]]
+    del prefix, in_tail
+    kind[(pos == 1) & has_email[sess].astype(bool)] = EMAIL
+    kind[pos == 0] = LANDING
+
+    gap = np.zeros(len(sess), dtype=np.int64)
+    for k, (median, sigma, max_s) in GAP_BY_KIND.items():
+        m = kind == k
+        gap[m] = lognormal_ms(rng, median, sigma, max_s, int(m.sum()))
+    bot_ev = is_bot[sess] & (pos > 0)
+    gap[bot_ev] = lognormal_ms(rng, *BOT_GAP, int(bot_ev.sum()))
+    gap[pos == 0] = 0
+    return sess, kind, segment_cumsum(gap, n_events)
+
+
+def _session_starts(rng, first_ms, n_sessions, duration, return_hours) -> np.ndarray:
+    """Start of each session: a visitor's sessions follow one another with gaps > 45 min."""
+    idx = segment_arange(n_sessions)
+    median_h, sigma = return_hours
+    wait = MIN_SESSION_GAP_MS + np.rint(
+        np.minimum(median_h * np.exp(sigma * rng.standard_normal(len(idx))), 240) * HOUR_MS
+    ).astype(np.int64)
+    prev_duration = np.concatenate([[0], duration[:-1]])
+    step = np.where(idx > 0, prev_duration + wait, 0)
+    return np.repeat(first_ms, n_sessions) + segment_cumsum(step, n_sessions)
+
+
+def simulate(rng, start_ms: int, days: int, scale: float, bots: bool,
+             shift_window: tuple[int, int] | None) -> tuple[Traffic, pd.DataFrame]:
+    """Simulate visitors; return them with the sessions, and the events (ordered by
+    session then time), that fall in the window."""
+    end_ms = start_ms + days * DAY_MS
+    visitors = _visitors(rng, start_ms - BURN_IN_DAYS * DAY_MS, days + BURN_IN_DAYS, scale, bots)
+    plan = _plan_sessions(rng, visitors)
+    sessions, events = _schedule(rng, visitors, plan, start_ms, end_ms)
+    del plan
+    events["ua"] = visitors["ua"][events["client"].to_numpy()]
+    _assign_landings(rng, sessions, shift_window)
+    _assign_pages(rng, sessions, events, shift_window)
+    return Traffic(sessions=sessions, client_ids=visitors["ids"], client_ua=visitors["ua"]), events
+
+
+def _visitors(rng, sim_start: int, n_days: int, scale: float, bots: bool) -> dict[str, np.ndarray]:
+    """Per visitor: first session start, number of sessions, bot or not, agent, cookie id."""
+    weekday = (np.arange(n_days) + (sim_start // DAY_MS + 3)) % 7  # 1970-01-01 was a Thursday
+    n_new = rng.poisson(scale * NEW_VISITORS_PER_DAY * V.WEEKDAY_FACTOR[weekday])
+    n_bot = rng.poisson(np.full(n_days, scale * BOT_VISITORS_PER_DAY)) if bots else np.zeros(n_days, int)
+    day_h = np.repeat(np.arange(n_days), n_new)
+    day_b = np.repeat(np.arange(n_days), n_bot)
+    hour_h = weighted_choice(rng, V.HOUR_WEIGHTS, len(day_h))
+    first_h = sim_start + day_h * DAY_MS + hour_h * HOUR_MS + rng.integers(0, HOUR_MS, len(day_h))
+    first_b = sim_start + day_b * DAY_MS + rng.integers(0, DAY_MS, len(day_b))  # crawlers have no daily cycle
+    first_ms = np.concatenate([first_h, first_b])
+    n_clients = len(first_ms)
+    is_bot = np.arange(n_clients) >= len(first_h)
+    old_cookie = (rng.random(n_clients) < OLD_COOKIE_SHARE) & ~is_bot
+    k_sessions = np.concatenate([
+        rng.choice(SESSIONS_PER_VISITOR, size=len(first_h), p=SESSIONS_PER_VISITOR_P),
+        rng.choice([1, 2, 3], size=len(first_b), p=[0.96, 0.035, 0.005]),
+    ])
+    ua = np.concatenate([
+        weighted_choice(rng, [w for _, w in V.HUMAN_AGENTS], len(first_h)),
+        V.N_HUMAN_AGENTS + weighted_choice(rng, [w for _, w in V.BOT_AGENTS], len(first_b)),
+    ]).astype(np.int16)
+    return {"first_ms": first_ms, "k_sessions": k_sessions, "is_bot": is_bot, "old_cookie": old_cookie,
+            "ua": ua, "ids": make_client_ids(rng, first_ms, old_cookie)}
+
+
+def _plan_sessions(rng, visitors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per session (visitor by visitor): channel, funnel tail, browsing length, email fill."""
+    k_sessions = visitors["k_sessions"]
+    client = np.repeat(np.arange(len(k_sessions), dtype=np.int32), k_sessions)
+    n = len(client)
+    bot = visitors["is_bot"][client]
+    returning = (segment_arange(k_sessions) > 0) | visitors["old_cookie"][client]
+    channel = np.where(returning,
+                       weighted_choice(rng, [V.CHANNEL_MIX_RETURNING[c] for c in V.CHANNELS], n),
+                       weighted_choice(rng, [V.CHANNEL_MIX_NEW[c] for c in V.CHANNELS], n)).astype(np.int8)
+    channel[bot] = V.CH["Direct"]
+    intent = np.array([V.CHANNEL_INTENT[c] for c in V.CHANNELS])[channel] * np.where(returning, RETURN_INTENT, 1)
+    u = rng.random(n) / intent
+    del intent, returning
+    stage = np.select([u < STAGE_P[2], u < STAGE_P[1:].sum(), u < STAGE_P.sum()], [3, 2, 1], 0).astype(np.int8)
+    del u
+    stage[bot] = 0
+    tail = np.zeros(n, dtype=np.int8)
+    for st in (1, 2, 3):
+        options = [i for i, (_, s, _) in enumerate(TAILS) if s == st]
+        m = stage == st
+        tail[m] = np.array(options)[weighted_choice(rng, [TAILS[i][2] for i in options], int(m.sum()))]
+    del stage
+    headless = np.isin(visitors["ua"][client], V.HEADLESS_AGENT_IDS)
+    tail[headless & (rng.random(n) < BOT_CHECKOUT_P)] = BOT_CHECKOUT_TAIL
+
+    funnel = tail > 0
+    n_browse = np.where(funnel, rng.geometric(0.7, n),
+                        1 + (rng.random(n) < MULTI_PAGE_P) * rng.geometric(0.62, n)).astype(np.int32)
+    n_bot = int(bot.sum())
+    n_browse[bot] = np.where(rng.random(n_bot) < 0.97, 1, rng.integers(2, 5, n_bot))
+    n_browse[tail == BOT_CHECKOUT_TAIL] = 0  # the script lands on the product page directly
+    has_email = (rng.random(n) < np.where(funnel, EMAIL_P_FUNNEL, EMAIL_P_BROWSE)) & ~bot & (n_browse > 0)
+    return {"client": client, "is_bot": bot, "channel": channel, "tail": tail,
+            "n_browse": n_browse, "has_email": has_email.astype(np.int32)}
+
+
+def _schedule(rng, visitors, plan, start_ms: int, end_ms: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time every session and event; keep the sessions that start in the window and
+    their events before its end."""
+    e_sess, e_kind, e_offset = _expand_events(rng, plan["n_browse"], plan["has_email"], plan["tail"],
+                                              plan["is_bot"])
+    n_events = plan["n_browse"] + plan["has_email"] + TAIL_LEN[plan["tail"]]
+    duration = e_offset[np.cumsum(n_events) - 1]
+    del n_events
+    s_client, s_bot = plan["client"], plan["is_bot"]
+    s_start = np.empty(len(s_client), dtype=np.int64)
+    for mask, hours in ((~s_bot, HUMAN_RETURN_HOURS), (s_bot, BOT_RETURN_HOURS)):
+        clients = np.unique(s_client[mask])
+        s_start[mask] = _session_starts(rng, visitors["first_ms"][clients], visitors["k_sessions"][clients],
+                                        duration[mask], hours)
+    del duration
+
+    keep_sess = (s_start >= start_ms) & (s_start < end_ms)
+    e_ts = s_start[e_sess] + e_offset
+    del e_offset
+    keep_ev = keep_sess[e_sess] & (e_ts < end_ms)
+    new_id = (np.cumsum(keep_sess) - 1).astype(np.int32)
+    sessions = pd.DataFrame({
+        "client": s_client[keep_sess], "start": s_start[keep_sess], "is_bot": s_bot[keep_sess],
+        "channel": plan["channel"][keep_sess], "tail": plan["tail"][keep_sess],
+    })
+    events = pd.DataFrame({"ts": e_ts[keep_ev], "sess": new_id[e_sess[keep_ev]], "kind": e_kind[keep_ev]})
+    events["client"] = s_client[keep_sess][events["sess"].to_numpy()]
+    return sessions, events
+
+
+def _in_window(ts: np.ndarray, window: tuple[int, int] | None) -> np.ndarray:
+    if window is None:
+        return np.zeros(len(ts), dtype=bool)
+    return (ts >= window[0]) & (ts < window[1])
+
+
+def _assign_landings(rng, sessions: pd.DataFrame, shift_window) -> None:
+    """Landing URL template, path, referrer, campaign and click tokens per session."""
+    n = len(sessions)
+    channel = sessions["channel"].to_numpy().copy()
+    bot = sessions["is_bot"].to_numpy()
+    shifted = _in_window(sessions["start"].to_numpy(), shift_window)
+    # Before the referrer column disappears, part of the traffic that looked
+    # direct starts arriving with an anonymised referrer.
+    move = shifted & ~bot & (channel == V.CH["Direct"]) & (rng.random(n) < SHIFT_DIRECT_TO_REFERRER_P)
+    channel[move] = np.where(rng.random(int(move.sum())) < 0.6, V.CH["Referral"], V.CH["Organic Social"])
+
+    template = np.zeros(n, dtype=np.int16)
+    landing_path = np.zeros(n, dtype=np.int16)
+    landing_ref = np.zeros(n, dtype=np.int16)
+    for code, name in enumerate(V.CHANNELS):
+        m = (channel == code) & ~bot
+        k = int(m.sum())
+        options = [i for i, (c, _, _) in enumerate(V.LANDING_TEMPLATES) if c == name]
+        template[m] = np.array(options)[weighted_choice(rng, [V.LANDING_TEMPLATES[i][2] for i in options], k)]
+        ids, p = V.LANDING_CONTENT_TABLE if name in V.CONTENT_CHANNELS else V.LANDING_COMMERCIAL_TABLE
+        landing_path[m] = ids[rng.choice(len(ids), size=k, p=p)]
+        ref_ids, w_normal, w_shifted = V.LANDING_REFERRER_TABLE[name]
+        for mm, w in ((m & ~shifted, w_normal), (m & shifted, w_shifted)):
+            landing_ref[mm] = ref_ids[weighted_choice(rng, w, int(mm.sum()))]
+    utm_referral = [i for i, (c, q, _) in enumerate(V.LANDING_TEMPLATES) if c == "Referral" and q]
+    landing_ref[np.isin(template, utm_referral)] = 0  # tagged links, no referrer needed
+    template[bot] = V.LANDING_TEMPLATES.index(("Direct", "", 1.0))
+    ids, p = V.BOT_TABLE
+    landing_path[bot] = ids[rng.choice(len(ids), size=int(bot.sum()), p=p)]
+
+    sessions["channel"] = channel
+    sessions["template"] = template
+    sessions["landing_path"] = landing_path
+    sessions["landing_ref"] = landing_ref
+    sessions["campaign"] = rng.integers(0, V.MAX_VOCAB, n).astype(np.int8)
+    sessions["source"] = rng.integers(0, V.MAX_VOCAB, n).astype(np.int8)
+    tokens = rng.integers(0, 1 << 24, (n, 3)).astype(np.int32)
+    sessions["tok_c"], sessions["tok_a"], sessions["tok_b"] = tokens.T
+    # Focus product of a shopping session and its checkout (token seed, Affirm or not).
+    sessions["family"] = weighted_choice(rng, V.FAMILY_FOCUS_WEIGHT, n).astype(np.int8)
+    sessions["checkout_seed"] = rng.integers(0, 1 << 62, n)
+    sessions["affirm"] = rng.random(n) < AFFIRM_P
+
+
+def _assign_pages(rng, sessions: pd.DataFrame, events: pd.DataFrame, shift_window) -> None:
+    """Page and referrer codes per event (see PAGE_* and REF_LANDING)."""
+    kind = events["kind"].to_numpy()
+    sess = events["sess"].to_numpy()
+    bot = sessions["is_bot"].to_numpy()[sess]
+    n = len(kind)
+    page = np.zeros(n, dtype=np.int16)
+    ref = np.zeros(n, dtype=np.int16)
+
+    page[kind == LANDING] = PAGE_LANDING
+    ref[kind == LANDING] = REF_LANDING
+    for table, mask in ((V.BROWSE_TABLE, ~bot), (V.BOT_TABLE, bot)):
+        m = (kind == BROWSE) & mask
+        ids, p = table
+        page[m] = ids[rng.choice(len(ids), size=int(m.sum()), p=p)]
+    m = kind == PRODUCT
+    page[m] = V.FAMILY_PAGE[sessions["family"].to_numpy()[sess[m]]]
+    page[kind == CART] = V.CART_PAGE
+    for k, code in ((CO_START, PAGE_CO_START), (CO_PAGE, PAGE_CO), (PROCESSING, PAGE_PROCESSING),
+                    (THANKS, PAGE_THANKS)):
+        page[kind == k] = code
+    same_page = np.isin(kind, SAME_PAGE_KINDS)
+    page[same_page] = page[np.flatnonzero(same_page) - 1]
+
+    # In-session page views: the previous page (path only) or, often, nothing.
+    internal = np.isin(kind, [BROWSE, PRODUCT, CART]) & (np.arange(n) > 0)
+    idx = np.flatnonzero(internal)
+    prev = page[idx - 1]
+    prev_sess = sess[idx - 1]
+    landing_path = sessions["landing_path"].to_numpy()
+    prev_base = np.where(prev == PAGE_LANDING, landing_path[prev_sess], V.PATH_ONLY[np.maximum(prev, 0)])
+    null_p = np.where(_in_window(events["ts"].to_numpy()[idx], shift_window),
+                      INTERNAL_REF_NULL_P[1], INTERNAL_REF_NULL_P[0])
+    ref[idx] = np.where((rng.random(len(idx)) < null_p) | bot[idx], 0, prev_base)
+
+    affirm = sessions["affirm"].to_numpy()[sess]
+    m = kind == CO_START
+    ref[m] = np.where(rng.random(int(m.sum())) < 0.7, V.REF_SITE, 0)
+    m = kind == CO_PAGE
+    ref[m] = weighted_choice(rng, [0.3, 0.5, 0.2], int(m.sum())).choose([0, V.REF_SITE, V.REF_CHECKOUT])
+    m = kind == PROCESSING
+    ref[m] = np.where(affirm[m], V.REF_AFFIRM, np.where(rng.random(int(m.sum())) < 0.6, V.REF_CHECKOUT, 0))
+    m = kind == THANKS
+    ref[m] = np.where(affirm[m], V.REF_AFFIRM, np.where(rng.random(int(m.sum())) < 0.25, V.REF_SITE, 0))
+    ref[same_page] = ref[np.flatnonzero(same_page) - 1]
+
+    events["page"] = page
+    events["ref"] = ref

@@ -1,0 +1,19 @@
+"""Part 2 of the pipeline: staged events → sessions, orders, attribution (see ``docs/methodology.md``).
+
+Modules: ``params`` (TransformParams), ``sessions`` (fct_sessions), ``orders`` (fct_orders,
+fct_order_items, fct_order_rejects), ``identity`` (client → person stitching), ``reconcile``
+(rpt_reconciliation) and ``pipeline`` (``run_transform`` / ``export_csv``: dates, history, writes).
+"""
+
+from puffy.transform.params import TransformParams, load_transform_params
+from puffy.transform.pipeline import TABLES, TransformResult, export_csv, read_partitions, run_transform
+
+__all__ = [
+    "TABLES",
+    "TransformParams",
+    "TransformResult",
+    "export_csv",
+    "load_transform_params",
+    "read_partitions",
+    "run_transform",
+]

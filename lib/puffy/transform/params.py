@@ -1,0 +1,91 @@
+"""``params/transform.yaml``: every knob of the transform, validated (unknown keys are errors).
+
+The attribution models' own parameters are the ``attribution`` section, validated by
+:class:`puffy.attribution.AttributionParams`; channel rules live in ``params/channels.yaml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from puffy.attribution import AttributionParams
+from puffy.params import StrictModel, load_params
+
+TRANSFORM_PARAMS_FILE = "transform.yaml"
+
+
+class TransformParams(StrictModel):
+    """What ``run_transform`` does; see ``params/transform.yaml`` for the meaning of each key."""
+
+    # --- sessionization
+    session_timeout_minutes: float = Field(
+        30.0, gt=0, le=24 * 60,
+        description="Inactivity timeout: an event at least this long after the client's previous event "
+                    "starts a new session (a gap of exactly the timeout starts a new session).",
+    )
+    split_on_campaign_change: bool = Field(
+        False, description="Also start a new session when an event lands with a campaign "
+                           "(utm_source|utm_medium|utm_campaign) different from the session's current one.",
+    )
+    exclude_bots: bool = Field(
+        True, description="Drop events whose user agent is a bot before sessionization (they are counted "
+                          "in rpt_reconciliation). False keeps bot sessions, flagged is_bot.",
+    )
+    identity_stitching: bool = Field(
+        False, description="Join client ids sharing a hashed email (popup or purchase) into one person "
+                           "(person_id = smallest client_id of the connected component).",
+    )
+    context_days: int = Field(
+        2, ge=1, le=7,
+        description="Days of staged events read before the first date written, so that sessions "
+                    "continuing from earlier days are not mis-started.",
+    )
+    product_path_regex: str = Field(
+        r"/products/", min_length=1, description="A page_viewed whose URL path matches this is a product view.",
+    )
+
+    # --- event taxonomy
+    page_view_event: str = Field("page_viewed", description="Event name of a page view.")
+    add_to_cart_event: str = Field("product_added_to_cart", description="Event name of an add-to-cart.")
+    checkout_started_event: str = Field("checkout_started", description="Event name of a checkout start.")
+    purchase_event: str = Field("checkout_completed", description="Event name of a completed order.")
+    email_event: str = Field("email_filled_on_popup", description="Event name of a popup email capture.")
+
+    # --- orders
+    dedupe_exact_replays: bool = Field(
+        True, description="Collapse repeated purchase events with the same transaction id, client and "
+                          "payload into the first one (the rest go to fct_order_rejects, reason 'replay').",
+    )
+    exclude_zero_revenue_empty_orders: bool = Field(
+        True, description="Send purchase events with revenue 0 and no item carrying any value to "
+                          "fct_order_rejects (reason 'zero_revenue_empty_items') instead of fct_orders.",
+    )
+
+    # --- attribution
+    markov_fit_days: int = Field(
+        28, ge=1,
+        description="The Markov chain for orders of day D is fitted on sessions and orders of the "
+                    "markov_fit_days days ending on D (same window for both, as attribution.md advises).",
+    )
+    attribution: AttributionParams = Field(default_factory=AttributionParams,
+                                           description="puffy.attribution.AttributionParams.")
+    channels_file: str = Field("channels.yaml", description="Channel rules file, relative to the params dir.")
+
+    @model_validator(mode="after")
+    def _fit_covers_lookback(self) -> "TransformParams":
+        if "markov" in self.attribution.models and self.markov_fit_days <= self.attribution.lookback_days:
+            raise ValueError(
+                f"markov_fit_days ({self.markov_fit_days}) must exceed attribution.lookback_days "
+                f"({self.attribution.lookback_days}) so the fitted window holds the orders' full lookback"
+            )
+        return self
+
+
+def load_transform_params(params_dir: Path) -> TransformParams:
+    """``<params_dir>/transform.yaml`` validated; defaults when the file does not exist."""
+    path = Path(params_dir) / TRANSFORM_PARAMS_FILE
+    if not path.exists():
+        return TransformParams()
+    return load_params(path, TransformParams)

@@ -1,0 +1,207 @@
+"""``rpt_reconciliation``: does the output account for every input row and every cent?
+
+Grain: one row per check per run; partition key ``run_end`` (the run's last date).
+Columns: check, left, right, difference (right − left), status ('ok' | 'warn' | 'error'), detail
+(the breakdown of the right side), scope_start, scope_end (dates the check covers), mode.
+
+Checks (E = dates whose fct_sessions partitions the run writes, O = dates of its order partitions):
+
+``raw_rows``
+    stg_events + stg_rejects rows of E  =  events in written sessions + events continuing a session
+    of an earlier partition + bot events (dropped with exclude_bots) + events without client id
+    + stg_rejects rows. Nothing is silently dropped.
+``session_ids_unique``
+    written sessions = distinct session ids.
+``purchase_events``
+    purchase events of O  =  fct_orders + fct_order_rejects (by reason: replay, zero revenue, …).
+``revenue_orders``
+    raw revenue of O's purchase events  =  order revenue + excluded revenue by reason (cents).
+``order_keys_unique``
+    fct_orders rows = distinct order_key.
+``orders_in_sessions``
+    orders with a client id and a human user agent (all, without exclude_bots) = those whose
+    session_id is a session in fct_sessions (written now or earlier).
+``attribution_revenue_<model>``
+    raw revenue  =  the model's attributed revenue + excluded revenue (cents; attribution is
+    exact to the cent per order).
+``attribution_credit_<model>``
+    orders of O  =  the model's summed credit (1 per order).
+``item_prices_vs_revenue``
+    orders whose items all have a price: Σ revenue = Σ item_price. A 'warn' (the export says
+    revenue equals the sum of line totals; a gap is a data finding, not a lost row).
+
+A 'error' status on any check makes the run's status 'error' (the runner stops, nothing is
+published); 'warn' is reported and does not stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+
+STATUS_ORDER = {"ok": 0, "warn": 1, "error": 2}
+RECONCILIATION_COLUMNS = ("check", "left", "right", "difference", "status", "detail", "scope_start",
+                          "scope_end", "mode")
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str
+    left: float
+    right: float
+    detail: str = ""
+    tolerance: float = 0.0
+    severity: str = "error"  # status when left != right
+    scope: tuple[date, date] | None = None
+
+    def status(self) -> str:
+        return "ok" if abs(self.right - self.left) <= self.tolerance else self.severity
+
+
+def cents_to_amount(cents: int) -> float:
+    return round(int(cents) / 100.0, 2)
+
+
+def breakdown(parts: dict[str, float | int]) -> str:
+    """'a=1 + b=2' with zero parts left out (the first part always shown)."""
+    items = list(parts.items())
+    shown = [items[0]] + [(k, v) for k, v in items[1:] if v] if items else []
+    return " + ".join(f"{k}={_fmt(v)}" for k, v in shown)
+
+
+def _fmt(v: float | int) -> str:
+    if isinstance(v, float) and not float(v).is_integer():
+        return f"{v:.2f}"
+    return str(int(v))
+
+
+def reconciliation_frame(checks: list[Check], mode: str) -> pd.DataFrame:
+    """The rpt_reconciliation rows of one run, in check order."""
+    rows = []
+    for c in checks:
+        start, end = c.scope if c.scope else (None, None)
+        rows.append({
+            "check": c.check,
+            "left": float(c.left),
+            "right": float(c.right),
+            "difference": round(float(c.right) - float(c.left), 6),
+            "status": c.status(),
+            "detail": c.detail,
+            "scope_start": start,
+            "scope_end": end,
+            "mode": mode,
+        })
+    return pd.DataFrame(rows, columns=list(RECONCILIATION_COLUMNS))
+
+
+def overall_status(frame: pd.DataFrame) -> str:
+    """Worst status of the checks ('ok' when there are none)."""
+    if frame.empty:
+        return "ok"
+    return max(frame["status"], key=lambda s: STATUS_ORDER[s])
+
+
+def _scalar(expr) -> int | float:
+    value = expr.execute()
+    return 0 if value is None or pd.isna(value) else value
+
+
+def _cents(revenue) -> object:
+    """Integer cents of a revenue column (NULL counts as 0)."""
+    return (revenue.fill_null(0) * 100).round().cast("int64")
+
+
+def compute_checks(
+    *,
+    events_e,
+    rejects_e_count: int,
+    sessionized,
+    sessions_out,
+    exclude_bots: bool,
+    purchases_o,
+    orders_out,
+    items_out,
+    rejects_out,
+    attribution_out,
+    known_session_ids,
+    models: list[str],
+    session_dates: list[date],
+    order_dates: list[date],
+) -> list[Check]:
+    """Compute every check with small Ibis aggregates (one tiny query each)."""
+    checks: list[Check] = []
+    e_scope = (min(session_dates), max(session_dates)) if session_dates else None
+    o_scope = (min(order_dates), max(order_dates)) if order_dates else None
+
+    # --- events
+    if session_dates:
+        n_events = int(_scalar(events_e.count()))
+        no_id = int(_scalar(events_e.filter(events_e.client_id.isnull()).count()))
+        bots = int(_scalar(events_e.filter(events_e.client_id.notnull() & events_e.is_bot).count())) \
+            if exclude_bots else 0
+        in_sessions = int(_scalar(sessions_out.n_events.sum()))
+        first = min(session_dates)
+        sev = sessionized.filter(sessionized.file_date.isin(session_dates))
+        starts = sessionized.group_by("session_id").aggregate(_sd=sessionized.event_ts.min().date())
+        cont = sev.join(starts, "session_id").filter(lambda t: t._sd < first)
+        continuing = int(_scalar(cont.count()))
+        checks.append(Check(
+            "raw_rows", n_events + rejects_e_count,
+            in_sessions + continuing + bots + no_id + rejects_e_count,
+            breakdown({"in_sessions": in_sessions, "continuing_earlier_sessions": continuing,
+                       "bot_events": bots, "no_client_id": no_id, "stg_rejects": rejects_e_count}),
+            scope=e_scope,
+        ))
+        n_sessions = int(_scalar(sessions_out.count()))
+        checks.append(Check("session_ids_unique", n_sessions, int(_scalar(sessions_out.session_id.nunique())),
+                            f"sessions={n_sessions}", scope=e_scope))
+
+    # --- purchases and revenue
+    n_purchases = int(_scalar(purchases_o.count()))
+    raw_cents = int(_scalar(_cents(purchases_o.revenue).sum()))
+    n_orders = int(_scalar(orders_out.count()))
+    order_cents = int(_scalar(_cents(orders_out.revenue).sum()))
+    by_reason = rejects_out.group_by("reason").aggregate(
+        n=rejects_out.count(), cents=_cents(rejects_out.revenue).sum()
+    ).order_by("reason").to_pandas()
+    rej_n = {f"rejected_{r}": int(n) for r, n in zip(by_reason["reason"], by_reason["n"])}
+    rej_c = {f"excluded_{r}": cents_to_amount(c) for r, c in zip(by_reason["reason"], by_reason["cents"])}
+    excluded_cents = int(by_reason["cents"].sum()) if len(by_reason) else 0
+    checks.append(Check("purchase_events", n_purchases, n_orders + sum(rej_n.values()),
+                        breakdown({"orders": n_orders, **rej_n}), scope=o_scope))
+    checks.append(Check("revenue_orders", cents_to_amount(raw_cents), cents_to_amount(order_cents + excluded_cents),
+                        breakdown({"order_revenue": cents_to_amount(order_cents), **rej_c}), tolerance=0.001,
+                        scope=o_scope))
+    checks.append(Check("order_keys_unique", n_orders, int(_scalar(orders_out.order_key.nunique())),
+                        f"orders={n_orders}", scope=o_scope))
+    eligible = orders_out.filter(orders_out.client_id.notnull() & ~orders_out.is_bot)
+    linked = eligible.filter(eligible.session_id.isin(known_session_ids.session_id))
+    n_eligible = int(_scalar(eligible.count()))
+    checks.append(Check("orders_in_sessions", n_eligible, int(_scalar(linked.count())),
+                        f"orders with a client id and a human user agent={n_eligible}", scope=o_scope))
+
+    # --- attribution
+    per_model = attribution_out.group_by("model").aggregate(
+        cents=_cents(attribution_out.attributed_revenue).sum(), credit=attribution_out.credit.sum(),
+    ).to_pandas().set_index("model")
+    for model in models:
+        cents = int(per_model["cents"].get(model, 0))
+        credit = float(per_model["credit"].get(model, 0.0))
+        checks.append(Check(
+            f"attribution_revenue_{model}", cents_to_amount(raw_cents), cents_to_amount(cents + excluded_cents),
+            breakdown({"attributed": cents_to_amount(cents), **rej_c}), tolerance=0.001, scope=o_scope,
+        ))
+        checks.append(Check(f"attribution_credit_{model}", n_orders, round(credit, 6),
+                            "Σ credit over orders", tolerance=1e-6, scope=o_scope))
+
+    priced = orders_out.filter(~orders_out.has_missing_item_prices & (orders_out.item_count > 0))
+    n_priced = int(_scalar(priced.count()))
+    priced_cents = int(_scalar(_cents(priced.revenue).sum()))
+    priced_items = items_out.filter(items_out.order_key.isin(priced.order_key))
+    items_cents = int(_scalar(_cents(priced_items.item_price).sum()))
+    checks.append(Check("item_prices_vs_revenue", cents_to_amount(priced_cents), cents_to_amount(items_cents),
+                        f"orders with every item priced={n_priced}", tolerance=0.001, severity="warn",
+                        scope=o_scope))
+    return checks

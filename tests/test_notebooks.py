@@ -1,0 +1,44 @@
+"""nbval regression tests: each daily notebook, executed by the runner on a deterministic sample,
+is re-executed by nbval and must reproduce its own outputs (only the volatile bits listed in
+``nbval_sanitize.cfg`` are sanitized)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+DAILY_NOTEBOOKS = ["01_data_quality", "02_transform", "04_monitoring"]
+
+
+@pytest.mark.parametrize("name", DAILY_NOTEBOOKS)
+def test_source_notebook_is_thin_and_clean(name):
+    nb = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "first code cell must be tagged 'parameters'"
+    assert all(not c.outputs for c in code), "commit notebooks without outputs"
+    assert sum(len(c.source.splitlines()) for c in code) < 150, "logic belongs in lib/puffy"
+
+
+@pytest.mark.parametrize("name", DAILY_NOTEBOOKS)
+def test_executed_notebook_reproduces_its_outputs(name, daily_run):
+    layout, _, results = daily_run
+    executed = [Path(s.notebook) for r in results for s in r.stages if s.stage == name]
+    assert executed, f"{name} was not executed by the daily run"
+    target = executed[-1]
+    nb = nbformat.read(target, as_version=4)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "executed notebook has no outputs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval", str(target), "--nbval-sanitize-with",
+         str(REPO_ROOT / "tests" / "nbval_sanitize.cfg"), "-p", "no:cacheprovider", "-q",
+         "--nbval-current-env", "-o", "addopts="],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

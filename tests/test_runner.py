@@ -1,0 +1,68 @@
+"""The daily runner end to end on a generated sample: notebooks, reports, publish, idempotency,
+and the stops (gate error before the transform; monitoring error → quarantine)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from puffy import runner
+from puffy.params import PipelineParams
+
+pytestmark = pytest.mark.slow
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_every_day_runs_all_stages_and_publishes(daily_run):
+    layout, _, results = daily_run
+    assert [r.date for r in results] == ["2025-02-25", "2025-02-26", "2025-02-27", "2025-02-28"]
+    for r in results:
+        assert r.exit_code in (runner.EXIT_OK, runner.EXIT_MONITORING), r
+        run_dir = layout.run_dir(date.fromisoformat(r.date))
+        stages = [s.stage for s in r.stages]
+        assert stages[:2] == ["01_data_quality", "02_transform"]
+        for s in r.stages:
+            assert Path(s.notebook).exists() and Path(s.html).exists()
+            assert "In&nbsp;[" not in Path(s.html).read_text()  # reports hide code
+        summary = json.loads((run_dir / "run_summary.json").read_text())
+        assert summary["date"] == r.date
+    published = [r for r in results if r.published]
+    assert published, "no day was published"
+    assert (layout.warehouse / "fct_sessions").is_dir()
+    index = (layout.outputs_dir / "index.html").read_text()
+    assert all(r.date in index for r in results)
+
+
+def test_rerunning_a_day_is_idempotent(daily_run):
+    layout, params, results = daily_run
+    day = date.fromisoformat(results[-1].date)
+    before = _tree_digest(layout.warehouse)
+    again = runner.run_day(day, layout, params)
+    assert again.exit_code == results[-1].exit_code
+    assert _tree_digest(layout.warehouse) == before
+
+
+def test_gate_error_stops_before_transform(tmp_path, small_sample):
+    raw = tmp_path / "raw"
+    shutil.copytree(small_sample, raw)
+    day_file = raw / "events_20250225.csv"
+    lines = day_file.read_text().splitlines()
+    # Drop the event_name column from the header: every row loses a required column.
+    day_file.write_text("\n".join([lines[0].replace("event_name", "event_kind")] + lines[1:]))
+    outputs = tmp_path / "outputs"
+    layout = runner.RunLayout(outputs, raw, runner.REPO_ROOT / "params")
+    result = runner.run_day(date(2025, 2, 25), layout, PipelineParams(input_dir=raw, outputs_dir=outputs))
+    assert result.exit_code == runner.EXIT_GATE
+    assert result.stopped_at == "01_data_quality"
+    assert [s.stage for s in result.stages] == ["01_data_quality"]
+    assert not (layout.run_dir(date(2025, 2, 25)) / "02_transform.ipynb").exists()
+    assert not layout.warehouse.exists()

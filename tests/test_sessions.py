@@ -1,0 +1,293 @@
+"""Sessionization (fct_sessions) on hand-computed fixtures.
+
+Fixtures are raw CSV rows in the export's format, run through the real ingest (``write_staging``)
+and ``run_transform``, so the tests cover the whole path a daily run takes.
+
+Run: cd /work/main && PYTHONPATH=lib .venv/bin/python -m pytest tests/test_sessions.py -q
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections import defaultdict
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import ibis
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from puffy.ingest import RawContract, discover_raw_files, ingest, write_staging
+from puffy.params import DEFAULT_PARAMS_DIR
+from puffy.transform import TransformParams, run_transform
+from puffy.transform.sessions import build_sessions, sessionize_events
+from puffy.warehouse import partition_files
+
+# ibis 12 on pandas 3 / duckdb 2 warns on every query; not ours.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The 'future.infer_string' option is deprecated"),
+    pytest.mark.filterwarnings("ignore:fetch_arrow_table\\(\\) is deprecated"),
+]
+
+HEADER = ["client_id", "page_url", "referrer", "timestamp", "event_name", "event_data", "user_agent"]
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/133.0.0.0 Safari/537.36")
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/18.3 Mobile/15E148 Safari/604.1")
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+SITE = "https://puffy.com"
+D1, D2, D3 = date(2025, 2, 23), date(2025, 2, 24), date(2025, 2, 25)
+
+
+# ------------------------------------------------------------------------------ fixture helpers
+
+
+def ev(client, ts, event="page_viewed", url="/", referrer="", data="", ua=CHROME) -> dict:
+    """One raw row; ``ts`` like '2025-02-23T10:00:00.000Z' or a datetime."""
+    if isinstance(ts, datetime):
+        ts = ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    if url.startswith("/"):
+        url = SITE + url
+    return {"client_id": client or "", "page_url": url, "referrer": referrer, "timestamp": ts,
+            "event_name": event, "event_data": data, "user_agent": ua}
+
+
+def purchase(client, ts, txn, revenue, items=None, email="e" * 64, ua=CHROME, url="/thank-you") -> dict:
+    items = [{"item_id": "1", "item_name": "Puffy Mattress", "item_variant": "Queen", "quantity": 1,
+              "item_price": revenue}] if items is None else items
+    data = json.dumps({"transaction_id": txn, "revenue": revenue, "items": items, "user_email": email},
+                      separators=(",", ":"))
+    return ev(client, ts, "checkout_completed", url, data=data, ua=ua)
+
+
+def write_raw(raw_dir: Path, rows: list[dict]) -> list[Path]:
+    """Write rows (in the given order) into events_YYYYMMDD.csv files by UTC day."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    by_day: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_day[r["timestamp"][:10].replace("-", "")].append(r)
+    paths = []
+    for day, day_rows in sorted(by_day.items()):
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=HEADER, lineterminator="\n")
+        w.writeheader()
+        w.writerows(day_rows)
+        path = raw_dir / f"events_{day}.csv"
+        path.write_text(buf.getvalue().rstrip("\n"), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def stage(raw_dir: Path, staging_root: Path) -> list[date]:
+    """Ingest raw files and write the staging partitions; return the staged days."""
+    con = duckdb.connect()
+    result = ingest(con, discover_raw_files(raw_dir), RawContract())
+    days = [f.file_date for f in result.files]
+    write_staging(con, staging_root, days)
+    return days
+
+
+def stage_rows(tmp_path: Path, rows: list[dict]) -> tuple[Path, list[date]]:
+    write_raw(tmp_path / "raw", rows)
+    staging = tmp_path / "stg"
+    return staging, stage(tmp_path / "raw", staging)
+
+
+def read_table(root: Path, table: str) -> pd.DataFrame:
+    files = partition_files(root, table)
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+def transform(tmp_path: Path, rows: list[dict], *, name="wh", **params) -> tuple[Path, object]:
+    """Stage rows and run a rebuild over all their days with ``params`` overrides."""
+    staging, days = stage_rows(tmp_path, rows)
+    wh = tmp_path / name
+    result = run_transform(staging, wh, DEFAULT_PARAMS_DIR, start=min(days), end=max(days),
+                           transform_params=TransformParams(**params))
+    assert result.status != "error", result.reconciliation[result.reconciliation.status != "ok"]
+    return wh, result
+
+
+def sessions_of(wh: Path) -> pd.DataFrame:
+    return read_table(wh, "fct_sessions").sort_values(["client_id", "session_start"]).reset_index(drop=True)
+
+
+def t(day: date, hms: str) -> datetime:
+    return datetime.fromisoformat(f"{day.isoformat()}T{hms}")
+
+
+# ------------------------------------------------------------------------------ tests
+
+
+def test_gap_of_exactly_the_timeout_starts_a_new_session(tmp_path):
+    rows = [
+        ev("100-aaaaaaaaaaaa", t(D1, "10:00:00.000")),
+        ev("100-aaaaaaaaaaaa", t(D1, "10:29:59.999")),  # 29:59.999 later: same session
+        ev("100-aaaaaaaaaaaa", t(D1, "10:59:59.999")),  # exactly 30:00.000 later: new session
+        ev("100-aaaaaaaaaaaa", t(D1, "11:30:00.000")),  # 30:00.001 later: new session
+    ]
+    wh, _ = transform(tmp_path, rows)
+    s = sessions_of(wh)
+    assert list(s.n_events) == [2, 1, 1]
+    assert [x.strftime("%H:%M:%S.%f")[:-3] for x in s.session_start] == ["10:00:00.000", "10:59:59.999",
+                                                                            "11:30:00.000"]
+    assert s.duration_seconds.tolist() == [1799.999, 0.0, 0.0]
+    assert s.session_number.tolist() == [1, 2, 3]
+    assert s.is_returning_client.tolist() == [False, True, True]
+
+
+def test_session_crossing_midnight_is_one_session_in_the_start_day_partition(tmp_path):
+    rows = [
+        ev("100-aaaaaaaaaaaa", t(D1, "23:50:00.000"), url="/products/puffy-mattress"),
+        ev("100-aaaaaaaaaaaa", t(D2, "00:10:00.000"), event="product_added_to_cart"),
+        ev("100-aaaaaaaaaaaa", t(D2, "00:20:00.000"), event="checkout_started"),
+        ev("200-bbbbbbbbbbbb", t(D2, "09:00:00.000")),
+    ]
+    wh, result = transform(tmp_path, rows)
+    s = sessions_of(wh)
+    assert len(s) == 2
+    first = s.iloc[0]
+    assert first.session_date == D1 and first.crosses_midnight and first.n_events == 3
+    assert first.duration_seconds == 30 * 60
+    assert first.viewed_product and first.added_to_cart and first.started_checkout and not first.purchased
+    day1 = pq.read_table(partition_files(wh, "fct_sessions", [D1])[0]).to_pandas()
+    day2 = pq.read_table(partition_files(wh, "fct_sessions", [D2])[0]).to_pandas()
+    assert day1.client_id.tolist() == ["100-aaaaaaaaaaaa"]
+    assert day2.client_id.tolist() == ["200-bbbbbbbbbbbb"]
+    assert not s.iloc[1].crosses_midnight
+
+
+def test_out_of_order_and_same_timestamp_events(tmp_path):
+    c = "100-aaaaaaaaaaaa"
+    rows = [
+        ev(c, t(D1, "12:10:00.000"), url="/b"),
+        ev(c, t(D1, "12:00:00.000"), url="/a?utm_source=26CAE7&utm_medium=76E084"),  # facebook / paid
+        ev(c, t(D1, "12:00:00.000"), url="/same-ts"),  # same timestamp, later row: after /a
+        ev(c, t(D1, "13:00:00.000"), url="/c"),  # 50 min after 12:10: new session
+    ]
+    wh, _ = transform(tmp_path, rows)
+    s = sessions_of(wh)
+    assert s.n_events.tolist() == [3, 1]
+    assert s.landing_path.tolist() == ["/a", "/c"]
+    assert s.iloc[0].channel == "Paid Social"
+    assert s.iloc[0].utm_source_decoded == "facebook"
+    assert s.iloc[1].channel == "Direct"
+    expected_id = hashlib.md5(f"{c}|2025-02-23T12:00:00.000Z".encode()).hexdigest()[:16]
+    assert s.iloc[0].session_id == expected_id
+
+
+def test_bots_and_missing_client_ids_are_counted_not_dropped(tmp_path):
+    rows = [
+        ev("100-aaaaaaaaaaaa", t(D1, "10:00:00.000")),
+        ev("300-cccccccccccc", t(D1, "10:00:00.000"), ua=GOOGLEBOT),
+        ev("300-cccccccccccc", t(D1, "10:05:00.000"), ua=GOOGLEBOT),
+        ev("", t(D1, "10:07:00.000")),
+    ]
+    wh, result = transform(tmp_path, rows)
+    assert sessions_of(wh).client_id.tolist() == ["100-aaaaaaaaaaaa"]
+    rec = result.reconciliation.set_index("check")
+    assert rec.loc["raw_rows", "left"] == 4 and rec.loc["raw_rows", "status"] == "ok"
+    assert "bot_events=2" in rec.loc["raw_rows", "detail"]
+    assert "no_client_id=1" in rec.loc["raw_rows", "detail"]
+
+    wh2, _ = transform(tmp_path / "b", rows, exclude_bots=False)
+    s = sessions_of(wh2)
+    assert s.client_id.tolist() == ["100-aaaaaaaaaaaa", "300-cccccccccccc"]
+    assert s.is_bot.tolist() == [False, True]
+    assert s.iloc[1].bot_name == "Googlebot" and s.iloc[1].device_type == "bot"
+
+
+def test_returning_client_numbers_sessions_across_days_and_runs(tmp_path):
+    c = "100-aaaaaaaaaaaa"
+    rows = [
+        ev(c, t(D1, "08:00:00.000")),
+        ev(c, t(D1, "20:00:00.000")),
+        ev(c, t(D3, "09:00:00.000"), ua=IPHONE),
+        ev("200-bbbbbbbbbbbb", t(D3, "09:30:00.000")),
+    ]
+    wh, _ = transform(tmp_path, rows)
+    s = sessions_of(wh)
+    assert s.session_number.tolist() == [1, 2, 3, 1]
+    assert s.is_returning_client.tolist() == [False, True, True, False]
+    assert s.iloc[2].device_type == "mobile"
+
+    # day by day: the D3 run reads the earlier sessions from the warehouse
+    staging = tmp_path / "stg"
+    inc = tmp_path / "inc"
+    for d in (D1, D3):
+        run_transform(staging, inc, DEFAULT_PARAMS_DIR, start=d, end=d, mode="incremental")
+    pd.testing.assert_frame_equal(sessions_of(inc), s)
+
+
+def test_campaign_change_splits_only_when_enabled(tmp_path):
+    c = "100-aaaaaaaaaaaa"
+    rows = [
+        ev(c, t(D1, "10:00:00.000"), url="/?utm_source=26CAE7&utm_medium=76E084&utm_campaign=AAAAAA"),
+        ev(c, t(D1, "10:05:00.000"), url="/products/x"),
+        # same campaign again: no split
+        ev(c, t(D1, "10:06:00.000"), url="/?utm_source=26CAE7&utm_medium=76E084&utm_campaign=AAAAAA"),
+        # another campaign (email) 5 minutes later: split when enabled
+        ev(c, t(D1, "10:11:00.000"), url="/?utm_source=AAAAAA&utm_medium=0C83F5&utm_campaign=BBBBBB"),
+        ev(c, t(D1, "10:12:00.000"), url="/cart"),
+    ]
+    wh, _ = transform(tmp_path, rows)
+    assert sessions_of(wh).n_events.tolist() == [5]
+    wh2, _ = transform(tmp_path / "b", rows, split_on_campaign_change=True)
+    s = sessions_of(wh2)
+    assert s.n_events.tolist() == [3, 2]
+    assert s.channel.tolist() == ["Paid Social", "Email"]
+
+
+def test_direct_session_then_tagged_landing_splits_with_campaign_rule(tmp_path):
+    c = "100-aaaaaaaaaaaa"
+    rows = [
+        ev(c, t(D1, "10:00:00.000")),
+        ev(c, t(D1, "10:01:00.000"), url="/?gclid=ABCDEF"),  # gclid only: no utm, no campaign key
+        ev(c, t(D1, "10:02:00.000"), url="/?utm_source=26CAE7&utm_medium=76E084"),
+    ]
+    wh, _ = transform(tmp_path, rows, split_on_campaign_change=True)
+    s = sessions_of(wh)
+    assert s.n_events.tolist() == [2, 1]
+    assert s.channel.tolist() == ["Direct", "Paid Social"]
+
+
+def test_session_expressions_compile_for_pyspark(monkeypatch):
+    """Only portable operations: the sessionization compiles to Spark SQL."""
+    from ibis.config import Config
+
+    class _PySparkOptions(Config):  # registered by the pyspark backend when installed
+        treat_nan_as_null: bool = False
+
+    if ibis.options.pyspark is None:
+        monkeypatch.setattr(ibis.options, "pyspark", _PySparkOptions())
+    events = ibis.table({
+        "event_id": "string", "file_date": "date", "client_id": "string", "page_url": "string",
+        "referrer": "string", "timestamp_raw": "string", "event_ts": "timestamp(6)",
+        "event_name": "string", "user_agent": "string", "is_bot": "boolean", "bot_name": "string",
+        "device_type": "string", "browser": "string", "os": "string",
+    }, name="events")
+    for split in (False, True):
+        params = TransformParams(split_on_campaign_change=split)
+        sev = sessionize_events(events, params)
+        sql = ibis.to_sql(build_sessions(sev, params), dialect="pyspark")
+        assert "OVER" in sql and "md5" in sql.lower()
+
+
+def test_sessions_schema_and_partition_columns(tmp_path):
+    rows = [ev("100-aaaaaaaaaaaa", t(D1, "10:00:00.000")), ev("200-bbbbbbbbbbbb", t(D2, "10:00:00.000"))]
+    wh, result = transform(tmp_path, rows)
+    from puffy.transform.sessions import SESSION_COLUMNS
+
+    s = read_table(wh, "fct_sessions")
+    assert tuple(s.columns) == SESSION_COLUMNS
+    assert [p.name for p in result.tables["fct_sessions"]] == ["date=2025-02-23", "date=2025-02-24"]
+    assert s.session_id.is_unique
+    assert (s.person_id == s.client_id).all()
+    assert set(s.session_date) == {D1, D2} and (s.session_date == s.session_start.dt.date).all()
