@@ -59,6 +59,8 @@ def _sessions(day: date, s: DaySpec) -> pd.DataFrame:
     for ch, share in s.channels.items():
         channel_list += [ch] * round(n_human * share)
     channel_list = (channel_list + ["Direct"] * n_human)[:n_human]
+    # interleave (every 7th, shifted) so buyers, carts, … come from every channel
+    channel_list = [channel_list[(k * 7) % n_human] for k in range(n_human)] if n_human % 7 else channel_list
     n_view, n_cart, n_chk = round(n_human * s.viewed), round(n_human * s.carted), round(n_human * s.checkout)
     for k in range(n_human + s.bot_sessions):
         bot = k >= n_human

@@ -177,3 +177,35 @@ def test_params_reject_unknown_keys(tmp_path):
         load_transform_params(tmp_path)
     # the shipped file holds exactly the defaults
     assert load_transform_params(DEFAULT_PARAMS_DIR) == TransformParams()
+
+
+def test_order_and_identity_expressions_compile_for_pyspark(monkeypatch):
+    """Only portable operations: orders and identity propagation compile to Spark SQL."""
+    import ibis
+    from ibis.config import Config
+
+    from puffy.transform.identity import apply_identity, identity_edges
+    from puffy.transform.orders import build_orders
+
+    class _PySparkOptions(Config):  # registered by the pyspark backend when installed
+        treat_nan_as_null: bool = False
+
+    if ibis.options.pyspark is None:
+        monkeypatch.setattr(ibis.options, "pyspark", _PySparkOptions())
+    purchases = ibis.table({
+        "event_id": "string", "client_id": "string", "is_bot": "boolean", "payload_error": "string",
+        "revenue": "float64", "event_data": "string", "transaction_id": "string", "event_ts": "timestamp(6)",
+        "item_count": "int64", "user_email": "string",
+    }, name="purchases")
+    items = ibis.table({
+        "event_id": "string", "transaction_id": "string", "line_number": "int64", "item_id": "string",
+        "item_name": "string", "item_variant": "string", "quantity": "float64", "item_price": "float64",
+    }, name="items")
+    ledger = ibis.table({"transaction_id": "string", "client_id": "string", "payload_hash": "string",
+                         "order_ts": "timestamp(6)", "event_id": "string"}, name="ledger")
+    event_sessions = ibis.table({"event_id": "string", "session_id": "string"}, name="event_sessions")
+    built = build_orders(purchases, items, ledger, event_sessions, TransformParams())
+    mapping = ibis.table({"client_id": "string", "person_id": "string"}, name="person_map")
+    for expr in (apply_identity(built.orders, mapping), built.items, built.rejects,
+                 identity_edges(purchases)):
+        assert "SELECT" in ibis.to_sql(expr, dialect="pyspark")

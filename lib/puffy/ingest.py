@@ -36,13 +36,13 @@ from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 from pydantic import Field
 
 from puffy.errors import InputDataError
 from puffy.params import StrictModel
 
 RAW_FILE_RE = re.compile(r"^events_(\d{8})\.csv(\.gz)?$")
-_BLANK_LINE_RE = re.compile(rb"\n(?=\r?\n)")  # a newline that ends a blank line
 
 
 class RawContract(StrictModel):
@@ -237,11 +237,15 @@ def _load_file(con: duckdb.DuckDBPyConnection, f: RawFile, contract: RawContract
                           store_rejects = true, rejects_table = '_rej', rejects_scan = '_scan')
         )
     """).fetchone()[0]
-    # One reject row per bad line (DuckDB may report several errors for the same line).
+    # One reject row per bad line (DuckDB may report several errors for the same line); the
+    # reader's column names c0, c1, … are mapped back to the file's header names.
+    header = "[" + ", ".join(_sql_str(h) for h in f.header) + "]"
     con.execute(f"""
         INSERT INTO stg_parse_rejects
         SELECT {day}::DATE, {name}, line, NULL, lower(replace(first(error_type ORDER BY column_idx), ' ', '_')),
-               first(column_name ORDER BY column_idx), first(error_message ORDER BY column_idx),
+               coalesce({header}[TRY_CAST(substr(first(column_name ORDER BY column_idx), 2) AS INTEGER) + 1],
+                        first(column_name ORDER BY column_idx)),
+               first(error_message ORDER BY column_idx),
                left(trim(first(csv_line ORDER BY column_idx), chr(10) || chr(13)), 2000)
         FROM _rej GROUP BY line
     """)
@@ -256,26 +260,36 @@ def _load_file(con: duckdb.DuckDBPyConnection, f: RawFile, contract: RawContract
 def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int | None:
     """Non-blank lines after the header, counted on the raw bytes (``None`` if unreadable).
 
-    Blank lines (empty or a lone CR) are not counted, as DuckDB's reader skips them.
+    Blank lines (empty, or a lone CR) are not counted, as DuckDB's reader skips them. Works on
+    newline positions with numpy: a line is blank when its newline follows the previous one
+    directly, or with only a CR in between.
     """
-    newlines = blanks = 0
-    tail = b"\n"  # the last bytes before the chunk; a virtual newline before the file's first byte
+    lines = 0
+    offset = 0  # bytes before the current chunk
+    last_nl = -1  # absolute position of the last newline; -1 = a virtual one before the file
+    last_byte = 10
     try:
         with _open_text(path) as fh:
             while chunk := fh.read(chunk_size):
-                newlines += chunk.count(b"\n")
-                window = tail + chunk
-                # Blank lines are rare: search for them only when the chunk may hold one. Matches
-                # inside ``tail`` alone were counted with the previous chunk.
-                if b"\n\n" in window or b"\n\r\n" in window:
-                    blanks += len(_BLANK_LINE_RE.findall(window)) - len(_BLANK_LINE_RE.findall(tail))
-                tail = window[-2:]
+                buf = np.frombuffer(chunk, dtype=np.uint8)
+                nl = np.flatnonzero(buf == 10) + offset
+                if len(nl):
+                    gap = np.diff(nl, prepend=last_nl)  # line length + 1
+                    blank = np.count_nonzero(gap == 1)
+                    one_byte = nl[gap == 2] - 1 - offset  # index of a one-byte line's byte (-1: previous chunk)
+                    if len(one_byte):
+                        values = np.where(one_byte >= 0, buf[np.maximum(one_byte, 0)], last_byte)
+                        blank += int(np.count_nonzero(values == 13))
+                    lines += len(nl) - blank
+                    last_nl = int(nl[-1])
+                last_byte = int(buf[-1])
+                offset += len(buf)
     except (OSError, EOFError):
         return None
-    lines = newlines - blanks
-    if not tail.endswith(b"\n") and tail != b"\n\r":  # a last line without a trailing newline
-        lines += 1
-    return max(lines - 1, 0)  # minus the header line
+    tail = offset - 1 - last_nl  # bytes after the last newline
+    if tail > 1 or (tail == 1 and last_byte != 13):
+        lines += 1  # a last line without a trailing newline (the real export has none)
+    return int(max(lines - 1, 0))  # minus the header line
 
 
 def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
@@ -286,11 +300,12 @@ def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
     # sharing a row hash: a window over seven text columns of every row dominated the ingest time.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _duplicate_ids AS
-        WITH keyed AS (SELECT event_id, file_date, row_number, {row}, hash({row}) AS row_hash FROM stg_events_all),
-        repeated AS (SELECT row_hash FROM keyed GROUP BY row_hash HAVING count(*) > 1),
+        WITH hashed AS (SELECT rowid AS rid, hash({row}) AS row_hash FROM stg_events_all),
+        repeated AS (SELECT row_hash FROM hashed GROUP BY row_hash HAVING count(*) > 1),
         ranked AS (
             SELECT event_id, row_number() OVER (PARTITION BY {row} ORDER BY file_date, row_number) AS copy
-            FROM keyed WHERE row_hash IN (SELECT row_hash FROM repeated)
+            FROM stg_events_all
+            WHERE rowid IN (SELECT rid FROM hashed WHERE row_hash IN (SELECT row_hash FROM repeated))
         )
         SELECT event_id FROM ranked WHERE copy > 1
     """)

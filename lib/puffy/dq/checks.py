@@ -348,6 +348,16 @@ def _ratio(num: pd.Series, den: pd.Series) -> dict[date, float]:
     return (num.reindex(den.index).fillna(0) / den).to_dict()
 
 
+def _total_on(by_day: pd.Series, dates: list[str]) -> float:
+    """Sum of a per-day series over ``dates`` (ISO strings); 1 when empty, to divide safely."""
+    wanted = {date.fromisoformat(d) for d in dates}
+    return float(sum(v for d, v in by_day.items() if d in wanted)) or 1.0
+
+
+def _range_text(lo: float, hi: float) -> str:
+    return f"{int(lo):,}" if lo == hi else f"{int(lo):,}–{int(hi):,}"
+
+
 def _span(flagged: list[dict], fmt=pct) -> str:
     values = [r["value"] for r in flagged]
     lo, hi = min(values), max(values)
@@ -554,7 +564,7 @@ def _dictionary(ctx: CheckContext) -> list[Finding]:
     volume_f = fixed(
         ctx, "taxonomy.dictionary_daily_volume", "Daily volume outside the data dictionary's range", "events_per_day",
         severity, [d.isoformat() for d in outside], int(hi_v),
-        f"{len(outside)} day(s) have {int(lo_v):,}–{int(hi_v):,} events, outside the data dictionary's "
+        f"{len(outside)} day(s) have {_range_text(lo_v, hi_v)} events, outside the data dictionary's "
         f"{low:,}–{high:,} a day ({fmt_dates(d.isoformat() for d in outside)})",
         f"Daily volumes are within the data dictionary's {low:,}–{high:,} events.",
     )
@@ -695,7 +705,7 @@ def check_duplicates(ctx: CheckContext) -> list[Finding]:
 
     def same_what(fl):
         ds = [date.fromisoformat(r["date"]) for r in fl]
-        return (f"{sum(rows[d] for d in ds):,} rows in {sum(groups[d] for d in ds):,} groups share client, timestamp "
+        return (f"{sum(rows[d] for d in ds):,} rows in {sum(groups[d] for d in ds):,} group(s) share client, timestamp "
                 f"and event name but differ in content {_on(fl)}")
 
     same_key = graded(
@@ -842,7 +852,9 @@ def check_payload(ctx: CheckContext) -> list[Finding]:
                "Revenue equals the sum of item prices wherever all prices are present."),
         period(ctx, "payload.item_price_missing", "Item price missing", "item_price_missing_rate",
                rules.item_price_missing_rate, items["price_missing"].to_dict(), float(items["items"].sum()),
-               lambda n, rate, ds: f"{n:,} order item(s) ({pct(rate)}) have no item_price while the order still has a revenue ({fmt_dates(ds)})",
+               lambda n, rate, ds: (f"{n:,} order item(s) ({pct(n / _total_on(items['items'], ds))} of the items on "
+                                    f"{fmt_dates(ds)}, {pct(rate)} of the period's) have no item_price while their "
+                                    f"orders still have a revenue"),
                "Every order item has a price.",
                lambda ds: ctx.samples(f"item_price IS NULL AND NOT {all_null}",
                                       "event_id, transaction_id, line_number, item_id, quantity, item_price", ds,
@@ -891,7 +903,7 @@ def check_volume(ctx: CheckContext) -> list[Finding]:
     daily = graded(
         ctx, "volume.daily_events", "Daily event volume vs baseline", "events_ratio", rules.daily_events_ratio, ratios,
         lambda fl: "Daily events broke the trailing baseline: " + ", ".join(
-            f"{int(totals[date.fromisoformat(r['date'])]):,} on {r['date']} (×{r['value']:.2f} of {bases[date.fromisoformat(r['date'])]:,.0f})"
+            f"{int(totals.get(date.fromisoformat(r['date']), 0)):,} on {r['date']} (×{r['value']:.2f} of {bases[date.fromisoformat(r['date'])]:,.0f})"
             for r in fl),
         "Daily event volumes are in line with the trailing baseline.", key=far,
     )

@@ -52,44 +52,58 @@ def build_report(*, status: str, generated_at: str, input_dir: Path, days: list[
 
 
 def _when(dates: list[str], period_end: str) -> str:
-    """'On 2025-03-08', 'From 2025-03-04' (runs to the end of the period), 'On 2025-02-24, 2025-03-03'."""
+    """'On 2025-03-08', 'From 2025-03-04' (through the end of the period), 'On 7 days, 2025-02-24 … 2025-03-06'."""
     days = sorted(dates)
     span = fmt_dates(days)
     if len(days) > 1 and "," not in span and days[-1] == period_end:
         return f"From {days[0]}"
+    if span.count(",") >= 2:
+        return f"On {len(days)} days, {days[0]} … {days[-1]}"
     return f"On {span}"
 
 
+def _period_text(period: dict) -> str:
+    return period["start"] if period["start"] == period["end"] else f"{period['start']} … {period['end']}"
+
+
 def narrative(report: dict, findings: list[Finding]) -> str:
-    """Plain-words account of the period, in time order, generated from the findings."""
-    s, rec = report["summary"], report["reconciliation"]
-    period = report["period"]
+    """Plain-words account of the period, generated from the findings.
+
+    Problems present on every day come first ("throughout"), then the ones that started or
+    happened during the period in order of first appearance, then the informational notes.
+    """
+    s, rec, period = report["summary"], report["reconciliation"], report["period"]
     counts = s["findings"]
-    opening = (
-        f"The gate read {s['files']} raw file(s) for {fmt_dates([period['start'], period['end']]) if period['start'] != period['end'] else period['start']}: "
-        f"{rec['lines_read']:,} data lines, {rec['events']:,} accepted events and {rec['rejects']:,} rejected line(s). "
-        f"Status **{report['status'].upper()}** — {counts.get('error', 0)} error(s), {counts.get('warn', 0)} warning(s), "
-        f"{counts.get('info', 0)} note(s); {counts.get('pass', 0)} checks found nothing."
-    )
+    parts = [
+        f"The gate read {s['files']} raw file(s) for {_period_text(period)}: {rec['lines_read']:,} data lines, "
+        f"{rec['events']:,} accepted events and {rec['rejects']:,} rejected line(s). Status "
+        f"**{report['status'].upper()}**: {counts.get('error', 0)} error(s), {counts.get('warn', 0)} warning(s) and "
+        f"{counts.get('info', 0)} note(s); {counts.get('pass', 0)} checks found nothing.",
+        "",
+    ]
     base = report["baseline"]["days"]
-    baseline = (f"Baselines use up to {s['baseline_window']} trailing days; days before the period that fed them: "
-                f"{fmt_dates(base)}." if base else
-                f"Baselines use up to {s['baseline_window']} trailing days inside the period (no earlier files were read).")
+    parts += [f"Baselines compare each day with up to {s['baseline_window']} trailing days"
+              + (f", including {len(base)} earlier file(s) read for that purpose ({fmt_dates(base)})." if base
+                 else " inside the period (no earlier file was available)."), ""]
+    days = s["days"]
     issues = [f for f in findings if f.severity in ("error", "warn")]
     notes = [f for f in findings if f.severity == "info"]
     order = lambda f: (min(f.dates) if f.dates else "", -SEVERITY_RANK[f.severity], f.id)  # noqa: E731
-    parts = [opening, "", baseline, ""]
-    if issues:
-        parts.append("What went wrong, in order of first appearance:")
+    tag = lambda f: f"({f.severity.upper()}, `{f.id}`)"  # noqa: E731
+    every_day = [f for f in issues if len(days) > 1 and set(days) <= set(f.dates)]
+    changes = [f for f in issues if f not in every_day]
+    if every_day:
+        parts += ["Throughout the period:", ""] + [f"- {f.message} {tag(f)}" for f in every_day] + [""]
+    if changes:
+        heading = "What went wrong during the period, in order of first appearance:" if len(days) > 1 else "What went wrong:"
+        parts += [heading, ""]
+        parts += [f"- **{_when(f.dates, period['end'])}** — {f.message} {tag(f)}" for f in sorted(changes, key=order)]
         parts.append("")
-        parts += [f"- **{_when(f.dates, period['end'])}** ({f.severity.upper()}, `{f.id}`): {f.message}"
-                  for f in sorted(issues, key=order)]
-    else:
-        parts.append("Nothing went wrong: every check passed.")
+    if not issues:
+        parts += ["Nothing went wrong: no check raised a warning or an error.", ""]
     if notes:
-        parts += ["", "Worth knowing:", ""]
-        parts += [f"- {f.message} (`{f.id}`)" for f in sorted(notes, key=order)]
-    return "\n".join(parts)
+        parts += ["Worth knowing:", ""] + [f"- {f.message} {tag(f)}" for f in sorted(notes, key=order)] + [""]
+    return "\n".join(parts).rstrip() + "\n"
 
 
 def _fmt_value(f: Finding) -> str:
@@ -106,7 +120,13 @@ def _fmt_value(f: Finding) -> str:
 def _fmt_thresholds(t: dict) -> str:
     if "severity" in t:
         return f"always {t['severity']}"
-    return ", ".join(f"{k} {v}" for k, v in t.items() if v is not None) or "—"
+
+    def one(level, v):
+        if isinstance(v, list):
+            return f"{level} outside {v[0]:g}–{v[1]:g}"
+        return f"{level} > 0" if v == 0 else f"{level} ≥ {v:g}"
+
+    return ", ".join(one(k, t[k]) for k in ("info", "warn", "error") if t.get(k) is not None) or "—"
 
 
 def _cell(text) -> str:
@@ -121,7 +141,7 @@ def render_markdown(report: dict, findings: list[Finding]) -> str:
         "",
         f"**Status: {report['status'].upper()}** — {report['message']}.",
         "",
-        f"Period: {period['start']} … {period['end']} · input: `{report['input_dir']}` · generated {report['generated_at']}",
+        f"Period: {_period_text(period)} · input: `{report['input_dir']}` · generated {report['generated_at']}",
         "",
         "## What happened",
         "",

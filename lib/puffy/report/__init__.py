@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from puffy.errors import UserError
+from puffy.params import REPO_ROOT
 from puffy.report.data import PeriodData, load_period, load_report_params, resolve_period
 from puffy.report.kpis import Figures, compute_figures
 from puffy.report.narrative import Narrative, build_narrative, data_caveats
 
-__all__ = ["Report", "ReportError", "ReportResult", "build_report", "kpi_summary", "run_report", "write_outputs"]
+__all__ = ["Report", "ReportError", "ReportResult", "build_report", "default_output_dir", "kpi_summary",
+           "run_report", "write_outputs"]
 
 NOTEBOOK = "03_executive_analysis"
 HTML_NAME, PDF_NAME, PRINT_HTML_NAME, KPIS_NAME = (
@@ -62,9 +64,16 @@ class ReportResult:
     kpis: dict
 
 
+def repo_path(path: str | Path) -> Path:
+    """A relative path is taken from the repository root (a notebook opened in JupyterLab runs in
+    notebooks/, papermill in the root: both must find ``outputs`` and ``params``)."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
 def build_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=None) -> Report:
     """Load the period, compute every figure, size the data caveats, derive the narrative."""
-    outputs_dir = Path(outputs_dir)
+    outputs_dir, params_dir = repo_path(outputs_dir), repo_path(params_dir)
     params = load_report_params(params_dir)
     period = resolve_period(outputs_dir / "warehouse", start, end, params.period_days,
                             params.previous_period_min_coverage)
@@ -107,7 +116,8 @@ def write_outputs(report: Report, output_dir: str | Path) -> dict[str, Path]:
 
 
 def default_output_dir(outputs_dir: str | Path, report: Report) -> Path:
-    return Path(outputs_dir) / "reports" / report.label
+    """``<outputs_dir>/reports/<start>_<end>``: where ``run_report`` puts the period's report."""
+    return repo_path(outputs_dir) / "reports" / report.label
 
 
 def run_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=None) -> ReportResult:

@@ -65,13 +65,16 @@ def _money_axis(ax, symbol: str) -> None:
         lambda v, _: f"{symbol}{v / 1000:,.0f}k" if abs(v) >= 1000 else f"{symbol}{v:,.0f}"))
 
 
-def _day_labels(index) -> list[str]:
-    return [f"{d:%a}\n{d.day} {d:%b}" if i % 2 == 0 else "" for i, d in enumerate(index)]
+def _day_labels(index, max_labels: int = 5) -> list[str]:
+    """At most ``max_labels`` date labels ("Sun\n23 Feb"), evenly spaced, so they never collide."""
+    step = max(1, math.ceil(len(index) / max_labels))
+    return [f"{d:%a}\n{d.day} {d:%b}" if i % step == 0 else "" for i, d in enumerate(index)]
 
 
 def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: float = 7.2,
                 height: float = 3.0) -> Figure:
-    """Daily revenue (bars + OLS line with its confidence band), orders and sessions (lines)."""
+    """Daily revenue (bars), orders and sessions (lines), each with its OLS trend line (dashed)
+    and the confidence band of that line (shaded); the caption under the chart says so."""
     apply_style()
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(1, 3)
@@ -81,14 +84,13 @@ def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: flo
     for ax, (metric, title, money) in zip(axes, specs):
         values = daily[metric].astype("float64").to_numpy()
         if metric == "revenue":
-            ax.bar(x, values, color=ACCENT_LIGHT, edgecolor=ACCENT, linewidth=0.4, label="day")
+            ax.bar(x, values, color=ACCENT_LIGHT, edgecolor=ACCENT, linewidth=0.4)
         else:
-            ax.plot(x, values, color=ACCENT, marker="o", markersize=2.5, linewidth=1.2, label="day")
+            ax.plot(x, values, color=ACCENT, marker="o", markersize=2.5, linewidth=1.2)
         t = trends.get(metric)
         if t is not None and not math.isnan(t.slope):
-            ax.fill_between(x, t.fitted["low"], t.fitted["high"], color=BAND, alpha=0.8, linewidth=0,
-                            label="95% band of trend")
-            ax.plot(x, t.fitted["fit"], color=MUTED, linestyle="--", linewidth=1.0, label="trend")
+            ax.fill_between(x, t.fitted["low"], t.fitted["high"], color=BAND, alpha=0.6, linewidth=0)
+            ax.plot(x, t.fitted["fit"], color=MUTED, linestyle="--", linewidth=1.0)
         ax.set_title(title, loc="left")
         ax.set_xticks(x)
         ax.set_xticklabels(_day_labels(daily.index), fontsize=6)
@@ -98,12 +100,11 @@ def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: flo
         else:
             ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
         ax.grid(axis="x", visible=False)
-    axes[0].legend(loc="lower left", frameon=False, ncol=1)
     return fig
 
 
 def channel_conversion_chart(channels: pd.DataFrame, site_rate: float, max_channels: int = 10,
-                             width: float = 3.6, height: float = 2.9) -> Figure:
+                             width: float = 3.6, height: float = 2.9, level: float = 0.95) -> Figure:
     """Conversion rate per channel with its Wilson interval; the site's rate as a reference line."""
     apply_style()
     ch = channels[channels["sessions"] > 0].sort_values("sessions", ascending=False).head(max_channels)
@@ -121,10 +122,10 @@ def channel_conversion_chart(channels: pd.DataFrame, site_rate: float, max_chann
                 va="bottom")
     ax.set_yticks(y)
     ax.set_yticklabels([f"{name} ({int(n):,})" for name, n in zip(ch.index, ch["sessions"])])
-    ax.set_xlabel("Sessions that bought (%) — bar: 95% range")
+    ax.set_xlabel(f"Sessions that bought (%), bar = {level * 100:g}% range")
     ax.set_xlim(left=0)
     ax.set_ylim(-0.6, len(ch) - 0.1)
-    ax.set_title("Conversion by channel (sessions)", loc="left")
+    ax.set_title("Conversion by channel", loc="left")
     ax.grid(axis="y", visible=False)
     return fig
 

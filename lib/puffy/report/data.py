@@ -53,6 +53,16 @@ ALL_MODELS = ("first_click", "last_click", "last_non_direct_click", "linear", "p
               "time_decay", "markov")
 
 
+#: Daily-run findings that change no number of the report (defaults of ``ignore_findings``).
+HARMLESS_FINDINGS = (
+    "schema.column_renamed", "schema.day_over_day_renamed", "schema.column_extra",
+    "taxonomy.dictionary_purchase_name", "taxonomy.dictionary_daily_volume", "timestamps.unsorted",
+    "payload.revenue_non_integer", "duplicates.exact_row", "volume.insufficient_history",
+    "trend.insufficient_history", "trend.metric_unavailable", "mix.insufficient_history",
+    "revenue.reconciliation_skipped",
+)
+
+
 class ReportParams(StrictModel):
     """``params/report.yaml`` (each key is documented in the file)."""
 
@@ -75,6 +85,7 @@ class ReportParams(StrictModel):
     pdf_channels: int = Field(8, ge=2, le=15)
     top_products: int = Field(8, ge=1, le=30)
     client_id_null_caveat: float = Field(0.02, ge=0, le=1)
+    ignore_findings: list[str] = Field(default_factory=lambda: list(HARMLESS_FINDINGS))
     chart_dpi: int = Field(150, ge=50, le=600)
     pdf_page_size: str = "A4"
     pdf_max_pages: int = Field(2, ge=1, le=2)

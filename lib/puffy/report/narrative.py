@@ -64,6 +64,11 @@ def count(n: float) -> str:
     return f"{int(round(n)):,}"
 
 
+def plural(n: float, word: str, many: str | None = None) -> str:
+    """"1 order" / "12 orders" (with thousands separators)."""
+    return f"{count(n)} {word if int(round(n)) == 1 else (many or word + 's')}"
+
+
 def p_text(p: float) -> str:
     """p-values as leadership can read them."""
     if p is None or math.isnan(p):
@@ -81,15 +86,21 @@ def days_text(days: list) -> str:
     ds = sorted({date.fromisoformat(d) if isinstance(d, str) else d for d in days})
     if not ds:
         return ""
-    if len(ds) > 2 and (ds[-1] - ds[0]).days + 1 == len(ds):
+    if len(ds) >= 2 and (ds[-1] - ds[0]).days + 1 == len(ds):
         return f"{day_text(ds[0])} to {day_text(ds[-1])}"
     if len(ds) > 4:
         return f"{len(ds)} days between {day_text(ds[0])} and {day_text(ds[-1])}"
     return ", ".join(day_text(d) for d in ds)
 
 
-def rate_with_ci(rate: float, low: float, high: float, digits: int = 2) -> str:
-    return f"{pct(rate, digits)} (95% range {pct(low, digits)}–{pct(high, digits)})"
+def level_text(level: float) -> str:
+    """The confidence level as it is printed: 0.95 → "95%"."""
+    return f"{level * 100:g}%"
+
+
+def rate_with_ci(rate: float, low: float, high: float, level: float = 0.95, digits: int = 2) -> str:
+    """"1.73% (95% range 1.12%–2.66%)"."""
+    return f"{pct(rate, digits)} ({level_text(level)} range {pct(low, digits)}–{pct(high, digits)})"
 
 
 # --- statements -------------------------------------------------------------------------------
@@ -128,11 +139,11 @@ class Narrative:
 
 # --- data caveats -------------------------------------------------------------------------------
 
-def _findings_matching(findings: list[dict], *words: str) -> list[dict]:
-    """Findings (WARN/ERROR) whose id, metric or message mention all of ``words``."""
+def _findings_matching(findings: list[dict], *words: str, severities=("warn", "error")) -> list[dict]:
+    """Findings of the given severities whose id, metric or message mention all of ``words``."""
     out = []
     for f in findings:
-        if f.get("severity") not in ("warn", "error"):
+        if f.get("severity") not in severities:
             continue
         hay = " ".join(str(f.get(k) or "") for k in ("id", "metric", "message")).lower()
         if all(w in hay for w in words):
@@ -144,90 +155,130 @@ def _finding_days(findings: list[dict]) -> list[str]:
     return sorted({d for f in findings for d in f.get("dates", [])})
 
 
-def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
-    """Which of the period's numbers the data problems make unreliable, and by how much.
+def _daily_values(findings: list[dict]) -> dict[str, float]:
+    """date -> value from the findings' per-day values (``daily``) or their top-level value."""
+    out: dict[str, float] = {}
+    for f in findings:
+        for row in f.get("daily") or []:
+            if isinstance(row, dict) and isinstance(row.get("value"), (int, float)) and row.get("date"):
+                out[str(row["date"])] = float(row["value"])
+        if isinstance(f.get("value"), (int, float)) and f.get("dates"):
+            for d in f["dates"]:
+                out.setdefault(str(d), float(f["value"]))
+    return out
 
-    Each caveat is measured on the period's own data (tables, staged events) where possible, and
-    uses the daily findings to know on which days a problem was flagged. Ordered by importance.
-    """
+
+def _client_id_caveat(data: PeriodData, fig: Figures, findings: list[dict]) -> Caveat | None:
+    """Page views without a client id belong to no session: sessions are undercounted by that share."""
     p = fig.params
-    sym = p.currency_symbol
-    out: list[Caveat] = []
-    findings = data.findings
-    human_sessions = fig.current["sessions"]
-
-    # 1. client ids lost: their page views belong to no session.
-    cid_findings = _findings_matching(findings, "client") + _findings_matching(findings, "clientid")
-    cid_findings = [f for f in cid_findings if "null" in (str(f.get("id")) + str(f.get("metric")) +
-                                                          str(f.get("message"))).lower()]
-    share = worst = math.nan
-    worst_day = None
     if data.client_id_null is not None and data.client_id_null["page_views"].sum() > 0:
         t = data.client_id_null
         share = float(t["null_page_views"].sum() / t["page_views"].sum())
         per_day = t["null_page_views"] / t["page_views"].where(t["page_views"] > 0)
         worst, worst_day = float(per_day.max()), t.loc[per_day.idxmax(), "day"]
-        flagged_days = [d.isoformat() for d, v in zip(t["day"], per_day) if v > p.client_id_null_caveat]
+        n_flagged = int((per_day > p.client_id_null_caveat).sum())
+        source = "measured on the staged page views"
     else:
-        values = [(f.get("value"), f.get("dates", [None])[0]) for f in cid_findings
-                  if isinstance(f.get("value"), (int, float)) and 0 <= f["value"] <= 1]
-        if values:
-            worst, worst_day = max(values, key=lambda v: v[0])
-            # Days without a finding were under the gate's threshold: count them as 0 (a lower bound).
-            share = sum(v for v, _ in values) / max(1, len(data.period.available))
-        flagged_days = _finding_days(cid_findings)
-    if (not math.isnan(share) and share > p.client_id_null_caveat) or cid_findings:
-        if not math.isnan(share):
-            missing_sessions = human_sessions * share / (1 - share) if share < 1 else math.nan
-            out.append(Caveat(
-                "client_id_loss", "Client ids missing",
-                f"{pct(share)} of page views had no client id (worst: {pct(worst)} on {day_text(worst_day)}; "
-                f"above {pct(p.client_id_null_caveat, 0)} on {len(flagged_days)} day(s)). Those visits belong to no "
-                f"session, so sessions are undercounted by about {pct(share)} (roughly {count(missing_sessions)} "
-                f"sessions) and channel and device mixes lose the same visits. Revenue and orders are complete: "
-                f"orders without a client id are kept, but they cannot be tied to a channel.",
-                "sessions, conversion rate, channel and device breakdowns", share,
-                f"Fix client-id capture: {pct(worst)} of page views lost their id on {day_text(worst_day)}."))
-        else:
-            out.append(Caveat(
-                "client_id_loss", "Client ids missing",
-                f"Client ids were flagged missing on {days_text(flagged_days)}; the size of the loss could not be "
-                f"measured here, so sessions and conversion rates on those days are undercounted by an unknown amount.",
-                "sessions, conversion rate", math.nan, "Fix client-id capture on the site."))
+        # No staged events: fall back on the gate's own daily rates (all events, not page views).
+        values = _daily_values([f for f in data.findings if str(f.get("id", "")).lower() in
+                                ("client_id.null_rate", "client_id_null_rate")] or findings)
+        values = {d: v for d, v in values.items() if 0 <= v <= 1}
+        if not values:
+            if not findings:
+                return None
+            return Caveat("client_id_loss", "Client ids missing",
+                          f"Client ids were flagged missing on {days_text(_finding_days(findings))}; the size of the "
+                          f"loss is not known here, so sessions and conversion rates on those days are undercounted "
+                          f"by an unknown amount.", "sessions, conversion rate", math.nan,
+                          "Fix client-id capture on the site.")
+        # Days the gate did not report count as 0: the share below is then a lower bound.
+        share = sum(values.values()) / max(len(values), len(data.period.available))
+        worst_day, worst = max(values.items(), key=lambda kv: kv[1])
+        n_flagged = sum(1 for v in values.values() if v > p.client_id_null_caveat)
+        source = "from the data-quality gate's daily rates"
+    if share <= p.client_id_null_caveat and not findings:
+        return None
+    sessions = fig.current["sessions"]
+    lost = sessions * share / (1 - share) if share < 1 else math.nan
+    return Caveat(
+        "client_id_loss", "Client ids missing",
+        f"{pct(share)} of page views had no client id ({source}; worst {pct(worst)} on {day_text(worst_day)}; "
+        f"above {pct(p.client_id_null_caveat, 0)} on {n_flagged} day(s)). Those visits belong to no session, so "
+        f"sessions are undercounted by about {pct(share)} (roughly {count(lost)} sessions) and the channel and "
+        f"device mixes lose the same visits. Revenue and orders are complete (orders without a client id are "
+        f"kept) but such orders cannot be tied to a channel.",
+        "sessions, conversion rate, channel and device breakdowns", share,
+        f"Fix client-id capture: {pct(worst)} of page views lost their id on {day_text(worst_day)}.")
 
-    # 2. referrer loss: visits from search / social / referral links look like Direct.
-    ref_findings = _findings_matching(findings, "referrer") + _findings_matching(findings, "direct_share")
-    if ref_findings:
-        flagged = {date.fromisoformat(d) for d in _finding_days(ref_findings)}
-        s = data.human_sessions
-        direct = s["channel"].eq("Direct")
-        on = s["session_date"].isin(flagged)
-        share_on = float(direct[on].mean()) if on.any() else math.nan
-        share_off = float(direct[~on].mean()) if (~on).any() else math.nan
-        if math.isnan(share_off) and data.previous_sessions is not None and len(data.previous_sessions):
-            prev = data.previous_sessions[~data.previous_sessions["is_bot"]]
-            share_off = float(prev["channel"].eq("Direct").mean())
-        if not math.isnan(share_on) and not math.isnan(share_off):
-            gap = share_on - share_off
-            moved = max(0.0, gap) * int(on.sum())
-            out.append(Caveat(
-                "referrer_loss", "Referrer lost",
-                f"The referrer was missing or degraded on {days_text(flagged)}. On those days Direct took "
-                f"{pct(share_on)} of sessions vs {pct(share_off)} otherwise ({points(gap, 1)}): about "
-                f"{count(moved)} sessions from organic search, social and referral links are counted as Direct, "
-                f"so those channels are understated and Direct overstated, under every attribution model.",
-                "channel mix, channel conversion and attribution", max(0.0, gap),
-                "Restore the referrer in the tracking export (and tag owned links with UTM parameters) so "
-                "organic and referral visits stop landing in Direct."))
-        else:
-            out.append(Caveat(
-                "referrer_loss", "Referrer lost",
-                f"The referrer was missing or degraded on {days_text(flagged)}: visits from organic search, social "
-                f"and referral links on those days are counted as Direct.",
-                "channel mix and attribution", math.nan,
-                "Restore the referrer in the tracking export so organic visits stop landing in Direct."))
 
-    # 3. item prices missing: revenue is known, its product split is not.
+def _referrer_caveat(data: PeriodData, findings: list[dict]) -> Caveat | None:
+    """Days without (or with a shifted) referrer: search / social / referral visits look Direct.
+
+    Sized by comparing Direct's share of sessions on the flagged days with the other days of the
+    period (or, when every day is flagged, with the previous period).
+    """
+    if not findings:
+        return None
+    flagged = {date.fromisoformat(d) for d in _finding_days(findings)}
+    s = data.human_sessions
+    direct = s["channel"].eq("Direct")
+    on = s["session_date"].isin(flagged)
+    share_on = float(direct[on].mean()) if on.any() else math.nan
+    share_off = float(direct[~on].mean()) if (~on).any() else math.nan
+    baseline = "on the other days"
+    if math.isnan(share_off) and data.previous_sessions is not None and len(data.previous_sessions):
+        prev = data.previous_sessions[~data.previous_sessions["is_bot"]]
+        share_off, baseline = float(prev["channel"].eq("Direct").mean()), "in the previous period"
+    rec = ("Restore the referrer in the tracking export (and tag owned links with UTM parameters) so organic "
+           "and referral visits stop landing in Direct.")
+    if math.isnan(share_on) or math.isnan(share_off):
+        return Caveat("referrer_loss", "Referrer lost",
+                      f"The referrer was missing or shifted on {days_text(flagged)}: visits from organic search, "
+                      f"social and referral links on those days are counted as Direct.",
+                      "channel mix and attribution", math.nan, rec)
+    gap = share_on - share_off
+    moved = max(0.0, gap) * int(on.sum())
+    size = (f"about {count(moved)} sessions from organic search, social and referral links are counted as Direct, "
+            f"so those channels are understated and Direct overstated under every attribution model"
+            if gap > 0 else "Direct's share did not rise, so the misfiling looks small so far")
+    return Caveat(
+        "referrer_loss", "Referrer lost",
+        f"The referrer was missing or shifted on {days_text(flagged)}. On those days Direct took {pct(share_on)} of "
+        f"sessions vs {pct(share_off)} {baseline} ({points(gap, 1)}): {size}.",
+        "channel mix, channel conversion and attribution", max(0.0, gap), rec)
+
+
+def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
+    """Which of the period's numbers the data problems make unreliable, and by how much.
+
+    Each caveat is measured on the period's own data (tables, staged events) where possible and
+    uses the daily findings to know on which days a problem was flagged. WARN/ERROR findings that
+    no caveat explains are listed at the end (unless ``ignore_findings`` says they are harmless),
+    so nothing the daily checks flagged is silently dropped.
+    """
+    p = fig.params
+    sym = p.currency_symbol
+    out: list[Caveat] = []
+    findings = [f for f in data.findings if str(f.get("id")) not in set(p.ignore_findings)]
+    used: set[int] = set()
+
+    def take(found: list[dict]) -> list[dict]:
+        used.update(id(f) for f in found)
+        return found
+
+    cid = take([f for f in _findings_matching(findings, "client") if "null" in str(f.get("id", "")).lower()
+                or "null" in str(f.get("metric", "")).lower()])
+    caveat = _client_id_caveat(data, fig, cid)
+    if caveat:
+        out.append(caveat)
+
+    caveat = _referrer_caveat(data, take(_findings_matching(findings, "referrer") +
+                                         _findings_matching(findings, "direct_share")))
+    if caveat:
+        out.append(caveat)
+
+    # Item prices missing: revenue is known, its product split is not.
+    take(_findings_matching(findings, "item_price"))
     prod = fig.products
     if prod["orders_missing"]:
         missing_orders = data.orders[data.orders["has_missing_item_prices"]]
@@ -235,7 +286,7 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
         when = f" from {days_text(days)}" if days else ""
         out.append(Caveat(
             "missing_item_prices", "Item prices missing",
-            f"{count(prod['orders_missing'])} orders{when} have no item prices. Their revenue "
+            f"{plural(prod['orders_missing'], 'order')}{when} {'has' if prod['orders_missing'] == 1 else 'have'} no item prices. Their revenue "
             f"({money(prod['revenue_missing'], sym)}, {pct(prod['share_missing'])} of the period) is counted, "
             f"but which products it came from is unknown: the product mix describes the other "
             f"{count(prod['orders_priced'])} orders only.",
@@ -243,7 +294,8 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
             f"Restore item_price in the purchase event: the product mix of {count(prod['orders_missing'])} "
             f"orders ({money(prod['revenue_missing'], sym)}) is unknown."))
 
-    # 4. orders without a session: revenue without a channel.
+    # Orders without a session: revenue without a channel.
+    take(_findings_matching(findings, "without_session"))
     if fig.orders_without_session:
         share_rev = fig.revenue_without_session / fig.current["revenue"] if fig.current["revenue"] else math.nan
         out.append(Caveat(
@@ -253,7 +305,9 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
             f"revenue and orders but not in the conversion rate, and attribution gives them to Direct.",
             "conversion rate, Direct's attributed revenue", share_rev))
 
-    # 5. excluded purchases and id collisions (small, but they move order counts).
+    # Excluded purchases and id collisions (handled upstream, but they move order counts).
+    for word in ("revenue_zero", "zero_revenue", "replay", "collision"):
+        take(_findings_matching(findings, word))
     rejects = data.rejects
     zero = rejects[rejects["reason"].astype(str).str.contains("zero", na=False)]
     replays = rejects[rejects["reason"].astype(str).eq("replay")]
@@ -261,23 +315,36 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
     if len(zero) or len(replays) or collisions:
         parts = []
         if len(zero):
-            parts.append(f"{count(len(zero))} purchase events with revenue 0 and no items are not counted as orders")
+            parts.append(f"{plural(len(zero), 'purchase event')} with revenue 0 and no items "
+                         f"{'is' if len(zero) == 1 else 'are'} not counted as orders")
         if len(replays):
-            parts.append(f"{count(len(replays))} repeated purchase events (replays) were counted once")
+            parts.append(f"{plural(len(replays), 'repeated purchase event')} (replays) counted once")
         if collisions:
-            parts.append(f"{count(collisions)} orders share a transaction id with an earlier, different order "
-                         f"and are counted as separate orders")
+            parts.append(f"{plural(collisions, 'order')} sharing a transaction id with an earlier, different order "
+                         f"counted as separate orders")
         out.append(Caveat("order_hygiene", "Purchase events cleaned", "; ".join(parts) + ".", "orders",
                           float(len(zero) + len(replays) + collisions)))
 
-    # 6. bots (excluded from every rate).
-    if fig.bot_sessions:
+    # Bots: excluded from every figure; sized from the gate's daily bot share (or the sessions).
+    bot_findings = take(_findings_matching(findings, "bot", severities=("info", "warn", "error", "pass")))
+    shares = {d: v for d, v in _daily_values([f for f in bot_findings if "share" in str(f.get("id", ""))]).items()
+              if 0 <= v <= 1}
+    if shares:
+        mean = sum(shares.values()) / len(shares)
+        low, high = min(shares.values()), max(shares.values())
+        spread = f" ({pct(low)}–{pct(high)} a day)" if pct(low) != pct(high) else ""
+        out.append(Caveat("bots", "Bot traffic excluded",
+                          f"Bots (recognised by user agent) made up {pct(mean)} of events on average{spread}. "
+                          f"They are left out of sessions, funnels, "
+                          f"conversion and attribution, so raw event counts overstate human traffic by that much.",
+                          "raw event counts only", mean))
+    elif fig.bot_sessions:
         total = len(data.sessions)
         out.append(Caveat("bots", "Bot traffic excluded",
                           f"{count(fig.bot_sessions)} sessions ({pct(fig.bot_sessions / total)}) came from bots and "
                           f"are left out of sessions and every rate.", "sessions", fig.bot_sessions / total))
 
-    # 7. days without data.
+    # Days without data.
     if data.period.missing:
         out.append(Caveat("missing_days", "Days missing",
                           f"No published data for {days_text(data.period.missing)} (stopped by the data-quality gate, "
@@ -285,20 +352,20 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
                           f"{data.period.days} days.", "every total", float(len(data.period.missing)),
                           "Re-run or repair the missing days (see outputs/index.html) before sharing totals."))
 
-    # 8. the remaining WARN/ERROR findings, grouped by id, so none is silently dropped.
-    covered = ("client", "referrer", "direct_share", "item_price", "zero_revenue", "collision", "replay", "bot")
+    # The remaining WARN/ERROR findings, grouped by id.
     rest: dict[str, list[dict]] = {}
     for f in findings:
-        fid = str(f.get("id") or f.get("metric") or "finding")
-        if f.get("severity") in ("warn", "error") and not any(w in fid.lower() for w in covered):
-            rest.setdefault(fid, []).append(f)
+        if f.get("severity") in ("warn", "error") and id(f) not in used:
+            rest.setdefault(str(f.get("id") or f.get("metric") or "finding"), []).append(f)
     if rest:
-        items = [f"{fid} ({len(fs)} day(s), e.g. {str(fs[0].get('message') or '').rstrip('.')})"
-                 for fid, fs in sorted(rest.items(), key=lambda kv: -len(kv[1]))[:5]]
-        more = f" and {len(rest) - 5} more" if len(rest) > 5 else ""
+        items = []
+        for fid, fs in sorted(rest.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:5]:
+            why = str(fs[0].get("impact") or fs[0].get("message") or "").rstrip(".")
+            items.append(f"{fid} on {days_text(_finding_days(fs)) or f'{len(fs)} run(s)'}" + (f" ({why})" if why else ""))
+        more = f"; and {len(rest) - 5} more" if len(rest) > 5 else ""
         out.append(Caveat("other_findings", "Other warnings of the daily runs",
                           "Also flagged by the daily checks: " + "; ".join(items) + more + ".",
-                          "see the daily run reports", float(len(rest))))
+                          "the figures each finding names", float(len(rest))))
     return out
 
 
@@ -344,7 +411,8 @@ def _trend_statements(fig: Figures) -> tuple[list[Statement], list[Statement]]:
         fmt = (lambda v: money(v, sym)) if metric == "revenue" else count
         sign = "+" if t.slope > 0 else "-"
         text = (f"Daily {unit} trended {'up' if t.slope > 0 else 'down'} through the period: {sign}{fmt(abs(t.slope))} "
-                f"a day (95% range {fmt(t.slope_low)} to {fmt(t.slope_high)}), {signed_pct(t.change_over_period)} "
+                f"a day ({level_text(fig.params.confidence_level)} range {fmt(t.slope_low)} to {fmt(t.slope_high)}), "
+                f"{signed_pct(t.change_over_period)} "
                 f"from the first to the last day.")
         (working if t.slope > 0 else concerning).append(Statement(f"trend_{metric}", text, abs(t.change_over_period)))
     return working, concerning
@@ -359,13 +427,14 @@ def _channel_statements(fig: Figures) -> tuple[list[Statement], list[Statement]]
     sig = ch[ch["p_vs_rest"] < p.alpha]
     for name, r in sig[sig["diff_vs_rest"] > 0].sort_values("conversion_rate", ascending=False).head(2).iterrows():
         working.append(Statement("channel_high", (
-            f"{name} converts best: {rate_with_ci(r['conversion_rate'], r['ci_low'], r['ci_high'])} of its "
+            f"{name} converts best: {rate_with_ci(r['conversion_rate'], r['ci_low'], r['ci_high'], p.confidence_level)} of its "
             f"{count(r['sessions'])} sessions bought, vs {pct(site, 2)} for the site ({p_text(r['p_vs_rest'])})."),
             float(r["diff_vs_rest"] * r["sessions"])))
     for name, r in sig[sig["diff_vs_rest"] < 0].sort_values("sessions", ascending=False).head(2).iterrows():
         concerning.append(Statement("channel_low", (
             f"{name} brings {pct(r['share_of_sessions'])} of sessions but converts at "
-            f"{rate_with_ci(r['conversion_rate'], r['ci_low'], r['ci_high'])}, below the site's {pct(site, 2)} "
+            f"{rate_with_ci(r['conversion_rate'], r['ci_low'], r['ci_high'], p.confidence_level)}, below the site's "
+            f"{pct(site, 2)} "
             f"({p_text(r['p_vs_rest'])})."), float(-r["diff_vs_rest"] * r["sessions"])))
     return working, concerning
 
@@ -419,7 +488,8 @@ def _visitor_statements(fig: Figures) -> tuple[list[Statement], list[Statement],
         working.append(Statement("returning", (
             f"Returning visitors buy: {pct(ret['conversion_rate'], 2)} convert vs {pct(new['conversion_rate'], 2)} of "
             f"new visitors. With channel, device and weekday held fixed their odds of buying are "
-            f"{orr['odds_ratio']:.1f}× a new visitor's (95% range {orr['ci_low']:.1f}–{orr['ci_high']:.1f}); they are "
+            f"{orr['odds_ratio']:.1f}× a new visitor's ({level_text(p.confidence_level)} range "
+            f"{orr['ci_low']:.1f}–{orr['ci_high']:.1f}); they are "
             f"{pct(ret['share_of_sessions'])} of sessions and {pct(ret['revenue'] / fig.current['revenue'] if fig.current['revenue'] else math.nan)} "
             f"of revenue."), float(orr["odds_ratio"])))
         recs.append(Statement("returning", (
@@ -472,8 +542,8 @@ def _attribution_statements(fig: Figures) -> list[Statement]:
         share = float(fig.channels.loc["Paid Search", "share_last_click"])
         if share >= 0.15:
             recs.append(Statement("branded_search", (
-                f"Run a branded-search lift test: Paid Search holds {pct(share)} of last-click revenue, and clicks on "
-                f"our own brand name often buy anyway."), share * 10))
+                f"Run a branded-search lift test before changing Paid Search budgets: it holds {pct(share)} of "
+                f"last-click revenue, and people who search for our brand name often buy anyway."), share * 10))
     return recs
 
 
@@ -545,7 +615,7 @@ def statistics_explained(fig: Figures) -> list[str]:
     """Plain-words notes on the statistics, with this period's numbers."""
     p = fig.params
     sym = p.currency_symbol
-    level = pct(p.confidence_level, 0)
+    level = level_text(p.confidence_level)
     c = fig.current
     notes = [
         f"Conversion ranges are Wilson intervals: with {count(c['purchasing_sessions'])} buying sessions out of "

@@ -6,8 +6,8 @@ report and the PDF cannot disagree. Charts are inline PNG data URIs and the URL 
 anything else, so rendering never touches the network.
 
 :func:`write_pdf` lays the page out, counts the pages, and when the result is longer than
-``pdf_max_pages`` re-lays it in a compact form (smaller type, fewer rows and items) before giving
-up with an error.
+``pdf_max_pages`` re-lays it in a compact form (smaller type, fewer rows and items), then as a
+one-page digest, before giving up with an error (see ``LAYOUTS``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from puffy.report.narrative import (
     Caveat,
     Narrative,
     count,
+    level_text,
     money,
     pct,
     points,
@@ -64,6 +65,7 @@ ul, ol { margin: 0 0 0 0; padding-left: 14px } li { margin: 0 0 2.5px 0 }
 img { display: block } img.px-wide { width: 100% } .px-pair { display: flex; gap: 8px } .px-pair img { width: 50% }
 figure, table, .px-pair { break-inside: avoid; margin: 4px 0 }
 .px-small { font-size: 0.86em; color: #3e4c59 } .px-small li { margin-bottom: 1.5px }
+p, li { orphans: 2; widows: 2 } .px-note { break-inside: avoid }
 """ + FRAGMENT_CSS
 
 
@@ -139,7 +141,7 @@ def channel_table_html(fig: Figures, models: list[str], max_channels: int | None
     sym = fig.params.currency_symbol
     models = [m for m in models if f"revenue_{m}" in fig.channels.columns]
     ch = channel_rows(fig, models, max_channels)
-    head = ("<tr><th>Channel</th><th>Sessions</th><th>Conversion (95% range)</th>"
+    head = (f"<tr><th>Channel</th><th>Sessions</th><th>Conversion ({level_text(fig.params.confidence_level)} range)</th>"
             + "".join(f"<th>Orders<br>{html.escape(MODEL_LABELS[m])}</th>" for m in models[:1])
             + "".join(f"<th>Revenue<br>{html.escape(MODEL_LABELS[m])}</th>" for m in models) + "</tr>")
     rows = []
@@ -156,6 +158,152 @@ def channel_table_html(fig: Figures, models: list[str], max_channels: int | None
     total_cells += [money(fig.channels[f"revenue_{m}"].sum(), sym) for m in models]
     rows.append('<tr class="px-total">' + "".join(f"<td>{c}</td>" for c in total_cells) + "</tr>")
     return f'<table class="px-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def visitors_table_html(fig: Figures) -> str:
+    """New vs returning: sessions, conversion (with its interval), orders, revenue, AOV."""
+    sym = fig.params.currency_symbol
+    rows = []
+    for name, r in fig.visitors.iterrows():
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in (
+            html.escape(str(name)), count(r["sessions"]),
+            f"{pct(r['conversion_rate'], 2)} ({pct(r['ci_low'], 1)}–{pct(r['ci_high'], 1)})",
+            count(r["orders"]), money(r["revenue"], sym), money(r["aov"], sym))) + "</tr>")
+    head = (f"<tr><th>Visitor</th><th>Sessions</th><th>Conversion ({level_text(fig.params.confidence_level)} range)</th><th>Orders</th>"
+            "<th>Revenue</th><th>AOV</th></tr>")
+    return f'<table class="px-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def products_table_html(fig: Figures, top: int | None = None) -> str:
+    """Top products by revenue from priced order lines, with the note on orders without prices."""
+    sym = fig.params.currency_symbol
+    prod = fig.products
+    table = prod["table"]
+    if top is not None and len(table) > top:
+        rest = table.iloc[top:]
+        table = pd.concat([table.iloc[:top], pd.DataFrame(
+            {"lines": [rest["lines"].sum()], "quantity": [rest["quantity"].sum()], "revenue": [rest["revenue"].sum()],
+             "share": [rest["share"].sum()]}, index=["All other products"])])
+    rows = "".join(f"<tr><td>{html.escape(str(name))}</td><td>{count(r['quantity'])}</td>"
+                   f"<td>{money(r['revenue'], sym)}</td><td>{pct(r['share'])}</td></tr>" for name, r in table.iterrows())
+    note = ""
+    if prod["orders_missing"]:
+        note = (f'<p class="px-small">Excludes {count(prod["orders_missing"])} orders '
+                f'({money(prod["revenue_missing"], sym)}) without item prices: their product mix is unknown.</p>')
+    head = "<tr><th>Product</th><th>Units</th><th>Revenue</th><th>Share</th></tr>"
+    return f'<table class="px-table"><thead>{head}</thead><tbody>{rows}</tbody></table>{note}'
+
+
+def _table(head: list[str], rows: list[list[str]], total: list[str] | None = None) -> str:
+    h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    if total:
+        body += '<tr class="px-total">' + "".join(f"<td>{c}</td>" for c in total) + "</tr>"
+    return f'<table class="px-table"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def daily_table_html(fig: Figures) -> str:
+    """One row per day: sessions, conversion, orders, revenue, AOV; the period total last."""
+    sym = fig.params.currency_symbol
+    rows = [[f"{d:%a %-d %b}", count(r["sessions"]), pct(r["conversion_rate"], 2), count(r["orders"]),
+             money(r["revenue"], sym), money(r["aov"], sym)] for d, r in fig.daily.iterrows()]
+    c = fig.current
+    total = ["Total", count(c["sessions"]), pct(c["conversion_rate"], 2), count(c["orders"]),
+             money(c["revenue"], sym), money(c["aov"], sym)]
+    return _table(["Day", "Sessions", "Conversion", "Orders", "Revenue", "AOV"], rows, total)
+
+
+def funnel_table_html(fig: Figures) -> str:
+    """Per device: sessions reaching each step and the step-to-step rates."""
+    from puffy.report.kpis import FUNNEL_LABELS, FUNNEL_STEPS
+
+    head = ["Device"] + [FUNNEL_LABELS[s] for s in FUNNEL_STEPS] + ["Conversion"]
+    rows = []
+    for dev, r in fig.funnel.iterrows():
+        cells = [html.escape(str(dev)), count(r["sessions"])]
+        cells += [f"{count(r[s])} ({pct(r[f'{s}_rate'], 0)})" for s in FUNNEL_STEPS[1:]]
+        cells.append(pct(r["conversion_rate"], 2))
+        rows.append(cells)
+    return _table(head, rows) + ('<p class="px-small">In brackets: share of the previous step that reached '
+                                 'this one.</p>')
+
+
+def logit_table_html(fig: Figures) -> str:
+    """Odds ratios of the conversion logit with their intervals and p-values."""
+    lg = fig.logit
+    if lg.table.empty:
+        return f"<p>The regression was not fitted: {html.escape('; '.join(lg.notes) or 'no data')}.</p>"
+    level = level_text(fig.params.confidence_level)
+    rows = [[html.escape(r["variable"]), html.escape(str(r["level"])) + (" *" if r["p_value"] < fig.params.alpha else ""),
+             f"{r['odds_ratio']:.2f}", f"{r['ci_low']:.2f}–{r['ci_high']:.2f}", p_value_text(r["p_value"])]
+            for _, r in lg.table.iterrows()]
+    refs = "; ".join(f"{k}: {html.escape(v)}" for k, v in lg.references.items())
+    pooled = "; ".join(f"{k}: {html.escape(', '.join(v))}" for k, v in lg.pooled.items())
+    notes = f"Reference levels — {refs}."
+    if pooled:
+        notes += f" Pooled into 'Other' (too few purchases to estimate alone) — {pooled}."
+    if lg.notes:
+        notes += " " + html.escape(" ".join(lg.notes))
+    return (_table(["Variable", "Level", "Odds ratio", f"{level} range", "p"], rows)
+            + f'<p class="px-small">{notes} * p &lt; {fig.params.alpha:g}. {count(lg.n_sessions)} sessions, '
+            f"{count(lg.n_conversions)} with a purchase.</p>")
+
+
+def p_value_text(p: float) -> str:
+    return "n/a" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def tests_table_html(fig: Figures) -> str:
+    """This period vs the previous one: the test behind each KPI change."""
+    if fig.previous is None:
+        return "<p>No complete previous period in the warehouse: changes are not tested.</p>"
+    sym = fig.params.currency_symbol
+    rows = []
+    c = fig.conversion_vs_previous
+    rows.append(["Conversion rate", f"{pct(c.rate1, 2)} vs {pct(c.rate2, 2)}", points(c.diff),
+                 f"{points(c.diff_low)} to {points(c.diff_high)}", "two-proportion z-test", p_value_text(c.p_value)])
+    a = fig.aov_vs_previous
+    rows.append(["Average order value", f"{money(fig.current['aov'], sym)} vs {money(fig.previous['aov'], sym)}",
+                 money(a.estimate, sym), f"{money(a.low, sym)} to {money(a.high, sym)}", "bootstrap of orders",
+                 p_value_text(a.p_value)])
+    r = fig.revenue_per_day_vs_previous
+    rows.append(["Revenue per day", f"{money(fig.daily['revenue'].mean(), sym)} vs "
+                 f"{money(fig.previous['revenue'] / fig.period.days, sym)}", money(r.estimate, sym),
+                 f"{money(r.low, sym)} to {money(r.high, sym)}", "Welch t-test on days", p_value_text(r.p_value)])
+    s_ = fig.sessions_per_day_vs_previous
+    rows.append(["Sessions per day", f"{count(fig.daily['sessions'].mean())} vs "
+                 f"{count(fig.previous['sessions'] / fig.period.days)}", f"{s_.estimate:+,.0f}",
+                 f"{s_.low:+,.0f} to {s_.high:+,.0f}", "Welch t-test on days", p_value_text(s_.p_value)])
+    o = fig.orders_vs_previous
+    rows.append(["Orders", f"{count(fig.current['orders'])} vs {count(fig.previous['orders'])}",
+                 f"×{o.estimate:.2f}", f"×{o.low:.2f} to ×{o.high:.2f}", "exact test of two counts",
+                 p_value_text(o.p_value)])
+    level = level_text(fig.params.confidence_level)
+    return _table(["KPI", "This vs previous", "Difference", f"{level} range", "Test", "p"], rows)
+
+
+def trend_table_html(fig: Figures) -> str:
+    """The OLS trend of each daily series: slope per day, its interval, p, change over the period."""
+    sym = fig.params.currency_symbol
+    rows = []
+    for metric, t in fig.trends.items():
+        fmt = (lambda v: money(v, sym)) if metric == "revenue" else (lambda v: f"{v:+,.1f}")
+        rows.append([metric.capitalize(), fmt(t.slope), f"{fmt(t.slope_low)} to {fmt(t.slope_high)}",
+                     p_value_text(t.p_value), signed_pct(t.change_over_period)])
+    level = level_text(fig.params.confidence_level)
+    return _table(["Daily series", "Slope per day", f"{level} range", "p", "First → last day (fitted)"], rows)
+
+
+def trend_caption(fig: Figures) -> str:
+    """One sentence on the revenue trend, e.g. "Revenue trend: +$218 a day (95% range ...), no clear trend"."""
+    t = fig.trends["revenue"]
+    sym = fig.params.currency_symbol
+    if math.isnan(t.slope):
+        return "Too few days for a trend."
+    verdict = ("a real trend" if t.significant(fig.params.alpha) else "no clear trend")
+    return (f"Revenue trend: {money(t.slope, sym)} a day ({level_text(fig.params.confidence_level)} range "
+            f"{money(t.slope_low, sym)} to "
+            f"{money(t.slope_high, sym)}) — {verdict}.")
 
 
 def caveats_html(caveats: list[Caveat], limit: int | None = None) -> str:
@@ -189,12 +337,22 @@ class Layout:
     caveats: int | None = 6
     stats_notes: bool = True
     chart_height: float = 2.5
+    products: int = 5
+    pair_charts: bool = True       # conversion-by-channel and funnel charts
+    side_tables: bool = True       # new vs returning, product mix
 
 
-COMPACT = Layout(font="7.6pt", max_items=3, max_channels=6, caveats=4, stats_notes=False, chart_height=2.2)
+#: Tried in order until the page count fits ``pdf_max_pages``: the full layout, a compact one
+#: (smaller type, fewer rows), and a one-page digest (tiles, narrative, trend, channels, caveats).
+LAYOUTS = (
+    Layout(),
+    Layout(font="7.6pt", max_items=3, max_channels=6, caveats=4, stats_notes=False, chart_height=2.2, products=3),
+    Layout(font="7.2pt", max_items=3, max_channels=5, caveats=3, stats_notes=False, chart_height=1.9, products=3,
+           pair_charts=False, side_tables=False),
+)
 
 
-def print_html(fig: Figures, narrative: Narrative, layout: Layout = Layout()) -> str:
+def print_html(fig: Figures, narrative: Narrative, layout: Layout = LAYOUTS[0]) -> str:
     """The complete, self-contained HTML that WeasyPrint turns into the PDF."""
     p = fig.params
     dpi = p.chart_dpi
@@ -202,10 +360,17 @@ def print_html(fig: Figures, narrative: Narrative, layout: Layout = Layout()) ->
     trim = Narrative(narrative.working[: layout.max_items], narrative.concerning[: layout.max_items],
                      narrative.recommendations[: layout.max_items + 1])
     trend = charts.data_uri(charts.trend_chart(fig.daily, fig.trends, p.currency_symbol, height=layout.chart_height), dpi)
-    conv = charts.data_uri(charts.channel_conversion_chart(fig.channels, fig.current["conversion_rate"],
-                                                           max_channels=max_channels + 2,
-                                                           height=layout.chart_height + 0.4), dpi)
-    funnel = charts.data_uri(charts.funnel_chart(fig.funnel, height=layout.chart_height + 0.4), dpi)
+    pair = side = ""
+    if layout.pair_charts:
+        conv = charts.data_uri(charts.channel_conversion_chart(
+            fig.channels, fig.current["conversion_rate"], level=p.confidence_level, max_channels=max_channels + 2,
+            height=layout.chart_height + 0.4), dpi)
+        funnel = charts.data_uri(charts.funnel_chart(fig.funnel, height=layout.chart_height + 0.4), dpi)
+        pair = (f'<div class="px-pair"><img src="{conv}" alt="Conversion by channel">'
+                f'<img src="{funnel}" alt="Funnel by device"></div>')
+    if layout.side_tables:
+        side = (f'<div class="px-cols"><div><h2>New vs returning visitors</h2>{visitors_table_html(fig)}</div>'
+                f'<div><h2>Product mix</h2>{products_table_html(fig, layout.products)}</div></div>')
     notes = ""
     if layout.stats_notes:
         notes = ("<h2>Reading the statistics</h2><ul class='px-small'>"
@@ -219,11 +384,14 @@ def print_html(fig: Figures, narrative: Narrative, layout: Layout = Layout()) ->
 <p class="px-period">{html.escape(period_text(fig))}</p>
 {kpi_tiles_html(fig)}
 {narrative_html(trim)}
-<figure><img class="px-wide" src="{trend}" alt="Daily revenue, orders and sessions"></figure>
+<figure><img class="px-wide" src="{trend}" alt="Daily revenue, orders and sessions">
+<figcaption class="px-small">Dashed line: least-squares trend; shaded: its {level_text(p.confidence_level)} range.
+{html.escape(trend_caption(fig))}</figcaption></figure>
 <h2>Channels — sessions, conversion and the revenue each attribution model credits</h2>
 {channel_table_html(fig, p.pdf_attribution_models, max_channels)}
 <p class="px-note px-small">{html.escape(ATTRIBUTION_CAVEAT)}</p>
-<div class="px-pair"><img src="{conv}" alt="Conversion by channel"><img src="{funnel}" alt="Funnel by device"></div>
+{pair}
+{side}
 <h2>Data caveats</h2>
 <div class="px-small">{caveats_html(fig.caveats, layout.caveats)}</div>
 {notes}
@@ -272,13 +440,13 @@ def write_pdf(fig: Figures, narrative: Narrative, path: Path) -> PdfResult:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     limit = fig.params.pdf_max_pages
-    for compact, layout in ((False, Layout()), (True, COMPACT)):
+    for i, layout in enumerate(LAYOUTS):
         text = print_html(fig, narrative, layout)
         doc = render(text)
         if len(doc.pages) <= limit:
             tmp = path.with_suffix(".pdf.tmp")
             doc.write_pdf(tmp)
             tmp.replace(path)
-            return PdfResult(path, len(doc.pages), compact, text)
-    raise RuntimeError(f"the executive summary needs {len(doc.pages)} pages even in its compact layout "
-                       f"(limit {limit}); shorten params/report.yaml lists (pdf_channels, top_products)")
+            return PdfResult(path, len(doc.pages), i > 0, text)
+    raise RuntimeError(f"the executive summary needs {len(doc.pages)} pages even in its shortest layout "
+                       f"(limit {limit} in params/report.yaml pdf_max_pages)")

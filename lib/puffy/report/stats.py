@@ -253,7 +253,7 @@ def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", 
     if n == 0 or k == 0 or k == n:
         return LogitResult(empty, n, k, {}, notes=["no variation in conversion: the model cannot be fitted"],
                            converged=False)
-    weekday = pd.to_datetime(pd.Series(sessions["session_date"])).dt.dayofweek.map(
+    weekday = pd.to_datetime(pd.Series(sessions["session_date"])).dt.day_of_week.map(
         dict(enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))))
     frame = pd.DataFrame({
         "channel": sessions["channel"].astype(str).to_numpy(),
@@ -262,13 +262,26 @@ def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", 
         "visitor": np.where(sessions["is_returning_client"].to_numpy(dtype=bool), "Returning", "New"),
     })
     y = y.reset_index(drop=True)
-    pooled = {}
+    pooled, notes = {}, []
     for var in ("channel", "device"):
         frame[var], rare = _pool_rare(frame[var], y, min_level_conversions)
         if rare:
             pooled[var] = rare
+    # A level that still never converts (e.g. "Other" made only of non-buying channels) has no
+    # finite odds ratio: its sessions are left out of the fit, and the notes say which.
+    keep = pd.Series(True, index=frame.index)
+    for var in ("channel", "device", "weekday", "visitor"):
+        conv = y.groupby(frame[var]).sum()
+        dead = sorted(str(k) for k, v in conv.items() if v == 0)
+        if dead:
+            drop = frame[var].isin(dead)
+            keep &= ~drop
+            label = ", ".join(pooled.get(var, dead) if dead == ["Other"] else dead)
+            notes.append(f"{int(drop.sum()):,} sessions with {var} {label} (no purchase at all) are left out")
+    if not keep.all():
+        frame, y = frame[keep].reset_index(drop=True), y[keep].reset_index(drop=True)
     preferred = {"channel": reference_channel, "device": reference_device, "weekday": "Mon", "visitor": "New"}
-    references, dummies, notes = {}, [], []
+    references, dummies = {}, []
     for var in ("channel", "device", "weekday", "visitor"):
         counts = frame[var].value_counts()
         if len(counts) < 2:
@@ -293,11 +306,13 @@ def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", 
             notes.append(str(w.message).split("\n")[0])
     ci = fit.conf_int(alpha=1 - level)
     rows = []
-    for name in fit.params.index:
-        if name == "const":
-            continue
-        var, lvl = name.split("\x1f", 1)
-        rows.append({"variable": var, "level": lvl, "odds_ratio": float(np.exp(fit.params[name])),
-                     "ci_low": float(np.exp(ci.loc[name, 0])), "ci_high": float(np.exp(ci.loc[name, 1])),
-                     "p_value": float(fit.pvalues[name])})
-    return LogitResult(pd.DataFrame(rows, columns=columns), n, k, references, pooled, notes, converged)
+    with np.errstate(over="ignore"):  # a huge coefficient means an infinite bound, said as inf
+        for name in fit.params.index:
+            if name == "const":
+                continue
+            var, lvl = name.split("\x1f", 1)
+            rows.append({"variable": var, "level": lvl, "odds_ratio": float(np.exp(fit.params[name])),
+                         "ci_low": float(np.exp(ci.loc[name, 0])), "ci_high": float(np.exp(ci.loc[name, 1])),
+                         "p_value": float(fit.pvalues[name])})
+    return LogitResult(pd.DataFrame(rows, columns=columns), int(len(y)), int(y.sum()), references, pooled, notes,
+                       converged)

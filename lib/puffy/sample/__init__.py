@@ -16,8 +16,8 @@ The model (details in `traffic`, `orders`, `faults`):
   so a 30-minute inactivity rule recovers the sessions exactly.
 * A session's marketing channel is fixed by its landing page view: URL
   parameters shaped like the real ones (values hashed) and/or the referrer
-  (hosts anonymised).  Later page views carry internal referrers and no
-  marketing parameters.  About 0.9% of human sessions end in a purchase.
+  (hosts anonymised).  Later page views carry no marketing parameters and an
+  internal referrer (or, often, none: the export tracks referrers patchily).  About 0.9% of human sessions end in a purchase.
 * ~12% of events come from bots (Googlebot, Ahrefs, headless Chrome, AdsBot).
 * The real export's faults are injected on request (see ALL_FAULTS); with no
   faults the data is clean.  The purchase event is `checkout_completed`, not
@@ -81,6 +81,9 @@ SESSION_COLUMNS = ("client_id", "session_start", "session_end", "n_events", "n_f
 
 @dataclass(frozen=True)
 class SampleConfig:
+    """What to generate.  The header rename and the referrer drop happen only when
+    their fault is switched on and their date is set."""
+
     start: dt.date = dt.date(2025, 2, 23)
     days: int = 14
     scale: float = 1.0  # K times the volume (~3,500 events/day at 1), same shape
@@ -92,6 +95,8 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class SampleSummary:
+    """What was written: files, row counts (all rows, fault rows included) and totals."""
+
     out_dir: Path
     files: tuple[Path, ...]
     truth_dir: Path
@@ -100,7 +105,12 @@ class SampleSummary:
     n_sessions: int = 0
     n_bot_sessions: int = 0
     n_orders: int = 0
-    revenue: float = 0.0
+    revenue: float = 0.0  # over the real orders: a replayed purchase counts once
+
+    def __str__(self) -> str:
+        return (f"{self.n_events:,} events in {len(self.files)} files, {self.n_sessions:,} sessions "
+                f"({self.n_bot_sessions:,} bot), {self.n_orders:,} orders, revenue {self.revenue:,.2f}; "
+                f"ground truth in {self.truth_dir}")
 
 
 def _ms(day: dt.date) -> int:
@@ -127,7 +137,9 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
     on = config.faults
     rename_ms = _ms(config.rename_client_id_from) if "client_id_rename" in on and config.rename_client_id_from else None
     drop_ms = _ms(config.drop_referrer_from) if "referrer_dropped" in on and config.drop_referrer_from else None
-    shift_window = (max(start_ms, drop_ms - REFERRER_SHIFT_DAYS * T.DAY_MS), drop_ms) if drop_ms else None
+    shift_window = None
+    if drop_ms is not None and drop_ms > start_ms:
+        shift_window = (max(start_ms, drop_ms - REFERRER_SHIFT_DAYS * T.DAY_MS), drop_ms)
 
     def stream(k: int) -> np.random.Generator:
         return np.random.default_rng([config.seed, k])
@@ -136,29 +148,8 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
     orders, items = O.build_orders(stream(2), traffic, events)
     events["extra"] = np.int8(F.GENUINE)
 
-    # --- faults (order matters: each order fault draws from orders still clean)
     ctx = F.Context(stream(3), start_ms, config.days, config.scale, traffic.client_ids)
-    records = []
-    if "transaction_id_collisions" in on:
-        records.append(F.transaction_id_collisions(ctx, orders))
-    if "transaction_id_replays" in on:
-        events, rec = F.transaction_id_replays(ctx, events, orders, end_ms)
-        records.append(rec)
-    if "zero_revenue_orders" in on:
-        records.append(F.zero_revenue_orders(ctx, orders))
-    if "non_integer_revenue" in on:
-        records.append(F.non_integer_revenue(ctx, orders, items))
-    if "item_price_null" in on:
-        records.append(F.item_price_null(ctx, orders))
-    if "same_key_duplicates" in on:
-        events, rec = F.same_key_duplicates(ctx, events)
-        records.append(rec)
-    if "exact_duplicate_rows" in on:
-        events, rec = F.exact_duplicate_rows(ctx, events)
-        records.append(rec)
-    if "client_id_nulls" in on:
-        events, rec = F.client_id_nulls(ctx, events)
-        records.append(rec)
+    events, records = _inject_faults(ctx, on, events, orders, items, end_ms)
 
     sessions = _session_truth(traffic.sessions, events, drop_ms)
     if "bots" in on:
@@ -168,7 +159,8 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
                                       "header column client_id renamed to clientId"))
     if drop_ms is not None:
         rec = _header_record("referrer_dropped", ctx, drop_ms, end_ms, "referrer column absent")
-        rec["shift_from"] = ctx.date((shift_window[0] - start_ms) // T.DAY_MS) if shift_window[0] < end_ms else None
+        in_window = shift_window is not None and shift_window[0] < end_ms
+        rec["shift_from"] = ctx.date((shift_window[0] - start_ms) // T.DAY_MS) if in_window else None
         records.append(rec)
 
     renderer = R.Renderer(traffic.sessions, traffic.client_ids, O.order_json(orders, items))
@@ -194,6 +186,33 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
         events_per_day=per_day, n_sessions=len(sessions), n_bot_sessions=int(sessions["is_bot"].sum()),
         n_orders=order_rows, revenue=float(O.revenue(orders, items).sum()),
     )
+
+
+def _inject_faults(ctx: F.Context, on: frozenset[str], events: pd.DataFrame, orders: pd.DataFrame,
+                   items: pd.DataFrame, end_ms: int) -> tuple[pd.DataFrame, list[dict]]:
+    """Apply the switched-on data faults; return the events and one record per fault.
+
+    Order matters: each order fault draws from the orders still clean.
+    """
+    records = []
+    if "transaction_id_collisions" in on:
+        records.append(F.transaction_id_collisions(ctx, orders))
+    if "transaction_id_replays" in on:
+        events, rec = F.transaction_id_replays(ctx, events, orders, end_ms)
+        records.append(rec)
+    if "zero_revenue_orders" in on:
+        records.append(F.zero_revenue_orders(ctx, orders))
+    if "non_integer_revenue" in on:
+        records.append(F.non_integer_revenue(ctx, orders, items))
+    if "item_price_null" in on:
+        records.append(F.item_price_null(ctx, orders))
+    for name, inject in (("same_key_duplicates", F.same_key_duplicates),
+                         ("exact_duplicate_rows", F.exact_duplicate_rows),
+                         ("client_id_nulls", F.client_id_nulls)):
+        if name in on:
+            events, rec = inject(ctx, events)
+            records.append(rec)
+    return events, records
 
 
 def _session_truth(sessions: pd.DataFrame, events: pd.DataFrame, drop_ms: int | None) -> pd.DataFrame:
@@ -297,7 +316,7 @@ def _bots_record(ctx: F.Context, sessions: pd.DataFrame, events: pd.DataFrame) -
     bot_ua = events["ua"].to_numpy() >= V.N_HUMAN_AGENTS
     kinds = events["kind"].to_numpy()[bot_ua]
     agents = pd.Series(events["ua"].to_numpy()[bot_ua]).value_counts()
-    return F._record(
+    return F.record(
         "bots", ctx.dates(events["ts"].to_numpy()[bot_ua]), int(bot_ua.sum()),
         [V.AGENTS[i] for i in agents.index[:5]],
         n_sessions=int(sessions["is_bot"].sum()),
@@ -309,5 +328,5 @@ def _bots_record(ctx: F.Context, sessions: pd.DataFrame, events: pd.DataFrame) -
 def _header_record(name: str, ctx: F.Context, from_ms: int, end_ms: int, note: str) -> dict:
     first = max(0, (from_ms - ctx.start_ms) // T.DAY_MS)
     dates = [ctx.date(d) for d in range(first, ctx.days)] if from_ms < end_ms else []
-    return F._record(name, dates, len(dates), [f"events_{d.replace('-', '')}.csv" for d in dates[:3]],
-                     from_date=str(np.datetime64(from_ms, "ms").astype("datetime64[D]")), note=note)
+    return F.record(name, dates, len(dates), [f"events_{d.replace('-', '')}.csv" for d in dates[:3]],
+                    from_date=str(np.datetime64(from_ms, "ms").astype("datetime64[D]")), note=note)

@@ -61,8 +61,11 @@ class Context:
         return self.client_ids[c].decode() if c >= 0 else ""
 
 
-def _record(name, dates, count, examples, **extra) -> dict:
-    return {"name": name, "dates": dates, "count": int(count), "examples": examples, **extra}
+MAX_EXAMPLES = 10
+
+
+def record(name, dates, count, examples, **extra) -> dict:
+    return {"name": name, "dates": dates, "count": int(count), "examples": examples[:MAX_EXAMPLES], **extra}
 
 
 def _event_key(ctx: Context, row) -> dict:
@@ -102,10 +105,10 @@ def client_id_nulls(ctx: Context, events: pd.DataFrame) -> tuple[pd.DataFrame, d
     })
     share = {ctx.date(d): round(float(n_null[d] / (per_day[d] + n_null[d])), 4)
              for d in range(ctx.days) if per_day[d]}
-    rec = _record("client_id_nulls", [ctx.date(d) for d in range(ctx.days) if n_null[d]], n,
-                  [{"date": d, "null_share": s} for d, s in share.items()],
-                  spike_date=ctx.date(spike), note="extra page views with empty client_id; "
-                  "they belong to no session")
+    rec = record("client_id_nulls", [ctx.date(d) for d in range(ctx.days) if n_null[d]], n,
+                 [_event_key(ctx, r) for r in rows.sort_values("ts").head(3).itertuples()],
+                 share_by_date=share, spike_date=ctx.date(spike),
+                 note="extra page views with empty client_id; they belong to no session")
     return _append(events, rows), rec
 
 
@@ -117,8 +120,8 @@ def exact_duplicate_rows(ctx: Context, events: pd.DataFrame) -> tuple[pd.DataFra
     pick = ctx.rng.choice(pool, size=min(ctx.count("exact_duplicate_rows"), len(pool)), replace=False)
     rows = events.iloc[np.sort(pick)].copy()
     rows["extra"] = np.int8(EXACT_DUPLICATE)
-    rec = _record("exact_duplicate_rows", ctx.dates(rows["ts"]), len(rows),
-                  [_event_key(ctx, r) for r in rows.itertuples()])
+    rec = record("exact_duplicate_rows", ctx.dates(rows["ts"]), len(rows),
+                 [_event_key(ctx, r) for r in rows.itertuples()])
     return _append(events, rows), rec
 
 
@@ -134,9 +137,9 @@ def same_key_duplicates(ctx: Context, events: pd.DataFrame) -> tuple[pd.DataFram
     rows["page"] = np.where(other == rows["page"].to_numpy(), V.FAMILY_PAGE[0], other).astype(np.int16)
     rows["ref"] = np.int16(0)
     rows["extra"] = np.int8(SAME_KEY_DUPLICATE)
-    rec = _record("same_key_duplicates", ctx.dates(rows["ts"]), len(rows),
-                  [_event_key(ctx, r) for r in rows.itertuples()],
-                  note="each example key appears twice, with different page_url/referrer")
+    rec = record("same_key_duplicates", ctx.dates(rows["ts"]), len(rows),
+                 [_event_key(ctx, r) for r in rows.itertuples()],
+                 note="each example key appears twice, with different page_url/referrer")
     return _append(events, rows), rec
 
 
@@ -146,23 +149,24 @@ def _clean_orders(orders: pd.DataFrame) -> np.ndarray:
 
 def transaction_id_collisions(ctx: Context, orders: pd.DataFrame) -> dict:
     """Two orders of the same day by different visitors share a transaction id."""
-    clean = orders.iloc[_clean_orders(orders)]
-    day = ctx.day_index(clean["ts"])
-    by_day = {d: clean.index[day == d].to_numpy() for d in np.unique(day)}
-    eligible = [d for d, idx in by_day.items() if len(np.unique(orders.loc[idx, "client"])) >= 2]
-    n = min(ctx.count("transaction_id_collisions"), len(eligible))
-    examples = []
-    for d in np.sort(ctx.rng.choice(eligible, size=n, replace=False)) if n else []:
-        idx = by_day[d]
-        a = ctx.rng.choice(idx)
-        b = ctx.rng.choice(idx[orders.loc[idx, "client"].to_numpy() != orders.at[a, "client"]])
+    clean = _clean_orders(orders)
+    day = ctx.day_index(orders["ts"].to_numpy()[clean])
+    client = orders["client"].to_numpy()
+    # Candidate pairs: a day's clean orders shuffled and taken two by two.
+    pairs = []
+    for d in np.unique(day):
+        idx = ctx.rng.permutation(clean[day == d])
+        pairs += [(a, b) for a, b in zip(idx[0::2], idx[1::2]) if client[a] != client[b]]
+    n = min(ctx.count("transaction_id_collisions"), len(pairs))
+    chosen = [pairs[i] for i in np.sort(ctx.rng.choice(len(pairs), size=n, replace=False))]
+    for a, b in chosen:
         orders.at[b, "transaction_id"] = orders.at[a, "transaction_id"]
         orders.loc[[a, b], "fault"] = "collision"
-        examples.append({"transaction_id": orders.at[a, "transaction_id"],
-                         "client_ids": [ctx.client(orders.at[a, "client"]), ctx.client(orders.at[b, "client"])]})
     hit = orders["fault"] == "collision"
-    return _record("transaction_id_collisions", ctx.dates(orders.loc[hit, "ts"]), len(examples), examples,
-                   n_events=int(hit.sum()))
+    examples = [{"transaction_id": orders.at[a, "transaction_id"],
+                 "client_ids": [ctx.client(client[a]), ctx.client(client[b])]} for a, b in chosen]
+    return record("transaction_id_collisions", ctx.dates(orders.loc[hit, "ts"]), n, examples,
+                  n_events=int(hit.sum()))
 
 
 def _pick_orders(ctx: Context, orders: pd.DataFrame, name: str, label: str, mask=None) -> np.ndarray:
@@ -183,10 +187,10 @@ def transaction_id_replays(ctx: Context, events: pd.DataFrame, orders: pd.DataFr
     rows = events.iloc[orders.loc[pick, "event"].to_numpy()].copy()
     rows["ts"] = rows["ts"].to_numpy() + ctx.rng.integers(2_000, 8_000, len(rows))
     rows["extra"] = np.int8(REPLAY)
-    rec = _record("transaction_id_replays", ctx.dates(rows["ts"]), len(rows),
-                  [{"transaction_id": orders.at[i, "transaction_id"], "client_id": ctx.client(orders.at[i, "client"])}
-                   for i in pick],
-                  note="not in the real export: identical checkout_completed row re-sent 2-8 s later")
+    examples = [{"transaction_id": orders.at[i, "transaction_id"], "client_id": ctx.client(orders.at[i, "client"])}
+                for i in pick]
+    rec = record("transaction_id_replays", ctx.dates(rows["ts"]), len(rows), examples,
+                 note="not in the real export: identical checkout_completed row re-sent 2-8 s later")
     return _append(events, rows), rec
 
 
@@ -194,8 +198,8 @@ def zero_revenue_orders(ctx: Context, orders: pd.DataFrame) -> dict:
     """Completed checkouts with revenue 0 and a single all-null item."""
     pick = _pick_orders(ctx, orders, "zero_revenue_orders", "zero_revenue")
     orders.loc[pick, "zero_revenue"] = True
-    return _record("zero_revenue_orders", ctx.dates(orders.loc[pick, "ts"]), len(pick),
-                   orders.loc[pick, "transaction_id"].tolist())
+    return record("zero_revenue_orders", ctx.dates(orders.loc[pick, "ts"]), len(pick),
+                  orders.loc[pick, "transaction_id"].tolist())
 
 
 def non_integer_revenue(ctx: Context, orders: pd.DataFrame, items: pd.DataFrame) -> dict:
@@ -207,8 +211,8 @@ def non_integer_revenue(ctx: Context, orders: pd.DataFrame, items: pd.DataFrame)
     first_item = np.flatnonzero(T.segment_arange(np.bincount(items["order"], minlength=len(orders))) == 0)
     rows = first_item[pick]
     items.loc[rows, "price"] = items.loc[rows, "price"] - ctx.rng.choice([0.2, 0.4], size=len(rows))
-    return _record("non_integer_revenue", ctx.dates(orders.loc[pick, "ts"]), len(pick),
-                   orders.loc[pick, "transaction_id"].tolist())
+    return record("non_integer_revenue", ctx.dates(orders.loc[pick, "ts"]), len(pick),
+                  orders.loc[pick, "transaction_id"].tolist())
 
 
 def _item_price_null_day(ctx: Context) -> int:
@@ -220,5 +224,5 @@ def item_price_null(ctx: Context, orders: pd.DataFrame) -> dict:
     from_day = _item_price_null_day(ctx)
     hit = ctx.day_index(orders["ts"]) >= from_day
     orders.loc[hit, "price_null"] = True
-    return _record("item_price_null", ctx.dates(orders.loc[hit, "ts"]), int(hit.sum()),
-                   orders.loc[hit, "transaction_id"].head(5).tolist(), from_date=ctx.date(from_day))
+    return record("item_price_null", ctx.dates(orders.loc[hit, "ts"]), int(hit.sum()),
+                  orders.loc[hit, "transaction_id"].head(5).tolist(), from_date=ctx.date(from_day))

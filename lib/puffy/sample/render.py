@@ -67,7 +67,7 @@ _TEMPLATE_PARTS = [re.split(r"\{(\w+)\}", q) for _, q, _ in V.LANDING_TEMPLATES]
 
 
 class Renderer:
-    """Builds the text of day files and of the session ground truth."""
+    """Renders events (and the session truth's ids and landing URLs) as export text."""
 
     def __init__(self, sessions: pd.DataFrame, client_ids: np.ndarray, order_json: np.ndarray):
         self.s = {c: sessions[c].to_numpy() for c in sessions.columns}

@@ -120,7 +120,6 @@ class Traffic:
 
     sessions: pd.DataFrame  # one row per session, index = session id
     client_ids: np.ndarray  # bytes, one per visitor
-    client_ua: np.ndarray  # agent index per visitor
 
 
 def segment_arange(counts: np.ndarray) -> np.ndarray:
@@ -233,7 +232,7 @@ def simulate(rng, start_ms: int, days: int, scale: float, bots: bool,
     events["ua"] = visitors["ua"][events["client"].to_numpy()]
     _assign_landings(rng, sessions, shift_window)
     _assign_pages(rng, sessions, events, shift_window)
-    return Traffic(sessions=sessions, client_ids=visitors["ids"], client_ua=visitors["ua"]), events
+    return Traffic(sessions=sessions, client_ids=visitors["ids"]), events
 
 
 def _visitors(rng, sim_start: int, n_days: int, scale: float, bots: bool) -> dict[str, np.ndarray]:
@@ -293,7 +292,7 @@ def _plan_sessions(rng, visitors: dict[str, np.ndarray]) -> dict[str, np.ndarray
                         1 + (rng.random(n) < MULTI_PAGE_P) * rng.geometric(0.62, n)).astype(np.int32)
     n_bot = int(bot.sum())
     n_browse[bot] = np.where(rng.random(n_bot) < 0.97, 1, rng.integers(2, 5, n_bot))
-    n_browse[tail == BOT_CHECKOUT_TAIL] = 0  # the script lands on the product page directly
+    n_browse[tail == BOT_CHECKOUT_TAIL] = 0  # the script lands on a product page and adds it to the cart
     has_email = (rng.random(n) < np.where(funnel, EMAIL_P_FUNNEL, EMAIL_P_BROWSE)) & ~bot & (n_browse > 0)
     return {"client": client, "is_bot": bot, "channel": channel, "tail": tail,
             "n_browse": n_browse, "has_email": has_email.astype(np.int32)}
@@ -361,9 +360,13 @@ def _assign_landings(rng, sessions: pd.DataFrame, shift_window) -> None:
             landing_ref[mm] = ref_ids[weighted_choice(rng, w, int(mm.sum()))]
     utm_referral = [i for i, (c, q, _) in enumerate(V.LANDING_TEMPLATES) if c == "Referral" and q]
     landing_ref[np.isin(template, utm_referral)] = 0  # tagged links, no referrer needed
-    template[bot] = V.LANDING_TEMPLATES.index(("Direct", "", 1.0))
+    # Focus product of a shopping session.
+    family = weighted_choice(rng, V.FAMILY_FOCUS_WEIGHT, n).astype(np.int8)
+    template[bot] = V.DIRECT_TEMPLATE
     ids, p = V.BOT_TABLE
     landing_path[bot] = ids[rng.choice(len(ids), size=int(bot.sum()), p=p)]
+    checkout_script = sessions["tail"].to_numpy() == BOT_CHECKOUT_TAIL
+    landing_path[checkout_script] = V.FAMILY_PAGE[family[checkout_script]]
 
     sessions["channel"] = channel
     sessions["template"] = template
@@ -373,8 +376,8 @@ def _assign_landings(rng, sessions: pd.DataFrame, shift_window) -> None:
     sessions["source"] = rng.integers(0, V.MAX_VOCAB, n).astype(np.int8)
     tokens = rng.integers(0, 1 << 24, (n, 3)).astype(np.int32)
     sessions["tok_c"], sessions["tok_a"], sessions["tok_b"] = tokens.T
-    # Focus product of a shopping session and its checkout (token seed, Affirm or not).
-    sessions["family"] = weighted_choice(rng, V.FAMILY_FOCUS_WEIGHT, n).astype(np.int8)
+    sessions["family"] = family
+    # The checkout: seed of its URL token, financed through Affirm or not.
     sessions["checkout_seed"] = rng.integers(0, 1 << 62, n)
     sessions["affirm"] = rng.random(n) < AFFIRM_P
 
@@ -409,7 +412,8 @@ def _assign_pages(rng, sessions: pd.DataFrame, events: pd.DataFrame, shift_windo
     prev = page[idx - 1]
     prev_sess = sess[idx - 1]
     landing_path = sessions["landing_path"].to_numpy()
-    prev_base = np.where(prev == PAGE_LANDING, landing_path[prev_sess], V.PATH_ONLY[np.maximum(prev, 0)])
+    prev_base = np.select([prev == PAGE_LANDING, prev < PAGE_LANDING],
+                          [landing_path[prev_sess], V.REF_CHECKOUT], V.PATH_ONLY[np.maximum(prev, 0)])
     null_p = np.where(_in_window(events["ts"].to_numpy()[idx], shift_window),
                       INTERNAL_REF_NULL_P[1], INTERNAL_REF_NULL_P[0])
     ref[idx] = np.where((rng.random(len(idx)) < null_p) | bot[idx], 0, prev_base)

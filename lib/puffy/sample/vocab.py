@@ -148,6 +148,7 @@ LANDING_TEMPLATES: list[tuple[str, str, float]] = [
     ("Referral", f"utm_source={{src}}&utm_medium={H('referral')}&utm_campaign={{camp}}", 0.1),
     ("Direct", "", 1.0),
 ]
+DIRECT_TEMPLATE = next(i for i, (ch, _, _) in enumerate(LANDING_TEMPLATES) if ch == "Direct")
 # Templates whose channel is told by the referrer alone: once the referrer
 # column is gone these sessions look Direct.
 REFERRER_ONLY_TEMPLATES = frozenset(

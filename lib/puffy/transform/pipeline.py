@@ -464,3 +464,39 @@ def export_csv(warehouse_root: Path, out_dir: Path, tables: tuple[str, ...] = CS
         data.to_pandas().to_csv(path, index=False)
         written.append(path)
     return written
+
+
+# ----------------------------------------------------------------------------------- summaries
+
+
+def load_table(root: Path, table: str, days: list[date] | None = None) -> pd.DataFrame:
+    """Partitions of a warehouse table as one pandas frame (small tables / notebooks only)."""
+    files = partition_files(root, table, days)
+    schema = TABLES[table][0].to_pyarrow() if table in TABLES else None
+    if not files:
+        return pa.Table.from_batches([], schema=schema).to_pandas() if schema else pd.DataFrame()
+    return pa.concat_tables([pq.read_table(f) for f in files]).to_pandas()
+
+
+def session_summary(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Per channel: sessions, share, conversion rate, orders, revenue (sorted by sessions)."""
+    g = sessions.groupby("channel", observed=True)
+    out = pd.DataFrame({
+        "sessions": g.size(),
+        "returning_share": g["is_returning_client"].mean(),
+        "product_view_rate": g["viewed_product"].mean(),
+        "add_to_cart_rate": g["added_to_cart"].mean(),
+        "conversion_rate": g["purchased"].mean(),
+        "orders": g["n_orders"].sum(),
+        "revenue": g["revenue"].sum().round(2),
+    })
+    out.insert(1, "share", out["sessions"] / out["sessions"].sum())
+    return out.sort_values(["sessions", "revenue"], ascending=False).reset_index()
+
+
+def channel_revenue_by_model(attribution: pd.DataFrame) -> pd.DataFrame:
+    """Attributed revenue per (channel, model), long format, summed in cents; sorted."""
+    cents = (attribution["attributed_revenue"] * 100).round().astype("int64")
+    out = (attribution.assign(cents=cents).groupby(["channel", "model"], as_index=False)["cents"].sum())
+    out["revenue"] = out.pop("cents") / 100.0
+    return out.sort_values(["channel", "model"]).reset_index(drop=True)

@@ -1,0 +1,543 @@
+"""Each data-quality check fires on a tiny hand-built export and stays quiet on a clean one.
+
+A clean export is five small days (120 page views, a short funnel, three orders a day), built in
+``tmp_path``; each test breaks one thing on the last day (or across days) and looks for the
+finding id, its severity and its dates. Thresholds come from ``params/dq_rules.yaml`` with a few
+test overrides (the clean days are far smaller than the data dictionary's volumes).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from puffy.dq.gate import run_gate
+from puffy.dq.rules import DqRules
+from puffy.errors import InputDataError, ParamsError
+from puffy.params import DEFAULT_PARAMS_DIR
+
+COLUMNS = ["client_id", "page_url", "referrer", "timestamp", "event_name", "event_data", "user_agent"]
+DAYS = [date(2025, 3, 1) + timedelta(days=i) for i in range(5)]
+LAST = DAYS[-1]
+NOW = datetime(2025, 4, 1, tzinfo=timezone.utc)
+HUMAN = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 Safari/537.36"
+BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+# Keep the clean export quiet: it is far smaller than the dictionary's 2,000-2,500 events a day,
+# and its purchase event is the contract's.
+TEST_RULES = {"dictionary_daily_events": [100, 1000], "contract": {"dictionary_purchase_event": "checkout_completed"}}
+
+
+def client(i: int) -> str:
+    return f"{1740000000 + i}-cccccc{i:06d}"
+
+
+def iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def order_payload(tx: str, prices: list[float | None], revenue="sum") -> str:
+    items = [{"item_id": f"SKU-{i}", "item_name": f"Item {i}", "item_variant": "Std", "quantity": 1, "item_price": p}
+             for i, p in enumerate(prices)]
+    data = {"transaction_id": tx, "revenue": sum(p or 0 for p in prices) if revenue == "sum" else revenue,
+            "items": items, "user_email": "e" * 64}
+    if revenue is None:
+        del data["revenue"]
+    return json.dumps(data)
+
+
+def clean_day(day: date) -> list[dict]:
+    start = datetime(day.year, day.month, day.day)
+    rows = []
+
+    def add(i, minute, event, url="https://puffy.com/products/puffy-mattress", referrer="", data=""):
+        rows.append({"client_id": client(i), "page_url": url, "referrer": referrer,
+                     "timestamp": iso(start + timedelta(minutes=minute, seconds=i % 60)), "event_name": event,
+                     "event_data": data, "user_agent": HUMAN})
+
+    for i in range(120):
+        url = f"https://puffy.com/p{i % 7}" + ("?utm_source=26CAE7&utm_medium=76E084" if i % 3 == 0 else "")
+        referrer = "https://www.google.com/" if i % 4 == 0 else ("https://source-603bdc25.com/" if i % 8 == 1 else "")
+        add(i, 2 * i, "page_viewed", url, referrer)
+    for i in range(10):
+        add(i, 300 + i, "product_added_to_cart")
+    for i in range(6):
+        add(i, 400 + i, "checkout_started")
+    for i in range(4):
+        add(i, 500 + i, "email_filled_on_popup", data=json.dumps({"user_email": "f" * 64}))
+    for k in range(3):
+        add(k, 600 + k, "checkout_completed",
+            data=order_payload(f"ORD-{day:%Y%m%d}-{k:03d}", [1000.0 + k, 99.0]))
+    return sorted(rows, key=lambda r: r["timestamp"])
+
+
+@pytest.fixture(scope="module")
+def clean() -> dict[date, list[dict]]:
+    return {d: clean_day(d) for d in DAYS}
+
+
+@pytest.fixture
+def export(clean):
+    """A fresh, mutable copy of the clean export: {day: rows}."""
+    return copy.deepcopy(clean)
+
+
+def write_export(directory: Path, days: dict[date, list[dict]], headers: dict[date, list[str]] | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for day, rows in days.items():
+        header = (headers or {}).get(day, COLUMNS)
+        with open(directory / f"events_{day:%Y%m%d}.csv", "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(header)
+            canonical = [{"clientId": "client_id"}.get(h, h) for h in header]
+            w.writerows([[r.get(c, "x") for c in canonical] for r in rows])
+    return directory
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def rules_file(tmp_path: Path, overrides: dict | None = None) -> Path:
+    data = yaml.safe_load((DEFAULT_PARAMS_DIR / "dq_rules.yaml").read_text())
+    data = deep_merge(deep_merge(data, TEST_RULES), overrides or {})
+    path = tmp_path / "dq_rules.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def gate(tmp_path, days, rules=None, headers=None, **kw):
+    raw = write_export(tmp_path / "raw", days, headers)
+    return run_gate(raw, rules_file(tmp_path, rules), tmp_path / "out", now=NOW, **kw)
+
+
+def finding(result, fid):
+    return next(f for f in result.findings if f.id == fid)
+
+
+def raised(result) -> dict[str, str]:
+    return {f.id: f.severity for f in result.findings if f.severity != "pass"}
+
+
+def iso_days(*days: date) -> list[str]:
+    return [d.isoformat() for d in days]
+
+
+def views(rows):
+    return [r for r in rows if r["event_name"] == "page_viewed"]
+
+
+def orders(rows):
+    return [r for r in rows if r["event_name"] == "checkout_completed"]
+
+
+# ------------------------------------------------------------------------------------------
+# The clean export
+
+
+def test_clean_export_passes(tmp_path, export):
+    result = gate(tmp_path, export)
+    assert result.status == "pass"
+    # The first days have no trailing baseline: an INFO, which never fails the gate.
+    assert raised(result) == {"volume.insufficient_history": "info"}
+    assert finding(result, "volume.insufficient_history").dates == iso_days(*DAYS[:3])
+
+
+# ------------------------------------------------------------------------------------------
+# ingest
+
+
+def test_reconciliation_gap_and_malformed_lines(tmp_path, export):
+    raw = write_export(tmp_path / "raw", export)
+    path = raw / f"events_{LAST:%Y%m%d}.csv"
+    lines = path.read_text().splitlines()
+    lines.insert(5, lines[5] + ",surplus")  # too many fields
+    lines.append('1740000000-cccccc000001,https://puffy.com/,,2025-03-05T23:59:00.000Z,page_viewed,,"open quote')
+    lines.append("1740000000-cccccc000002,https://puffy.com/,,2025-03-05T23:59:30.000Z,page_viewed,,swallowed")
+    path.write_text("\n".join(lines) + "\n")
+    result = run_gate(raw, rules_file(tmp_path), tmp_path / "out", now=NOW)
+    recon = finding(result, "ingest.reconciliation")
+    assert (recon.severity, recon.dates, recon.value) == ("error", iso_days(LAST), 1)
+    malformed = finding(result, "ingest.malformed_lines")
+    assert malformed.severity == "error" and malformed.dates == iso_days(LAST)  # 2 of ~145 lines >= 1%
+    assert {r["reason"] for r in malformed.sample_rows} == {"too_many_columns", "unquoted_value"}
+    assert result.report["reconciliation"]["ok"] is False
+
+
+def test_missing_file_in_range(tmp_path, export):
+    del export[DAYS[2]]
+    result = gate(tmp_path, export, start=DAYS[0], end=LAST)
+    f = finding(result, "ingest.missing_file")
+    assert (f.severity, f.dates) == ("error", iso_days(DAYS[2]))
+
+
+def test_no_file_in_range_is_an_input_error(tmp_path, export):
+    with pytest.raises(InputDataError):
+        gate(tmp_path, export, start=date(2024, 1, 1), end=date(2024, 1, 2))
+
+
+# ------------------------------------------------------------------------------------------
+# schema
+
+
+def test_header_rename_vs_contract_and_previous_day(tmp_path, export):
+    renamed = ["clientId"] + COLUMNS[1:]
+    result = gate(tmp_path, export, headers={DAYS[3]: renamed, LAST: renamed})
+    f = finding(result, "schema.column_renamed")
+    assert (f.severity, f.dates) == ("warn", iso_days(DAYS[3], LAST))
+    assert finding(result, "schema.day_over_day_renamed").dates == iso_days(DAYS[3])
+    assert finding(result, "schema.column_missing").severity == "pass"
+    assert result.status == "warn"
+
+
+def test_missing_and_extra_columns(tmp_path, export):
+    header = [c for c in COLUMNS if c != "referrer"] + ["campaign"]
+    result = gate(tmp_path, export, headers={LAST: header})
+    assert (finding(result, "schema.column_missing").severity, finding(result, "schema.column_missing").dates) == (
+        "error", iso_days(LAST))
+    assert "referrer" in finding(result, "schema.column_missing").message
+    assert finding(result, "schema.column_extra").dates == iso_days(LAST)
+    assert finding(result, "schema.day_over_day_dropped").dates == iso_days(LAST)
+    assert finding(result, "schema.day_over_day_added").dates == iso_days(LAST)
+    # No referrer column is not a referrer-share drift: the day is left out of that comparison.
+    assert finding(result, "referrer.coverage").severity == "pass"
+
+
+def test_unreadable_file(tmp_path, export):
+    raw = write_export(tmp_path / "raw", export)
+    (raw / f"events_{LAST:%Y%m%d}.csv").write_bytes(b"")
+    result = run_gate(raw, rules_file(tmp_path), tmp_path / "out", now=NOW)
+    f = finding(result, "schema.unreadable_file")
+    assert (f.severity, f.dates) == ("error", iso_days(LAST))
+
+
+def test_missing_column_severity_comes_from_yaml(tmp_path, export):
+    header = [c for c in COLUMNS if c != "referrer"]
+    result = gate(tmp_path, export, headers={LAST: header}, rules={"schema": {"missing_column": "warn"}})
+    assert finding(result, "schema.column_missing").severity == "warn"
+
+
+# ------------------------------------------------------------------------------------------
+# taxonomy
+
+
+def test_unknown_events(tmp_path, export):
+    for r in views(export[LAST])[:5]:
+        r["event_name"] = "purchase"
+    result = gate(tmp_path, export)
+    f = finding(result, "taxonomy.unknown_event")
+    assert (f.severity, f.dates) == ("error", iso_days(LAST))  # 5 of ~143 rows >= 1%
+    assert all("purchase" in r["detail"] for r in f.sample_rows)
+
+
+def test_expected_event_absent(tmp_path, export):
+    export[LAST] = [r for r in export[LAST] if r["event_name"] != "checkout_completed"]
+    result = gate(tmp_path, export)
+    f = finding(result, "taxonomy.event_absent")
+    assert (f.severity, f.dates) == ("warn", iso_days(LAST))
+    assert "checkout_completed" in f.message
+
+
+def test_dictionary_purchase_name_and_volume(tmp_path, export):
+    rules = {"contract": {"dictionary_purchase_event": "purchase"}, "dictionary_daily_events": [2000, 2500]}
+    result = gate(tmp_path, export, rules=rules)
+    name = finding(result, "taxonomy.dictionary_purchase_name")
+    assert (name.severity, name.dates) == ("warn", iso_days(*DAYS))
+    volume = finding(result, "taxonomy.dictionary_daily_volume")
+    assert (volume.severity, volume.dates) == ("warn", iso_days(*DAYS))
+
+
+def test_dictionary_purchase_name_quiet_when_the_dictionary_name_occurs(tmp_path, export):
+    export[LAST][0]["event_name"] = "purchase"
+    result = gate(tmp_path, export, rules={"contract": {"dictionary_purchase_event": "purchase"}})
+    assert finding(result, "taxonomy.dictionary_purchase_name").severity == "pass"
+
+
+# ------------------------------------------------------------------------------------------
+# timestamps
+
+
+def test_unparseable_outside_day_and_future_timestamps(tmp_path, export):
+    pv = views(export[LAST])
+    pv[0]["timestamp"] = "05/03/2025 10:00"
+    pv[1]["timestamp"] = "2025-03-06T00:00:01.000Z"
+    result = gate(tmp_path, export)
+    assert finding(result, "timestamps.unparseable").dates == iso_days(LAST)
+    assert finding(result, "timestamps.outside_file_day").dates == iso_days(LAST)
+    assert finding(result, "timestamps.future").severity == "pass"
+    # The same export seen from the middle of the last day: its afternoon is in the future.
+    raw = tmp_path / "raw"
+    early = run_gate(raw, rules_file(tmp_path), tmp_path / "out2", now=datetime(2025, 3, 5, 2, 0, tzinfo=timezone.utc))
+    f = finding(early, "timestamps.future")
+    assert (f.severity, f.dates) == ("error", iso_days(LAST))
+
+
+def test_unsorted_file_is_info_only(tmp_path, export):
+    rows = export[LAST]
+    rows[3], rows[10] = rows[10], rows[3]
+    result = gate(tmp_path, export)
+    f = finding(result, "timestamps.unsorted")
+    assert (f.severity, f.dates) == ("info", iso_days(LAST))
+    assert result.status == "pass"
+
+
+# ------------------------------------------------------------------------------------------
+# client ids
+
+
+def null_ids(rows, share: float):
+    pv = views(rows)
+    for r in pv[: round(len(pv) * share)]:
+        r["client_id"] = ""
+
+
+def test_client_id_null_spike_is_an_error_with_dates(tmp_path, export):
+    null_ids(export[LAST], 0.2)
+    result = gate(tmp_path, export)
+    f = finding(result, "client_id.null_rate")
+    assert (f.severity, f.dates) == ("error", iso_days(LAST))
+    assert f.daily == [{"date": LAST.isoformat(), "value": pytest.approx(0.2, abs=0.01), "severity": "error"}]
+    assert "page_viewed" in f.message
+    assert finding(result, "client_id.null_rate_vs_baseline").severity == "error"
+    assert len(f.sample_rows) == 5 and all(r["event_name"] == "page_viewed" for r in f.sample_rows)
+
+
+def test_client_id_null_thresholds_come_from_yaml(tmp_path, export):
+    null_ids(export[LAST], 0.05)
+    assert finding(gate(tmp_path / "a", export), "client_id.null_rate").severity == "warn"
+    stricter = {"client_ids": {"null_rate": {"warn": 0.01, "error": 0.04}}}
+    f = finding(gate(tmp_path / "b", export, rules=stricter), "client_id.null_rate")
+    assert f.severity == "error" and f.thresholds == {"warn": 0.01, "error": 0.04}
+
+
+def test_client_id_format(tmp_path, export):
+    pv = views(export[LAST])
+    pv[0]["client_id"] = "not-a-cookie-id"
+    pv[1]["client_id"] = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"  # UUIDs are valid
+    result = gate(tmp_path, export)
+    f = finding(result, "client_id.bad_format")
+    assert (f.severity, f.dates) == ("warn", iso_days(LAST))
+    assert [r["client_id"] for r in f.sample_rows] == ["not-a-cookie-id"]
+
+
+# ------------------------------------------------------------------------------------------
+# duplicates
+
+
+def test_exact_duplicate_and_same_key_rows(tmp_path, export):
+    rows = export[LAST]
+    rows.append(dict(views(rows)[10]))  # exact copy
+    near = dict(views(rows)[20], page_url="https://puffy.com/other")  # same client, time, event
+    rows.append(near)
+    export[LAST] = sorted(rows, key=lambda r: r["timestamp"])
+    result = gate(tmp_path, export)
+    assert finding(result, "duplicates.exact_row").dates == iso_days(LAST)
+    assert finding(result, "duplicates.exact_row").severity == "warn"
+    same = finding(result, "duplicates.same_key")
+    assert (same.severity, same.dates) == ("warn", iso_days(LAST))  # 2 of ~145 events >= 0.5%
+    assert "2 rows in 1 group" in same.message
+
+
+def test_transaction_id_replay_vs_collision(tmp_path, export):
+    first, second, _ = orders(export[LAST])
+    replay = dict(first, timestamp=first["timestamp"].replace("T10:", "T11:"))  # same client, same payload
+    collision = dict(second, client_id=client(99), timestamp=second["timestamp"].replace("T10:", "T12:"),
+                     event_data=second["event_data"].replace("1001.0", "1500.0"))
+    export[LAST] = sorted(export[LAST] + [replay, collision], key=lambda r: r["timestamp"])
+    result = gate(tmp_path, export)
+    rep = finding(result, "duplicates.transaction_id_replay")
+    col = finding(result, "duplicates.transaction_id_collision")
+    assert rep.severity in ("warn", "error") and rep.dates == iso_days(LAST)
+    assert col.severity in ("warn", "error") and col.dates == iso_days(LAST)
+    assert {r["transaction_id"] for r in rep.sample_rows} == {f"ORD-{LAST:%Y%m%d}-000"}
+    assert {r["transaction_id"] for r in col.sample_rows} == {f"ORD-{LAST:%Y%m%d}-001"}
+
+
+def test_collision_with_same_client_but_other_payload(tmp_path, export):
+    first = orders(export[LAST])[0]
+    again = dict(first, timestamp=first["timestamp"].replace("T10:", "T13:"),
+                 event_data=first["event_data"].replace("1000.0", "1200.0"))
+    export[LAST].append(again)
+    result = gate(tmp_path, export)
+    assert finding(result, "duplicates.transaction_id_collision").dates == iso_days(LAST)
+    assert finding(result, "duplicates.transaction_id_replay").severity == "pass"
+
+
+# ------------------------------------------------------------------------------------------
+# payloads
+
+
+def _set_payload(payload: str):
+    def apply(rows):
+        orders(rows)[0]["event_data"] = payload
+    return apply
+
+
+PAYLOAD_CASES = {
+    "payload.invalid_json": _set_payload('{"transaction_id": "ORD-X", "revenue": 10,'),
+    "payload.revenue_missing": _set_payload(order_payload("ORD-M", [10.0], revenue=None)),
+    "payload.revenue_non_numeric": _set_payload(order_payload("ORD-S", [10.0], revenue="10.00")),
+    "payload.revenue_negative": _set_payload(order_payload("ORD-N", [-10.0])),
+    "payload.revenue_zero": _set_payload(json.dumps({"transaction_id": "ORD-Z", "revenue": 0, "user_email": "e",
+                                                     "items": [{"item_id": None, "item_name": None, "item_variant": None,
+                                                                "quantity": None, "item_price": None}]})),
+    "payload.revenue_item_mismatch": _set_payload(order_payload("ORD-D", [10.0, 5.0], revenue=20)),
+    "payload.items_missing": _set_payload(json.dumps({"transaction_id": "ORD-E", "revenue": 5, "items": []})),
+    "payload.item_price_missing": _set_payload(order_payload("ORD-P", [None, None], revenue=1099)),
+    "payload.item_fields_missing": _set_payload(order_payload("ORD-F", [10.0]).replace('"SKU-0"', "null")),
+    "payload.revenue_non_integer": _set_payload(order_payload("ORD-I", [421.6])),
+}
+
+
+@pytest.mark.parametrize("fid", sorted(PAYLOAD_CASES))
+def test_payload_checks(tmp_path, export, fid):
+    PAYLOAD_CASES[fid](export[LAST])
+    result = gate(tmp_path, export)
+    f = finding(result, fid)
+    expected = "info" if fid == "payload.revenue_non_integer" else ("warn", "error")
+    assert f.severity in expected and f.dates == iso_days(LAST), (fid, f)
+    # Each case trips its own check only (among the payload checks).
+    others = {k: v for k, v in raised(result).items() if k.startswith("payload.") and k != fid}
+    assert others == {}, others
+
+
+def test_zero_revenue_counts_all_null_items(tmp_path, export):
+    PAYLOAD_CASES["payload.revenue_zero"](export[LAST])
+    f = finding(gate(tmp_path, export), "payload.revenue_zero")
+    assert "1 of them with a single all-null item" in f.message
+
+
+# ------------------------------------------------------------------------------------------
+# volume, bots, referrer
+
+
+def test_volume_jump_vs_baseline(tmp_path, export):
+    extra = [dict(r, client_id=client(1000 + i)) for i, r in enumerate(views(export[LAST]) * 2)]
+    export[LAST] = sorted(export[LAST] + extra, key=lambda r: r["timestamp"])
+    result = gate(tmp_path, export)
+    daily = finding(result, "volume.daily_events")
+    assert (daily.severity, daily.dates) == ("warn", iso_days(LAST))
+    per_event = finding(result, "volume.event_name")
+    assert per_event.dates == iso_days(LAST) and "page_viewed" in per_event.message
+
+
+def test_bot_share_and_bot_checkouts(tmp_path, export):
+    rows = export[LAST]
+    for r in views(rows)[:30]:
+        r["user_agent"] = BOT
+    next(r for r in rows if r["event_name"] == "checkout_started")["user_agent"] = BOT
+    result = gate(tmp_path, export)
+    share = finding(result, "bots.share")
+    assert (share.severity, share.dates) == ("warn", iso_days(LAST))
+    assert share.sample_rows[0]["bot_name"] == "Googlebot"
+    checkout = finding(result, "bots.checkout_events")
+    assert (checkout.severity, checkout.value, checkout.dates) == ("warn", 1, iso_days(LAST))
+
+
+def test_referrer_and_utm_drift(tmp_path, export):
+    for r in views(export[LAST]):
+        r["referrer"] = "https://source-603bdc25.com/"
+        r["page_url"] = r["page_url"].split("?")[0]
+    result = gate(tmp_path, export)
+    assert finding(result, "referrer.coverage").severity == "error"
+    assert finding(result, "referrer.anonymised_share").severity == "error"
+    assert finding(result, "referrer.utm_coverage").severity == "error"
+    assert all(finding(result, i).dates == iso_days(LAST)
+               for i in ("referrer.coverage", "referrer.anonymised_share", "referrer.utm_coverage"))
+
+
+# ------------------------------------------------------------------------------------------
+# gate: status, reports, baselines, staging, rules
+
+
+def test_status_is_the_worst_finding_and_info_never_fails(tmp_path, export):
+    null_ids(export[LAST], 0.2)
+    result = gate(tmp_path, export)
+    assert result.status == "error"
+    data = json.loads(result.report_paths["json"].read_text())
+    assert data["status"] == "error" and "client_id.null_rate" in data["message"]
+
+
+def test_report_json_and_markdown(tmp_path, export):
+    null_ids(export[LAST], 0.2)
+    result = gate(tmp_path, export)
+    data = json.loads(result.report_paths["json"].read_text())
+    assert set(data) >= {"status", "generated_at", "input_dir", "period", "files", "rejects", "reconciliation", "findings"}
+    assert data["period"] == {"start": DAYS[0].isoformat(), "end": LAST.isoformat()}
+    assert data["reconciliation"]["ok"] and data["reconciliation"]["lines_read"] == sum(len(r) for r in export.values())
+    f0 = data["files"][0]
+    assert set(f0) >= {"name", "date", "lines_read", "events", "rejects_by_reason", "header", "renamed", "missing",
+                       "extra", "bom", "crlf"}
+    f = next(x for x in data["findings"] if x["id"] == "client_id.null_rate")
+    assert set(f) >= {"id", "check", "severity", "title", "metric", "value", "thresholds", "dates", "files",
+                      "sample_rows", "message"}
+    assert f["check"] == "client_id" and len(f["sample_rows"]) <= 5
+    md = result.report_paths["md"].read_text()
+    for section in ("## What happened", "## Findings", "## What the findings mean downstream", "## Files",
+                    "## Rejected lines by reason"):
+        assert section in md
+    assert f"**From {LAST.isoformat()}**" in md or f"**On {LAST.isoformat()}**" in md
+
+
+def test_reports_are_deterministic_except_generated_at(tmp_path, export):
+    null_ids(export[LAST], 0.2)
+    raw = write_export(tmp_path / "raw", export)
+    rules = rules_file(tmp_path)
+    docs = []
+    for out in ("a", "b"):
+        r = run_gate(raw, rules, tmp_path / out, now=NOW)
+        data = json.loads(r.report_paths["json"].read_text())
+        data.pop("generated_at")
+        docs.append(data)
+    assert docs[0] == docs[1]
+
+
+def test_baseline_days_are_read_before_start(tmp_path, export):
+    null_ids(export[LAST], 0.2)
+    result = gate(tmp_path, export, start=LAST, end=LAST)
+    assert result.days == [LAST]
+    assert result.baseline_days == DAYS[:-1]
+    assert result.report["baseline"]["days"] == iso_days(*DAYS[:-1])
+    assert finding(result, "client_id.null_rate_vs_baseline").dates == iso_days(LAST)
+    assert [f["name"] for f in result.files] == [f"events_{LAST:%Y%m%d}.csv"]
+
+
+def test_staging_partitions_only_for_days_in_range(tmp_path, export):
+    staging = tmp_path / "intermediate"
+    gate(tmp_path, export, start=DAYS[3], end=LAST, staging_root=staging)
+    written = sorted(p.name for p in (staging / "stg_events").iterdir())
+    assert written == [f"date={DAYS[3].isoformat()}", f"date={LAST.isoformat()}"]
+
+
+def test_daily_summary_for_the_notebook(tmp_path, export):
+    null_ids(export[LAST], 0.2)
+    result = gate(tmp_path, export)
+    d = result.daily
+    assert list(d["date"]) == DAYS
+    assert d.loc[d.date == LAST, "status"].item() == "error"
+    assert d.loc[d.date == LAST, "page_view_null_rate"].item() == pytest.approx(0.2, abs=0.01)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"client_ids": {"null_rte": {"warn": 0.1}}}, "unknown key 'client_ids.null_rte'"),
+    ({"client_ids": {"null_rate": {"warn": 0.5, "error": 0.1}}}, "client_ids.null_rate"),
+    ({"schema": {"missing_column": "fatal"}}, "schema.missing_column"),
+])
+def test_bad_rules_are_one_line_params_errors(tmp_path, overrides, message):
+    with pytest.raises(ParamsError) as err:
+        run_gate(tmp_path, rules_file(tmp_path, overrides), tmp_path / "out")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_shipped_rules_validate():
+    rules = DqRules.model_validate(yaml.safe_load((DEFAULT_PARAMS_DIR / "dq_rules.yaml").read_text()))
+    assert rules.dictionary_daily_events == (2000, 2500)
+    assert rules.baseline_days == 7

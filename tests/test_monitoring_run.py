@@ -1,0 +1,249 @@
+"""run_monitoring end to end on a hand-made warehouse: statuses, finding ids, reports, staging vs history."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO_ROOT
+from puffy.errors import ParamsError
+from puffy.monitoring import MonitoringRules, load_rules, run_monitoring
+from test_monitoring_helpers import DaySpec, build_warehouse, spec_for, write_day, write_table
+
+RULES = REPO_ROOT / "params" / "monitoring_rules.yaml"
+N_DAYS = 21
+
+
+@pytest.fixture(scope="module")
+def base_warehouse(tmp_path_factory):
+    root = tmp_path_factory.mktemp("monitoring_base")
+    warehouse, intermediate, days = build_warehouse(root, N_DAYS)
+    return root, days
+
+
+@pytest.fixture
+def wh(base_warehouse, tmp_path):
+    """A private copy: (warehouse, intermediate, days, now)."""
+    root, days = base_warehouse
+    shutil.copytree(root, tmp_path / "data")
+    now = datetime.now(timezone.utc) + timedelta(hours=1)
+    return tmp_path / "data" / "warehouse", tmp_path / "data" / "intermediate", days, now
+
+
+def run(warehouse, intermediate, day, now, out, **kw):
+    return run_monitoring(warehouse, RULES, out, run_date=day, intermediate_dir=intermediate, now=now, **kw)
+
+
+def ids(result, severity=None):
+    return sorted({f.id for f in result.findings if severity is None or f.severity == severity})
+
+
+def test_params_file_documents_the_defaults():
+    assert load_rules(RULES) == MonitoringRules()
+
+
+def test_every_params_key_is_commented():
+    lines = RULES.read_text().splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
+            continue
+        previous = lines[i - 1].strip()
+        is_key = stripped.split(":")[0].replace("_", "").isalnum()
+        if is_key:
+            assert previous.startswith("#") or "#" in stripped, f"line {i + 1} has no comment: {line!r}"
+
+
+def test_normal_day_passes(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
+    assert result.status == "pass", [f.message for f in result.findings]
+    assert [f for f in result.findings if f.severity != "info"] == []
+    assert set(result.report_paths) == {"markdown", "json"}
+    report = json.loads(result.report_paths["json"].read_text())
+    assert report["status"] == "pass" and report["run_date"] == days[-1].isoformat()
+    assert report["generated_at"] == now.isoformat() and report["message"] == "no errors or warnings"
+    assert set(report["charts"]["trend"]) >= {"sessions", "orders", "client_id_null_rate", "bot_share"}
+    assert report["metrics"]["sessions"] == result.metrics.loc[days[-1], "sessions"]
+    md = result.report_paths["markdown"].read_text()
+    assert md.startswith(f"# Monitoring report — {days[-1]}") and "**Status: PASS**" in md
+    # the metric history covers the whole fixture, run date last
+    assert list(result.metrics.index) == days
+
+
+def test_every_day_of_a_normal_history_is_quiet(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    for day in days[::4]:
+        result = run(warehouse, intermediate, day, now, tmp_path / str(day))
+        assert result.status == "pass", (day, [f.message for f in result.findings])
+
+
+def test_injected_problems_are_flagged(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    lost_referrer = {"Organic Search": 0.0, "Paid Search": 0.25, "Direct": 0.50, "Paid Social": 0.15, "Email": 0.10}
+    write_day(warehouse, intermediate, days[-1],
+              DaySpec(channels=lost_referrer, null_rate=0.16, zero_revenue=3, sessions=400, purchased=12))
+    result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
+    assert result.status == "warn"
+    # (the day's buyers all come from Paid Search now, so the revenue mix moved as well)
+    assert ids(result, "warn") == ["mix.channel_share_drift", "mix.direct_share_jump", "mix.revenue_share_drift",
+                                   "revenue.zero_revenue_orders", "trend.client_id_null_rate"]
+    report = json.loads(result.report_paths["json"].read_text())
+    by_id = {f["id"]: f for f in report["findings"]}
+    assert by_id["trend.client_id_null_rate"]["value"] == pytest.approx(0.16, abs=0.002)
+    assert by_id["trend.client_id_null_rate"]["band"][1] < 0.05
+    assert report["findings"][0]["severity"] == "warn"
+    assert "mix.channel_share_drift" in report["message"]
+
+
+def test_duplicate_order_key_is_an_error(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    frames = write_day(warehouse, intermediate, days[-1], spec_for(N_DAYS - 1), tables=())
+    orders = frames["fct_orders"]
+    write_table(warehouse, "fct_orders", days[-1], pd.concat([orders, orders.iloc[[0]]], ignore_index=True))
+    result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
+    assert result.status == "error"
+    # the copied row also reuses its transaction id (unflagged) and breaks both reconciliations
+    assert ids(result, "error") == ["revenue.duplicate_order_key", "revenue.duplicate_transaction_id",
+                                    "revenue.reconciliation_attribution", "revenue.reconciliation_raw"]
+
+
+def test_missing_partition_of_the_run_date_is_an_error(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    shutil.rmtree(warehouse / "fct_attribution" / f"date={days[-1]}")
+    result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
+    assert result.status == "error"
+    assert [(f.id, f.metric) for f in result.findings if f.severity == "error"] == [
+        ("freshness.partition_missing", "fct_attribution")]
+
+
+def test_stale_partition_is_a_warning(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    result = run(warehouse, intermediate, days[-1], now + timedelta(hours=48), tmp_path / "out")
+    assert ids(result, "warn") == ["freshness.partition_stale"]
+
+
+def test_missing_day_in_history_is_a_warning(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    for table in ("fct_sessions", "fct_orders", "fct_attribution", "fct_order_rejects"):
+        shutil.rmtree(warehouse / table / f"date={days[-3]}")
+    result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
+    missing = [f for f in result.findings if f.id == "freshness.missing_days"]
+    assert len(missing) == 3 and all(f.dates == [days[-3].isoformat()] for f in missing)
+    assert pd.isna(result.metrics.loc[days[-3], "sessions"])  # the gap stays visible in the history
+
+
+def test_staged_partitions_override_published_history(wh, tmp_path):
+    """The audited (staging) warehouse wins over the published one for the same date, and the run
+    date is only ever read from the audited warehouse."""
+    published, intermediate, days, now = wh
+    staging = tmp_path / "staging"
+    # published has a broken day 3 days ago; this run re-staged it correctly along with the run date
+    write_day(published, None, days[-3], DaySpec(sessions=40, purchased=1))
+    write_day(staging, None, days[-3], spec_for(N_DAYS - 3))
+    write_day(staging, None, days[-1], spec_for(N_DAYS - 1))
+    result = run(staging, intermediate, days[-1], now, tmp_path / "out", history_dir=published)
+    assert result.metrics.loc[days[-3], "sessions"] == spec_for(N_DAYS - 3).sessions
+    assert result.metrics.loc[days[-5], "sessions"] == spec_for(N_DAYS - 5).sessions  # from published
+    assert result.status == "pass", [f.message for f in result.findings]
+    # the published run-date partition is not what is audited: remove it from staging -> missing
+    shutil.rmtree(staging / "fct_orders" / f"date={days[-1]}")
+    result = run(staging, intermediate, days[-1], now, tmp_path / "out2", history_dir=published)
+    assert ("freshness.partition_missing", "fct_orders") in [(f.id, f.metric) for f in result.findings]
+
+
+def test_reports_are_deterministic_for_fixed_inputs(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    a = run(warehouse, intermediate, days[-1], now, tmp_path / "a")
+    b = run(warehouse, intermediate, days[-1], now, tmp_path / "b")
+    assert a.report_paths["json"].read_bytes() == b.report_paths["json"].read_bytes()
+    md_a = a.report_paths["markdown"].read_text().replace(str(tmp_path / "a"), "")
+    md_b = b.report_paths["markdown"].read_text().replace(str(tmp_path / "b"), "")
+    assert md_a == md_b
+
+
+def test_intermediate_dir_is_found_next_to_the_warehouse(wh, tmp_path):
+    warehouse, _, days, now = wh
+    result = run_monitoring(warehouse, RULES, tmp_path / "out", run_date=days[-1], now=now)
+    assert result.report["inputs"]["intermediate_dir"] == str(warehouse.parent / "intermediate")
+    assert not pd.isna(result.metrics.loc[days[-1], "client_id_null_rate"])
+
+
+def test_without_staged_events_the_event_metrics_are_reported_unavailable(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    shutil.rmtree(intermediate)
+    result = run_monitoring(warehouse, RULES, tmp_path / "out", run_date=days[-1], now=now)
+    assert result.status == "pass"
+    assert {"revenue.reconciliation_skipped", "trend.metric_unavailable"} <= set(ids(result, "info"))
+
+
+def test_a_crashing_monitor_becomes_an_error_finding_not_an_exception(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    frames = write_day(warehouse, intermediate, days[-1], spec_for(N_DAYS - 1), tables=())
+    write_table(warehouse, "fct_orders", days[-1], frames["fct_orders"].drop(columns=["revenue"]))
+    result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
+    assert result.status == "error"
+    failed = [f.metric for f in result.findings if f.id == "monitoring.monitor_failed"]
+    assert "revenue" in failed
+    assert json.loads(result.report_paths["json"].read_text())["status"] == "error"
+
+
+def test_bad_rules_stop_with_one_line(tmp_path):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("trend:\n  z_threshold: 3\n  bogus: 1\n")
+    with pytest.raises(ParamsError, match="unknown key 'trend.bogus'"):
+        run_monitoring(tmp_path, bad, tmp_path / "out", run_date=datetime(2025, 3, 8).date())
+    bad.write_text("trend:\n  metrics:\n    revenu: {min_abs_change: 1}\n")
+    with pytest.raises(ParamsError, match="unknown metric"):
+        load_rules(bad)
+    bad.write_text("funnel:\n  bands:\n    purchase_rate: [0.9, 0.1]\n")
+    with pytest.raises(ParamsError, match="low <= high"):
+        load_rules(bad)
+
+
+def test_disabled_groups_do_not_run(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    shutil.rmtree(warehouse / "fct_attribution" / f"date={days[-1]}")
+    rules = yaml.safe_load(RULES.read_text())
+    rules["freshness"]["enabled"] = False
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    result = run_monitoring(warehouse, path, tmp_path / "out", run_date=days[-1], intermediate_dir=intermediate,
+                            now=now)
+    assert not [f for f in result.findings if f.id.startswith("freshness.")]
+
+
+def test_cli_monitor(wh, tmp_path, capsys):
+    from puffy.cli import main
+
+    warehouse, _, days, _ = wh
+    code = main(["monitor", "--warehouse-dir", str(warehouse), "--output-dir", str(tmp_path / "out"),
+                 "--expected-run-date", str(days[-1]), "--fail-on-error"])
+    out = capsys.readouterr().out
+    assert code == 0 and "monitoring status: PASS" in out
+    assert (tmp_path / "out" / "monitoring_report.json").exists()
+    code = main(["monitor", "--warehouse-dir", str(warehouse), "--output-dir", str(tmp_path / "out"),
+                 "--expected-run-date", str(days[-1] + timedelta(days=1)), "--fail-on-error"])
+    assert code == 5 and "monitoring status: ERROR" in capsys.readouterr().out
+
+
+def test_metric_history_reads_only_the_columns_it_needs(wh):
+    """Cheap at 100x: every metric query names its columns; a wide unused column is never read."""
+    from puffy.monitoring import metrics as m
+
+    warehouse, intermediate, days, _ = wh
+    sources = m.Sources(warehouse, warehouse, intermediate, days[-1])
+    con = m.connect()
+    con.execute("PRAGMA enable_profiling = 'json'")
+    plan = con.execute(f"EXPLAIN SELECT count(*) FILTER (WHERE NOT is_bot) FROM "
+                       f"{m.scan_sql(sources.files('fct_sessions', days[0]))}").fetchall()
+    text = str(plan)
+    assert "landing_page_url" not in text and "is_bot" in text
+    assert os.path.exists(sources.audited_file("fct_sessions"))

@@ -1,0 +1,217 @@
+"""run_transform end to end: ground truth of the generated sample, incremental == rebuild,
+idempotent re-runs, identity stitching, reconciliation as a safety net, CSV export.
+
+Run: cd /work/main && PYTHONPATH=lib .venv/bin/python -m pytest tests/test_transform_pipeline.py -q
+"""
+
+from __future__ import annotations
+
+import filecmp
+from datetime import date
+from pathlib import Path
+
+import ibis
+import pandas as pd
+import pytest
+from test_sessions import pytestmark  # noqa: F401  (the shared warning filters)
+from test_sessions import D1, D2, IPHONE, ev, purchase, read_table, sessions_of, stage, t, transform
+
+from puffy.params import DEFAULT_PARAMS_DIR
+from puffy.sample import SampleConfig, generate_sample
+from puffy.transform import TABLES, TransformParams, export_csv, run_transform
+from puffy.transform import pipeline as pipeline_module
+from puffy.transform.identity import person_map
+from puffy.transform.reconcile import Check, overall_status, reconciliation_frame
+from puffy.warehouse import partition_files
+
+# Starts 2025-03-01 so the referrer column disappears (03-04) inside the sample.
+SAMPLE = SampleConfig(start=date(2025, 3, 1), days=5, scale=0.4, seed=11)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """A generated sample (all faults on), staged once; plus a rebuild over all its days."""
+    root = tmp_path_factory.mktemp("sample")
+    generate_sample(root / "raw", SAMPLE)
+    days = stage(root / "raw", root / "stg")
+    rebuild = root / "rebuild"
+    result = run_transform(root / "stg", rebuild, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1])
+    return root, days, rebuild, result
+
+
+def _ts(col: pd.Series) -> pd.Series:
+    return pd.to_datetime(col.str.rstrip("Z"))
+
+
+def test_sample_sessions_equal_ground_truth(sample, tmp_path):
+    root, days, _, _ = sample
+    wh = tmp_path / "with_bots"
+    result = run_transform(root / "stg", wh, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1],
+                           transform_params=TransformParams(exclude_bots=False))
+    assert result.status != "error"
+    truth = pd.read_csv(root / "raw" / "_truth" / "sessions.csv", dtype=str)
+    truth = truth.assign(session_start=_ts(truth.session_start), session_end=_ts(truth.session_end),
+                         n_events=truth.n_events.astype(int), n_fault_rows=truth.n_fault_rows.astype(int),
+                         is_bot=truth.is_bot == "true")
+    ours = read_table(wh, "fct_sessions")
+    assert len(ours) == len(truth)
+    m = truth.merge(ours, on=["client_id", "session_start"], how="left", suffixes=("_truth", ""),
+                    validate="one_to_one")
+    assert m.session_id.notna().all(), "every true session starts where we start one"
+    assert (m.session_end == m.session_end_truth).all()
+    clean = m[m.n_fault_rows == 0]
+    assert (clean.n_events == clean.n_events_truth).all()
+    assert (m.is_bot == m.is_bot_truth).all()
+    assert (m.channel == m.channel_truth).all()
+
+
+def test_sample_first_and_last_touch_equal_ground_truth(sample):
+    root, _, rebuild, _ = sample
+    truth = pd.read_csv(root / "raw" / "_truth" / "orders.csv", dtype=str)
+    orders = read_table(rebuild, "fct_orders")
+    att = read_table(rebuild, "fct_attribution")
+    real = truth[truth.fault.fillna("") != "zero_revenue"]
+    m = real.merge(orders, on=["transaction_id", "client_id"], how="left", validate="one_to_one")
+    assert m.order_key.notna().all()
+    assert len(orders) == len(real)
+    for model, col in (("first_click", "first_touch_channel"), ("last_click", "last_touch_channel")):
+        credited = att[(att.model == model) & (att.credit > 0)].set_index("order_key").channel
+        assert (m.order_key.map(credited) == m[col]).all(), model
+    # zero-revenue truth rows are our zero-revenue rejects
+    rejects = read_table(rebuild, "fct_order_rejects")
+    zero = truth[truth.fault == "zero_revenue"].transaction_id
+    assert set(zero) == set(rejects[rejects.reason == "zero_revenue_empty_items"].transaction_id)
+
+
+def test_incremental_day_by_day_equals_rebuild_and_reruns_change_nothing(sample, tmp_path):
+    root, days, rebuild, _ = sample
+    inc = tmp_path / "incremental"
+    for d in days:
+        r = run_transform(root / "stg", inc, DEFAULT_PARAMS_DIR, start=d, end=d, mode="incremental")
+        assert r.status != "error", r.message
+        assert [p.name for p in r.tables["fct_orders"]] == [f"date={d}"]
+    for table in TABLES:
+        a, b = partition_files(inc, table), partition_files(rebuild, table)
+        assert [Path(x).parent.name for x in a] == [Path(x).parent.name for x in b], table
+        for x, y in zip(a, b):
+            assert filecmp.cmp(x, y, shallow=False), f"{table} {Path(x).parent.name} differs"
+
+    before = {f: Path(f).read_bytes() for table in TABLES for f in partition_files(inc, table)}
+    mid = days[len(days) // 2]
+    again = run_transform(root / "stg", inc, DEFAULT_PARAMS_DIR, start=mid, end=mid, mode="incremental")
+    assert [p.name for p in again.tables["fct_sessions"]] == [f"date={d}" for d in days if mid.toordinal()
+                                                              - d.toordinal() in (0, 1)]
+    after = {f: Path(f).read_bytes() for table in TABLES for f in partition_files(inc, table)}
+    assert before == after
+
+
+def test_history_root_separate_from_output_root(sample, tmp_path):
+    """The runner writes to a per-run staging warehouse and reads history from the published one."""
+    root, days, rebuild, _ = sample
+    last = days[-1]
+    staged = tmp_path / "staging_wh"
+    r = run_transform(root / "stg", staged, DEFAULT_PARAMS_DIR, start=last, end=last, mode="incremental",
+                      history_root=rebuild)
+    assert sorted(p.parent.name for p in staged.glob("*/date=*")) == sorted(
+        ["fct_sessions"] * 2 + ["fct_orders", "fct_order_items", "fct_order_rejects", "fct_attribution",
+                                "rpt_reconciliation"])
+    for table in TABLES:
+        for f in partition_files(staged, table):
+            twin = Path(str(f).replace(str(staged), str(rebuild)))
+            assert filecmp.cmp(f, twin, shallow=False), f"{table} {f}"
+    assert r.status != "error"
+
+
+def test_reconciliation_balances_on_the_sample(sample):
+    _, _, rebuild, result = sample
+    rec = result.reconciliation
+    assert set(rec.status) <= {"ok", "warn"}
+    assert (rec[rec.status == "ok"].difference.abs() < 1e-6).all()
+    checks = set(rec.check)
+    assert {"raw_rows", "purchase_events", "revenue_orders", "attribution_revenue_markov"} <= checks
+    stored = read_table(rebuild, "rpt_reconciliation")
+    assert stored.check.tolist() == rec.check.tolist()
+
+
+def test_reconciliation_catches_a_lost_order(sample, tmp_path, monkeypatch):
+    """If a bug dropped an order, the run says 'error' instead of publishing quietly."""
+    root, days, _, _ = sample
+    real_build = pipeline_module.build_orders
+
+    def lossy(*args, **kwargs):
+        built = real_build(*args, **kwargs)
+        first = built.orders.order_by("order_key").limit(1).select("order_key")
+        built.orders = built.orders.filter(~built.orders.order_key.isin(first.order_key))
+        return built
+
+    monkeypatch.setattr(pipeline_module, "build_orders", lossy)
+    result = run_transform(root / "stg", tmp_path / "wh", DEFAULT_PARAMS_DIR, start=days[0], end=days[-1])
+    assert result.status == "error"
+    bad = result.reconciliation[result.reconciliation.status == "error"].check.tolist()
+    assert "purchase_events" in bad and "revenue_orders" in bad
+    assert "purchase_events" in result.message
+
+
+def test_overall_status_is_the_worst():
+    frame = reconciliation_frame([Check("a", 1, 1), Check("b", 1, 2, severity="warn")], "rebuild")
+    assert frame.status.tolist() == ["ok", "warn"] and overall_status(frame) == "warn"
+    frame = reconciliation_frame([Check("a", 1, 1), Check("c", 3, 2)], "rebuild")
+    assert overall_status(frame) == "error" and frame.difference.tolist() == [0, -1]
+
+
+def test_identity_stitching_joins_devices_sharing_an_email(tmp_path):
+    laptop, phone, tablet = "100-aaaaaaaaaaaa", "200-bbbbbbbbbbbb", "300-cccccccccccc"
+    email, other = "a" * 64, "b" * 64
+    popup = '{"user_email":"%s"}'
+    rows = [
+        ev(laptop, t(D1, "10:00:00.000"), url="/?gclid=ABCDEF"),  # paid search on the laptop
+        ev(laptop, t(D1, "10:01:00.000"), "email_filled_on_popup", data=popup % email),
+        ev(tablet, t(D1, "12:00:00.000"), "email_filled_on_popup", data=popup % other, ua=IPHONE),
+        ev(phone, t(D2, "09:00:00.000"), ua=IPHONE),  # direct on the phone, then buys
+        purchase(phone, t(D2, "09:05:00.000"), "ORD-1", 100, email=email, ua=IPHONE),
+        ev(phone, t(D2, "09:06:00.000"), "email_filled_on_popup", data=popup % other, ua=IPHONE),
+    ]
+    wh, _ = transform(tmp_path, rows)
+    att = read_table(wh, "fct_attribution")
+    first = att[(att.model == "first_click") & (att.credit > 0)]
+    assert first.channel.tolist() == ["Direct"]
+
+    wh2, _ = transform(tmp_path / "stitched", rows, identity_stitching=True)
+    s = sessions_of(wh2)
+    assert set(s.person_id) == {laptop}  # smallest client id of {laptop, phone, tablet}
+    assert (s.client_id != s.person_id).sum() == 2
+    o = read_table(wh2, "fct_orders")
+    assert o.person_id.tolist() == [laptop]
+    att2 = read_table(wh2, "fct_attribution")
+    first2 = att2[(att2.model == "first_click") & (att2.credit > 0)]
+    assert first2.channel.tolist() == ["Paid Search"]
+    assert set(att2[att2.model == "linear"].touch_count) == {3}
+
+
+def test_person_map_is_connected_components():
+    edges = ibis.memtable(pd.DataFrame({
+        "client_id": ["c3", "c2", "c2", "c1", "c4", "c5"],
+        "email": ["e2", "e2", "e1", "e1", "e3", "e3"],
+    }))
+    got = person_map(edges).to_pandas().sort_values("client_id")
+    assert got.person_id.tolist() == ["c1", "c1", "c1", "c4", "c4"]
+
+
+def test_export_csv(sample, tmp_path):
+    _, _, rebuild, result = sample
+    files = export_csv(rebuild, tmp_path / "csv")
+    assert [f.name for f in files] == ["fct_sessions.csv", "fct_orders.csv", "fct_attribution.csv"]
+    for f in files:
+        df = pd.read_csv(f)
+        assert len(df) == result.row_counts[f.stem]
+        assert list(df.columns) == list(TABLES[f.stem][0].names)
+
+
+def test_bad_arguments(sample, tmp_path):
+    from puffy.errors import InputDataError, UserError
+
+    root, days, _, _ = sample
+    with pytest.raises(UserError, match="mode"):
+        run_transform(root / "stg", tmp_path, DEFAULT_PARAMS_DIR, start=days[0], end=days[0], mode="daily")
+    with pytest.raises(InputDataError, match="no staged events"):
+        run_transform(root / "stg", tmp_path, DEFAULT_PARAMS_DIR, start=date(2030, 1, 1), end=date(2030, 1, 2))
