@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from test_sessions import pytestmark  # noqa: F401  (the shared warning filters)
+from test_sessions import pytestmark as _shared_marks
 from test_sessions import read_table, stage
 
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.transform import TABLES, TransformParams, run_transform
 from puffy.warehouse import partition_files
+
+pytestmark = [*_shared_marks, pytest.mark.real_data]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ The overall status is the worst finding severity; an 'info' finding never fails 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -47,6 +48,7 @@ class GateResult:
     daily: pd.DataFrame  # per in-range day: volumes, null / bot / referrer shares, worst severity
     report: dict  # the JSON document
     con: duckdb.DuckDBPyConnection = field(repr=False)  # stg_events, stg_purchase_items, stg_rejects, dq_*
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (not in the reports: volatile)
 
     @property
     def narrative(self) -> str:
@@ -86,11 +88,20 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     if rules.baseline_days:
         baseline_paths = discover_raw_files(input_dir, days[0] - timedelta(days=rules.baseline_days),
                                             days[0] - timedelta(days=1))
+    timings, clock = {}, time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        timings[step] = round(time.perf_counter() - clock, 3)
+        clock = time.perf_counter()
+
     con = duckdb.connect()
     ingested = ingest(con, baseline_paths + paths, rules.contract)
+    lap("ingest")
     ctx = CheckContext(con, rules, ingested.files, ingested.lines_read, days,
                        _expected_days(days, start, end), _naive_utc(now))
     findings = run_checks(ctx)
+    lap("checks")
     status = max((f.severity for f in findings if f.severity != "info"), key=SEVERITY_RANK.__getitem__, default="pass")
     files = file_facts(ctx)
     summary = {
@@ -108,7 +119,9 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
         days=days, baseline_days=baseline_days, files=files, findings=findings, summary=summary,
     )
     report_paths = write_reports(report, findings, output_dir)
+    daily = daily_summary(ctx, findings)
+    lap("reports")
     if staging_root is not None:
         write_staging(con, Path(staging_root), days)
-    return GateResult(status, findings, report_paths, summary, days, baseline_days, files,
-                      daily_summary(ctx, findings), report, con)
+        lap("staging")
+    return GateResult(status, findings, report_paths, summary, days, baseline_days, files, daily, report, con, timings)

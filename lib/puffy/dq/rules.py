@@ -163,7 +163,7 @@ class ReferrerRules(StrictModel):
     page_view_event: str = "page_viewed"
     min_page_views: int = Field(100, ge=1)
     anonymised_pattern: str = r"^https?://source-[0-9a-f]{8}\.com"
-    utm_pattern: str = r"[?&]utm_[a-z]+="
+    utm_markers: list[str] = Field(default_factory=lambda: ["?utm_", "&utm_"])
 
 
 class DqRules(StrictModel):

@@ -39,7 +39,8 @@ FUNNEL_STAGES: tuple[str, ...] = ("sessions", "viewed_product", "added_to_cart",
 SESSIONS, ORDERS, ATTRIBUTION = "fct_sessions", "fct_orders", "fct_attribution"
 REJECTS, RECONCILIATION, STG_EVENTS = "fct_order_rejects", "rpt_reconciliation", "stg_events"
 
-_DATE_SQL = r"CAST(regexp_extract(filename, 'date=(\d{4}-\d{2}-\d{2})', 1) AS DATE)"
+# The partition date from the file path: the last ``date=YYYY-MM-DD`` directory, just above the file.
+_DATE_SQL = r"CAST(regexp_extract(filename, 'date=(\d{4}-\d{2}-\d{2})[/\\][^/\\]*$', 1) AS DATE)"
 
 
 @dataclass(frozen=True)
@@ -304,11 +305,6 @@ def read_day_tables(sources: Sources, start: date, purchase_event: str, con=None
             f"SELECT coalesce(sum(revenue), 0) FROM {scan_sql([events[sources.run_date]])} WHERE event_name = ?",
             [purchase_event]).fetchone()[0])
     return DayTables(orders, history, rejects, totals, recon, raw)
-
-
-def partition_inventory(sources: Sources, tables: list[str], start: date) -> dict[str, dict[date, Path]]:
-    """Partition files per table and date over [start, run date] (the union described above)."""
-    return {t: sources.files(t, start) for t in tables}
 
 
 def infer_intermediate_dir(warehouse_dir: Path) -> Path | None:

@@ -82,6 +82,12 @@ def _band(band) -> str:
     if band is None:
         return ""
     low, high = band
+    if low is None and high is None:
+        return ""
+    if low is None:
+        return f"<= {_fmt(high)}"
+    if high is None:
+        return f">= {_fmt(low)}"
     return f"[{_fmt(low)}, {_fmt(high)}]"
 
 

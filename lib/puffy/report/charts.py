@@ -113,7 +113,8 @@ def channel_conversion_chart(channels: pd.DataFrame, site_rate: float, max_chann
     ax = fig.subplots()
     y = np.arange(len(ch))
     rate = ch["conversion_rate"].to_numpy() * 100
-    err = np.vstack([rate - ch["ci_low"].to_numpy() * 100, ch["ci_high"].to_numpy() * 100 - rate])
+    # Clipped at 0: a Wilson bound of a 0% rate can come back as -1e-18 from floating point.
+    err = np.clip(np.vstack([rate - ch["ci_low"].to_numpy() * 100, ch["ci_high"].to_numpy() * 100 - rate]), 0, None)
     ax.errorbar(rate, y, xerr=err, fmt="o", color=ACCENT, ecolor=ACCENT_LIGHT, elinewidth=2.5, capsize=0,
                 markersize=4)
     if not math.isnan(site_rate):
@@ -122,7 +123,7 @@ def channel_conversion_chart(channels: pd.DataFrame, site_rate: float, max_chann
                 va="bottom")
     ax.set_yticks(y)
     ax.set_yticklabels([f"{name} ({int(n):,})" for name, n in zip(ch.index, ch["sessions"])])
-    ax.set_xlabel(f"Sessions that bought (%), bar = {level * 100:g}% range")
+    ax.set_xlabel(f"Conversion % (bar: {level * 100:g}% range)")
     ax.set_xlim(left=0)
     ax.set_ylim(-0.6, len(ch) - 0.1)
     ax.set_title("Conversion by channel", loc="left")

@@ -191,12 +191,14 @@ def read_table(warehouse_root: Path, table: str, days: list[date], columns: tupl
                where: str | None = None) -> pd.DataFrame:
     """The ``columns`` of ``table`` for ``days`` as pandas; an empty frame with those columns when
     no partition exists. ``where`` is an optional SQL filter on those columns."""
-    files = partition_files(warehouse_root, table, list(days))
+    files, present = [], set()
+    for f in partition_files(warehouse_root, table, list(days)):
+        names = pq.read_schema(f).names  # the footer only: which of the wanted columns exist
+        if names:  # a partition written without any column holds nothing to read
+            files.append(f)
+            present.update(names)
     if not files:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-    present = set()
-    for f in files:  # footers only: which of the wanted columns exist somewhere
-        present.update(pq.read_schema(f).names)
     select = ", ".join(f'"{c}"' if c in present else f'NULL AS "{c}"' for c in columns)
     sql = f"SELECT {select} FROM read_parquet({_sql_list(files)}, union_by_name = true)"
     if where:

@@ -119,16 +119,29 @@ def funnel_by_device(human_sessions: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
-def weakest_step(funnel: pd.DataFrame, device: str) -> tuple[str, str, float] | None:
-    """(from step, to step, rate) with the lowest step-to-step rate for ``device``."""
+def weakest_step(funnel: pd.DataFrame, device: str, reference: str | None = None) -> tuple[str, str, float] | None:
+    """(from step, to step, rate) of ``device``'s weakest funnel step.
+
+    With a ``reference`` device, the weakest step is the one where ``device`` falls furthest short
+    of the reference (smallest ratio of the two step rates): every device loses most people at
+    add-to-cart, so the absolute lowest rate would always name the same step and explain nothing.
+    Without one, it is the step with the lowest rate.
+    """
     if device not in funnel.index:
         return None
-    rates = {(a, b): funnel.loc[device, f"{b}_rate"] for a, b in zip(FUNNEL_STEPS, FUNNEL_STEPS[1:])}
-    rates = {k: v for k, v in rates.items() if not _nan(v)}
+    steps = list(zip(FUNNEL_STEPS, FUNNEL_STEPS[1:]))
+    rates = {(a, b): funnel.loc[device, f"{b}_rate"] for a, b in steps}
+    rates = {k: float(v) for k, v in rates.items() if not _nan(v)}
     if not rates:
         return None
+    if reference is not None and reference in funnel.index and reference != device:
+        ref = {(a, b): funnel.loc[reference, f"{b}_rate"] for a, b in steps}
+        ratios = {k: v / ref[k] for k, v in rates.items() if not _nan(ref[k]) and ref[k] > 0}
+        if ratios:
+            (a, b) = min(ratios, key=ratios.get)
+            return a, b, rates[(a, b)]
     (a, b), rate = min(rates.items(), key=lambda kv: kv[1])
-    return a, b, float(rate)
+    return a, b, rate
 
 
 def new_vs_returning(human_sessions: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

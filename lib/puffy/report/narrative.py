@@ -286,7 +286,8 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
         when = f" from {days_text(days)}" if days else ""
         out.append(Caveat(
             "missing_item_prices", "Item prices missing",
-            f"{plural(prod['orders_missing'], 'order')}{when} {'has' if prod['orders_missing'] == 1 else 'have'} no item prices. Their revenue "
+            f"{plural(prod['orders_missing'], 'order')}{when} {'has' if prod['orders_missing'] == 1 else 'have'} "
+            f"no item prices. Their revenue "
             f"({money(prod['revenue_missing'], sym)}, {pct(prod['share_missing'])} of the period) is counted, "
             f"but which products it came from is unknown: the product mix describes the other "
             f"{count(prod['orders_priced'])} orders only.",
@@ -316,7 +317,7 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
         parts = []
         if len(zero):
             parts.append(f"{plural(len(zero), 'purchase event')} with revenue 0 and no items "
-                         f"{'is' if len(zero) == 1 else 'are'} not counted as orders")
+                         f"{'is not counted as an order' if len(zero) == 1 else 'are not counted as orders'}")
         if len(replays):
             parts.append(f"{plural(len(replays), 'repeated purchase event')} (replays) counted once")
         if collisions:
@@ -425,9 +426,11 @@ def _channel_statements(fig: Figures) -> tuple[list[Statement], list[Statement]]
     site = fig.current["conversion_rate"]
     ch = fig.channels[(fig.channels["sessions"] >= p.min_group_sessions) & (fig.channels.index != "(none)")]
     sig = ch[ch["p_vs_rest"] < p.alpha]
-    for name, r in sig[sig["diff_vs_rest"] > 0].sort_values("conversion_rate", ascending=False).head(2).iterrows():
+    best = sig[sig["diff_vs_rest"] > 0].sort_values("conversion_rate", ascending=False).head(2)
+    for i, (name, r) in enumerate(best.iterrows()):
         working.append(Statement("channel_high", (
-            f"{name} converts best: {rate_with_ci(r['conversion_rate'], r['ci_low'], r['ci_high'], p.confidence_level)} of its "
+            f"{name} {'converts best' if i == 0 else 'also converts above the site'}: "
+            f"{rate_with_ci(r['conversion_rate'], r['ci_low'], r['ci_high'], p.confidence_level)} of its "
             f"{count(r['sessions'])} sessions bought, vs {pct(site, 2)} for the site ({p_text(r['p_vs_rest'])})."),
             float(r["diff_vs_rest"] * r["sessions"])))
     for name, r in sig[sig["diff_vs_rest"] < 0].sort_values("sessions", ascending=False).head(2).iterrows():
@@ -452,10 +455,12 @@ def _device_statements(fig: Figures) -> tuple[list[Statement], list[Statement], 
             continue
         share = n / fig.funnel["sessions"].sum()
         if t.diff < 0:
-            step = weakest_step(fig.funnel, dev)
+            step = weakest_step(fig.funnel, dev, ref)
             ref_step_rate = fig.funnel.loc[ref, f"{step[1]}_rate"] if step else math.nan
-            step_txt = (f" Its weakest step is {FUNNEL_LABELS[step[0]].lower()} → {FUNNEL_LABELS[step[1]].lower()} "
-                        f"({pct(step[2])} vs {pct(ref_step_rate)} on {ref}).") if step else ""
+            step_txt = (f" The biggest shortfall is at {FUNNEL_LABELS[step[0]].lower()} → "
+                        f"{FUNNEL_LABELS[step[1]].lower()} ({pct(step[2])} vs {pct(ref_step_rate)} on {ref}).")
+            if not step:
+                step_txt = ""
             concerning.append(Statement("device_gap", (
                 f"{dev.capitalize()} is {pct(share, 0)} of sessions but converts at {pct(t.rate1, 2)} vs "
                 f"{pct(t.rate2, 2)} on {ref} ({p_text(t.p_value)}).{step_txt}"), share))
@@ -490,7 +495,8 @@ def _visitor_statements(fig: Figures) -> tuple[list[Statement], list[Statement],
             f"new visitors. With channel, device and weekday held fixed their odds of buying are "
             f"{orr['odds_ratio']:.1f}× a new visitor's ({level_text(p.confidence_level)} range "
             f"{orr['ci_low']:.1f}–{orr['ci_high']:.1f}); they are "
-            f"{pct(ret['share_of_sessions'])} of sessions and {pct(ret['revenue'] / fig.current['revenue'] if fig.current['revenue'] else math.nan)} "
+            f"{pct(ret['share_of_sessions'])} of sessions and "
+            f"{pct(ret['revenue'] / fig.current['revenue'] if fig.current['revenue'] else math.nan)} "
             f"of revenue."), float(orr["odds_ratio"])))
         recs.append(Statement("returning", (
             f"Bring visitors back: returning visitors convert {ret['conversion_rate'] / new['conversion_rate']:.1f}× as "
@@ -581,9 +587,11 @@ def build_narrative(fig: Figures, max_items: int = 4) -> Narrative:
             f"{day_text(fig.period.start)}, so changes cannot be judged — only levels and within-period trends."), 0.0))
     if not working:
         trend = fig.trends["revenue"]
+        why = ("too few days to judge a trend" if math.isnan(trend.p_value)
+               else f"no significant trend, {p_text(trend.p_value)}")
         working.append(Statement("steady", (
-            f"Nothing moved beyond noise: daily revenue averaged {money(fig.daily['revenue'].mean(), fig.params.currency_symbol)} "
-            f"with no significant trend ({p_text(trend.p_value)})."), 0.0))
+            f"Nothing stands out beyond noise: daily revenue averaged "
+            f"{money(fig.daily['revenue'].mean(), fig.params.currency_symbol)} ({why})."), 0.0))
     return Narrative(_top(working, max_items), _top(concerning, max_items), _top(recs, max_items + 1))
 
 
@@ -625,7 +633,8 @@ def statistics_explained(fig: Figures) -> list[str]:
         f"{money(fig.aov.low, sym)}–{money(fig.aov.high, sym)} ({count(p.bootstrap_resamples)} resamples of the "
         f"{count(c['orders'])} orders, fixed seed): a few large orders move it a lot.",
         "Two rates are called different when a two-proportion z-test gives p < "
-        f"{p.alpha:g}: a gap that large would appear by chance less than {pct(p.alpha, 0)} of the time if the rates were equal.",
+        f"{p.alpha:g}: a gap that large would appear by chance less than {pct(p.alpha, 0)} of the time if the "
+        "rates were equal.",
     ]
     t = fig.trends["revenue"]
     if not math.isnan(t.slope):

@@ -169,7 +169,8 @@ def visitors_table_html(fig: Figures) -> str:
             html.escape(str(name)), count(r["sessions"]),
             f"{pct(r['conversion_rate'], 2)} ({pct(r['ci_low'], 1)}–{pct(r['ci_high'], 1)})",
             count(r["orders"]), money(r["revenue"], sym), money(r["aov"], sym))) + "</tr>")
-    head = (f"<tr><th>Visitor</th><th>Sessions</th><th>Conversion ({level_text(fig.params.confidence_level)} range)</th><th>Orders</th>"
+    head = (f"<tr><th>Visitor</th><th>Sessions</th>"
+            f"<th>Conversion ({level_text(fig.params.confidence_level)} range)</th><th>Orders</th>"
             "<th>Revenue</th><th>AOV</th></tr>")
     return f'<table class="px-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 

@@ -67,13 +67,6 @@ def person_map(edges: ir.Table, max_rounds: int = MAX_ROUNDS) -> ir.Table:
     raise RuntimeError(f"identity stitching did not converge in {max_rounds} rounds")
 
 
-def empty_person_map() -> ir.Table:
-    """A map with no rows: every person_id falls back to its client_id."""
-    return ibis.memtable(
-        {"client_id": [], "person_id": []}, schema={"client_id": "string", "person_id": "string"}
-    )
-
-
 def apply_identity(t: ir.Table, mapping: ir.Table | None, client_col: str = "client_id") -> ir.Table:
     """Set ``person_id`` on ``t`` from its client id: the mapped person, else the client id itself.
 

@@ -117,14 +117,6 @@ def payload_hash(event_data: ir.StringValue) -> ir.StringValue:
     return event_data.fill_null("").hexdigest("md5")
 
 
-def empty_ledger() -> ir.Table:
-    return ibis.memtable(
-        {c: [] for c in LEDGER_COLUMNS},
-        schema={"transaction_id": "string", "client_id": "string", "payload_hash": "string",
-                "order_ts": "timestamp(6)", "event_id": "string"},
-    )
-
-
 def build_orders(
     purchases: ir.Table,
     items: ir.Table,

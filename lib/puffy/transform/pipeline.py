@@ -18,6 +18,13 @@ fct_attribution    (order, model, touchpoint session) order_date
 rpt_reconciliation one row per check per run          run end date
 ================== ================================== =======================================
 
+Columns of fct_sessions: ``puffy.transform.sessions``; of the order tables:
+``puffy.transform.orders``; of rpt_reconciliation: ``puffy.transform.reconcile``. fct_attribution
+is ``puffy.attribution.attribute`` over non-bot sessions and included orders, plus the partition
+key: order_key, order_date, model, session_id (NULL when unattributed), channel, touch_index,
+touch_count, days_before_order, credit (rounded to 1e-12; sums to 1 per order and model),
+attributed_revenue (exact cents per order), is_unattributed.
+
 Which dates a run reads and writes, for ``start..end``:
 
 * It reads staged events from ``context_days`` (2) days before the first date it writes, so a
@@ -114,6 +121,12 @@ TABLES: dict[str, tuple[ibis.Schema, str, tuple[str, ...]]] = {
 RECONCILIATION_TABLE = "rpt_reconciliation"
 CSV_EXPORTS = ("fct_sessions", "fct_orders", "fct_attribution")
 STG_EVENTS, STG_ITEMS, STG_REJECTS = "stg_events", "stg_purchase_items", "stg_rejects"
+# Used when a day has no stg_purchase_items partition (columns as puffy.ingest writes them).
+STG_ITEMS_SCHEMA = ibis.schema({
+    "event_id": "string", "transaction_id": "string", "line_number": "int64", "item_id": "string",
+    "item_name": "string", "item_variant": "string", "quantity": "float64", "item_price": "float64",
+    "file_date": "date",
+})
 # Credits are rounded so that float summation order (engine threads) can never change the bytes.
 CREDIT_DECIMALS = 12
 
@@ -135,8 +148,11 @@ class TransformResult:
 
     @property
     def message(self) -> str:
-        bad = self.reconciliation[self.reconciliation["status"] != "ok"] if len(self.reconciliation) else []
-        parts = [f"{r.check}: {r.left:g} vs {r.right:g} ({r.status})" for r in getattr(bad, "itertuples", list)()]
+        """One line for the runner: failed / warned checks, then warnings ('' when all is well)."""
+        parts = []
+        if len(self.reconciliation):
+            bad = self.reconciliation[self.reconciliation["status"] != "ok"]
+            parts = [f"{r.check}: {r.left:g} vs {r.right:g} ({r.status})" for r in bad.itertuples()]
         return "; ".join(parts + self.warnings)
 
 
@@ -172,7 +188,7 @@ def read_partitions(
             raise InputDataError(f"{root}/{table}: no partitions to read")
         t = ibis.memtable(pa.Table.from_batches([], schema=schema.to_pyarrow()))
     elif con.name == "duckdb":
-        t = con.read_parquet(files, hive_partitioning=False)
+        t = con.read_parquet(files, hive_partitioning=False, union_by_name=True)
     else:  # portable fallback: one read per file
         parts = [con.read_parquet(f) for f in files]
         t = ibis.union(*parts) if len(parts) > 1 else parts[0]
@@ -311,7 +327,7 @@ def run_transform(
     purchases = events.filter(
         (events.event_name == tp.purchase_event) & events.file_date.isin(order_compute)
     )
-    items = read_partitions(con, staging_root, STG_ITEMS, order_compute)
+    items = read_partitions(con, staging_root, STG_ITEMS, order_compute, STG_ITEMS_SCHEMA)
     ledger_days = _history_dates(history_root, "fct_orders", min(order_compute))
     ledger_orders = read_partitions(con, history_root, "fct_orders", ledger_days, ORDER_SCHEMA,
                                     columns=list(LEDGER_COLUMNS))

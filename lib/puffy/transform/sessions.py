@@ -294,11 +294,6 @@ def add_order_metrics(sessions: ir.Table, orders: ir.Table) -> ir.Table:
     return s.mutate(purchased=s.n_orders > 0).drop("_n", "_cents")
 
 
-def finalize_sessions(sessions: ir.Table) -> ir.Table:
-    """Select and cast to ``SESSION_SCHEMA`` (column order of fct_sessions)."""
-    return cast_to_schema(sessions, SESSION_SCHEMA)
-
-
 def cast_to_schema(t: ir.Table, schema: ibis.Schema) -> ir.Table:
     """``t`` reduced to ``schema``'s columns, in its order and types."""
     return t.select(**{c: t[c].cast(typ) for c, typ in schema.items()})
