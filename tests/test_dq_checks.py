@@ -537,7 +537,7 @@ def test_bad_rules_are_one_line_params_errors(tmp_path, overrides, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_shipped_rules_validate():
+def test_shipped_rules_validate_and_match_the_model_defaults():
     rules = DqRules.model_validate(yaml.safe_load((DEFAULT_PARAMS_DIR / "dq_rules.yaml").read_text()))
     assert rules.dictionary_daily_events == (2000, 2500)
-    assert rules.baseline_days == 7
+    assert rules.model_dump() == DqRules().model_dump()  # the YAML documents the real defaults

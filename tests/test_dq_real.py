@@ -85,15 +85,16 @@ def test_item4_item_price_missing(result):
 
 def test_item5_zero_revenue_orders(result):
     f = get(result, "payload.revenue_zero")
-    assert f.severity in ("warn", "error") and sum(r["value"] for r in f.daily) == 10
+    assert f.severity == "warn"  # at most 2 of a day's ~20 orders
+    assert f.message.startswith("10 checkout_completed event(s)")
     assert "10 of them with a single all-null item" in f.message
 
 
 def test_item6_transaction_id_collisions_not_replays(result):
     f = get(result, "duplicates.transaction_id_collision")
-    assert f.severity in ("warn", "error")
+    assert f.severity == "warn"
     assert f.dates == ["2025-02-26", "2025-02-27", "2025-03-01", "2025-03-08"]
-    assert sum(r["value"] for r in f.daily) == 8 and f.message.startswith("4 transaction id(s) on 8")
+    assert f.message.startswith("4 transaction id(s) on 8 checkout_completed events")
     assert get(result, "duplicates.transaction_id_replay").severity == "pass"
 
 
@@ -134,6 +135,14 @@ def test_narrative_tells_the_story_in_order(result):
     order = [text.index(s) for s in ("**From 2025-02-27**", "**On 2025-02-28 … 2025-03-03**", "**From 2025-03-02**",
                                      "**From 2025-03-04**", "**From 2025-03-06**")]
     assert order == sorted(order)
+
+
+def test_a_day_gets_the_same_severities_alone_as_in_the_backfill(result, real_data_dir, tmp_path):
+    """Daily runs and a backfill agree (baseline checks aside: they see the same trailing days here)."""
+    alone = run_gate(real_data_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", tmp_path, start=date(2025, 2, 26),
+                     end=date(2025, 2, 26), now=NOW)
+    for f in alone.findings:
+        assert f.severity == severity_on(get(result, f.id), "2025-02-26") or f.id.startswith("volume."), f.id
 
 
 def test_single_day_run_uses_earlier_files_as_baseline(real_data_dir, tmp_path):

@@ -7,9 +7,10 @@ that table, so per-day work in Python is over a few hundred rows, never over eve
 (payloads, transaction ids, duplicates, ordering) are one targeted SQL query each.
 
 Every check returns one ``Finding`` per finding id — status 'pass' when it found nothing — so the
-report also shows what was checked. Findings are graded per day where a daily rate is meaningful
-(volumes, null rates, shares) and over the whole checked period where daily counts are too small
-to be stable (orders: payloads, transaction ids).
+report also shows what was checked. Rates are graded day by day, so a day gets the same severity
+whether it is gated alone or within a backfill (baseline comparisons aside, which depend on the
+earlier days available). Order-level rates rest on a few dozen orders a day, so their ERROR levels
+are set high enough that one or two odd orders make a WARN, not an ERROR.
 """
 
 from __future__ import annotations
@@ -232,13 +233,11 @@ class CheckContext:
         r = self.rejects[self.rejects.reason.isin(list(reasons))]
         return r.groupby("file_date")["n"].sum().astype(float)
 
-    def baseline(self, series: pd.Series, day: date) -> tuple[float | None, list[date]]:
-        """Median of ``series`` over the trailing ``baseline_days`` before ``day`` (None if too few)."""
+    def baseline(self, series: pd.Series, day: date) -> float | None:
+        """Median of ``series`` over the trailing ``baseline_days`` before ``day`` (None if too few days)."""
         window = self.rules.baseline_days
         prior = series[(series.index < day) & (series.index >= day - timedelta(days=window))].dropna()
-        if len(prior) < self.rules.min_baseline_days or len(prior) == 0:
-            return None, list(prior.index)
-        return float(prior.median()), list(prior.index)
+        return float(prior.median()) if len(prior) >= self.rules.min_baseline_days else None
 
 
 def _sql_str(value: str) -> str:
@@ -317,21 +316,23 @@ def graded(ctx: CheckContext, fid: str, title: str, metric: str, rule: Threshold
     )
 
 
-def period(ctx: CheckContext, fid: str, title: str, metric: str, rule: Threshold, count_by_day: dict,
-           total: float, what: Callable[[int, float, list[str]], str], quiet: str,
-           samples: Callable[[list[str]], list[dict]] | None = None) -> Finding:
-    """A finding graded once over the checked period: rate = sum(count_by_day) / total."""
-    days = set(ctx.days)
-    counts = {d: int(n) for d, n in sorted(count_by_day.items()) if d in days and n}
-    n = sum(counts.values())
-    rate = n / total if total else 0.0
-    severity = rule.grade(rate) if n else "pass"
-    if severity == "pass":
-        return Finding(fid, title, "pass", metric, _clean(rate), rule.as_dict(), message=quiet)
-    dates = [d.isoformat() for d in counts]
-    daily = [{"date": d.isoformat(), "value": c, "severity": severity} for d, c in counts.items()]
-    return Finding(fid, title, severity, metric, _clean(rate), rule.as_dict(), dates, ctx.files_for(dates),
-                   samples(dates) if samples else [], f"{what(n, rate, dates)}; {IMPACT[fid]}.", daily)
+def counted(ctx: CheckContext, fid: str, title: str, metric: str, rule: Threshold, counts: dict, totals: dict,
+            what: Callable[[int, str, list[str]], str], quiet: str,
+            samples: Callable[[list[str]], list[dict]] | None = None) -> Finding:
+    """A finding graded day by day on the rate counts / totals, described in counts.
+
+    Grading per day (never over the whole period) keeps a day's severity the same whether it is
+    gated alone or in a backfill. ``what(n, span, dates)`` gets the number of cases on the flagged
+    days, the range of their daily rates as text, and the dates.
+    """
+    rates = {d: float(counts.get(d, 0)) / float(t) for d, t in totals.items() if t and not pd.isna(t)}
+
+    def describe(flagged: list[dict]) -> str:
+        dates = [r["date"] for r in flagged]
+        n = int(sum(counts.get(date.fromisoformat(x), 0) for x in dates))
+        return what(n, _span(flagged), dates)
+
+    return graded(ctx, fid, title, metric, rule, rates, describe, quiet, samples)
 
 
 def fixed(ctx: CheckContext, fid: str, title: str, metric: str, severity: str, dates: list[str], value,
@@ -348,12 +349,6 @@ def fixed(ctx: CheckContext, fid: str, title: str, metric: str, severity: str, d
 def _ratio(num: pd.Series, den: pd.Series) -> dict[date, float]:
     den = den[den > 0]
     return (num.reindex(den.index).fillna(0) / den).to_dict()
-
-
-def _total_on(by_day: pd.Series, dates: list[str]) -> float:
-    """Sum of a per-day series over ``dates`` (ISO strings); 1 when empty, to divide safely."""
-    wanted = {date.fromisoformat(d) for d in dates}
-    return float(sum(v for d, v in by_day.items() if d in wanted)) or 1.0
 
 
 def _range_text(lo: float, hi: float) -> str:
@@ -408,10 +403,10 @@ def check_ingest(ctx: CheckContext) -> list[Finding]:
         "Every data line of every file is either an event or a reject.",
     )
     malformed_reasons = set(ctx.rejects.reason) - set(ROW_REJECTS)
-    rate = _ratio(ctx.rejects_per_day(malformed_reasons), ctx.lines_per_day())
-    malformed = graded(
+    malformed = counted(
         ctx, "ingest.malformed_lines", "Malformed CSV lines", "malformed_line_rate", rules.malformed_line_rate,
-        rate, lambda fl: f"{_span(fl)} of the lines of a file could not be parsed as CSV {_on(fl)}",
+        ctx.rejects_per_day(malformed_reasons).to_dict(), ctx.lines_per_day().to_dict(),
+        lambda n, span, ds: f"{n:,} line(s) ({span} of a file's lines) could not be parsed as CSV ({fmt_dates(ds)})",
         "Every line parsed as CSV.",
         lambda ds: ctx.samples(f"reason NOT IN ({', '.join(_sql_str(r) for r in ROW_REJECTS)})",
                                "source_file, line, reason, detail, left(raw, 200) AS raw", ds, "stg_rejects",
@@ -514,10 +509,11 @@ def _day_over_day(ctx: CheckContext) -> list[Finding]:
 
 def check_taxonomy(ctx: CheckContext) -> list[Finding]:
     rules, contract = ctx.rules.taxonomy, ctx.rules.contract
-    unknown = graded(
+    unknown = counted(
         ctx, "taxonomy.unknown_event", "Unknown or empty event names", "unknown_event_rate", rules.unknown_event_rate,
-        _ratio(ctx.rejects_per_day(["unknown_event_name", "missing_event_name"]), ctx.lines_per_day()),
-        lambda fl: f"{_span(fl)} of a day's rows have an event name outside the contract {_on(fl)}",
+        ctx.rejects_per_day(["unknown_event_name", "missing_event_name"]).to_dict(), ctx.lines_per_day().to_dict(),
+        lambda n, span, ds: (f"{n:,} row(s) ({span} of a day's rows) have an empty event name or one outside the "
+                             f"contract ({fmt_dates(ds)})"),
         "Every event name is in the contract.",
         lambda ds: ctx.samples("reason IN ('unknown_event_name', 'missing_event_name')",
                                "source_file, row_number, reason, detail", ds, "stg_rejects", "file_date, row_number"),
@@ -579,12 +575,12 @@ def _dictionary(ctx: CheckContext) -> list[Finding]:
 
 def check_timestamps(ctx: CheckContext) -> list[Finding]:
     rules = ctx.rules.timestamps
-    lines = ctx.lines_per_day()
+    lines = ctx.lines_per_day().to_dict()
 
     def rejects(fid, title, metric, rule, reasons, phrase, quiet):
-        return graded(
-            ctx, fid, title, metric, rule, _ratio(ctx.rejects_per_day(reasons), lines),
-            lambda fl: f"{_span(fl)} of a day's rows have {phrase} {_on(fl)}", quiet,
+        return counted(
+            ctx, fid, title, metric, rule, ctx.rejects_per_day(reasons).to_dict(), lines,
+            lambda n, span, ds: f"{n:,} row(s) ({span} of a day's rows) have {phrase} ({fmt_dates(ds)})", quiet,
             lambda ds: ctx.samples(f"reason IN ({', '.join(_sql_str(r) for r in reasons)})",
                                    "source_file, row_number, reason, detail", ds, "stg_rejects",
                                    "file_date, row_number"),
@@ -599,10 +595,11 @@ def check_timestamps(ctx: CheckContext) -> list[Finding]:
                 "Every timestamp falls on its file's UTC day."),
     ]
     cut = ctx.now + timedelta(minutes=rules.future_tolerance_minutes)
-    out.append(graded(
+    out.append(counted(
         ctx, "timestamps.future", "Timestamps in the future", "future_rate", rules.future_rate,
-        _ratio(ctx.per_day("future_ts"), ctx.per_day("events")),
-        lambda fl: f"{_span(fl)} of a day's events are stamped after the run time {ctx.now.isoformat(timespec='seconds')}Z {_on(fl)}",
+        ctx.per_day("future_ts").to_dict(), ctx.per_day("events").to_dict(),
+        lambda n, span, ds: (f"{n:,} event(s) ({span} of a day's) are stamped after the run time "
+                             f"{ctx.now.isoformat(timespec='seconds')}Z ({fmt_dates(ds)})"),
         "No timestamp is in the future.",
         lambda ds: ctx.samples(f"event_ts > TIMESTAMP '{cut.isoformat(sep=' ')}'",
                                "event_id, source_file, row_number, timestamp_raw", ds),
@@ -647,7 +644,7 @@ def check_client_ids(ctx: CheckContext) -> list[Finding]:
     series = pd.Series(overall, dtype=float)
     ratios, bases = {}, {}
     for d in ctx.days:
-        base, _ = ctx.baseline(series, d)
+        base = ctx.baseline(series, d)
         rate = overall.get(d)
         if base is None or rate is None or rate - base < rules.null_rate_ratio_min_delta:
             continue
@@ -662,10 +659,11 @@ def check_client_ids(ctx: CheckContext) -> list[Finding]:
     jump = graded(ctx, "client_id.null_rate_vs_baseline", "Missing client ids jump vs baseline", "null_rate_ratio",
                   rules.null_rate_ratio, ratios, jump_what,
                   "The missing-id share is in line with the trailing baseline.")
-    bad = graded(
+    bad = counted(
         ctx, "client_id.bad_format", "Malformed client ids", "bad_format_rate", rules.bad_format_rate,
-        _ratio(ctx.per_day("bad_client_id"), ctx.per_day("events") - ctx.per_day("null_client_id")),
-        lambda fl: f"{_span(fl)} of a day's client ids do not match the contract's pattern {_on(fl)}",
+        ctx.per_day("bad_client_id").to_dict(), (ctx.per_day("events") - ctx.per_day("null_client_id")).to_dict(),
+        lambda n, span, ds: (f"{n:,} client id(s) ({span} of a day's) do not match the contract's pattern "
+                             f"({fmt_dates(ds)})"),
         "Every client id matches the contract's pattern (cookie id or UUID).",
         lambda ds: ctx.samples(f"NOT regexp_full_match(client_id, {_sql_str(ctx.rules.contract.client_id_pattern)})",
                                "event_id, file_date, client_id", ds),
@@ -679,11 +677,11 @@ def check_client_ids(ctx: CheckContext) -> list[Finding]:
 
 def check_duplicates(ctx: CheckContext) -> list[Finding]:
     rules = ctx.rules.duplicates
-    exact = graded(
+    exact = counted(
         ctx, "duplicates.exact_row", "Exact duplicate rows", "exact_row_rate", rules.exact_row_rate,
-        _ratio(ctx.rejects_per_day(["exact_duplicate"]), ctx.lines_per_day()),
-        lambda fl: (f"{sum(int(ctx.rejects_per_day(['exact_duplicate']).get(date.fromisoformat(r['date']), 0)) for r in fl):,}"
-                    f" row(s) are exact copies of an earlier row {_on(fl)}"),
+        ctx.rejects_per_day(["exact_duplicate"]).to_dict(), ctx.lines_per_day().to_dict(),
+        lambda n, span, ds: (f"{n:,} row(s) ({span} of a day's lines) are exact copies of an earlier row "
+                             f"({fmt_dates(ds)})"),
         "No row is an exact copy of another.",
         lambda ds: ctx.samples("reason = 'exact_duplicate'", "source_file, row_number, left(raw, 200) AS raw", ds,
                                "stg_rejects", "file_date, row_number"),
@@ -733,8 +731,7 @@ def _transaction_ids(ctx: CheckContext) -> list[Finding]:
         WHERE e.event_name = {purchase} AND {ctx.in_range('e.file_date')} GROUP BY ALL
     """)
     per_day["file_date"] = pd.to_datetime(per_day["file_date"]).dt.date
-    purchases = float(ctx.per_day("events", ctx.rules.contract.purchase_event)
-                      .pipe(lambda s: s[s.index >= ctx.first_day]).sum())
+    purchases = ctx.per_day("events", ctx.rules.contract.purchase_event).to_dict()
     out = []
     for replay, fid, title, rule, what in (
         (True, "duplicates.transaction_id_replay", "Transaction id replayed (same client and payload)",
@@ -748,12 +745,12 @@ def _transaction_ids(ctx: CheckContext) -> list[Finding]:
             JOIN dq_repeated_transactions r USING (transaction_id)
             WHERE r.replay = {replay} AND e.event_name = {purchase} AND {ctx.in_range('e.file_date')}
         """).fetchone()[0]
-        out.append(period(
+        out.append(counted(
             ctx, fid, title, f"{'replay' if replay else 'collision'}_event_rate", rule,
             part.groupby("file_date")["events"].sum().to_dict(), purchases,
-            lambda n, rate, dates, ids=ids, what=what: (
+            lambda n, span, dates, ids=ids, what=what: (
                 f"{ids:,} transaction id(s) on {n:,} {ctx.rules.contract.purchase_event} events "
-                f"({pct(rate)} of orders) are {what} ({fmt_dates(dates)})"),
+                f"({span} of a day's orders) are {what} ({fmt_dates(dates)})"),
             "Every transaction id belongs to one order event.",
             lambda ds, replay=replay: ctx.samples(
                 f"transaction_id IN (SELECT transaction_id FROM dq_repeated_transactions WHERE replay = {replay})",
@@ -813,20 +810,21 @@ def check_payload(ctx: CheckContext) -> list[Finding]:
           AND EXISTS (SELECT 1 FROM stg_purchase_items i WHERE i.event_id = e.event_id AND {all_null})
     """).fetchone()[0]
 
-    n_orders = float(orders["orders"].sum())
     order_cols = "event_id, transaction_id, revenue, revenue_json_type, item_count"
 
-    def order_finding(fid, title, column, rule, phrase, quiet, where, total=n_orders):
-        return period(
-            ctx, fid, title, f"{column}_rate", rule, orders[column].to_dict(), total,
-            lambda n, rate, ds: f"{n:,} {contract.purchase_event} event(s) ({pct(rate)}) {phrase} ({fmt_dates(ds)})",
+    def order_finding(fid, title, column, rule, phrase, quiet, where):
+        return counted(
+            ctx, fid, title, f"{column}_rate", rule, orders[column].to_dict(), orders["orders"].to_dict(),
+            lambda n, span, ds: (f"{n:,} {contract.purchase_event} event(s) ({span} of a day's orders) {phrase} "
+                                 f"({fmt_dates(ds)})"),
             quiet, lambda ds: ctx.samples(f"event_name = {purchase} AND ({where})", order_cols, ds),
         )
 
     out = [
-        period(ctx, "payload.invalid_json", "Invalid or missing JSON payload", "invalid_json_rate",
-               rules.invalid_json_rate, orders["invalid_json"].to_dict(), float(orders["payload_events"].sum()),
-               lambda n, rate, ds: f"{n:,} order/email event(s) ({pct(rate)}) have a missing or invalid JSON payload ({fmt_dates(ds)})",
+        counted(ctx, "payload.invalid_json", "Invalid or missing JSON payload", "invalid_json_rate",
+                rules.invalid_json_rate, orders["invalid_json"].to_dict(), orders["payload_events"].to_dict(),
+                lambda n, span, ds: (f"{n:,} order/email event(s) ({span} of a day's) have a missing or invalid "
+                                     f"JSON payload ({fmt_dates(ds)})"),
                "Every order and email payload is valid JSON.",
                lambda ds: ctx.samples("payload_error IS NOT NULL", "event_id, event_name, payload_error, left(event_data, 200) AS event_data", ds)),
         order_finding("payload.revenue_missing", "Order without revenue", "revenue_missing",
@@ -842,23 +840,24 @@ def check_payload(ctx: CheckContext) -> list[Finding]:
                       "No order has revenue 0.", "revenue = 0"),
         order_finding("payload.items_missing", "Order without items", "items_missing", rules.items_missing_rate,
                       "have no items", "Every order lists its items.", "coalesce(item_count, 0) = 0 AND payload_error IS NULL"),
-        period(ctx, "payload.revenue_item_mismatch", "Revenue ≠ sum of item prices", "revenue_mismatch_rate",
-               rules.revenue_mismatch_rate, mismatch["mismatched"].to_dict(), float(mismatch["comparable"].sum()),
-               lambda n, rate, ds: (f"{n:,} order(s) ({pct(rate)} of orders with all item prices) have a revenue that "
-                                    f"differs from the sum of item_price by more than {rules.revenue_tolerance} ({fmt_dates(ds)})"),
+        counted(ctx, "payload.revenue_item_mismatch", "Revenue ≠ sum of item prices", "revenue_mismatch_rate",
+                rules.revenue_mismatch_rate, mismatch["mismatched"].to_dict(), mismatch["comparable"].to_dict(),
+                lambda n, span, ds: (f"{n:,} order(s) ({span} of a day's orders with every item priced) have a revenue "
+                                     f"that differs from the sum of item_price by more than {rules.revenue_tolerance} "
+                                     f"({fmt_dates(ds)})"),
                "Revenue equals the sum of item prices wherever all prices are present."),
-        period(ctx, "payload.item_price_missing", "Item price missing", "item_price_missing_rate",
-               rules.item_price_missing_rate, items["price_missing"].to_dict(), float(items["items"].sum()),
-               lambda n, rate, ds: (f"{n:,} order item(s) ({pct(n / _total_on(items['items'], ds))} of the items on "
-                                    f"{fmt_dates(ds)}, {pct(rate)} of the period's) have no item_price while their "
-                                    f"orders still have a revenue"),
+        counted(ctx, "payload.item_price_missing", "Item price missing", "item_price_missing_rate",
+                rules.item_price_missing_rate, items["price_missing"].to_dict(), items["items"].to_dict(),
+                lambda n, span, ds: (f"{n:,} order item(s) ({span} of a day's items) have no item_price while their "
+                                     f"orders still have a revenue ({fmt_dates(ds)})"),
                "Every order item has a price.",
                lambda ds: ctx.samples(f"item_price IS NULL AND NOT {all_null}",
                                       "event_id, transaction_id, line_number, item_id, quantity, item_price", ds,
                                       "stg_purchase_items", "event_id, line_number")),
-        period(ctx, "payload.item_fields_missing", "Item id, name or quantity missing", "item_fields_missing_rate",
-               rules.item_fields_missing_rate, items["fields_missing"].to_dict(), float(items["items"].sum()),
-               lambda n, rate, ds: f"{n:,} order item(s) ({pct(rate)}) lack an item_id, item_name or quantity ({fmt_dates(ds)})",
+        counted(ctx, "payload.item_fields_missing", "Item id, name or quantity missing", "item_fields_missing_rate",
+                rules.item_fields_missing_rate, items["fields_missing"].to_dict(), items["items"].to_dict(),
+                lambda n, span, ds: (f"{n:,} order item(s) ({span} of a day's items) lack an item_id, item_name or "
+                                     f"quantity ({fmt_dates(ds)})"),
                "Every order item has an id, a name and a quantity.",
                lambda ds: ctx.samples(f"NOT {all_null} AND (item_id IS NULL OR item_name IS NULL OR quantity IS NULL)",
                                       "event_id, transaction_id, line_number, item_id, item_name, quantity", ds,
@@ -888,9 +887,9 @@ def check_volume(ctx: CheckContext) -> list[Finding]:
     totals = ctx.per_day("events")
     ratios, short, bases = {}, [], {}
     for d in ctx.days:
-        base, used = ctx.baseline(totals, d)
+        base = ctx.baseline(totals, d)
         if base is None:
-            short.append((d, len(used)))
+            short.append(d)
             continue
         ratios[d], bases[d] = totals.get(d, 0) / base, base
 
@@ -909,7 +908,7 @@ def check_volume(ctx: CheckContext) -> list[Finding]:
     for name in ctx.rules.contract.events:
         series = ctx.per_day("events", name).reindex(totals.index).fillna(0)
         for d in ctx.days:
-            base, _ = ctx.baseline(series, d)
+            base = ctx.baseline(series, d)
             if base is None or base < rules.event_name_min_baseline:
                 continue
             ratio = series.get(d, 0) / base
@@ -921,7 +920,7 @@ def check_volume(ctx: CheckContext) -> list[Finding]:
         lambda fl: "Event volumes broke their trailing baseline: " + ", ".join(notes[date.fromisoformat(r["date"])] for r in fl),
         "Every event's daily volume is in line with its trailing baseline.", key=far,
     )
-    short_dates = [d.isoformat() for d, _ in short]
+    short_dates = [d.isoformat() for d in short]
     insufficient = fixed(
         ctx, "volume.insufficient_history", "Too little history for baselines", "days_without_baseline",
         rules.insufficient_history, short_dates, len(short),
@@ -938,10 +937,10 @@ def check_volume(ctx: CheckContext) -> list[Finding]:
 
 def check_bots(ctx: CheckContext) -> list[Finding]:
     rules = ctx.rules.bots
-    share = graded(
+    share = counted(
         ctx, "bots.share", "Bot traffic", "bot_share", rules.share,
-        _ratio(ctx.per_day("bot_events"), ctx.per_day("events")),
-        lambda fl: f"Bots (by user agent) make up {_span(fl)} of a day's events {_on(fl)}",
+        ctx.per_day("bot_events").to_dict(), ctx.per_day("events").to_dict(),
+        lambda n, span, ds: f"{n:,} events ({span} of a day's) come from bot user agents ({fmt_dates(ds)})",
         "Bot traffic is below the warning level.",
         lambda ds: ctx.rows(f"""
             SELECT u.bot_name, count(*) AS events FROM stg_events e JOIN dq_user_agents u USING (user_agent)
@@ -997,7 +996,7 @@ def check_referrer(ctx: CheckContext) -> list[Finding]:
     ):
         deltas, detail = {}, {}
         for d in ctx.days:
-            base, _ = ctx.baseline(series, d)
+            base = ctx.baseline(series, d)
             if base is None or d not in series.index or pd.isna(series[d]):
                 continue
             deltas[d] = abs(series[d] - base)

@@ -127,19 +127,19 @@ class ClientIdRules(StrictModel):
 class DuplicateRules(StrictModel):
     exact_row_rate: Threshold = _t(warn=0, error=0.01)
     same_key_rate: Threshold = _t(info=0, warn=0.005, error=None)
-    transaction_id_replay_rate: Threshold = _t(warn=0, error=0.05)
-    transaction_id_collision_rate: Threshold = _t(warn=0, error=0.05)
+    transaction_id_replay_rate: Threshold = _t(warn=0, error=0.25)
+    transaction_id_collision_rate: Threshold = _t(warn=0, error=0.25)
 
 
 class PayloadRules(StrictModel):
-    invalid_json_rate: Threshold = _t(warn=0, error=0.01)
-    revenue_missing_rate: Threshold = _t(warn=0, error=0.01)
-    revenue_non_numeric_rate: Threshold = _t(warn=0, error=0.01)
-    revenue_negative_rate: Threshold = _t(warn=0, error=0.01)
-    revenue_zero_rate: Threshold = _t(warn=0, error=0.10)
-    revenue_mismatch_rate: Threshold = _t(warn=0, error=0.05)
+    invalid_json_rate: Threshold = _t(warn=0, error=0.25)
+    revenue_missing_rate: Threshold = _t(warn=0, error=0.25)
+    revenue_non_numeric_rate: Threshold = _t(warn=0, error=0.25)
+    revenue_negative_rate: Threshold = _t(warn=0, error=0.25)
+    revenue_zero_rate: Threshold = _t(warn=0, error=0.25)
+    revenue_mismatch_rate: Threshold = _t(warn=0, error=0.25)
     revenue_tolerance: float = Field(0.01, ge=0)
-    items_missing_rate: Threshold = _t(warn=0, error=0.05)
+    items_missing_rate: Threshold = _t(warn=0, error=0.25)
     item_price_missing_rate: Threshold = _t(warn=0, error=None)
     item_fields_missing_rate: Threshold = _t(warn=0, error=0.5)
     non_integer_revenue: Severity = "info"

@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass, field
 from datetime import date
 
-import pandas as pd
-
 from puffy.report.data import PeriodData
 from puffy.report.kpis import FUNNEL_LABELS, Figures, weakest_step
 

@@ -136,27 +136,39 @@ def channel_rows(fig: Figures, models: list[str], max_channels: int | None) -> p
     return ch
 
 
-def channel_table_html(fig: Figures, models: list[str], max_channels: int | None = None) -> str:
-    """Channel performance, side by side under the given attribution models."""
+def channel_table_html(fig: Figures, models: list[str], max_channels: int | None = None,
+                       measure: str = "revenue") -> str:
+    """Channel performance: sessions and conversion (with its interval), then, side by side under
+    each attribution model, the revenue (``measure="revenue"``, plus the orders credited by last
+    click) or the orders credited (``measure="orders"``, sums of fractional credit)."""
     sym = fig.params.currency_symbol
     models = [m for m in models if f"revenue_{m}" in fig.channels.columns]
-    ch = channel_rows(fig, models, max_channels)
-    head = (f"<tr><th>Channel</th><th>Sessions</th><th>Conversion ({level_text(fig.params.confidence_level)} range)</th>"
-            + "".join(f"<th>Orders<br>{html.escape(MODEL_LABELS[m])}</th>" for m in models[:1])
-            + "".join(f"<th>Revenue<br>{html.escape(MODEL_LABELS[m])}</th>" for m in models) + "</tr>")
+    orders_model = ([m for m in ("last_click", *models) if f"orders_{m}" in fig.channels.columns] or [None])[0]
+    if measure == "orders":
+        columns = [("orders", m) for m in models]
+    else:
+        columns = ([("orders", orders_model)] if orders_model else []) + [("revenue", m) for m in models]
+    ch = channel_rows(fig, sorted(set(models) | ({orders_model} - {None}), key=list(MODEL_LABELS).index),
+                      max_channels)
+    level = level_text(fig.params.confidence_level)
+    head = (f"<tr><th>Channel</th><th>Sessions</th><th>Conversion ({level} range)</th>"
+            + "".join(f"<th>{kind.capitalize()}<br>{html.escape(MODEL_LABELS[m])}</th>" for kind, m in columns)
+            + "</tr>")
+
+    def cell(kind: str, value: float) -> str:
+        return money(value, sym) if kind == "revenue" else f"{value:,.1f}"
+
     rows = []
     for name, r in ch.iterrows():
         conv = "n/a" if math.isnan(r["conversion_rate"]) else (
             f"{pct(r['conversion_rate'], 2)} ({pct(r['ci_low'], 1)}–{pct(r['ci_high'], 1)})")
         cells = [html.escape(str(name)), count(r["sessions"]), conv]
-        cells += [f"{r[f'orders_{m}']:,.1f}" for m in models[:1]]
-        cells += [money(r[f"revenue_{m}"], sym) for m in models]
+        cells += [cell(kind, r[f"{kind}_{m}"]) for kind, m in columns]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     tot = fig.current
-    total_cells = ["Total", count(tot["sessions"]), pct(tot["conversion_rate"], 2)]
-    total_cells += [f"{fig.channels[f'orders_{m}'].sum():,.1f}" for m in models[:1]]
-    total_cells += [money(fig.channels[f"revenue_{m}"].sum(), sym) for m in models]
-    rows.append('<tr class="px-total">' + "".join(f"<td>{c}</td>" for c in total_cells) + "</tr>")
+    total = ["Total", count(tot["sessions"]), pct(tot["conversion_rate"], 2)]
+    total += [cell(kind, fig.channels[f"{kind}_{m}"].sum()) for kind, m in columns]
+    rows.append('<tr class="px-total">' + "".join(f"<td>{c}</td>" for c in total) + "</tr>")
     return f'<table class="px-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
