@@ -26,7 +26,8 @@ COLUMNS = ["client_id", "page_url", "referrer", "timestamp", "event_name", "even
 DAYS = [date(2025, 3, 1) + timedelta(days=i) for i in range(5)]
 LAST = DAYS[-1]
 NOW = datetime(2025, 4, 1, tzinfo=timezone.utc)
-HUMAN = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 Safari/537.36"
+HUMAN = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 "
+         "Safari/537.36")
 BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 # Keep the clean export quiet: it is far smaller than the dictionary's 2,000-2,500 events a day,
 # and its purchase event is the contract's.
@@ -386,9 +387,10 @@ PAYLOAD_CASES = {
     "payload.revenue_missing": _set_payload(order_payload("ORD-M", [10.0], revenue=None)),
     "payload.revenue_non_numeric": _set_payload(order_payload("ORD-S", [10.0], revenue="10.00")),
     "payload.revenue_negative": _set_payload(order_payload("ORD-N", [-10.0])),
-    "payload.revenue_zero": _set_payload(json.dumps({"transaction_id": "ORD-Z", "revenue": 0, "user_email": "e",
-                                                     "items": [{"item_id": None, "item_name": None, "item_variant": None,
-                                                                "quantity": None, "item_price": None}]})),
+    "payload.revenue_zero": _set_payload(json.dumps({
+        "transaction_id": "ORD-Z", "revenue": 0, "user_email": "e",
+        "items": [{"item_id": None, "item_name": None, "item_variant": None, "quantity": None, "item_price": None}],
+    })),
     "payload.revenue_item_mismatch": _set_payload(order_payload("ORD-D", [10.0, 5.0], revenue=20)),
     "payload.items_missing": _set_payload(json.dumps({"transaction_id": "ORD-E", "revenue": 5, "items": []})),
     "payload.item_price_missing": _set_payload(order_payload("ORD-P", [None, None], revenue=1099)),
@@ -470,7 +472,8 @@ def test_report_json_and_markdown(tmp_path, export):
     null_ids(export[LAST], 0.2)
     result = gate(tmp_path, export)
     data = json.loads(result.report_paths["json"].read_text())
-    assert set(data) >= {"status", "generated_at", "input_dir", "period", "files", "rejects", "reconciliation", "findings"}
+    assert set(data) >= {"status", "generated_at", "input_dir", "period", "files", "rejects", "reconciliation",
+                         "findings"}
     assert data["period"] == {"start": DAYS[0].isoformat(), "end": LAST.isoformat()}
     assert data["reconciliation"]["ok"] and data["reconciliation"]["lines_read"] == sum(len(r) for r in export.values())
     f0 = data["files"][0]

@@ -42,8 +42,9 @@ def rejects(con, file_name: str) -> list[tuple]:
 def assert_reconciled(con, result):
     for name, lines in result.lines_read.items():
         n_events = con.execute("SELECT count(*) FROM stg_events WHERE source_file = ?", [name]).fetchone()[0]
-        n_rejects = con.execute("SELECT count(*) FROM stg_rejects WHERE source_file = ? AND reason <> 'unreadable_file'",
-                                [name]).fetchone()[0]
+        n_rejects = con.execute(
+            "SELECT count(*) FROM stg_rejects WHERE source_file = ? AND reason <> 'unreadable_file'", [name]
+        ).fetchone()[0]
         assert lines == n_events + n_rejects, name
 
 

@@ -40,47 +40,100 @@ MAX_RATIO = 1000.0  # a jump from a zero baseline is reported as this ratio
 
 # What each finding means for the numbers built downstream (shown in the report and in messages).
 IMPACT = {
-    "ingest.reconciliation": "lines that are neither events nor rejects are silently lost, so every count for that file may be understated",
-    "ingest.malformed_lines": "those lines reach no event count, session or revenue figure (they are kept in the rejects table with line numbers)",
+    "ingest.reconciliation": (
+        "lines that are neither events nor rejects are silently lost, so every count for that file may be "
+        "understated"
+    ),
+    "ingest.malformed_lines": (
+        "those lines reach no event count, session or revenue figure (they are kept in the rejects table with"
+        " line numbers)"
+    ),
     "ingest.missing_file": "the day has no events at all, so its daily metrics read as zero",
     "schema.unreadable_file": "no event of that file reaches the warehouse and its day is empty downstream",
-    "schema.column_missing": "the column is NULL for every event of those days (without referrer, referral and organic visits cannot be told from direct ones)",
-    "schema.column_renamed": "values are read through the alias and are unaffected, but the header no longer matches the contract or the data dictionary",
+    "schema.column_missing": (
+        "the column is NULL for every event of those days (without referrer, referral and organic visits "
+        "cannot be told from direct ones)"
+    ),
+    "schema.column_renamed": (
+        "values are read through the alias and are unaffected, but the header no longer matches the contract "
+        "or the data dictionary"
+    ),
     "schema.column_extra": "the extra column is ignored",
-    "schema.day_over_day_renamed": "the export changed shape from one day to the next, so readers must map columns by alias, not by the previous header",
-    "schema.day_over_day_dropped": "the export lost a column from one day to the next, so metrics built on it stop being comparable",
-    "schema.day_over_day_added": "the export gained a column from one day to the next; it is ignored until the contract adopts it",
+    "schema.day_over_day_renamed": (
+        "the export changed shape from one day to the next, so readers must map columns by alias, not by the "
+        "previous header"
+    ),
+    "schema.day_over_day_dropped": (
+        "the export lost a column from one day to the next, so metrics built on it stop being comparable"
+    ),
+    "schema.day_over_day_added": (
+        "the export gained a column from one day to the next; it is ignored until the contract adopts it"
+    ),
     "taxonomy.unknown_event": "those rows are rejected and missing from every funnel",
     "taxonomy.event_absent": "that funnel step reads as zero for the day",
-    "taxonomy.dictionary_purchase_name": "code written from the data dictionary would find no orders; the pipeline uses the contract's event name",
-    "taxonomy.dictionary_daily_volume": "the dictionary's volume expectation is out of date, so volumes are judged against the trailing baseline instead",
+    "taxonomy.dictionary_purchase_name": (
+        "code written from the data dictionary would find no orders; the pipeline uses the contract's event "
+        "name"
+    ),
+    "taxonomy.dictionary_daily_volume": (
+        "the dictionary's volume expectation is out of date, so volumes are judged against the trailing "
+        "baseline instead"
+    ),
     "timestamps.unparseable": "those rows are rejected and missing from every count",
     "timestamps.outside_file_day": "those rows are rejected, so late or early events are missing from their day",
     "timestamps.future": "future timestamps point at a broken clock and distort session boundaries and daily totals",
     "timestamps.unsorted": "the file order is not time order, so anything order-dependent must sort by timestamp",
-    "client_id.null_rate": "those events cannot be sessionized or attributed and drop out of sessions, users and conversion rates",
-    "client_id.null_rate_vs_baseline": "sessions, users and conversion rates for those days are understated against earlier days",
+    "client_id.null_rate": (
+        "those events cannot be sessionized or attributed and drop out of sessions, users and conversion "
+        "rates"
+    ),
+    "client_id.null_rate_vs_baseline": (
+        "sessions, users and conversion rates for those days are understated against earlier days"
+    ),
     "client_id.bad_format": "ids that do not look like cookie ids may merge or split users",
     "duplicates.exact_row": "the copies are rejected at ingest, so counts downstream are not inflated",
-    "duplicates.same_key": "these near-duplicates (same client, timestamp and event, different content) are kept and slightly inflate event counts",
-    "duplicates.transaction_id_replay": "replayed orders would double-count revenue unless orders are deduplicated on transaction id",
-    "duplicates.transaction_id_collision": "deduplicating orders on transaction id alone drops genuine orders and understates revenue; key orders on transaction id and client",
+    "duplicates.same_key": (
+        "these near-duplicates (same client, timestamp and event, different content) are kept and slightly "
+        "inflate event counts"
+    ),
+    "duplicates.transaction_id_replay": (
+        "replayed orders would double-count revenue unless orders are deduplicated on transaction id"
+    ),
+    "duplicates.transaction_id_collision": (
+        "deduplicating orders on transaction id alone drops genuine orders and understates revenue; key "
+        "orders on transaction id and client"
+    ),
     "payload.invalid_json": "those orders or emails have no readable revenue, items or email",
     "payload.revenue_missing": "those orders count as orders but add no revenue",
     "payload.revenue_non_numeric": "revenue that is not a JSON number may be read as NULL or mis-parsed",
     "payload.revenue_negative": "negative revenue lowers revenue totals",
-    "payload.revenue_zero": "zero-revenue orders count as orders but add no revenue, lowering conversion value and average order value",
+    "payload.revenue_zero": (
+        "zero-revenue orders count as orders but add no revenue, lowering conversion value and average order "
+        "value"
+    ),
     "payload.revenue_item_mismatch": "order revenue and product revenue disagree for those orders",
     "payload.items_missing": "the product mix of those orders is unknown",
-    "payload.item_price_missing": "product-level revenue is unknown for those days while order revenue is still complete",
+    "payload.item_price_missing": (
+        "product-level revenue is unknown for those days while order revenue is still complete"
+    ),
     "payload.item_fields_missing": "those items cannot be attributed to a product",
     "payload.revenue_non_integer": "these are valid amounts; revenue must be summed as decimals",
-    "volume.daily_events": "a volume break usually means lost or duplicated data upstream, so daily KPIs for those days are suspect",
+    "volume.daily_events": (
+        "a volume break usually means lost or duplicated data upstream, so daily KPIs for those days are "
+        "suspect"
+    ),
     "volume.event_name": "a break in one event's volume distorts that funnel step for the day",
-    "volume.insufficient_history": "baseline comparisons (volume, null-rate jump, referrer mix) are skipped for those days",
-    "bots.share": "bot events are excluded from sessions, funnels and attribution, so raw event counts overstate human traffic",
+    "volume.insufficient_history": (
+        "baseline comparisons (volume, null-rate jump, referrer mix) are skipped for those days"
+    ),
+    "bots.share": (
+        "bot events are excluded from sessions, funnels and attribution, so raw event counts overstate human "
+        "traffic"
+    ),
     "bots.checkout_events": "bot checkouts must be excluded from funnel conversion rates",
-    "referrer.coverage": "the channel mix shifts with it, so attribution for those days is not comparable with earlier days",
+    "referrer.coverage": (
+        "the channel mix shifts with it, so attribution for those days is not comparable with earlier days"
+    ),
     "referrer.anonymised_share": "more visits land in anonymised referral sources, shifting the channel mix",
     "referrer.utm_coverage": "fewer or more UTM-tagged landings shift paid and campaign attribution",
 }
@@ -361,6 +414,11 @@ def _span(flagged: list[dict], fmt=pct) -> str:
     return fmt(hi) if lo == hi else f"{fmt(lo)}–{fmt(hi)}"
 
 
+def _notes(flagged: list[dict], notes: dict[date, str]) -> str:
+    """The per-day notes of the flagged days, joined."""
+    return ", ".join(notes[date.fromisoformat(r["date"])] for r in flagged)
+
+
 def _on(flagged: list[dict]) -> str:
     dates = [r["date"] for r in flagged]
     n = len(dates)
@@ -444,7 +502,8 @@ def check_schema(ctx: CheckContext) -> list[Finding]:
     )]
     for fid, title, attr, severity, verb in (
         ("schema.column_missing", "Contract column missing", "missing", rules.missing_column, "is missing from"),
-        ("schema.column_extra", "Column not in the contract", "extra", rules.extra_column, "is not in the contract but appears in"),
+        ("schema.column_extra", "Column not in the contract", "extra", rules.extra_column,
+         "is not in the contract but appears in"),
     ):
         hit = [f for f in readable if getattr(f, attr)]
         cols = sorted({c for f in hit for c in getattr(f, attr)})
@@ -642,23 +701,20 @@ def check_client_ids(ctx: CheckContext) -> list[Finding]:
     )
     overall = _ratio(ctx.per_day("null_client_id"), ctx.per_day("events"))
     series = pd.Series(overall, dtype=float)
-    ratios, bases = {}, {}
+    ratios, notes = {}, {}
     for d in ctx.days:
         base = ctx.baseline(series, d)
         rate = overall.get(d)
         if base is None or rate is None or rate - base < rules.null_rate_ratio_min_delta:
             continue
         ratios[d] = min(rate / base, MAX_RATIO) if base > 0 else MAX_RATIO
-        bases[d] = (rate, base)
-
-    def jump_what(fl):
-        parts = [f"{pct(bases[date.fromisoformat(r['date'])][0])} on {r['date']} "
-                 f"(baseline {pct(bases[date.fromisoformat(r['date'])][1])})" for r in fl]
-        return "The share of events without a client id jumped against the trailing baseline: " + ", ".join(parts)
-
-    jump = graded(ctx, "client_id.null_rate_vs_baseline", "Missing client ids jump vs baseline", "null_rate_ratio",
-                  rules.null_rate_ratio, ratios, jump_what,
-                  "The missing-id share is in line with the trailing baseline.")
+        notes[d] = f"{pct(rate)} on {d.isoformat()} (baseline {pct(base)})"
+    jump = graded(
+        ctx, "client_id.null_rate_vs_baseline", "Missing client ids jump vs baseline", "null_rate_ratio",
+        rules.null_rate_ratio, ratios,
+        lambda fl: "The share of events without a client id jumped against the trailing baseline: " + _notes(fl, notes),
+        "The missing-id share is in line with the trailing baseline.",
+    )
     bad = counted(
         ctx, "client_id.bad_format", "Malformed client ids", "bad_format_rate", rules.bad_format_rate,
         ctx.per_day("bad_client_id").to_dict(), (ctx.per_day("events") - ctx.per_day("null_client_id")).to_dict(),
@@ -693,7 +749,8 @@ def check_duplicates(ctx: CheckContext) -> list[Finding]:
         WHERE client_id IS NOT NULL AND {ctx.in_range()}
         GROUP BY ALL HAVING count(*) > 1
     """)
-    same = ctx.df("SELECT file_date, sum(n)::BIGINT AS n_rows, count(*) AS n_groups FROM dq_same_key GROUP BY 1 ORDER BY 1")
+    same = ctx.df("SELECT file_date, sum(n)::BIGINT AS n_rows, count(*) AS n_groups FROM dq_same_key "
+                  "GROUP BY 1 ORDER BY 1")
     same["file_date"] = pd.to_datetime(same["file_date"]).dt.date
     rows = dict(zip(same.file_date, same.n_rows))
     groups = dict(zip(same.file_date, same.n_groups))
@@ -785,7 +842,8 @@ def check_payload(ctx: CheckContext) -> list[Finding]:
         GROUP BY 1 ORDER BY 1
     """).set_index("file_date")
     orders.index = pd.to_datetime(orders.index).date
-    all_null = "(item_id IS NULL AND item_name IS NULL AND item_variant IS NULL AND quantity IS NULL AND item_price IS NULL)"
+    all_null = ("(item_id IS NULL AND item_name IS NULL AND item_variant IS NULL AND quantity IS NULL "
+                "AND item_price IS NULL)")
     items = ctx.df(f"""
         SELECT file_date, count(*) FILTER (WHERE NOT {all_null}) AS items,
                count(*) FILTER (WHERE NOT {all_null} AND item_price IS NULL) AS price_missing,
@@ -820,13 +878,17 @@ def check_payload(ctx: CheckContext) -> list[Finding]:
             quiet, lambda ds: ctx.samples(f"event_name = {purchase} AND ({where})", order_cols, ds),
         )
 
+    item_cols = "event_id, transaction_id, line_number, item_id, item_name, quantity, item_price"
     out = [
-        counted(ctx, "payload.invalid_json", "Invalid or missing JSON payload", "invalid_json_rate",
-                rules.invalid_json_rate, orders["invalid_json"].to_dict(), orders["payload_events"].to_dict(),
-                lambda n, span, ds: (f"{n:,} order/email event(s) ({span} of a day's) have a missing or invalid "
-                                     f"JSON payload ({fmt_dates(ds)})"),
-               "Every order and email payload is valid JSON.",
-               lambda ds: ctx.samples("payload_error IS NOT NULL", "event_id, event_name, payload_error, left(event_data, 200) AS event_data", ds)),
+        counted(
+            ctx, "payload.invalid_json", "Invalid or missing JSON payload", "invalid_json_rate",
+            rules.invalid_json_rate, orders["invalid_json"].to_dict(), orders["payload_events"].to_dict(),
+            lambda n, span, ds: (f"{n:,} order/email event(s) ({span} of a day's) have a missing or invalid "
+                                 f"JSON payload ({fmt_dates(ds)})"),
+            "Every order and email payload is valid JSON.",
+            lambda ds: ctx.samples("payload_error IS NOT NULL",
+                                   "event_id, event_name, payload_error, left(event_data, 200) AS event_data", ds),
+        ),
         order_finding("payload.revenue_missing", "Order without revenue", "revenue_missing",
                       rules.revenue_missing_rate, "have no revenue", "Every order has a revenue.",
                       "revenue_json_type IN ('MISSING', 'NULL')"),
@@ -839,29 +901,34 @@ def check_payload(ctx: CheckContext) -> list[Finding]:
                       f"have revenue 0 ({zero_all_null:,} of them with a single all-null item)",
                       "No order has revenue 0.", "revenue = 0"),
         order_finding("payload.items_missing", "Order without items", "items_missing", rules.items_missing_rate,
-                      "have no items", "Every order lists its items.", "coalesce(item_count, 0) = 0 AND payload_error IS NULL"),
-        counted(ctx, "payload.revenue_item_mismatch", "Revenue ≠ sum of item prices", "revenue_mismatch_rate",
-                rules.revenue_mismatch_rate, mismatch["mismatched"].to_dict(), mismatch["comparable"].to_dict(),
-                lambda n, span, ds: (f"{n:,} order(s) ({span} of a day's orders with every item priced) have a revenue "
-                                     f"that differs from the sum of item_price by more than {rules.revenue_tolerance} "
-                                     f"({fmt_dates(ds)})"),
-               "Revenue equals the sum of item prices wherever all prices are present."),
-        counted(ctx, "payload.item_price_missing", "Item price missing", "item_price_missing_rate",
-                rules.item_price_missing_rate, items["price_missing"].to_dict(), items["items"].to_dict(),
-                lambda n, span, ds: (f"{n:,} order item(s) ({span} of a day's items) have no item_price while their "
-                                     f"orders still have a revenue ({fmt_dates(ds)})"),
-               "Every order item has a price.",
-               lambda ds: ctx.samples(f"item_price IS NULL AND NOT {all_null}",
-                                      "event_id, transaction_id, line_number, item_id, quantity, item_price", ds,
-                                      "stg_purchase_items", "event_id, line_number")),
-        counted(ctx, "payload.item_fields_missing", "Item id, name or quantity missing", "item_fields_missing_rate",
-                rules.item_fields_missing_rate, items["fields_missing"].to_dict(), items["items"].to_dict(),
-                lambda n, span, ds: (f"{n:,} order item(s) ({span} of a day's items) lack an item_id, item_name or "
-                                     f"quantity ({fmt_dates(ds)})"),
-               "Every order item has an id, a name and a quantity.",
-               lambda ds: ctx.samples(f"NOT {all_null} AND (item_id IS NULL OR item_name IS NULL OR quantity IS NULL)",
-                                      "event_id, transaction_id, line_number, item_id, item_name, quantity", ds,
-                                      "stg_purchase_items", "event_id, line_number")),
+                      "have no items", "Every order lists its items.",
+                      "coalesce(item_count, 0) = 0 AND payload_error IS NULL"),
+        counted(
+            ctx, "payload.revenue_item_mismatch", "Revenue ≠ sum of item prices", "revenue_mismatch_rate",
+            rules.revenue_mismatch_rate, mismatch["mismatched"].to_dict(), mismatch["comparable"].to_dict(),
+            lambda n, span, ds: (f"{n:,} order(s) ({span} of a day's orders with every item priced) have a revenue "
+                                 f"that differs from the sum of item_price by more than {rules.revenue_tolerance} "
+                                 f"({fmt_dates(ds)})"),
+            "Revenue equals the sum of item prices wherever all prices are present.",
+        ),
+        counted(
+            ctx, "payload.item_price_missing", "Item price missing", "item_price_missing_rate",
+            rules.item_price_missing_rate, items["price_missing"].to_dict(), items["items"].to_dict(),
+            lambda n, span, ds: (f"{n:,} order item(s) ({span} of a day's items) have no item_price while their "
+                                 f"orders still have a revenue ({fmt_dates(ds)})"),
+            "Every order item has a price.",
+            lambda ds: ctx.samples(f"item_price IS NULL AND NOT {all_null}", item_cols, ds, "stg_purchase_items",
+                                   "event_id, line_number"),
+        ),
+        counted(
+            ctx, "payload.item_fields_missing", "Item id, name or quantity missing", "item_fields_missing_rate",
+            rules.item_fields_missing_rate, items["fields_missing"].to_dict(), items["items"].to_dict(),
+            lambda n, span, ds: (f"{n:,} order item(s) ({span} of a day's items) lack an item_id, item_name or "
+                                 f"quantity ({fmt_dates(ds)})"),
+            "Every order item has an id, a name and a quantity.",
+            lambda ds: ctx.samples(f"NOT {all_null} AND (item_id IS NULL OR item_name IS NULL OR quantity IS NULL)",
+                                   item_cols, ds, "stg_purchase_items", "event_id, line_number"),
+        ),
     ]
     non_int = orders["revenue_non_integer"]
     non_int_days = [d.isoformat() for d, n in non_int.items() if n]
@@ -885,26 +952,25 @@ def check_payload(ctx: CheckContext) -> list[Finding]:
 def check_volume(ctx: CheckContext) -> list[Finding]:
     rules = ctx.rules.volume
     totals = ctx.per_day("events")
-    ratios, short, bases = {}, [], {}
+    ratios, short, notes = {}, [], {}
     for d in ctx.days:
         base = ctx.baseline(totals, d)
         if base is None:
             short.append(d)
             continue
-        ratios[d], bases[d] = totals.get(d, 0) / base, base
+        ratios[d] = totals.get(d, 0) / base
+        notes[d] = f"{int(totals.get(d, 0)):,} on {d.isoformat()} (×{ratios[d]:.2f} of {base:,.0f})"
 
     def far(r):  # distance from 1 on a log scale, so halving and doubling rank alike
         return abs(math.log(r)) if r and r > 0 else float("inf")
 
     daily = graded(
         ctx, "volume.daily_events", "Daily event volume vs baseline", "events_ratio", rules.daily_events_ratio, ratios,
-        lambda fl: "Daily events broke the trailing baseline: " + ", ".join(
-            f"{int(totals.get(date.fromisoformat(r['date']), 0)):,} on {r['date']} (×{r['value']:.2f} of {bases[date.fromisoformat(r['date'])]:,.0f})"
-            for r in fl),
+        lambda fl: "Daily events broke the trailing baseline: " + _notes(fl, notes),
         "Daily event volumes are in line with the trailing baseline.", key=far,
     )
     # Per day, the event whose volume is furthest from its own baseline is the one graded.
-    per_event, notes = {}, {}
+    per_event, event_notes = {}, {}
     for name in ctx.rules.contract.events:
         series = ctx.per_day("events", name).reindex(totals.index).fillna(0)
         for d in ctx.days:
@@ -914,10 +980,10 @@ def check_volume(ctx: CheckContext) -> list[Finding]:
             ratio = series.get(d, 0) / base
             if d not in per_event or far(ratio) > far(per_event[d]):
                 per_event[d] = ratio
-                notes[d] = f"{name} {int(series.get(d, 0)):,} on {d.isoformat()} (×{ratio:.2f} of {base:,.0f})"
+                event_notes[d] = f"{name} {int(series.get(d, 0)):,} on {d.isoformat()} (×{ratio:.2f} of {base:,.0f})"
     event_name = graded(
         ctx, "volume.event_name", "Event-name volume vs baseline", "event_ratio", rules.event_name_ratio, per_event,
-        lambda fl: "Event volumes broke their trailing baseline: " + ", ".join(notes[date.fromisoformat(r["date"])] for r in fl),
+        lambda fl: "Event volumes broke their trailing baseline: " + _notes(fl, event_notes),
         "Every event's daily volume is in line with its trailing baseline.", key=far,
     )
     short_dates = [d.isoformat() for d in short]
@@ -961,7 +1027,8 @@ def check_bots(ctx: CheckContext) -> list[Finding]:
         checkout = Finding(
             checkout.id, checkout.title, severity, checkout.metric, n, checkout.thresholds, dates,
             ctx.files_for(dates),
-            ctx.samples(f"user_agent IN (SELECT user_agent FROM dq_user_agents WHERE is_bot) AND event_name IN ({names})",
+            ctx.samples(f"user_agent IN (SELECT user_agent FROM dq_user_agents WHERE is_bot) "
+                        f"AND event_name IN ({names})",
                         "event_id, event_name, client_id, left(user_agent, 120) AS user_agent", dates),
             "Bot user agents sent " + ", ".join(f"{r['n']:,} {r['event_name']}" for r in by_event)
             + f" event(s) ({fmt_dates(dates)}); {IMPACT['bots.checkout_events']}.",
@@ -994,20 +1061,19 @@ def check_referrer(ctx: CheckContext) -> list[Finding]:
          "referrers that are anonymised source-*.com hosts"),
         ("referrer.utm_coverage", "Share of page views with UTM parameters", utm, "page views with utm_ parameters"),
     ):
-        deltas, detail = {}, {}
+        deltas, notes = {}, {}
         for d in ctx.days:
             base = ctx.baseline(series, d)
             if base is None or d not in series.index or pd.isna(series[d]):
                 continue
             deltas[d] = abs(series[d] - base)
-            detail[d] = f"{pct(series[d])} on {d.isoformat()} (baseline {pct(base)})"
+            notes[d] = f"{pct(series[d])} on {d.isoformat()} (baseline {pct(base)})"
+        suffix = note if fid != "referrer.utm_coverage" else ""  # UTM parameters live in page_url
         out.append(graded(
             ctx, fid, title, f"{fid.split('.')[1]}_delta", rules.share_delta, deltas,
-            lambda fl, detail=detail, phrase=phrase, fid=fid: (
-                f"The share of {phrase} moved away from the trailing baseline: "
-                + ", ".join(detail[date.fromisoformat(r['date'])] for r in fl)
-                + (note if fid != "referrer.utm_coverage" else "")),
-            f"The share of {phrase} is in line with the trailing baseline" + (note if fid != "referrer.utm_coverage" else "") + ".",
+            lambda fl, notes=notes, phrase=phrase, suffix=suffix: (
+                f"The share of {phrase} moved away from the trailing baseline: {_notes(fl, notes)}{suffix}"),
+            f"The share of {phrase} is in line with the trailing baseline{suffix}.",
         ))
     return out
 

@@ -95,7 +95,8 @@ def narrative(report: dict, findings: list[Finding]) -> str:
     if every_day:
         parts += ["Throughout the period:", ""] + [f"- {f.message} {tag(f)}" for f in every_day] + [""]
     if changes:
-        heading = "What went wrong during the period, in order of first appearance:" if len(days) > 1 else "What went wrong:"
+        heading = ("What went wrong during the period, in order of first appearance:" if len(days) > 1
+                   else "What went wrong:")
         parts += [heading, ""]
         parts += [f"- **{_when(f.dates, period['end'])}** — {f.message} {tag(f)}" for f in sorted(changes, key=order)]
         parts.append("")
@@ -166,15 +167,16 @@ def render_markdown(report: dict, findings: list[Finding]) -> str:
         renamed = ", ".join(f"{a}→{b}" for a, b in f["renamed"].items())
         out.append(f"| {f['name']} | {f['date']} | {f['lines_read']:,} | {f['events']:,} | {f['rejects']:,} | "
                    f"{renamed} | {', '.join(f['missing'])} | {', '.join(f['extra'])} | "
-                   f"{'yes' if f['bom'] else ''} | {'yes' if f['crlf'] else ''} | {'yes' if f['reconciled'] else '**NO**'} |")
+                   f"{'yes' if f['bom'] else ''} | {'yes' if f['crlf'] else ''} | "
+                   f"{'yes' if f['reconciled'] else '**NO**'} |")
     rec = report["reconciliation"]
     out += ["", "## Rejected lines by reason", ""]
     if report["rejects"]:
         out += ["| Reason | Lines |", "|---|---:|"] + [f"| {r} | {n:,} |" for r, n in report["rejects"].items()]
     else:
         out.append("No line was rejected.")
-    out += ["", f"Reconciliation: {rec['lines_read']:,} lines read = {rec['events']:,} events + {rec['rejects']:,} rejects"
-            f" → {'OK' if rec['ok'] else 'MISMATCH'}.", ""]
+    out += ["", f"Reconciliation: {rec['lines_read']:,} lines read = {rec['events']:,} events + "
+                f"{rec['rejects']:,} rejects → {'OK' if rec['ok'] else 'MISMATCH'}.", ""]
     passed = [f.id for f in findings if f.severity == "pass"]
     out += ["## Checks that passed", "", ", ".join(f"`{i}`" for i in passed) if passed else "None.", ""]
     return "\n".join(out)
