@@ -544,3 +544,28 @@ def test_shipped_rules_validate_and_match_the_model_defaults():
     rules = DqRules.model_validate(yaml.safe_load((DEFAULT_PARAMS_DIR / "dq_rules.yaml").read_text()))
     assert rules.dictionary_daily_events == (2000, 2500)
     assert rules.model_dump() == DqRules().model_dump()  # the YAML documents the real defaults
+
+
+# ------------------------------------------------------------------------------------------
+# The generated sample: every injected fault is found, on the days it was injected
+
+
+FAULT_FINDINGS = {
+    "bots": "bots.share", "client_id_rename": "schema.column_renamed", "exact_duplicate_rows": "duplicates.exact_row",
+    "item_price_null": "payload.item_price_missing", "non_integer_revenue": "payload.revenue_non_integer",
+    "referrer_dropped": "schema.column_missing", "same_key_duplicates": "duplicates.same_key",
+    "transaction_id_collisions": "duplicates.transaction_id_collision",
+    "transaction_id_replays": "duplicates.transaction_id_replay", "zero_revenue_orders": "payload.revenue_zero",
+}
+
+
+def test_generated_sample_faults_are_found_with_their_dates(small_sample, tmp_path):
+    truth = json.loads((small_sample / "_truth" / "faults.json").read_text())
+    result = run_gate(small_sample, DEFAULT_PARAMS_DIR / "dq_rules.yaml", tmp_path, now=NOW)
+    for fault in truth["faults"]:
+        if fault["name"] == "client_id_nulls":  # ~1% missing ids is normal: only the spike days are findings
+            expected = sorted(d for d, share in fault["share_by_date"].items() if share >= 0.03)
+            fid = "client_id.null_rate"
+        else:
+            expected, fid = sorted(set(fault["dates"])), FAULT_FINDINGS[fault["name"]]
+        assert finding(result, fid).dates == expected, fault["name"]

@@ -21,7 +21,8 @@ Tables built on the DuckDB connection (and written as Parquet partitions by ``wr
     row_number, reason, column_name, detail, raw.
 
 Every raw data line ends up in exactly one of ``stg_events`` or ``stg_rejects``:
-``lines_read = events + rejects`` per file, which ``reconcile`` checks.
+``lines_read = events + rejects`` per file, which the gate checks (``ingest.reconciliation``).
+``lines_read`` counts the file's non-blank lines on the raw bytes, independently of the parser.
 """
 
 from __future__ import annotations

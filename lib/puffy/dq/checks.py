@@ -1014,26 +1014,22 @@ def check_bots(ctx: CheckContext) -> list[Finding]:
             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {ctx.rules.sample_rows}"""),
     )
     names = ", ".join(_sql_str(n) for n in rules.checkout_events) or "NULL"
-    t = ctx.day_event
-    t = t[t.event_name.isin(rules.checkout_events) & (t.bot_events > 0) & t.file_date.isin(ctx.days)]
-    per_day = t.groupby("file_date")["bot_events"].sum().astype(int).to_dict()
-    by_event = [{"event_name": k, "n": int(v)} for k, v in t.groupby("event_name")["bot_events"].sum().items()]
-    n = sum(per_day.values())
-    checkout = Finding("bots.checkout_events", "Bots in the checkout funnel", "pass", "bot_checkout_events", n,
-                       rules.checkout_event_count.as_dict(), message="No bot reached the checkout.")
-    severity = rules.checkout_event_count.grade(n)
-    if severity != "pass":
-        dates = sorted(d.isoformat() for d in per_day)
-        checkout = Finding(
-            checkout.id, checkout.title, severity, checkout.metric, n, checkout.thresholds, dates,
-            ctx.files_for(dates),
-            ctx.samples(f"user_agent IN (SELECT user_agent FROM dq_user_agents WHERE is_bot) "
-                        f"AND event_name IN ({names})",
-                        "event_id, event_name, client_id, left(user_agent, 120) AS user_agent", dates),
-            "Bot user agents sent " + ", ".join(f"{r['n']:,} {r['event_name']}" for r in by_event)
-            + f" event(s) ({fmt_dates(dates)}); {IMPACT['bots.checkout_events']}.",
-            [{"date": d.isoformat(), "value": int(c), "severity": severity} for d, c in sorted(per_day.items())],
-        )
+    t = ctx.day_event[ctx.day_event.event_name.isin(rules.checkout_events)]
+
+    def checkout_what(flagged: list[dict]) -> str:
+        days = {date.fromisoformat(r["date"]) for r in flagged}
+        by_event = t[t.file_date.isin(days)].groupby("event_name")["bot_events"].sum()
+        sent = ", ".join(f"{int(n):,} {name}" for name, n in by_event.items() if n)
+        return f"Bot user agents sent {sent} event(s) ({fmt_dates(r['date'] for r in flagged)})"
+
+    checkout = graded(
+        ctx, "bots.checkout_events", "Bots in the checkout funnel", "bot_checkout_events",
+        rules.checkout_event_count, t.groupby("file_date")["bot_events"].sum().to_dict(), checkout_what,
+        "No bot reached the checkout.",
+        lambda ds: ctx.samples(f"user_agent IN (SELECT user_agent FROM dq_user_agents WHERE is_bot) "
+                               f"AND event_name IN ({names})",
+                               "event_id, event_name, client_id, left(user_agent, 120) AS user_agent", ds),
+    )
     return [share, checkout]
 
 

@@ -56,12 +56,11 @@ class GateResult:
 
     def findings_table(self, include_pass: bool = False) -> pd.DataFrame:
         """Findings as a small table (worst first, then in check order)."""
+        shown = [f for f in self.findings if include_pass or f.severity != "pass"]
         rows = [{"severity": f.severity, "id": f.id, "dates": fmt_dates(f.dates) if f.dates else "",
                  "value": f.value, "message": f.message}
-                for f in self.findings if include_pass or f.severity != "pass"]
-        table = pd.DataFrame(rows, columns=["severity", "id", "dates", "value", "message"])
-        rank = table["severity"].map(SEVERITY_RANK)
-        return table.assign(_r=-rank).sort_values(["_r"], kind="stable").drop(columns="_r").reset_index(drop=True)
+                for f in sorted(shown, key=lambda f: -SEVERITY_RANK[f.severity])]  # stable: check order kept
+        return pd.DataFrame(rows, columns=["severity", "id", "dates", "value", "message"])
 
 
 def _naive_utc(now: datetime | None) -> datetime:
@@ -74,6 +73,18 @@ def _expected_days(days: list[date], start: date | None, end: date | None) -> li
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def _summary(files: list[dict], findings: list[Finding], days: list[date], baseline_window: int) -> dict:
+    return {
+        "files": len(files),
+        "days": [d.isoformat() for d in days],
+        "baseline_window": baseline_window,
+        "lines_read": sum(f["lines_read"] for f in files),
+        "events": sum(f["events"] for f in files),
+        "rejects": sum(f["rejects"] for f in files),
+        "findings": {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warn", "info", "pass")},
+    }
+
+
 def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date | None = None,
              end: date | None = None, staging_root: Path | None = None, now: datetime | None = None) -> GateResult:
     """Gate the raw files of [start, end] (all files when both are None); see the module docstring."""
@@ -84,10 +95,9 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
         raise InputDataError(f"{input_dir}: no events_YYYYMMDD.csv[.gz] files between "
                              f"{start or 'the first day'} and {end or 'the last day'}")
     days = [file_date_of(p) for p in paths]
-    baseline_paths = []
-    if rules.baseline_days:
-        baseline_paths = discover_raw_files(input_dir, days[0] - timedelta(days=rules.baseline_days),
-                                            days[0] - timedelta(days=1))
+    # Earlier files feed the baselines (and the header-vs-previous-file check) only.
+    baseline_paths = (discover_raw_files(input_dir, days[0] - timedelta(days=rules.baseline_days),
+                                         days[0] - timedelta(days=1)) if rules.baseline_days else [])
     timings, clock = {}, time.perf_counter()
 
     def lap(step: str) -> None:
@@ -98,25 +108,19 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     con = duckdb.connect()
     ingested = ingest(con, baseline_paths + paths, rules.contract)
     lap("ingest")
-    ctx = CheckContext(con, rules, ingested.files, ingested.lines_read, days,
-                       _expected_days(days, start, end), _naive_utc(now))
+    expected_days = _expected_days(days, start, end)
+    ctx = CheckContext(con, rules, ingested.files, ingested.lines_read, days, expected_days, _naive_utc(now))
     findings = run_checks(ctx)
     lap("checks")
+    # The worst finding sets the status; an 'info' never fails the gate.
     status = max((f.severity for f in findings if f.severity != "info"), key=SEVERITY_RANK.__getitem__, default="pass")
     files = file_facts(ctx)
-    summary = {
-        "files": len(files),
-        "days": [d.isoformat() for d in days],
-        "baseline_window": rules.baseline_days,
-        "lines_read": sum(f["lines_read"] for f in files),
-        "events": sum(f["events"] for f in files),
-        "rejects": sum(f["rejects"] for f in files),
-        "findings": {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warn", "info", "pass")},
-    }
+    summary = _summary(files, findings, days, rules.baseline_days)
     baseline_days = [file_date_of(p) for p in baseline_paths]
     report = build_report(
         status=status, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), input_dir=input_dir,
-        days=days, baseline_days=baseline_days, files=files, findings=findings, summary=summary,
+        period=(expected_days[0], expected_days[-1]), baseline_days=baseline_days, files=files, findings=findings,
+        summary=summary,
     )
     report_paths = write_reports(report, findings, output_dir)
     daily = daily_summary(ctx, findings)

@@ -25,9 +25,9 @@ def status_message(status: str, findings: list[Finding]) -> str:
     return f"{len(top)} {status} finding(s): " + ", ".join(top)
 
 
-def build_report(*, status: str, generated_at: str, input_dir: Path, days: list[date], baseline_days: list[date],
-                 files: list[dict], findings: list[Finding], summary: dict) -> dict:
-    """The JSON document (see ``puffy.dq.gate``)."""
+def build_report(*, status: str, generated_at: str, input_dir: Path, period: tuple[date, date],
+                 baseline_days: list[date], files: list[dict], findings: list[Finding], summary: dict) -> dict:
+    """The JSON document (see ``puffy.dq.gate``); ``period`` is the requested [start, end]."""
     rejects: dict[str, int] = {}
     for f in files:
         for reason, n in f["rejects_by_reason"].items():
@@ -40,7 +40,7 @@ def build_report(*, status: str, generated_at: str, input_dir: Path, days: list[
         "message": status_message(status, findings),
         "generated_at": generated_at,
         "input_dir": str(input_dir),
-        "period": {"start": days[0].isoformat(), "end": days[-1].isoformat()},
+        "period": {"start": period[0].isoformat(), "end": period[1].isoformat()},
         "baseline": {"days": [d.isoformat() for d in baseline_days]},
         "summary": summary,
         "files": files,
@@ -88,8 +88,13 @@ def narrative(report: dict, findings: list[Finding]) -> str:
     days = s["days"]
     issues = [f for f in findings if f.severity in ("error", "warn")]
     notes = [f for f in findings if f.severity == "info"]
-    order = lambda f: (min(f.dates) if f.dates else "", -SEVERITY_RANK[f.severity], f.id)  # noqa: E731
-    tag = lambda f: f"({f.severity.upper()}, `{f.id}`)"  # noqa: E731
+
+    def order(f: Finding):  # first appearance, then the worst first
+        return (min(f.dates) if f.dates else "", -SEVERITY_RANK[f.severity], f.id)
+
+    def tag(f: Finding) -> str:
+        return f"({f.severity.upper()}, `{f.id}`)"
+
     every_day = [f for f in issues if len(days) > 1 and set(days) <= set(f.dates)]
     changes = [f for f in issues if f not in every_day]
     if every_day:
