@@ -43,9 +43,16 @@ def cache(t: ir.Table) -> ir.Table:
     first (a temp view per memtable, once per session) fixes that; DuckDB needs nothing.
     """
     backend = t.get_backend()
-    if backend.name == "pyspark":
-        backend._register_in_memory_tables(t)
-    return t.cache()
+    if backend.name != "pyspark":
+        return t.cache()
+    backend._register_in_memory_tables(t)
+    cached = t.cache()
+    # The cached table's schema is read back from Spark, which knows no timestamp precision
+    # (``timestamp`` instead of ``timestamp(6)``); keep the expression's types so set operations
+    # with uncached tables still type-check. The casts are no-ops in Spark SQL.
+    want, got = t.schema(), cached.schema()
+    casts = {c: cached[c].cast(want[c]) for c in want.names if got[c] != want[c]}
+    return cached.mutate(**casts) if casts else cached
 
 
 def _spark(params: PipelineParams) -> ibis.BaseBackend:

@@ -196,7 +196,24 @@ def read_partitions(
         t = t.drop("date")
     if columns:
         t = t.select(*columns)
-    return t
+    return _portable_types(t)
+
+
+def _portable_types(t: ir.Table) -> ir.Table:
+    """The same column types on every engine for the same Parquet file.
+
+    Spark reads naive Parquet timestamps as ``timestamp`` (no scale) where DuckDB and our own
+    schemas say ``timestamp(6)`` (set operations need equal types), and Parquet UINT64 as
+    ``decimal(20, 0)`` where DuckDB says ``uint64``. Only columns whose type differs are cast, so
+    on DuckDB this is the identity.
+    """
+    casts = {}
+    for name, dtype in t.schema().items():
+        if dtype.is_timestamp() and dtype.scale is None and dtype.timezone is None:
+            casts[name] = t[name].cast("timestamp(6)")
+        elif dtype.is_decimal() and dtype.scale == 0:
+            casts[name] = t[name].cast("int64")
+    return t.mutate(**casts) if casts else t
 
 
 def _history_dates(root: Path, table: str, before: date) -> list[date]:
