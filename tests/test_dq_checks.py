@@ -202,8 +202,9 @@ def test_header_rename_vs_contract_and_previous_day(tmp_path, export):
 def test_missing_and_extra_columns(tmp_path, export):
     header = [c for c in COLUMNS if c != "referrer"] + ["campaign"]
     result = gate(tmp_path, export, headers={LAST: header})
+    # A nullable column gone is processable (WARN); a required one makes the file unreadable.
     assert (finding(result, "schema.column_missing").severity, finding(result, "schema.column_missing").dates) == (
-        "error", iso_days(LAST))
+        "warn", iso_days(LAST))
     assert "referrer" in finding(result, "schema.column_missing").message
     assert finding(result, "schema.column_extra").dates == iso_days(LAST)
     assert finding(result, "schema.day_over_day_dropped").dates == iso_days(LAST)
@@ -301,13 +302,13 @@ def null_ids(rows, share: float):
 
 
 def test_client_id_null_spike_is_an_error_with_dates(tmp_path, export):
-    null_ids(export[LAST], 0.2)
+    null_ids(export[LAST], 0.3)  # above the default error level of 25%
     result = gate(tmp_path, export)
     f = finding(result, "client_id.null_rate")
     assert (f.severity, f.dates) == ("error", iso_days(LAST))
-    assert f.daily == [{"date": LAST.isoformat(), "value": pytest.approx(0.2, abs=0.01), "severity": "error"}]
+    assert f.daily == [{"date": LAST.isoformat(), "value": pytest.approx(0.3, abs=0.01), "severity": "error"}]
     assert "page_viewed" in f.message
-    assert finding(result, "client_id.null_rate_vs_baseline").severity == "error"
+    assert finding(result, "client_id.null_rate_vs_baseline").severity == "warn"  # error level off by default
     assert len(f.sample_rows) == 5 and all(r["event_name"] == "page_viewed" for r in f.sample_rows)
 
 
@@ -449,9 +450,10 @@ def test_referrer_and_utm_drift(tmp_path, export):
         r["referrer"] = "https://source-603bdc25.com/"
         r["page_url"] = r["page_url"].split("?")[0]
     result = gate(tmp_path, export)
-    assert finding(result, "referrer.coverage").severity == "error"
-    assert finding(result, "referrer.anonymised_share").severity == "error"
-    assert finding(result, "referrer.utm_coverage").severity == "error"
+    # Drift is reported but never stops the run by default (error level off).
+    assert finding(result, "referrer.coverage").severity == "warn"
+    assert finding(result, "referrer.anonymised_share").severity == "warn"
+    assert finding(result, "referrer.utm_coverage").severity == "warn"
     assert all(finding(result, i).dates == iso_days(LAST)
                for i in ("referrer.coverage", "referrer.anonymised_share", "referrer.utm_coverage"))
 
@@ -461,7 +463,7 @@ def test_referrer_and_utm_drift(tmp_path, export):
 
 
 def test_status_is_the_worst_finding_and_info_never_fails(tmp_path, export):
-    null_ids(export[LAST], 0.2)
+    null_ids(export[LAST], 0.3)
     result = gate(tmp_path, export)
     assert result.status == "error"
     data = json.loads(result.report_paths["json"].read_text())
@@ -521,12 +523,12 @@ def test_staging_partitions_only_for_days_in_range(tmp_path, export):
 
 
 def test_daily_summary_for_the_notebook(tmp_path, export):
-    null_ids(export[LAST], 0.2)
+    null_ids(export[LAST], 0.3)
     result = gate(tmp_path, export)
     d = result.daily
     assert list(d["date"]) == DAYS
     assert d.loc[d.date == LAST, "status"].item() == "error"
-    assert d.loc[d.date == LAST, "page_view_null_rate"].item() == pytest.approx(0.2, abs=0.01)
+    assert d.loc[d.date == LAST, "page_view_null_rate"].item() == pytest.approx(0.3, abs=0.01)
 
 
 @pytest.mark.parametrize("overrides, message", [

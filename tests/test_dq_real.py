@@ -41,7 +41,8 @@ def severity_on(f, day: str) -> str:
 
 
 def test_overall_status_and_reconciliation(result):
-    assert result.status == "error"
+    # Every planted problem is processable (WARN): the transform copes and monitoring watches it.
+    assert result.status == "warn"
     rec = result.report["reconciliation"]
     assert rec == {"lines_read": 49963, "events": 49962, "rejects": 1, "ok": True}
     assert result.report["rejects"] == {"exact_duplicate": 1}
@@ -57,7 +58,7 @@ def test_item1_client_id_header_rename(result):
 
 def test_item2_referrer_mix_shift_then_column_gone(result):
     missing = get(result, "schema.column_missing")
-    assert missing.severity == "error" and missing.dates == days("2025-03-04", "2025-03-08")
+    assert missing.severity == "warn" and missing.dates == days("2025-03-04", "2025-03-08")
     assert "referrer" in missing.message
     assert get(result, "schema.day_over_day_dropped").dates == ["2025-03-04"]
     mix = get(result, "referrer.coverage")
@@ -67,15 +68,14 @@ def test_item2_referrer_mix_shift_then_column_gone(result):
 
 def test_item3_client_id_null_spike(result):
     f = get(result, "client_id.null_rate")
-    assert f.severity == "error" and f.dates == days("2025-03-02", "2025-03-08")
-    assert severity_on(f, "2025-03-02") == "error" and severity_on(f, "2025-03-08") == "error"
-    assert all(severity_on(f, d) == "warn" for d in days("2025-03-03", "2025-03-07"))
+    assert f.severity == "warn" and f.dates == days("2025-03-02", "2025-03-08")
+    assert all(severity_on(f, d) == "warn" for d in days("2025-03-02", "2025-03-08"))
     values = {r["date"]: r["value"] for r in f.daily}
     assert values["2025-03-02"] == pytest.approx(0.172, abs=0.002)  # page views; 15.8% of all events
     assert values["2025-03-08"] == pytest.approx(0.154, abs=0.002)
     assert "page_viewed" in f.message
     jump = get(result, "client_id.null_rate_vs_baseline")
-    assert jump.severity == "error" and jump.dates[0] == "2025-03-02"
+    assert jump.severity == "warn" and jump.dates[0] == "2025-03-02"
 
 
 def test_item4_item_price_missing(result):
@@ -151,5 +151,5 @@ def test_single_day_run_uses_earlier_files_as_baseline(real_data_dir, tmp_path):
     assert r.days == [date(2025, 3, 8)]
     assert [d.isoformat() for d in r.baseline_days] == days("2025-03-01", "2025-03-07")
     assert get(r, "client_id.null_rate").dates == ["2025-03-08"]
-    assert get(r, "client_id.null_rate").severity == "error"
+    assert get(r, "client_id.null_rate").severity == "warn"
     assert get(r, "duplicates.exact_row").dates == ["2025-03-08"]

@@ -203,6 +203,19 @@ class AttributionParams(StrictModel):
 # Touchpoints
 # ---------------------------------------------------------------------------
 
+_UNIX_EPOCH = ibis.timestamp("1970-01-01 00:00:00")
+
+
+def _epoch_seconds(ts: ir.TimestampValue) -> ir.FloatingValue:
+    """Fractional seconds since the epoch: float64(epoch microseconds) / 1e6 on every backend.
+
+    ``epoch_seconds()`` is fractional on DuckDB but whole seconds on Spark (``unix_timestamp``);
+    the exact microsecond difference to the epoch is portable, and divided like this it is
+    bit-for-bit DuckDB's ``epoch(ts)``.
+    """
+    return ts.delta(_UNIX_EPOCH, unit="microsecond").cast("float64") / 1e6
+
+
 
 def order_touchpoints(
     sessions: ir.Table, orders: ir.Table, params: AttributionParams | None = None
@@ -248,8 +261,8 @@ def order_touchpoints(
         ],
     )
 
-    seconds_before = (
-        joined.order_ts.epoch_seconds() - joined.session_start.epoch_seconds()
+    seconds_before = _epoch_seconds(joined.order_ts) - _epoch_seconds(
+        joined.session_start
     )
     touches = joined.select(
         "order_key",

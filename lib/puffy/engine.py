@@ -69,6 +69,7 @@ def _spark(params: PipelineParams) -> ibis.BaseBackend:
         SparkSession.builder.master(params.spark_master)
         .appName("puffy")
         .config("spark.driver.memory", "2g")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     for key, value in SPARK_SQL_CONF.items():

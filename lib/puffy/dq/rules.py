@@ -95,7 +95,7 @@ class IngestRules(StrictModel):
 
 class SchemaRules(StrictModel):
     unreadable_file: Severity = "error"
-    missing_column: Severity = "error"
+    missing_column: Severity = "warn"
     renamed_column: Severity = "warn"
     extra_column: Severity = "warn"
     changed_vs_previous_day: Severity = "warn"
@@ -117,9 +117,9 @@ class TimestampRules(StrictModel):
 
 
 class ClientIdRules(StrictModel):
-    null_rate: Threshold = _t(warn=0.03, error=0.10)
+    null_rate: Threshold = _t(warn=0.03, error=0.25)
     null_rate_min_events: int = Field(100, ge=1)
-    null_rate_ratio: Threshold = _t(warn=3, error=10)
+    null_rate_ratio: Threshold = _t(warn=3, error=None)
     null_rate_ratio_min_delta: float = Field(0.01, ge=0)
     bad_format_rate: Threshold = _t(warn=0, error=0.01)
 
@@ -127,8 +127,8 @@ class ClientIdRules(StrictModel):
 class DuplicateRules(StrictModel):
     exact_row_rate: Threshold = _t(warn=0, error=0.01)
     same_key_rate: Threshold = _t(info=0, warn=0.005, error=None)
-    transaction_id_replay_rate: Threshold = _t(warn=0, error=0.25)
-    transaction_id_collision_rate: Threshold = _t(warn=0, error=0.25)
+    transaction_id_replay_rate: Threshold = _t(warn=0, error=0.5)
+    transaction_id_collision_rate: Threshold = _t(warn=0, error=0.5)
 
 
 class PayloadRules(StrictModel):
@@ -159,7 +159,7 @@ class BotRules(StrictModel):
 
 
 class ReferrerRules(StrictModel):
-    share_delta: Threshold = _t(warn=0.10, error=0.30)
+    share_delta: Threshold = _t(warn=0.10, error=None)
     page_view_event: str = "page_viewed"
     min_page_views: int = Field(100, ge=1)
     anonymised_pattern: str = r"^https?://source-[0-9a-f]{8}\.com"
