@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/puffy demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 bench: $(STAMP)
 	$(BIN)/puffy bench --scale 100 --json-out outputs/bench/bench.json

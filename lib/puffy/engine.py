@@ -4,16 +4,30 @@ DuckDB (embedded, default) and Spark are both reached through Ibis, so the metri
 code is the same for both. Raw CSV ingest always runs on DuckDB: it is file-level I/O whose
 rejects handling (line numbers, reasons) is DuckDB's, and it hands everything else Parquet.
 
-The only backend difference the transform has to know about is ``cache`` below; see
-``docs/spark.md`` for running on Spark.
+Everything the transform needs to know about the difference between the two engines lives in
+this module (``_PuffySparkBackend`` and ``SPARK_SQL_CONF``); see ``docs/spark.md``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import ibis
-import ibis.expr.types as ir
+import ibis.expr.datatypes as dt
+import ibis.expr.schema as sch
 
 from puffy.params import PipelineParams
+
+#: Runtime SQL settings of every puffy Spark session, and why.
+SPARK_SQL_CONF = {
+    # The warehouse's timestamps are naive UTC. Spark converts between its TIMESTAMP (an instant)
+    # and wall-clock values with the session time zone (e.g. in date(), unix_timestamp()), so it
+    # must be UTC, whatever the machine's zone.
+    "spark.sql.session.timeZone": "UTC",
+    # A run's tables are small (days of events): the default 200 shuffle partitions would be
+    # mostly empty tasks, each with a fixed cost. Raise it on a cluster with much more data a run.
+    "spark.sql.shuffle.partitions": "8",
+}
 
 
 def connect(params: PipelineParams | None = None) -> ibis.BaseBackend:
@@ -33,28 +47,6 @@ def duckdb_connect(params: PipelineParams | None = None) -> ibis.BaseBackend:
     return connect(params)
 
 
-def cache(t: ir.Table) -> ir.Table:
-    """``t.cache()`` that also works on PySpark when ``t`` contains in-memory tables.
-
-    Why a helper: Ibis registers ``ibis.memtable`` data with a backend in its pre-execute hooks,
-    which ``execute`` / ``to_pyarrow`` / ``create_view`` run but the PySpark backend's
-    ``Table.cache()`` (ibis 12: ``_create_cached_table`` -> ``session.sql(...).cache()``) does not,
-    so Spark fails with ``TABLE_OR_VIEW_NOT_FOUND ibis_pandas_memtable_...``. Registering them
-    first (a temp view per memtable, once per session) fixes that; DuckDB needs nothing.
-    """
-    backend = t.get_backend()
-    if backend.name != "pyspark":
-        return t.cache()
-    backend._register_in_memory_tables(t)
-    cached = t.cache()
-    # The cached table's schema is read back from Spark, which knows no timestamp precision
-    # (``timestamp`` instead of ``timestamp(6)``); keep the expression's types so set operations
-    # with uncached tables still type-check. The casts are no-ops in Spark SQL.
-    want, got = t.schema(), cached.schema()
-    casts = {c: cached[c].cast(want[c]) for c in want.names if got[c] != want[c]}
-    return cached.mutate(**casts) if casts else cached
-
-
 def _spark(params: PipelineParams) -> ibis.BaseBackend:
     try:
         from pyspark.sql import SparkSession
@@ -62,9 +54,9 @@ def _spark(params: PipelineParams) -> ibis.BaseBackend:
         from puffy.errors import UserError
 
         raise UserError("engine 'pyspark' needs the spark extra: pip install -e '.[spark]'") from exc
-    # getOrCreate() returns an already running session as is (its static settings, such as the
-    # master and driver memory, cannot change any more); the runtime SQL settings below are
-    # (re)applied to it explicitly so every run computes with the same semantics.
+    # getOrCreate() returns a session that is already running (under spark-submit, in a notebook,
+    # in the tests) as it is: its static settings (master, driver memory) are kept, and the
+    # runtime SQL settings are applied to it explicitly below.
     session = (
         SparkSession.builder.master(params.spark_master)
         .appName("puffy")
@@ -75,15 +67,68 @@ def _spark(params: PipelineParams) -> ibis.BaseBackend:
     for key, value in SPARK_SQL_CONF.items():
         session.conf.set(key, value)
     session.sparkContext.setLogLevel("ERROR")
-    return ibis.pyspark.connect(session)
+    return _spark_backend_class()().connect(session)
 
 
-#: Runtime SQL settings of every puffy Spark session, and why.
-SPARK_SQL_CONF = {
-    # Timestamps are naive UTC everywhere in the warehouse; Spark interprets and renders
-    # session-local timestamps in this zone.
-    "spark.sql.session.timeZone": "UTC",
-    # The tables are small per run (days of events): 200 shuffle partitions would be mostly empty
-    # tasks. Raise it on a cluster with much more data per run.
-    "spark.sql.shuffle.partitions": "8",
-}
+def _spark_backend_class() -> type:
+    """Ibis' PySpark backend with three fixes the transform relies on (ibis 12.0, pandas 3).
+
+    1. ``Table.cache()`` runs ``session.sql(...)`` without the pre-execute hooks that register
+       ``ibis.memtable`` data (the user-agent dimension, channel lookups, Markov removal effects)
+       as temp views, so a cached expression containing one fails with
+       ``TABLE_OR_VIEW_NOT_FOUND ibis_pandas_memtable_...``. The hooks are run first here.
+    2. Memtables are handed to Spark as a pandas frame; with pandas 3 a missing string is NaN
+       there, and ``createDataFrame(..., verifySchema=False)`` stores it as the *string* 'NaN'.
+       They are registered from Arrow instead (PySpark >= 4), or from a pandas frame whose
+       missing values are None (PySpark 3.5).
+    3. Spark timestamps are always microsecond precision, but the backend reports them without a
+       scale (``timestamp``), while memtables and DuckDB say ``timestamp(6)``: set operations
+       between a Parquet read or a cached table and a memtable then fail to type-check. Schemas
+       read from Spark say ``timestamp(6)``.
+
+    Built lazily so that importing this module never needs pyspark.
+    """
+    global _SPARK_BACKEND
+    if _SPARK_BACKEND is not None:
+        return _SPARK_BACKEND
+    import pyspark
+
+    from ibis.backends.pyspark import Backend
+
+    ibis.pyspark  # noqa: B018 - loading it through ibis registers ibis.options.pyspark
+
+    arrow_input = int(pyspark.__version__.split(".")[0]) >= 4
+
+    class PuffySparkBackend(Backend):
+        def _create_cached_table(self, name: str, expr: Any) -> Any:
+            self._run_pre_execute_hooks(expr)
+            return super()._create_cached_table(name, expr)
+
+        def _register_in_memory_table(self, op: Any) -> None:
+            from ibis.backends.pyspark.datatypes import PySparkSchema
+
+            data = op.data.to_pyarrow(op.schema)
+            if not arrow_input:
+                frame = data.to_pandas()
+                data = frame.astype(object).where(frame.notna(), None)
+            df = self._session.createDataFrame(data, schema=PySparkSchema.from_ibis(op.schema))
+            df.createOrReplaceTempView(op.name)
+
+        def get_schema(self, table_name: str, **kwargs: Any) -> sch.Schema:
+            return _microsecond_timestamps(super().get_schema(table_name, **kwargs))
+
+        def _get_schema_using_query(self, query: str) -> sch.Schema:
+            return _microsecond_timestamps(super()._get_schema_using_query(query))
+
+    _SPARK_BACKEND = PuffySparkBackend
+    return PuffySparkBackend
+
+
+_SPARK_BACKEND: type | None = None
+
+
+def _microsecond_timestamps(schema: sch.Schema) -> sch.Schema:
+    return sch.Schema({
+        name: dtype.copy(scale=6) if dtype.is_timestamp() and dtype.scale is None else dtype
+        for name, dtype in schema.items()
+    })

@@ -34,7 +34,6 @@ from collections.abc import Iterable
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
-import pyarrow as pa
 import ua_parser
 
 DEVICE_TYPES = ("mobile", "tablet", "desktop", "bot", "other")
@@ -163,7 +162,5 @@ def user_agent_dimension(t: ir.Table, ua_col: str = "user_agent") -> ir.Table:
     distinct = t.select(ua=t[ua_col].cast("string")).filter(lambda s: s.ua.notnull()).distinct()
     uas = distinct.execute()["ua"].tolist()
     df = parse_user_agents(uas)
-    # Arrow, not pandas: a pandas-backed memtable reaches Spark with NaN (the string 'NaN') for
-    # missing bot names; Arrow nulls stay NULL on every backend.
-    table = ibis.memtable(pa.Table.from_pandas(df, schema=SCHEMA.to_pyarrow(), preserve_index=False))
+    table = ibis.memtable(df, schema=SCHEMA)
     return table.rename({ua_col: "user_agent"}) if ua_col != "user_agent" else table

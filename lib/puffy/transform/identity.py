@@ -25,8 +25,6 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from puffy.engine import cache
-
 MAX_ROUNDS = 50
 
 
@@ -42,8 +40,8 @@ def person_map(edges: ir.Table, max_rounds: int = MAX_ROUNDS) -> ir.Table:
     Each round is materialised (``cache``) and the loop stops when no label changed; it executes
     one tiny count per round. Raises if ``max_rounds`` is exceeded (a chain that long is a bug).
     """
-    edges = cache(edges.select("client_id", "email"))
-    labels = cache(edges.select("client_id").distinct().mutate(person_id=lambda t: t.client_id))
+    edges = edges.select("client_id", "email").cache()
+    labels = edges.select("client_id").distinct().mutate(person_id=lambda t: t.client_id).cache()
     for _ in range(max_rounds):
         by_email = (
             edges.join(labels, "client_id")
@@ -54,9 +52,9 @@ def person_map(edges: ir.Table, max_rounds: int = MAX_ROUNDS) -> ir.Table:
             new_label=lambda t: t.label.min()
         )
         joined = labels.join(relabel, "client_id")
-        new = cache(joined.select(
+        new = joined.select(
             "client_id", person_id=ibis.least(joined.person_id, joined.new_label)
-        ))
+        ).cache()
         changed = (
             labels.join(new.rename(new_person_id="person_id"), "client_id")
             .filter(lambda t: t.person_id != t.new_person_id)

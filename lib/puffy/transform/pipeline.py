@@ -64,7 +64,7 @@ import pyarrow.parquet as pq
 
 from puffy.attribution import ATTRIBUTION_COLUMNS, AttributionParams, attribute
 from puffy.channels import load_channel_rules
-from puffy.engine import cache, connect
+from puffy.engine import connect
 from puffy.errors import InputDataError, UserError
 from puffy.params import PipelineParams
 from puffy.transform.identity import apply_identity, identity_edges, person_map
@@ -196,24 +196,8 @@ def read_partitions(
         t = t.drop("date")
     if columns:
         t = t.select(*columns)
-    return _portable_types(t)
+    return t
 
-
-def _portable_types(t: ir.Table) -> ir.Table:
-    """The same column types on every engine for the same Parquet file.
-
-    Spark reads naive Parquet timestamps as ``timestamp`` (no scale) where DuckDB and our own
-    schemas say ``timestamp(6)`` (set operations need equal types), and Parquet UINT64 as
-    ``decimal(20, 0)`` where DuckDB says ``uint64``. Only columns whose type differs are cast, so
-    on DuckDB this is the identity.
-    """
-    casts = {}
-    for name, dtype in t.schema().items():
-        if dtype.is_timestamp() and dtype.scale is None and dtype.timezone is None:
-            casts[name] = t[name].cast("timestamp(6)")
-        elif dtype.is_decimal() and dtype.scale == 0:
-            casts[name] = t[name].cast("int64")
-    return t.mutate(**casts) if casts else t
 
 
 def _history_dates(root: Path, table: str, before: date) -> list[date]:
@@ -307,7 +291,7 @@ def run_transform(
     # --- events of the window, user agents parsed once per distinct string
     raw = read_partitions(con, staging_root, STG_EVENTS, window_dates)
     ua_dim = user_agent_dimension(raw)
-    events = cache(annotate_events(raw, ua_dim))
+    events = annotate_events(raw, ua_dim).cache()
     timer.lap("read_events")
 
     # --- identity
@@ -318,14 +302,14 @@ def run_transform(
                                  columns=["client_id", "user_email", "user_agent"])
         emails = emails.filter(emails.user_email.notnull() & emails.client_id.notnull())
         emails = annotate_events(emails, user_agent_dimension(emails))
-        pmap = cache(person_map(identity_edges(emails.filter(~emails.is_bot))))
+        pmap = person_map(identity_edges(emails.filter(~emails.is_bot))).cache()
         timer.lap("identity")
 
     # --- sessions
     sessionizable = events.filter(events.client_id.notnull())
     if tp.exclude_bots:
         sessionizable = sessionizable.filter(~sessionizable.is_bot)
-    sessionized = cache(sessionize_events(sessionizable, tp, rules))
+    sessionized = sessionize_events(sessionizable, tp, rules).cache()
     core = build_sessions(sessionized, tp, rules)
     core = core.filter(core.session_date.isin(session_dates))
 
@@ -337,7 +321,7 @@ def run_transform(
     clients = core.select("client_id").distinct()
     prior = hist_sessions.filter(hist_sessions.client_id.isin(clients.client_id))
     prior_counts = prior.group_by("client_id").aggregate(n_prior=prior.count())
-    core = cache(add_session_history(core, prior_counts))
+    core = add_session_history(core, prior_counts).cache()
     timer.lap("sessions")
 
     # --- orders
@@ -355,9 +339,9 @@ def run_transform(
     ledger = ledger_orders.union(rej_hist.select(*LEDGER_COLUMNS))
     event_sessions = sessionized.select("event_id", "session_id")
     built = build_orders(purchases, items, ledger, event_sessions, tp)
-    orders_new = cache(apply_identity(built.orders, pmap))
-    items_new = cache(built.items)
-    rejects_new = cache(built.rejects)
+    orders_new = apply_identity(built.orders, pmap).cache()
+    items_new = built.items.cache()
+    rejects_new = built.rejects.cache()
 
     hist_orders = read_partitions(
         con, history_root, "fct_orders", _history_dates(history_root, "fct_orders", start), ORDER_SCHEMA,
@@ -370,7 +354,7 @@ def run_transform(
 
     # --- sessions: order metrics, person
     sessions = add_order_metrics(core, orders_known.filter(orders_known.order_date >= min(session_dates)))
-    sessions = cache(cast_to_schema(apply_identity(sessions, pmap), SESSION_SCHEMA))
+    sessions = cast_to_schema(apply_identity(sessions, pmap), SESSION_SCHEMA).cache()
     timer.lap("session_metrics")
 
     # --- attribution
@@ -382,7 +366,7 @@ def run_transform(
     ).select("session_id", "client_id", "session_start", "session_date", "channel", "is_bot").union(
         sessions.select("session_id", "client_id", "session_start", "session_date", "channel", "is_bot")
     )
-    att_sessions = cache(apply_identity(att_sessions.filter(~att_sessions.is_bot), pmap))
+    att_sessions = apply_identity(att_sessions.filter(~att_sessions.is_bot), pmap).cache()
     attribution = _attribution(att_sessions, apply_identity(orders_known, pmap), orders_out, order_dates, tp)
     timer.lap("attribution")
 
@@ -477,7 +461,7 @@ def _attribution(
     od = orders_out.select(_ok="order_key", order_date="order_date")
     j = att.join(od, att.order_key == od._ok).drop("_ok")
     j = j.mutate(credit=j.credit.round(CREDIT_DECIMALS))
-    return cache(cast_to_schema(j, ATTRIBUTION_SCHEMA))
+    return cast_to_schema(j, ATTRIBUTION_SCHEMA).cache()
 
 
 # ----------------------------------------------------------------------------------- export
