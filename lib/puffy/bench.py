@@ -34,8 +34,8 @@ def _stage_scan(input_dir: Path, params: PipelineParams) -> dict:
     rel = con.sql(f"SELECT * FROM read_csv({files!r}, union_by_name = true, all_varchar = true)")
     aggs = ", ".join(f'max(length("{c}"))' for c in rel.columns)
     t0 = time.perf_counter()
-    n = con.sql(f"SELECT count(*), {aggs} FROM read_csv({files!r}, union_by_name = true, all_varchar = true)"
-                ).fetchone()[0]
+    n = con.execute(f"SELECT count(*), {aggs} FROM read_csv({files!r}, union_by_name = true, all_varchar = true)"
+                    ).fetchone()[0]
     return {"events": n, "seconds": time.perf_counter() - t0}
 
 
