@@ -23,6 +23,8 @@ Public API
   converting and non-converting journeys (Ibis).
 * :func:`markov_removal_effects` -- removal effect per channel from a small
   path-count table (pandas / numpy).
+* :func:`markov_fits` -- removal effects of several chains (e.g. one per fit
+  date) in one query.
 * :func:`attribute` -- ``fct_attribution``: one row per
   (order_key, model, touchpoint session).
 * :func:`attribution_summary` -- model x channel totals.
@@ -218,7 +220,10 @@ def _epoch_seconds(ts: ir.TimestampValue) -> ir.FloatingValue:
 
 
 def order_touchpoints(
-    sessions: ir.Table, orders: ir.Table, params: AttributionParams | None = None
+    sessions: ir.Table,
+    orders: ir.Table,
+    params: AttributionParams | None = None,
+    by: str | None = None,
 ) -> ir.Table:
     """Touchpoints of every order.
 
@@ -235,9 +240,17 @@ def order_touchpoints(
     session_start, touch_index (1-based by session_start then session_id),
     touch_count, days_before_order (float days, >= 0, NULL for placeholder
     rows), is_unattributed.
+
+    ``by``: a column of both inputs that splits them into independent
+    problems (e.g. a fit date, sessions and orders repeated once per date
+    whose window holds them): sessions only touch orders with the same
+    ``by`` value, touchpoints are numbered per (``by``, order_key), and the
+    output starts with the ``by`` column.
     """
     params = params or AttributionParams()
+    keys = [by] if by else []
     o = orders.select(
+        *keys,
         "order_key",
         "person_id",
         "order_ts",
@@ -245,18 +258,20 @@ def order_touchpoints(
         order_session_id=orders.session_id,
     )
     s = sessions.select(
-        "person_id", "session_id", "session_start", "channel"
-    ).rename(session_person_id="person_id")
+        *keys, "person_id", "session_id", "session_start", "channel"
+    ).rename(session_person_id="person_id", **({"session_by": by} if by else {}))
 
     window_start = o.order_ts - ibis.interval(days=params.lookback_days)
     in_window = (s.session_start >= window_start) & (s.session_start <= o.order_ts)
     # The equality on person_id keeps this a hash join (never a cross join);
     # the time window is a residual predicate, so each session is only
     # compared with its own person's orders.
+    same_key = [o[by] == s.session_by] if by else []
     joined = o.join(
         s,
         [
             o.person_id == s.session_person_id,
+            *same_key,
             in_window | (s.session_id == o.order_session_id),
         ],
     )
@@ -265,6 +280,7 @@ def order_touchpoints(
         joined.session_start
     )
     touches = joined.select(
+        *keys,
         "order_key",
         "person_id",
         "revenue",
@@ -279,7 +295,8 @@ def order_touchpoints(
         is_unattributed=ibis.literal(False),
     )
 
-    unattributed = o.anti_join(touches, "order_key").select(
+    unattributed = o.anti_join(touches, [by, "order_key"] if by else "order_key").select(
+        *keys,
         "order_key",
         "person_id",
         "revenue",
@@ -292,13 +309,14 @@ def order_touchpoints(
     )
 
     both = touches.union(unattributed)
+    order_group = [both[by], both.order_key] if by else both.order_key
     by_order = ibis.window(
-        group_by=both.order_key, order_by=[both.session_start, both.session_id]
+        group_by=order_group, order_by=[both.session_start, both.session_id]
     )
     return both.mutate(
         # ibis row_number() is 0-based.
         touch_index=(ibis.row_number().over(by_order) + 1).cast("int64"),
-        touch_count=both.order_key.count().over(group_by=both.order_key).cast("int64"),
+        touch_count=both.order_key.count().over(group_by=order_group).cast("int64"),
     )
 
 
@@ -311,6 +329,7 @@ def markov_transition_counts(
     sessions: ir.Table,
     touchpoints: ir.Table,
     params: AttributionParams | None = None,
+    by: str | None = None,
 ) -> ir.Table:
     """First-order transition counts of converting and non-converting journeys.
 
@@ -330,24 +349,33 @@ def markov_transition_counts(
 
     Grain: one row per (from_state, to_state).
     Columns: from_state, to_state, n (int64 transition count).
+
+    ``by``: count separate chains per value of this column of both inputs
+    (``touchpoints`` from :func:`order_touchpoints` with the same ``by``);
+    the grain is then (``by``, from_state, to_state), ``by`` first.
     """
     params = params or AttributionParams()
+    keys = [by] if by else []
     conv = touchpoints.filter(~touchpoints.is_unattributed)
     prev_channel = conv.channel.lag().over(
-        group_by=conv.order_key, order_by=conv.touch_index
+        group_by=[conv[by], conv.order_key] if by else conv.order_key,
+        order_by=conv.touch_index,
     )
     steps = [
         conv.select(
-            from_state=prev_channel.fill_null(START), to_state=conv.channel
+            *keys, from_state=prev_channel.fill_null(START), to_state=conv.channel
         ),
         conv.filter(conv.touch_index == conv.touch_count).select(
-            from_state=conv.channel, to_state=ibis.literal(CONVERSION)
+            *keys, from_state=conv.channel, to_state=ibis.literal(CONVERSION)
         ),
     ]
 
     if params.markov_include_non_converting:
-        touch_ids = conv.select("session_id").distinct()
-        free = sessions.anti_join(touch_ids, "session_id").select(
+        touch_ids = conv.select(*keys, "session_id").distinct()
+        free = sessions.anti_join(
+            touch_ids, [by, "session_id"] if by else "session_id"
+        ).select(
+            *keys,
             "session_id",
             "session_start",
             "channel",
@@ -356,7 +384,8 @@ def markov_transition_counts(
             journey_owner=sessions.person_id.fill_null(sessions.session_id),
         )
         w = ibis.window(
-            group_by=free.journey_owner, order_by=[free.session_start, free.session_id]
+            group_by=[free[by], free.journey_owner] if by else free.journey_owner,
+            order_by=[free.session_start, free.session_id],
         )
         gap = ibis.interval(days=params.lookback_days)
         prev_start = free.session_start.lag().over(w)
@@ -372,16 +401,17 @@ def markov_transition_counts(
         )
         steps += [
             free.select(
+                *keys,
                 from_state=ibis.ifelse(free.starts_journey, START, free.prev_channel),
                 to_state=free.channel,
             ),
             free.filter(free.ends_journey).select(
-                from_state=free.channel, to_state=ibis.literal(NULL_STATE)
+                *keys, from_state=free.channel, to_state=ibis.literal(NULL_STATE)
             ),
         ]
 
     all_steps = ibis.union(*steps)
-    return all_steps.group_by("from_state", "to_state").aggregate(
+    return all_steps.group_by(*keys, "from_state", "to_state").aggregate(
         n=all_steps.count().cast("int64")
     )
 
@@ -532,7 +562,11 @@ def _model_weights(
             (-tp.days_before_order * (math.log(2.0) / half_life)).exp().fill_null(1.0)
         )
     elif model == "markov":
-        tp = tp.left_join(removal, tp.channel == removal.re_channel).drop("re_channel")
+        if "re_order_key" in removal.columns:  # effects given per order (attribute's removal_effects)
+            keys = [tp.order_key == removal.re_order_key, tp.channel == removal.re_channel]
+            tp = tp.left_join(removal, keys).drop("re_order_key", "re_channel")
+        else:
+            tp = tp.left_join(removal, tp.channel == removal.re_channel).drop("re_channel")
         # A channel seen in several touches shares its removal effect equally.
         same_channel = tp.order_key.count().over(group_by=[tp.order_key, tp.channel])
         weight = tp.removal_effect.fill_null(0.0) / same_channel.cast("float64")
@@ -583,8 +617,43 @@ def _allocate(weighted: ir.Table) -> ir.Table:
     )
 
 
+def markov_fits(
+    sessions: ir.Table, orders: ir.Table, by: str, params: AttributionParams | None = None
+) -> pd.DataFrame:
+    """Removal effects of one Markov chain per value of ``by``, in one query.
+
+    ``sessions`` and ``orders`` carry a ``by`` column naming the chain each
+    row belongs to (a row may be repeated for several chains); each chain is
+    fitted exactly as :func:`attribute` fits one on that value's rows.
+    Executes the transition-count aggregate (:func:`markov_transition_counts`)
+    once, then solves every chain in numpy.
+
+    Returns a DataFrame: ``by``, channel, removal_effect (one row per chain
+    and channel seen in it, sorted by ``by`` then channel).
+    """
+    params = params or AttributionParams()
+    tp = order_touchpoints(sessions, orders, params, by=by)
+    transitions = markov_transition_counts(sessions, tp, params, by=by).to_pandas()
+    frames = []
+    for value, counts in transitions.groupby(by, sort=True):
+        effects = _removal_effects_from_transitions(
+            counts[["from_state", "to_state", "n"]].reset_index(drop=True)
+        )
+        frames.append(pd.DataFrame({
+            by: [value] * len(effects),
+            "channel": effects.index.astype(str),
+            "removal_effect": effects.to_numpy(dtype="float64"),
+        }))
+    if not frames:
+        return pd.DataFrame({by: [], "channel": [], "removal_effect": []})
+    return pd.concat(frames, ignore_index=True)
+
+
 def attribute(
-    sessions: ir.Table, orders: ir.Table, params: AttributionParams | None = None
+    sessions: ir.Table,
+    orders: ir.Table,
+    params: AttributionParams | None = None,
+    removal_effects: ir.Table | None = None,
 ) -> ir.Table:
     """Build ``fct_attribution``.
 
@@ -603,13 +672,23 @@ def attribute(
 
     If ``markov`` is enabled, this eagerly executes the small transition-count
     aggregate (:func:`markov_transition_counts`) on the inputs' backend to fit
-    the chain; everything else stays lazy.
+    the chain; everything else stays lazy.  Unless ``removal_effects`` is
+    given: a table of order_key, channel, removal_effect (one row per order
+    and channel, e.g. from :func:`markov_fits`, one chain per order date)
+    whose effects are used as they are, so nothing is executed; an order's
+    channel without a row has effect 0.
     """
     params = params or AttributionParams()
     tp = order_touchpoints(sessions, orders, params)
 
     removal = None
-    if "markov" in params.models:
+    if "markov" in params.models and removal_effects is not None:
+        removal = removal_effects.select(
+            re_order_key=removal_effects.order_key,
+            re_channel=removal_effects.channel,
+            removal_effect=removal_effects.removal_effect.cast("float64"),
+        )
+    elif "markov" in params.models:
         transitions = markov_transition_counts(sessions, tp, params).to_pandas()
         effects = _removal_effects_from_transitions(transitions)
         removal = ibis.memtable(

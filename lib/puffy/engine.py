@@ -4,16 +4,18 @@ DuckDB (embedded, default) and Spark are both reached through Ibis, so the metri
 code is the same for both. Raw CSV ingest always runs on DuckDB: it is file-level I/O whose
 rejects handling (line numbers, reasons) is DuckDB's, and it hands everything else Parquet.
 
-Everything the transform needs to know about the difference between the two engines lives in
-this module (``_PuffySparkBackend`` and ``SPARK_SQL_CONF``); see ``docs/spark.md``.
+What the transform needs to know about the difference between the two engines lives in this
+module: the Spark session settings (``SPARK_SQL_CONF``, ``SPARK_LOCAL_SQL_CONF``) and three fixes
+to Ibis' PySpark backend (``_spark_backend_class``); see ``docs/spark.md``.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 import ibis
-import ibis.expr.datatypes as dt
 import ibis.expr.schema as sch
 
 from puffy.params import PipelineParams
@@ -24,9 +26,15 @@ SPARK_SQL_CONF = {
     # and wall-clock values with the session time zone (e.g. in date(), unix_timestamp()), so it
     # must be UTC, whatever the machine's zone.
     "spark.sql.session.timeZone": "UTC",
-    # A run's tables are small (days of events): the default 200 shuffle partitions would be
-    # mostly empty tasks, each with a fixed cost. Raise it on a cluster with much more data a run.
-    "spark.sql.shuffle.partitions": "8",
+}
+#: Added when the master is local[...]: one machine, and a run's tables are small (days of
+#: events), so fixed per-query and per-stage costs dominate. The default 200 shuffle partitions
+#: would be mostly empty tasks; adaptive execution re-plans every query stage by stage, which costs
+#: more than it saves here (measured: the generated fortnight ran 2-3x slower with it). On a
+#: cluster both are left to the cluster's configuration.
+SPARK_LOCAL_SQL_CONF = {
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.shuffle.partitions": None,  # the number of local cores
 }
 
 
@@ -54,9 +62,10 @@ def _spark(params: PipelineParams) -> ibis.BaseBackend:
         from puffy.errors import UserError
 
         raise UserError("engine 'pyspark' needs the spark extra: pip install -e '.[spark]'") from exc
-    # getOrCreate() returns a session that is already running (under spark-submit, in a notebook,
-    # in the tests) as it is: its static settings (master, driver memory) are kept, and the
-    # runtime SQL settings are applied to it explicitly below.
+    # A session already running in this process (a notebook's, the tests') is returned as it is:
+    # its master and driver memory stay, only the runtime SQL settings are (re)applied. A new
+    # session takes these builder settings, which win over spark-submit's --master / spark-defaults:
+    # under spark-submit, set spark_master to the same master.
     session = (
         SparkSession.builder.master(params.spark_master)
         .appName("puffy")
@@ -64,10 +73,34 @@ def _spark(params: PipelineParams) -> ibis.BaseBackend:
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
-    for key, value in SPARK_SQL_CONF.items():
-        session.conf.set(key, value)
     session.sparkContext.setLogLevel("ERROR")
+    return spark_backend(session)
+
+
+def spark_backend(session: Any) -> ibis.BaseBackend:
+    """An Ibis backend over an existing SparkSession, with puffy's SQL settings and backend fixes.
+
+    For a session made elsewhere (spark-submit, a notebook's ``spark``, Databricks Connect): pass
+    the result as ``run_transform(..., con=spark_backend(spark))``.
+    """
+    try:
+        master = session.conf.get("spark.master")
+    except Exception:  # noqa: BLE001 - e.g. not readable over Spark Connect: treat as a cluster
+        master = ""
+    for key, value in spark_sql_conf(master or "").items():
+        session.conf.set(key, value)
     return _spark_backend_class()().connect(session)
+
+
+def spark_sql_conf(master: str) -> dict[str, str]:
+    """The runtime SQL settings puffy applies to a Spark session on ``master``."""
+    conf = dict(SPARK_SQL_CONF)
+    local = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\s*\d+)?\])?", master.strip())
+    if local:
+        cores = local.group(1) or "1"
+        cores = str(os.cpu_count() or 1) if cores == "*" else cores
+        conf.update({k: v if v is not None else cores for k, v in SPARK_LOCAL_SQL_CONF.items()})
+    return conf
 
 
 def _spark_backend_class() -> type:

@@ -62,11 +62,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from puffy.attribution import ATTRIBUTION_COLUMNS, AttributionParams, attribute
+from puffy.attribution import ATTRIBUTION_COLUMNS, AttributionParams, attribute, markov_fits
 from puffy.channels import load_channel_rules
 from puffy.engine import connect
 from puffy.errors import InputDataError, UserError
-from puffy.params import PipelineParams
+from puffy.params import PipelineParams, load_params
 from puffy.transform.identity import apply_identity, identity_edges, person_map
 from puffy.transform.orders import (
     LEDGER_COLUMNS,
@@ -121,6 +121,7 @@ TABLES: dict[str, tuple[ibis.Schema, str, tuple[str, ...]]] = {
 RECONCILIATION_TABLE = "rpt_reconciliation"
 CSV_EXPORTS = ("fct_sessions", "fct_orders", "fct_attribution")
 STG_EVENTS, STG_ITEMS, STG_REJECTS = "stg_events", "stg_purchase_items", "stg_rejects"
+PIPELINE_PARAMS_FILE = "pipeline.yaml"  # engine settings, when run_transform is given none
 # Used when a day has no stg_purchase_items partition (columns as puffy.ingest writes them).
 STG_ITEMS_SCHEMA = ibis.schema({
     "event_id": "string", "transaction_id": "string", "line_number": "int64", "item_id": "string",
@@ -129,6 +130,9 @@ STG_ITEMS_SCHEMA = ibis.schema({
 })
 # Credits are rounded so that float summation order (engine threads) can never change the bytes.
 CREDIT_DECIMALS = 12
+# Markov chains fitted per query: each fit repeats its window's sessions and orders, so this bounds
+# a long rebuild's query size; a fortnight is one query (few queries matter on Spark).
+MARKOV_FITS_PER_QUERY = 16
 
 
 @dataclass
@@ -252,7 +256,9 @@ def run_transform(
     """Build the fct tables for ``start..end`` from staged events; see the module docstring.
 
     ``transform_params`` overrides ``<params_dir>/transform.yaml``; ``con`` reuses an Ibis backend
-    (default: ``puffy.engine.connect(engine_params)``). Returns a ``TransformResult``; a
+    (default: ``puffy.engine.connect(engine_params)``, ``engine_params`` defaulting to
+    ``<params_dir>/pipeline.yaml``, so its ``engine`` applies however the transform is called).
+    Returns a ``TransformResult``; a
     reconciliation mismatch gives ``status == 'error'`` (partitions are still written, to the
     caller's staging warehouse, for inspection).
     """
@@ -265,6 +271,8 @@ def run_transform(
     params_dir = Path(params_dir)
     tp = transform_params or load_transform_params(params_dir)
     rules = load_channel_rules(params_dir / tp.channels_file)
+    if con is None and engine_params is None and (params_dir / PIPELINE_PARAMS_FILE).exists():
+        engine_params = load_params(params_dir / PIPELINE_PARAMS_FILE, PipelineParams)
     con = con or connect(engine_params)
     timer = _Timer()
     warnings: list[str] = []
@@ -422,42 +430,46 @@ def _attribution(
     sessions: ir.Table, orders_known: ir.Table, orders_out: ir.Table, order_dates: list[date],
     tp: TransformParams,
 ) -> ir.Table:
-    """fct_attribution for ``orders_out``: rule-based models in one pass, Markov fitted per order date.
+    """fct_attribution for ``orders_out``: every model in one pass, the Markov chain fitted per order date.
 
-    The rule-based models credit each order from its own touchpoints only, so one pass over all
-    orders equals any split by day. The Markov chain is fitted per order date D on the sessions and
-    orders of the ``markov_fit_days`` days ending on D, so a day-by-day run fits exactly the chain a
-    rebuild fits.
+    The models credit each order from its own touchpoints only, so one pass over all orders equals
+    any split by day. The Markov chain of order date D is fitted on the sessions and orders of the
+    ``markov_fit_days`` days ending on D, so a day-by-day run fits exactly the chain a rebuild
+    fits; each order is weighted with the removal effects of its own date's chain. The chains are
+    fitted ``MARKOV_FITS_PER_QUERY`` dates per query (the window's rows repeated once per date).
     """
     ap = tp.attribution
     att_cols = ["order_key", "person_id", "session_id", "order_ts", "revenue"]
-    parts: list[pa.Table] = []
-    rule_models = [m for m in ap.models if m != "markov"]
     lookback_from = min(order_dates) - timedelta(days=ap.lookback_days + 1)
-    if rule_models:
-        rp = AttributionParams(**{**ap.model_dump(), "models": rule_models})
-        s = sessions.filter(sessions.session_date >= lookback_from)
-        parts.append(attribute(s, orders_out.select(*att_cols), rp).to_pyarrow())
+    removal = None
     if "markov" in ap.models:
         mp = AttributionParams(**{**ap.model_dump(), "models": ["markov"]})
         days_with_orders = set(orders_out.select("order_date").distinct().to_pyarrow().column(0).to_pylist())
-        for d in order_dates:
-            fit_from = d - timedelta(days=tp.markov_fit_days - 1)
-            if d not in days_with_orders:
-                continue
-            day_orders = orders_out.filter(orders_out.order_date == d)
-            s = sessions.filter(sessions.session_date.between(fit_from, d))
-            o = orders_known.filter(orders_known.order_date.between(fit_from, d))
-            a = attribute(s, o.select(*att_cols), mp)
-            parts.append(a.filter(a.order_key.isin(day_orders.order_key)).to_pyarrow())
-    parts = [p.select(list(ATTRIBUTION_COLUMNS)) for p in parts]
-    if parts:
-        target = pa.schema([(c, ATTRIBUTION_SCHEMA[c].to_pyarrow()) for c in ATTRIBUTION_COLUMNS])
-        data = pa.concat_tables([p.cast(target) for p in parts])
-    else:
-        data = pa.Table.from_batches([], schema=pa.schema(
-            [(c, ATTRIBUTION_SCHEMA[c].to_pyarrow()) for c in ATTRIBUTION_COLUMNS]))
-    att = ibis.memtable(data)
+        fit_dates = [d for d in order_dates if d in days_with_orders]
+        fitted = []
+        for i in range(0, len(fit_dates), MARKOV_FITS_PER_QUERY):
+            chunk = fit_dates[i:i + MARKOV_FITS_PER_QUERY]
+            windows = ibis.memtable(pa.table({
+                "fit_date": pa.array(chunk, pa.date32()),
+                "fit_from": pa.array([d - timedelta(days=tp.markov_fit_days - 1) for d in chunk], pa.date32()),
+            }))
+            s = sessions.join(windows, [sessions.session_date >= windows.fit_from,
+                                        sessions.session_date <= windows.fit_date])
+            o = orders_known.join(windows, [orders_known.order_date >= windows.fit_from,
+                                            orders_known.order_date <= windows.fit_date])
+            fitted.append(markov_fits(s, o.select("fit_date", *att_cols), "fit_date", mp))
+        fits = pd.concat(fitted, ignore_index=True) if fitted else pd.DataFrame()
+        fits = ibis.memtable(pa.table({
+            "fit_date": pa.array(list(fits.get("fit_date", [])), pa.date32()),
+            "channel": pa.array(list(fits.get("channel", [])), pa.string()),
+            "removal_effect": pa.array(list(fits.get("removal_effect", [])), pa.float64()),
+        }))
+        od = orders_out.select("order_key", "order_date")
+        removal = od.join(fits, od.order_date == fits.fit_date).select("order_key", "channel", "removal_effect")
+    s = sessions.filter(sessions.session_date >= lookback_from)
+    data = attribute(s, orders_out.select(*att_cols), ap, removal_effects=removal).to_pyarrow()
+    target = pa.schema([(c, ATTRIBUTION_SCHEMA[c].to_pyarrow()) for c in ATTRIBUTION_COLUMNS])
+    att = ibis.memtable(data.select(list(ATTRIBUTION_COLUMNS)).cast(target))
     od = orders_out.select(_ok="order_key", order_date="order_date")
     j = att.join(od, att.order_key == od._ok).drop("_ok")
     j = j.mutate(credit=j.credit.round(CREDIT_DECIMALS))
