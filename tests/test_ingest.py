@@ -162,3 +162,132 @@ def test_count_data_lines_skips_blank_lines(tmp_path, content, expected):
     path.write_bytes(content)
     for chunk in (1, 2, 3, 1 << 20):  # chunk boundaries anywhere
         assert count_data_lines(path, chunk_size=chunk) == expected
+
+
+def test_unicode_spaces_are_trimmed_like_trim(tmp_path):
+    """Values are trimmed of Unicode space separators (space, NBSP, em / ideographic space), not
+    of tabs, whether or not the value needs it."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    nbsp, em, ideo = "\u00a0", "\u2003", "\u3000"
+    lines = [
+        HEADER,
+        f"{nbsp}1740268800-unicode00001{ideo},https://puffy.com/,{em}ref{nbsp},"
+        f"{nbsp}2025-02-23T00:00:01.000Z{ideo}, {em}page_viewed{nbsp} ,{nbsp},ua",
+        "  1740268800-spaces000001  ,https://puffy.com/,   ,  2025-02-23T00:00:02Z  ,  page_viewed  ,  ,ua",
+        "1740268800-accentsé00001,https://puffy.com/,é,2025-02-23T00:00:03Z,page_viewed,,ua",
+        "\t1740268800-tabbed000001\t,https://puffy.com/,,2025-02-23T00:00:04Z,page_viewed\t,,ua",
+    ]
+    (raw / "events_20250223.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    con, result = run(raw)
+    rows = con.execute("SELECT client_id, referrer, event_ts, event_name, event_data FROM stg_events "
+                       "ORDER BY row_number").fetchall()
+    assert [(r[0], r[1], r[2].isoformat(), r[3], r[4]) for r in rows] == [
+        ("1740268800-unicode00001", "ref", "2025-02-23T00:00:01", "page_viewed", None),
+        ("1740268800-spaces000001", None, "2025-02-23T00:00:02", "page_viewed", None),
+        ("1740268800-accentsé00001", "é", "2025-02-23T00:00:03", "page_viewed", None),
+    ]
+    assert rejects(con, "events_20250223.csv") == [(None, 4, "unknown_event_name", "event_name")]
+    assert_reconciled(con, result)
+
+
+def test_duplicates_of_rejected_rows(tmp_path):
+    """A copy is a duplicate of any earlier identical row, even one rejected for another reason;
+    a row rejected for an earlier reason keeps that reason."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    next_day = row("1740268800-nextday00001", "2025-02-24T05:00:00.000Z")
+    (raw / "events_20250223.csv").write_text("\n".join([
+        HEADER, next_day, row("1740268800-notime000001", ""), row("1740268800-notime000001", ""),
+        row("1740268800-badtime00001", "23/02/2025"), row("1740268800-badtime00001", "23/02/2025"),
+    ]) + "\n")
+    (raw / "events_20250224.csv").write_text("\n".join([HEADER, next_day, next_day]) + "\n")
+    con, result = run(raw)
+    assert rejects(con, "events_20250223.csv") == [
+        (None, 1, "timestamp_outside_file_day", "timestamp"), (None, 2, "missing_timestamp", "timestamp"),
+        (None, 3, "missing_timestamp", "timestamp"), (None, 4, "unparseable_timestamp", "timestamp"),
+        (None, 5, "unparseable_timestamp", "timestamp"),
+    ]
+    assert rejects(con, "events_20250224.csv") == [(None, 1, "exact_duplicate", None),
+                                                   (None, 2, "exact_duplicate", None)]
+    assert con.execute("SELECT count(*) FROM stg_events").fetchone() == (0,)
+    # stg_events_all: every parsed row, accepted or not.
+    assert con.execute("SELECT count(*) FROM stg_events_all").fetchone() == (7,)
+    assert_reconciled(con, result)
+
+
+def _many_files(raw: Path, n_files: int = 7) -> None:
+    """Files of different sizes (so that they finish loading out of order), with bad lines."""
+    raw.mkdir()
+    for k in range(n_files):
+        day = f"2025-03-{k + 1:02d}"
+        body = [row(f"17408{k:05d}-file{k:02d}r{i:05d}", f"{day}T00:{i // 60 % 60:02d}:{i % 60:02d}.000Z")
+                for i in range(200 if k % 2 else 3000)]
+        body.insert(5, "too,few,columns")
+        body.insert(9, row("x", f"{day}T01:00:00.000Z") + ",surplus")
+        name = f"events_202503{k + 1:02d}.csv"
+        text = HEADER + "\n" + "\n".join(body) + "\n"
+        if k == 3:
+            with gzip.open(raw / (name + ".gz"), "wt") as fh:
+                fh.write(text)
+        else:
+            (raw / name).write_text(text)
+
+
+def test_files_loaded_concurrently_keep_file_and_row_order(tmp_path):
+    raw = tmp_path / "raw"
+    _many_files(raw)
+
+    def load(threads: int):
+        con = duckdb.connect(config={"threads": threads})
+        result = ingest(con, discover_raw_files(raw), RawContract())
+        tables = {t: con.execute(f"SELECT * FROM {t}").fetchall()
+                  for t in ("stg_events", "stg_purchase_items", "stg_rejects")}
+        return con, result, tables
+
+    con, result, tables = load(4)
+    _, result_1, tables_1 = load(1)  # one file after the other
+    assert tables == tables_1
+    assert result.lines_read == result_1.lines_read
+    ids = [r[0] for r in tables["stg_events"]]
+    assert ids == sorted(ids) and len(ids) == 4 * 3000 + 3 * 200
+    assert ids[:2] == ["20250301:000000001", "20250301:000000002"]
+    assert [(r[1], r[2], r[4]) for r in tables["stg_rejects"]][:2] == [
+        ("events_20250301.csv", 7, "missing_columns"), ("events_20250301.csv", 11, "too_many_columns")]
+    assert_reconciled(con, result)
+
+
+def test_a_file_that_fails_to_load_fails_the_ingest(tmp_path):
+    raw = tmp_path / "raw"
+    _many_files(raw)
+    gz = raw / "events_20250304.csv.gz"
+    gz.write_bytes(gz.read_bytes()[:200])  # truncated gzip stream
+    with pytest.raises(duckdb.Error):
+        run(raw)
+
+
+def test_staging_marks_columns_without_nulls_required(tmp_path, fixture_dir):
+    """Columns are required in the staging Parquet exactly when the table has no NULL in them,
+    also when NULLs were only in rows that were later rejected."""
+    import pyarrow.parquet as pq
+
+    from puffy.ingest import write_staging
+
+    con, result = run(fixture_dir)
+    days = sorted(f.file_date for f in result.files)
+    write_staging(con, tmp_path / "staging", days)
+    schema = pq.read_schema(tmp_path / "staging" / "stg_events" / "date=2025-02-24" / "part-0.parquet")
+    for name in ("event_id", "timestamp_raw", "event_ts", "event_name"):
+        assert not schema.field(name).nullable, name
+    for name in ("referrer", "event_data", "transaction_id"):
+        assert schema.field(name).nullable, name
+
+
+@pytest.mark.parametrize("content", [b"h\na\nb\n", b"h\r\na\r\n\r\nb\r\n\r\n", b"h\n\n\na\n\nb\n\r", b""])
+def test_count_data_lines_same_for_gzip(tmp_path, content):
+    plain, packed = tmp_path / "events_20250101.csv", tmp_path / "events_20250102.csv.gz"
+    plain.write_bytes(content)
+    with gzip.open(packed, "wb") as fh:
+        fh.write(content)
+    for chunk in (1, 2, 3, 1 << 20):
+        assert count_data_lines(packed, chunk_size=chunk) == count_data_lines(plain, chunk_size=chunk)

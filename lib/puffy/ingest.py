@@ -19,6 +19,8 @@ Tables built on the DuckDB connection (and written as Parquet partitions by ``wr
 ``stg_rejects`` — one row per raw line or parsed row that is not an event.
     file_date, source_file, line (file line number; NULL for rows rejected after parsing),
     row_number, reason, column_name, detail, raw.
+``stg_events_all`` (a view, not written) — every parsed row, accepted or not.
+    The first twelve columns of ``stg_events`` (event_id … user_agent).
 
 Every raw data line ends up in exactly one of ``stg_events`` or ``stg_rejects``:
 ``lines_read = events + rejects`` per file, which the gate checks (``ingest.reconciliation``).
@@ -31,7 +33,10 @@ import codecs
 import csv
 import gzip
 import io
+import mmap
+import os
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -184,30 +189,170 @@ class IngestResult:
     lines_read: dict[str, int] = field(default_factory=dict)
 
 
-_EVENTS_DDL = """
-CREATE OR REPLACE TABLE stg_events_all (
-    event_id VARCHAR, file_date DATE, source_file VARCHAR, row_number BIGINT, client_id VARCHAR,
-    page_url VARCHAR, referrer VARCHAR, timestamp_raw VARCHAR, event_ts TIMESTAMP, event_name VARCHAR,
-    event_data VARCHAR, user_agent VARCHAR);
-CREATE OR REPLACE TABLE stg_parse_rejects (
-    file_date DATE, source_file VARCHAR, line BIGINT, row_number BIGINT, reason VARCHAR,
-    column_name VARCHAR, detail VARCHAR, raw VARCHAR);
-"""
+# Columns of a parsed row (``stg_events_all``), then those of the decoded payload (the rest of
+# ``stg_events``), in order, with their types.
+_ROW_COLUMNS = (
+    ("event_id", "VARCHAR"), ("file_date", "DATE"), ("source_file", "VARCHAR"), ("row_number", "BIGINT"),
+    ("client_id", "VARCHAR"), ("page_url", "VARCHAR"), ("referrer", "VARCHAR"), ("timestamp_raw", "VARCHAR"),
+    ("event_ts", "TIMESTAMP"), ("event_name", "VARCHAR"), ("event_data", "VARCHAR"), ("user_agent", "VARCHAR"),
+)
+_PAYLOAD_COLUMNS = (
+    ("payload_error", "VARCHAR"), ("transaction_id", "VARCHAR"), ("revenue", "DOUBLE"),
+    ("revenue_json_type", "VARCHAR"), ("user_email", "VARCHAR"), ("item_count", "UBIGINT"),
+)
+_PARSE_REJECTS_COLUMNS = (
+    ("file_date", "DATE"), ("source_file", "VARCHAR"), ("line", "BIGINT"), ("row_number", "BIGINT"),
+    ("reason", "VARCHAR"), ("column_name", "VARCHAR"), ("detail", "VARCHAR"), ("raw", "VARCHAR"),
+)
+_ROW = ", ".join(name for name, _ in _ROW_COLUMNS)
+# Parsed rows that are not events, with their reason (``stg_events_all`` = ``stg_events`` + these).
+_REJECTED_ROWS = "_ingest_rejected_rows"
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+    con.execute(f"CREATE OR REPLACE TABLE {table} (" + ", ".join(f"{n} {t}" for n, t in columns) + ")")
 
 
 def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], contract: RawContract) -> IngestResult:
-    """Read raw files into ``stg_events``, ``stg_purchase_items`` and ``stg_rejects`` on ``con``."""
-    con.execute(_EVENTS_DDL)
+    """Read raw files into ``stg_events``, ``stg_purchase_items`` and ``stg_rejects`` on ``con``.
+
+    Each file is parsed once, straight into ``stg_events`` (several files at a time, see
+    ``_load_files``); the parsed rows that are not events are then moved out of it. The view
+    ``stg_events_all`` gives every parsed row, accepted or not.
+    """
     files = [sniff_header(p, contract) for p in paths]
     result = IngestResult(files)
-    for f in files:
-        result.lines_read[f.name] = _load_file(con, f, contract)
+    _create_table(con, "stg_events", _ROW_COLUMNS + _PAYLOAD_COLUMNS)
+    _create_table(con, "stg_parse_rejects", _PARSE_REJECTS_COLUMNS)
+    lines = _load_files(con, files, contract)
+    result.lines_read = {f.name: lines[i] for i, f in enumerate(files)}
     _finish(con, contract)
     return result
 
 
-def _load_file(con: duckdb.DuckDBPyConnection, f: RawFile, contract: RawContract) -> int:
-    """Append one file's rows to ``stg_events_all`` / ``stg_parse_rejects``; return data lines seen."""
+def _threads(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``con`` has a transaction open (what it wrote there is invisible to other cursors)."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+    except duckdb.TransactionException:
+        return True
+    con.execute("COMMIT")
+    return False
+
+
+def _run_workers(con: duckdb.DuckDBPyConnection, workers: int, work, stop) -> None:
+    """Run ``work(cursor)`` in ``workers`` threads, each with its own cursor on ``con``.
+
+    If the calling thread is interrupted (Ctrl-C), ``stop()`` tells the workers to take no more
+    work, and the exception goes on once they have finished what they were doing. (Interrupting
+    their statements instead can leave a cursor that refuses to close.) The threads are waited
+    for with a semaphore, not ``Thread.join``: a join interrupted by Ctrl-C can mark a thread
+    that is still running as finished.
+    """
+    cursors = [con.cursor() for _ in range(workers)]
+    finished = threading.Semaphore(0)
+
+    def run(cur: duckdb.DuckDBPyConnection) -> None:
+        try:
+            work(cur)
+        finally:
+            finished.release()
+
+    pool = [threading.Thread(target=run, args=(cur,), name=f"puffy-ingest-{k}") for k, cur in enumerate(cursors)]
+    for t in pool:
+        t.start()
+    done = 0
+    try:
+        while done < workers:
+            finished.acquire()
+            done += 1
+    except BaseException:
+        stop()
+        while done < workers:
+            finished.acquire()
+            done += 1
+        raise
+    finally:
+        if done == workers:  # else a second interrupt: the cursors stay with their threads
+            for t in pool:
+                t.join()
+            for cur in cursors:
+                cur.close()
+
+
+def _load_files(con: duckdb.DuckDBPyConnection, files: list[RawFile], contract: RawContract) -> dict[int, int]:
+    """``_load_file`` for every file; return the data lines seen per file index.
+
+    Numbering a file's rows in file order (``row_number() OVER ()``) keeps the whole parse of
+    that file on one thread. So several files are loaded at once (one more than DuckDB has
+    threads, so that no thread idles while a loaded file waits for its turn to commit), each on
+    its own cursor and in its own transaction, and the transactions commit in file order: the
+    tables end up exactly as if the files had been loaded one after the other.
+    """
+    threads = _threads(con)
+    workers = min(len(files), threads + 1) if threads > 1 else 1
+    if workers <= 1 or _in_transaction(con):
+        return {i: _load_file(con, i, f, contract) for i, f in enumerate(files)}
+    lines: dict[int, int] = {}
+    errors: list[BaseException] = []
+    pending = list(enumerate(files))
+    committed = [-1]  # index of the last file committed
+    turn = threading.Condition()
+
+    def fail(exc: BaseException) -> None:
+        with turn:
+            errors.append(exc)
+            turn.notify_all()
+
+    def work(cur: duckdb.DuckDBPyConnection) -> None:
+        while True:
+            with turn:
+                if errors or not pending:
+                    return
+                i, f = pending.pop(0)
+            try:
+                cur.begin()
+                n = _load_file(cur, i, f, contract)
+                with turn:
+                    turn.wait_for(lambda: errors or committed[0] == i - 1)
+                    if errors:
+                        cur.rollback()
+                        return
+                    cur.commit()
+                    lines[i] = n
+                    committed[0] = i
+                    turn.notify_all()
+            except BaseException as exc:
+                fail(exc)
+                try:
+                    cur.rollback()
+                except duckdb.Error:
+                    pass  # no transaction left to roll back
+                return
+
+    _run_workers(con, workers, work, stop=lambda: fail(KeyboardInterrupt()))
+    if errors:
+        raise errors[0]
+    return lines
+
+
+def _trimmed(expr: str) -> str:
+    """``trim(expr)``, without its cost where it cannot change the value.
+
+    ``trim`` removes Unicode space separators (category Zs), and the only ASCII one is the space:
+    a pure ASCII value (as many bytes as characters) that neither starts nor ends with a space
+    is its own trim.
+    """
+    return (f"CASE WHEN starts_with({expr}, ' ') OR ends_with({expr}, ' ') OR strlen({expr}) <> length({expr}) "
+            f"THEN trim({expr}) ELSE {expr} END")
+
+
+def _load_file(con: duckdb.DuckDBPyConnection, i: int, f: RawFile, contract: RawContract) -> int:
+    """Append one file's rows to ``stg_events`` / ``stg_parse_rejects``; return data lines seen."""
     day = _sql_str(f.file_date.isoformat())
     name = _sql_str(f.name)
     if f.header_error:
@@ -216,7 +361,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, f: RawFile, contract: RawContract
             [f.header_error],
         )
         return 0
-    cols = {f"c{i}": "VARCHAR" for i in range(len(f.header))}
+    cols = {f"c{k}": "VARCHAR" for k in range(len(f.header))}
     columns_sql = "{" + ", ".join(f"'{k}': '{v}'" for k, v in cols.items()) + "}"
 
     def col(canonical: str) -> str:
@@ -224,115 +369,39 @@ def _load_file(con: duckdb.DuckDBPyConnection, f: RawFile, contract: RawContract
 
     formats = "[" + ", ".join(_sql_str(x) for x in contract.timestamp_formats) + "]"
     stem = f.file_date.strftime("%Y%m%d")
-    # Parse straight into stg_events_all: a temporary copy of the file would double the cost of ingest.
-    n_ok = con.execute(f"""
-        INSERT INTO stg_events_all
-        SELECT '{stem}:' || lpad(row_number::VARCHAR, 9, '0'), {day}::DATE, {name}, row_number,
-               nullif(trim({col('client_id')}), ''), {col('page_url')}, nullif(trim({col('referrer')}), ''),
-               {col('timestamp')}, try_strptime(trim({col('timestamp')}), {formats}),
-               nullif(trim({col('event_name')}), ''), nullif(trim({col('event_data')}), ''), {col('user_agent')}
-        FROM (
-            SELECT row_number() OVER () AS row_number, *
-            FROM read_csv({_sql_str(str(f.path))}, header = true, columns = {columns_sql}, auto_detect = false,
-                          delim = ',', quote = '"', escape = '"', strict_mode = true, null_padding = false,
-                          store_rejects = true, rejects_table = '_rej', rejects_scan = '_scan')
-        )
-    """).fetchone()[0]
-    # One reject row per bad line (DuckDB may report several errors for the same line); the
-    # reader's column names c0, c1, … are mapped back to the file's header names.
-    header = "[" + ", ".join(_sql_str(h) for h in f.header) + "]"
-    con.execute(f"""
-        INSERT INTO stg_parse_rejects
-        SELECT {day}::DATE, {name}, line, NULL, lower(replace(first(error_type ORDER BY column_idx), ' ', '_')),
-               coalesce({header}[TRY_CAST(substr(first(column_name ORDER BY column_idx), 2) AS INTEGER) + 1],
-                        first(column_name ORDER BY column_idx)),
-               first(error_message ORDER BY column_idx),
-               left(trim(first(csv_line ORDER BY column_idx), chr(10) || chr(13)), 2000)
-        FROM _rej GROUP BY line
-    """)
-    n_bad = con.execute("SELECT count(DISTINCT line) FROM _rej").fetchone()[0]
-    con.execute("DROP TABLE IF EXISTS _rej; DROP TABLE IF EXISTS _scan")
-    # Count the file's data lines independently of the parser: a line the parser silently loses
-    # (e.g. swallowed by an unterminated quote) must show up as a reconciliation gap, not vanish.
-    n_lines = count_data_lines(f.path)
-    return n_lines if n_lines is not None else n_ok + n_bad
-
-
-def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int | None:
-    """Non-blank lines after the header, counted on the raw bytes (``None`` if unreadable).
-
-    Blank lines (empty, or a lone CR) are not counted, as DuckDB's reader skips them. Works on
-    newline positions with numpy: a line is blank when its newline follows the previous one
-    directly, or with only a CR in between.
-    """
-    lines = 0
-    offset = 0  # bytes before the current chunk
-    last_nl = -1  # absolute position of the last newline; -1 = a virtual one before the file
-    last_byte = 10
-    try:
-        with _open_text(path) as fh:
-            while chunk := fh.read(chunk_size):
-                buf = np.frombuffer(chunk, dtype=np.uint8)
-                nl = np.flatnonzero(buf == 10) + offset
-                if len(nl):
-                    gap = np.diff(nl, prepend=last_nl)  # line length + 1
-                    blank = np.count_nonzero(gap == 1)
-                    one_byte = nl[gap == 2] - 1 - offset  # index of a one-byte line's byte (-1: previous chunk)
-                    if len(one_byte):
-                        values = np.where(one_byte >= 0, buf[np.maximum(one_byte, 0)], last_byte)
-                        blank += int(np.count_nonzero(values == 13))
-                    lines += len(nl) - blank
-                    last_nl = int(nl[-1])
-                last_byte = int(buf[-1])
-                offset += len(buf)
-    except (OSError, EOFError):
-        return None
-    tail = offset - 1 - last_nl  # bytes after the last newline
-    if tail > 1 or (tail == 1 and last_byte != 13):
-        lines += 1  # a last line without a trailing newline (the real export has none)
-    return int(max(lines - 1, 0))  # minus the header line
-
-
-def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
-    """Split parsed rows into accepted events and row-level rejects; decode purchase payloads."""
-    events = ", ".join(_sql_str(e) for e in contract.events)
-    row = "client_id, page_url, referrer, timestamp_raw, event_name, event_data, user_agent"
-    # Exact duplicates (every copy after the first). Rows are compared in full only within groups
-    # sharing a row hash: a window over seven text columns of every row dominated the ingest time.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _duplicate_ids AS
-        WITH hashed AS (SELECT rowid AS rid, hash({row}) AS row_hash FROM stg_events_all),
-        repeated AS (SELECT row_hash FROM hashed GROUP BY row_hash HAVING count(*) > 1),
-        ranked AS (
-            SELECT event_id, row_number() OVER (PARTITION BY {row} ORDER BY file_date, row_number) AS copy
-            FROM stg_events_all
-            WHERE rowid IN (SELECT rid FROM hashed WHERE row_hash IN (SELECT row_hash FROM repeated))
-        )
-        SELECT event_id FROM ranked WHERE copy > 1
-    """)
-    # Reasons are checked in this order; the first that applies is the row's reason.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP VIEW _classified AS
-        SELECT *,
-            CASE
-              WHEN timestamp_raw IS NULL OR trim(timestamp_raw) = '' THEN 'missing_timestamp'
-              WHEN event_ts IS NULL THEN 'unparseable_timestamp'
-              WHEN CAST(event_ts AS DATE) <> file_date THEN 'timestamp_outside_file_day'
-              WHEN event_name IS NULL THEN 'missing_event_name'
-              WHEN event_name NOT IN ({events}) THEN 'unknown_event_name'
-              WHEN event_id IN (SELECT event_id FROM _duplicate_ids) THEN 'exact_duplicate'
-            END AS reject_reason
-        FROM stg_events_all
-    """)
+    values = [
+        # '{stem}:' || lpad(row_number::VARCHAR, 9, '0'), without lpad's cost below a billion rows
+        f"CASE WHEN row_number < 1000000000 THEN '{stem}:' || substr((row_number + 1000000000)::VARCHAR, 2) "
+        f"ELSE '{stem}:' || lpad(row_number::VARCHAR, 9, '0') END",
+        f"{day}::DATE", name, "row_number",
+        f"nullif({_trimmed(col('client_id'))}, '')", col("page_url"), f"nullif({_trimmed(col('referrer'))}, '')",
+        col("timestamp"), f"try_strptime({_trimmed(col('timestamp'))}, {formats})",
+        f"nullif({_trimmed(col('event_name'))}, '')", f"nullif({_trimmed(col('event_data'))}, '')",
+        col("user_agent"),
+    ]
+    row = ", ".join(f"CAST({v} AS {t}) AS {n}" for v, (n, t) in zip(values, _ROW_COLUMNS))
     purchase = _sql_str(contract.purchase_event)
     email = _sql_str(contract.email_event)
-    con.execute(f"""
-        CREATE OR REPLACE TABLE stg_events AS
-        WITH base AS (
-            SELECT * EXCLUDE (reject_reason),
-                   event_name IN ({purchase}, {email}) AS has_payload,
-                   event_name IN ({purchase}, {email}) AND event_data IS NOT NULL AND json_valid(event_data) AS ok_json
-            FROM _classified WHERE reject_reason IS NULL
+    rej, scan = f"_rej_{i}", f"_scan_{i}"
+    # Parse straight into stg_events, payload decoded on the way: a copy of the file would double
+    # the cost of ingest. The payload is decoded only for purchase / email events (CASE evaluates
+    # a branch only on the rows that reach it).
+    n_ok = con.execute(f"""
+        INSERT INTO stg_events
+        WITH parsed AS (
+            SELECT {row}
+            FROM (
+                SELECT row_number() OVER () AS row_number, *
+                FROM read_csv({_sql_str(str(f.path))}, header = true, columns = {columns_sql}, auto_detect = false,
+                              delim = ',', quote = '"', escape = '"', strict_mode = true, null_padding = false,
+                              store_rejects = true, rejects_table = '{rej}', rejects_scan = '{scan}')
+            )
+        ),
+        checked AS (
+            SELECT *, event_name IN ({purchase}, {email}) AS has_payload,
+                   CASE WHEN event_name IN ({purchase}, {email}) AND event_data IS NOT NULL
+                        THEN json_valid(event_data) ELSE false END AS ok_json
+            FROM parsed
         )
         SELECT * EXCLUDE (has_payload, ok_json),
             CASE WHEN NOT has_payload THEN NULL
@@ -347,8 +416,126 @@ def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
             CASE WHEN ok_json THEN json_extract_string(event_data, '$.user_email') END AS user_email,
             CASE WHEN ok_json AND event_name = {purchase} AND json_type(event_data, '$.items') = 'ARRAY'
                  THEN json_array_length(event_data, '$.items') END AS item_count
-        FROM base
+        FROM checked
+    """).fetchone()[0]
+    # One reject row per bad line (DuckDB may report several errors for the same line); the
+    # reader's column names c0, c1, … are mapped back to the file's header names.
+    header = "[" + ", ".join(_sql_str(h) for h in f.header) + "]"
+    con.execute(f"""
+        INSERT INTO stg_parse_rejects
+        SELECT {day}::DATE, {name}, line, NULL, lower(replace(first(error_type ORDER BY column_idx), ' ', '_')),
+               coalesce({header}[TRY_CAST(substr(first(column_name ORDER BY column_idx), 2) AS INTEGER) + 1],
+                        first(column_name ORDER BY column_idx)),
+               first(error_message ORDER BY column_idx),
+               left(trim(first(csv_line ORDER BY column_idx), chr(10) || chr(13)), 2000)
+        FROM {rej} GROUP BY line
     """)
+    n_bad = con.execute(f"SELECT count(DISTINCT line) FROM {rej}").fetchone()[0]
+    con.execute(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {scan}")
+    # Count the file's data lines independently of the parser: a line the parser silently loses
+    # (e.g. swallowed by an unterminated quote) must show up as a reconciliation gap, not vanish.
+    n_lines = count_data_lines(f.path)
+    return n_lines if n_lines is not None else n_ok + n_bad
+
+
+def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int | None:
+    """Non-blank lines after the header, counted on the raw bytes (``None`` if unreadable).
+
+    Blank lines (empty, or a lone CR) are not counted, as DuckDB's reader skips them. Works on
+    newline positions with numpy: a line is blank when its newline follows the previous one
+    directly, or with only a CR in between. A plain file is memory-mapped, not read.
+    """
+    lines = 0
+    offset = 0  # bytes before the current chunk
+    last_nl = -1  # absolute position of the last newline; -1 = a virtual one before the file
+    last_byte = 10
+    try:
+        for buf in _chunks(path, chunk_size):
+            nl = np.flatnonzero(buf == 10) + offset
+            if len(nl):
+                gap = np.diff(nl, prepend=last_nl)  # line length + 1
+                blank = np.count_nonzero(gap == 1)
+                one_byte = nl[gap == 2] - 1 - offset  # index of a one-byte line's byte (-1: previous chunk)
+                if len(one_byte):
+                    values = np.where(one_byte >= 0, buf[np.maximum(one_byte, 0)], last_byte)
+                    blank += int(np.count_nonzero(values == 13))
+                lines += len(nl) - blank
+                last_nl = int(nl[-1])
+            last_byte = int(buf[-1])
+            offset += len(buf)
+    except (OSError, EOFError):
+        return None
+    tail = offset - 1 - last_nl  # bytes after the last newline
+    if tail > 1 or (tail == 1 and last_byte != 13):
+        lines += 1  # a last line without a trailing newline (the real export has none)
+    return int(max(lines - 1, 0))  # minus the header line
+
+
+def _chunks(path: Path, chunk_size: int):
+    """The (decompressed) bytes of ``path`` as non-empty uint8 arrays of at most ``chunk_size``."""
+    if path.name.endswith(".gz"):
+        with _open_text(path) as fh:
+            while chunk := fh.read(chunk_size):
+                yield np.frombuffer(chunk, dtype=np.uint8)
+        return
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return
+        # Unmapped when the last array viewing it is gone (closing it here would fail while the
+        # caller still holds a chunk).
+        data = np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
+    for start in range(0, len(data), chunk_size):
+        yield data[start:start + chunk_size]
+
+
+def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
+    """Move row-level rejects out of ``stg_events``; build items, rejects and ``stg_events_all``."""
+    events = ", ".join(_sql_str(e) for e in contract.events)
+    row = "client_id, page_url, referrer, timestamp_raw, event_name, event_data, user_agent"
+    # Exact duplicates (every copy after the first). Identical rows have the same timestamp, so
+    # rows are compared in full only where another row has the same parsed timestamp (or none):
+    # a window over seven text columns of every row would dominate the ingest time.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _duplicate_ids AS
+        SELECT event_id FROM (
+            SELECT event_id, row_number() OVER (PARTITION BY {row} ORDER BY file_date, row_number) AS copy
+            FROM stg_events
+            WHERE event_ts IS NULL
+               OR event_ts IN (SELECT event_ts FROM stg_events GROUP BY event_ts HAVING count(*) > 1)
+        ) WHERE copy > 1
+    """)
+    # A row is rejected for the first reason that applies, in this order. One of the first five
+    # applies exactly when ``invalid`` holds (an empty timestamp does not parse).
+    invalid = (f"event_ts IS NULL OR CAST(event_ts AS DATE) <> file_date OR event_name IS NULL "
+               f"OR event_name NOT IN ({events})")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE {_REJECTED_ROWS} AS
+        SELECT rid, {_ROW},
+            CASE
+              WHEN timestamp_raw IS NULL OR trim(timestamp_raw) = '' THEN 'missing_timestamp'
+              WHEN event_ts IS NULL THEN 'unparseable_timestamp'
+              WHEN CAST(event_ts AS DATE) <> file_date THEN 'timestamp_outside_file_day'
+              WHEN event_name IS NULL THEN 'missing_event_name'
+              WHEN event_name NOT IN ({events}) THEN 'unknown_event_name'
+              WHEN duplicate THEN 'exact_duplicate'
+            END AS reject_reason
+        FROM (
+            SELECT rowid AS rid, *, event_id IN (SELECT event_id FROM _duplicate_ids) AS duplicate FROM stg_events
+        )
+        WHERE ({invalid}) OR duplicate
+        ORDER BY rid
+    """)
+    con.execute(f"DELETE FROM stg_events WHERE rowid IN (SELECT rid FROM {_REJECTED_ROWS})")
+    con.execute(f"ALTER TABLE {_REJECTED_ROWS} DROP COLUMN rid")
+    # Every parsed row, accepted or not (the checks count dictionary event names over it).
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary "
+                   "AND table_name = 'stg_events_all'").fetchone()[0]:
+        con.execute("DROP TABLE stg_events_all")
+    con.execute(f"""
+        CREATE OR REPLACE VIEW stg_events_all AS
+        SELECT {_ROW} FROM stg_events UNION ALL SELECT {_ROW} FROM {_REJECTED_ROWS}
+    """)
+    purchase = _sql_str(contract.purchase_event)
     con.execute(f"""
         CREATE OR REPLACE TABLE stg_purchase_items AS
         WITH items AS (
@@ -367,7 +554,7 @@ def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
                file_date
         FROM items
     """)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TABLE stg_rejects AS
         SELECT * FROM stg_parse_rejects
         UNION ALL
@@ -383,29 +570,70 @@ def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
                  WHEN 'exact_duplicate' THEN 'identical to an earlier row'
                END,
                concat_ws(',', client_id, page_url, referrer, timestamp_raw, event_name, event_data, user_agent)
-        FROM _classified WHERE reject_reason IS NOT NULL
+        FROM {_REJECTED_ROWS}
     """)
-    con.execute("DROP VIEW _classified; DROP TABLE _duplicate_ids")
+    con.execute("DROP TABLE _duplicate_ids")
 
 
 STAGING_TABLES = ("stg_events", "stg_purchase_items", "stg_rejects")
 
 
 def write_staging(con: duckdb.DuckDBPyConnection, root: Path, days: list[date]) -> None:
-    """Write each staging table as one Parquet partition per day under ``root`` (atomic per day)."""
+    """Write each staging table as one Parquet partition per day under ``root`` (atomic per day).
+
+    A column is written as required when the table holds no NULL in it, as optional otherwise
+    (the same for every day), whatever DuckDB's statistics say (they still count the NULLs of
+    the rows ingest moved out of ``stg_events``). Partitions are written concurrently, one per
+    DuckDB thread: one day's COPY alone does not keep them all busy.
+    """
     from puffy.warehouse import partition_dir, staging_dir_for, swap_in
     import shutil
 
+    jobs = []
     for table in STAGING_TABLES:
-        for d in days:
-            final = partition_dir(root, table, d)
-            tmp = staging_dir_for(final)
+        columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        counts = con.execute(f"SELECT count(*), {', '.join(f'count({c})' for c in columns)} FROM {table}").fetchone()
+        # Filtering on IS NOT NULL where nothing is NULL removes no row; it tells the writer so.
+        required = "".join(f" AND {c} IS NOT NULL" for c, n in zip(columns, counts[1:]) if n == counts[0])
+        jobs += [(table, d, required) for d in days]
+
+    def write(cur: duckdb.DuckDBPyConnection, table: str, d: date, required: str) -> None:
+        final = partition_dir(root, table, d)
+        tmp = staging_dir_for(final)
+        try:
+            cur.execute(
+                f"COPY (SELECT * FROM {table} WHERE file_date = DATE '{d.isoformat()}'{required}) "
+                f"TO {_sql_str(str(tmp / 'part-0.parquet'))} (FORMAT parquet)"
+            )
+            swap_in(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    workers = min(len(jobs), _threads(con))
+    if workers <= 1 or _in_transaction(con):
+        for job in jobs:
+            write(con, *job)
+        return
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def fail(exc: BaseException) -> None:
+        with lock:
+            errors.append(exc)
+
+    def work(cur: duckdb.DuckDBPyConnection) -> None:
+        while True:
+            with lock:
+                if errors or not jobs:
+                    return
+                job = jobs.pop(0)
             try:
-                con.execute(
-                    f"COPY (SELECT * FROM {table} WHERE file_date = DATE '{d.isoformat()}') "
-                    f"TO {_sql_str(str(tmp / 'part-0.parquet'))} (FORMAT parquet)"
-                )
-                swap_in(tmp, final)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+                write(cur, *job)
+            except BaseException as exc:
+                fail(exc)
+                return
+
+    _run_workers(con, workers, work, stop=lambda: fail(KeyboardInterrupt()))
+    if errors:
+        raise errors[0]
