@@ -1,13 +1,12 @@
 """Raw ingest: every line becomes an event or a reject with file, line / row and reason.
 
-Hand-built fixtures live in ``tests/fixtures/ingest``; byte-level variants (BOM, CRLF, gzip,
-undecodable bytes) are written into ``tmp_path`` by the tests themselves.
+Hand-built fixtures (``FIXTURE_FILES``) and byte-level variants (BOM, CRLF, gzip, undecodable
+bytes) are written into ``tmp_path`` by the tests themselves; no raw file is kept in the repository.
 """
 
 from __future__ import annotations
 
 import gzip
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -15,7 +14,29 @@ import pytest
 
 from puffy.ingest import RawContract, count_data_lines, discover_raw_files, ingest
 
-FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
+# Hand-built raw files, written into tmp_path by the ``fixture_dir`` fixture (line numbers matter:
+# the tests expect rejects on lines 3, 4 and 11 of the first file). The second file has an aliased,
+# reordered header with the referrer column missing and an extra column.
+FIXTURE_FILES = {
+    "events_20250224.csv": (
+        'client_id,page_url,referrer,timestamp,event_name,event_data,user_agent\n'
+        '1740355200-goodrow00001,https://puffy.com/,,2025-02-24T00:00:01.000Z,page_viewed,,"Mozilla/5.0 (X11; Linux x86_64) Chrome/133.0"\n'
+        '1740355200-toomanyfield,https://puffy.com/,,2025-02-24T00:00:02.000Z,page_viewed,,ua,surplus\n'
+        '1740355200-toofewfields,https://puffy.com/,,2025-02-24T00:00:03.000Z\n'
+        '1740355200-badtimestamp,https://puffy.com/,,24/02/2025 00:00:04,page_viewed,,ua\n'
+        '1740355200-notonthisday,https://puffy.com/,,2025-02-25T00:00:05.000Z,page_viewed,,ua\n'
+        '1740355200-unknownevent,https://puffy.com/,,2025-02-24T00:00:06.000Z,purchase,,ua\n'
+        '1740355200-notimestamp0,https://puffy.com/,,,page_viewed,,ua\n'
+        '1740355200-goodrow00002,https://puffy.com/cart,https://www.google.com/,2025-02-24T00:00:07.000Z,checkout_completed,"{""transaction_id"":""ORD-20250224-001"",""revenue"":99.5,""items"":[{""item_id"":""A"",""item_name"":""Pillow"",""item_variant"":""Std"",""quantity"":1,""item_price"":99.5}],""user_email"":""abc""}",ua\n'
+        '1740355200-goodrow00001,https://puffy.com/,,2025-02-24T00:00:01.000Z,page_viewed,,"Mozilla/5.0 (X11; Linux x86_64) Chrome/133.0"\n'
+        '1740355200-unterminated,https://puffy.com/,,2025-02-24T00:00:08.000Z,page_viewed,,"ua\n'
+    ),
+    "events_20250225.csv": (
+        'timestamp,event_name,clientId,page_url,user_agent,event_data,campaign\n'
+        '2025-02-25T00:00:01.000Z,page_viewed,1740441600-aliasclient1,https://puffy.com/a,ua,,x\n'
+        '2025-02-25T00:00:02.000Z,email_filled_on_popup,1740441600-aliasclient1,https://puffy.com/b,ua,"{""user_email"":""ff""}",y'
+    ),
+}
 HEADER = "client_id,page_url,referrer,timestamp,event_name,event_data,user_agent"
 
 
@@ -50,8 +71,11 @@ def assert_reconciled(con, result):
 
 @pytest.fixture
 def fixture_dir(tmp_path) -> Path:
-    shutil.copytree(FIXTURES, tmp_path / "raw")
-    return tmp_path / "raw"
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, text in FIXTURE_FILES.items():
+        (raw / name).write_bytes(text.encode("utf-8"))
+    return raw
 
 
 def test_bad_lines_are_rejected_with_file_line_and_reason(fixture_dir):
