@@ -69,6 +69,9 @@ class RawContract(StrictModel):
         ["page_viewed", "email_filled_on_popup", "product_added_to_cart", "checkout_started", "checkout_completed"],
         description="The event taxonomy; rows with another event_name are rejected as unknown.",
     )
+    page_view_event: str = Field("page_viewed", description="The event that records a page view.")
+    add_to_cart_event: str = Field("product_added_to_cart", description="The event that records an add-to-cart.")
+    checkout_started_event: str = Field("checkout_started", description="The event that starts a checkout.")
     purchase_event: str = Field("checkout_completed", description="The event that records an order.")
     email_event: str = Field("email_filled_on_popup", description="The event that carries a hashed email.")
     dictionary_purchase_event: str = Field(

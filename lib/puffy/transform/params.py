@@ -2,6 +2,8 @@
 
 The attribution models' own parameters are the ``attribution`` section, validated by
 :class:`puffy.attribution.AttributionParams`; channel rules live in ``params/channels.yaml``.
+Event names are not set here: they come from the raw-data contract in ``params/dq_rules.yaml``,
+the one place that says what the export's events are called.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from puffy.attribution import AttributionParams
+from puffy.errors import ParamsError
 from puffy.params import StrictModel, load_params
 
 TRANSFORM_PARAMS_FILE = "transform.yaml"
@@ -46,7 +49,7 @@ class TransformParams(StrictModel):
         r"/products/", min_length=1, description="A page_viewed whose URL path matches this is a product view.",
     )
 
-    # --- event taxonomy
+    # --- event taxonomy (filled from the dq_rules.yaml contract by load_transform_params)
     page_view_event: str = Field("page_viewed", description="Event name of a page view.")
     add_to_cart_event: str = Field("product_added_to_cart", description="Event name of an add-to-cart.")
     checkout_started_event: str = Field("checkout_started", description="Event name of a checkout start.")
@@ -83,9 +86,21 @@ class TransformParams(StrictModel):
         return self
 
 
+EVENT_FIELDS = ("page_view_event", "add_to_cart_event", "checkout_started_event", "purchase_event", "email_event")
+
+
 def load_transform_params(params_dir: Path) -> TransformParams:
-    """``<params_dir>/transform.yaml`` validated; defaults when the file does not exist."""
+    """``<params_dir>/transform.yaml`` validated (defaults when absent), with the event names of
+    the contract in ``<params_dir>/dq_rules.yaml``."""
+    from puffy.dq.rules import load_rules
+
     path = Path(params_dir) / TRANSFORM_PARAMS_FILE
-    if not path.exists():
-        return TransformParams()
-    return load_params(path, TransformParams)
+    params = load_params(path, TransformParams) if path.exists() else TransformParams()
+    named = sorted(f for f in EVENT_FIELDS if f in params.model_fields_set)
+    if named:
+        raise ParamsError(f"{path}: key '{named[0]}': event names come from the contract in dq_rules.yaml")
+    rules_path = Path(params_dir) / "dq_rules.yaml"
+    if not rules_path.exists():
+        return params
+    contract = load_rules(rules_path).contract
+    return params.model_copy(update={f: getattr(contract, f) for f in EVENT_FIELDS})
