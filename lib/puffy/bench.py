@@ -43,7 +43,8 @@ def _stage_gate(input_dir: Path, work: Path, params: PipelineParams) -> dict:
     from puffy.dq.gate import run_gate
 
     t0 = time.perf_counter()
-    result = run_gate(input_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", work / "dq", staging_root=work / "intermediate")
+    result = run_gate(input_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", work / "dq", staging_root=work / "intermediate",
+                      engine_params=params)
     return {"events": int(result.summary.get("lines_read", 0)), "seconds": time.perf_counter() - t0,
             "status": result.status, "days": [d.isoformat() for d in result.days]}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from puffy import runner
 from puffy.errors import UserError
-from puffy.params import DEFAULT_PARAMS_DIR, REPO_ROOT, PipelineParams, load_params
+from puffy.params import DEFAULT_PARAMS_DIR, REPO_ROOT, PipelineParams, load_pipeline_params
 
 log = logging.getLogger("puffy")
 
@@ -61,11 +61,6 @@ def _add(p: argparse.ArgumentParser, flag: str, **kw) -> None:
     """Add ``--some-flag`` together with its seed-compatible spelling ``--some_flag``."""
     names = [flag] + ([flag.replace("-", "_").replace("__", "--", 1)] if "-" in flag[2:] else [])
     p.add_argument(*names, **kw)
-
-
-def _pipeline_params(params_dir: Path) -> PipelineParams:
-    path = params_dir / "pipeline.yaml"
-    return (load_params(path, PipelineParams) if path.exists() else PipelineParams()).resolve()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,7 +185,8 @@ def cmd_sample(args) -> int:
 def cmd_dq(args) -> int:
     from puffy.dq.gate import run_gate
 
-    result = run_gate(args.input_dir, args.rules, args.output_dir, start=args.start, end=args.end)
+    result = run_gate(args.input_dir, args.rules, args.output_dir, start=args.start, end=args.end,
+                      engine_params=load_pipeline_params(args.rules.parent))
     print(f"data-quality status: {result.status.upper()}")
     for name, path in sorted(result.report_paths.items()):
         print(f"  {name}: {path}")
@@ -203,13 +199,14 @@ def cmd_transform(args) -> int:
 
     out = Path(args.output_dir)
     staging_root = out / "intermediate"
+    engine_params = load_pipeline_params(args.params_dir)
     gate = run_gate(args.input_dir, args.params_dir / "dq_rules.yaml", out / "dq",
-                    start=args.start, end=args.end, staging_root=staging_root)
+                    start=args.start, end=args.end, staging_root=staging_root, engine_params=engine_params)
     days = gate.days
     if not days:
         raise UserError(f"{args.input_dir}: no events_YYYYMMDD.csv files in the requested range")
     result = run_transform(staging_root, out / "warehouse", args.params_dir, start=days[0], end=days[-1],
-                           engine_params=_pipeline_params(args.params_dir), mode="rebuild")
+                           engine_params=engine_params, mode="rebuild")
     files = export_csv(out / "warehouse", out)
     print(f"transform status: {result.status.upper()} (data-quality: {gate.status.upper()})")
     for f in files:
@@ -249,7 +246,7 @@ def _print_results(results: list[runner.DayResult], layout: runner.RunLayout) ->
 
 
 def cmd_run(args) -> int:
-    params = _pipeline_params(args.params_dir)
+    params = load_pipeline_params(args.params_dir)
     layout = _layout(args, params)
     if args.date and (args.start or args.end):
         raise UserError("give either --date or --start/--end, not both")
@@ -274,7 +271,7 @@ def cmd_demo(args) -> int:
 
     from puffy.sample import SampleConfig, generate_sample
 
-    params = _pipeline_params(args.params_dir)
+    params = load_pipeline_params(args.params_dir)
     layout = _layout(args, params)
     if args.fresh:
         for sub in ("intermediate", "warehouse", "runs", "staging", "quarantine", "reports"):
@@ -300,7 +297,7 @@ def cmd_demo(args) -> int:
 def cmd_report(args) -> int:
     from puffy.report import run_report
 
-    params = _pipeline_params(args.params_dir)
+    params = load_pipeline_params(args.params_dir)
     report = run_report(params.outputs_dir, args.params_dir, start=args.start, end=args.end)
     print(f"executive summary: {report.html}\n                   {report.pdf}")
     return 0

@@ -43,16 +43,17 @@ def connect(params: PipelineParams | None = None) -> ibis.BaseBackend:
     params = params or PipelineParams()
     if params.engine == "pyspark":
         return _spark(params)
-    config = {"memory_limit": params.duckdb_memory_limit, "preserve_insertion_order": True}
+    return ibis.duckdb.connect(**duckdb_config(params))
+
+
+def duckdb_config(params: PipelineParams | None = None) -> dict[str, Any]:
+    """DuckDB settings from ``params`` (whatever ``params.engine``): raw ingest always runs on
+    DuckDB and must keep to the same memory limit as the rest of the pipeline."""
+    params = params or PipelineParams()
+    config: dict[str, Any] = {"memory_limit": params.duckdb_memory_limit, "preserve_insertion_order": True}
     if params.duckdb_threads:
         config["threads"] = params.duckdb_threads
-    return ibis.duckdb.connect(**config)
-
-
-def duckdb_connect(params: PipelineParams | None = None) -> ibis.BaseBackend:
-    """A DuckDB backend regardless of ``params.engine`` (for raw ingest)."""
-    params = (params or PipelineParams()).model_copy(update={"engine": "duckdb"})
-    return connect(params)
+    return config
 
 
 def _spark(params: PipelineParams) -> ibis.BaseBackend:

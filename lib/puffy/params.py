@@ -90,3 +90,9 @@ class PipelineParams(StrictModel):
             "input_dir": self.input_dir if self.input_dir.is_absolute() else root / self.input_dir,
             "outputs_dir": self.outputs_dir if self.outputs_dir.is_absolute() else root / self.outputs_dir,
         })
+
+
+def load_pipeline_params(params_dir: Path = DEFAULT_PARAMS_DIR) -> PipelineParams:
+    """``<params_dir>/pipeline.yaml`` validated and resolved (defaults when absent)."""
+    path = Path(params_dir) / "pipeline.yaml"
+    return (load_params(path, PipelineParams) if path.exists() else PipelineParams()).resolve()

@@ -23,6 +23,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from puffy.params import REPO_ROOT, PipelineParams
+from puffy.run_index import write_index
 
 log = logging.getLogger("puffy.run")
 
@@ -219,12 +220,7 @@ def run_range(start: date, end: date, layout: RunLayout, params: PipelineParams,
         results.append(run_day(day, layout, params))
         if stop_on_error and results[-1].exit_code:
             break
-    try:
-        from puffy.run_index import write_index
-
-        write_index(layout.outputs_dir)
-    except ImportError:
-        pass
+    write_index(layout.outputs_dir)
     return results
 
 

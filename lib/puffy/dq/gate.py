@@ -30,8 +30,10 @@ import pandas as pd
 from puffy.dq.checks import SEVERITY_RANK, CheckContext, Finding, daily_summary, file_facts, fmt_dates, run_checks
 from puffy.dq.report import build_report, narrative, write_reports
 from puffy.dq.rules import load_rules
+from puffy.engine import duckdb_config
 from puffy.errors import InputDataError
 from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
+from puffy.params import PipelineParams
 
 
 @dataclass
@@ -86,7 +88,8 @@ def _summary(files: list[dict], findings: list[Finding], days: list[date], basel
 
 
 def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date | None = None,
-             end: date | None = None, staging_root: Path | None = None, now: datetime | None = None) -> GateResult:
+             end: date | None = None, staging_root: Path | None = None, now: datetime | None = None,
+             engine_params: PipelineParams | None = None) -> GateResult:
     """Gate the raw files of [start, end] (all files when both are None); see the module docstring."""
     rules = load_rules(rules_path)
     input_dir = Path(input_dir)
@@ -105,7 +108,7 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
         timings[step] = round(time.perf_counter() - clock, 3)
         clock = time.perf_counter()
 
-    con = duckdb.connect()
+    con = duckdb.connect(config=duckdb_config(engine_params))
     ingested = ingest(con, baseline_paths + paths, rules.contract)
     lap("ingest")
     expected_days = _expected_days(days, start, end)
