@@ -36,6 +36,7 @@ import io
 import mmap
 import os
 import re
+import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -47,6 +48,7 @@ from pydantic import Field
 
 from puffy.errors import InputDataError
 from puffy.params import StrictModel
+from puffy.warehouse import partition_dir, staging_dir_for, swap_in
 
 RAW_FILE_RE = re.compile(r"^events_(\d{8})\.csv(\.gz)?$")
 
@@ -130,9 +132,9 @@ def discover_raw_files(input_dir: Path, start: date | None = None, end: date | N
     return [by_day[d] for d in sorted(by_day)]
 
 
-def _open_text(path: Path):
-    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
-    return raw
+def _open_bytes(path: Path):
+    """The file's bytes, decompressed when it is a ``.gz``."""
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
 def sniff_header(path: Path, contract: RawContract) -> RawFile:
@@ -140,7 +142,7 @@ def sniff_header(path: Path, contract: RawContract) -> RawFile:
     path = Path(path)
     compressed = path.name.endswith(".gz")
     try:
-        with _open_text(path) as fh:
+        with _open_bytes(path) as fh:
             first = fh.readline(1 << 20)
     except (OSError, EOFError) as exc:
         return _broken(path, contract, compressed, f"cannot read file: {exc}")
@@ -477,7 +479,7 @@ def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int | None:
 def _chunks(path: Path, chunk_size: int):
     """The (decompressed) bytes of ``path`` as non-empty uint8 arrays of at most ``chunk_size``."""
     if path.name.endswith(".gz"):
-        with _open_text(path) as fh:
+        with _open_bytes(path) as fh:
             while chunk := fh.read(chunk_size):
                 yield np.frombuffer(chunk, dtype=np.uint8)
         return
@@ -589,9 +591,6 @@ def write_staging(con: duckdb.DuckDBPyConnection, root: Path, days: list[date]) 
     the rows ingest moved out of ``stg_events``). Partitions are written concurrently, one per
     DuckDB thread: one day's COPY alone does not keep them all busy.
     """
-    from puffy.warehouse import partition_dir, staging_dir_for, swap_in
-    import shutil
-
     jobs = []
     for table in STAGING_TABLES:
         columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
