@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import ibis
 import ibis.expr.schema as sch
+import ibis.expr.types as ir
+import pyarrow as pa
 
 from puffy.params import PipelineParams
 
@@ -166,3 +169,18 @@ def _microsecond_timestamps(schema: sch.Schema) -> sch.Schema:
         name: dtype.copy(scale=6) if dtype.is_timestamp() and dtype.scale is None else dtype
         for name, dtype in schema.items()
     })
+
+
+def record_batches(expr: ir.Table, chunk_size: int) -> Iterator[pa.RecordBatch]:
+    """Stream the result of ``expr`` as Arrow record batches of up to ``chunk_size`` rows.
+
+    Ibis 12's DuckDB ``to_pyarrow_batches`` calls ``fetch_record_batch``, which DuckDB 2 removed;
+    on DuckDB the compiled query is streamed with ``to_arrow_reader`` instead.
+    """
+    backend = expr._find_backend()
+    if backend.name == "duckdb":
+        backend._run_pre_execute_hooks(expr)  # registers the expression's memtables, as Ibis does
+        reader = backend.con.sql(backend.compile(expr)).to_arrow_reader(chunk_size)
+    else:
+        reader = expr.to_pyarrow_batches(chunk_size=chunk_size)
+    yield from reader

@@ -51,7 +51,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -64,7 +64,7 @@ import pyarrow.parquet as pq
 
 from puffy.attribution import ATTRIBUTION_COLUMNS, AttributionParams, attribute, markov_fits
 from puffy.channels import load_channel_rules
-from puffy.engine import connect
+from puffy.engine import connect, record_batches
 from puffy.errors import InputDataError, UserError
 from puffy.params import PipelineParams, load_params
 from puffy.transform.identity import apply_identity, identity_edges, person_map
@@ -84,6 +84,7 @@ from puffy.transform.sessions import (
     annotate_events,
     build_sessions,
     cast_to_schema,
+    events_in_sessions,
     sessionize_events,
 )
 from puffy.useragent import user_agent_dimension
@@ -133,6 +134,8 @@ CREDIT_DECIMALS = 12
 # Markov chains fitted per query: each fit repeats its window's sessions and orders, so this bounds
 # a long rebuild's query size; a fortnight is one query (few queries matter on Spark).
 MARKOV_FITS_PER_QUERY = 16
+# Rows per record batch when streaming a table to its partitions.
+WRITE_BATCH_ROWS = 256_000
 
 
 @dataclass
@@ -211,29 +214,39 @@ def _history_dates(root: Path, table: str, before: date) -> list[date]:
 # ----------------------------------------------------------------------------------- writing
 
 
-def _write_table(
-    root: Path, table: str, t: ir.Table, days: list[date], chunk_days: int = 31
-) -> tuple[list[Path], int]:
+def _write_table(root: Path, table: str, t: ir.Table, days: list[date]) -> tuple[list[Path], int]:
     """Write one partition per day of ``days`` (empty ones too: the day was processed).
 
-    One query per ``chunk_days`` days (so a long rebuild never holds a whole table in memory),
-    rows sorted by the table's sort keys (unique per table, so the bytes are deterministic).
+    One query, sorted by the engine on the partition key then the table's sort keys (unique per
+    table, so the bytes are deterministic), streamed in record batches: only one day's rows are
+    held in Python at a time, however long the rebuild.
     """
     schema, key, sort = TABLES[table]
     target = schema.to_pyarrow()
-    written, rows = [], 0
     days = sorted(days)
-    for i in range(0, len(days), chunk_days):
-        chunk = days[i:i + chunk_days]
-        data = cast_to_schema(t.filter(t[key].isin(chunk)), schema).to_pyarrow()
-        data = data.cast(target).replace_schema_metadata(None)
-        if data.num_rows:
-            data = data.sort_by([(key, "ascending")] + [(c, "ascending") for c in sort])
-        keys = data.column(key)
-        for d in chunk:
-            part = data.filter(pc.equal(keys, pa.scalar(d, keys.type))).combine_chunks()
-            written.append(write_partition(root, table, d, part))
-            rows += part.num_rows
+    query = cast_to_schema(t.filter(t[key].isin(days)), schema).order_by([key, *sort])
+    pending: dict[date, list[pa.Table]] = {d: [] for d in days}
+    written, rows = [], 0
+
+    def flush(day: date) -> None:
+        nonlocal rows
+        parts = pending.pop(day)
+        part = pa.concat_tables(parts).combine_chunks() if parts else target.empty_table()
+        written.append(write_partition(root, table, day, part))
+        rows += part.num_rows
+
+    for batch in record_batches(query, WRITE_BATCH_ROWS):
+        chunk = pa.Table.from_batches([batch]).cast(target).replace_schema_metadata(None)
+        if not chunk.num_rows:
+            continue
+        keys = chunk.column(key)
+        for day in pc.unique(keys).to_pylist():
+            pending[day].append(chunk.filter(pc.equal(keys, pa.scalar(day, keys.type))))
+        last = pc.max(keys).as_py()
+        for day in [d for d in pending if d < last]:  # rows arrive in key order: those days are complete
+            flush(day)
+    for day in list(pending):
+        flush(day)
     return written, rows
 
 
@@ -299,7 +312,9 @@ def run_transform(
     # --- events of the window, user agents parsed once per distinct string
     raw = read_partitions(con, staging_root, STG_EVENTS, window_dates)
     ua_dim = user_agent_dimension(raw)
-    events = annotate_events(raw, ua_dim).cache()
+    # Not cached: each use re-reads only the Parquet columns it needs, which is cheaper than
+    # materialising every column of every event.
+    events = annotate_events(raw, ua_dim)
     timer.lap("read_events")
 
     # --- identity
@@ -317,19 +332,23 @@ def run_transform(
     sessionizable = events.filter(events.client_id.notnull())
     if tp.exclude_bots:
         sessionizable = sessionizable.filter(~sessionizable.is_bot)
-    sessionized = sessionize_events(sessionizable, tp, rules).cache()
-    core = build_sessions(sessionized, tp, rules)
-    core = core.filter(core.session_date.isin(session_dates))
+    sessionized = sessionize_events(sessionizable, tp, rules)
+    # Every session of the window, including those that began on the context days: purchases
+    # and continuing events of those days are matched to them.
+    window_sessions = build_sessions(sessionized, tp, rules).cache()
+    # The sessions this run writes. Their numbering and order metrics are joined on below and
+    # not materialised again: the narrow uses (attribution, checks) read this cached table.
+    scoped = window_sessions.filter(window_sessions.session_date.isin(session_dates))
 
     hist_sessions = read_partitions(
         con, history_root, "fct_sessions", _history_dates(history_root, "fct_sessions", min(session_dates)),
         SESSION_SCHEMA,
         columns=["session_id", "client_id", "session_start", "session_date", "channel", "is_bot"],
     )
-    clients = core.select("client_id").distinct()
+    clients = scoped.select("client_id").distinct()
     prior = hist_sessions.filter(hist_sessions.client_id.isin(clients.client_id))
     prior_counts = prior.group_by("client_id").aggregate(n_prior=prior.count())
-    core = add_session_history(core, prior_counts).cache()
+    core = add_session_history(scoped, prior_counts)
     timer.lap("sessions")
 
     # --- orders
@@ -345,7 +364,12 @@ def run_transform(
                                ORDER_REJECT_SCHEMA)
     rej_hist = rej_hist.filter((rej_hist.reason != "replay") & rej_hist.transaction_id.notnull())
     ledger = ledger_orders.union(rej_hist.select(*LEDGER_COLUMNS))
-    event_sessions = sessionized.select("event_id", "session_id")
+    sessionized_purchases = purchases.filter(purchases.client_id.notnull())
+    if tp.exclude_bots:
+        sessionized_purchases = sessionized_purchases.filter(~sessionized_purchases.is_bot)
+    event_sessions = events_in_sessions(
+        sessionized_purchases.select("event_id", "client_id", "event_ts"), window_sessions
+    ).select("event_id", "session_id")
     built = build_orders(purchases, items, ledger, event_sessions, tp)
     orders_new = apply_identity(built.orders, pmap).cache()
     items_new = built.items.cache()
@@ -362,7 +386,7 @@ def run_transform(
 
     # --- sessions: order metrics, person
     sessions = add_order_metrics(core, orders_known.filter(orders_known.order_date >= min(session_dates)))
-    sessions = cast_to_schema(apply_identity(sessions, pmap), SESSION_SCHEMA).cache()
+    sessions = cast_to_schema(apply_identity(sessions, pmap), SESSION_SCHEMA)
     timer.lap("session_metrics")
 
     # --- attribution
@@ -372,7 +396,7 @@ def run_transform(
     att_sessions = hist_sessions.filter(
         hist_sessions.session_date >= min(order_dates) - timedelta(days=horizon)
     ).select("session_id", "client_id", "session_start", "session_date", "channel", "is_bot").union(
-        sessions.select("session_id", "client_id", "session_start", "session_date", "channel", "is_bot")
+        scoped.select("session_id", "client_id", "session_start", "session_date", "channel", "is_bot")
     )
     att_sessions = apply_identity(att_sessions.filter(~att_sessions.is_bot), pmap).cache()
     attribution = _attribution(att_sessions, apply_identity(orders_known, pmap), orders_out, order_dates, tp)
@@ -396,12 +420,18 @@ def run_transform(
     n_stg_rejects = 0
     if partition_files(staging_root, STG_REJECTS, session_dates):
         n_stg_rejects = int(read_partitions(con, staging_root, STG_REJECTS, session_dates).count().execute())
-    known_ids = hist_sessions.select("session_id").union(sessions.select("session_id"))
+    known_ids = hist_sessions.select("session_id").union(scoped.select("session_id"))
+    first_midnight = ibis.timestamp(datetime.combine(min(session_dates), datetime.min.time()))
+    earlier = window_sessions.filter(
+        (window_sessions.session_date < min(session_dates)) & (window_sessions.session_end >= first_midnight)
+    )
+    in_scope = sessionizable.filter(sessionizable.file_date.isin(session_dates))
+    continuing = events_in_sessions(in_scope.select("event_id", "client_id", "event_ts"), earlier)
     checks = compute_checks(
         events_e=events.filter(events.file_date.isin(session_dates)),
         rejects_e_count=n_stg_rejects,
-        sessionized=sessionized,
-        sessions_out=sessions,
+        continuing_events=continuing.filter(continuing.session_id.notnull()),
+        sessions_out=scoped,  # the rows of fct_sessions, before the 1:1 joins of numbers and metrics
         exclude_bots=tp.exclude_bots,
         purchases_o=events.filter((events.event_name == tp.purchase_event) & events.file_date.isin(order_dates)),
         orders_out=orders_out,

@@ -117,7 +117,7 @@ def compute_checks(
     *,
     events_e,
     rejects_e_count: int,
-    sessionized,
+    continuing_events,
     sessions_out,
     exclude_bots: bool,
     purchases_o,
@@ -142,11 +142,7 @@ def compute_checks(
         bots = int(_scalar(events_e.filter(events_e.client_id.notnull() & events_e.is_bot).count())) \
             if exclude_bots else 0
         in_sessions = int(_scalar(sessions_out.n_events.sum()))
-        first = min(session_dates)
-        sev = sessionized.filter(sessionized.file_date.isin(session_dates))
-        starts = sessionized.group_by("session_id").aggregate(_sd=sessionized.event_ts.min().date())
-        cont = sev.join(starts, "session_id").filter(lambda t: t._sd < first)
-        continuing = int(_scalar(cont.count()))
+        continuing = int(_scalar(continuing_events.count()))
         checks.append(Check(
             "raw_rows", n_events + rejects_e_count,
             in_sessions + continuing + bots + no_id + rejects_e_count,

@@ -46,6 +46,8 @@ Everything is lazy Ibis (window lag / cumulative sum, group-by, joins), portable
 
 from __future__ import annotations
 
+import re
+
 import ibis
 import ibis.expr.types as ir
 
@@ -150,11 +152,16 @@ def _campaign_key(t: ir.Table) -> ir.StringValue:
 
 
 def sessionize_events(events: ir.Table, params: TransformParams, rules: ChannelRules | None = None) -> ir.Table:
-    """Assign every event of ``events`` (client_id NOT NULL) to a session.
+    """Mark the session boundaries of ``events`` (client_id NOT NULL).
 
-    Adds ``is_session_start`` (bool), ``session_seq`` (1, 2, … per client within ``events``) and
-    ``session_id``. ``events`` must be complete for each client from some point on: a session is
-    only correct if its first event's predecessor (if any, within the timeout) is in ``events``.
+    Adds ``is_session_start`` (bool) and ``session_seq`` (1, 2, … per client within ``events``):
+    a session is identified by (client_id, session_seq) here, and by ``session_id`` once
+    ``build_sessions`` has aggregated it. ``events`` must be complete for each client from some
+    point on: a session is only correct if its first event's predecessor (if any, within the
+    timeout) is in ``events``.
+
+    Two window passes over the same (client, time) order and no per-event session id: the
+    window operators carry every event's columns, so each extra pass costs a full sort.
     """
     w = ibis.window(group_by=events.client_id, order_by=[events.event_ts, events.event_id])
     prev_ts = events.event_ts.lag().over(w)
@@ -171,16 +178,12 @@ def sessionize_events(events: ir.Table, params: TransformParams, rules: ChannelR
 
     cw = ibis.cumulative_window(group_by=ev.client_id, order_by=[ev.event_ts, ev.event_id])
     ev = ev.mutate(session_seq=ev.is_session_start.cast("int64").sum().over(cw))
-    # The start event is the only one with is_session_start in its session: its timestamp, taken
-    # as written in the export, identifies the session together with the client.
-    start_raw = ibis.ifelse(ev.is_session_start, ev.timestamp_raw.strip(), ibis.null("string"))
-    ev = ev.mutate(
-        _start_raw=start_raw.max().over(group_by=[ev.client_id, ev.session_seq])
-    )
-    ev = ev.mutate(
-        session_id=(ev.client_id + "|" + ev._start_raw).hexdigest("md5").substr(0, 16)
-    )
-    return ev.drop("_prev_ts", "_gap_start", "_start_raw")
+    return ev.drop("_prev_ts", "_gap_start")
+
+
+def session_id(client_id: ir.StringValue, start_timestamp_raw: ir.StringValue) -> ir.StringValue:
+    """The session id: first 16 hex of md5(client_id || '|' || the first event's timestamp as written)."""
+    return (client_id + "|" + start_timestamp_raw.strip()).hexdigest("md5").substr(0, 16)
 
 
 def _add_campaign_splits(ev: ir.Table, rules: ChannelRules | None) -> ir.Table:
@@ -213,12 +216,21 @@ def build_sessions(sessionized: ir.Table, params: TransformParams, rules: Channe
 
     Returns every ``SESSION_COLUMNS`` column except person_id, session_number,
     is_returning_client, n_orders, revenue and purchased (added by the later steps).
+    The landing columns are taken from the session's one ``is_session_start`` event inside the
+    same aggregation (max over a value that is NULL on every other event), not by a join.
     """
     ev = sessionized
     is_pv = ev.event_name == params.page_view_event
     product_view = is_pv & url_path(ev.page_url).re_search(params.product_path_regex).fill_null(False)
-    agg = ev.group_by("session_id").aggregate(
-        client_id=ev.client_id.max(),
+    if re.escape(params.product_path_regex) == params.product_path_regex:
+        # A literal pattern: only URLs that contain it can have a matching path, and the plain
+        # substring test spares most events the path extraction (a regex).
+        product_view = ev.page_url.contains(params.product_path_regex).fill_null(False) & product_view
+
+    def at_start(value: ir.Value) -> ir.Value:
+        return ibis.ifelse(ev.is_session_start, value, ibis.null(value.type())).max()
+
+    agg = ev.group_by("client_id", "session_seq").aggregate(
         session_start=ev.event_ts.min(),
         session_end=ev.event_ts.max(),
         n_events=ev.count(),
@@ -230,25 +242,18 @@ def build_sessions(sessionized: ir.Table, params: TransformParams, rules: Channe
         n_purchase_events=(ev.event_name == params.purchase_event).cast("int64").sum(),
         is_bot=ev.is_bot.any(),
         bot_name=ev.bot_name.max(),
+        _start_raw=at_start(ev.timestamp_raw),
+        first_event_id=at_start(ev.event_id),
+        landing_page_url=at_start(ev.page_url),
+        entry_referrer=at_start(ev.referrer),
+        device_type=at_start(ev.device_type),
+        browser=at_start(ev.browser),
+        os=at_start(ev.os),
     )
-    starts = ev.filter(ev.is_session_start)
-    landing = starts.select(
-        _sid=starts.session_id,
-        first_event_id=starts.event_id,
-        landing_page_url=starts.page_url,
-        entry_referrer=starts.referrer,
-        device_type=starts.device_type,
-        browser=starts.browser,
-        os=starts.os,
+    agg = agg.mutate(session_id=session_id(agg.client_id, agg._start_raw)).drop("_start_raw", "session_seq")
+    s = classify_channel(
+        parse_landing(agg, url_col="landing_page_url", referrer_col="entry_referrer", rules=rules), rules
     )
-    landing = classify_channel(
-        parse_landing(landing, url_col="landing_page_url", referrer_col="entry_referrer", rules=rules), rules
-    )
-    landing = landing.select(
-        "_sid", "first_event_id", "landing_page_url", "entry_referrer", "device_type", "browser", "os",
-        *_LANDING_COLUMNS,
-    )
-    s = agg.join(landing, agg.session_id == landing._sid).drop("_sid")
     return s.mutate(
         session_date=s.session_start.date(),
         duration_seconds=(epoch_ms(s.session_end) - epoch_ms(s.session_start)).cast("float64") / 1000.0,
@@ -260,24 +265,40 @@ def build_sessions(sessionized: ir.Table, params: TransformParams, rules: Channe
     )
 
 
+def events_in_sessions(events: ir.Table, sessions: ir.Table) -> ir.Table:
+    """``events`` with the ``session_id`` of the session each falls in (NULL when none).
+
+    A client's sessions never overlap in time (a later session starts strictly after the
+    previous one's last event), so an event lies within at most one session's
+    [session_start, session_end]; this join needs no per-event session id. ``events`` should be
+    few (purchases) or the join selective, as it is a hash join on client_id plus a range filter.
+    """
+    s = sessions.select(_sc="client_id", _sid="session_id", _ss="session_start", _se="session_end")
+    j = events.left_join(
+        s, (events.client_id == s._sc) & (events.event_ts >= s._ss) & (events.event_ts <= s._se)
+    )
+    return j.rename(session_id="_sid").drop("_sc", "_ss", "_se")
+
+
 def add_session_history(sessions: ir.Table, prior_counts: ir.Table | None) -> ir.Table:
     """session_number and is_returning_client.
 
     ``prior_counts``: one row per client_id with ``n_prior`` = the client's sessions in partitions
     before the ones being built (NULL → none). Numbers then continue across runs, so a day-by-day
-    run numbers sessions exactly like a rebuild.
+    run numbers sessions exactly like a rebuild. The numbering window runs over three narrow
+    columns and is joined back: a window over the whole session row would sort all of it.
     """
-    s = sessions
+    keys = sessions.select("session_id", "client_id", "session_start")
     if prior_counts is not None:
         p = prior_counts.select(_pc="client_id", _n_prior="n_prior")
-        s = s.left_join(p, s.client_id == p._pc).drop("_pc")
-        s = s.mutate(_n_prior=s._n_prior.fill_null(0).cast("int64"))
+        keys = keys.left_join(p, keys.client_id == p._pc).drop("_pc")
+        keys = keys.mutate(_n_prior=keys._n_prior.fill_null(0).cast("int64"))
     else:
-        s = s.mutate(_n_prior=ibis.literal(0, "int64"))
-    w = ibis.window(group_by=s.client_id, order_by=[s.session_start, s.session_id])
-    number = s._n_prior + ibis.row_number().over(w).cast("int64") + 1
-    s = s.mutate(session_number=number)
-    return s.mutate(is_returning_client=s.session_number > 1).drop("_n_prior")
+        keys = keys.mutate(_n_prior=ibis.literal(0, "int64"))
+    w = ibis.window(group_by=keys.client_id, order_by=[keys.session_start, keys.session_id])
+    numbers = keys.select(_nsid="session_id", session_number=keys._n_prior + ibis.row_number().over(w).cast("int64") + 1)
+    s = sessions.join(numbers, sessions.session_id == numbers._nsid).drop("_nsid")
+    return s.mutate(is_returning_client=s.session_number > 1)
 
 
 def add_order_metrics(sessions: ir.Table, orders: ir.Table) -> ir.Table:
