@@ -18,7 +18,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from puffy.params import DEFAULT_PARAMS_DIR, PipelineParams
+from puffy.engine import duckdb_config
+from puffy.params import DEFAULT_PARAMS_DIR, PipelineParams, load_pipeline_params
 
 # Largest scale generated in one piece (memory); larger scales are concatenated shards.
 SHARD_SCALE = 100.0
@@ -35,7 +36,7 @@ def _stage_scan(input_dir: Path, params: PipelineParams) -> dict:
     from puffy.ingest import discover_raw_files
 
     files = [str(p) for p in discover_raw_files(input_dir)]
-    con = duckdb.connect(config={"memory_limit": params.duckdb_memory_limit})
+    con = duckdb.connect(config=duckdb_config(params))
     rel = con.sql(f"SELECT * FROM read_csv({files!r}, union_by_name = true, all_varchar = true)")
     aggs = ", ".join(f'max(length("{c}"))' for c in rel.columns)
     sql = f"SELECT count(*), {aggs} FROM read_csv({files!r}, union_by_name = true, all_varchar = true)"
@@ -105,10 +106,12 @@ def _run_child(stage: str, payload: dict) -> dict:
 
 def run_benchmark(args) -> int:
     """Generate (or take) the input, run each stage in its own process, print and save figures."""
-    params = PipelineParams().resolve()
+    params = load_pipeline_params()
     if args.memory_limit:
         params = params.model_copy(update={"duckdb_memory_limit": args.memory_limit})
     work = Path(args.work_dir).resolve()
+    if params.duckdb_temp_directory is None:  # spill next to the benchmark's data, not into the checkout
+        params = params.model_copy(update={"duckdb_temp_directory": work / "duckdb_tmp"})
     if args.input_dir:
         input_dir = Path(args.input_dir).resolve()
     else:
@@ -120,7 +123,8 @@ def run_benchmark(args) -> int:
     run = work / "run"
     payload = {"params": json.loads(params.model_dump_json()), "work": str(run), "input_dir": str(input_dir)}
     figures = {"machine": {"cpus": _cpus(), "python": platform.python_version()},
-               "input_dir": str(input_dir), "memory_limit": params.duckdb_memory_limit, "stages": {}}
+               "input_dir": str(input_dir), "memory_limit": params.duckdb_memory_limit,
+               "engine": params.engine, "stages": {}}
     scan = _run_child("scan", payload)
     figures["stages"]["bare_scan"] = scan
     events = scan["events"]

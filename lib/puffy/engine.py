@@ -56,6 +56,8 @@ def duckdb_config(params: PipelineParams | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {"memory_limit": params.duckdb_memory_limit, "preserve_insertion_order": True}
     if params.duckdb_threads:
         config["threads"] = params.duckdb_threads
+    if params.duckdb_temp_directory:
+        config["temp_directory"] = str(params.duckdb_temp_directory)
     return config
 
 

@@ -82,6 +82,10 @@ class PipelineParams(StrictModel):
         description="DuckDB memory_limit; above it DuckDB spills to disk instead of failing.",
     )
     duckdb_threads: int | None = Field(None, ge=1, description="DuckDB threads; null = all cores.")
+    duckdb_temp_directory: Path | None = Field(
+        None, description="Where DuckDB spills above its memory limit; null = DuckDB's default (.tmp/ in the "
+                          "working directory). Relative to the repo root.",
+    )
     spark_master: str = Field("local[2]", description="spark.master when engine is pyspark.")
 
     def resolve(self, root: Path = REPO_ROOT) -> "PipelineParams":
@@ -89,6 +93,9 @@ class PipelineParams(StrictModel):
         return self.model_copy(update={
             "input_dir": self.input_dir if self.input_dir.is_absolute() else root / self.input_dir,
             "outputs_dir": self.outputs_dir if self.outputs_dir.is_absolute() else root / self.outputs_dir,
+            "duckdb_temp_directory": (None if self.duckdb_temp_directory is None
+                                      else self.duckdb_temp_directory if self.duckdb_temp_directory.is_absolute()
+                                      else root / self.duckdb_temp_directory),
         })
 
 

@@ -50,6 +50,62 @@ def write_partition(root: Path, table: str, day: date, data: pa.Table) -> Path:
     return final
 
 
+#: Rows per Parquet row group of a streamed partition: fixed, so a partition's bytes depend on
+#: its rows only, not on how they arrived (a day-by-day run and a rebuild write the same file).
+ROW_GROUP_ROWS = 262_144
+
+
+class PartitionWriter:
+    """Stream one date partition to Parquet in fixed-size row groups; swap it in on ``commit``.
+
+    Holds at most one row group of rows in memory, however large the partition. Use as a
+    context manager: leaving the block without ``commit`` (an exception) discards the
+    temporary directory and leaves the previous partition in place.
+    """
+
+    def __init__(self, root: Path, table: str, day: date, schema: pa.Schema) -> None:
+        self.final = partition_dir(root, table, day)
+        self.tmp = staging_dir_for(self.final)
+        self.schema = schema
+        self.rows = 0
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._writer = pq.ParquetWriter(self.tmp / "part-0.parquet", schema)
+
+    def __enter__(self) -> "PartitionWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._writer is not None:  # not committed: discard
+            self._writer.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write(self, data: pa.Table) -> None:
+        self._buffer.append(data)
+        self._buffered += data.num_rows
+        while self._buffered >= ROW_GROUP_ROWS:
+            self._flush(ROW_GROUP_ROWS)
+
+    def _flush(self, n: int) -> None:
+        data = pa.concat_tables(self._buffer)
+        self._writer.write_table(data.slice(0, n).combine_chunks(), row_group_size=n)
+        rest = data.slice(n)
+        self._buffer, self._buffered = ([rest] if rest.num_rows else []), rest.num_rows
+        self.rows += n
+
+    def finish(self) -> None:
+        """Write the buffered rows (the last, shorter row group): no more rows will come."""
+        if self._buffered:
+            self._flush(self._buffered)
+
+    def commit(self) -> Path:
+        self.finish()
+        self._writer.close()  # with no rows: a valid file with the schema and no row group
+        self._writer = None
+        swap_in(self.tmp, self.final)
+        return self.final
+
+
 def partition_dates(root: Path, table: str) -> list[date]:
     """Dates that have a complete partition of ``table`` (temporary directories are ignored)."""
     base = Path(root) / table

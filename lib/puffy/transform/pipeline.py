@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -88,7 +89,7 @@ from puffy.transform.sessions import (
     sessionize_events,
 )
 from puffy.useragent import user_agent_dimension
-from puffy.warehouse import partition_dates, partition_files, write_partition
+from puffy.warehouse import PartitionWriter, partition_dates, partition_files, write_partition
 
 log = logging.getLogger("puffy.transform")
 
@@ -218,35 +219,26 @@ def _write_table(root: Path, table: str, t: ir.Table, days: list[date]) -> tuple
     """Write one partition per day of ``days`` (empty ones too: the day was processed).
 
     One query, sorted by the engine on the partition key then the table's sort keys (unique per
-    table, so the bytes are deterministic), streamed in record batches: only one day's rows are
-    held in Python at a time, however long the rebuild.
+    table, so the bytes are deterministic), streamed in record batches into one
+    ``PartitionWriter`` per day: memory holds a row group, however long the rebuild.
     """
     schema, key, sort = TABLES[table]
     target = schema.to_pyarrow()
-    days = sorted(days)
     query = cast_to_schema(t.filter(t[key].isin(days)), schema).order_by([key, *sort])
-    pending: dict[date, list[pa.Table]] = {d: [] for d in days}
     written, rows = [], 0
-
-    def flush(day: date) -> None:
-        nonlocal rows
-        parts = pending.pop(day)
-        part = pa.concat_tables(parts).combine_chunks() if parts else target.empty_table()
-        written.append(write_partition(root, table, day, part))
-        rows += part.num_rows
-
-    for batch in record_batches(query, WRITE_BATCH_ROWS):
-        chunk = pa.Table.from_batches([batch]).cast(target).replace_schema_metadata(None)
-        if not chunk.num_rows:
-            continue
-        keys = chunk.column(key)
-        for day in pc.unique(keys).to_pylist():
-            pending[day].append(chunk.filter(pc.equal(keys, pa.scalar(day, keys.type))))
-        last = pc.max(keys).as_py()
-        for day in [d for d in pending if d < last]:  # rows arrive in key order: those days are complete
-            flush(day)
-    for day in list(pending):
-        flush(day)
+    with ExitStack() as stack:
+        writers = {d: stack.enter_context(PartitionWriter(root, table, d, target)) for d in sorted(days)}
+        for batch in record_batches(query, WRITE_BATCH_ROWS):
+            chunk = pa.Table.from_batches([batch]).cast(target).replace_schema_metadata(None)
+            keys = chunk.column(key)
+            for day in pc.unique(keys).to_pylist():
+                writers[day].write(chunk.filter(pc.equal(keys, pa.scalar(day, keys.type))))
+            last = pc.max(keys).as_py()
+            for day in [d for d in writers if d < last]:  # rows arrive in day order: those are complete
+                writers[day].finish()
+        for writer in writers.values():  # only once every row is written: a failed query swaps in nothing
+            written.append(writer.commit())
+            rows += writer.rows
     return written, rows
 
 

@@ -1,0 +1,55 @@
+"""Streamed partitions (``PartitionWriter``): bytes independent of chunking, atomic, empty days."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from puffy import warehouse
+from puffy.warehouse import PartitionWriter, partition_dates, partition_dir, write_partition
+
+DAY = date(2025, 3, 1)
+SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string())])
+
+
+def _rows(n: int) -> pa.Table:
+    return pa.table({"id": list(range(n)), "name": [f"row-{i}" for i in range(n)]}, schema=SCHEMA)
+
+
+def _write(root, chunks: list[pa.Table]) -> bytes:
+    with PartitionWriter(root, "t", DAY, SCHEMA) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+        path = writer.commit()
+    return (path / "part-0.parquet").read_bytes()
+
+
+def test_bytes_do_not_depend_on_how_the_rows_arrive(tmp_path, monkeypatch):
+    monkeypatch.setattr(warehouse, "ROW_GROUP_ROWS", 4)
+    rows = _rows(10)
+    whole = _write(tmp_path / "a", [rows])
+    pieces = _write(tmp_path / "b", [rows.slice(0, 3), rows.slice(3, 1), rows.slice(4, 6)])
+    assert whole == pieces
+    meta = pq.ParquetFile(partition_dir(tmp_path / "a", "t", DAY) / "part-0.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [4, 4, 2]
+    assert pq.read_table(partition_dir(tmp_path / "b", "t", DAY)).equals(rows)
+
+
+def test_a_failure_leaves_the_previous_partition(tmp_path):
+    write_partition(tmp_path, "t", DAY, _rows(2))
+    with pytest.raises(RuntimeError):
+        with PartitionWriter(tmp_path, "t", DAY, SCHEMA) as writer:
+            writer.write(_rows(5))
+            raise RuntimeError("query failed half way")
+    assert pq.read_table(partition_dir(tmp_path, "t", DAY)).num_rows == 2
+    assert [p.name for p in (tmp_path / "t").iterdir()] == [f"date={DAY}"]  # no temporary left behind
+
+
+def test_a_day_without_rows_gets_an_empty_partition(tmp_path):
+    _write(tmp_path, [])
+    assert partition_dates(tmp_path, "t") == [DAY]
+    empty = pq.read_table(partition_dir(tmp_path, "t", DAY) / "part-0.parquet")
+    assert empty.num_rows == 0 and empty.schema.equals(SCHEMA)
