@@ -6,6 +6,7 @@ Run: cd /work/main && PYTHONPATH=lib .venv/bin/python -m pytest tests/test_attri
 from __future__ import annotations
 
 import ibis
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
@@ -22,6 +23,7 @@ from puffy.attribution import (
     markov_removal_effects,
     markov_transition_counts,
     order_touchpoints,
+    windowed_free_transitions,
 )
 
 # ibis 12 + pandas 3 emit this on every to_pandas(); it is not ours.
@@ -581,3 +583,64 @@ def test_compiles_for_pyspark(monkeypatch):
     tp = order_touchpoints(sessions, orders, params)
     ibis.to_sql(markov_transition_counts(sessions, tp, params), dialect="pyspark")
     ibis.to_sql(attribution_summary(expr), dialect="pyspark")
+
+
+def _per_window_free_counts(rows, fit_dates, fit_days, params):
+    """The reference: sessions repeated once per window, counted by markov_transition_counts."""
+    frames = []
+    for d in fit_dates:
+        lo = d - pd.Timedelta(days=fit_days - 1)
+        inside = [r for r in rows if lo <= r[2].normalize() <= d]
+        if not inside:
+            continue
+        sessions = make_sessions(inside)
+        tp = order_touchpoints(sessions, make_orders([]), params)
+        got = markov_transition_counts(sessions, tp, params).to_pandas()
+        frames += [(d.date(), r.from_state, r.to_state, int(r.n)) for r in got.itertuples()]
+    return sorted(frames)
+
+
+def _windowed_free_counts(rows, fit_dates, fit_days, params):
+    s = make_sessions(rows)
+    s = s.mutate(session_date=s.session_start.date())
+    dates = ibis.memtable(pd.DataFrame({"fit_date": [d.date() for d in fit_dates]}), schema={"fit_date": "date"})
+    got = windowed_free_transitions(s, dates, fit_days, params).to_pandas()
+    return sorted((pd.Timestamp(r.fit_date).date(), r.from_state, r.to_state, int(r.n)) for r in got.itertuples())
+
+
+def test_windowed_free_transitions_by_hand():
+    # Fit window 3 days, lookback 2 days. Person A: a1 Email on day 0, a2 SMS on day 1 (same
+    # journey), a3 Direct on day 5 (gap 4 days: a new journey).
+    # Fit date day 2 (window days 0-2): START->Email, Email->SMS, SMS->null.
+    # Fit date day 3 (window days 1-3): a1 has left: START->SMS, SMS->null.
+    # Fit date day 5 (window days 3-5): START->Direct, Direct->null.
+    d0 = T0.normalize()
+    rows = [("a1", "A", d0 + pd.Timedelta(hours=1), "Email"),
+            ("a2", "A", d0 + DAY + pd.Timedelta(hours=1), "SMS"),
+            ("a3", "A", d0 + 5 * DAY + pd.Timedelta(hours=1), "Direct")]
+    params = AttributionParams(lookback_days=2)
+    dates = [d0 + 2 * DAY, d0 + 3 * DAY, d0 + 5 * DAY]
+    day = [d.date() for d in dates]
+    expected = sorted([
+        (day[0], START, "Email", 1), (day[0], "Email", "SMS", 1), (day[0], "SMS", NULL_STATE, 1),
+        (day[1], START, "SMS", 1), (day[1], "SMS", NULL_STATE, 1),
+        (day[2], START, "Direct", 1), (day[2], "Direct", NULL_STATE, 1),
+    ])
+    assert _windowed_free_counts(rows, dates, 3, params) == expected
+    assert _per_window_free_counts(rows, dates, 3, params) == expected
+
+
+def test_windowed_free_transitions_equal_the_per_window_counts():
+    rng = np.random.default_rng(11)
+    channels = ["Email", "SMS", "Direct", "Paid Search"]
+    d0 = T0.normalize()
+    rows = []
+    for i in range(300):  # 60 people (and some without a person) over 40 days, gaps of all sizes
+        person = None if i % 17 == 0 else f"p{rng.integers(60)}"
+        start = d0 + pd.Timedelta(minutes=int(rng.integers(0, 40 * 24 * 60)))
+        rows.append((f"s{i:03d}", person, start, channels[rng.integers(len(channels))]))
+    params = AttributionParams(lookback_days=7)
+    fit_dates = [d0 + k * DAY for k in (0, 5, 12, 13, 20, 27, 33, 39, 45)]
+    expected = _per_window_free_counts(rows, fit_dates, 14, params)
+    assert len(expected) > 50
+    assert _windowed_free_counts(rows, fit_dates, 14, params) == expected

@@ -416,6 +416,69 @@ def markov_transition_counts(
     )
 
 
+def windowed_free_transitions(
+    sessions: ir.Table, fit_dates: ir.Table, fit_days: int, params: AttributionParams | None = None
+) -> ir.Table:
+    """Non-converting transition counts of one chain per fit date, for people who never order.
+
+    For each ``fit_date`` D of ``fit_dates`` (a one-column table), this equals what
+    :func:`markov_transition_counts` counts for the non-converting journeys of ``sessions``
+    restricted to D's window (session_date in [D - fit_days + 1, D]), provided no session of
+    ``sessions`` is a touchpoint of an order in any window, i.e. their people have no order there.
+    Those are nearly all sessions, so instead of repeating each once per window it belongs to,
+    every session contributes its steps once, each valid over a range of fit dates:
+
+    * s follows p (same owner, start within ``lookback_days``): p -> s while both are in the
+      window, D in [s.date, p.date + fit_days - 1]; (start) -> s once p has left it;
+    * otherwise (start) -> s while s is in the window, D in [s.date, s.date + fit_days - 1];
+    * s -> (null) symmetrically, until its successor enters the window (or for all its window
+      dates when it has none within the lookback).
+
+    Steps are counted per (from, to, date range), then spread over the fit dates: the cost
+    grows with the sessions, not with sessions x fit dates.
+    Grain: one row per (fit_date, from_state, to_state); columns fit_date, from_state,
+    to_state, n (int64).
+    """
+    params = params or AttributionParams()
+    last = ibis.interval(days=fit_days - 1)
+    gap = ibis.interval(days=params.lookback_days)
+    s = sessions.select(
+        "session_id", "session_start", "session_date", "channel",
+        owner=sessions.person_id.fill_null(sessions.session_id),
+    )
+    w = ibis.window(group_by=s.owner, order_by=[s.session_start, s.session_id])
+    prev_start, next_start = s.session_start.lag().over(w), s.session_start.lead().over(w)
+    s = s.mutate(
+        _prev_channel=s.channel.lag().over(w),
+        _prev_date=s.session_date.lag().over(w),
+        _next_date=s.session_date.lead().over(w),
+        _follows=prev_start.notnull() & (s.session_start <= prev_start + gap),
+        _followed=next_start.notnull() & (next_start <= s.session_start + gap),
+    )
+    s = s.mutate(_until=s.session_date + last)
+    steps = ibis.union(
+        s.filter(s._follows).select(
+            from_state=s._prev_channel, to_state=s.channel, lo=s.session_date, hi=s._prev_date + last
+        ),
+        s.select(
+            from_state=ibis.literal(START), to_state=s.channel,
+            lo=ibis.ifelse(s._follows, ibis.greatest(s.session_date, s._prev_date + last + ibis.interval(days=1)),
+                           s.session_date),
+            hi=s._until,
+        ),
+        s.select(
+            from_state=s.channel, to_state=ibis.literal(NULL_STATE), lo=s.session_date,
+            hi=ibis.ifelse(s._followed, ibis.least(s._until, s._next_date - ibis.interval(days=1)), s._until),
+        ),
+    )
+    steps = steps.filter(steps.lo <= steps.hi)
+    ranges = steps.group_by("from_state", "to_state", "lo", "hi").aggregate(n=steps.count())
+    per_date = ranges.join(fit_dates, (fit_dates.fit_date >= ranges.lo) & (fit_dates.fit_date <= ranges.hi))
+    return per_date.group_by("fit_date", "from_state", "to_state").aggregate(
+        n=per_date.n.sum().cast("int64")
+    )
+
+
 def _paths_to_transitions(paths: pd.DataFrame) -> pd.DataFrame:
     """Expand a small path-count table into (from_state, to_state, n) counts."""
     rows = []
@@ -618,7 +681,8 @@ def _allocate(weighted: ir.Table) -> ir.Table:
 
 
 def markov_fits(
-    sessions: ir.Table, orders: ir.Table, by: str, params: AttributionParams | None = None
+    sessions: ir.Table, orders: ir.Table, by: str, params: AttributionParams | None = None,
+    extra_transitions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Removal effects of one Markov chain per value of ``by``, in one query.
 
@@ -628,12 +692,18 @@ def markov_fits(
     Executes the transition-count aggregate (:func:`markov_transition_counts`)
     once, then solves every chain in numpy.
 
+    ``extra_transitions`` (``by``, from_state, to_state, n) are added to the counts before
+    solving, e.g. :func:`windowed_free_transitions` of the people left out of ``sessions``.
+
     Returns a DataFrame: ``by``, channel, removal_effect (one row per chain
     and channel seen in it, sorted by ``by`` then channel).
     """
     params = params or AttributionParams()
     tp = order_touchpoints(sessions, orders, params, by=by)
     transitions = markov_transition_counts(sessions, tp, params, by=by).to_pandas()
+    if extra_transitions is not None and len(extra_transitions):
+        both = pd.concat([transitions, extra_transitions[[by, "from_state", "to_state", "n"]]], ignore_index=True)
+        transitions = both.groupby([by, "from_state", "to_state"], as_index=False, sort=True)["n"].sum()
     frames = []
     for value, counts in transitions.groupby(by, sort=True):
         effects = _removal_effects_from_transitions(

@@ -63,7 +63,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from puffy.attribution import ATTRIBUTION_COLUMNS, AttributionParams, attribute, markov_fits
+from puffy.attribution import (
+    ATTRIBUTION_COLUMNS,
+    AttributionParams,
+    attribute,
+    markov_fits,
+    windowed_free_transitions,
+)
 from puffy.channels import load_channel_rules
 from puffy.engine import connect, record_batches
 from puffy.errors import InputDataError, UserError
@@ -469,17 +475,32 @@ def _attribution(
         days_with_orders = set(orders_out.select("order_date").distinct().to_pyarrow().column(0).to_pylist())
         fit_dates = [d for d in order_dates if d in days_with_orders]
         fitted = []
+        # People with an order in some window are fitted window by window (their sessions
+        # repeated once per window); everyone else's journeys are counted once, with the range of
+        # fit dates each step holds for (exactly the same counts; see windowed_free_transitions).
+        free, buying = None, sessions
+        if fit_dates:
+            span = (min(fit_dates) - timedelta(days=tp.markov_fit_days - 1), max(fit_dates))
+            buyers = orders_known.filter(orders_known.order_date.between(*span) & orders_known.person_id.notnull())
+            buyers = buyers.select("person_id").distinct()
+            in_span = sessions.filter(sessions.session_date.between(*span))
+            buying = in_span.semi_join(buyers, "person_id")
+            if mp.markov_include_non_converting:
+                dates = ibis.memtable(pa.table({"fit_date": pa.array(fit_dates, pa.date32())}))
+                free = windowed_free_transitions(in_span.anti_join(buyers, "person_id"), dates,
+                                                 tp.markov_fit_days, mp).to_pandas()
         for i in range(0, len(fit_dates), MARKOV_FITS_PER_QUERY):
             chunk = fit_dates[i:i + MARKOV_FITS_PER_QUERY]
             windows = ibis.memtable(pa.table({
                 "fit_date": pa.array(chunk, pa.date32()),
                 "fit_from": pa.array([d - timedelta(days=tp.markov_fit_days - 1) for d in chunk], pa.date32()),
             }))
-            s = sessions.join(windows, [sessions.session_date >= windows.fit_from,
-                                        sessions.session_date <= windows.fit_date])
+            s = buying.join(windows, [buying.session_date >= windows.fit_from,
+                                      buying.session_date <= windows.fit_date])
             o = orders_known.join(windows, [orders_known.order_date >= windows.fit_from,
                                             orders_known.order_date <= windows.fit_date])
-            fitted.append(markov_fits(s, o.select("fit_date", *att_cols), "fit_date", mp))
+            extra = free[free["fit_date"].dt.date.isin(chunk)] if free is not None else None
+            fitted.append(markov_fits(s, o.select("fit_date", *att_cols), "fit_date", mp, extra_transitions=extra))
         fits = pd.concat(fitted, ignore_index=True) if fitted else pd.DataFrame()
         fits = ibis.memtable(pa.table({
             "fit_date": pa.array(list(fits.get("fit_date", [])), pa.date32()),

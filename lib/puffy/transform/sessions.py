@@ -221,11 +221,12 @@ def build_sessions(sessionized: ir.Table, params: TransformParams, rules: Channe
     """
     ev = sessionized
     is_pv = ev.event_name == params.page_view_event
-    product_view = is_pv & url_path(ev.page_url).re_search(params.product_path_regex).fill_null(False)
+    path_matches = url_path(ev.page_url).re_search(params.product_path_regex)
     if re.escape(params.product_path_regex) == params.product_path_regex:
-        # A literal pattern: only URLs that contain it can have a matching path, and the plain
-        # substring test spares most events the path extraction (a regex).
-        product_view = ev.page_url.contains(params.product_path_regex).fill_null(False) & product_view
+        # A literal pattern can only match the path of a URL that contains it: the CASE runs the
+        # path extraction (a regex, the costliest expression here) on those URLs only.
+        path_matches = ibis.ifelse(ev.page_url.contains(params.product_path_regex), path_matches, False)
+    product_view = is_pv & path_matches.fill_null(False)
 
     def at_start(value: ir.Value) -> ir.Value:
         return ibis.ifelse(ev.is_session_start, value, ibis.null(value.type())).max()
