@@ -27,3 +27,24 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
     assert all(f["peak_rss_mb"] > 0 and f["seconds"] > 0 for f in stages.values())
     for header in ("events/s", "peak MB", "x scan", "all stages"):
         assert header in proc.stdout
+
+
+def test_a_large_scale_is_the_concatenation_of_its_shards(tmp_path, monkeypatch):
+    import duckdb
+
+    from puffy import bench
+    from puffy.sample import SampleConfig, generate_sample
+
+    monkeypatch.setattr(bench, "SHARD_SCALE", 0.05)
+    bench.generate_scaled(tmp_path / "big", 0.1, 2)
+    shards = [generate_sample(tmp_path / f"s{k}", SampleConfig(scale=0.05, days=2, seed=SampleConfig.seed + k))
+              for k in (0, 1)]
+    con = duckdb.connect()
+    for name in ("events_20250223.csv", "events_20250224.csv"):
+        big = tmp_path / "big" / name
+        lines = big.read_bytes().split(b"\n")
+        parts = [(s.out_dir / name).read_bytes().split(b"\n") for s in shards]
+        assert lines == parts[0] + parts[1][1:]  # one header; no line glued to the next shard's first
+        rows = con.execute(f"SELECT count(*) FROM read_csv('{big}', all_varchar = true, strict_mode = true)").fetchone()[0]
+        assert rows == len(lines) - 1 - (lines[-1] == b"")
+    assert not list(tmp_path.glob("big.shard*"))  # shards removed once appended

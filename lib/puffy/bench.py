@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import resource
 import shutil
@@ -172,15 +173,16 @@ def generate_scaled(out_dir: Path, scale: float, days: int) -> None:
         shard_dir = out_dir.parent / f"{out_dir.name}.shard{k}"
         shard = generate_sample(shard_dir, SampleConfig(scale=scale / shards, days=days, seed=SampleConfig.seed + k))
         for part in shard.files:
-            with open(part, "rb") as src, open(out_dir / part.name, "ab") as dst:
+            with open(part, "rb") as src, open(out_dir / part.name, "rb+") as dst:
                 src.readline()  # the header: the first shard's file already has it
+                dst.seek(-1, os.SEEK_END)
+                if dst.read(1) != b"\n":  # like the export, a file may end without a line break
+                    dst.write(b"\n")
                 shutil.copyfileobj(src, dst, 1 << 24)
         shutil.rmtree(shard_dir)
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -57,6 +58,7 @@ def duckdb_config(params: PipelineParams | None = None) -> dict[str, Any]:
     if params.duckdb_threads:
         config["threads"] = params.duckdb_threads
     if params.duckdb_temp_directory:
+        Path(params.duckdb_temp_directory).mkdir(parents=True, exist_ok=True)  # DuckDB creates one level only
         config["temp_directory"] = str(params.duckdb_temp_directory)
     return config
 
@@ -173,6 +175,11 @@ def _microsecond_timestamps(schema: sch.Schema) -> sch.Schema:
     })
 
 
+def engine_name(expr: ir.Expr) -> str:
+    """Name of the backend an expression runs on ('duckdb', 'pyspark', ...)."""
+    return expr._find_backend().name
+
+
 def record_batches(expr: ir.Table, chunk_size: int) -> Iterator[pa.RecordBatch]:
     """Stream the result of ``expr`` as Arrow record batches of up to ``chunk_size`` rows.
 
@@ -180,7 +187,7 @@ def record_batches(expr: ir.Table, chunk_size: int) -> Iterator[pa.RecordBatch]:
     on DuckDB the compiled query is streamed with ``to_arrow_reader`` instead.
     """
     backend = expr._find_backend()
-    if backend.name == "duckdb":
+    if engine_name(expr) == "duckdb":
         backend._run_pre_execute_hooks(expr)  # registers the expression's memtables, as Ibis does
         reader = backend.con.sql(backend.compile(expr)).to_arrow_reader(chunk_size)
     else:

@@ -71,7 +71,7 @@ from puffy.attribution import (
     windowed_free_transitions,
 )
 from puffy.channels import load_channel_rules
-from puffy.engine import connect, record_batches
+from puffy.engine import connect, engine_name, record_batches
 from puffy.errors import InputDataError, UserError
 from puffy.params import PipelineParams, load_params
 from puffy.transform.identity import apply_identity, identity_edges, person_map
@@ -143,6 +143,8 @@ CREDIT_DECIMALS = 12
 MARKOV_FITS_PER_QUERY = 16
 # Rows per record batch when streaming a table to its partitions.
 WRITE_BATCH_ROWS = 256_000
+# Days per query when the engine collects results to the driver instead of streaming (PySpark).
+DRIVER_COLLECT_DAYS = 7
 
 
 @dataclass
@@ -224,24 +226,29 @@ def _history_dates(root: Path, table: str, before: date) -> list[date]:
 def _write_table(root: Path, table: str, t: ir.Table, days: list[date]) -> tuple[list[Path], int]:
     """Write one partition per day of ``days`` (empty ones too: the day was processed).
 
-    One query, sorted by the engine on the partition key then the table's sort keys (unique per
-    table, so the bytes are deterministic), streamed in record batches into one
-    ``PartitionWriter`` per day: memory holds a row group, however long the rebuild.
+    Sorted by the engine on the partition key then the table's sort keys (unique per table, so
+    the bytes are deterministic), streamed in record batches into one ``PartitionWriter`` per
+    day: memory holds a row group, however long the rebuild. DuckDB streams one query; Ibis'
+    PySpark backend collects a whole result to the driver, so there it is one query per
+    ``DRIVER_COLLECT_DAYS`` days.
     """
     schema, key, sort = TABLES[table]
     target = schema.to_pyarrow()
-    query = cast_to_schema(t.filter(t[key].isin(days)), schema).order_by([key, *sort])
+    days = sorted(days)
+    step = max(len(days), 1) if engine_name(t) == "duckdb" else DRIVER_COLLECT_DAYS
     written, rows = [], 0
     with ExitStack() as stack:
-        writers = {d: stack.enter_context(PartitionWriter(root, table, d, target)) for d in sorted(days)}
-        for batch in record_batches(query, WRITE_BATCH_ROWS):
-            chunk = pa.Table.from_batches([batch]).cast(target).replace_schema_metadata(None)
-            keys = chunk.column(key)
-            for day in pc.unique(keys).to_pylist():
-                writers[day].write(chunk.filter(pc.equal(keys, pa.scalar(day, keys.type))))
-            last = pc.max(keys).as_py()
-            for day in [d for d in writers if d < last]:  # rows arrive in day order: those are complete
-                writers[day].finish()
+        writers = {d: stack.enter_context(PartitionWriter(root, table, d, target)) for d in days}
+        for i in range(0, len(days), step):
+            query = cast_to_schema(t.filter(t[key].isin(days[i:i + step])), schema).order_by([key, *sort])
+            for batch in record_batches(query, WRITE_BATCH_ROWS):
+                chunk = pa.Table.from_batches([batch]).cast(target).replace_schema_metadata(None)
+                keys = chunk.column(key)
+                for day in pc.unique(keys).to_pylist():
+                    writers[day].write(chunk.filter(pc.equal(keys, pa.scalar(day, keys.type))))
+                last = pc.max(keys).as_py()
+                for day in [d for d in writers if d < last]:  # rows arrive in day order: those are complete
+                    writers[day].finish()
         for writer in writers.values():  # only once every row is written: a failed query swaps in nothing
             written.append(writer.commit())
             rows += writer.rows
