@@ -207,6 +207,18 @@ def test_bad_rules_stop_with_one_line(tmp_path):
         load_rules(bad)
 
 
+def test_the_purchase_event_comes_from_the_dq_contract(tmp_path):
+    rules = tmp_path / "monitoring_rules.yaml"
+    rules.write_text("revenue:\n  purchase_event: order_placed\n")
+    with pytest.raises(ParamsError, match="'revenue.purchase_event': event names come from the contract"):
+        load_rules(rules)
+    rules.write_text("history_days: 14\n")
+    dq = yaml.safe_load((REPO_ROOT / "params" / "dq_rules.yaml").read_text())
+    dq["contract"]["purchase_event"] = "order_placed"
+    (tmp_path / "dq_rules.yaml").write_text(yaml.safe_dump(dq))
+    assert load_rules(rules).revenue.purchase_event == "order_placed"
+
+
 def test_disabled_groups_do_not_run(wh, tmp_path):
     warehouse, intermediate, days, now = wh
     shutil.rmtree(warehouse / "fct_attribution" / f"date={days[-1]}")

@@ -78,7 +78,7 @@ class PipelineParams(StrictModel):
     outputs_dir: Path = Field(Path("outputs"), description="Root of everything the pipeline writes.")
     engine: Literal["duckdb", "pyspark"] = Field("duckdb", description="Ibis backend for metrics and transform.")
     duckdb_memory_limit: str = Field(
-        "2GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        "1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="DuckDB memory_limit; above it DuckDB spills to disk instead of failing.",
     )
     duckdb_threads: int | None = Field(None, ge=1, description="DuckDB threads; null = all cores.")

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from puffy.dq.rules import load_rules as load_dq_rules
+from puffy.errors import ParamsError
 from puffy.params import StrictModel, load_params
 
 Severity = Literal["info", "warn", "error"]
@@ -56,6 +58,7 @@ class RevenueRules(StrictModel):
     """Revenue integrity of fct_orders / fct_order_rejects / fct_attribution."""
 
     enabled: bool = True
+    # Filled from the dq_rules.yaml contract by load_rules; not a key of monitoring_rules.yaml.
     purchase_event: str = Field("checkout_completed", description="stg_events event_name of a purchase.")
     duplicate_order_key_severity: Severity = "error"
     duplicate_transaction_id_severity: Severity = "error"
@@ -179,5 +182,19 @@ class MonitoringRules(StrictModel):
 
 
 def load_rules(path: str | Path | None) -> MonitoringRules:
-    """Rules from ``path`` (all defaults when ``path`` is None)."""
-    return MonitoringRules() if path is None else load_params(path, MonitoringRules)
+    """Rules from ``path`` (all defaults when ``path`` is None).
+
+    The purchase event name is not set here: it comes from the raw-data contract in the
+    ``dq_rules.yaml`` beside ``path``, the one place that names the export's events.
+    """
+    if path is None:
+        return MonitoringRules()
+    rules = load_params(path, MonitoringRules)
+    if "purchase_event" in rules.revenue.model_fields_set:
+        raise ParamsError(f"{path}: key 'revenue.purchase_event': event names come from the contract in "
+                          "dq_rules.yaml")
+    contract_path = Path(path).parent / "dq_rules.yaml"
+    if contract_path.exists():
+        event = load_dq_rules(contract_path).contract.purchase_event
+        rules = rules.model_copy(update={"revenue": rules.revenue.model_copy(update={"purchase_event": event})})
+    return rules

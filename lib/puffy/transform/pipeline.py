@@ -142,7 +142,7 @@ CREDIT_DECIMALS = 12
 # a long rebuild's query size; a fortnight is one query (few queries matter on Spark).
 MARKOV_FITS_PER_QUERY = 16
 # Rows per record batch when streaming a table to its partitions.
-WRITE_BATCH_ROWS = 256_000
+WRITE_BATCH_ROWS = 65_536
 # Days per query when the engine collects results to the driver instead of streaming (PySpark).
 DRIVER_COLLECT_DAYS = 7
 
