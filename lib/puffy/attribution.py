@@ -73,6 +73,9 @@ CONVERSION = "(conversion)"
 NULL_STATE = "(null)"
 
 SECONDS_PER_DAY = 86_400.0
+# Touch weights are at most 1; as integers in units of 2^-50 an order's sum stays exact (and far
+# below 2^63) up to thousands of touches.
+WEIGHT_UNITS = float(2**50)
 
 #: Column order of ``fct_attribution``.
 ATTRIBUTION_COLUMNS: tuple[str, ...] = (
@@ -654,11 +657,15 @@ def _allocate(weighted: ir.Table) -> ir.Table:
     an order therefore sum exactly to its rounded revenue, deterministically.
     """
     per_order = ["order_key", "model"]
-    total_weight = weighted.weight.sum().over(group_by=per_order)
+    # Weights are summed as integers (units of 2^-50): an integer sum is exact in any order, so
+    # the engine's threads can never change the last bit of a credit (a float sum could, and a
+    # credit on a rounding boundary then differed between two runs).
+    weighted = weighted.mutate(_units=(weighted.weight * WEIGHT_UNITS).round().cast("int64"))
+    total_units = weighted._units.sum().over(group_by=per_order)
     t = weighted.mutate(
         credit=ibis.ifelse(
-            total_weight > 0,
-            weighted.weight / total_weight,
+            total_units > 0,
+            weighted._units.cast("float64") / total_units.cast("float64"),
             1.0 / weighted.touch_count.cast("float64"),
         ),
         order_cents=(weighted.revenue * 100).round().cast("int64"),

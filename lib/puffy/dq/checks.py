@@ -19,12 +19,15 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from puffy.dq.metrics import compute_day_event
 from puffy.dq.rules import DqRules, RatioBand, Threshold
 from puffy.ingest import RawFile
+from puffy.params import PipelineParams
 
 SEVERITY_RANK = {"pass": 0, "info": 1, "warn": 2, "error": 3}
 CHECK_ORDER = ("ingest", "schema", "taxonomy", "timestamps", "client_id", "duplicates", "payload", "volume",
@@ -234,6 +237,8 @@ class CheckContext:
     days: list[date]  # days in range that have a file
     expected_days: list[date]  # calendar days in range
     now: datetime  # naive UTC
+    engine_params: PipelineParams | None = None  # engine of the metric pass (default DuckDB)
+    scratch_dir: Path | None = None  # where a Spark metric pass may write its input snapshot
     day_event: pd.DataFrame = field(default_factory=pd.DataFrame)  # filled by build_metrics
     rejects: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -310,31 +315,11 @@ def register_user_agents(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def build_metrics(ctx: CheckContext) -> None:
-    """One pass over ``stg_events`` into ``dq_day_event`` (per day x event name), plus rejects counts."""
-    rules, con = ctx.rules, ctx.con
+    """The metric pass (``puffy.dq.metrics``, on the pipeline's engine) into ``ctx.day_event``, plus
+    the rejects counts."""
+    con = ctx.con
     register_user_agents(con)
-    future_cut = ctx.now + timedelta(minutes=rules.timestamps.future_tolerance_minutes)
-    # Substring tests, not a regex: an unanchored regex over every URL costs more than the rest of the pass.
-    utm = " OR ".join(f"contains(e.page_url, {_sql_str(m)})" for m in rules.referrer.utm_markers) or "false"
-    con.execute(f"""
-        CREATE OR REPLACE TABLE dq_day_event AS
-        SELECT e.file_date, e.event_name,
-               count(*) AS events,
-               count(*) FILTER (WHERE e.client_id IS NULL) AS null_client_id,
-               count(*) FILTER (WHERE NOT regexp_full_match(e.client_id, {_sql_str(rules.contract.client_id_pattern)}))
-                   AS bad_client_id,
-               count(*) FILTER (WHERE u.is_bot) AS bot_events,
-               count(*) FILTER (WHERE e.referrer IS NOT NULL) AS with_referrer,
-               count(*) FILTER (WHERE regexp_matches(e.referrer, {_sql_str(rules.referrer.anonymised_pattern)}))
-                   AS anonymised_referrer,
-               count(*) FILTER (WHERE {utm}) AS with_utm,
-               count(*) FILTER (WHERE e.event_ts > TIMESTAMP '{future_cut.isoformat(sep=" ")}') AS future_ts
-        FROM stg_events e LEFT JOIN dq_user_agents u ON e.user_agent = u.user_agent
-        GROUP BY e.file_date, e.event_name
-        ORDER BY e.file_date, e.event_name
-    """)
-    ctx.day_event = con.execute("SELECT * FROM dq_day_event").df()
-    ctx.day_event["file_date"] = pd.to_datetime(ctx.day_event["file_date"]).dt.date
+    ctx.day_event = compute_day_event(con, ctx.rules, ctx.now, ctx.engine_params, ctx.scratch_dir)
     ctx.rejects = con.execute("""
         SELECT file_date, source_file, reason, count(*) AS n FROM stg_rejects GROUP BY ALL ORDER BY ALL
     """).df()

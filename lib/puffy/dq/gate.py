@@ -112,7 +112,8 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     ingested = ingest(con, baseline_paths + paths, rules.contract)
     lap("ingest")
     expected_days = _expected_days(days, start, end)
-    ctx = CheckContext(con, rules, ingested.files, ingested.lines_read, days, expected_days, _naive_utc(now))
+    ctx = CheckContext(con, rules, ingested.files, ingested.lines_read, days, expected_days, _naive_utc(now),
+                       engine_params=engine_params, scratch_dir=Path(output_dir))
     findings = run_checks(ctx)
     lap("checks")
     # The worst finding sets the status; an 'info' never fails the gate.

@@ -136,10 +136,11 @@ STG_ITEMS_SCHEMA = ibis.schema({
     "item_name": "string", "item_variant": "string", "quantity": "float64", "item_price": "float64",
     "file_date": "date",
 })
-# Credits are rounded so that float summation order (engine threads) can never change the bytes.
+# Credits are rounded to 1e-12 (their weights are summed as integers, so the value rounded does not
+# depend on the engine's summation order; see puffy.attribution._allocate).
 CREDIT_DECIMALS = 12
-# Markov chains fitted per query: each fit repeats its window's sessions and orders, so this bounds
-# a long rebuild's query size; a fortnight is one query (few queries matter on Spark).
+# Markov chains fitted per query: each fit repeats its window's buyers' sessions and orders, so this
+# bounds a long rebuild's query size; a fortnight is one query (few queries matter on Spark).
 MARKOV_FITS_PER_QUERY = 16
 # Rows per record batch when streaming a table to its partitions.
 WRITE_BATCH_ROWS = 65_536
@@ -471,7 +472,8 @@ def _attribution(
     any split by day. The Markov chain of order date D is fitted on the sessions and orders of the
     ``markov_fit_days`` days ending on D, so a day-by-day run fits exactly the chain a rebuild
     fits; each order is weighted with the removal effects of its own date's chain. The chains are
-    fitted ``MARKOV_FITS_PER_QUERY`` dates per query (the window's rows repeated once per date).
+    fitted ``MARKOV_FITS_PER_QUERY`` dates per query (the buyers' rows repeated once per date, the
+    other people's journeys counted once: ``windowed_free_transitions``).
     """
     ap = tp.attribution
     att_cols = ["order_key", "person_id", "session_id", "order_ts", "revenue"]
