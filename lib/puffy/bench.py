@@ -19,8 +19,11 @@ import time
 from datetime import date
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from puffy.engine import duckdb_config
 from puffy.params import DEFAULT_PARAMS_DIR, PipelineParams, load_pipeline_params
+from puffy.warehouse import partition_files
 
 # Largest scale generated in one piece (memory); larger scales are concatenated shards.
 SHARD_SCALE = 100.0
@@ -56,7 +59,7 @@ def _stage_gate(input_dir: Path, work: Path, params: PipelineParams) -> dict:
     result = run_gate(input_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", work / "dq", staging_root=work / "intermediate",
                       engine_params=params)
     return {"events": int(result.summary.get("lines_read", 0)), "seconds": time.perf_counter() - t0,
-            "status": result.status, "days": [d.isoformat() for d in result.days]}
+            "status": result.status, "days": [d.isoformat() for d in result.days], "phases": result.timings}
 
 
 def _stage_transform(work: Path, days: list[str], params: PipelineParams) -> dict:
@@ -66,8 +69,10 @@ def _stage_transform(work: Path, days: list[str], params: PipelineParams) -> dic
     result = run_transform(work / "intermediate", work / "warehouse", DEFAULT_PARAMS_DIR,
                            start=date.fromisoformat(days[0]), end=date.fromisoformat(days[-1]),
                            engine_params=params, mode="rebuild")
-    return {"events": int(result.row_counts.get("stg_events", 0)), "seconds": time.perf_counter() - t0,
-            "status": result.status}
+    seconds = time.perf_counter() - t0
+    staged = sum(pq.ParquetFile(f).metadata.num_rows for f in partition_files(work / "intermediate", "stg_events"))
+    return {"events": staged, "seconds": seconds, "status": result.status,
+            "rows_written": result.row_counts, "phases": result.timings}
 
 
 def _stage_monitoring(work: Path, days: list[str], params: PipelineParams) -> dict:

@@ -33,8 +33,6 @@ import codecs
 import csv
 import gzip
 import io
-import mmap
-import os
 import re
 import shutil
 import threading
@@ -448,7 +446,7 @@ def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int | None:
 
     Blank lines (empty, or a lone CR) are not counted, as DuckDB's reader skips them. Works on
     newline positions with numpy: a line is blank when its newline follows the previous one
-    directly, or with only a CR in between. A plain file is memory-mapped, not read.
+    directly, or with only a CR in between. The file is read in chunks of ``chunk_size`` bytes.
     """
     lines = 0
     offset = 0  # bytes before the current chunk
@@ -477,20 +475,15 @@ def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int | None:
 
 
 def _chunks(path: Path, chunk_size: int):
-    """The (decompressed) bytes of ``path`` as non-empty uint8 arrays of at most ``chunk_size``."""
-    if path.name.endswith(".gz"):
-        with _open_bytes(path) as fh:
-            while chunk := fh.read(chunk_size):
-                yield np.frombuffer(chunk, dtype=np.uint8)
-        return
-    with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            return
-        # Unmapped when the last array viewing it is gone (closing it here would fail while the
-        # caller still holds a chunk).
-        data = np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
-    for start in range(0, len(data), chunk_size):
-        yield data[start:start + chunk_size]
+    """The (decompressed) bytes of ``path`` as non-empty uint8 arrays of at most ``chunk_size``.
+
+    Read, not memory-mapped: a mapping keeps every page it touched resident in the process, so a
+    1 GB file would add 1 GB to the gate's peak memory.
+    """
+    buffer = np.empty(chunk_size, dtype=np.uint8)  # reused: the caller is done with a chunk when it asks for the next
+    with _open_bytes(path) as fh:
+        while n := fh.readinto(memoryview(buffer)):
+            yield buffer[:n]
 
 
 def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
