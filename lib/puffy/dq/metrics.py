@@ -99,4 +99,5 @@ def compute_day_event(con: duckdb.DuckDBPyConnection, rules: DqRules, now: datet
 def _frame(expr: ir.Table) -> pd.DataFrame:
     frame = expr.to_pandas()
     frame["file_date"] = pd.to_datetime(frame["file_date"]).dt.date
-    return frame.astype({c: "int64" for c in METRIC_COLUMNS})
+    # Ibis' PySpark backend counts a filtered group with no match as NULL (DuckDB: 0).
+    return frame.fillna({c: 0 for c in METRIC_COLUMNS}).astype({c: "int64" for c in METRIC_COLUMNS})
