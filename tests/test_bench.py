@@ -30,16 +30,20 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
 
 
 def test_a_large_scale_is_the_concatenation_of_its_shards(tmp_path, monkeypatch):
+    import re
+
     import duckdb
 
     from puffy import bench
     from puffy.sample import SampleConfig, generate_sample
 
-    monkeypatch.setattr(bench, "SHARD_SCALE", 0.05)
-    bench.generate_scaled(tmp_path / "big", 0.1, 2)
-    shards = [generate_sample(tmp_path / f"s{k}", SampleConfig(scale=0.05, days=2, seed=SampleConfig.seed + k))
+    monkeypatch.setattr(bench, "SHARD_SCALE", 0.2)
+    bench.generate_scaled(tmp_path / "big", 0.4, 2)
+    shards = [generate_sample(tmp_path / f"s{k}", SampleConfig(scale=0.2, days=2, seed=SampleConfig.seed + k,
+                                                               order_number_offset=k * bench.SHARD_ORDER_NUMBERS))
               for k in (0, 1)]
     con = duckdb.connect()
+    ids = [set(), set()]
     for name in ("events_20250223.csv", "events_20250224.csv"):
         big = tmp_path / "big" / name
         lines = big.read_bytes().split(b"\n")
@@ -47,4 +51,7 @@ def test_a_large_scale_is_the_concatenation_of_its_shards(tmp_path, monkeypatch)
         assert lines == parts[0] + parts[1][1:]  # one header; no line glued to the next shard's first
         rows = con.execute(f"SELECT count(*) FROM read_csv('{big}', all_varchar = true, strict_mode = true)").fetchone()[0]
         assert rows == len(lines) - 1 - (lines[-1] == b"")
-    assert not list(tmp_path.glob("big.shard*"))  # shards removed once appended
+        for k, part in enumerate(parts):
+            ids[k] |= set(re.findall(rb"ORD-\d{8}-\d+", b"\n".join(part)))
+    assert ids[0] and ids[1] and not ids[0] & ids[1]  # shards never share a transaction id
+    assert not list(tmp_path.glob("big.*"))  # shards and the partial directory are gone

@@ -73,8 +73,8 @@ CONVERSION = "(conversion)"
 NULL_STATE = "(null)"
 
 SECONDS_PER_DAY = 86_400.0
-# Touch weights are at most 1; as integers in units of 2^-50 an order's sum stays exact (and far
-# below 2^63) up to thousands of touches.
+# Touch weights are at most 1; as integers in units of 2^-50 an order's sum stays below 2^63 (Spark's
+# bigint sum would wrap past it) up to 8,191 touches of weight 1 — orders have tens.
 WEIGHT_UNITS = float(2**50)
 
 #: Column order of ``fct_attribution``.

@@ -27,6 +27,9 @@ from puffy.warehouse import partition_files
 
 # Largest scale generated in one piece (memory); larger scales are concatenated shards.
 SHARD_SCALE = 100.0
+# Shard k numbers its orders from k times this, so shards never share a transaction id (a day of
+# a 100x shard has a few thousand orders).
+SHARD_ORDER_NUMBERS = 1_000_000
 
 
 def _peak_rss_mb() -> float:
@@ -166,25 +169,31 @@ def generate_scaled(out_dir: Path, scale: float, days: int) -> None:
 
     The generator holds a whole sample in memory (about 1 GB per 100x), so a larger scale is the
     concatenation, day file by day file, of independent shards drawn with different seeds (their
-    client and transaction ids are random, so they do not meet). Each day file then holds
+    client ids are random; their order numbers are offset, so transaction ids do not meet either).
+    Each day file then holds
     several time-sorted runs: the gate reports it as "File not sorted by timestamp" (a warning),
     which costs nothing downstream. Only the first shard's ``_truth/`` is kept.
     """
     from puffy.sample import SampleConfig, generate_sample
 
     shards = max(1, math.ceil(scale / SHARD_SCALE))
-    generate_sample(out_dir, SampleConfig(scale=scale / shards, days=days))
+    partial = out_dir.with_name(out_dir.name + ".partial")  # renamed when complete: never reused half-made
+    shutil.rmtree(partial, ignore_errors=True)
+    generate_sample(partial, SampleConfig(scale=scale / shards, days=days))
     for k in range(1, shards):
         shard_dir = out_dir.parent / f"{out_dir.name}.shard{k}"
-        shard = generate_sample(shard_dir, SampleConfig(scale=scale / shards, days=days, seed=SampleConfig.seed + k))
+        shard = generate_sample(shard_dir, SampleConfig(scale=scale / shards, days=days, seed=SampleConfig.seed + k,
+                                                        order_number_offset=k * SHARD_ORDER_NUMBERS))
         for part in shard.files:
-            with open(part, "rb") as src, open(out_dir / part.name, "rb+") as dst:
+            with open(part, "rb") as src, open(partial / part.name, "rb+") as dst:
                 src.readline()  # the header: the first shard's file already has it
                 dst.seek(-1, os.SEEK_END)
                 if dst.read(1) != b"\n":  # like the export, a file may end without a line break
                     dst.write(b"\n")
                 shutil.copyfileobj(src, dst, 1 << 24)
         shutil.rmtree(shard_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.rename(partial, out_dir)
 
 
 def _cpus() -> int:

@@ -58,27 +58,36 @@ ROW_GROUP_ROWS = 122_880  # DuckDB's own row-group size
 class PartitionWriter:
     """Stream one date partition to Parquet in fixed-size row groups; swap it in on ``commit``.
 
-    Holds at most one row group of rows in memory, however large the partition. Use as a
-    context manager: leaving the block without ``commit`` (an exception) discards the
-    temporary directory and leaves the previous partition in place.
+    Holds at most one row group of rows in memory, however large the partition; ``finish``
+    writes the last row group and closes the file (so a long rebuild keeps one file open at a
+    time). Use as a context manager: leaving the block without ``commit`` (an exception)
+    discards the temporary directory and leaves the previous partition in place.
     """
 
     def __init__(self, root: Path, table: str, day: date, schema: pa.Schema) -> None:
         self.final = partition_dir(root, table, day)
-        self.tmp = staging_dir_for(self.final)
         self.schema = schema
         self.rows = 0
         self._buffer: list[pa.Table] = []
         self._buffered = 0
-        self._writer = pq.ParquetWriter(self.tmp / "part-0.parquet", schema)
+        self.tmp = staging_dir_for(self.final)
+        try:
+            self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp / "part-0.parquet", schema)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        self._committed = False
 
     def __enter__(self) -> "PartitionWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._writer is not None:  # not committed: discard
-            self._writer.close()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        if not self._committed:  # discard
+            try:
+                if self._writer is not None:
+                    self._writer.close()
+            finally:
+                shutil.rmtree(self.tmp, ignore_errors=True)
 
     def write(self, data: pa.Table) -> None:
         self._buffer.append(data)
@@ -94,15 +103,18 @@ class PartitionWriter:
         self.rows += n
 
     def finish(self) -> None:
-        """Write the buffered rows (the last, shorter row group): no more rows will come."""
+        """Write the buffered rows (the last, shorter row group) and close the file: no more rows."""
+        if self._writer is None:
+            return
         if self._buffered:
             self._flush(self._buffered)
+        self._writer.close()  # with no rows: a valid file with the schema and no row group
+        self._writer = None
 
     def commit(self) -> Path:
         self.finish()
-        self._writer.close()  # with no rows: a valid file with the schema and no row group
-        self._writer = None
         swap_in(self.tmp, self.final)
+        self._committed = True
         return self.final
 
 

@@ -320,6 +320,9 @@ def build_metrics(ctx: CheckContext) -> None:
     con = ctx.con
     register_user_agents(con)
     ctx.day_event = compute_day_event(con, ctx.rules, ctx.now, ctx.engine_params, ctx.scratch_dir)
+    con.register("_dq_day_event_df", ctx.day_event)  # kept queryable on result.con, as documented
+    con.execute("CREATE OR REPLACE TABLE dq_day_event AS SELECT * FROM _dq_day_event_df")
+    con.unregister("_dq_day_event_df")
     ctx.rejects = con.execute("""
         SELECT file_date, source_file, reason, count(*) AS n FROM stg_rejects GROUP BY ALL ORDER BY ALL
     """).df()

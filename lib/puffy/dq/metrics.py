@@ -42,8 +42,9 @@ METRIC_COLUMNS = ("events", "null_client_id", "bad_client_id", "bot_events", "wi
 
 
 def _full_match(pattern: str) -> str:
-    """``pattern`` anchored at both ends (a search for it then equals a full match)."""
-    return f"^(?:{pattern})$"
+    """``pattern`` anchored at both ends (a search for it then equals a full match). ``\\A`` and
+    ``\\z``, not ``^``/``$``: Java's ``$`` (Spark) also matches before a final line break."""
+    return rf"\A(?:{pattern})\z"
 
 
 def day_event_metrics(events: ir.Table, user_agents: ir.Table, rules: DqRules, now: datetime) -> ir.Table:

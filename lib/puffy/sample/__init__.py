@@ -91,6 +91,7 @@ class SampleConfig:
     faults: frozenset[str] = ALL_FAULTS
     rename_client_id_from: dt.date | None = dt.date(2025, 2, 27)  # header clientId from this date on
     drop_referrer_from: dt.date | None = dt.date(2025, 3, 4)  # referrer column absent from this date
+    order_number_offset: int = 0  # added to every ORD-YYYYMMDD-NNN number (keeps shards' ids apart)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
         return np.random.default_rng([config.seed, k])
 
     traffic, events = T.simulate(stream(1), start_ms, config.days, config.scale, "bots" in on, shift_window)
-    orders, items = O.build_orders(stream(2), traffic, events)
+    orders, items = O.build_orders(stream(2), traffic, events, config.order_number_offset)
     events["extra"] = np.int8(F.GENUINE)
 
     ctx = F.Context(stream(3), start_ms, config.days, config.scale, traffic.client_ids)

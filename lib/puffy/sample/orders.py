@@ -35,7 +35,8 @@ def email_hash(client_ids: np.ndarray) -> np.ndarray:
     return np.array([hashlib.sha256(b"shopper:" + c).hexdigest() for c in client_ids], dtype=object)
 
 
-def build_orders(rng, traffic: T.Traffic, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_orders(rng, traffic: T.Traffic, events: pd.DataFrame,
+                 number_offset: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One order per checkout_completed event, and its line items.
 
     Adds an `order` column to the events (-1 for other events).
@@ -52,7 +53,7 @@ def build_orders(rng, traffic: T.Traffic, events: pd.DataFrame) -> tuple[pd.Data
     orders = pd.DataFrame({
         "event": ev_idx, "ts": ts, "sess": sess, "client": client,
         "email": email_hash(traffic.client_ids[client]),
-        "transaction_id": _transaction_ids(rng, ts),
+        "transaction_id": _transaction_ids(rng, ts, number_offset),
         # fault flags, set by the fault injectors
         "zero_revenue": False, "price_null": False, "fault": "",
     })
@@ -75,14 +76,14 @@ def build_orders(rng, traffic: T.Traffic, events: pd.DataFrame) -> tuple[pd.Data
     return orders, items
 
 
-def _transaction_ids(rng, ts: np.ndarray) -> np.ndarray:
-    """ORD-YYYYMMDD-NNN, the number unique within the day (at least 3 digits)."""
+def _transaction_ids(rng, ts: np.ndarray, number_offset: int = 0) -> np.ndarray:
+    """ORD-YYYYMMDD-NNN, the number unique within the day (at least 3 digits), plus ``number_offset``."""
     day = ts // T.DAY_MS
     out = np.empty(len(ts), dtype=object)
     for d in np.unique(day):
         m = np.flatnonzero(day == d)
         space = max(999, 4 * len(m))
-        numbers = rng.choice(np.arange(1, space + 1), size=len(m), replace=False)
+        numbers = rng.choice(np.arange(1, space + 1), size=len(m), replace=False) + number_offset
         date = np.datetime64(int(d), "D").astype(str).replace("-", "")
         out[m] = [f"ORD-{date}-{k:03d}" for k in numbers]
     return out

@@ -24,9 +24,10 @@ class TransformParams(StrictModel):
 
     # --- sessionization
     session_timeout_minutes: float = Field(
-        30.0, gt=0, le=24 * 60,
+        30.0, ge=1 / 60, le=24 * 60,
         description="Inactivity timeout: an event at least this long after the client's previous event "
-                    "starts a new session (a gap of exactly the timeout starts a new session).",
+                    "starts a new session (a gap of exactly the timeout starts a new session). At least "
+                    "one second, so a client's sessions never overlap.",
     )
     split_on_campaign_change: bool = Field(
         False, description="Also start a new session when an event lands with a campaign "

@@ -4,8 +4,8 @@ Input: the staging partitions written by ``puffy.ingest.write_staging``
 (``<staging_root>/stg_events|stg_purchase_items|stg_rejects/date=D/part-0.parquet``) and, for
 history, the fct partitions already published (``history_root``).
 
-Output (``<warehouse_root>/<table>/date=D/part-0.parquet``, each partition swapped in atomically by
-``puffy.warehouse.write_partition``):
+Output (``<warehouse_root>/<table>/date=D/part-0.parquet``, each partition streamed and swapped in
+atomically by ``puffy.warehouse.PartitionWriter``):
 
 ================== ================================== =======================================
 table              grain                              partition key
@@ -73,7 +73,7 @@ from puffy.attribution import (
 from puffy.channels import load_channel_rules
 from puffy.engine import connect, engine_name, record_batches
 from puffy.errors import InputDataError, UserError
-from puffy.params import PipelineParams, load_params
+from puffy.params import PipelineParams, load_pipeline_params
 from puffy.transform.identity import apply_identity, identity_edges, person_map
 from puffy.transform.orders import (
     LEDGER_COLUMNS,
@@ -129,7 +129,6 @@ TABLES: dict[str, tuple[ibis.Schema, str, tuple[str, ...]]] = {
 RECONCILIATION_TABLE = "rpt_reconciliation"
 CSV_EXPORTS = ("fct_sessions", "fct_orders", "fct_attribution")
 STG_EVENTS, STG_ITEMS, STG_REJECTS = "stg_events", "stg_purchase_items", "stg_rejects"
-PIPELINE_PARAMS_FILE = "pipeline.yaml"  # engine settings, when run_transform is given none
 # Used when a day has no stg_purchase_items partition (columns as puffy.ingest writes them).
 STG_ITEMS_SCHEMA = ibis.schema({
     "event_id": "string", "transaction_id": "string", "line_number": "int64", "item_id": "string",
@@ -239,20 +238,26 @@ def _write_table(root: Path, table: str, t: ir.Table, days: list[date]) -> tuple
     step = max(len(days), 1) if engine_name(t) == "duckdb" else DRIVER_COLLECT_DAYS
     written, rows = [], 0
     with ExitStack() as stack:
-        writers = {d: stack.enter_context(PartitionWriter(root, table, d, target)) for d in days}
+        writers: dict[date, PartitionWriter] = {}
+
+        def writer(day: date) -> PartitionWriter:  # opened on a day's first row: one open file at a time
+            if day not in writers:
+                writers[day] = stack.enter_context(PartitionWriter(root, table, day, target))
+            return writers[day]
+
         for i in range(0, len(days), step):
             query = cast_to_schema(t.filter(t[key].isin(days[i:i + step])), schema).order_by([key, *sort])
             for batch in record_batches(query, WRITE_BATCH_ROWS):
                 chunk = pa.Table.from_batches([batch]).cast(target).replace_schema_metadata(None)
                 keys = chunk.column(key)
                 for day in pc.unique(keys).to_pylist():
-                    writers[day].write(chunk.filter(pc.equal(keys, pa.scalar(day, keys.type))))
+                    writer(day).write(chunk.filter(pc.equal(keys, pa.scalar(day, keys.type))))
                 last = pc.max(keys).as_py()
                 for day in [d for d in writers if d < last]:  # rows arrive in day order: those are complete
                     writers[day].finish()
-        for writer in writers.values():  # only once every row is written: a failed query swaps in nothing
-            written.append(writer.commit())
-            rows += writer.rows
+        for day in days:  # only once every row is written: a failed query swaps in nothing
+            written.append(writer(day).commit())
+            rows += writers[day].rows
     return written, rows
 
 
@@ -290,8 +295,8 @@ def run_transform(
     params_dir = Path(params_dir)
     tp = transform_params or load_transform_params(params_dir)
     rules = load_channel_rules(params_dir / tp.channels_file)
-    if con is None and engine_params is None and (params_dir / PIPELINE_PARAMS_FILE).exists():
-        engine_params = load_params(params_dir / PIPELINE_PARAMS_FILE, PipelineParams)
+    if con is None and engine_params is None:
+        engine_params = load_pipeline_params(params_dir)
     con = con or connect(engine_params)
     timer = _Timer()
     warnings: list[str] = []
@@ -438,6 +443,7 @@ def run_transform(
         rejects_e_count=n_stg_rejects,
         continuing_events=continuing.filter(continuing.session_id.notnull()),
         sessions_out=scoped,  # the rows of fct_sessions, before the 1:1 joins of numbers and metrics
+        sessions_written=counts["fct_sessions"],
         exclude_bots=tp.exclude_bots,
         purchases_o=events.filter((events.event_name == tp.purchase_event) & events.file_date.isin(order_dates)),
         orders_out=orders_out,

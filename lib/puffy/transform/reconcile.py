@@ -119,6 +119,7 @@ def compute_checks(
     rejects_e_count: int,
     continuing_events,
     sessions_out,
+    sessions_written: int | None = None,
     exclude_bots: bool,
     purchases_o,
     orders_out,
@@ -153,6 +154,9 @@ def compute_checks(
         n_sessions = int(_scalar(sessions_out.count()))
         checks.append(Check("session_ids_unique", n_sessions, int(_scalar(sessions_out.session_id.nunique())),
                             f"sessions={n_sessions}", scope=e_scope))
+        if sessions_written is not None:  # numbering and order metrics are 1:1 joins: none lost or doubled
+            checks.append(Check("sessions_written", n_sessions, sessions_written, "fct_sessions rows written",
+                                scope=e_scope))
 
     # --- purchases and revenue
     n_purchases = int(_scalar(purchases_o.count()))

@@ -111,13 +111,6 @@ SESSION_COLUMNS: tuple[str, ...] = tuple(SESSION_SCHEMA.names)
 
 # Path of a URL: after the scheme and host, up to the query / fragment.
 _PATH_RE = r"^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)?([^?#]*)"
-_LANDING_COLUMNS = (
-    "referrer_host", "referrer_host_decoded", "referrer_kind",
-    "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term",
-    "utm_source_decoded", "utm_medium_decoded",
-    "gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid", "srsltid", "kx", "gad_source",
-    "has_marketing_params", "channel", "channel_rule",
-)
 
 
 def url_path(url: ir.StringValue) -> ir.StringValue:
