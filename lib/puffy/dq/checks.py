@@ -2,7 +2,8 @@
 
 ``ingest`` leaves ``stg_events``, ``stg_purchase_items`` and ``stg_rejects`` on a DuckDB connection
 (for the days in range plus up to ``baseline_days`` earlier ones). ``build_metrics`` makes one pass
-over ``stg_events`` into a small per-day x event-name table (``dq_day_event``); most checks grade
+over ``stg_events`` into a small per-day x event-name table (``dq_day_event``, see
+``puffy.dq.metrics``: on the pipeline's engine, DuckDB or Spark); most checks grade
 that table, so per-day work in Python is over a few hundred rows, never over events. The rest
 (payloads, transaction ids, duplicates, ordering) are one targeted SQL query each.
 
