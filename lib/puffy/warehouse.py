@@ -37,19 +37,6 @@ def staging_dir_for(final_dir: Path) -> Path:
     return tmp
 
 
-def write_partition(root: Path, table: str, day: date, data: pa.Table) -> Path:
-    """Replace one date partition of ``table`` with ``data`` atomically; return its directory."""
-    final = partition_dir(root, table, day)
-    tmp = staging_dir_for(final)
-    try:
-        pq.write_table(data, tmp / "part-0.parquet")
-        swap_in(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
-
-
 #: Rows per Parquet row group of a streamed partition: fixed, so a partition's bytes depend on
 #: its rows only, not on how they arrived (a day-by-day run and a rebuild write the same file).
 ROW_GROUP_ROWS = 122_880  # DuckDB's own row-group size
@@ -116,6 +103,13 @@ class PartitionWriter:
         swap_in(self.tmp, self.final)
         self._committed = True
         return self.final
+
+
+def write_partition(root: Path, table: str, day: date, data: pa.Table) -> Path:
+    """Replace one date partition of ``table`` with ``data`` atomically; return its directory."""
+    with PartitionWriter(root, table, day, data.schema) as writer:
+        writer.write(data)
+        return writer.commit()
 
 
 def partition_dates(root: Path, table: str) -> list[date]:
