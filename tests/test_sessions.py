@@ -25,7 +25,7 @@ import pytest
 from puffy.ingest import RawContract, discover_raw_files, ingest, write_staging
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.transform import TransformParams, run_transform
-from puffy.transform.sessions import build_sessions, sessionize_events
+from puffy.transform.sessions import build_sessions, session_event_flags, sessionize_events
 from puffy.warehouse import partition_files
 
 # ibis 12 on pandas 3 / duckdb 2 warns on every query; not ours.
@@ -275,8 +275,8 @@ def test_session_expressions_compile_for_pyspark(monkeypatch):
     }, name="events")
     for split in (False, True):
         params = TransformParams(split_on_campaign_change=split)
-        sev = sessionize_events(events, params)
-        sql = ibis.to_sql(build_sessions(sev, params), dialect="pyspark")
+        sev = sessionize_events(session_event_flags(events, params), params)
+        sql = ibis.to_sql(build_sessions(sev, events, params), dialect="pyspark")
         assert "OVER" in sql and "md5" in sql.lower()
 
 
@@ -291,3 +291,22 @@ def test_sessions_schema_and_partition_columns(tmp_path):
     assert s.session_id.is_unique
     assert (s.person_id == s.client_id).all()
     assert set(s.session_date) == {D1, D2} and (s.session_date == s.session_start.dt.date).all()
+
+
+@pytest.mark.parametrize("pattern", ["/products/", "/prod", r"^/products/[a-z-]+$", "products"])
+def test_path_matches_agrees_with_the_extracted_path(pattern):
+    """The literal shortcut of ``path_matches`` gives the answer of matching ``url_path``, on URLs
+    that put the pattern's text in the host, the scheme's slashes, the query and the fragment."""
+    from puffy.transform.sessions import path_matches, url_path
+
+    urls = [
+        "https://puffy.com/products/puffy-mattress", "https://puffy.com/products", "https://products/x",
+        "https://products/products/x", "https://puffy.com/?next=/products/x", "https://puffy.com/#/products/x",
+        "puffy.com/products/x", "/products/x", "products/x", "https://puffy.com", "", None,
+        "android-app://com.google/products/x", "HTTPS://PUFFY.COM/products/x?a=1#b",
+        "https://puffy.com/a/products/b?/products/", "https://puffy.com/prodx", "://products/x",
+    ]
+    t = ibis.memtable({"url": urls}, schema={"url": "string"})
+    con = ibis.duckdb.connect()
+    got = con.execute(t.select(fast=path_matches(t.url, pattern), slow=url_path(t.url).re_search(pattern)))
+    assert got["fast"].tolist() == got["slow"].tolist()

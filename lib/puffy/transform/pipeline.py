@@ -92,6 +92,7 @@ from puffy.transform.sessions import (
     build_sessions,
     cast_to_schema,
     events_in_sessions,
+    session_event_flags,
     sessionize_events,
 )
 from puffy.useragent import user_agent_dimension
@@ -343,10 +344,10 @@ def run_transform(
     sessionizable = events.filter(events.client_id.notnull())
     if tp.exclude_bots:
         sessionizable = sessionizable.filter(~sessionizable.is_bot)
-    sessionized = sessionize_events(sessionizable, tp, rules)
+    sessionized = sessionize_events(session_event_flags(sessionizable, tp), tp, rules)
     # Every session of the window, including those that began on the context days: purchases
     # and continuing events of those days are matched to them.
-    window_sessions = build_sessions(sessionized, tp, rules).cache()
+    window_sessions = build_sessions(sessionized, sessionizable, tp, rules).cache()
     # The sessions this run writes. Their numbering and order metrics are joined on below and
     # not materialised again: the narrow uses (attribution, checks) read this cached table.
     scoped = window_sessions.filter(window_sessions.session_date.isin(session_dates))
