@@ -53,3 +53,53 @@ def test_a_day_without_rows_gets_an_empty_partition(tmp_path):
     assert partition_dates(tmp_path, "t") == [DAY]
     empty = pq.read_table(partition_dir(tmp_path, "t", DAY) / "part-0.parquet")
     assert empty.num_rows == 0 and empty.schema.equals(SCHEMA)
+
+
+def _ended_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_swap_replaces_a_partition_and_leaves_nothing_beside_it(tmp_path):
+    write_partition(tmp_path, "t", DAY, _rows(2))
+    write_partition(tmp_path, "t", DAY, _rows(3))
+    assert pq.read_table(partition_dir(tmp_path, "t", DAY)).num_rows == 3
+    assert [p.name for p in (tmp_path / "t").iterdir()] == [f"date={DAY}"]
+
+
+def test_leftovers_of_killed_writers_are_swept_and_a_half_swapped_partition_put_back(tmp_path):
+    import os
+    import shutil
+
+    write_partition(tmp_path, "t", DAY, _rows(2))
+    other = date(2025, 3, 2)
+    write_partition(tmp_path, "t", other, _rows(4))
+    table = tmp_path / "t"
+    dead, alive = _ended_pid(), os.getpid()
+    # A writer killed between the two renames of the fallback swap: date=DAY moved aside, not back.
+    os.rename(table / f"date={DAY}", table / f".date={DAY}.old-{dead}-aaaaaaaa")
+    # A killed writer's half-written partition, a running writer's, and one from before pids.
+    for name in (f".date={other}.tmp-{dead}-bbbbbbbb", f".date={other}.tmp-{alive}-cccccccc",
+                 f".date={other}.tmp-dddddddd", f".date={other}.old-{dead}-eeeeeeee"):
+        shutil.copytree(table / f"date={other}", table / name)
+    assert partition_dates(tmp_path, "t") == [other]
+
+    write_partition(tmp_path, "t", date(2025, 3, 3), _rows(1))  # any write to the table sweeps it
+
+    assert partition_dates(tmp_path, "t") == [DAY, other, date(2025, 3, 3)]
+    assert pq.read_table(partition_dir(tmp_path, "t", DAY)).num_rows == 2  # the old partition is back
+    assert pq.read_table(partition_dir(tmp_path, "t", other)).num_rows == 4
+    assert sorted(p.name for p in table.iterdir() if p.name.startswith(".")) == [
+        f".date={other}.tmp-{alive}-cccccccc"]
+
+
+def test_the_fallback_swap_is_two_renames(tmp_path, monkeypatch):
+    monkeypatch.setattr(warehouse, "_renameat2", None)
+    write_partition(tmp_path, "t", DAY, _rows(2))
+    write_partition(tmp_path, "t", DAY, _rows(5))
+    assert pq.read_table(partition_dir(tmp_path, "t", DAY)).num_rows == 5
+    assert [p.name for p in (tmp_path / "t").iterdir()] == [f"date={DAY}"]

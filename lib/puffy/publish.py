@@ -1,8 +1,8 @@
 """Write–audit–publish: the transform writes to a staging warehouse, monitoring audits it, and only
 then are its partitions swapped into the published warehouse that dashboards read.
 
-Publishing swaps partition directories one by one with atomic renames, so a reader always sees a
-whole partition (old or new). Quarantine copies the staged partitions aside for inspection and
+Publishing swaps partition directories in one by one (``puffy.warehouse.swap_in``), so a reader
+always sees a whole partition (old or new); a day's tables are not swapped as one unit. Quarantine copies the staged partitions aside for inspection and
 leaves the published warehouse untouched.
 """
 

@@ -1,14 +1,22 @@
 """Partitioned Parquet storage with atomic per-date replacement.
 
 Layout: ``<root>/<table>/date=YYYY-MM-DD/part-0.parquet``. A date's partition is written into a
-temporary sibling directory and swapped in with ``os.replace``-style renames, so readers see
-either the old partition or the new one, never half of one, and re-running a date replaces it.
+temporary sibling directory (``.date=…tmp-<pid>-<id>``) and swapped in: on Linux with one atomic
+exchange of the two directories (``renameat2(RENAME_EXCHANGE)``), so readers see either the old
+partition or the new one and re-running a date replaces it. Elsewhere the swap is two renames
+(old aside, new in); a crash between them leaves the old partition in a ``.date=…old-<id>``
+directory, which the next write to the table puts back (``sweep_leftovers``), as it removes the
+temporary directories of writers that are no longer running.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import os
 import shutil
+import sys
 import uuid
 from datetime import date
 from pathlib import Path
@@ -21,20 +29,105 @@ def partition_dir(root: Path, table: str, day: date) -> Path:
     return Path(root) / table / f"date={day.isoformat()}"
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _load_renameat2():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2  # glibc >= 2.28
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_renameat2 = _load_renameat2()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange the paths ``a`` and ``b``; False where the OS or file system cannot."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def swap_in(tmp_dir: Path, final_dir: Path) -> None:
-    """Atomically make ``tmp_dir`` the content of ``final_dir`` (replacing any previous one)."""
+    """Make ``tmp_dir`` the content of ``final_dir`` (replacing any previous one) atomically."""
     final_dir.parent.mkdir(parents=True, exist_ok=True)
-    old = final_dir.with_name(f".{final_dir.name}.old-{uuid.uuid4().hex[:8]}")
-    if final_dir.exists():
+    if not final_dir.exists():
+        os.rename(tmp_dir, final_dir)
+    elif _exchange(tmp_dir, final_dir):
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # now holds the previous partition
+    else:
+        old = final_dir.with_name(f".{final_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         os.rename(final_dir, old)
-    os.rename(tmp_dir, final_dir)
-    shutil.rmtree(old, ignore_errors=True)
+        os.rename(tmp_dir, final_dir)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def staging_dir_for(final_dir: Path) -> Path:
-    tmp = final_dir.with_name(f".{final_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    """A new temporary sibling of ``final_dir``, named after this process (see ``sweep_leftovers``)."""
+    sweep_leftovers(final_dir.parent)
+    tmp = final_dir.with_name(f".{final_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     return tmp
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _writer_gone(tag: str) -> bool:
+    """Whether the process named in a ``tmp-<pid>-<id>`` / ``old-<pid>-<id>`` tag has ended.
+
+    Tags without a pid (written before pids were recorded) count as ended.
+    """
+    parts = tag.split("-")
+    return len(parts) != 3 or not parts[1].isdigit() or not _running(int(parts[1]))
+
+
+def sweep_leftovers(table_dir: Path) -> list[Path]:
+    """Clean what killed writers left in ``table_dir``; return the directories cleaned.
+
+    Only directories of processes no longer running on this machine are touched:
+
+    * ``.date=D.tmp-<pid>-<id>``: removed;
+    * ``.date=D.old-<pid>-<id>``: put back as ``date=D`` when that is missing (the writer died
+      between the two renames of the fallback swap), else removed.
+    """
+    table_dir = Path(table_dir)
+    if not table_dir.is_dir():
+        return []
+    cleaned = []
+    for child in table_dir.iterdir():
+        if not (child.name.startswith(".date=") and child.is_dir()):
+            continue
+        final_name, _, tag = child.name[1:].rpartition(".")
+        if not (tag.startswith(("tmp-", "old-")) and _writer_gone(tag)):
+            continue
+        final = table_dir / final_name
+        if tag.startswith("old-") and not final.exists():
+            os.rename(child, final)
+        else:
+            shutil.rmtree(child, ignore_errors=True)
+        cleaned.append(child)
+    return cleaned
 
 
 #: Rows per Parquet row group of a streamed partition: fixed, so a partition's bytes depend on
