@@ -207,12 +207,15 @@ def test_bad_rules_stop_with_one_line(tmp_path):
         load_rules(bad)
 
 
-def test_the_purchase_event_comes_from_the_dq_contract(tmp_path):
+def test_the_purchase_event_comes_from_the_dq_contract(tmp_path, caplog):
     rules = tmp_path / "monitoring_rules.yaml"
     rules.write_text("revenue:\n  purchase_event: order_placed\n")
     with pytest.raises(ParamsError, match="'revenue.purchase_event': event names come from the contract"):
         load_rules(rules)
     rules.write_text("history_days: 14\n")
+    with caplog.at_level("WARNING", logger="puffy.monitoring"):
+        assert load_rules(rules).revenue.purchase_event == "checkout_completed"
+    assert "no dq_rules.yaml beside it" in caplog.text
     dq = yaml.safe_load((REPO_ROOT / "params" / "dq_rules.yaml").read_text())
     dq["contract"]["purchase_event"] = "order_placed"
     (tmp_path / "dq_rules.yaml").write_text(yaml.safe_dump(dq))

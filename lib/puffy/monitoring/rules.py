@@ -7,6 +7,7 @@ one-line ``ParamsError`` (see ``puffy.params``).
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,8 @@ from pydantic import Field, model_validator
 from puffy.dq.rules import load_rules as load_dq_rules
 from puffy.errors import ParamsError
 from puffy.params import StrictModel, load_params
+
+log = logging.getLogger("puffy.monitoring")
 
 Severity = Literal["info", "warn", "error"]
 Direction = Literal["both", "up", "down"]
@@ -194,7 +197,9 @@ def load_rules(path: str | Path | None) -> MonitoringRules:
         raise ParamsError(f"{path}: key 'revenue.purchase_event': event names come from the contract in "
                           "dq_rules.yaml")
     contract_path = Path(path).parent / "dq_rules.yaml"
-    if contract_path.exists():
-        event = load_dq_rules(contract_path).contract.purchase_event
-        rules = rules.model_copy(update={"revenue": rules.revenue.model_copy(update={"purchase_event": event})})
-    return rules
+    if not contract_path.exists():
+        log.warning("%s: no dq_rules.yaml beside it; the purchase event is the default contract's %r",
+                    path, rules.revenue.purchase_event)
+        return rules
+    event = load_dq_rules(contract_path).contract.purchase_event
+    return rules.model_copy(update={"revenue": rules.revenue.model_copy(update={"purchase_event": event})})

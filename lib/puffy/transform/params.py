@@ -8,6 +8,8 @@ the one place that says what the export's events are called.
 
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -15,6 +17,8 @@ from pydantic import Field, model_validator
 from puffy.attribution import AttributionParams
 from puffy.errors import ParamsError
 from puffy.params import StrictModel, load_params
+
+log = logging.getLogger("puffy.transform")
 
 TRANSFORM_PARAMS_FILE = "transform.yaml"
 
@@ -102,6 +106,7 @@ def load_transform_params(params_dir: Path) -> TransformParams:
         raise ParamsError(f"{path}: key '{named[0]}': event names come from the contract in dq_rules.yaml")
     rules_path = Path(params_dir) / "dq_rules.yaml"
     if not rules_path.exists():
+        log.warning("%s: not found; event names are the default contract's", rules_path)
         return params
     contract = load_rules(rules_path).contract
     return params.model_copy(update={f: getattr(contract, f) for f in EVENT_FIELDS})
