@@ -161,6 +161,9 @@ def test_reconciliation_gap_and_malformed_lines(tmp_path, export):
     path = raw / f"events_{LAST:%Y%m%d}.csv"
     lines = path.read_text().splitlines()
     lines.insert(5, lines[5] + ",surplus")  # too many fields
+    # One event over two physical lines (a quoted line break): one row for two lines, a gap.
+    lines.append('1740000000-cccccc000003,https://puffy.com/,,2025-03-05T23:58:40.000Z,page_viewed,,"two\nlines"')
+    # An unterminated quote swallows the next line: that line is read again, so it is no gap.
     lines.append('1740000000-cccccc000001,https://puffy.com/,,2025-03-05T23:59:00.000Z,page_viewed,,"open quote')
     lines.append("1740000000-cccccc000002,https://puffy.com/,,2025-03-05T23:59:30.000Z,page_viewed,,swallowed")
     path.write_text("\n".join(lines) + "\n")

@@ -143,19 +143,45 @@ def test_undecodable_bytes_reject_only_their_line(tmp_path):
     assert_reconciled(con, result)
 
 
-def test_a_line_swallowed_by_an_unterminated_quote_shows_as_a_gap(tmp_path):
-    """The quote opened on line 2 runs to the end of the file, so line 3 is never parsed: the
-    physical line count exposes the loss instead of hiding it."""
+def test_lines_swallowed_by_an_unterminated_quote_are_read_again(tmp_path):
+    """The quote opened on line 3 runs to the next quote, on line 4, and the one opened on line 6
+    to the end of the file: the reader returns lines 3-4 and 6-8 as two broken records. Each is
+    rejected as its first line only, and the lines it swallowed are parsed again, in file order,
+    numbered after the file's other rows, with their own line numbers."""
     raw = tmp_path / "raw"
     raw.mkdir()
-    lines = [HEADER, row("1740268800-unterminated", "2025-02-23T00:00:01.000Z", ua='"open quote'),
-             row("1740268800-swallowed001", "2025-02-23T00:00:02.000Z")]
+    lines = [HEADER,
+             row("1740268800-goodrow00001", "2025-02-23T00:00:01.000Z", ua='"quoted, ua"'),
+             row("1740268800-unterminated", "2025-02-23T00:00:02.000Z", ua='"open quote'),
+             row("1740268800-swallowed001", "2025-02-23T00:00:03.000Z", ua='"quoted, ua"'),
+             row("1740268800-goodrow00002", "2025-02-23T00:00:04.000Z"),
+             row("1740268800-unterminat02", "2025-02-23T00:00:05.000Z", ua='"open again'),
+             row("1740268800-swallowed002", "2025-02-23T00:00:06.000Z"),
+             row("1740268800-swallowed003", "2025-02-23T00:00:07.000Z", ua="ua,surplus")]
     (raw / "events_20250223.csv").write_text("\n".join(lines) + "\n")
     con, result = run(raw)
-    n_events = len(events(con, "events_20250223.csv"))
-    n_rejects = len(rejects(con, "events_20250223.csv"))
-    assert result.lines_read["events_20250223.csv"] == 2
-    assert n_events + n_rejects == 1
+    got = con.execute("SELECT row_number, client_id FROM stg_events ORDER BY row_number").fetchall()
+    assert got == [(1, "1740268800-goodrow00001"), (2, "1740268800-goodrow00002"),
+                   (3, "1740268800-swallowed001"), (4, "1740268800-swallowed002")]
+    bad = con.execute("SELECT line, reason, raw FROM stg_rejects ORDER BY line").fetchall()
+    assert [(line, reason) for line, reason, _ in bad] == [
+        (3, "unquoted_value"), (6, "unquoted_value"), (8, "too_many_columns")]
+    assert bad[0][2] == lines[2] and bad[2][2] == lines[7]  # the rejected line itself, nothing swallowed
+    assert result.lines_read["events_20250223.csv"] == 7
+    assert_reconciled(con, result)
+
+
+def test_reject_line_numbers_count_the_lines_of_a_quoted_line_break(tmp_path):
+    """DuckDB numbers records; the reject says the file's line (a blank line and a record of two
+    lines come before it)."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = [HEADER, row("1740268800-twolines0001", "2025-02-23T00:00:01.000Z", ua='"two\nlines"'), "",
+             row("1740268800-toomanyfield", "2025-02-23T00:00:02.000Z", ua="ua,surplus")]
+    (raw / "events_20250223.csv").write_text("\n".join(lines) + "\n")
+    con, result = run(raw)
+    assert rejects(con, "events_20250223.csv") == [(5, None, "too_many_columns", None)]
+    assert [e[4] for e in events(con, "events_20250223.csv")] == ["two\nlines"]
 
 
 def test_unreadable_files_are_rejected_not_fatal(tmp_path):

@@ -3,7 +3,8 @@
 Raw data is immutable; this module only reads it. For each ``events_YYYYMMDD.csv[.gz]`` it sniffs
 the header (BOM, CRLF, aliases such as ``clientId``, missing / extra / reordered columns), parses
 the body with DuckDB's CSV reader in strict mode, and keeps every line it cannot use in a rejects
-table with file, line number and reason. A bad line never sinks its file.
+table with file, line number and reason. A bad line never sinks its file, nor the lines after it:
+the lines an unterminated quote swallowed are parsed again (see ``_parse_csv``).
 
 Tables built on the DuckDB connection (and written as Parquet partitions by ``write_staging``):
 
@@ -35,6 +36,7 @@ import gzip
 import io
 import re
 import shutil
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -356,14 +358,37 @@ def _trimmed(expr: str) -> str:
 
 def _load_file(con: duckdb.DuckDBPyConnection, i: int, f: RawFile, contract: RawContract) -> int:
     """Append one file's rows to ``stg_events`` / ``stg_parse_rejects``; return data lines seen."""
-    day = _sql_str(f.file_date.isoformat())
-    name = _sql_str(f.name)
     if f.header_error:
         con.execute(
-            f"INSERT INTO stg_parse_rejects VALUES ({day}, {name}, 1, NULL, 'unreadable_file', NULL, ?, NULL)",
+            f"INSERT INTO stg_parse_rejects VALUES ({_sql_str(f.file_date.isoformat())}, {_sql_str(f.name)}, 1, "
+            f"NULL, 'unreadable_file', NULL, ?, NULL)",
             [f.header_error],
         )
         return 0
+    parsed = _parse_csv(con, f"{i}", f, contract, f.path, rows_before=0, lines_before=0)
+    # Count the file's data lines independently of the parser: a line the parser silently loses
+    # must show up as a reconciliation gap, not vanish.
+    n_lines = count_data_lines(f.path)
+    return n_lines if n_lines is not None else parsed.rows + parsed.bad_lines
+
+
+@dataclass
+class _Parsed:
+    rows: int  # rows the CSV reader accepted (their row_number goes up to rows_before + rows)
+    bad_lines: int  # lines rejected by the CSV reader
+
+
+def _parse_csv(con: duckdb.DuckDBPyConnection, tag: str, f: RawFile, contract: RawContract, path: Path,
+               rows_before: int, lines_before: int) -> _Parsed:
+    """Parse ``path`` (``f``'s file, or a piece of it after its header) into the staging tables.
+
+    Row numbers continue from ``rows_before``; reject line numbers are the file's (``path``'s
+    line n is line ``lines_before + n`` of ``f``). A rejected record that spans several physical
+    lines (an unterminated quote runs to the next quote, swallowing the lines in between) is
+    rejected as its first line only; the lines after it are parsed again, as rows of their own.
+    """
+    day = _sql_str(f.file_date.isoformat())
+    name = _sql_str(f.name)
     cols = {f"c{k}": "VARCHAR" for k in range(len(f.header))}
     columns_sql = "{" + ", ".join(f"'{k}': '{v}'" for k, v in cols.items()) + "}"
 
@@ -385,7 +410,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, i: int, f: RawFile, contract: Raw
     row = ", ".join(f"CAST({v} AS {t}) AS {n}" for v, (n, t) in zip(values, _ROW_COLUMNS))
     purchase = _sql_str(contract.purchase_event)
     email = _sql_str(contract.email_event)
-    rej, scan = f"_rej_{i}", f"_scan_{i}"
+    rej, scan = f"_rej_{tag}", f"_scan_{tag}"
     # Parse straight into stg_events, payload decoded on the way: a copy of the file would double
     # the cost of ingest. The payload is decoded only for purchase / email events (CASE evaluates
     # a branch only on the rows that reach it).
@@ -394,8 +419,8 @@ def _load_file(con: duckdb.DuckDBPyConnection, i: int, f: RawFile, contract: Raw
         WITH parsed AS (
             SELECT {row}
             FROM (
-                SELECT row_number() OVER () AS row_number, *
-                FROM read_csv({_sql_str(str(f.path))}, header = true, columns = {columns_sql}, auto_detect = false,
+                SELECT row_number() OVER () + {rows_before} AS row_number, *
+                FROM read_csv({_sql_str(str(path))}, header = true, columns = {columns_sql}, auto_detect = false,
                               delim = ',', quote = '"', escape = '"', strict_mode = true, null_padding = false,
                               store_rejects = true, rejects_table = '{rej}', rejects_scan = '{scan}')
             )
@@ -422,23 +447,66 @@ def _load_file(con: duckdb.DuckDBPyConnection, i: int, f: RawFile, contract: Raw
         FROM checked
     """).fetchone()[0]
     # One reject row per bad line (DuckDB may report several errors for the same line); the
-    # reader's column names c0, c1, … are mapped back to the file's header names.
-    header = "[" + ", ".join(_sql_str(h) for h in f.header) + "]"
+    # reader's column names c0, c1, … are mapped back to the file's header names. DuckDB's
+    # ``line`` counts records (a quoted line break makes one record of two lines), so the file's
+    # line number is worked out from the byte where the record starts. A record begins with the
+    # blank lines before it: ``raw`` is its first non-blank line.
+    bad = con.execute(f"""
+        SELECT line, first(line_byte_position ORDER BY column_idx),
+               lower(replace(first(error_type ORDER BY column_idx), ' ', '_')),
+               first(column_name ORDER BY column_idx), first(error_message ORDER BY column_idx),
+               ltrim(first(csv_line ORDER BY column_idx), chr(10) || chr(13))
+        FROM {rej} GROUP BY line ORDER BY line
+    """).fetchall()
+    con.execute(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {scan}")
+    parsed = _Parsed(n_ok, len(bad))
+    if not bad:
+        return parsed
+    starts = [b[1] for b in bad if b[1] is not None]
+    at = dict(zip(starts, line_numbers_at(path, starts)))
+    lines = [lines_before + at.get(b[1], b[0]) for b in bad]
+    records = [b[5].split("\n") for b in bad]
     con.execute(f"""
         INSERT INTO stg_parse_rejects
-        SELECT {day}::DATE, {name}, line, NULL, lower(replace(first(error_type ORDER BY column_idx), ' ', '_')),
-               coalesce({header}[TRY_CAST(substr(first(column_name ORDER BY column_idx), 2) AS INTEGER) + 1],
-                        first(column_name ORDER BY column_idx)),
-               first(error_message ORDER BY column_idx),
-               left(trim(first(csv_line ORDER BY column_idx), chr(10) || chr(13)), 2000)
-        FROM {rej} GROUP BY line
-    """)
-    n_bad = con.execute(f"SELECT count(DISTINCT line) FROM {rej}").fetchone()[0]
-    con.execute(f"DROP TABLE IF EXISTS {rej}; DROP TABLE IF EXISTS {scan}")
-    # Count the file's data lines independently of the parser: a line the parser silently loses
-    # (e.g. swallowed by an unterminated quote) must show up as a reconciliation gap, not vanish.
-    n_lines = count_data_lines(f.path)
-    return n_lines if n_lines is not None else n_ok + n_bad
+        SELECT {day}::DATE, {name}, line, NULL, reason,
+               coalesce({_header_list(f)}[TRY_CAST(substr(col, 2) AS INTEGER) + 1], col), detail, left(raw, 2000)
+        FROM (SELECT unnest(?::BIGINT[]) AS line, unnest(?::VARCHAR[]) AS reason, unnest(?::VARCHAR[]) AS col,
+                     unnest(?::VARCHAR[]) AS detail, unnest(?::VARCHAR[]) AS raw)
+    """, [lines, [b[2] for b in bad], [b[3] for b in bad], [b[4] for b in bad],
+          [r[0].rstrip("\r") for r in records]])
+    # The lines a broken record swallowed are parsed again, as rows of their own.
+    for k, (line, record) in enumerate(zip(lines, records)):
+        swallowed = [ln.rstrip("\r") for ln in record[1:]]
+        if not any(swallowed):
+            continue
+        with tempfile.TemporaryDirectory(prefix="puffy-ingest-") as tmp:
+            piece = Path(tmp) / "swallowed.csv"
+            with open(piece, "w", encoding="utf-8", newline="") as out:
+                csv.writer(out, lineterminator="\n").writerow(f.header)
+                out.write("\n".join(swallowed))
+            # line n of the piece (after its header) is line (line - 1) + n of the file
+            more = _parse_csv(con, f"{tag}_{k}", f, contract, piece, rows_before + parsed.rows, line - 1)
+        parsed = _Parsed(parsed.rows + more.rows, parsed.bad_lines + more.bad_lines)
+    return parsed
+
+
+def _header_list(f: RawFile) -> str:
+    return "[" + ", ".join(_sql_str(h) for h in f.header) + "]"
+
+
+def line_numbers_at(path: Path, positions: list[int], chunk_size: int = 1 << 24) -> list[int]:
+    """The 1-based line number of each byte offset in ``positions`` of the (decompressed) file."""
+    order = np.argsort(np.asarray(positions, dtype=np.int64), kind="stable")
+    targets = np.asarray(positions, dtype=np.int64)[order]
+    before = np.zeros(len(targets), dtype=np.int64)  # newlines before each target
+    offset = 0
+    for buf in _chunks(path, chunk_size):
+        nl = np.flatnonzero(buf == 10) + offset
+        before += np.searchsorted(nl, targets, side="left")
+        offset += len(buf)
+    out = np.empty(len(targets), dtype=np.int64)
+    out[order] = before + 1
+    return out.tolist()
 
 
 def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int | None:
