@@ -23,6 +23,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from puffy.params import PipelineParams
+from puffy.warehouse import process_running
 
 #: Runtime SQL settings of every puffy Spark session, and why.
 SPARK_SQL_CONF = {
@@ -61,6 +62,45 @@ def duckdb_config(params: PipelineParams | None = None) -> dict[str, Any]:
         Path(params.duckdb_temp_directory).mkdir(parents=True, exist_ok=True)  # DuckDB creates one level only
         config["temp_directory"] = str(params.duckdb_temp_directory)
     return config
+
+
+#: Prefix of the directories holding scratch databases (see ``scratch_duckdb``).
+SCRATCH_PREFIX = "puffy-scratch-"
+
+
+def scratch_duckdb(params: PipelineParams | None = None):
+    """A DuckDB connection on a new database file, deleted with the connection.
+
+    For the gate's tables (every raw event of the run): DuckDB compresses a database file's
+    tables, and not the tables of an in-memory database, so under the memory limit they are read
+    back instead of spilled (measured at 100x: gate 19.1 s -> 16.4 s, peak 1.30 -> 1.18 GB). The
+    file sits in ``duckdb_temp_directory`` (else the system's temporary directory), in a
+    directory named after this process; directories of processes that are no longer running are
+    removed here, so a killed run's file does not stay.
+    """
+    import shutil
+    import tempfile
+    import uuid
+    import weakref
+
+    import duckdb
+
+    params = params or PipelineParams()
+    base = Path(params.duckdb_temp_directory or tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    for old in base.glob(f"{SCRATCH_PREFIX}*"):
+        pid = old.name[len(SCRATCH_PREFIX):].split("-")[0]
+        if pid.isdigit() and not process_running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    scratch = base / f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir()
+    try:
+        con = duckdb.connect(str(scratch / "scratch.duckdb"), config=duckdb_config(params))
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    weakref.finalize(con, shutil.rmtree, scratch, True)
+    return con
 
 
 def _spark(params: PipelineParams) -> ibis.BaseBackend:

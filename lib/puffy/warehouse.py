@@ -83,7 +83,8 @@ def staging_dir_for(final_dir: Path) -> Path:
     return tmp
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -99,7 +100,7 @@ def _writer_gone(tag: str) -> bool:
     Tags without a pid (written before pids were recorded) count as ended.
     """
     parts = tag.split("-")
-    return len(parts) != 3 or not parts[1].isdigit() or not _running(int(parts[1]))
+    return len(parts) != 3 or not parts[1].isdigit() or not process_running(int(parts[1]))
 
 
 def sweep_leftovers(table_dir: Path) -> list[Path]:

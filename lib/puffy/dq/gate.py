@@ -30,7 +30,7 @@ import pandas as pd
 from puffy.dq.checks import SEVERITY_RANK, CheckContext, Finding, daily_summary, file_facts, fmt_dates, run_checks
 from puffy.dq.report import build_report, narrative, write_reports
 from puffy.dq.rules import load_rules
-from puffy.engine import duckdb_config
+from puffy.engine import scratch_duckdb
 from puffy.errors import InputDataError
 from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
 from puffy.params import PipelineParams
@@ -108,7 +108,7 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
         timings[step] = round(time.perf_counter() - clock, 3)
         clock = time.perf_counter()
 
-    con = duckdb.connect(config=duckdb_config(engine_params))
+    con = scratch_duckdb(engine_params)
     ingested = ingest(con, baseline_paths + paths, rules.contract)
     lap("ingest")
     expected_days = _expected_days(days, start, end)
