@@ -365,10 +365,10 @@ def _load_file(con: duckdb.DuckDBPyConnection, i: int, f: RawFile, contract: Raw
             [f.header_error],
         )
         return 0
-    parsed = _parse_csv(con, f"{i}", f, contract, f.path, rows_before=0, lines_before=0)
     # Count the file's data lines independently of the parser: a line the parser silently loses
     # must show up as a reconciliation gap, not vanish.
     n_lines = count_data_lines(f.path)
+    parsed = _parse_csv(con, f"{i}", f, contract, f.path, rows_before=0, lines_before=0, data_lines=n_lines)
     return n_lines if n_lines is not None else parsed.rows + parsed.bad_lines
 
 
@@ -379,13 +379,15 @@ class _Parsed:
 
 
 def _parse_csv(con: duckdb.DuckDBPyConnection, tag: str, f: RawFile, contract: RawContract, path: Path,
-               rows_before: int, lines_before: int) -> _Parsed:
+               rows_before: int, lines_before: int, data_lines: int | None = None) -> _Parsed:
     """Parse ``path`` (``f``'s file, or a piece of it after its header) into the staging tables.
 
     Row numbers continue from ``rows_before``; reject line numbers are the file's (``path``'s
     line n is line ``lines_before + n`` of ``f``). A rejected record that spans several physical
     lines (an unterminated quote runs to the next quote, swallowing the lines in between) is
     rejected as its first line only; the lines after it are parsed again, as rows of their own.
+    ``data_lines``, the file's non-blank lines when known, saves a pass over it: with as many
+    records as lines, no record spans lines and DuckDB's record numbers are the line numbers.
     """
     day = _sql_str(f.file_date.isoformat())
     name = _sql_str(f.name)
@@ -462,10 +464,12 @@ def _parse_csv(con: duckdb.DuckDBPyConnection, tag: str, f: RawFile, contract: R
     parsed = _Parsed(n_ok, len(bad))
     if not bad:
         return parsed
-    starts = [b[1] for b in bad if b[1] is not None]
-    at = dict(zip(starts, line_numbers_at(path, starts)))
-    lines = [lines_before + at.get(b[1], b[0]) for b in bad]
     records = [b[5].split("\n") for b in bad]
+    at: dict[int, int] = {}
+    if data_lines != n_ok + len(bad) or any(len(r) > 1 and any(r[1:]) for r in records):
+        starts = [b[1] for b in bad if b[1] is not None]
+        at = dict(zip(starts, line_numbers_at(path, starts)))
+    lines = [lines_before + at.get(b[1], b[0]) for b in bad]
     con.execute(f"""
         INSERT INTO stg_parse_rejects
         SELECT {day}::DATE, {name}, line, NULL, reason,
