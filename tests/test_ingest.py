@@ -171,6 +171,55 @@ def test_lines_swallowed_by_an_unterminated_quote_are_read_again(tmp_path):
     assert_reconciled(con, result)
 
 
+@pytest.mark.parametrize("form", ["lf", "crlf", "gzip"])
+def test_swallowed_lines_and_line_numbers_after_blank_lines(tmp_path, form):
+    """Blank lines, a quoted line break and an unterminated quote in one file, with LF or CRLF
+    breaks or gzipped: every reject says its physical line and the swallowed line is read again."""
+    import gzip
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = [HEADER,
+             row("1740268800-twolines0001", "2025-02-23T00:00:01.000Z", ua='"two\nlines"'),  # lines 2-3
+             "", "",
+             row("1740268800-unterminated", "2025-02-23T00:00:02.000Z", ua='"open quote'),  # line 6
+             row("1740268800-swallowed001", "2025-02-23T00:00:03.000Z", ua='"quoted, ua"'),  # line 7
+             "",
+             row("1740268800-toomanyfield", "2025-02-23T00:00:04.000Z", ua="ua,surplus"),  # line 9
+             row("1740268800-goodrow00001", "2025-02-23T00:00:05.000Z")]
+    text = "\n".join(lines) + "\n"
+    if form == "crlf":
+        text = text.replace("\n", "\r\n")
+    data = text.encode()
+    name = "events_20250223.csv" + (".gz" if form == "gzip" else "")
+    (raw / name).write_bytes(gzip.compress(data) if form == "gzip" else data)
+    con, result = run(raw)
+    assert [(line, reason) for line, _, reason, _ in rejects(con, name)] == [
+        (6, "unquoted_value"), (9, "too_many_columns")]
+    assert [e[0] for e in events(con, name)] == [
+        "1740268800-twolines0001", "1740268800-goodrow00001", "1740268800-swallowed001"]
+    assert result.lines_read[name] == 6  # 3 events + 2 rejects: the quoted line break is a gap of one
+
+
+def test_a_long_swallow_is_read_again_as_far_as_the_reader_kept_it(tmp_path):
+    """DuckDB keeps only the start of a very long broken record: the lines in it are read again,
+    never a line cut in the middle, and the rest shows as a reconciliation gap."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    filler = [row(f"1740268800-swallow{k:05d}", "2025-02-23T00:00:03.000Z", ua="no quotes here")
+              for k in range(3000)]
+    lines = [HEADER, row("1740268800-unterminated", "2025-02-23T00:00:02.000Z", ua='"open quote'), *filler,
+             row("1740268800-closes00001", "2025-02-23T00:00:04.000Z", ua='"closing"')]
+    (raw / "events_20250223.csv").write_text("\n".join(lines) + "\n")
+    con, result = run(raw)
+    got = con.execute("SELECT client_id, user_agent FROM stg_events").fetchall()
+    assert 0 < len(got) < 3000
+    assert all(ua == "no quotes here" for _, ua in got)  # no row cut short
+    assert [c for c, _ in got] == [f"1740268800-swallow{k:05d}" for k in range(len(got))]
+    n_rejects = len(rejects(con, "events_20250223.csv"))
+    assert result.lines_read["events_20250223.csv"] == 3002 > len(got) + n_rejects
+
+
 def test_reject_line_numbers_count_the_lines_of_a_quoted_line_break(tmp_path):
     """DuckDB numbers records; the reject says the file's line (a blank line and a record of two
     lines come before it)."""

@@ -279,6 +279,30 @@ def test_session_gaps(full):
     assert (start - end.shift())[same].min() >= pd.Timedelta(minutes=45)
 
 
+def test_second_devices_share_the_person_s_email_and_never_overlap(full):
+    """Some shoppers come back on a second device (truth: person_id != client_id): it is a human
+    cookie of its own, its sessions fall between or after the first device's without overlapping
+    them, and an email given on both devices is the same hash."""
+    out, _, df = full
+    s = truth(out, "sessions.csv")
+    devices = s[["client_id", "person_id"]].drop_duplicates()
+    assert devices.client_id.is_unique
+    second = devices[devices.client_id != devices.person_id]
+    assert 100 <= len(second) <= 600  # about 15% of the visitors with several sessions
+    assert set(second.person_id) <= set(devices.client_id)
+    assert not s[s.client_id.isin(second.client_id)].is_bot.any()
+    people = s[s.person_id.isin(second.person_id)].sort_values(["person_id", "session_start"])
+    start, end = pd.to_datetime(people.session_start), pd.to_datetime(people.session_end)
+    same = people.person_id == people.person_id.shift()
+    assert (start - end.shift())[same].min() >= pd.Timedelta(minutes=45)
+    mail = df[df.event_data.str.contains("user_email")]
+    mail = mail.assign(email=mail.event_data.map(lambda d: json.loads(d)["user_email"]))
+    mail = mail.merge(devices, on="client_id")
+    per_person = mail.groupby("person_id").agg(devices=("client_id", "nunique"), emails=("email", "nunique"))
+    assert (per_person.emails == 1).all()
+    assert (per_person.devices == 2).sum() >= 5  # people a stitching can join
+
+
 def test_orders_truth(full):
     out, _, df = full
     orders = truth(out, "orders.csv")

@@ -188,6 +188,25 @@ def test_identity_stitching_joins_devices_sharing_an_email(tmp_path):
     assert set(att2[att2.model == "linear"].touch_count) == {3}
 
 
+def test_sample_identity_stitching_joins_each_shopper_s_devices_and_nobody_else_s(sample, tmp_path):
+    """The generator has shoppers on two devices who give the same email on both: stitching
+    joins exactly those devices (truth: sessions.csv person_id), and never two people."""
+    root, days, _, _ = sample
+    wh = tmp_path / "stitched"
+    run_transform(root / "stg", wh, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1],
+                  transform_params=TransformParams(identity_stitching=True))
+    truth = pd.read_csv(root / "raw" / "_truth" / "sessions.csv", dtype=str)
+    true_person = truth.drop_duplicates("client_id").set_index("client_id").person_id
+    ours = read_table(wh, "fct_sessions")[["client_id", "person_id"]].drop_duplicates()
+    ours["true_person"] = ours.client_id.map(true_person)
+    assert ours.true_person.notna().all()
+    assert ours.groupby("person_id").true_person.nunique().max() == 1, "two people stitched into one"
+    joined = ours[ours.client_id != ours.person_id]
+    assert len(joined) >= 1, "no second device was stitched"
+    two_devices = truth[truth.client_id != truth.person_id]
+    assert set(joined.true_person) <= set(two_devices.person_id)
+
+
 def test_person_map_is_connected_components():
     edges = ibis.memtable(pd.DataFrame({
         "client_id": ["c3", "c2", "c2", "c1", "c4", "c5"],

@@ -74,19 +74,19 @@ def scratch_duckdb(params: PipelineParams | None = None):
     For the gate's tables (every raw event of the run): DuckDB compresses a database file's
     tables, and not the tables of an in-memory database, so under the memory limit they are read
     back instead of spilled (measured at 100x: gate 19.1 s -> 16.4 s, peak 1.30 -> 1.18 GB). The
-    file sits in ``duckdb_temp_directory`` (else the system's temporary directory), in a
-    directory named after this process; directories of processes that are no longer running are
-    removed here, so a killed run's file does not stay.
+    file, and what DuckDB spills beside it, sits where DuckDB spills: ``duckdb_temp_directory``,
+    else ``.tmp/`` in the working directory (not the system's temporary directory, which may be
+    memory). Its directory is named after this process; directories of processes that are no
+    longer running are removed here, so a killed run's file does not stay.
     """
     import shutil
-    import tempfile
     import uuid
     import weakref
 
     import duckdb
 
     params = params or PipelineParams()
-    base = Path(params.duckdb_temp_directory or tempfile.gettempdir())
+    base = Path(params.duckdb_temp_directory or ".tmp")
     base.mkdir(parents=True, exist_ok=True)
     for old in base.glob(f"{SCRATCH_PREFIX}*"):
         pid = old.name[len(SCRATCH_PREFIX):].split("-")[0]

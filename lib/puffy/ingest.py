@@ -464,12 +464,14 @@ def _parse_csv(con: duckdb.DuckDBPyConnection, tag: str, f: RawFile, contract: R
     parsed = _Parsed(n_ok, len(bad))
     if not bad:
         return parsed
-    records = [b[5].split("\n") for b in bad]
-    at: dict[int, int] = {}
-    if data_lines != n_ok + len(bad) or any(len(r) > 1 and any(r[1:]) for r in records):
-        starts = [b[1] for b in bad if b[1] is not None]
-        at = dict(zip(starts, line_numbers_at(path, starts)))
-    lines = [lines_before + at.get(b[1], b[0]) for b in bad]
+    texts = [b[5] for b in bad]
+    swallows = [t.rstrip("\r\n").count("\n") for t in texts]  # lines after the record's first
+    index = None
+    if data_lines != n_ok + len(bad) or any(swallows):
+        index = _LineIndex(path)
+        lines = [lines_before + (index.record_line(b[1]) if b[1] is not None else b[0]) for b in bad]
+    else:
+        lines = [lines_before + b[0] for b in bad]
     con.execute(f"""
         INSERT INTO stg_parse_rejects
         SELECT {day}::DATE, {name}, line, NULL, reason,
@@ -477,40 +479,78 @@ def _parse_csv(con: duckdb.DuckDBPyConnection, tag: str, f: RawFile, contract: R
         FROM (SELECT unnest(?::BIGINT[]) AS line, unnest(?::VARCHAR[]) AS reason, unnest(?::VARCHAR[]) AS col,
                      unnest(?::VARCHAR[]) AS detail, unnest(?::VARCHAR[]) AS raw)
     """, [lines, [b[2] for b in bad], [b[3] for b in bad], [b[4] for b in bad],
-          [r[0].rstrip("\r") for r in records]])
-    # The lines a broken record swallowed are parsed again, as rows of their own.
-    for k, (line, record) in enumerate(zip(lines, records)):
-        swallowed = [ln.rstrip("\r") for ln in record[1:]]
-        if not any(swallowed):
+          [t.split("\n", 1)[0].rstrip("\r") for t in texts]])
+    # The lines a broken record swallowed are parsed again, as rows of their own, from the file's
+    # bytes. DuckDB keeps only the start of a very long record: the lines past it stay a gap.
+    for k, (line, text, n) in enumerate(zip(lines, texts, swallows)):
+        if not n:
+            continue
+        first = line - lines_before + 1  # in ``path``
+        n = index.complete_lines(path, first, text.rstrip("\r\n").split("\n")[1:])
+        if not n:
             continue
         with tempfile.TemporaryDirectory(prefix="puffy-ingest-") as tmp:
             piece = Path(tmp) / "swallowed.csv"
-            with open(piece, "w", encoding="utf-8", newline="") as out:
-                csv.writer(out, lineterminator="\n").writerow(f.header)
-                out.write("\n".join(swallowed))
+            with open(piece, "wb") as out:
+                eol = "\r\n" if f.crlf else "\n"
+                header = io.StringIO()
+                csv.writer(header, lineterminator=eol).writerow(f.header)
+                out.write(header.getvalue().encode("utf-8"))
+                out.write(index.read_lines(path, first, first + n - 1))
             # line n of the piece (after its header) is line (line - 1) + n of the file
             more = _parse_csv(con, f"{tag}_{k}", f, contract, piece, rows_before + parsed.rows, line - 1)
         parsed = _Parsed(parsed.rows + more.rows, parsed.bad_lines + more.bad_lines)
     return parsed
 
 
+class _LineIndex:
+    """Where the physical lines of a (decompressed) file end, and which are blank (one pass)."""
+
+    def __init__(self, path: Path, chunk_size: int = 1 << 24) -> None:
+        ends, before_end, last_byte, size = [], [], 10, 0
+        for buf in _chunks(path, chunk_size):
+            nl = np.flatnonzero(buf == 10)
+            ends.append(nl + size)
+            before_end.append(np.where(nl > 0, buf[np.maximum(nl - 1, 0)], last_byte))  # byte before each break
+            last_byte = int(buf[-1])
+            size += len(buf)
+        end = np.concatenate(ends).astype(np.int64) if ends else np.empty(0, dtype=np.int64)
+        before = np.concatenate(before_end) if before_end else np.empty(0, dtype=np.uint8)
+        if size and last_byte != 10:  # a last line without a line break
+            end, before = np.append(end, size), np.append(before, last_byte)
+        self.end = end  # line k (1-based) is bytes [start[k-1], end[k-1]), its break at end[k-1]
+        self.start = np.concatenate([[0], end[:-1] + 1]).astype(np.int64)
+        length = self.end - self.start
+        self.blank = (length == 0) | ((length == 1) & (before == 13))  # empty, or a lone CR
+
+    def record_line(self, line_byte_position: int) -> int:
+        """The line a rejected record starts on: the first non-blank line that starts at or after
+        ``line_byte_position - 1`` (DuckDB's position is one past the start on LF files, and the
+        start of the blank lines before the record on CRLF files)."""
+        k = int(np.searchsorted(self.start, max(line_byte_position - 1, 0), side="left"))
+        while k < len(self.blank) and self.blank[k]:
+            k += 1
+        return k + 1
+
+    def read_lines(self, path: Path, first: int, last: int) -> bytes:
+        """The bytes of lines ``first..last`` (1-based), line breaks included."""
+        begin, stop = int(self.start[first - 1]), int(min(self.end[last - 1] + 1, self.end[-1] + 1))
+        with _open_bytes(path) as fh:
+            fh.seek(begin)
+            return fh.read(stop - begin)
+
+    def complete_lines(self, path: Path, first: int, seen: list[str]) -> int:
+        """How many of the lines from ``first`` on the reader returned whole (``seen``, its text of
+        them): the last may have been cut where DuckDB truncates a long record."""
+        n = min(len(seen), len(self.end) - first + 1)
+        if n and self.read_lines(path, first + n - 1, first + n - 1).decode("utf-8", "replace").rstrip("\r\n") \
+                != seen[n - 1].rstrip("\r"):
+            n -= 1
+        return n
+
+
 def _header_list(f: RawFile) -> str:
     return "[" + ", ".join(_sql_str(h) for h in f.header) + "]"
-
-
-def line_numbers_at(path: Path, positions: list[int], chunk_size: int = 1 << 24) -> list[int]:
-    """The 1-based line number of each byte offset in ``positions`` of the (decompressed) file."""
-    order = np.argsort(np.asarray(positions, dtype=np.int64), kind="stable")
-    targets = np.asarray(positions, dtype=np.int64)[order]
-    before = np.zeros(len(targets), dtype=np.int64)  # newlines before each target
-    offset = 0
-    for buf in _chunks(path, chunk_size):
-        nl = np.flatnonzero(buf == 10) + offset
-        before += np.searchsorted(nl, targets, side="left")
-        offset += len(buf)
-    out = np.empty(len(targets), dtype=np.int64)
-    out[order] = before + 1
-    return out.tolist()
 
 
 def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int | None:

@@ -84,8 +84,8 @@ class PipelineParams(StrictModel):
     duckdb_threads: int | None = Field(None, ge=1, description="DuckDB threads; null = all cores.")
     duckdb_temp_directory: Path | None = Field(
         None, description="Where DuckDB spills above its memory limit, and where the gate keeps its scratch "
-                          "database; null = DuckDB's default (.tmp/ in the working directory) and the system's "
-                          "temporary directory. Relative to the repo root.",
+                          "database; null = .tmp/ in the working directory (DuckDB's default). Relative to the "
+                          "repo root.",
     )
     spark_master: str = Field("local[2]", description="spark.master when engine is pyspark.")
 

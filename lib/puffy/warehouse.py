@@ -12,7 +12,6 @@ temporary directories of writers that are no longer running.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import shutil
@@ -37,8 +36,7 @@ def _load_renameat2():
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.renameat2  # glibc >= 2.28
+        fn = ctypes.CDLL(None, use_errno=True).renameat2  # the process's own libc; glibc >= 2.28
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
@@ -106,7 +104,8 @@ def _writer_gone(tag: str) -> bool:
 def sweep_leftovers(table_dir: Path) -> list[Path]:
     """Clean what killed writers left in ``table_dir``; return the directories cleaned.
 
-    Only directories of processes no longer running on this machine are touched:
+    Only directories of processes no longer running on this machine are touched (a writer on
+    another machine sharing the directory would look dead: one writer host per warehouse):
 
     * ``.date=D.tmp-<pid>-<id>``: removed;
     * ``.date=D.old-<pid>-<id>``: put back as ``date=D`` when that is missing (the writer died
@@ -123,10 +122,13 @@ def sweep_leftovers(table_dir: Path) -> list[Path]:
         if not (tag.startswith(("tmp-", "old-")) and _writer_gone(tag)):
             continue
         final = table_dir / final_name
-        if tag.startswith("old-") and not final.exists():
-            os.rename(child, final)
-        else:
-            shutil.rmtree(child, ignore_errors=True)
+        try:
+            if tag.startswith("old-") and not final.exists():
+                os.rename(child, final)
+            else:
+                shutil.rmtree(child)
+        except OSError:  # another thread of this process swept it first
+            continue
         cleaned.append(child)
     return cleaned
 

@@ -11,7 +11,8 @@ The model (details in `traffic`, `orders`, `faults`):
   completed checkouts in roughly the real proportions.  Daily cycle and
   weekday pattern as in the real export.
 * Visitors (cookie ids `<unix seconds>-<12 chars>`, a few UUIDs) make one or
-  more sessions, return visits hours to days apart.  Sessions are separated
+  more sessions, return visits hours to days apart; some come back on a second
+  device (another cookie id, the same hashed email).  Sessions are separated
   by at least 45 minutes and events inside a session by at most 20 minutes,
   so a 30-minute inactivity rule recovers the sessions exactly.
 * A session's marketing channel is fixed by its landing page view: URL
@@ -26,8 +27,10 @@ The model (details in `traffic`, `orders`, `faults`):
 Ground truth (`_truth/`):
 
 * sessions.csv: client_id, session_start, session_end, n_events,
-  n_fault_rows, channel, true_channel, is_bot, landing_page_url; one row per
-  session (bots included), ordered by start.  n_events counts every row of
+  n_fault_rows, channel, true_channel, is_bot, landing_page_url, person_id;
+  one row per session (bots included), ordered by start.  person_id is the
+  client id of the person's first device: it differs from client_id on the
+  sessions a shopper made on a second device.  n_events counts every row of
   the day files in the session, n_fault_rows those injected as faults
   (exact duplicates, replays, same-key duplicates).  Rows with an empty
   client id are extra page views that belong to no session.  `channel` is
@@ -76,7 +79,7 @@ ALL_FAULTS: frozenset[str] = frozenset({
 REFERRER_SHIFT_DAYS = 4
 TOUCH_WINDOW_MS = 7 * T.DAY_MS
 SESSION_COLUMNS = ("client_id", "session_start", "session_end", "n_events", "n_fault_rows",
-                   "channel", "true_channel", "is_bot", "landing_page_url")
+                   "channel", "true_channel", "is_bot", "landing_page_url", "person_id")
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
         rec["shift_from"] = ctx.date((shift_window[0] - start_ms) // T.DAY_MS) if in_window else None
         records.append(rec)
 
-    renderer = R.Renderer(traffic.sessions, traffic.client_ids, O.order_json(orders, items))
+    renderer = R.Renderer(traffic.sessions, traffic.client_ids, traffic.person, O.order_json(orders, items))
     n_events = len(events)
     events = events.sort_values("ts", kind="stable", ignore_index=True)
     files, per_day = _write_days(out_dir, truth_dir / "sessions.csv", config, events, sessions, renderer,
@@ -280,6 +283,7 @@ def _write_days(out_dir: Path, truth_path: Path, config: SampleConfig, events: p
                     channel_names[truth_cols["channel"][idx]], channel_names[truth_cols["true_channel"][idx]],
                     np.where(truth_cols["is_bot"][idx], "true", "false").astype(object),
                     landing_urls,
+                    renderer.client_id(renderer.person[truth_cols["client"][idx]]),
                 ]))
     os.replace(truth_tmp, truth_path)
     for stale in set(out_dir.glob("events_????????.csv")) - set(files):

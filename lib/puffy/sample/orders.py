@@ -31,7 +31,7 @@ _MULTI_QTY = np.array([f in V.MULTI_QUANTITY_FAMILIES for f in V.FAMILY_NAMES])
 
 
 def email_hash(client_ids: np.ndarray) -> np.ndarray:
-    """Stable sha256 'email' per visitor (the export only carries the hash)."""
+    """Stable sha256 'email' per person, from its first device's id (the export only carries the hash)."""
     return np.array([hashlib.sha256(b"shopper:" + c).hexdigest() for c in client_ids], dtype=object)
 
 
@@ -52,7 +52,7 @@ def build_orders(rng, traffic: T.Traffic, events: pd.DataFrame,
 
     orders = pd.DataFrame({
         "event": ev_idx, "ts": ts, "sess": sess, "client": client,
-        "email": email_hash(traffic.client_ids[client]),
+        "email": email_hash(traffic.client_ids[traffic.person[client]]),
         "transaction_id": _transaction_ids(rng, ts, number_offset),
         # fault flags, set by the fault injectors
         "zero_revenue": False, "price_null": False, "fault": "",

@@ -69,9 +69,10 @@ _TEMPLATE_PARTS = [re.split(r"\{(\w+)\}", q) for _, q, _ in V.LANDING_TEMPLATES]
 class Renderer:
     """Renders events (and the session truth's ids and landing URLs) as export text."""
 
-    def __init__(self, sessions: pd.DataFrame, client_ids: np.ndarray, order_json: np.ndarray):
+    def __init__(self, sessions: pd.DataFrame, client_ids: np.ndarray, person: np.ndarray, order_json: np.ndarray):
         self.s = {c: sessions[c].to_numpy() for c in sessions.columns}
         self.client_ids = client_ids
+        self.person = person
         self.order_json = csv_fields(order_json)
 
     def client_id(self, client: np.ndarray) -> np.ndarray:
@@ -166,7 +167,7 @@ class Renderer:
         kind = ev["kind"]
         data = np.full(len(kind), "", dtype=object)
         m = kind == T.EMAIL
-        data[m] = '"{""user_email"":""' + email_hash(self.client_ids[ev["client"][m]]) + '""}"'
+        data[m] = '"{""user_email"":""' + email_hash(self.client_ids[self.person[ev["client"][m]]]) + '""}"'
         m = kind == T.COMPLETED
         data[m] = self.order_json[ev["order"][m]]
         fields = [self.client_id(ev["client"]), self.page_urls(ev["page"], ev["sess"])]

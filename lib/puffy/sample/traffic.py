@@ -20,6 +20,11 @@ Model
   browsing page views, then a fixed "tail" of funnel events.  Consecutive
   events are 1 ms to 20 minutes apart, so a 30-minute inactivity rule
   recovers the sessions exactly.
+* Some shoppers come back on a second device (phone, then laptop): a share of
+  the visitors with several sessions in the window make some of their later
+  sessions under a second cookie id, with its own browser.  Both devices belong
+  to one person, who gives the same (hashed) email on either, so identity
+  stitching can join them; the export itself cannot tell.
 * Crawlers and scripted browsers ("bots") are separate visitors with their
   own agents, pages and timing (no daily cycle); a few headless browsers
   start checkouts.
@@ -101,6 +106,12 @@ GAP_BY_KIND = {
     PROCESSING: (240, 0.7, 1200), THANKS: (8, 0.5, 120), COMPLETED: (0.3, 0.6, 2),
 }
 BOT_GAP = (5, 1.0, 600)
+# Share of human visitors with two or more sessions in the window who use a second device,
+# and the chance that each of their sessions after the first is on it.
+SECOND_DEVICE_P = 0.15
+ON_SECOND_DEVICE_P = 0.5
+# Chance that a two-device person who gave their email on one device gives it on the other.
+REPEAT_EMAIL_P = 0.8
 # Wait between the end of a session and the next one of the same visitor.
 MIN_SESSION_GAP_MS = 45 * MINUTE_MS
 HUMAN_RETURN_HOURS = (16.0, 1.5)
@@ -119,7 +130,8 @@ class Traffic:
     """Simulated traffic inside the window (before fault injection)."""
 
     sessions: pd.DataFrame  # one row per session, index = session id
-    client_ids: np.ndarray  # bytes, one per visitor
+    client_ids: np.ndarray  # bytes, one per visitor (a device: a second device is a visitor of its own)
+    person: np.ndarray  # per visitor: the visitor index of its person's first device (itself for most)
 
 
 def segment_arange(counts: np.ndarray) -> np.ndarray:
@@ -229,10 +241,98 @@ def simulate(rng, start_ms: int, days: int, scale: float, bots: bool,
     plan = _plan_sessions(rng, visitors)
     sessions, events = _schedule(rng, visitors, plan, start_ms, end_ms)
     del plan
+    person, events = _second_devices(rng, visitors, sessions, events, end_ms)
     events["ua"] = visitors["ua"][events["client"].to_numpy()]
     _assign_landings(rng, sessions, shift_window)
     _assign_pages(rng, sessions, events, shift_window)
-    return Traffic(sessions=sessions, client_ids=visitors["ids"]), events
+    return Traffic(sessions=sessions, client_ids=visitors["ids"], person=person), events
+
+
+def _second_devices(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFrame,
+                    events: pd.DataFrame, end_ms: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """Move some later sessions of multi-session visitors to a second device.
+
+    The new devices are appended to ``visitors`` (id, agent, ...) and the sessions that move are
+    re-labelled in place. A person's sessions keep their times, so the two devices' sessions
+    never overlap. Someone who gave their email on one device mostly gives it on the other too
+    (the pop-up shows again to the new cookie): that device's first session gets an email fill.
+    Returns ``person`` (per visitor, its person's first device) and the events.
+    """
+    client = sessions["client"].to_numpy()
+    human = ~sessions["is_bot"].to_numpy()
+    n_visitors = len(visitors["ids"])
+    per_visitor = np.bincount(client[human], minlength=n_visitors)
+    chosen = np.flatnonzero((per_visitor >= 2) & (rng.random(n_visitors) < SECOND_DEVICE_P))
+    person = np.arange(n_visitors + len(chosen), dtype=np.int64)
+    if not len(chosen):
+        return person, events
+    device_of = np.full(n_visitors, -1, dtype=np.int64)
+    device_of[chosen] = n_visitors + np.arange(len(chosen))
+    person[n_visitors:] = chosen
+    # a session moves when its visitor has a second device and it is not the visitor's first
+    order = np.lexsort((sessions["start"].to_numpy(), client))
+    first_of_visitor = np.ones(len(client), dtype=bool)
+    first_of_visitor[order[1:]] = client[order[1:]] != client[order[:-1]]
+    moves = human & (device_of[client] >= 0) & ~first_of_visitor & (rng.random(len(client)) < ON_SECOND_DEVICE_P)
+    new_client = client.copy()
+    new_client[moves] = device_of[client[moves]]
+    sessions["client"] = new_client.astype(client.dtype)
+    events["client"] = sessions["client"].to_numpy()[events["sess"].to_numpy()]
+    # the new devices: cookie set at their first session (or the person's, if none moved)
+    starts = sessions["start"].to_numpy()
+    never = np.iinfo(np.int64).max
+    first_ms = np.full(len(chosen), never, dtype=np.int64)
+    np.minimum.at(first_ms, new_client[moves] - n_visitors, starts[moves])
+    unused = first_ms == never
+    first_ms[unused] = visitors["first_ms"][chosen][unused]
+    human_agents = weighted_choice(rng, [w for _, w in V.HUMAN_AGENTS], len(chosen)).astype(np.int16)
+    extra = {
+        "first_ms": first_ms, "k_sessions": np.zeros(len(chosen), dtype=visitors["k_sessions"].dtype),
+        "is_bot": np.zeros(len(chosen), dtype=bool), "old_cookie": np.zeros(len(chosen), dtype=bool),
+        "ua": human_agents, "ids": make_client_ids(rng, first_ms, np.zeros(len(chosen), dtype=bool)),
+    }
+    for key, values in extra.items():
+        visitors[key] = np.concatenate([visitors[key], values])
+    return person, _repeat_emails(rng, sessions, events, person, chosen, end_ms)
+
+
+def _repeat_emails(rng, sessions: pd.DataFrame, events: pd.DataFrame, person: np.ndarray,
+                   two_device_people: np.ndarray, end_ms: int) -> pd.DataFrame:
+    """An email fill on the first session of each device of a two-device person that has none,
+    when the person gave it on another device (probability REPEAT_EMAIL_P).
+
+    The fill goes on the landing page, before the session's next event (halfway to it at most),
+    so the session keeps its end and its gaps, and the pages of same-page events stay theirs.
+    """
+    kind = events["kind"].to_numpy()
+    client = events["client"].to_numpy()
+    gives_email = np.isin(kind, [EMAIL, COMPLETED])
+    device_email = np.zeros(len(person), dtype=bool)
+    device_email[client[gives_email]] = True
+    person_email = np.zeros(len(person), dtype=bool)
+    np.logical_or.at(person_email, person, device_email)
+    devices = np.flatnonzero(np.isin(person, two_device_people))
+    devices = devices[~device_email[devices] & person_email[person[devices]]
+                      & (rng.random(len(devices)) < REPEAT_EMAIL_P)]
+    s_client = sessions["client"].to_numpy()
+    in_scope = np.flatnonzero(np.isin(s_client, devices))
+    if not len(in_scope):
+        return events
+    # the earliest session of each such device
+    order = in_scope[np.lexsort((sessions["start"].to_numpy()[in_scope], s_client[in_scope]))]
+    first = order[np.r_[True, s_client[order[1:]] != s_client[order[:-1]]]]
+    # events are ordered by session, then time: a session's landing, then its next event
+    e_sess, e_ts = events["sess"].to_numpy(), events["ts"].to_numpy()
+    landing = np.searchsorted(e_sess, first)
+    has_next = (landing + 1 < len(e_sess)) & (e_sess[np.minimum(landing + 1, len(e_sess) - 1)] == first)
+    room = np.where(has_next, (e_ts[np.minimum(landing + 1, len(e_ts) - 1)] - e_ts[landing]) // 2, 0)
+    ts = e_ts[landing] + np.minimum(lognormal_ms(rng, *GAP_BY_KIND[EMAIL], len(first)), room)
+    keep = ts < end_ms
+    added = pd.DataFrame({"ts": ts[keep], "sess": first[keep].astype(e_sess.dtype),
+                          "kind": np.int8(EMAIL), "client": s_client[first[keep]]})
+    out = pd.concat([events, added], ignore_index=True)
+    # stable: a fill at its landing's very millisecond stays after it
+    return out.sort_values(["sess", "ts"], kind="stable", ignore_index=True)
 
 
 def _visitors(rng, sim_start: int, n_days: int, scale: float, bots: bool) -> dict[str, np.ndarray]:

@@ -120,7 +120,7 @@ def url_path(url: ir.StringValue) -> ir.StringValue:
 
 
 def path_matches(url: ir.StringValue, pattern: str) -> ir.BooleanValue:
-    """Whether the path of ``url`` (``url_path``) matches the regex ``pattern`` (NULL for a NULL url).
+    """Whether the path of ``url`` (``url_path``, so '/' for a NULL or empty url) matches the regex ``pattern``.
 
     A literal that starts with '/' (such as ``/products/``) is tested without extracting the path:
     it lies in the path exactly when it follows the scheme and host (none of whose characters is a
