@@ -105,6 +105,31 @@ def test_incremental_day_by_day_equals_rebuild_and_reruns_change_nothing(sample,
     assert before == after
 
 
+def test_sessions_written_a_day_per_query_are_the_same_bytes(sample, tmp_path, monkeypatch):
+    """A large run sorts fct_sessions a few days per query (SORT_ROWS_PER_QUERY): same partitions,
+    byte for byte."""
+    root, days, rebuild, _ = sample
+    monkeypatch.setattr(pipeline_module, "SORT_ROWS_PER_QUERY", 1)  # one day per query
+    chunked = tmp_path / "chunked"
+    r = run_transform(root / "stg", chunked, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1])
+    assert r.status != "error", r.message
+    for table in TABLES:
+        a, b = partition_files(chunked, table), partition_files(rebuild, table)
+        assert len(a) == len(b) > 0, table
+        for x, y in zip(a, b):
+            assert filecmp.cmp(x, y, shallow=False), f"{table} {Path(x).parent.name} differs"
+
+
+def test_day_chunks_keep_each_sort_under_the_row_budget(monkeypatch):
+    monkeypatch.setattr(pipeline_module, "SORT_ROWS_PER_QUERY", 10)
+    days = [date(2025, 3, d) for d in range(1, 6)]
+    rows = dict(zip(days, [4, 5, 3, 12, 0]))
+    chunks = pipeline_module._day_chunks(days, rows, duckdb=True)
+    assert chunks == [days[0:2], days[2:3], days[3:5]]  # a day over the budget goes alone (with empty ones)
+    assert pipeline_module._day_chunks(days, None, duckdb=True) == [days]
+    assert pipeline_module._day_chunks(days, rows, duckdb=False) == [days]  # 7 days per query on Spark
+
+
 def test_history_root_separate_from_output_root(sample, tmp_path):
     """The runner writes to a per-run staging warehouse and reads history from the published one."""
     root, days, rebuild, _ = sample

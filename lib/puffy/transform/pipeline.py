@@ -93,6 +93,7 @@ from puffy.transform.sessions import (
     cast_to_schema,
     events_in_sessions,
     session_event_flags,
+    session_numbers,
     sessionize_events,
 )
 from puffy.useragent import user_agent_dimension
@@ -142,6 +143,9 @@ CREDIT_DECIMALS = 12
 # Markov chains fitted per query: each fit repeats its window's buyers' sessions and orders, so this
 # bounds a long rebuild's query size; a fortnight is one query (few queries matter on Spark).
 MARKOV_FITS_PER_QUERY = 16
+# Most rows one write query sorts (DuckDB): a bigger table is written a few days per query, as one
+# sort of tens of millions of wide rows can run out of memory under the limit however much it spills.
+SORT_ROWS_PER_QUERY = 4_000_000
 # Rows per record batch when streaming a table to its partitions.
 WRITE_BATCH_ROWS = 65_536
 # Days per query when the engine collects results to the driver instead of streaming (PySpark).
@@ -224,19 +228,40 @@ def _history_dates(root: Path, table: str, before: date) -> list[date]:
 # ----------------------------------------------------------------------------------- writing
 
 
-def _write_table(root: Path, table: str, t: ir.Table, days: list[date]) -> tuple[list[Path], int]:
+def _day_chunks(days: list[date], rows_per_day: dict[date, int] | None, duckdb: bool) -> list[list[date]]:
+    """Consecutive days written by one query: on DuckDB as many as keep the sort under
+    ``SORT_ROWS_PER_QUERY`` rows (all of them without ``rows_per_day``), else
+    ``DRIVER_COLLECT_DAYS``."""
+    if not duckdb:
+        return [days[i:i + DRIVER_COLLECT_DAYS] for i in range(0, len(days), DRIVER_COLLECT_DAYS)]
+    if rows_per_day is None:
+        return [days]
+    chunks: list[list[date]] = [[]]
+    size = 0
+    for day in days:
+        n = rows_per_day.get(day, 0)
+        if chunks[-1] and n and size + n > SORT_ROWS_PER_QUERY:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(day)
+        size += n
+    return chunks
+
+
+def _write_table(root: Path, table: str, t: ir.Table, days: list[date],
+                 rows_per_day: dict[date, int] | None = None) -> tuple[list[Path], int]:
     """Write one partition per day of ``days`` (empty ones too: the day was processed).
 
     Sorted by the engine on the partition key then the table's sort keys (unique per table, so
     the bytes are deterministic), streamed in record batches into one ``PartitionWriter`` per
-    day: memory holds a row group, however long the rebuild. DuckDB streams one query; Ibis'
-    PySpark backend collects a whole result to the driver, so there it is one query per
-    ``DRIVER_COLLECT_DAYS`` days.
+    day: memory holds a row group, however long the rebuild. DuckDB streams one query, or one
+    per few days for a big table (``rows_per_day``, see ``_day_chunks``); Ibis' PySpark backend
+    collects a whole result to the driver, so there it is one query per ``DRIVER_COLLECT_DAYS``
+    days.
     """
     schema, key, sort = TABLES[table]
     target = schema.to_pyarrow()
     days = sorted(days)
-    step = max(len(days), 1) if engine_name(t) == "duckdb" else DRIVER_COLLECT_DAYS
     written, rows = [], 0
     with ExitStack() as stack:
         writers: dict[date, PartitionWriter] = {}
@@ -246,8 +271,8 @@ def _write_table(root: Path, table: str, t: ir.Table, days: list[date]) -> tuple
                 writers[day] = stack.enter_context(PartitionWriter(root, table, day, target))
             return writers[day]
 
-        for i in range(0, len(days), step):
-            query = cast_to_schema(t.filter(t[key].isin(days[i:i + step])), schema).order_by([key, *sort])
+        for query_days in _day_chunks(days, rows_per_day, engine_name(t) == "duckdb"):
+            query = cast_to_schema(t.filter(t[key].isin(query_days)), schema).order_by([key, *sort])
             for batch in record_batches(query, WRITE_BATCH_ROWS):
                 chunk = pa.Table.from_batches([batch]).cast(target).replace_schema_metadata(None)
                 keys = chunk.column(key)
@@ -360,7 +385,9 @@ def run_transform(
     clients = scoped.select("client_id").distinct()
     prior = hist_sessions.filter(hist_sessions.client_id.isin(clients.client_id))
     prior_counts = prior.group_by("client_id").aggregate(n_prior=prior.count())
-    core = add_session_history(scoped, prior_counts)
+    # cached: each of the write queries of a large run would otherwise number all sessions again
+    numbers = session_numbers(scoped, prior_counts).cache()
+    core = add_session_history(scoped, numbers)
     timer.lap("sessions")
 
     # --- orders
@@ -423,8 +450,11 @@ def run_transform(
         "fct_order_rejects": (rejects_new.filter(rejects_new.order_date.isin(order_dates)), order_dates),
         "fct_attribution": (attribution, order_dates),
     }
+    per_day = scoped.group_by("session_date").aggregate(n=scoped.count()).to_pyarrow().to_pylist()
+    session_rows = {r["session_date"]: r["n"] for r in per_day}
     for name, (t, days) in outputs.items():
-        tables[name], counts[name] = _write_table(warehouse_root, name, t, days)
+        tables[name], counts[name] = _write_table(warehouse_root, name, t, days,
+                                                  session_rows if name == "fct_sessions" else None)
     timer.lap("write")
 
     # --- reconcile

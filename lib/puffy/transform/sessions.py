@@ -310,15 +310,16 @@ def events_in_sessions(events: ir.Table, sessions: ir.Table) -> ir.Table:
     return j.rename(session_id="_sid").drop("_sc", "_ss", "_se")
 
 
-def add_session_history(sessions: ir.Table, prior_counts: ir.Table | None) -> ir.Table:
-    """session_number and is_returning_client.
+def session_numbers(sessions: ir.Table, prior_counts: ir.Table | None) -> ir.Table:
+    """session_id, session_date, session_number: the client's sessions numbered in time order.
 
     ``prior_counts``: one row per client_id with ``n_prior`` = the client's sessions in partitions
     before the ones being built (NULL → none). Numbers then continue across runs, so a day-by-day
-    run numbers sessions exactly like a rebuild. The numbering window runs over three narrow
-    columns and is joined back: a window over the whole session row would sort all of it.
+    run numbers sessions exactly like a rebuild. The window runs over three narrow columns (a
+    window over the whole session row would sort all of it); ``add_session_history`` joins the
+    result back.
     """
-    keys = sessions.select("session_id", "client_id", "session_start")
+    keys = sessions.select("session_id", "client_id", "session_start", "session_date")
     if prior_counts is not None:
         p = prior_counts.select(_pc="client_id", _n_prior="n_prior")
         keys = keys.left_join(p, keys.client_id == p._pc).drop("_pc")
@@ -326,8 +327,18 @@ def add_session_history(sessions: ir.Table, prior_counts: ir.Table | None) -> ir
     else:
         keys = keys.mutate(_n_prior=ibis.literal(0, "int64"))
     w = ibis.window(group_by=keys.client_id, order_by=[keys.session_start, keys.session_id])
-    numbers = keys.select(_nsid="session_id", session_number=keys._n_prior + ibis.row_number().over(w).cast("int64") + 1)
-    s = sessions.join(numbers, sessions.session_id == numbers._nsid).drop("_nsid")
+    return keys.select("session_id", "session_date",
+                       session_number=keys._n_prior + ibis.row_number().over(w).cast("int64") + 1)
+
+
+def add_session_history(sessions: ir.Table, numbers: ir.Table) -> ir.Table:
+    """session_number (from ``session_numbers``) and is_returning_client (session_number > 1).
+
+    Joined on session_id and session_date, so that a filter on the date reaches both sides.
+    """
+    n = numbers.select(_nsid="session_id", _ndate="session_date", session_number="session_number")
+    s = sessions.join(n, (sessions.session_id == n._nsid) & (sessions.session_date == n._ndate))
+    s = s.drop("_nsid", "_ndate")
     return s.mutate(is_returning_client=s.session_number > 1)
 
 
