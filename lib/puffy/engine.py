@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,10 +82,6 @@ def scratch_duckdb(params: PipelineParams | None = None):
     memory). Its directory is named after this process; directories of processes that are no
     longer running are removed here, so a killed run's file does not stay.
     """
-    import shutil
-    import uuid
-    import weakref
-
     import duckdb
 
     params = params or PipelineParams()

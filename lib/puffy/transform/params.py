@@ -9,7 +9,6 @@ the one place that says what the export's events are called.
 from __future__ import annotations
 
 import logging
-
 from pathlib import Path
 
 from pydantic import Field, model_validator
