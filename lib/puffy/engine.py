@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import uuid
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from puffy.params import PipelineParams
-from puffy.warehouse import process_running
+from puffy.warehouse import owner_gone, pid_tag
 
 #: Runtime SQL settings of every puffy Spark session, and why.
 SPARK_SQL_CONF = {
@@ -88,10 +87,9 @@ def scratch_duckdb(params: PipelineParams | None = None):
     base = Path(params.duckdb_temp_directory or ".tmp")
     base.mkdir(parents=True, exist_ok=True)
     for old in base.glob(f"{SCRATCH_PREFIX}*"):
-        pid = old.name[len(SCRATCH_PREFIX):].split("-")[0]
-        if pid.isdigit() and not process_running(int(pid)):
+        if owner_gone(old.name.removeprefix("puffy-")):
             shutil.rmtree(old, ignore_errors=True)
-    scratch = base / f"{SCRATCH_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    scratch = base / f"puffy-{pid_tag('scratch')}"
     scratch.mkdir()
     try:
         con = duckdb.connect(str(scratch / "scratch.duckdb"), config=duckdb_config(params))

@@ -2,8 +2,8 @@
 then are its partitions swapped into the published warehouse that dashboards read.
 
 Publishing swaps partition directories in one by one (``puffy.warehouse.swap_in``), so a reader
-always sees a whole partition (old or new); a day's tables are not swapped as one unit. Quarantine copies the staged partitions aside for inspection and
-leaves the published warehouse untouched.
+always sees a whole partition (old or new); a day's tables are not swapped as one unit. Quarantine
+copies the staged partitions aside for inspection and leaves the published warehouse untouched.
 """
 
 from __future__ import annotations

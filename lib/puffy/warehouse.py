@@ -67,7 +67,7 @@ def swap_in(tmp_dir: Path, final_dir: Path) -> None:
     elif _exchange(tmp_dir, final_dir):
         shutil.rmtree(tmp_dir, ignore_errors=True)  # now holds the previous partition
     else:
-        old = final_dir.with_name(f".{final_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        old = final_dir.with_name(f".{final_dir.name}.{pid_tag('old')}")
         os.rename(final_dir, old)
         os.rename(tmp_dir, final_dir)
         shutil.rmtree(old, ignore_errors=True)
@@ -76,12 +76,17 @@ def swap_in(tmp_dir: Path, final_dir: Path) -> None:
 def staging_dir_for(final_dir: Path) -> Path:
     """A new temporary sibling of ``final_dir``, named after this process (see ``sweep_leftovers``)."""
     sweep_leftovers(final_dir.parent)
-    tmp = final_dir.with_name(f".{final_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = final_dir.with_name(f".{final_dir.name}.{pid_tag('tmp')}")
     tmp.mkdir(parents=True)
     return tmp
 
 
-def process_running(pid: int) -> bool:
+def pid_tag(kind: str) -> str:
+    """``<kind>-<pid>-<random>``: names a temporary directory after the process that owns it."""
+    return f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _process_running(pid: int) -> bool:
     """Whether a process with this pid runs on this machine."""
     try:
         os.kill(pid, 0)
@@ -92,13 +97,13 @@ def process_running(pid: int) -> bool:
     return True
 
 
-def _writer_gone(tag: str) -> bool:
-    """Whether the process named in a ``tmp-<pid>-<id>`` / ``old-<pid>-<id>`` tag has ended.
+def owner_gone(tag: str) -> bool:
+    """Whether the process named in a ``pid_tag`` (``<kind>-<pid>-<id>``) has ended.
 
     Tags without a pid (written before pids were recorded) count as ended.
     """
     parts = tag.split("-")
-    return len(parts) != 3 or not parts[1].isdigit() or not process_running(int(parts[1]))
+    return len(parts) != 3 or not parts[1].isdigit() or not _process_running(int(parts[1]))
 
 
 def sweep_leftovers(table_dir: Path) -> list[Path]:
@@ -119,7 +124,7 @@ def sweep_leftovers(table_dir: Path) -> list[Path]:
         if not (child.name.startswith(".date=") and child.is_dir()):
             continue
         final_name, _, tag = child.name[1:].rpartition(".")
-        if not (tag.startswith(("tmp-", "old-")) and _writer_gone(tag)):
+        if not (tag.startswith(("tmp-", "old-")) and owner_gone(tag)):
             continue
         final = table_dir / final_name
         try:
