@@ -286,3 +286,35 @@ def test_real_export_page_views(rules, real_data_dir):
         assert counts.get(channel, 0) > 0, (channel, counts)
     # Unrecognised tags stay a small remainder.
     assert counts.get("Unassigned", 0) < 0.02 * sum(counts.values()), counts
+
+
+# (url, the first `[?&]utm_source=([^&#]*)` of it, worked out by hand; '' counts as absent)
+QUERY_PARAM_CASES = [
+    ("https://puffy.com/?utm_source=ABC&utm_medium=DEF", "ABC"),
+    ("https://puffy.com/?x=1&utm_source=ABC#frag", "ABC"),
+    ("https://puffy.com/?xutm_source=NO&utm_source=YES", "YES"),  # a longer key ending in the key
+    ("https://puffy.com/?utm_source=", None),
+    ("https://puffy.com/a&utm_source=PATH?utm_source=Q", "PATH?utm_source=Q"),  # first match, even in the path
+    ("https://puffy.com/?a=1#x&utm_source=FRAG", "FRAG"),  # … or in the fragment
+    ("https://puffy.com/?utm_source=A%26B&utm_source=C", "A%26B"),
+    ("https://puffy.com/?utm_source=A#B", "A"),
+    ("https://puffy.com/?utm_source=A?b=1", "A?b=1"),  # '?' does not end a value
+    ("https://puffy.com/?a=b?utm_source=Z", "Z"),
+    ("https://puffy.com/?utm_sourcex=1", None),
+    ("https://püffy.com/ü?ü=ü&utm_source=Ü1&x", "Ü1"),  # positions are characters, not bytes
+    ("utm_source=BARE", None),
+    ("&utm_source=AMP", "AMP"),
+    ("https://puffy.com/?utm_source=1&utm_source=2", "1"),
+    ("", None),
+    (None, None),
+]
+
+
+def test_query_param_is_the_first_match_in_the_url():
+    """``_query_param`` is the first match of ``[?&]key=([^&#]*)`` anywhere in the URL (so also in a
+    path or fragment), the empty value counting as absent."""
+    from puffy.channels import _query_param
+
+    t = ibis.memtable({"url": [u for u, _ in QUERY_PARAM_CASES]}, schema={"url": "string"})
+    got = ibis.duckdb.connect().execute(t.select(v=_query_param(t.url, "utm_source")))["v"]
+    assert [None if v is None or v != v else v for v in got] == [want for _, want in QUERY_PARAM_CASES]

@@ -72,3 +72,19 @@ def test_run_for_a_day_without_a_file_names_the_file(tmp_path):
     (tmp_path / "in").mkdir()
     proc = run_cli("run", "--date", "2025-03-01", "--input-dir", str(tmp_path / "in"))
     assert proc.returncode == 2 and "events_20250301.csv" in proc.stderr
+
+
+def test_fresh_never_deletes_a_real_export(tmp_path):
+    """``demo --fresh`` clears outputs and a generated sample, never raw data it did not generate."""
+    from puffy.cli import clear_outputs
+    from puffy.runner import RunLayout
+
+    real, sample, outputs = tmp_path / "real", tmp_path / "sample", tmp_path / "outputs"
+    for d in (real, sample / "_truth", outputs / "warehouse" / "fct_sessions"):
+        d.mkdir(parents=True)
+    (real / "events_20250301.csv").write_text("timestamp,event_name\n")
+    (sample / "events_20250301.csv").write_text("timestamp,event_name\n")
+    clear_outputs(RunLayout(outputs, real, tmp_path))
+    assert (real / "events_20250301.csv").exists() and not (outputs / "warehouse").exists()
+    clear_outputs(RunLayout(outputs, sample, tmp_path))
+    assert not sample.exists()

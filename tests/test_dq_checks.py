@@ -574,3 +574,29 @@ def test_generated_sample_faults_are_found_with_their_dates(small_sample, tmp_pa
         else:
             expected, fid = sorted(set(fault["dates"])), FAULT_FINDINGS[fault["name"]]
         assert finding(result, fid).dates == expected, fault["name"]
+
+
+@pytest.mark.parametrize("content", [
+    "",  # an empty file: no header either
+    "client_id,page_url,referrer,timestamp,event_name,event_data,user_agent\n",  # a header only
+])
+def test_a_day_without_data_is_an_error_not_a_crash(tmp_path, content):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "events_20250301.csv").write_text(content)
+    result = run_gate(raw, rules_file(tmp_path), tmp_path / "out", now=NOW)
+    assert result.status == "error"
+    fid = "schema.unreadable_file" if not content else "ingest.missing_file"
+    assert finding(result, fid).severity == "error" and finding(result, fid).dates == ["2025-03-01"]
+
+
+def test_a_file_without_user_agents_is_graded(tmp_path):
+    """No user_agent column at all: a WARN on the schema, and the bot checks still run (on nothing)."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "events_20250301.csv").write_text(
+        "client_id,page_url,referrer,timestamp,event_name,event_data\n"
+        "1740000000-aaaaaaaaaaaa,https://puffy.com/,,2025-03-01T10:00:00.000Z,page_viewed,\n")
+    result = run_gate(raw, rules_file(tmp_path), tmp_path / "out", now=NOW)
+    assert finding(result, "schema.column_missing").severity == "warn"
+    assert finding(result, "bots.share").severity == "pass"

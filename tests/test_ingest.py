@@ -390,3 +390,14 @@ def test_count_data_lines_same_for_gzip(tmp_path, content):
         fh.write(content)
     for chunk in (1, 2, 3, 1 << 20):
         assert count_data_lines(packed, chunk_size=chunk) == count_data_lines(plain, chunk_size=chunk)
+
+
+def test_a_raw_file_name_with_an_impossible_date_is_an_input_error(tmp_path):
+    from puffy.errors import InputDataError
+
+    (tmp_path / "events_20250301.csv").write_text("timestamp,event_name\n")
+    (tmp_path / "notes.txt").write_text("not a raw file: ignored\n")
+    assert [p.name for p in discover_raw_files(tmp_path)] == ["events_20250301.csv"]
+    (tmp_path / "events_20251399.csv").write_text("timestamp,event_name\n")
+    with pytest.raises(InputDataError, match="events_20251399.csv: the file name is not a real date"):
+        discover_raw_files(tmp_path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 import pytest
 from test_sessions import pytestmark  # noqa: F401  (the shared warning filters)
 from test_sessions import D1, D2, IPHONE, ev, purchase, read_table, sessions_of, stage, t, transform
@@ -128,6 +129,14 @@ def test_day_chunks_keep_each_sort_under_the_row_budget(monkeypatch):
     assert chunks == [days[0:2], days[2:3], days[3:5]]  # a day over the budget goes alone (with empty ones)
     assert pipeline_module._day_chunks(days, None, duckdb=True) == [days]
     assert pipeline_module._day_chunks(days, rows, duckdb=False) == [days]  # 7 days per query on Spark
+
+
+def test_day_runs_slice_a_sorted_batch_by_day():
+    d1, d2, d3 = date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 4)
+    chunk = pa.table({"day": pa.array([d1, d1, d2, d3, d3], pa.date32()), "n": [1, 2, 3, 4, 5]})
+    runs = pipeline_module._day_runs(chunk, "day")
+    assert [(day, part.column("n").to_pylist()) for day, part in runs] == [(d1, [1, 2]), (d2, [3]), (d3, [4, 5])]
+    assert pipeline_module._day_runs(chunk.slice(0, 0), "day") == []
 
 
 def test_history_root_separate_from_output_root(sample, tmp_path):

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("demo", "Generate the bundled sample (if needed) and run the daily pipeline over every day of it.")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory (default: params/)")
-    p.add_argument("--fresh", action="store_true", help="regenerate the sample and clear previous outputs")
+    p.add_argument("--fresh", action="store_true", help="clear previous outputs and regenerate the bundled sample (a real export is never deleted)")
 
     p = cmd("sample", "Write a realistic raw export (one CSV per UTC day) with its ground truth in _truth/.")
     p.add_argument("--out", type=Path, required=True, help="output directory")
@@ -266,6 +266,22 @@ def cmd_run(args) -> int:
     return _print_results(results, layout)
 
 
+def clear_outputs(layout: runner.RunLayout) -> None:
+    """``demo --fresh``: remove the pipeline's outputs, and the input if it is a generated sample.
+
+    Raw data is immutable: only a sample this tool generated (``_truth/`` beside its CSVs) is
+    removed, to be generated again; a real export the params point at is never deleted.
+    """
+    import shutil
+
+    for sub in ("intermediate", "warehouse", "runs", "staging", "quarantine", "reports"):
+        shutil.rmtree(layout.outputs_dir / sub, ignore_errors=True)
+    if (layout.input_dir / "_truth").is_dir():
+        shutil.rmtree(layout.input_dir, ignore_errors=True)
+    elif layout.input_dir.exists():
+        log.info("--fresh keeps %s: it is not a generated sample (no _truth/)", layout.input_dir)
+
+
 def cmd_demo(args) -> int:
     import shutil
 
@@ -274,9 +290,7 @@ def cmd_demo(args) -> int:
     params = load_pipeline_params(args.params_dir)
     layout = _layout(args, params)
     if args.fresh:
-        for sub in ("intermediate", "warehouse", "runs", "staging", "quarantine", "reports"):
-            shutil.rmtree(params.outputs_dir / sub, ignore_errors=True)
-        shutil.rmtree(layout.input_dir, ignore_errors=True)
+        clear_outputs(layout)
     if not any(layout.input_dir.glob("events_*.csv*")):
         log.info("generating the bundled sample into %s", layout.input_dir)
         generate_sample(layout.input_dir, SampleConfig())

@@ -110,8 +110,12 @@ class RawFile:
 
 
 def file_date_of(path: Path) -> date | None:
+    """The day of a raw file from its name (None: not ``events_YYYYMMDD.csv[.gz]`` of a real date)."""
     m = RAW_FILE_RE.match(path.name)
-    return datetime.strptime(m.group(1), "%Y%m%d").date() if m else None
+    try:
+        return datetime.strptime(m.group(1), "%Y%m%d").date() if m else None
+    except ValueError:  # e.g. events_20251399.csv
+        return None
 
 
 def discover_raw_files(input_dir: Path, start: date | None = None, end: date | None = None) -> list[Path]:
@@ -125,6 +129,9 @@ def discover_raw_files(input_dir: Path, start: date | None = None, end: date | N
     by_day: dict[date, Path] = {}
     for p in sorted(input_dir.iterdir()):
         d = file_date_of(p)
+        if d is None and RAW_FILE_RE.match(p.name):
+            raise InputDataError(f"{p}: the file name is not a real date (expected events_YYYYMMDD.csv, "
+                                 "e.g. events_20250301.csv); rename or remove it")
         if d is None or (start and d < start) or (end and d > end):
             continue
         if d not in by_day or p.suffix == ".csv":

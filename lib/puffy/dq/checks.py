@@ -310,9 +310,13 @@ def register_user_agents(con: duckdb.DuckDBPyConnection) -> None:
     uas = [r[0] for r in con.execute(
         "SELECT DISTINCT user_agent FROM stg_events WHERE user_agent IS NOT NULL ORDER BY 1").fetchall()]
     dim = parse_user_agents(uas)[["user_agent", "is_bot", "bot_name"]]
-    con.register("_dq_user_agents_df", dim)
-    con.execute("CREATE OR REPLACE TABLE dq_user_agents AS SELECT * FROM _dq_user_agents_df")
-    con.unregister("_dq_user_agents_df")
+    # Typed explicitly: with no user agent at all (an empty file, no user_agent column) the frame
+    # is empty and its columns would be typed NULL.
+    con.execute("CREATE OR REPLACE TABLE dq_user_agents (user_agent VARCHAR, is_bot BOOLEAN, bot_name VARCHAR)")
+    if len(dim):
+        con.register("_dq_user_agents_df", dim)
+        con.execute("INSERT INTO dq_user_agents SELECT user_agent, is_bot, bot_name FROM _dq_user_agents_df")
+        con.unregister("_dq_user_agents_df")
 
 
 def build_metrics(ctx: CheckContext) -> None:
@@ -460,10 +464,17 @@ def check_ingest(ctx: CheckContext) -> list[Finding]:
                                "file_date, line"),
     )
     have = set(ctx.days)
-    missing = [d.isoformat() for d in ctx.expected_days if d not in have]
+    absent = [d.isoformat() for d in ctx.expected_days if d not in have]
+    # A file with a header and no data line is an empty day as surely as no file at all.
+    empty = [x["date"] for x in facts if not x["lines_read"] and not x["header_error"]]
+    detail = "; ".join(part for part in (
+        f"No raw file for {fmt_dates(absent)}" if absent else "",
+        f"no data line in the file of {fmt_dates(empty)}" if empty else "",
+    ) if part)
     missing_file = fixed(
-        ctx, "ingest.missing_file", "Day without a raw file", "missing_files", rules.missing_file, missing,
-        len(missing), f"No raw file for {fmt_dates(missing)}", "Every day in range has a raw file.",
+        ctx, "ingest.missing_file", "Day without a raw file or without data", "missing_files", rules.missing_file,
+        sorted(absent + empty), len(absent) + len(empty), detail[:1].upper() + detail[1:],
+        "Every day in range has a raw file with data.",
     )
     return [recon, malformed, missing_file]
 

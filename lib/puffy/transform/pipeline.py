@@ -58,9 +58,9 @@ from typing import Literal
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from puffy.attribution import (
@@ -248,6 +248,15 @@ def _day_chunks(days: list[date], rows_per_day: dict[date, int] | None, duckdb: 
     return chunks
 
 
+def _day_runs(chunk: pa.Table, key: str) -> list[tuple[date, pa.Table]]:
+    """The rows of ``chunk``, sorted on the date column ``key``, as (day, zero-copy slice) per day."""
+    if not chunk.num_rows:
+        return []
+    days = chunk.column(key).combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+    starts = [0, *(np.flatnonzero(np.diff(days)) + 1).tolist(), len(days)]
+    return [(chunk.column(key)[a].as_py(), chunk.slice(a, b - a)) for a, b in zip(starts[:-1], starts[1:])]
+
+
 def _write_table(root: Path, table: str, t: ir.Table, days: list[date],
                  rows_per_day: dict[date, int] | None = None) -> tuple[list[Path], int]:
     """Write one partition per day of ``days`` (empty ones too: the day was processed).
@@ -275,12 +284,10 @@ def _write_table(root: Path, table: str, t: ir.Table, days: list[date],
             query = cast_to_schema(t.filter(t[key].isin(query_days)), schema).order_by([key, *sort])
             for batch in record_batches(query, WRITE_BATCH_ROWS):
                 chunk = pa.Table.from_batches([batch]).cast(target).replace_schema_metadata(None)
-                keys = chunk.column(key)
-                for day in pc.unique(keys).to_pylist():
-                    writer(day).write(chunk.filter(pc.equal(keys, pa.scalar(day, keys.type))))
-                last = pc.max(keys).as_py()
-                for day in [d for d in writers if d < last]:  # rows arrive in day order: those are complete
-                    writers[day].finish()
+                for day, rows_of_day in _day_runs(chunk, key):
+                    for earlier in [d for d in writers if d < day]:  # rows arrive in day order: complete
+                        writers[earlier].finish()
+                    writer(day).write(rows_of_day)
         for day in days:  # only once every row is written: a failed query swaps in nothing
             written.append(writer(day).commit())
             rows += writers[day].rows
