@@ -88,3 +88,36 @@ def test_fresh_never_deletes_a_real_export(tmp_path):
     assert (real / "events_20250301.csv").exists() and not (outputs / "warehouse").exists()
     clear_outputs(RunLayout(outputs, sample, tmp_path))
     assert not sample.exists()
+
+
+@pytest.mark.parametrize("name, yaml_text, expected", [
+    ("transform.yaml", "session_timeout_minutes: -5\n", "key 'session_timeout_minutes'"),
+    ("channels.yaml", "rules: []\n", "key 'rules'"),
+    ("monitoring_rules.yaml", "bogus: 1\n", "unknown key 'bogus'"),
+    ("dq_rules.yaml", "contract: [\n", "not valid YAML"),
+])
+def test_a_typo_in_any_params_file_stops_the_run_before_it_starts(tmp_path, name, yaml_text, expected):
+    import shutil
+
+    from puffy.params import DEFAULT_PARAMS_DIR
+
+    params = tmp_path / "params"
+    shutil.copytree(DEFAULT_PARAMS_DIR, params)
+    (params / name).write_text(yaml_text)
+    proc = run_cli("run", "--date", "2025-03-01", "--params-dir", str(params))
+    assert proc.returncode == 2, proc.stderr
+    assert str(params / name) in proc.stderr and expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_missing_params_directory_is_named(tmp_path):
+    proc = run_cli("run", "--date", "2025-03-01", "--params-dir", str(tmp_path / "nope"))
+    assert proc.returncode == 2 and "params directory not found" in proc.stderr
+
+
+def test_transform_can_stop_on_a_gate_error(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "events_20250301.csv").write_text("client_id,page_url,referrer,timestamp,event_name,event_data,user_agent\n")
+    proc = run_cli("transform", "--input-dir", str(raw), "--output-dir", str(tmp_path / "out"), "--fail-on-error")
+    assert proc.returncode == 3 and "data-quality status: ERROR" in proc.stderr
+    assert not (tmp_path / "out" / "warehouse").exists()

@@ -46,9 +46,25 @@ def test_rerunning_a_day_is_idempotent(daily_run):
     layout, params, results = daily_run
     day = date.fromisoformat(results[-1].date)
     before = _tree_digest(layout.warehouse)
+    stale = layout.run_dir(day) / "02_transform.html.old"
+    stale.write_text("from an earlier run")
     again = runner.run_day(day, layout, params)
     assert again.exit_code == results[-1].exit_code
     assert _tree_digest(layout.warehouse) == before
+    assert not stale.exists()  # the day's run directory holds this run's reports only
+
+
+@pytest.mark.parametrize("written, expected", [
+    (None, "error"),  # the stage failed before deciding anything
+    ({"status": "pass"}, "warn"),  # a chart failed after the stage had passed
+    ({"status": "error", "message": "reconciliation"}, "error"),
+])
+def test_a_cell_failing_after_the_status_is_written_is_a_warning(tmp_path, written, expected):
+    stage = runner.DAILY_STAGES[1]
+    if written:
+        (tmp_path / stage.status_file).write_text(json.dumps(written))
+    status, message = runner._after_failed_cell(tmp_path, stage, "ValueError: bad chart")
+    assert status == expected and "ValueError: bad chart" in message
 
 
 def test_gate_error_stops_before_transform(tmp_path, small_sample):

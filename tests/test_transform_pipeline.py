@@ -268,3 +268,25 @@ def test_bad_arguments(sample, tmp_path):
         run_transform(root / "stg", tmp_path, DEFAULT_PARAMS_DIR, start=days[0], end=days[0], mode="daily")
     with pytest.raises(InputDataError, match="no staged events"):
         run_transform(root / "stg", tmp_path, DEFAULT_PARAMS_DIR, start=date(2030, 1, 1), end=date(2030, 1, 2))
+
+
+def test_incremental_run_never_writes_an_unpublished_previous_day(sample, tmp_path):
+    """The day before is rewritten only when it is published: a day the gate stopped or monitoring
+    quarantined (no partition in history) must not reach the warehouse through the next day's run."""
+    root, days, rebuild, _ = sample
+    history = tmp_path / "published"
+    for table in TABLES:  # published: every day but days[1]
+        for f in partition_files(rebuild, table):
+            if f"date={days[1]}" not in f:
+                target = Path(str(f).replace(str(rebuild), str(history)))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(Path(f).read_bytes())
+    out = tmp_path / "out"
+    run_transform(root / "stg", out, DEFAULT_PARAMS_DIR, start=days[2], end=days[2], mode="incremental",
+                  history_root=history)
+    assert [p.parent.name for p in map(Path, partition_files(out, "fct_sessions"))] == [f"date={days[2]}"]
+    out2 = tmp_path / "out2"
+    run_transform(root / "stg", out2, DEFAULT_PARAMS_DIR, start=days[3], end=days[3], mode="incremental",
+                  history_root=history)  # days[2] is published: rewritten with its successor
+    assert [p.parent.name for p in map(Path, partition_files(out2, "fct_sessions"))] == [
+        f"date={days[2]}", f"date={days[3]}"]

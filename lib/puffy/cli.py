@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
     p.add_argument("--start", type=_date, help="first date (default: all files)")
     p.add_argument("--end", type=_date, help="last date (default: all files)")
+    _add(p, "--fail-on-error", action="store_true",
+         help="stop with exit 3, before transforming, when the gate finds an ERROR")
 
     p = cmd("monitor", "Audit warehouse tables for a run date and write monitoring_report.md/.json.")
     _add(p, "--warehouse-dir", type=Path, required=True, help="warehouse root (tables/date=... partitions)")
@@ -205,6 +207,10 @@ def cmd_transform(args) -> int:
     days = gate.days
     if not days:
         raise UserError(f"{args.input_dir}: no events_YYYYMMDD.csv files in the requested range")
+    if gate.status == "error":
+        print(f"data-quality status: ERROR (see {out / 'dq' / 'dq_report.md'})", file=sys.stderr)
+        if args.fail_on_error:
+            return runner.EXIT_GATE
     result = run_transform(staging_root, out / "warehouse", args.params_dir, start=days[0], end=days[-1],
                            engine_params=engine_params, mode="rebuild")
     files = export_csv(out / "warehouse", out)
@@ -245,8 +251,25 @@ def _print_results(results: list[runner.DayResult], layout: runner.RunLayout) ->
     return worst
 
 
+def validate_params_dir(params_dir: Path) -> PipelineParams:
+    """Load and validate every params file of ``params_dir`` before any data is touched, so a typo
+    anywhere is one line and exit 2, not a failed notebook halfway through a run."""
+    from puffy.channels import load_channel_rules
+    from puffy.monitoring.rules import load_rules as load_monitoring_rules
+    from puffy.report.data import load_report_params
+    from puffy.transform.params import load_transform_params
+
+    params = load_pipeline_params(params_dir)
+    transform = load_transform_params(params_dir)  # with dq_rules.yaml, whose contract names the events
+    load_channel_rules(Path(params_dir) / transform.channels_file)
+    if (Path(params_dir) / "monitoring_rules.yaml").exists():
+        load_monitoring_rules(Path(params_dir) / "monitoring_rules.yaml")
+    load_report_params(params_dir)
+    return params
+
+
 def cmd_run(args) -> int:
-    params = load_pipeline_params(args.params_dir)
+    params = validate_params_dir(args.params_dir)
     layout = _layout(args, params)
     if args.date and (args.start or args.end):
         raise UserError("give either --date or --start/--end, not both")
@@ -283,11 +306,9 @@ def clear_outputs(layout: runner.RunLayout) -> None:
 
 
 def cmd_demo(args) -> int:
-    import shutil
-
     from puffy.sample import SampleConfig, generate_sample
 
-    params = load_pipeline_params(args.params_dir)
+    params = validate_params_dir(args.params_dir)
     layout = _layout(args, params)
     if args.fresh:
         clear_outputs(layout)

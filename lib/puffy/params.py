@@ -101,6 +101,9 @@ class PipelineParams(StrictModel):
 
 
 def load_pipeline_params(params_dir: Path = DEFAULT_PARAMS_DIR) -> PipelineParams:
-    """``<params_dir>/pipeline.yaml`` validated and resolved (defaults when absent)."""
+    """``<params_dir>/pipeline.yaml`` validated and resolved (defaults when the file is absent; a
+    missing directory is a ``ParamsError``, as it is more likely a typo than a wish for defaults)."""
+    if not Path(params_dir).is_dir():
+        raise ParamsError(f"{params_dir}: params directory not found")
     path = Path(params_dir) / "pipeline.yaml"
     return (load_params(path, PipelineParams) if path.exists() else PipelineParams()).resolve()

@@ -4,12 +4,17 @@ For one date D the order is:
 
 1. ``01_data_quality``  — gate the raw file; on an ERROR finding the day stops here (exit 3).
 2. ``02_transform``     — build D's partitions into a per-run *staging* warehouse.
-3. ``04_monitoring``    — audit staging against the published history (when the notebook exists).
-4. publish              — swap the staged partitions into ``outputs/warehouse`` (or quarantine them).
+3. ``04_monitoring``    — audit staging against the published history (skipped when the notebook
+                           is absent; 01 and 02 are required).
+4. publish              — swap the staged partitions into ``outputs/warehouse``; a transform that
+                           did not reconcile, or outputs monitoring failed, are quarantined instead.
 
-Every executed notebook is kept under ``outputs/runs/<D>/`` with its HTML rendering, and each stage
-leaves a ``<stage>_status.json`` (``status``: pass | warn | error) that the runner reads to decide
-what happens next. ``run_summary.json`` records what ran, for how long, and why it stopped.
+Every executed notebook is kept under ``outputs/runs/<D>/`` (emptied at the start of the day's run,
+so nothing there is from an earlier run) with its HTML rendering. Each stage writes a status JSON
+(``dq_report.json``, ``transform_status.json``, ``monitoring_report.json``; ``status``: pass | warn |
+error) that the runner reads to decide what happens next: a cell that fails after the status was
+written (a chart, a table) makes the stage a warning, not an error. ``run_summary.json`` records
+what ran, for how long, and why it stopped.
 """
 
 from __future__ import annotations
@@ -42,14 +47,16 @@ class Stage:
     notebook: str
     status_file: str
     exit_code: int
-    render: bool = True
+    optional: bool = False  # skipped when the notebook is absent (else that is an error)
 
 
 DAILY_STAGES = [
     Stage("01_data_quality", "dq_report.json", EXIT_GATE),
     Stage("02_transform", "transform_status.json", EXIT_TRANSFORM),
-    Stage("04_monitoring", "monitoring_report.json", EXIT_MONITORING),
+    Stage("04_monitoring", "monitoring_report.json", EXIT_MONITORING, optional=True),
 ]
+# Stages whose staged outputs are kept for inspection when they fail.
+QUARANTINED_ON = (EXIT_TRANSFORM, EXIT_MONITORING)
 
 
 @dataclass
@@ -144,6 +151,16 @@ def _notebook_error(exc: Exception) -> str:
     return f"{ename}: {evalue}".strip()
 
 
+def _after_failed_cell(run_dir: Path, stage: Stage, error: str) -> tuple[str, str]:
+    """(status, message) of a stage whose notebook raised: an error, unless the stage had already
+    written its status (then the failing cell only displays results: a warning at worst)."""
+    if not (run_dir / stage.status_file).exists():
+        return "error", error
+    status, message = read_status(run_dir, stage.status_file)
+    note = f"a cell failed after {stage.status_file} was written: {error}"
+    return ("error" if status == "error" else "warn"), "; ".join(m for m in (message, note) if m)
+
+
 def run_day(day: date, layout: RunLayout, params: PipelineParams, mode: str = "incremental") -> DayResult:
     """Run every daily stage for ``day``; never raises for a failing stage (the result says why)."""
     from puffy.publish import publish, quarantine
@@ -152,10 +169,7 @@ def run_day(day: date, layout: RunLayout, params: PipelineParams, mode: str = "i
     run_dir = layout.run_dir(day)
     staging_wh = layout.staging_warehouse(day)
     shutil.rmtree(staging_wh, ignore_errors=True)
-    for f in run_dir.glob("*_status.json"):
-        f.unlink()
-    for f in ("dq_report.json", "monitoring_report.json", "quarantine_path.txt"):
-        (run_dir / f).unlink(missing_ok=True)
+    shutil.rmtree(run_dir, ignore_errors=True)  # reports of an earlier run of the day must not linger
     common = {
         "run_date": day.isoformat(),
         "params_dir": str(layout.params_dir),
@@ -164,22 +178,26 @@ def run_day(day: date, layout: RunLayout, params: PipelineParams, mode: str = "i
     per_stage = {
         "01_data_quality": {"input_dir": str(layout.input_dir), "staging_root": str(layout.intermediate)},
         "02_transform": {"staging_root": str(layout.intermediate), "warehouse_root": str(staging_wh),
-                         "history_root": str(layout.warehouse), "mode": mode},
+                         "history_root": str(layout.warehouse), "mode": mode,
+                         "compare_identity_stitching": False},  # an analysis, and a second transform
         "04_monitoring": {"warehouse_root": str(staging_wh), "history_root": str(layout.warehouse),
                           "intermediate_root": str(layout.intermediate)},
     }
     for stage in DAILY_STAGES:
-        if not notebook_path(stage.notebook).exists():
-            continue
         t0 = time.perf_counter()
         html = None
-        try:
-            executed = execute_notebook(stage.notebook, run_dir, {**common, **per_stage[stage.notebook]})
-            status, message = read_status(run_dir, stage.status_file)
-        except Exception as exc:  # a failing cell: report it, keep the partial notebook
-            executed = run_dir / f"{stage.notebook}.ipynb"
-            status, message = "error", _notebook_error(exc)
-        if stage.render and executed.exists():
+        executed = run_dir / f"{stage.notebook}.ipynb"
+        if not notebook_path(stage.notebook).exists():
+            if stage.optional:
+                continue
+            status, message = "error", f"{notebook_path(stage.notebook)} is missing"
+        else:
+            try:
+                execute_notebook(stage.notebook, run_dir, {**common, **per_stage[stage.notebook]})
+                status, message = read_status(run_dir, stage.status_file)
+            except Exception as exc:  # a failing cell: report it, keep the partial notebook
+                status, message = _after_failed_cell(run_dir, stage, _notebook_error(exc))
+        if executed.exists():
             try:
                 html = str(render_html(executed))
             except Exception as exc:  # rendering must not hide the stage's own result
@@ -190,7 +208,7 @@ def run_day(day: date, layout: RunLayout, params: PipelineParams, mode: str = "i
                  f" — {message}" if message else "")
         if status == "error":
             result.exit_code, result.stopped_at, result.reason = stage.exit_code, stage.notebook, message
-            if stage.exit_code == EXIT_MONITORING:
+            if stage.exit_code in QUARANTINED_ON and staging_wh.exists():
                 q = quarantine(staging_wh, layout.quarantine)
                 (run_dir / "quarantine_path.txt").write_text(str(q) + "\n", encoding="utf-8")
                 result.quarantine_path = str(q)

@@ -29,14 +29,16 @@ Which dates a run reads and writes, for ``start..end``:
 
 * It reads staged events from ``context_days`` (2) days before the first date it writes, so a
   session that began before midnight, or an early event continuing one, is seen whole.
-* ``rebuild`` writes sessions of ``start..end``; ``incremental`` also rewrites ``start - 1``: the
-  sessions that began on the previous day may have continued after its midnight. Order and
-  attribution partitions are written for ``start..end``.
+* ``rebuild`` writes sessions of ``start..end``; ``incremental`` also rewrites ``start - 1`` when
+  that day is published (its fct_sessions partition is in ``history_root``): the sessions that
+  began on the previous day may have continued after its midnight. A day that is not published
+  (the gate stopped it, monitoring quarantined it) is never written by its successor's run.
+  Order and attribution partitions are written for ``start..end``.
 * History (``history_root``, default ``warehouse_root``) supplies what lies before the dates
   written: earlier sessions (session_number, is_returning_client, attribution lookback, Markov
   window), earlier orders and rejects (order-key numbering, replays, Markov window).
 
-So a daily run for D reads stg D-2..D, writes fct_sessions D-1 and D and the order tables and
+So a daily run for D reads stg D-3..D, writes fct_sessions D-1 and D and the order tables and
 attribution of D; a rebuild over all days does the same in one pass, and both give identical
 partitions (tested). Re-running a date rewrites the same bytes. A session longer than
 ``context_days`` days would be cut (documented limitation; the real export's longest is 1h40).
@@ -343,8 +345,12 @@ def run_transform(
     missing = [d for d in requested if d not in staged]
     if missing:
         warnings.append(f"no staged events for {', '.join(map(str, missing))}: nothing written for them")
-    first_session = start - timedelta(days=1) if mode == "incremental" else start
-    session_dates = [d for d in _days(first_session, end) if d in staged]
+    session_dates = [d for d in _days(start, end) if d in staged]
+    # Incremental runs also rewrite the day before, but only a published one: a day the gate
+    # stopped or monitoring quarantined must not reach the warehouse through its successor's run.
+    before = start - timedelta(days=1)
+    if mode == "incremental" and before in staged and before in partition_dates(history_root, "fct_sessions"):
+        session_dates.insert(0, before)
     window_dates = [d for d in _days(min(session_dates) - timedelta(days=tp.context_days), end) if d in staged]
     hist_order_dates = set(partition_dates(history_root, "fct_orders"))
     # Orders of an already-written session day come from history; recompute them only if missing.
