@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(p, "--stop-on-error", action="store_true", help="stop a backfill at the first failing day")
 
     p = cmd("report", "Execute the executive-summary notebook for a period and render HTML + PDF.")
-    p.add_argument("--start", type=_date, help="period start (default: 14 days before --end)")
+    p.add_argument("--start", type=_date, help="period start (default: period_days - 1 days before --end, from report.yaml)")
     p.add_argument("--end", type=_date, help="period end (default: last date in the warehouse)")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
 

@@ -2,7 +2,8 @@
 
 Grain: one row per check per run; partition key ``run_end`` (the run's last date).
 Columns: check, left, right, difference (right − left), status ('ok' | 'warn' | 'error'), detail
-(the breakdown of the right side), scope_start, scope_end (dates the check covers), mode.
+(the breakdown of the right side), scope_start, scope_end (dates the check covers), mode,
+run_start, run_end (the dates the run was asked for).
 
 Checks (E = dates whose fct_sessions partitions the run writes, O = dates of its order partitions):
 
@@ -12,6 +13,8 @@ Checks (E = dates whose fct_sessions partitions the run writes, O = dates of its
     + stg_rejects rows. Nothing is silently dropped.
 ``session_ids_unique``
     written sessions = distinct session ids.
+``sessions_written``
+    sessions built for E = fct_sessions rows written (nothing lost between the build and the files).
 ``purchase_events``
     purchase events of O  =  fct_orders + fct_order_rejects (by reason: replay, zero revenue, …).
 ``revenue_orders``
@@ -30,8 +33,8 @@ Checks (E = dates whose fct_sessions partitions the run writes, O = dates of its
     orders whose items all have a price: Σ revenue = Σ item_price. A 'warn' (the export says
     revenue equals the sum of line totals; a gap is a data finding, not a lost row).
 
-A 'error' status on any check makes the run's status 'error' (the runner stops, nothing is
-published); 'warn' is reported and does not stop.
+An 'error' status on any check makes the run's status 'error' (the runner stops and quarantines
+the run's outputs; nothing is published); 'warn' is reported and does not stop.
 """
 
 from __future__ import annotations
