@@ -121,3 +121,16 @@ def test_transform_can_stop_on_a_gate_error(tmp_path):
     proc = run_cli("transform", "--input-dir", str(raw), "--output-dir", str(tmp_path / "out"), "--fail-on-error")
     assert proc.returncode == 3 and "data-quality status: ERROR" in proc.stderr
     assert not (tmp_path / "out" / "warehouse").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["sample", "--out", "OUT", "--scale", "nan"], "must be a finite number > 0"),
+    (["monitor", "--warehouse-dir", "MISSING", "--output-dir", "OUT", "--expected-run-date", "2025-03-01"],
+     "warehouse directory not found"),
+    (["bench", "--input-dir", "MISSING"], "input directory not found"),
+    (["bench", "--memory-limit", "lots", "--input-dir", "MISSING"], "key 'duckdb_memory_limit'"),
+])
+def test_bad_arguments_are_usage_errors(tmp_path, args, expected):
+    args = [str(tmp_path / a) if a in ("OUT", "MISSING") else a for a in args]
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr

@@ -22,7 +22,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from puffy.engine import duckdb_config
-from puffy.params import DEFAULT_PARAMS_DIR, PipelineParams, load_pipeline_params
+from puffy.errors import InputDataError
+from puffy.ingest import discover_raw_files
+from puffy.params import DEFAULT_PARAMS_DIR, PipelineParams, load_pipeline_params, validate_params
 from puffy.warehouse import partition_files
 
 # Largest scale generated in one piece (memory); larger scales are concatenated shards.
@@ -116,13 +118,16 @@ def _run_child(stage: str, payload: dict) -> dict:
 def run_benchmark(args) -> int:
     """Generate (or take) the input, run each stage in its own process, print and save figures."""
     params = load_pipeline_params()
-    if args.memory_limit:
-        params = params.model_copy(update={"duckdb_memory_limit": args.memory_limit})
+    if args.memory_limit:  # validated like the params file's key
+        params = validate_params({**params.model_dump(), "duckdb_memory_limit": args.memory_limit},
+                                 PipelineParams, "--memory-limit")
     work = Path(args.work_dir).resolve()
     if params.duckdb_temp_directory is None:  # spill next to the benchmark's data, not into the checkout
         params = params.model_copy(update={"duckdb_temp_directory": work / "duckdb_tmp"})
     if args.input_dir:
         input_dir = Path(args.input_dir).resolve()
+        if not discover_raw_files(input_dir):  # InputDataError when it is not a directory
+            raise InputDataError(f"{input_dir}: no events_YYYYMMDD.csv files to benchmark")
     else:
         input_dir = work / f"raw_scale{args.scale:g}_days{args.days}"
         if not any(input_dir.glob("events_*.csv")):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import traceback
@@ -42,8 +43,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -178,6 +179,8 @@ def cmd_sample(args) -> int:
         kw = {"faults": frozenset(), "rename_client_id_from": None, "drop_referrer_from": None}
     elif args.without:
         kw = {"faults": frozenset(ALL_FAULTS) - set(args.without)}
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"{args.out}: exists and is not a directory (give a directory for the sample)")
     config = SampleConfig(start=args.start, days=args.days, scale=args.scale, seed=args.seed, **kw)
     summary = generate_sample(args.out, config)
     print(f"wrote {args.days} daily files to {args.out} ({summary})")
@@ -223,6 +226,8 @@ def cmd_transform(args) -> int:
 def cmd_monitor(args) -> int:
     from puffy.monitoring import run_monitoring
 
+    if not args.warehouse_dir.is_dir():
+        raise UserError(f"{args.warehouse_dir}: warehouse directory not found")
     result = run_monitoring(args.warehouse_dir, args.rules, args.output_dir, run_date=args.expected_run_date)
     print(f"monitoring status: {result.status.upper()}")
     for name, path in sorted(result.report_paths.items()):

@@ -111,13 +111,20 @@ def _spark(params: PipelineParams) -> ibis.BaseBackend:
     # its master and driver memory stay, only the runtime SQL settings are (re)applied. A new
     # session takes these builder settings, which win over spark-submit's --master / spark-defaults:
     # under spark-submit, set spark_master to the same master.
-    session = (
-        SparkSession.builder.master(params.spark_master)
-        .appName("puffy")
-        .config("spark.driver.memory", "2g")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
+    try:
+        session = (
+            SparkSession.builder.master(params.spark_master)
+            .appName("puffy")
+            .config("spark.driver.memory", "2g")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate()
+        )
+    except Exception as exc:  # noqa: BLE001 - no JVM, a bad master URL: the environment, not a bug
+        from puffy.errors import UserError
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"could not start Spark (spark_master {params.spark_master!r}): {first}. Spark needs "
+                        "a Java runtime (java on PATH or JAVA_HOME) and a reachable master") from exc
     session.sparkContext.setLogLevel("ERROR")
     return spark_backend(session)
 

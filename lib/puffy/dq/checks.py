@@ -1013,8 +1013,11 @@ def check_bots(ctx: CheckContext) -> list[Finding]:
             WHERE u.is_bot AND file_date IN ({', '.join(f"DATE '{d}'" for d in ds)})
             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {ctx.rules.sample_rows}"""),
     )
-    names = ", ".join(_sql_str(n) for n in rules.checkout_events) or "NULL"
-    t = ctx.day_event[ctx.day_event.event_name.isin(rules.checkout_events)]
+    contract = ctx.rules.contract
+    checkout_events = (rules.checkout_events if rules.checkout_events is not None
+                       else [contract.checkout_started_event, contract.purchase_event])
+    names = ", ".join(_sql_str(n) for n in checkout_events) or "NULL"
+    t = ctx.day_event[ctx.day_event.event_name.isin(checkout_events)]
 
     def checkout_what(flagged: list[dict]) -> str:
         days = {date.fromisoformat(r["date"]) for r in flagged}
@@ -1039,7 +1042,7 @@ def check_bots(ctx: CheckContext) -> list[Finding]:
 
 def check_referrer(ctx: CheckContext) -> list[Finding]:
     rules = ctx.rules.referrer
-    pv = rules.page_view_event
+    pv = ctx.rules.contract.page_view_event
     views = ctx.per_day("events", pv)
     views = views[views >= rules.min_page_views]
     without_column = {f.file_date for f in ctx.files if "referrer" in f.missing}
@@ -1091,7 +1094,7 @@ def run_checks(ctx: CheckContext) -> list[Finding]:
 
 def daily_summary(ctx: CheckContext, findings: list[Finding]) -> pd.DataFrame:
     """One row per in-range day: volumes, rates behind the main checks, and the day's worst severity."""
-    pv = ctx.rules.referrer.page_view_event
+    pv = ctx.rules.contract.page_view_event
     t = pd.DataFrame({
         "events": ctx.per_day("events"),
         "page_views": ctx.per_day("events", pv),

@@ -154,13 +154,13 @@ class VolumeRules(StrictModel):
 
 class BotRules(StrictModel):
     share: Threshold = _t(warn=0.05, error=0.30)
-    checkout_events: list[str] = Field(default_factory=lambda: ["checkout_started", "checkout_completed"])
+    # None: the contract's checkout_started_event and purchase_event (the contract names the events).
+    checkout_events: list[str] | None = None
     checkout_event_count: Threshold = _t(warn=1, error=None)
 
 
 class ReferrerRules(StrictModel):
     share_delta: Threshold = _t(warn=0.10, error=None)
-    page_view_event: str = "page_viewed"
     min_page_views: int = Field(100, ge=1)
     anonymised_pattern: str = r"^https?://source-[0-9a-f]{8}\.com"
     utm_markers: list[str] = Field(default_factory=lambda: ["?utm_", "&utm_"])
