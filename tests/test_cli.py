@@ -95,6 +95,7 @@ def test_fresh_never_deletes_a_real_export(tmp_path):
     ("channels.yaml", "rules: []\n", "key 'rules'"),
     ("monitoring_rules.yaml", "bogus: 1\n", "unknown key 'bogus'"),
     ("dq_rules.yaml", "contract: [\n", "not valid YAML"),
+    ("dq_rules.yaml", "baseline_days: 2\nmin_baseline_days: 3\n", "no baseline could ever form"),
 ])
 def test_a_typo_in_any_params_file_stops_the_run_before_it_starts(tmp_path, name, yaml_text, expected):
     import shutil

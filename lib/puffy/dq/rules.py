@@ -190,6 +190,9 @@ class DqRules(StrictModel):
         low, high = self.dictionary_daily_events
         if low > high:
             raise ValueError("dictionary_daily_events must be [low, high]")
+        if self.baseline_days and self.min_baseline_days > self.baseline_days:  # 0 = no baselines at all
+            raise ValueError(f"min_baseline_days ({self.min_baseline_days}) is more than baseline_days "
+                             f"({self.baseline_days}): no baseline could ever form")
         return self
 
 

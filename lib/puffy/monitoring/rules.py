@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from puffy.attribution import ModelName
 from puffy.dq.rules import load_rules as load_dq_rules
 from puffy.errors import ParamsError
 from puffy.params import StrictModel, load_params
@@ -24,6 +25,8 @@ Severity = Literal["info", "warn", "error"]
 Direction = Literal["both", "up", "down"]
 
 SEVERITY_RANK = {"pass": 0, "info": 0, "warn": 1, "error": 2}
+# The warehouse's date-partitioned tables (puffy.transform.pipeline.TABLES; a test keeps them equal).
+WarehouseTable = Literal["fct_sessions", "fct_orders", "fct_order_items", "fct_order_rejects", "fct_attribution"]
 
 
 class AlertRules(StrictModel):
@@ -39,13 +42,14 @@ class FreshnessRules(StrictModel):
     """Freshness & completeness of the audited warehouse."""
 
     enabled: bool = True
-    tables: list[str] = Field(["fct_sessions", "fct_orders", "fct_attribution"], min_length=1)
+    tables: list[WarehouseTable] = Field(["fct_sessions", "fct_orders", "fct_attribution"], min_length=1)
     missing_partition_severity: Severity = "error"
     sla_hours: float = Field(36.0, gt=0, description="A partition older than this (mtime vs now) is stale.")
     stale_partition_severity: Severity = "warn"
     gap_window_days: int = Field(14, ge=1, description="Look for missing days this far back.")
     gap_severity: Severity = "warn"
-    nonempty_tables: list[str] = Field(["fct_sessions"], description="Tables whose day partition must have rows.")
+    nonempty_tables: list[WarehouseTable] = Field(["fct_sessions"],
+                                                  description="Tables whose day partition must have rows.")
     empty_partition_severity: Severity = "error"
 
 
@@ -72,7 +76,7 @@ class RevenueRules(StrictModel):
     missing_item_prices_severity: Severity = "warn"
     reconciliation_tolerance: float = Field(0.01, ge=0, description="Absolute currency units per check.")
     reconciliation_severity: Severity = "error"
-    attribution_models: list[str] | None = Field(
+    attribution_models: list[ModelName] | None = Field(
         None, description="Models to reconcile; null = every model present in fct_attribution.")
 
 
@@ -117,12 +121,19 @@ class MixRules(StrictModel):
     psi_error_threshold: float | None = Field(None, gt=0, description="PSI from which drift is an error.")
     min_sessions: int = Field(100, ge=1, description="Session-mix drift needs this many sessions on the day.")
     min_orders: int = Field(10, ge=1, description="Revenue-mix drift needs this many orders on the day.")
-    attribution_model: str = Field("last_click", description="Model whose attributed revenue is compared.")
+    attribution_model: ModelName = Field("last_click", description="Model whose attributed revenue is compared.")
     severity: Severity = "warn"
     direct_channels: list[str] = Field(["Direct", "Unassigned"], min_length=1)
     direct_share_jump: float = Field(0.10, gt=0, le=1, description="Fire when Direct share rises this much.")
     direct_share_severity: Severity = "warn"
     psi_epsilon: float = Field(1e-4, gt=0, lt=0.01, description="Floor of a share inside the PSI's log.")
+
+    @model_validator(mode="after")
+    def _baseline_reachable(self) -> "MixRules":
+        if self.min_baseline_days > self.baseline_days:
+            raise ValueError(f"min_baseline_days ({self.min_baseline_days}) is more than baseline_days "
+                             f"({self.baseline_days}): no baseline could ever form")
+        return self
 
 
 class TrendMetric(StrictModel):
@@ -160,6 +171,13 @@ class TrendRules(StrictModel):
     z_threshold: float = Field(3.0, gt=0)
     severity: Severity = "warn"
     metrics: dict[str, TrendMetric] = Field(default_factory=_default_trend_metrics)
+
+    @model_validator(mode="after")
+    def _history_reachable(self) -> "TrendRules":
+        if self.min_history_days > self.window_days:
+            raise ValueError(f"min_history_days ({self.min_history_days}) is more than window_days "
+                             f"({self.window_days}): the trend could never be judged")
+        return self
 
 
 class MonitoringRules(StrictModel):
