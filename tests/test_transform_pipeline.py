@@ -258,6 +258,8 @@ def test_export_csv(sample, tmp_path):
         df = pd.read_csv(f)
         assert len(df) == result.row_counts[f.stem]
         assert list(df.columns) == list(TABLES[f.stem][0].names)
+        whole = pipeline_module.load_table(rebuild, f.stem)  # partitions appended in order = the table
+        assert df.iloc[:, 0].astype(str).tolist() == whole.iloc[:, 0].astype(str).tolist()
 
 
 def test_bad_arguments(sample, tmp_path):

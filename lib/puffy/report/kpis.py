@@ -30,7 +30,6 @@ KPI_LABELS = {"revenue": "Revenue", "orders": "Orders", "aov": "Average order va
 FUNNEL_STEPS = ("sessions", "viewed_product", "added_to_cart", "started_checkout", "purchased")
 FUNNEL_LABELS = {"sessions": "Session", "viewed_product": "Product view", "added_to_cart": "Add to cart",
                  "started_checkout": "Checkout", "purchased": "Purchase"}
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def _ratio(num: float, den: float) -> float:
@@ -229,10 +228,6 @@ def channel_performance(human_sessions: pd.DataFrame, attribution: pd.DataFrame,
     out = out.fillna({c: 0.0 for c in out.columns if c.startswith(("orders_", "revenue_", "share_"))})
     out.index.name = "channel"
     return out.sort_values(["sessions"] + [c for c in out.columns if c.startswith("revenue_")][:1], ascending=False)
-
-
-def weekday_name(d: date) -> str:
-    return WEEKDAYS[d.weekday()]
 
 
 # --- everything the report shows, in one object -------------------------------------------------

@@ -131,9 +131,6 @@ class Narrative:
     concerning: list[Statement] = field(default_factory=list)
     recommendations: list[Statement] = field(default_factory=list)
 
-    def all_text(self) -> str:
-        return " ".join(s.text for s in self.working + self.concerning + self.recommendations)
-
 
 # --- data caveats -------------------------------------------------------------------------------
 

@@ -581,17 +581,19 @@ def _attribution(
 
 
 def export_csv(warehouse_root: Path, out_dir: Path, tables: tuple[str, ...] = CSV_EXPORTS) -> list[Path]:
-    """Write ``<table>.csv`` for each table (all partitions, in partition order); return the paths."""
+    """Write ``<table>.csv`` for each table (all partitions, in partition order); return the paths.
+
+    One partition in memory at a time: the header, then each partition appended.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for table in tables:
-        files = partition_files(warehouse_root, table)
         schema = TABLES[table][0].to_pyarrow()
-        data = pa.concat_tables([pq.read_table(f).cast(schema) for f in files]) if files else \
-            pa.Table.from_batches([], schema=schema)
         path = out_dir / f"{table}.csv"
-        data.to_pandas().to_csv(path, index=False)
+        pa.Table.from_batches([], schema=schema).to_pandas().to_csv(path, index=False)
+        for f in partition_files(warehouse_root, table):
+            pq.read_table(f).cast(schema).to_pandas().to_csv(path, index=False, header=False, mode="a")
         written.append(path)
     return written
 
