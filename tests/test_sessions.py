@@ -276,7 +276,7 @@ def test_session_expressions_compile_for_pyspark(monkeypatch):
     for split in (False, True):
         params = TransformParams(split_on_campaign_change=split)
         sev = sessionize_events(session_event_flags(events, params), params)
-        sql = ibis.to_sql(build_sessions(sev, events, params), dialect="pyspark")
+        sql = ibis.to_sql(build_sessions(sev, events), dialect="pyspark")
         assert "OVER" in sql and "md5" in sql.lower()
 
 

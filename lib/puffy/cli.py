@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_date, help="first file date (default: all)")
     p.add_argument("--end", type=_date, help="last file date (default: all)")
     _add(p, "--fail-on-error", action="store_true", help="exit 3 when any finding has ERROR severity")
+    _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR,
+         help="params directory whose pipeline.yaml sets the engine and its memory limit")
 
     p = cmd("transform", "Gate-read raw files and build fct_sessions, fct_orders, fct_attribution (+CSV copies).")
     _add(p, "--input-dir", type=Path, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
@@ -191,7 +193,7 @@ def cmd_dq(args) -> int:
     from puffy.dq.gate import run_gate
 
     result = run_gate(args.input_dir, args.rules, args.output_dir, start=args.start, end=args.end,
-                      engine_params=load_pipeline_params(args.rules.parent))
+                      engine_params=load_pipeline_params(args.params_dir))
     print(f"data-quality status: {result.status.upper()}")
     for name, path in sorted(result.report_paths.items()):
         print(f"  {name}: {path}")

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
+from puffy.attribution import MODEL_NAMES
 from puffy.errors import UserError
 from puffy.params import StrictModel, load_params
 from puffy.warehouse import partition_dates, partition_files
@@ -49,8 +50,7 @@ SESSIONS, ORDERS, ITEMS, ATTRIBUTION, REJECTS = (
     "fct_sessions", "fct_orders", "fct_order_items", "fct_attribution", "fct_order_rejects")
 
 #: Models ``fct_attribution`` may hold (see ``docs/attribution.md``).
-ALL_MODELS = ("first_click", "last_click", "last_non_direct_click", "linear", "position_based",
-              "time_decay", "markov")
+ALL_MODELS = MODEL_NAMES
 
 
 #: Daily-run findings that change no number of the report (defaults of ``ignore_findings``).

@@ -385,7 +385,7 @@ def run_transform(
     sessionized = sessionize_events(session_event_flags(sessionizable, tp), tp, rules)
     # Every session of the window, including those that began on the context days: purchases
     # and continuing events of those days are matched to them.
-    window_sessions = build_sessions(sessionized, sessionizable, tp, rules).cache()
+    window_sessions = build_sessions(sessionized, sessionizable, rules).cache()
     # The sessions this run writes. Their numbering and order metrics are joined on below and
     # not materialised again: the narrow uses (attribution, checks) read this cached table.
     scoped = window_sessions.filter(window_sessions.session_date.isin(session_dates))

@@ -246,9 +246,7 @@ def _add_campaign_splits(ev: ir.Table, rules: ChannelRules | None) -> ir.Table:
     )
 
 
-def build_sessions(
-    sessionized: ir.Table, events: ir.Table, params: TransformParams, rules: ChannelRules | None = None
-) -> ir.Table:
+def build_sessions(sessionized: ir.Table, events: ir.Table, rules: ChannelRules | None = None) -> ir.Table:
     """Aggregate sessionized events into sessions.
 
     ``sessionized``: ``session_event_flags`` of the events, through ``sessionize_events``.
