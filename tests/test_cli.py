@@ -129,6 +129,8 @@ def test_transform_can_stop_on_a_gate_error(tmp_path):
     (["monitor", "--warehouse-dir", "MISSING", "--output-dir", "OUT", "--expected-run-date", "2025-03-01"],
      "warehouse directory not found"),
     (["bench", "--input-dir", "MISSING"], "input directory not found"),
+    (["dq", "--input-dir", "OUT", "--output-dir", "OUT", "--start", "2025-03-10", "--end", "2025-03-01"],
+     "end 2025-03-01 is before start 2025-03-10"),
     (["bench", "--memory-limit", "lots", "--input-dir", "MISSING"], "key 'duckdb_memory_limit'"),
 ])
 def test_bad_arguments_are_usage_errors(tmp_path, args, expected):

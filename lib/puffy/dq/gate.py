@@ -31,7 +31,7 @@ from puffy.dq.checks import SEVERITY_RANK, CheckContext, Finding, daily_summary,
 from puffy.dq.report import build_report, narrative, write_reports
 from puffy.dq.rules import load_rules
 from puffy.engine import scratch_duckdb
-from puffy.errors import InputDataError
+from puffy.errors import InputDataError, UserError
 from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
 from puffy.params import PipelineParams
 
@@ -91,12 +91,15 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
              end: date | None = None, staging_root: Path | None = None, now: datetime | None = None,
              engine_params: PipelineParams | None = None) -> GateResult:
     """Gate the raw files of [start, end] (all files when both are None); see the module docstring."""
+    if start and end and end < start:
+        raise UserError(f"end {end} is before start {start}")
     rules = load_rules(rules_path)
     input_dir = Path(input_dir)
     paths = discover_raw_files(input_dir, start, end)
     if not paths:
-        raise InputDataError(f"{input_dir}: no events_YYYYMMDD.csv[.gz] files between "
-                             f"{start or 'the first day'} and {end or 'the last day'}")
+        span = (f" from {start} to {end}" if start and end else f" from {start} on" if start
+                else f" up to {end}" if end else "")
+        raise InputDataError(f"{input_dir}: no events_YYYYMMDD.csv[.gz] files{span}")
     days = [file_date_of(p) for p in paths]
     # Earlier files feed the baselines (and the header-vs-previous-file check) only.
     baseline_paths = (discover_raw_files(input_dir, days[0] - timedelta(days=rules.baseline_days),
