@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("demo", "Generate the bundled sample (if needed) and run the daily pipeline over every day of it.")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory (default: params/)")
-    p.add_argument("--fresh", action="store_true", help="clear previous outputs and regenerate the bundled sample (a real export is never deleted)")
+    p.add_argument("--fresh", action="store_true",
+                   help="clear previous outputs and regenerate the bundled sample (a real export is never deleted)")
 
     p = cmd("sample", "Write a realistic raw export (one CSV per UTC day) with its ground truth in _truth/.")
     p.add_argument("--out", type=Path, required=True, help="output directory")
@@ -126,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(p, "--stop-on-error", action="store_true", help="stop a backfill at the first failing day")
 
     p = cmd("report", "Execute the executive-summary notebook for a period and render HTML + PDF.")
-    p.add_argument("--start", type=_date, help="period start (default: period_days - 1 days before --end, from report.yaml)")
+    p.add_argument("--start", type=_date,
+                   help="period start (default: period_days - 1 days before --end, from report.yaml)")
     p.add_argument("--end", type=_date, help="period end (default: last date in the warehouse)")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
 
