@@ -65,13 +65,13 @@ def test_normal_day_passes(wh, tmp_path):
     result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
     assert result.status == "pass", [f.message for f in result.findings]
     assert [f for f in result.findings if f.severity != "info"] == []
-    assert set(result.report_paths) == {"markdown", "json"}
+    assert set(result.report_paths) == {"md", "json"}
     report = json.loads(result.report_paths["json"].read_text())
     assert report["status"] == "pass" and report["run_date"] == days[-1].isoformat()
     assert report["generated_at"] == now.isoformat() and report["message"] == "no errors or warnings"
     assert set(report["charts"]["trend"]) >= {"sessions", "orders", "client_id_null_rate", "bot_share"}
     assert report["metrics"]["sessions"] == result.metrics.loc[days[-1], "sessions"]
-    md = result.report_paths["markdown"].read_text()
+    md = result.report_paths["md"].read_text()
     assert md.startswith(f"# Monitoring report — {days[-1]}") and "**Status: PASS**" in md
     # the metric history covers the whole fixture, run date last
     assert list(result.metrics.index) == days
@@ -163,8 +163,8 @@ def test_reports_are_deterministic_for_fixed_inputs(wh, tmp_path):
     a = run(warehouse, intermediate, days[-1], now, tmp_path / "a")
     b = run(warehouse, intermediate, days[-1], now, tmp_path / "b")
     assert a.report_paths["json"].read_bytes() == b.report_paths["json"].read_bytes()
-    md_a = a.report_paths["markdown"].read_text().replace(str(tmp_path / "a"), "")
-    md_b = b.report_paths["markdown"].read_text().replace(str(tmp_path / "b"), "")
+    md_a = a.report_paths["md"].read_text().replace(str(tmp_path / "a"), "")
+    md_b = b.report_paths["md"].read_text().replace(str(tmp_path / "b"), "")
     assert md_a == md_b
 
 

@@ -113,10 +113,10 @@ def run_monitoring(warehouse_dir: Path, rules_path: Path | None, output_dir: Pat
         findings += trend_findings
 
     status = overall_status(findings)
-    paths = {"markdown": Path(output_dir) / "monitoring_report.md", "json": Path(output_dir) / "monitoring_report.json"}
+    paths = {"md": Path(output_dir) / "monitoring_report.md", "json": Path(output_dir) / "monitoring_report.json"}
     if rules.alert.webhook_url and SEVERITY_RANK[status] >= SEVERITY_RANK[rules.alert.min_severity]:
         text = alerting.summary_text(status, run_date, sort_findings(findings), rules.alert.max_findings,
-                                     str(paths["markdown"]))
+                                     str(paths["md"]))
         delivery = alerting.post_webhook(rules.alert.webhook_url, text, rules.alert.timeout_seconds)
         if delivery.ok:
             log.info("alert sent (%s)", delivery.detail)

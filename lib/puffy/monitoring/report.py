@@ -147,7 +147,7 @@ def write_reports(output_dir: Path, report: dict, markdown: str) -> dict[str, Pa
     js = output_dir / "monitoring_report.json"
     md.write_text(markdown, encoding="utf-8")
     js.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return {"markdown": md, "json": js}
+    return {"md": md, "json": js}  # the keys of the gate's report_paths too
 
 
 # --- charts (the notebook's small multiples) ------------------------------------------------------
