@@ -44,10 +44,9 @@ def daily_run(tmp_path_factory, small_sample):
     from datetime import date
 
     from puffy import runner
-    from puffy.params import DEFAULT_PARAMS_DIR, PipelineParams
+    from puffy.params import DEFAULT_PARAMS_DIR
 
     outputs = tmp_path_factory.mktemp("outputs")
     layout = runner.RunLayout(outputs, small_sample, DEFAULT_PARAMS_DIR)
-    params = PipelineParams(input_dir=small_sample, outputs_dir=outputs)
-    results = runner.run_range(date(2025, 2, 25), date(2025, 2, 28), layout, params, progress=False)
-    return layout, params, results
+    results = runner.run_range(date(2025, 2, 25), date(2025, 2, 28), layout, progress=False)
+    return layout, results

@@ -31,7 +31,7 @@ def test_source_notebook_is_thin_and_clean(name):
 
 @pytest.mark.parametrize("name", DAILY_NOTEBOOKS)
 def test_executed_notebook_reproduces_its_outputs(name, daily_run):
-    layout, _, results = daily_run
+    layout, results = daily_run
     executed = [Path(s.notebook) for r in results for s in r.stages if s.stage == name]
     assert executed, f"{name} was not executed by the daily run"
     target = executed[-1]

@@ -27,7 +27,7 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 def test_monitoring_error_quarantines_and_leaves_the_warehouse_untouched(tmp_path, daily_run):
-    layout, params, results = daily_run
+    layout, results = daily_run
     published_before = _digest(layout.warehouse)
     assert published_before, "the daily run published nothing to protect"
 
@@ -42,7 +42,7 @@ def test_monitoring_error_quarantines_and_leaves_the_warehouse_untouched(tmp_pat
     strict = runner.RunLayout(layout.outputs_dir, layout.input_dir, params_dir)
 
     day = date.fromisoformat(results[-1].date)
-    result = runner.run_day(day, strict, params)
+    result = runner.run_day(day, strict)
 
     assert result.exit_code == runner.EXIT_MONITORING and result.stopped_at == "04_monitoring"
     assert not result.published
@@ -54,7 +54,7 @@ def test_monitoring_error_quarantines_and_leaves_the_warehouse_untouched(tmp_pat
     assert _digest(layout.warehouse) == published_before  # byte for byte
 
     # The next clean run of the same day publishes again, and changes nothing already published.
-    again = runner.run_day(day, layout, params)
+    again = runner.run_day(day, layout)
     assert again.published and again.exit_code == runner.EXIT_OK
     assert _digest(layout.warehouse) == published_before
 

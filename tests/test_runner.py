@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from puffy import runner
-from puffy.params import PipelineParams
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +22,7 @@ def _tree_digest(root: Path) -> dict[str, str]:
 
 
 def test_every_day_runs_all_stages_and_publishes(daily_run):
-    layout, _, results = daily_run
+    layout, results = daily_run
     assert [r.date for r in results] == ["2025-02-25", "2025-02-26", "2025-02-27", "2025-02-28"]
     for r in results:
         assert r.exit_code in (runner.EXIT_OK, runner.EXIT_MONITORING), r
@@ -43,12 +42,12 @@ def test_every_day_runs_all_stages_and_publishes(daily_run):
 
 
 def test_rerunning_a_day_is_idempotent(daily_run):
-    layout, params, results = daily_run
+    layout, results = daily_run
     day = date.fromisoformat(results[-1].date)
     before = _tree_digest(layout.warehouse)
     stale = layout.run_dir(day) / "02_transform.html.old"
     stale.write_text("from an earlier run")
-    again = runner.run_day(day, layout, params)
+    again = runner.run_day(day, layout)
     assert again.exit_code == results[-1].exit_code
     assert _tree_digest(layout.warehouse) == before
     assert not stale.exists()  # the day's run directory holds this run's reports only
@@ -76,7 +75,7 @@ def test_gate_error_stops_before_transform(tmp_path, small_sample):
     day_file.write_text("\n".join([lines[0].replace("event_name", "event_kind")] + lines[1:]))
     outputs = tmp_path / "outputs"
     layout = runner.RunLayout(outputs, raw, runner.REPO_ROOT / "params")
-    result = runner.run_day(date(2025, 2, 25), layout, PipelineParams(input_dir=raw, outputs_dir=outputs))
+    result = runner.run_day(date(2025, 2, 25), layout)
     assert result.exit_code == runner.EXIT_GATE
     assert result.stopped_at == "01_data_quality"
     assert [s.stage for s in result.stages] == ["01_data_quality"]

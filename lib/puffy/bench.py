@@ -80,7 +80,7 @@ def _stage_transform(work: Path, days: list[str], params: PipelineParams) -> dic
             "rows_written": result.row_counts, "phases": result.timings}
 
 
-def _stage_monitoring(work: Path, days: list[str], params: PipelineParams) -> dict:
+def _stage_monitoring(work: Path, days: list[str]) -> dict:
     from puffy.monitoring import run_monitoring
 
     t0 = time.perf_counter()
@@ -100,7 +100,7 @@ def _child(stage: str, payload: dict) -> None:
     elif stage == "transform":
         out = _stage_transform(work, payload["days"], params)
     else:
-        out = _stage_monitoring(work, payload["days"], params)
+        out = _stage_monitoring(work, payload["days"])
     out["peak_rss_mb"] = _peak_rss_mb()
     print("BENCH " + json.dumps(out))
 

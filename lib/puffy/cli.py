@@ -294,7 +294,7 @@ def cmd_run(args) -> int:
     missing = [d for d in (start, end) if d not in available]
     if missing:
         raise UserError(f"{layout.input_dir}: no raw file for {missing[0]} (events_{missing[0]:%Y%m%d}.csv)")
-    results = runner.run_range(start, end, layout, params, stop_on_error=args.stop_on_error)
+    results = runner.run_range(start, end, layout, stop_on_error=args.stop_on_error)
     return _print_results(results, layout)
 
 
@@ -325,7 +325,7 @@ def cmd_demo(args) -> int:
         log.info("generating the bundled sample into %s", layout.input_dir)
         generate_sample(layout.input_dir, SampleConfig())
     days = sorted(_available_days(layout))
-    results = runner.run_range(days[0], days[-1], layout, params)
+    results = runner.run_range(days[0], days[-1], layout)
     code = _print_results(results, layout)
     try:
         from puffy.report import run_report

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from puffy.params import REPO_ROOT, PipelineParams
+from puffy.params import REPO_ROOT
 from puffy.run_index import write_index
 
 log = logging.getLogger("puffy.run")
@@ -161,8 +161,10 @@ def _after_failed_cell(run_dir: Path, stage: Stage, error: str) -> tuple[str, st
     return ("error" if status == "error" else "warn"), "; ".join(m for m in (message, note) if m)
 
 
-def run_day(day: date, layout: RunLayout, params: PipelineParams, mode: str = "incremental") -> DayResult:
-    """Run every daily stage for ``day``; never raises for a failing stage (the result says why)."""
+def run_day(day: date, layout: RunLayout, mode: str = "incremental") -> DayResult:
+    """Run every daily stage for ``day``; never raises for a failing stage (the result says why).
+
+    The notebooks read their settings from ``layout.params_dir`` themselves."""
     from puffy.publish import publish, quarantine
 
     result = DayResult(day.isoformat())
@@ -224,8 +226,8 @@ def run_day(day: date, layout: RunLayout, params: PipelineParams, mode: str = "i
     return result
 
 
-def run_range(start: date, end: date, layout: RunLayout, params: PipelineParams,
-              stop_on_error: bool = False, progress: bool = True) -> list[DayResult]:
+def run_range(start: date, end: date, layout: RunLayout, stop_on_error: bool = False,
+              progress: bool = True) -> list[DayResult]:
     """Backfill: run each day in order. A day stopped by its gate does not stop later days
     unless ``stop_on_error``; the caller exits with the worst exit code."""
     from tqdm import tqdm
@@ -235,7 +237,7 @@ def run_range(start: date, end: date, layout: RunLayout, params: PipelineParams,
     bar = tqdm(days, desc="puffy run", unit="day", disable=not progress or len(days) == 1)
     for day in bar:
         bar.set_postfix_str(day.isoformat())
-        results.append(run_day(day, layout, params))
+        results.append(run_day(day, layout))
         if stop_on_error and results[-1].exit_code:
             break
     write_index(layout.outputs_dir)
