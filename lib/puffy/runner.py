@@ -24,9 +24,10 @@ import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
+from puffy.dates import date_range
 from puffy.params import REPO_ROOT
 from puffy.run_index import write_index
 
@@ -232,7 +233,7 @@ def run_range(start: date, end: date, layout: RunLayout, stop_on_error: bool = F
     unless ``stop_on_error``; the caller exits with the worst exit code."""
     from tqdm import tqdm
 
-    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    days = date_range(start, end)
     results = []
     bar = tqdm(days, desc="puffy run", unit="day", disable=not progress or len(days) == 1)
     for day in bar:

@@ -28,6 +28,7 @@ import duckdb
 import pandas as pd
 
 from puffy.dq.checks import SEVERITY_RANK, CheckContext, Finding, daily_summary, file_facts, fmt_dates, run_checks
+from puffy.dates import date_range
 from puffy.dq.report import build_report, narrative, write_reports
 from puffy.dq.rules import load_rules
 from puffy.engine import scratch_duckdb
@@ -71,8 +72,7 @@ def _naive_utc(now: datetime | None) -> datetime:
 
 
 def _expected_days(days: list[date], start: date | None, end: date | None) -> list[date]:
-    first, last = start or days[0], end or days[-1]
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return date_range(start or days[0], end or days[-1])
 
 
 def _summary(files: list[dict], findings: list[Finding], days: list[date], baseline_window: int) -> dict:

@@ -17,7 +17,7 @@ Which partition is read for a date (``Sources.files``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from puffy.dates import date_range
 from puffy.warehouse import partition_dates, partition_dir
 
 #: Metrics the trend monitor can watch (columns of ``daily_metrics``).
@@ -192,7 +193,7 @@ def daily_metrics(sources: Sources, start: date, purchase_event: str = "checkout
         reject_metrics(con, reject_files),
         event_metrics(con, sources.staged_event_files(start), purchase_event),
     ]
-    days = pd.Index([start + timedelta(days=i) for i in range((sources.run_date - start).days + 1)], name="date")
+    days = pd.Index(date_range(start, sources.run_date), name="date")
     out = pd.DataFrame(index=days)
     for part in parts:
         if not part.empty:

@@ -28,6 +28,7 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
+from puffy.dates import date_range
 from puffy.monitoring import stats
 from puffy.monitoring.metrics import FUNNEL_STAGES
 from puffy.monitoring.rules import FreshnessRules, FunnelRules, MixRules, RevenueRules, TrendRules
@@ -115,8 +116,7 @@ def check_partitions(run_date: date, now: datetime, audited_mtimes: dict[str, da
         if not earlier:
             continue  # nothing published before: the start of history is not a gap
         first = max(min(earlier), run_date - timedelta(days=rules.gap_window_days))
-        missing = [first + timedelta(days=i) for i in range((run_date - first).days)
-                   if first + timedelta(days=i) not in have]
+        missing = [d for d in date_range(first, run_date - timedelta(days=1)) if d not in have]
         if missing:
             out.append(Finding("freshness.missing_days", rules.gap_severity,
                                f"{table} has no partition for {len(missing)} day(s) in the last "

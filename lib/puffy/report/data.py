@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from puffy.attribution import MODEL_NAMES
+from puffy.dates import date_range
 from puffy.errors import UserError
 from puffy.params import StrictModel, load_params
 from puffy.warehouse import partition_dates, partition_files
@@ -132,11 +133,6 @@ class Period:
     def label(self) -> str:
         """``<start>_<end>``: the report folder name."""
         return f"{self.start.isoformat()}_{self.end.isoformat()}"
-
-
-def date_range(start: date, end: date) -> list[date]:
-    """Every calendar day from ``start`` to ``end`` inclusive."""
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 def _as_date(value, what: str) -> date | None:

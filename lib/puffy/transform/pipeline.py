@@ -73,6 +73,7 @@ from puffy.attribution import (
     windowed_free_transitions,
 )
 from puffy.channels import load_channel_rules
+from puffy.dates import date_range
 from puffy.engine import connect, engine_name, record_batches
 from puffy.errors import InputDataError, UserError
 from puffy.params import PipelineParams, load_pipeline_params
@@ -177,10 +178,6 @@ class TransformResult:
             bad = self.reconciliation[self.reconciliation["status"] != "ok"]
             parts = [f"{r.check}: {r.left:g} vs {r.right:g} ({r.status})" for r in bad.itertuples()]
         return "; ".join(parts + self.warnings)
-
-
-def _days(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 class _Timer:
@@ -338,20 +335,20 @@ def run_transform(
 
     # --- which dates
     staged = set(partition_dates(staging_root, STG_EVENTS))
-    requested = _days(start, end)
+    requested = date_range(start, end)
     order_dates = [d for d in requested if d in staged]
     if not order_dates:
         raise InputDataError(f"{staging_root}/{STG_EVENTS}: no staged events for {start}..{end}")
     missing = [d for d in requested if d not in staged]
     if missing:
         warnings.append(f"no staged events for {', '.join(map(str, missing))}: nothing written for them")
-    session_dates = [d for d in _days(start, end) if d in staged]
+    session_dates = [d for d in date_range(start, end) if d in staged]
     # Incremental runs also rewrite the day before, but only a published one: a day the gate
     # stopped or monitoring quarantined must not reach the warehouse through its successor's run.
     before = start - timedelta(days=1)
     if mode == "incremental" and before in staged and before in partition_dates(history_root, "fct_sessions"):
         session_dates.insert(0, before)
-    window_dates = [d for d in _days(min(session_dates) - timedelta(days=tp.context_days), end) if d in staged]
+    window_dates = [d for d in date_range(min(session_dates) - timedelta(days=tp.context_days), end) if d in staged]
     hist_order_dates = set(partition_dates(history_root, "fct_orders"))
     # Orders of an already-written session day come from history; recompute them only if missing.
     order_compute = sorted(set(order_dates) | {d for d in session_dates if d < start and d not in hist_order_dates})
