@@ -81,3 +81,26 @@ def test_gate_error_stops_before_transform(tmp_path, small_sample):
     assert [s.stage for s in result.stages] == ["01_data_quality"]
     assert not (layout.run_dir(date(2025, 2, 25)) / "02_transform.ipynb").exists()
     assert not layout.warehouse.exists()
+
+
+def test_one_run_at_a_time_per_outputs_directory(tmp_path):
+    """A second run on the same outputs (a scheduler's retry during a backfill) stops at once,
+    naming the holder; the lock is free again once the first run ends."""
+    import subprocess
+    import sys
+
+    from puffy.errors import UserError
+
+    hold = ("import sys, time; from puffy.runner import exclusive_outputs\n"
+            "with exclusive_outputs(sys.argv[1]):\n    print('held', flush=True); time.sleep(30)\n")
+    other = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        layout = runner.RunLayout(tmp_path, tmp_path / "raw", tmp_path / "params")
+        with pytest.raises(UserError, match=f"another puffy run is using it \\(pid {other.pid}\\)"):
+            runner.run_range(date(2025, 2, 25), date(2025, 2, 25), layout, progress=False)
+    finally:
+        other.kill()
+        other.wait()
+    with runner.exclusive_outputs(tmp_path), runner.exclusive_outputs(tmp_path):  # free, and re-entrant
+        pass

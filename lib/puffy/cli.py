@@ -319,13 +319,14 @@ def cmd_demo(args) -> int:
 
     params = validate_params_dir(args.params_dir)
     layout = _layout(args, params)
-    if args.fresh:
-        clear_outputs(layout)
-    if not any(layout.input_dir.glob("events_*.csv*")):
-        log.info("generating the bundled sample into %s", layout.input_dir)
-        generate_sample(layout.input_dir, SampleConfig())
-    days = sorted(_available_days(layout))
-    results = runner.run_range(days[0], days[-1], layout)
+    with runner.exclusive_outputs(layout.outputs_dir):  # --fresh must not clear a running run's outputs
+        if args.fresh:
+            clear_outputs(layout)
+        if not any(layout.input_dir.glob("events_*.csv*")):
+            log.info("generating the bundled sample into %s", layout.input_dir)
+            generate_sample(layout.input_dir, SampleConfig())
+        days = sorted(_available_days(layout))
+        results = runner.run_range(days[0], days[-1], layout)
     code = _print_results(results, layout)
     try:
         from puffy.report import run_report

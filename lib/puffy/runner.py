@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
 from puffy.dates import date_range
+from puffy.errors import UserError
 from puffy.params import REPO_ROOT
 from puffy.run_index import write_index
 
@@ -230,19 +233,63 @@ def run_day(day: date, layout: RunLayout, mode: str = "incremental") -> DayResul
 def run_range(start: date, end: date, layout: RunLayout, stop_on_error: bool = False,
               progress: bool = True) -> list[DayResult]:
     """Backfill: run each day in order. A day stopped by its gate does not stop later days
-    unless ``stop_on_error``; the caller exits with the worst exit code."""
+    unless ``stop_on_error``; the caller exits with the worst exit code.
+
+    One run at a time per outputs directory (``exclusive_outputs``): a second one, say a
+    scheduler's retry while a backfill is still going, stops with a ``UserError`` at once.
+    """
     from tqdm import tqdm
 
-    days = date_range(start, end)
-    results = []
-    bar = tqdm(days, desc="puffy run", unit="day", disable=not progress or len(days) == 1)
-    for day in bar:
-        bar.set_postfix_str(day.isoformat())
-        results.append(run_day(day, layout))
-        if stop_on_error and results[-1].exit_code:
-            break
-    write_index(layout.outputs_dir)
+    with exclusive_outputs(layout.outputs_dir):
+        days = date_range(start, end)
+        results = []
+        bar = tqdm(days, desc="puffy run", unit="day", disable=not progress or len(days) == 1)
+        for day in bar:
+            bar.set_postfix_str(day.isoformat())
+            results.append(run_day(day, layout))
+            if stop_on_error and results[-1].exit_code:
+                break
+        write_index(layout.outputs_dir)
     return results
+
+
+@contextmanager
+def exclusive_outputs(outputs_dir: Path):
+    """Hold ``<outputs_dir>/.puffy-run.lock`` for the block, or raise ``UserError`` if another
+    process holds it. Two runs would empty each other's run and staging directories and publish
+    over each other. The lock is the kernel's (``flock``): it goes with its process, so a killed
+    run leaves nothing to clean up."""
+    import fcntl
+
+    outputs_dir = Path(outputs_dir).resolve()
+    if outputs_dir in _HELD:  # this process holds it already (demo: clear, generate, then run)
+        yield
+        return
+    outputs_dir.mkdir(parents=True, exist_ok=True)
+    path = outputs_dir / ".puffy-run.lock"
+    with open(path, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise UserError(f"{outputs_dir}: another puffy run is using it ({holder}); "
+                            "wait for it to finish") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        _HELD.add(outputs_dir)
+        try:
+            yield
+        finally:
+            _HELD.discard(outputs_dir)
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_HELD: set[Path] = set()  # outputs directories whose lock this process holds
 
 
 def write_stage_status(output_dir: str | Path, stage_file: str, status: str, message: str = "", **details) -> Path:
