@@ -27,6 +27,14 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
+def require_within(model: BaseModel, least: str, window: str, consequence: str) -> None:
+    """Raise (in a validator) when the minimum ``model.<least>`` exceeds the window ``model.<window>``
+    it must be found in: a check that could never have enough days would be silently off."""
+    need, have = getattr(model, least), getattr(model, window)
+    if need > have:
+        raise ValueError(f"{least} ({need}) is more than {window} ({have}): {consequence}")
+
+
 def _describe(error: dict) -> str:
     key = ".".join(str(p) for p in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":

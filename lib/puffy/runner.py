@@ -52,15 +52,14 @@ class Stage:
     status_file: str
     exit_code: int
     optional: bool = False  # skipped when the notebook is absent (else that is an error)
+    quarantine: bool = False  # on an error, the staged outputs are kept for inspection
 
 
 DAILY_STAGES = [
     Stage("01_data_quality", "dq_report.json", EXIT_GATE),
-    Stage("02_transform", "transform_status.json", EXIT_TRANSFORM),
-    Stage("04_monitoring", "monitoring_report.json", EXIT_MONITORING, optional=True),
+    Stage("02_transform", "transform_status.json", EXIT_TRANSFORM, quarantine=True),
+    Stage("04_monitoring", "monitoring_report.json", EXIT_MONITORING, optional=True, quarantine=True),
 ]
-# Stages whose staged outputs are kept for inspection when they fail.
-QUARANTINED_ON = (EXIT_TRANSFORM, EXIT_MONITORING)
 
 
 @dataclass
@@ -214,7 +213,7 @@ def run_day(day: date, layout: RunLayout, mode: str = "incremental") -> DayResul
                  f" — {message}" if message else "")
         if status == "error":
             result.exit_code, result.stopped_at, result.reason = stage.exit_code, stage.notebook, message
-            if stage.exit_code in QUARANTINED_ON and staging_wh.exists():
+            if stage.quarantine and staging_wh.exists():
                 q = quarantine(staging_wh, layout.quarantine)
                 (run_dir / "quarantine_path.txt").write_text(str(q) + "\n", encoding="utf-8")
                 result.quarantine_path = str(q)

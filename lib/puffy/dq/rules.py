@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from puffy.ingest import RawContract
-from puffy.params import StrictModel
+from puffy.params import StrictModel, require_within
 
 Severity = Literal["info", "warn", "error"]
 LEVELS = ("info", "warn", "error")
@@ -190,9 +190,8 @@ class DqRules(StrictModel):
         low, high = self.dictionary_daily_events
         if low > high:
             raise ValueError("dictionary_daily_events must be [low, high]")
-        if self.baseline_days and self.min_baseline_days > self.baseline_days:  # 0 = no baselines at all
-            raise ValueError(f"min_baseline_days ({self.min_baseline_days}) is more than baseline_days "
-                             f"({self.baseline_days}): no baseline could ever form")
+        if self.baseline_days:  # 0 = no baselines at all
+            require_within(self, "min_baseline_days", "baseline_days", "no baseline could ever form")
         return self
 
 

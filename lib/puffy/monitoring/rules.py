@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from puffy.attribution import ModelName
 from puffy.dq.rules import load_rules as load_dq_rules
 from puffy.errors import ParamsError
-from puffy.params import StrictModel, load_params
+from puffy.params import StrictModel, load_params, require_within
 
 log = logging.getLogger("puffy.monitoring")
 
@@ -130,9 +130,7 @@ class MixRules(StrictModel):
 
     @model_validator(mode="after")
     def _baseline_reachable(self) -> "MixRules":
-        if self.min_baseline_days > self.baseline_days:
-            raise ValueError(f"min_baseline_days ({self.min_baseline_days}) is more than baseline_days "
-                             f"({self.baseline_days}): no baseline could ever form")
+        require_within(self, "min_baseline_days", "baseline_days", "no baseline could ever form")
         return self
 
 
@@ -174,9 +172,7 @@ class TrendRules(StrictModel):
 
     @model_validator(mode="after")
     def _history_reachable(self) -> "TrendRules":
-        if self.min_history_days > self.window_days:
-            raise ValueError(f"min_history_days ({self.min_history_days}) is more than window_days "
-                             f"({self.window_days}): the trend could never be judged")
+        require_within(self, "min_history_days", "window_days", "the trend could never be judged")
         return self
 
 
