@@ -293,6 +293,8 @@ QUERY_PARAM_CASES = [
     ("https://puffy.com/?utm_source=ABC&utm_medium=DEF", "ABC"),
     ("https://puffy.com/?x=1&utm_source=ABC#frag", "ABC"),
     ("https://puffy.com/?xutm_source=NO&utm_source=YES", "YES"),  # a longer key ending in the key
+    ("https://puffy.com/?xutm_source=NO", None),
+    ("https://puffy.com/p=utm_source=NO", None),
     ("https://puffy.com/?utm_source=", None),
     ("https://puffy.com/a&utm_source=PATH?utm_source=Q", "PATH?utm_source=Q"),  # first match, even in the path
     ("https://puffy.com/?a=1#x&utm_source=FRAG", "FRAG"),  # … or in the fragment
