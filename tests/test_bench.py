@@ -25,8 +25,33 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
     assert all("error" not in f for f in stages.values()), stages
     assert stages["bare_scan"]["events"] == stages["gate"]["events"] > 0
     assert all(f["peak_rss_mb"] > 0 and f["seconds"] > 0 for f in stages.values())
-    for header in ("events/s", "peak MB", "x scan", "all stages"):
+    for header in ("events/s", "peak MB", "x scan", "all stages", "target: all stages within"):
         assert header in proc.stdout
+    assert set(figures["targets"]) == {"x_scan", "peak_mb", "lines"}
+
+
+def _figures(gate_s, transform_s, transform_mb, transform_error=False):
+    transform = {"error": "boom"} if transform_error else {"seconds": transform_s, "peak_rss_mb": transform_mb}
+    stages = {"bare_scan": {"seconds": 2.0, "peak_rss_mb": 5000.0},  # the scan's own memory does not count
+              "gate": {"seconds": gate_s, "peak_rss_mb": 900.0}, "transform": transform}
+    total = gate_s + (0 if transform_error else transform_s)
+    return {"stages": stages, "pipeline_x_scan": total / 2.0}
+
+
+@pytest.mark.parametrize("figures, speed, memory", [
+    (_figures(3.0, 5.0, 1500.0), True, True),  # 8 s = 4.0x the 2 s scan: on the line counts as met
+    (_figures(3.0, 5.2, 1500.0), False, True),  # 4.1x
+    (_figures(3.0, 5.0, 2048.0), True, False),  # the limit itself is not under it
+    (_figures(3.0, 0.0, 0.0, transform_error=True), False, False),  # a failed stage meets nothing
+])
+def test_targets_are_judged_from_the_run_figures(figures, speed, memory):
+    from puffy.bench import targets
+
+    got = targets(figures)
+    assert (got["x_scan"]["met"], got["peak_mb"]["met"]) == (speed, memory)
+    assert got["peak_mb"]["measured"] == max(f.get("peak_rss_mb", 0) for n, f in figures["stages"].items()
+                                             if n != "bare_scan")
+    assert all(("NOT met" in line) != met for line, met in zip(got["lines"], (speed, memory)))
 
 
 def test_a_large_scale_is_the_concatenation_of_its_shards(tmp_path, monkeypatch):

@@ -32,6 +32,10 @@ SHARD_SCALE = 100.0
 # Shard k numbers its orders from k times this, so shards never share a transaction id (a day of
 # a 100x shard has a few thousand orders).
 SHARD_ORDER_NUMBERS = 1_000_000
+# The targets at 100x (README, "Performance"): gate + transform + monitoring within this multiple
+# of the bare scan, and every stage's peak resident memory under this many MB.
+TARGET_X_SCAN = 4.0
+TARGET_PEAK_MB = 2048
 
 
 def _peak_rss_mb() -> float:
@@ -162,11 +166,35 @@ def run_benchmark(args) -> int:
     figures["pipeline_seconds"] = total
     figures["pipeline_x_scan"] = total / scan["seconds"]
     print(f"{'all stages':<12}{events:>12,}{total:>10.2f}{events / total:>14,.0f}{total / scan['seconds']:>9.1f}")
+    figures["targets"] = targets(figures)
+    for line in figures["targets"]["lines"]:
+        print(line)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
         print(f"figures: {args.json_out}")
     return 0
+
+
+def targets(figures: dict) -> dict:
+    """Whether a run meets the speed and memory targets, as figures and one printed line each."""
+    stages = {n: f for n, f in figures["stages"].items() if n != "bare_scan"}
+    failed = sorted(n for n, f in stages.items() if "error" in f)
+    x_scan = figures["pipeline_x_scan"]
+    peak = max((f["peak_rss_mb"] for f in stages.values() if "peak_rss_mb" in f), default=0.0)
+    speed_met = not failed and x_scan <= TARGET_X_SCAN
+    memory_met = not failed and peak < TARGET_PEAK_MB
+    note = f" ({', '.join(failed)} failed)" if failed else ""
+    return {
+        "x_scan": {"target": TARGET_X_SCAN, "measured": round(x_scan, 1), "met": speed_met},
+        "peak_mb": {"target": TARGET_PEAK_MB, "measured": round(peak), "met": memory_met},
+        "lines": [
+            f"target: all stages within {TARGET_X_SCAN:g}x the scan: {'met' if speed_met else 'NOT met'}"
+            f" ({x_scan:.1f}x){note}",
+            f"target: every stage's peak under {TARGET_PEAK_MB:,} MB: {'met' if memory_met else 'NOT met'}"
+            f" ({peak:,.0f} MB){note}",
+        ],
+    }
 
 
 def generate_scaled(out_dir: Path, scale: float, days: int) -> None:
