@@ -35,7 +35,7 @@ See ``docs/attribution.md`` for the methodology.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import ibis
 import ibis.expr.types as ir
@@ -56,15 +56,7 @@ ModelName = Literal[
 ]
 
 #: All model names, in output order.
-MODEL_NAMES: tuple[str, ...] = (
-    "first_click",
-    "last_click",
-    "last_non_direct_click",
-    "linear",
-    "position_based",
-    "time_decay",
-    "markov",
-)
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 
 # Markov chain states that are not channels.  Parenthesised so they can never
 # collide with a channel label.
