@@ -137,3 +137,35 @@ def test_bad_arguments_are_usage_errors(tmp_path, args, expected):
     args = [str(tmp_path / a) if a in ("OUT", "MISSING") else a for a in args]
     proc = run_cli(*args)
     assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+DQ_HEADER = "client_id,page_url,referrer,timestamp,event_name,event_data,user_agent"
+
+
+def test_dq_names_the_errors_on_the_terminal_and_shows_the_rejected_lines(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "events_20250301.csv").write_text("client_id,page_url\nabc,https://puffy.com/\n")  # no timestamp
+    (raw / "events_20250302.csv").write_text(
+        DQ_HEADER + "\n1740873600-goodclient01,https://puffy.com/,,2025-03-02T00:00:01.000Z,page_viewed,,ua\n"
+        "just,garbage\n")
+    code = main(["dq", "--input-dir", str(raw), "--output-dir", str(tmp_path / "dq"), "--fail-on-error"])
+    assert code == 3
+    out = capsys.readouterr().out
+    assert "ERROR schema.unreadable_file: Could not read events_20250301.csv (required column(s) missing: " \
+           "timestamp, event_name)" in out
+    md = (tmp_path / "dq" / "dq_report.md").read_text()
+    samples = md.split("## Sample rows", 1)[1]
+    assert "| events_20250302.csv | 3 | missing_columns |" in samples  # file, line, reason
+    assert "| just,garbage |" in samples
+
+
+def test_dq_of_a_closed_period_without_files_reports_the_missing_days(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "events_20250301.csv").write_text(
+        DQ_HEADER + "\n1740787200-goodclient01,https://puffy.com/,,2025-03-01T00:00:01.000Z,page_viewed,,ua\n")
+    code = main(["dq", "--input-dir", str(raw), "--output-dir", str(tmp_path / "dq"), "--fail-on-error",
+                 "--start", "2025-03-02", "--end", "2025-03-03"])
+    assert code == 3
+    assert "ERROR ingest.missing_file: No raw file for 2025-03-02 … 2025-03-03" in capsys.readouterr().out

@@ -183,9 +183,15 @@ def test_missing_file_in_range(tmp_path, export):
     assert (f.severity, f.dates) == ("error", iso_days(DAYS[2]))
 
 
-def test_no_file_in_range_is_an_input_error(tmp_path, export):
+def test_a_closed_period_without_files_is_graded_as_missing_days(tmp_path, export):
+    result = gate(tmp_path, export, start=date(2024, 1, 1), end=date(2024, 1, 2))
+    assert result.status == "error" and result.days == []
+    assert finding(result, "ingest.missing_file").dates == ["2024-01-01", "2024-01-02"]
+
+
+def test_an_open_period_without_files_is_an_input_error(tmp_path, export):
     with pytest.raises(InputDataError):
-        gate(tmp_path, export, start=date(2024, 1, 1), end=date(2024, 1, 2))
+        gate(tmp_path, export, start=date(2030, 1, 1))
 
 
 # ------------------------------------------------------------------------------------------

@@ -356,13 +356,48 @@ def test_files_loaded_concurrently_keep_file_and_row_order(tmp_path):
     assert_reconciled(con, result)
 
 
-def test_a_file_that_fails_to_load_fails_the_ingest(tmp_path):
+def test_a_file_that_fails_to_load_fails_the_ingest(tmp_path, monkeypatch):
+    import puffy.ingest as ingest_module
+
+    raw = tmp_path / "raw"
+    _many_files(raw)
+    real_parse = ingest_module._parse_csv
+
+    def parse(con, tag, f, *args, **kwargs):
+        if f.name == "events_20250304.csv.gz":
+            con.execute("SELECT error('disk gone')")
+        return real_parse(con, tag, f, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_parse_csv", parse)
+    with pytest.raises(duckdb.Error, match="disk gone"):
+        run(raw)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_gzip_that_cannot_be_read_to_its_end_is_an_unreadable_file(tmp_path, damage):
+    """Its header reads fine; the body does not. The whole file is rejected with the reason, and the
+    files loaded beside it (concurrently) keep every row."""
     raw = tmp_path / "raw"
     _many_files(raw)
     gz = raw / "events_20250304.csv.gz"
-    gz.write_bytes(gz.read_bytes()[:200])  # truncated gzip stream
-    with pytest.raises(duckdb.Error):
-        run(raw)
+    data = gz.read_bytes()
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # flip bytes inside the deflate stream, past the header line
+        middle = len(data) // 2
+        data = data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 64]) + data[middle + 64:]
+    gz.write_bytes(data)
+    con, result = run(raw)
+    bad = next(f for f in result.files if f.name == gz.name)
+    assert bad.header_error and bad.header_error.startswith("truncated or corrupt: ")
+    assert result.lines_read[gz.name] == 0
+    assert events(con, gz.name) == []
+    assert con.execute("SELECT line, reason FROM stg_rejects WHERE source_file = ?", [gz.name]).fetchall() == [
+        (1, "unreadable_file")]
+    for k in (0, 1, 2, 4, 5, 6):  # every other file: all its good rows (3000 or 200), two rejected lines
+        name = f"events_202503{k + 1:02d}.csv"
+        assert len(events(con, name)) == (200 if k % 2 else 3000), name
+        assert len(rejects(con, name)) == 2, name
 
 
 def test_staging_marks_columns_without_nulls_required(tmp_path, fixture_dir):

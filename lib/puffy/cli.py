@@ -197,6 +197,9 @@ def cmd_dq(args) -> int:
     result = run_gate(args.input_dir, args.rules, args.output_dir, start=args.start, end=args.end,
                       engine_params=load_pipeline_params(args.params_dir))
     print(f"data-quality status: {result.status.upper()}")
+    for f in result.findings:
+        if f.severity == "error":
+            print(f"  ERROR {f.id}: {f.message}")
     for name, path in sorted(result.report_paths.items()):
         print(f"  {name}: {path}")
     return runner.EXIT_GATE if args.fail_on_error and result.status == "error" else 0

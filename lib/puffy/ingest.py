@@ -38,7 +38,8 @@ import re
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -51,6 +52,8 @@ from puffy.params import StrictModel
 from puffy.warehouse import partition_dir, staging_dir_for, swap_in
 
 RAW_FILE_RE = re.compile(r"^events_(\d{8})\.csv(\.gz)?$")
+# What reading a raw file's bytes raises when the file is damaged (zlib.error: corrupt deflate data).
+_UNREADABLE = (OSError, EOFError, zlib.error)
 
 
 class RawContract(StrictModel):
@@ -102,7 +105,7 @@ class RawFile:
     has_bom: bool
     crlf: bool
     compressed: bool
-    header_error: str | None = None
+    header_error: str | None = None  # why the file cannot be used at all (its header, or its body unreadable)
 
     @property
     def name(self) -> str:
@@ -151,7 +154,7 @@ def sniff_header(path: Path, contract: RawContract) -> RawFile:
     try:
         with _open_bytes(path) as fh:
             first = fh.readline(1 << 20)
-    except (OSError, EOFError) as exc:
+    except _UNREADABLE as exc:
         return _broken(path, contract, compressed, f"cannot read file: {exc}")
     has_bom = first.startswith(codecs.BOM_UTF8)
     if has_bom:
@@ -233,11 +236,13 @@ def ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], contract: RawContr
     ``stg_events_all`` gives every parsed row, accepted or not.
     """
     files = [sniff_header(p, contract) for p in paths]
-    result = IngestResult(files)
     _create_table(con, "stg_events", _ROW_COLUMNS + _PAYLOAD_COLUMNS)
     _create_table(con, "stg_parse_rejects", _PARSE_REJECTS_COLUMNS)
-    lines = _load_files(con, files, contract)
-    result.lines_read = {f.name: lines[i] for i, f in enumerate(files)}
+    loaded = _load_files(con, files, contract)
+    # A body that cannot be read to its end makes the file as unusable as a bad header.
+    files = [replace(f, header_error=f.header_error or loaded[i].unreadable) for i, f in enumerate(files)]
+    result = IngestResult(files)
+    result.lines_read = {f.name: loaded[i].lines for i, f in enumerate(files)}
     _finish(con, contract)
     return result
 
@@ -296,8 +301,14 @@ def _run_workers(con: duckdb.DuckDBPyConnection, workers: int, work, stop) -> No
                 cur.close()
 
 
-def _load_files(con: duckdb.DuckDBPyConnection, files: list[RawFile], contract: RawContract) -> dict[int, int]:
-    """``_load_file`` for every file; return the data lines seen per file index.
+@dataclass(frozen=True)
+class _Loaded:
+    lines: int  # data lines seen
+    unreadable: str | None = None  # why the file's body cannot be read (None: it was read)
+
+
+def _load_files(con: duckdb.DuckDBPyConnection, files: list[RawFile], contract: RawContract) -> dict[int, _Loaded]:
+    """``_load_file`` for every file; return what it found per file index.
 
     Numbering a file's rows in file order (``row_number() OVER ()``) keeps the whole parse of
     that file on one thread. So several files are loaded at once (one more than DuckDB has
@@ -309,7 +320,7 @@ def _load_files(con: duckdb.DuckDBPyConnection, files: list[RawFile], contract: 
     workers = min(len(files), threads + 1) if threads > 1 else 1
     if workers <= 1 or _in_transaction(con):
         return {i: _load_file(con, i, f, contract) for i, f in enumerate(files)}
-    lines: dict[int, int] = {}
+    lines: dict[int, _Loaded] = {}
     errors: list[BaseException] = []
     pending = list(enumerate(files))
     committed = [-1]  # index of the last file committed
@@ -363,20 +374,28 @@ def _trimmed(expr: str) -> str:
             f"THEN trim({expr}) ELSE {expr} END")
 
 
-def _load_file(con: duckdb.DuckDBPyConnection, i: int, f: RawFile, contract: RawContract) -> int:
-    """Append one file's rows to ``stg_events`` / ``stg_parse_rejects``; return data lines seen."""
-    if f.header_error:
+def _load_file(con: duckdb.DuckDBPyConnection, i: int, f: RawFile, contract: RawContract) -> _Loaded:
+    """Append one file's rows to ``stg_events`` / ``stg_parse_rejects``."""
+    def unreadable(why: str) -> _Loaded:
         con.execute(
             f"INSERT INTO stg_parse_rejects VALUES ({_sql_str(f.file_date.isoformat())}, {_sql_str(f.name)}, 1, "
             f"NULL, 'unreadable_file', NULL, ?, NULL)",
-            [f.header_error],
+            [why],
         )
-        return 0
+        return _Loaded(0, why)
+
+    if f.header_error:
+        return unreadable(f.header_error)
     # Count the file's data lines independently of the parser: a line the parser silently loses
-    # must show up as a reconciliation gap, not vanish.
-    n_lines = count_data_lines(f.path)
-    parsed = _parse_csv(con, f"{i}", f, contract, f.path, rows_before=0, lines_before=0, data_lines=n_lines)
-    return n_lines if n_lines is not None else parsed.rows + parsed.bad_lines
+    # must show up as a reconciliation gap, not vanish. The count reads the whole file, so it also
+    # finds a file that cannot be read to its end (a truncated or corrupt .gz) before the parser
+    # fails on it: such a file is rejected whole, as its day must not go on with part of it.
+    try:
+        n_lines = count_data_lines(f.path)
+    except _UNREADABLE as exc:
+        return unreadable(f"truncated or corrupt: {exc or type(exc).__name__}; fetch it again")
+    _parse_csv(con, f"{i}", f, contract, f.path, rows_before=0, lines_before=0, data_lines=n_lines)
+    return _Loaded(n_lines)
 
 
 @dataclass
@@ -560,8 +579,8 @@ def _header_list(f: RawFile) -> str:
     return "[" + ", ".join(_sql_str(h) for h in f.header) + "]"
 
 
-def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int | None:
-    """Non-blank lines after the header, counted on the raw bytes (``None`` if unreadable).
+def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int:
+    """Non-blank lines after the header, counted on the raw bytes (raises what reading raises: ``_UNREADABLE``).
 
     Blank lines (empty, or a lone CR) are not counted, as DuckDB's reader skips them. Works on
     newline positions with numpy: a line is blank when its newline follows the previous one
@@ -571,22 +590,19 @@ def count_data_lines(path: Path, chunk_size: int = 1 << 24) -> int | None:
     offset = 0  # bytes before the current chunk
     last_nl = -1  # absolute position of the last newline; -1 = a virtual one before the file
     last_byte = 10
-    try:
-        for buf in _chunks(path, chunk_size):
-            nl = np.flatnonzero(buf == 10) + offset
-            if len(nl):
-                gap = np.diff(nl, prepend=last_nl)  # line length + 1
-                blank = np.count_nonzero(gap == 1)
-                one_byte = nl[gap == 2] - 1 - offset  # index of a one-byte line's byte (-1: previous chunk)
-                if len(one_byte):
-                    values = np.where(one_byte >= 0, buf[np.maximum(one_byte, 0)], last_byte)
-                    blank += int(np.count_nonzero(values == 13))
-                lines += len(nl) - blank
-                last_nl = int(nl[-1])
-            last_byte = int(buf[-1])
-            offset += len(buf)
-    except (OSError, EOFError):
-        return None
+    for buf in _chunks(path, chunk_size):
+        nl = np.flatnonzero(buf == 10) + offset
+        if len(nl):
+            gap = np.diff(nl, prepend=last_nl)  # line length + 1
+            blank = np.count_nonzero(gap == 1)
+            one_byte = nl[gap == 2] - 1 - offset  # index of a one-byte line's byte (-1: previous chunk)
+            if len(one_byte):
+                values = np.where(one_byte >= 0, buf[np.maximum(one_byte, 0)], last_byte)
+                blank += int(np.count_nonzero(values == 13))
+            lines += len(nl) - blank
+            last_nl = int(nl[-1])
+        last_byte = int(buf[-1])
+        offset += len(buf)
     tail = offset - 1 - last_nl  # bytes after the last newline
     if tail > 1 or (tail == 1 and last_byte != 13):
         lines += 1  # a last line without a trailing newline (the real export has none)

@@ -245,7 +245,8 @@ class CheckContext:
 
     @property
     def first_day(self) -> date:
-        return self.days[0]
+        """The period's first day (it may have no file)."""
+        return self.expected_days[0]
 
     @property
     def range_files(self) -> list[RawFile]:

@@ -96,14 +96,16 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     rules = load_rules(rules_path)
     input_dir = Path(input_dir)
     paths = discover_raw_files(input_dir, start, end)
-    if not paths:
-        span = (f" from {start} to {end}" if start and end else f" from {start} on" if start
-                else f" up to {end}" if end else "")
+    # A closed period without files is graded (every day a missing file, ingest.missing_file); an
+    # open one has no days to grade.
+    if not paths and not (start and end):
+        span = f" from {start} on" if start else f" up to {end}" if end else ""
         raise InputDataError(f"{input_dir}: no events_YYYYMMDD.csv[.gz] files{span}")
     days = [file_date_of(p) for p in paths]
+    first = days[0] if days else start
     # Earlier files feed the baselines (and the header-vs-previous-file check) only.
-    baseline_paths = (discover_raw_files(input_dir, days[0] - timedelta(days=rules.baseline_days),
-                                         days[0] - timedelta(days=1)) if rules.baseline_days else [])
+    baseline_paths = (discover_raw_files(input_dir, first - timedelta(days=rules.baseline_days),
+                                         first - timedelta(days=1)) if rules.baseline_days else [])
     timings, clock = {}, time.perf_counter()
 
     def lap(step: str) -> None:

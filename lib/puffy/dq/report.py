@@ -139,8 +139,29 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+# Longest value shown in a sample cell; the JSON keeps the values whole.
+SAMPLE_CELL_CHARS = 120
+
+
+def _sample_sections(raised: list[Finding]) -> list[str]:
+    """'## Sample rows': the rows behind each raised finding (file, line, reason, raw text…)."""
+    with_rows = [f for f in raised if f.sample_rows]
+    if not with_rows:
+        return []
+    out = ["", "## Sample rows", "",
+           "The first rows behind each finding (all columns and whole values are in `dq_report.json`)."]
+    for f in with_rows:
+        columns = list(dict.fromkeys(k for r in f.sample_rows for k in r))
+        out += ["", f"`{f.id}`:", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for r in f.sample_rows:
+            cells = ["" if r.get(c) is None else _cell(r[c]) for c in columns]
+            cells = [c if len(c) <= SAMPLE_CELL_CHARS else c[:SAMPLE_CELL_CHARS - 1] + "…" for c in cells]
+            out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
 def render_markdown(report: dict, findings: list[Finding]) -> str:
-    """``dq_report.md``: status, narrative, findings, downstream meaning, files, rejects."""
+    """``dq_report.md``: status, narrative, findings, downstream meaning, sample rows, files, rejects."""
     period = report["period"]
     out = [
         "# Data-quality report",
@@ -165,6 +186,7 @@ def render_markdown(report: dict, findings: list[Finding]) -> str:
         out.append("No findings.")
     out += ["", "## What the findings mean downstream", ""]
     out += [f"- `{f.id}`: {f.impact}." for f in raised] or ["Nothing: every check passed."]
+    out += _sample_sections(raised)
     out += ["", "## Files", "",
             "| File | Date | Lines | Events | Rejects | Renamed | Missing | Extra | BOM | CRLF | Reconciled |",
             "|---|---|---:|---:|---:|---|---|---|---|---|---|"]
