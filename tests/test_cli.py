@@ -169,3 +169,40 @@ def test_dq_of_a_closed_period_without_files_reports_the_missing_days(tmp_path, 
                  "--start", "2025-03-02", "--end", "2025-03-03"])
     assert code == 3
     assert "ERROR ingest.missing_file: No raw file for 2025-03-02 … 2025-03-03" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["dq", "transform", "monitor"])
+def test_an_output_dir_that_cannot_be_a_directory_is_a_usage_error(tmp_path, capsys, command):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    flags = {"dq": ["--input-dir", str(tmp_path)], "transform": ["--input-dir", str(tmp_path)],
+             "monitor": ["--warehouse-dir", str(tmp_path), "--expected-run-date", "2025-03-01"]}[command]
+    for bad, why in ((a_file, "exists and is not a directory"), (a_file / "sub", "is not a directory")):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, *flags, "--output-dir", str(bad)])
+        assert exit_.value.code == 2
+        assert why in capsys.readouterr().err
+
+
+def test_a_permission_problem_is_one_line_not_a_crash(tmp_path, capsys, monkeypatch):
+    import puffy.cli as cli
+
+    def denied(args):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "out" / "dq_report.md"))
+
+    monkeypatch.setitem(cli.COMMANDS, "dq", denied)
+    assert main(["dq", "--input-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"puffy dq: error: {tmp_path / 'out' / 'dq_report.md'}: Permission denied"
+
+
+def test_an_unexpected_os_error_is_still_an_internal_error(tmp_path, capsys, monkeypatch):
+    import puffy.cli as cli
+
+    def missing(args):
+        raise FileNotFoundError(2, "No such file or directory", "/nowhere/x")
+
+    monkeypatch.setitem(cli.COMMANDS, "dq", missing)
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)  # the crash log goes under tmp_path
+    assert main(["dq", "--input-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 1
+    assert "internal error: FileNotFoundError" in capsys.readouterr().err

@@ -7,6 +7,7 @@ exits with its documented code (see ``puffy.runner``); tracebacks are for bugs o
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import math
 import os
@@ -46,6 +47,23 @@ def _positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
+
+
+def _output_dir(text: str) -> Path:
+    """A directory to write into: an existing one, or one that can be created under an existing one."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: exists and is not a directory")
+    nearest = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not nearest.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: cannot be created, {nearest} is not a directory")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: {nearest} is not writable")
+    return path
+
+
+# What the machine, not the code, is to blame for: a one-line error (exit 2), not a crash log.
+ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
 
 
 def _positive_int(text: str) -> int:
@@ -95,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("dq", "Run the data-quality gate over raw files and write dq_report.md/.json.")
     _add(p, "--input-dir", type=Path, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
     _add(p, "--rules", type=Path, default=DEFAULT_PARAMS_DIR / "dq_rules.yaml", help="rules YAML")
-    _add(p, "--output-dir", type=Path, required=True, help="where the reports go")
+    _add(p, "--output-dir", type=_output_dir, required=True, help="where the reports go")
     p.add_argument("--start", type=_date, help="first file date (default: all)")
     p.add_argument("--end", type=_date, help="last file date (default: all)")
     _add(p, "--fail-on-error", action="store_true", help="exit 3 when any finding has ERROR severity")
@@ -104,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("transform", "Gate-read raw files and build fct_sessions, fct_orders, fct_attribution (+CSV copies).")
     _add(p, "--input-dir", type=Path, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
-    _add(p, "--output-dir", type=Path, required=True, help="warehouse + CSV output directory")
+    _add(p, "--output-dir", type=_output_dir, required=True, help="warehouse + CSV output directory")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
     p.add_argument("--start", type=_date, help="first date (default: all files)")
     p.add_argument("--end", type=_date, help="last date (default: all files)")
@@ -114,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("monitor", "Audit warehouse tables for a run date and write monitoring_report.md/.json.")
     _add(p, "--warehouse-dir", type=Path, required=True, help="warehouse root (tables/date=... partitions)")
     _add(p, "--rules", type=Path, default=DEFAULT_PARAMS_DIR / "monitoring_rules.yaml", help="rules YAML")
-    _add(p, "--output-dir", type=Path, required=True, help="where the reports go")
+    _add(p, "--output-dir", type=_output_dir, required=True, help="where the reports go")
     _add(p, "--expected-run-date", type=_date, required=True, help="the date whose partitions must exist")
     _add(p, "--fail-on-error", action="store_true", help="exit 5 when any finding has ERROR severity")
 
@@ -135,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("bench", "Benchmark gate, transform and monitoring on a scaled sample; print events/s and memory.")
     p.add_argument("--scale", type=_positive_float, default=100.0, help="sample scale (default 100)")
     _add(p, "--input-dir", type=Path, help="benchmark these raw files instead of generating")
-    _add(p, "--work-dir", type=Path, default=REPO_ROOT / "outputs" / "bench", help="scratch directory")
+    _add(p, "--work-dir", type=_output_dir, default=REPO_ROOT / "outputs" / "bench", help="scratch directory")
     p.add_argument("--days", type=_positive_int, default=14, help="days to generate (default 14)")
     _add(p, "--json-out", type=Path, help="also write the figures as JSON here")
     _add(p, "--memory-limit", help="DuckDB memory_limit (default from params/pipeline.yaml)")
@@ -156,15 +174,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("puffy: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            return _internal_error(args, exc)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"puffy {args.command}: error: {where}{exc.strerror}", file=sys.stderr)
+        return UserError.exit_code
     except Exception as exc:  # a bug: one line for the user, the traceback in a log file
-        log_path = REPO_ROOT / "outputs" / "logs" / f"crash-{datetime.now():%Y%m%dT%H%M%S}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(traceback.format_exc(), encoding="utf-8")
-        print(f"puffy {args.command}: internal error: {type(exc).__name__}: {exc} (traceback in {log_path})",
-              file=sys.stderr)
-        if os.environ.get("PUFFY_DEBUG"):
-            traceback.print_exc()
-        return runner.EXIT_INTERNAL
+        return _internal_error(args, exc)
+
+
+def _internal_error(args, exc: Exception) -> int:
+    """One line for the user, the traceback in a log file."""
+    log_path = REPO_ROOT / "outputs" / "logs" / f"crash-{datetime.now():%Y%m%dT%H%M%S}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(traceback.format_exc(), encoding="utf-8")
+    print(f"puffy {args.command}: internal error: {type(exc).__name__}: {exc} (traceback in {log_path})",
+          file=sys.stderr)
+    if os.environ.get("PUFFY_DEBUG"):
+        traceback.print_exc()
+    return runner.EXIT_INTERNAL
 
 
 # --- commands ---------------------------------------------------------------------------------
