@@ -155,3 +155,25 @@ def test_daily_keeps_days_without_data():
     d = kpis.daily(s, o, days)
     assert list(d["sessions"]) == [1, 0, 1] and list(d["orders"]) == [1, 0, 0]
     assert math.isnan(d.loc[days[1], "conversion_rate"])
+
+
+def test_id_collisions_count_only_the_later_order_of_each_id():
+    """Worked out by hand: the transform flags *both* orders of an id used twice on one day (the
+    second variant is known on that date), only the later one when they fall on different days.
+
+    A, A#2 same day (both flagged)       -> 1 later order
+    B day 1 (not flagged), B#2 day 2     -> 1
+    C#2 (C's first order before the period) -> 1
+    D alone                              -> 0
+    E, E#2, E#3 same day (all flagged)   -> 2
+    F, F#2 from a partition without transaction_variant: the flag is all there is -> 2
+    Flags set: 2 + 1 + 1 + 0 + 3 + 2 = 9; orders sharing an id with an earlier one: 7.
+    """
+    orders = pd.DataFrame({
+        "order_key": ["A", "A#2", "B", "B#2", "C#2", "D", "E", "E#2", "E#3", "F", "F#2"],
+        "transaction_variant": [1, 2, 1, 2, 2, 1, 1, 2, 3, None, None],
+        "is_transaction_id_collision": [True, True, False, True, True, False, True, True, True, True, True],
+    })
+    assert int(orders["is_transaction_id_collision"].sum()) == 9
+    assert kpis.later_id_collisions(orders) == 7
+    assert kpis.later_id_collisions(orders.iloc[:0]) == 0

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from puffy.report import build_report
-from puffy.report.narrative import money, pct, to_markdown
+from puffy.report.narrative import Statement, _channel_statements, _top, data_caveats, money, pct, to_markdown
 from puffy.params import REPO_ROOT
 from test_report_fixtures import FixtureConfig, make_outputs
 
@@ -133,3 +135,58 @@ def test_every_percentage_in_the_narrative_is_a_figure(troubled):
     for s in troubled.narrative.working + troubled.narrative.concerning + troubled.narrative.recommendations:
         for number in re.findall(r"([\d.]+)%", s.text):
             assert number in shown, f"{number}% in {s.text!r} is not a computed figure"
+
+
+# --- small hand-built cases -------------------------------------------------------------------
+
+def _caveat_inputs(orders: pd.DataFrame):
+    """The minimum ``data_caveats`` reads: one clean day, no findings, the given orders."""
+    from puffy.report.data import Period, PeriodData, ReportParams
+
+    day = date(2025, 3, 1)
+    period = Period(day, day, (day,), date(2025, 2, 28), date(2025, 2, 28), (), False)
+    data = PeriodData(period, sessions=pd.DataFrame(), orders=orders, items=pd.DataFrame(),
+                      attribution=pd.DataFrame(), rejects=pd.DataFrame({"reason": pd.Series(dtype=object)}))
+    fig = SimpleNamespace(params=ReportParams(), products={"orders_missing": 0}, orders_without_session=0,
+                          current={"sessions": 100, "revenue": 1000.0}, bot_sessions=0)
+    return data, fig
+
+
+def test_collision_caveat_counts_the_later_order_of_each_pair():
+    """The UAT case: 4 transaction ids each used by two different orders on the same day, plus 2
+    ordinary orders (10 orders, 6 ids). The transform flags all 8 orders of the pairs; the sentence
+    says "sharing a transaction id with an *earlier*, different order", which is true of 4."""
+    orders = pd.DataFrame({
+        "order_key": ["T1", "T1#2", "T2", "T2#2", "T3", "T3#2", "T4", "T4#2", "U1", "U2"],
+        "transaction_variant": [1, 2] * 4 + [1, 1],
+        "is_transaction_id_collision": [True] * 8 + [False] * 2,
+    })
+    data, fig = _caveat_inputs(orders)
+    caveat = next(c for c in data_caveats(data, fig) if c.id == "order_hygiene")
+    assert "4 orders sharing a transaction id with an earlier, different order" in caveat.text
+    assert caveat.size == 4.0
+
+
+def _channels_fig(rows: dict) -> SimpleNamespace:
+    cols = ["sessions", "conversion_rate", "ci_low", "ci_high", "share_of_sessions", "diff_vs_rest", "p_vs_rest"]
+    channels = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    from puffy.report.data import ReportParams
+    return SimpleNamespace(params=ReportParams(), channels=channels, current={"conversion_rate": 0.02})
+
+
+def test_best_converting_channel_is_worded_best_and_comes_first():
+    """Email converts at 6% on 500 sessions (+4 pp vs the rest: 20 extra buyers), Affiliates at 3%
+    on 3,000 (+1.5 pp: 45 extra buyers). Email "converts best"; Affiliates, though bigger in impact,
+    "also converts" and must not be listed before it."""
+    fig = _channels_fig({
+        "Affiliates": [3000, 0.03, 0.025, 0.037, 0.6, 0.015, 0.001],
+        "Email": [500, 0.06, 0.043, 0.083, 0.1, 0.04, 0.001],
+        "Direct": [1500, 0.012, 0.008, 0.018, 0.3, -0.01, 0.2],
+    })
+    working, _ = _channel_statements(fig)
+    ordered = _top(working + [Statement("other", "A 30-weight sentence.", 30.0)], 4)
+    texts = [s.text for s in ordered if s.rule == "channel_high"]
+    assert texts[0].startswith("Email converts best") and texts[1].startswith("Affiliates also converts")
+    # and the "also" sentence never survives a cut that drops the "best" one
+    assert [s.rule for s in _top(working + [Statement("other", "x", 30.0)], 1)] == ["other"]
+    assert [s.text.split()[0] for s in _top(working, 1)] == ["Email"]

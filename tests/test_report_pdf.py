@@ -10,12 +10,25 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from puffy.params import REPO_ROOT
 from puffy.report import build_report, write_outputs
-from puffy.report.pdf import document_text, kpi_value_text, render, write_pdf
+from puffy.report.data import ReportParams
+from puffy.report.narrative import Narrative, Statement
+from puffy.report.pdf import (
+    LAYOUTS,
+    channel_table_html,
+    document_text,
+    kpi_value_text,
+    named_channels,
+    print_html,
+    render,
+    write_pdf,
+)
 from test_report_fixtures import FixtureConfig, count_pdf_pages, make_outputs
 
 CONFIG = FixtureConfig(seed=3, missing_prices_from=date(2025, 3, 6),
@@ -85,3 +98,78 @@ def test_shorter_layouts_when_the_page_limit_is_tight(report, tmp_path):
         fig.params.pdf_max_pages = 2
     assert res.pages == 1 and res.compact
     assert count_pdf_pages((tmp_path / "one.pdf").read_bytes()) == 1
+
+
+# --- the channel table on small hand-built figures ------------------------------------------------
+
+def _channels_fig(rows: dict) -> SimpleNamespace:
+    """Channels indexed by name: sessions, purchasing sessions, then orders / revenue of last click
+    (whole orders) and Markov (shared orders)."""
+    cols = ["sessions", "purchasing_sessions", "orders_last_click", "orders_markov",
+            "revenue_last_click", "revenue_markov"]
+    ch = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    ch["conversion_rate"] = ch["purchasing_sessions"] / ch["sessions"]
+    ch["ci_low"], ch["ci_high"] = ch["conversion_rate"] * 0.8, ch["conversion_rate"] * 1.2
+    current = {"sessions": int(ch["sessions"].sum()),
+               "conversion_rate": ch["purchasing_sessions"].sum() / ch["sessions"].sum()}
+    return SimpleNamespace(params=ReportParams(), channels=ch, current=current)
+
+
+def _cells(table: str) -> list[list[str]]:
+    return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table)[1:]]
+
+
+def test_channel_table_prints_order_counts_as_integers():
+    """Last click credits whole orders: 1,200 / 90 / 256, total 1,546 — never "90.0". Markov shares
+    orders out (10.5, 3.25, ...): that column keeps its decimals."""
+    fig = _channels_fig({
+        "Direct": [40000, 1200, 1200.0, 1180.5, 900000.0, 880000.0],
+        "Email": [3000, 90, 90.0, 110.25, 70000.0, 80000.0],
+        "Paid Search": [20000, 256, 256.0, 255.25, 200000.0, 210000.0],
+    })
+    rows = _cells(channel_table_html(fig, ["last_click", "markov"]))
+    assert [r[3] for r in rows] == ["1,200", "90", "256", "1,546"]  # orders, last click
+    assert rows[1][4:] == ["$70,000", "$80,000"]
+    orders = _cells(channel_table_html(fig, ["last_click", "markov"], measure="orders"))
+    assert [r[3] for r in orders] == ["1,200", "90", "256", "1,546"]
+    assert [r[4] for r in orders] == ["1,180.5", "110.2", "255.2", "1,546.0"]
+
+
+def test_channel_named_by_the_narrative_is_not_folded_into_other():
+    """Five channels, room for three rows + "Other". By sessions the table would show Direct, Paid
+    Search, Organic and fold Paid Social and Email; the narrative names Email, so Email keeps its row
+    and only Organic and Paid Social (2 channels, 700 sessions, 9 orders) are folded."""
+    fig = _channels_fig({
+        "Direct": [5000, 100, 100.0, 100.0, 1.0, 1.0],
+        "Paid Search": [3000, 50, 50.0, 50.0, 1.0, 1.0],
+        "Organic": [400, 5, 5.0, 5.0, 1.0, 1.0],
+        "Paid Social": [300, 4, 4.0, 4.0, 1.0, 1.0],
+        "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
+    })
+    story = Narrative(working=[Statement("channel_high", "Email converts best: 6.00% of its 200 sessions.")])
+    keep = named_channels(story, fig.channels.index)
+    assert keep == ["Email"]
+    rows = _cells(channel_table_html(fig, ["last_click"], max_channels=4, keep_channels=keep))
+    assert [r[0] for r in rows] == ["Direct", "Paid Search", "Email", "Other (2)", "Total"]
+    assert rows[3][1] == "700" and rows[3][3] == "9"
+    # Without a named channel the rule is unchanged: the largest three, the rest in "Other".
+    rows = _cells(channel_table_html(fig, ["last_click"], max_channels=4))
+    assert [r[0] for r in rows] == ["Direct", "Paid Search", "Organic", "Other (2)", "Total"]
+    # "Paid Social" is named only as a whole: "Paid Search" alone does not match "Paid Social".
+    assert named_channels(Narrative(concerning=[Statement("x", "Paid Search closes sales.")]),
+                          fig.channels.index) == ["Paid Search"]
+
+
+def test_pdf_page_keeps_the_channels_its_narrative_names(report):
+    """On the page itself: with room for 3 channel rows, the smallest channel the narrative names
+    still gets its own row."""
+    fig = report.figures
+    smallest = str(fig.channels.index[-1])
+    story = Narrative(working=[Statement("channel_high", f"{smallest} converts best.")])
+    fig.params.pdf_channels = 3
+    try:
+        page = print_html(fig, story, LAYOUTS[-1])
+    finally:
+        fig.params.pdf_channels = 8
+    assert f"<tr><td>{smallest}</td>" in page
+    assert f"<tr><td>Other ({len(fig.channels) - 2})</td>" in page

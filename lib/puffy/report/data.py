@@ -41,7 +41,7 @@ SESSION_COLUMNS = (
 )
 ORDER_COLUMNS = (
     "order_key", "order_date", "order_ts", "session_id", "revenue", "item_count", "quantity",
-    "has_missing_item_prices", "is_transaction_id_collision", "is_bot",
+    "has_missing_item_prices", "is_transaction_id_collision", "transaction_variant", "is_bot",
 )
 ITEM_COLUMNS = ("order_key", "line_number", "item_id", "item_name", "item_variant", "quantity", "item_price")
 ATTRIBUTION_COLUMNS = ("order_key", "model", "channel", "credit", "attributed_revenue", "is_unattributed")

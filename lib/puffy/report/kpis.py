@@ -191,6 +191,20 @@ def product_mix(items: pd.DataFrame, orders: pd.DataFrame, top: int = 8) -> dict
     }
 
 
+def later_id_collisions(orders: pd.DataFrame) -> int:
+    """Orders whose transaction id an earlier, different order already used (one per extra order).
+
+    ``is_transaction_id_collision`` is set on every order of an id once a second variant is known
+    on the order's date, so two orders of one id on the same day are *both* flagged: counting the
+    flag counts each pair twice. ``transaction_variant`` (1 = the id's first order) says which one
+    came later. A partition written without the variant falls back on the flag (an overcount
+    rather than a miss).
+    """
+    variant = pd.to_numeric(orders["transaction_variant"], errors="coerce")
+    later = variant.gt(1) | (variant.isna() & orders["is_transaction_id_collision"].astype(bool))
+    return int(later.sum())
+
+
 def attribution_by_channel(attribution: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     """Per channel and model: orders credited (sum of credit) and attributed revenue.
 

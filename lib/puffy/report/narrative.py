@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from puffy.report.data import PeriodData
-from puffy.report.kpis import FUNNEL_LABELS, Figures, weakest_step
+from puffy.report.kpis import FUNNEL_LABELS, Figures, later_id_collisions, weakest_step
 
 MODEL_LABELS = {"first_click": "first click", "last_click": "last click",
                 "last_non_direct_click": "last non-direct click", "linear": "linear",
@@ -307,7 +307,7 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
     rejects = data.rejects
     zero = rejects[rejects["reason"].astype(str).str.contains("zero", na=False)]
     replays = rejects[rejects["reason"].astype(str).eq("replay")]
-    collisions = int(data.orders["is_transaction_id_collision"].sum())
+    collisions = later_id_collisions(data.orders)  # the later order of each pair, as the sentence says
     if len(zero) or len(replays) or collisions:
         parts = []
         if len(zero):
@@ -422,12 +422,18 @@ def _channel_statements(fig: Figures) -> tuple[list[Statement], list[Statement]]
     ch = fig.channels[(fig.channels["sessions"] >= p.min_group_sessions) & (fig.channels.index != "(none)")]
     sig = ch[ch["p_vs_rest"] < p.alpha]
     best = sig[sig["diff_vs_rest"] > 0].sort_values("conversion_rate", ascending=False).head(2)
+    top_weight = math.inf
     for i, (name, r) in enumerate(best.iterrows()):
+        # Weight = extra buying sessions vs the rest of the site. A big channel converting a little above
+        # it can outweigh the best converter; the "also" sentence is capped at the "best" one's weight
+        # so the sort by weight (stable) never puts it first or keeps it without the "best" one.
+        weight = min(float(r["diff_vs_rest"] * r["sessions"]), top_weight)
+        top_weight = weight
         working.append(Statement("channel_high", (
             f"{name} {'converts best' if i == 0 else 'also converts above the site'}: "
             f"{rate_with_ci(r['conversion_rate'], r['ci_low'], r['ci_high'], p.confidence_level)} of its "
             f"{count(r['sessions'])} sessions bought, vs {pct(site, 2)} for the site ({p_text(r['p_vs_rest'])})."),
-            float(r["diff_vs_rest"] * r["sessions"])))
+            weight))
     for name, r in sig[sig["diff_vs_rest"] < 0].sort_values("sessions", ascending=False).head(2).iterrows():
         concerning.append(Statement("channel_low", (
             f"{name} brings {pct(r['share_of_sessions'])} of sessions but converts at "

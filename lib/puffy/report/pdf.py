@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,28 +120,50 @@ def narrative_html(narrative: Narrative, two_columns: bool = True) -> str:
     return left + right
 
 
-def channel_rows(fig: Figures, models: list[str], max_channels: int | None) -> pd.DataFrame:
-    """Channels by sessions (the rest summed into "Other") with the chosen models' columns."""
+def named_channels(narrative: Narrative, channels) -> list[str]:
+    """The channels the narrative's sentences name (whole words, as written in the table)."""
+    text = " ".join(s.text for s in narrative.working + narrative.concerning + narrative.recommendations)
+    return [str(c) for c in channels if re.search(rf"(?<!\w){re.escape(str(c))}(?!\w)", text)]
+
+
+def channel_rows(fig: Figures, models: list[str], max_channels: int | None,
+                 keep_channels: list[str] | tuple = ()) -> pd.DataFrame:
+    """Channels by sessions (the rest summed into "Other") with the chosen models' columns.
+
+    ``keep_channels`` (those the narrative names) are never folded into "Other": a sentence about
+    Email must find Email's row. They take the first of the ``max_channels - 1`` places, the
+    largest other channels the rest, and the rows keep their order by sessions.
+    """
     ch = fig.channels.copy()
     models = [m for m in models if f"revenue_{m}" in ch.columns]
     keep = ["sessions", "purchasing_sessions", "conversion_rate", "ci_low", "ci_high"]
     keep += [f"orders_{m}" for m in models] + [f"revenue_{m}" for m in models]
     ch = ch[keep]
     if max_channels is not None and len(ch) > max_channels:
-        head, rest = ch.iloc[: max_channels - 1], ch.iloc[max_channels - 1:]
-        other = rest.sum(numeric_only=True)
-        from puffy.report.stats import wilson_interval
-        w = wilson_interval(int(other["purchasing_sessions"]), int(other["sessions"]), fig.params.confidence_level)
-        other["conversion_rate"], other["ci_low"], other["ci_high"] = w.rate, w.low, w.high
-        ch = pd.concat([head, pd.DataFrame([other], index=[f"Other ({len(rest)})"])])
+        named = [c for c in ch.index if c in set(keep_channels)]
+        others = [c for c in ch.index if c not in set(named)]
+        in_head = ch.index.isin(named + others[: max(0, max_channels - 1 - len(named))])
+        head, rest = ch[in_head], ch[~in_head]
+        if len(rest):
+            other = rest.sum(numeric_only=True)
+            from puffy.report.stats import wilson_interval
+            w = wilson_interval(int(other["purchasing_sessions"]), int(other["sessions"]),
+                                fig.params.confidence_level)
+            other["conversion_rate"], other["ci_low"], other["ci_high"] = w.rate, w.low, w.high
+            ch = pd.concat([head, pd.DataFrame([other], index=[f"Other ({len(rest)})"])])
     return ch
 
 
 def channel_table_html(fig: Figures, models: list[str], max_channels: int | None = None,
-                       measure: str = "revenue") -> str:
+                       measure: str = "revenue", keep_channels: list[str] | tuple = ()) -> str:
     """Channel performance: sessions and conversion (with its interval), then, side by side under
     each attribution model, the revenue (``measure="revenue"``, plus the orders credited by last
-    click) or the orders credited (``measure="orders"``, sums of fractional credit)."""
+    click) or the orders credited (``measure="orders"``, sums of fractional credit).
+
+    Orders print as whole counts ("1,234") when the model credits whole orders (first / last
+    click: every value of its column is a whole number); a model that shares orders out keeps one
+    decimal for the whole column, so its fractions are not rounded away. ``keep_channels``: see
+    :func:`channel_rows`."""
     sym = fig.params.currency_symbol
     models = [m for m in models if f"revenue_{m}" in fig.channels.columns]
     orders_model = ([m for m in ("last_click", *models) if f"orders_{m}" in fig.channels.columns] or [None])[0]
@@ -149,25 +172,30 @@ def channel_table_html(fig: Figures, models: list[str], max_channels: int | None
     else:
         columns = ([("orders", orders_model)] if orders_model else []) + [("revenue", m) for m in models]
     ch = channel_rows(fig, sorted(set(models) | ({orders_model} - {None}), key=list(MODEL_LABELS).index),
-                      max_channels)
+                      max_channels, keep_channels)
     level = level_text(fig.params.confidence_level)
     head = (f"<tr><th>Channel</th><th>Sessions</th><th>Conversion ({level} range)</th>"
             + "".join(f"<th>{kind.capitalize()}<br>{html.escape(MODEL_LABELS[m])}</th>" for kind, m in columns)
             + "</tr>")
 
-    def cell(kind: str, value: float) -> str:
-        return money(value, sym) if kind == "revenue" else f"{value:,.1f}"
+    whole = {m: bool(((fig.channels[f"orders_{m}"] - fig.channels[f"orders_{m}"].round()).abs() < 1e-9).all())
+             for kind, m in columns if kind == "orders"}
+
+    def cell(kind: str, m: str, value: float) -> str:
+        if kind == "revenue":
+            return money(value, sym)
+        return count(value) if whole[m] else f"{value:,.1f}"
 
     rows = []
     for name, r in ch.iterrows():
         conv = "n/a" if math.isnan(r["conversion_rate"]) else (
             f"{pct(r['conversion_rate'], 2)} ({pct(r['ci_low'], 1)}–{pct(r['ci_high'], 1)})")
         cells = [html.escape(str(name)), count(r["sessions"]), conv]
-        cells += [cell(kind, r[f"{kind}_{m}"]) for kind, m in columns]
+        cells += [cell(kind, m, r[f"{kind}_{m}"]) for kind, m in columns]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     tot = fig.current
     total = ["Total", count(tot["sessions"]), pct(tot["conversion_rate"], 2)]
-    total += [cell(kind, fig.channels[f"{kind}_{m}"].sum()) for kind, m in columns]
+    total += [cell(kind, m, fig.channels[f"{kind}_{m}"].sum()) for kind, m in columns]
     rows.append('<tr class="px-total">' + "".join(f"<td>{c}</td>" for c in total) + "</tr>")
     return f'<table class="px-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -372,6 +400,7 @@ def print_html(fig: Figures, narrative: Narrative, layout: Layout = LAYOUTS[0]) 
     max_channels = min(layout.max_channels, p.pdf_channels)
     trim = Narrative(narrative.working[: layout.max_items], narrative.concerning[: layout.max_items],
                      narrative.recommendations[: layout.max_items + 1])
+    named = named_channels(trim, fig.channels.index)  # kept out of the table's "Other" row
     trend = charts.data_uri(charts.trend_chart(fig.daily, fig.trends, p.currency_symbol, height=layout.chart_height), dpi)
     pair = side = ""
     if layout.pair_charts:
@@ -401,7 +430,7 @@ def print_html(fig: Figures, narrative: Narrative, layout: Layout = LAYOUTS[0]) 
 <figcaption class="px-small">Dashed line: least-squares trend; shaded: its {level_text(p.confidence_level)} range.
 {html.escape(trend_caption(fig))}</figcaption></figure>
 <h2>Channels — sessions, conversion and the revenue each attribution model credits</h2>
-{channel_table_html(fig, p.pdf_attribution_models, max_channels)}
+{channel_table_html(fig, p.pdf_attribution_models, max_channels, keep_channels=named)}
 <p class="px-note px-small">{html.escape(ATTRIBUTION_CAVEAT)}</p>
 {pair}
 {side}
