@@ -369,3 +369,71 @@ def test_finding_serialises_to_plain_json_types():
                     details={"z": float("-inf"), "n": 3})
     assert f.to_dict()["value"] is None and f.to_dict()["band"] == [None, 2.0]
     assert f.to_dict()["details"] == {"z": None, "n": 3}
+
+
+# --- the session-mix monitors share one baseline ----------------------------------------------------
+# 1,000 sessions a day over four channels; shares worked out by hand:
+#   normal           Direct 30%, Paid Search 30%, Organic Search 20%, Referral 20%
+#   referral spike   Direct 15%, Referral 35%: PSI vs normal = 0.15·ln 2 + 0.15·ln 1.75 = 0.188 (drift
+#                    fires, p ~ 0) while the Direct share *falls*, so the Direct jump does not fire
+#   direct creep     Direct 41%, Paid 27%, Organic 16%, Referral 16%: Direct +11 points (jump fires) but
+#                    PSI = 0.11·ln(41/30) + 0.03·ln(30/27) + 2·0.04·ln(20/16) = 0.055 (no drift)
+#   lost referrer    Direct 45%, Referral 5%: Direct +15 points and PSI 0.269 (both fire)
+
+NORMAL = {"Direct": 300, "Paid Search": 300, "Organic Search": 200, "Referral": 200}
+REFERRAL_SPIKE = {"Direct": 150, "Paid Search": 300, "Organic Search": 200, "Referral": 350}
+DIRECT_CREEP = {"Direct": 410, "Paid Search": 270, "Organic Search": 160, "Referral": 160}
+REFERRER_LOST = {"Direct": 450, "Paid Search": 300, "Organic Search": 200, "Referral": 50}
+
+
+def eight_days(middle: dict[str, float]) -> pd.DataFrame:
+    """03-01..03-04 normal, 03-05..03-07 ``middle``, the run date 03-08 lost referrer."""
+    days = days_back(7)
+    return mix_counts({d: NORMAL if i < 4 else middle if i < 7 else REFERRER_LOST for i, d in enumerate(days)})
+
+
+NORMAL_DAYS = [d.isoformat() for d in days_back(7)[:4]]  # 2025-03-01 .. 2025-03-04
+
+
+def test_direct_share_baseline_leaves_out_days_the_drift_monitor_flagged():
+    # 03-05..03-07 drifted (flagged by mix.channel_share_drift): they must not enter the Direct share's
+    # baseline either. Before the fix its baseline was 03-01..03-07, pooled Direct
+    # (4·300 + 3·150) / 7,000 = 23.6%, against 30.0% for the drift monitor's 03-01..03-04.
+    counts = eight_days(REFERRAL_SPIKE)
+    drift, day = mon.check_mix(counts, DAY, MixRules(), what="sessions")
+    jump = mon.check_direct_share(counts, DAY, MixRules())
+    assert [f.id for f in drift] == ["mix.channel_share_drift"] and [f.id for f in jump] == ["mix.direct_share_jump"]
+    assert drift[0].details["baseline_days"] == NORMAL_DAYS
+    assert jump[0].details["baseline_days"] == NORMAL_DAYS
+    assert jump[0].value == pytest.approx(0.45)
+    assert jump[0].details["baseline_share"] == pytest.approx(0.30)  # 1,200 / 4,000
+    assert jump[0].details["jump"] == pytest.approx(0.15)
+    # the drift message's Direct baseline share is the same 30.0% (Unassigned is 0 here)
+    table = mon.mix_table(counts, day).set_index("channel")
+    assert table.loc["Direct", "baseline_share"] == pytest.approx(0.30)
+    assert "Direct 30.0%->45.0%" in drift[0].message and "vs 30.0%" in jump[0].message
+    # and both messages say which days they compared with
+    for f in drift + jump:
+        assert "2025-03-01..2025-03-04" in f.message, f.message
+
+
+def test_drift_baseline_leaves_out_days_the_direct_share_monitor_flagged():
+    # 03-05..03-07: Direct +11 points (mix.direct_share_jump) with a PSI of only 0.055 (no drift).
+    # Before the fix they entered the drift baseline (7 days 03-01..03-07, Direct 34.7%).
+    counts = eight_days(DIRECT_CREEP)
+    per_day = mon.direct_share_days(counts, DAY, MixRules())
+    assert [d.isoformat() for d, r in per_day.items() if r["flagged"]] == \
+        ["2025-03-05", "2025-03-06", "2025-03-07", "2025-03-08"]
+    walked = mon.mix_drift(counts, DAY, MixRules(), min_total=MixRules().min_sessions)
+    assert not any(walked[d].flagged for d in days_back(3, DAY - timedelta(days=1)))  # 03-04..03-07: no drift
+    _, day = mon.check_mix(counts, DAY, MixRules(), what="sessions")
+    assert [d.isoformat() for d in day.baseline_days] == NORMAL_DAYS
+    assert mon.mix_table(counts, day).set_index("channel").loc["Direct", "baseline_share"] == pytest.approx(0.30)
+    assert per_day[DAY]["baseline"] == list(day.baseline_days)
+
+
+def test_baseline_days_text_names_ranges_and_gaps():
+    d = date(2025, 2, 23)
+    days = [d, d + timedelta(days=1), d + timedelta(days=2), d + timedelta(days=5)]
+    assert mon._days_text(days) == "2025-02-23..2025-02-25, 2025-02-28"
+    assert mon._days_text([]) == "no days"

@@ -86,6 +86,10 @@ def test_referrer_loss_shifts_the_channel_mix_and_direct_share_from_03_04(monito
             assert "mix.direct_share_jump" not in found, day
     jump = next(f for f in monitored[REFERRER_LOST].findings if f.id == "mix.direct_share_jump")
     assert jump.details["jump"] >= 0.10
+    # one session-mix baseline: 03-01..03-03 drifted (Direct fell), so neither monitor compares with them
+    drift = next(f for f in monitored[REFERRER_LOST].findings if f.id == "mix.channel_share_drift")
+    assert jump.details["baseline_days"] == drift.details["baseline_days"]
+    assert max(jump.details["baseline_days"]) < "2025-03-01"
     sessions_mix = monitored[REFERRER_LOST].mix["sessions"].set_index("channel")
     assert sessions_mix.loc["Organic Search", "day_share"] == 0.0  # organic search vanished into Direct
 

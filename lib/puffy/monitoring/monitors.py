@@ -325,8 +325,17 @@ class MixDay:
     chi2: float | None = None
     p_value: float | None = None
     dof: int = 0
-    flagged: bool = False
+    flagged: bool = False  # the drift test fired (PSI and chi-square)
     enough: bool = False  # baseline and day large enough to judge
+    # session mix only (``session_mix``): Direct/Unassigned share on the day and over the same baseline
+    direct_share: float | None = None
+    baseline_direct_share: float | None = None
+    direct_jump: bool = False  # the direct share rose by at least rules.direct_share_jump
+
+    @property
+    def any_flagged(self) -> bool:
+        """Fired on drift or on a Direct share jump: the day then stays out of later baselines."""
+        return self.flagged or self.direct_jump
 
 
 def _mix_baseline(rules: MixRules):
@@ -352,28 +361,66 @@ def _pool(per_day: dict[date, dict[str, float]], days) -> dict[str, float]:
     return pooled
 
 
+def _days_text(days) -> str:
+    """Baseline days as ranges of consecutive dates: '2025-02-23..2025-02-27, 2025-03-02'."""
+    days = sorted(days)
+    if not days:
+        return "no days"
+    runs: list[list[date]] = [[days[0], days[0]]]
+    for d in days[1:]:
+        if d == runs[-1][1] + timedelta(days=1):
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    return ", ".join(a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}" for a, b in runs)
+
+
+def _direct_share(mix: dict[str, float], direct: set[str]) -> float | None:
+    total = sum(mix.values())
+    return sum(v for k, v in mix.items() if k in direct) / total if total else None
+
+
 def mix_drift(counts: pd.DataFrame, run_date: date, rules: MixRules, *, amount: str = "value",
-              test_counts: str | None = None, min_total: float = 1) -> dict[date, MixDay]:
+              test_counts: str | None = None, min_total: float = 1, direct_share: bool = False) -> dict[date, MixDay]:
     """Score every day's channel mix against its baseline (walking days in order, see stats.walk_clean).
 
     ``counts``: d, channel and the ``amount`` column (shares come from it: PSI) and optionally a
     ``test_counts`` column of event counts for the chi-square test (sessions: the same column;
     revenue: orders, since a test on currency amounts would be meaningless).
+
+    ``direct_share=True`` (the session mix, see ``session_mix``) also scores the Direct/Unassigned
+    share against the *same* baseline, and a day where either test fired stays out of every later
+    baseline: the drift and the Direct share monitors share one definition of a flagged day.
     """
     amounts = _pivot(counts, amount)
     tests = _pivot(counts, test_counts or amount)
     days = sorted(d for d in amounts if d <= run_date)
+    direct = set(rules.direct_channels)
 
     def evaluate(day: date, base: list[date]) -> MixDay:
         total = float(sum(tests.get(day, {}).values()))
+        share = _direct_share(amounts[day], direct) if direct_share else None
         if len(base) < rules.min_baseline_days or total < min_total:
-            return MixDay(day, total, tuple(base))
+            return MixDay(day, total, tuple(base), direct_share=share)
         value = stats.psi(amounts[day], _pool(amounts, base), rules.psi_epsilon)
         chi2, p, dof = stats.chi_square(tests.get(day, {}), _pool(tests, base))
         fired = value >= rules.psi_threshold and p < rules.p_value_threshold
-        return MixDay(day, total, tuple(base), value, chi2, p, dof, fired, True)
+        base_share = _direct_share(_pool(amounts, base), direct) if direct_share else None
+        jumped = share is not None and base_share is not None and share - base_share >= rules.direct_share_jump
+        return MixDay(day, total, tuple(base), value, chi2, p, dof, fired, True, share, base_share, jumped)
 
-    return stats.walk_clean(days, evaluate, _mix_baseline(rules), lambda m: m.flagged)
+    return stats.walk_clean(days, evaluate, _mix_baseline(rules), lambda m: m.any_flagged)
+
+
+def session_mix(counts: pd.DataFrame, run_date: date, rules: MixRules) -> dict[date, MixDay]:
+    """The session channel mix, day by day: drift and Direct/Unassigned share against one baseline.
+
+    ``mix.channel_share_drift`` and ``mix.direct_share_jump`` both read this walk, so they always
+    compare the day with the same baseline days, and a day either of them flagged is left out of
+    both monitors' later baselines.
+    """
+    return mix_drift(counts, run_date, rules, amount="value", test_counts="value", min_total=rules.min_sessions,
+                     direct_share=True)
 
 
 def mix_table(counts: pd.DataFrame, mix: MixDay, amount: str = "value") -> pd.DataFrame:
@@ -397,7 +444,10 @@ def check_mix(counts: pd.DataFrame, run_date: date, rules: MixRules, *, what: st
     else:
         finding_id, amount, test, min_total = "mix.revenue_share_drift", "value", "orders", rules.min_orders
         label = f"{rules.attribution_model} attributed revenue"
-    walked = mix_drift(counts, run_date, rules, amount=amount, test_counts=test, min_total=min_total)
+    if what == "sessions":
+        walked = session_mix(counts, run_date, rules)
+    else:
+        walked = mix_drift(counts, run_date, rules, amount=amount, test_counts=test, min_total=min_total)
     mix = walked.get(run_date)
     if mix is None:
         return [], None
@@ -418,31 +468,26 @@ def check_mix(counts: pd.DataFrame, run_date: date, rules: MixRules, *, what: st
         severity = "error"
     return [Finding(finding_id, severity,
                     f"{label} channel mix on {day} drifted from the {len(mix.baseline_days)}-day baseline "
-                    f"(PSI {mix.psi:.3f}, chi-square p {mix.p_value:.2g}); largest moves: {movers}",
+                    f"({_days_text(mix.baseline_days)}; PSI {mix.psi:.3f}, chi-square p {mix.p_value:.2g}); "
+                    f"largest moves: {movers}",
                     metric=f"{what}_channel_psi", value=mix.psi, band=(0.0, rules.psi_threshold), dates=[day],
                     details={"p_value": mix.p_value, "chi2": mix.chi2, "dof": mix.dof,
                              "baseline_days": [d.isoformat() for d in mix.baseline_days]})], mix
 
 
 def direct_share_days(counts: pd.DataFrame, run_date: date, rules: MixRules) -> dict[date, dict]:
-    """Direct/Unassigned share of sessions per day vs the share over its baseline days."""
-    per_day = _pivot(counts, "value")
-    days = sorted(d for d in per_day if d <= run_date)
-    direct = set(rules.direct_channels)
+    """Direct/Unassigned share of sessions per day vs the share over its baseline days.
 
-    def share(c: dict[str, float]) -> float | None:
-        total = sum(c.values())
-        return sum(v for k, v in c.items() if k in direct) / total if total else None
-
-    def evaluate(day: date, base: list[date]) -> dict:
-        total = sum(per_day[day].values())
-        if len(base) < rules.min_baseline_days or total < rules.min_sessions:
-            return {"flagged": False, "enough": False, "share": share(per_day[day]), "baseline": base}
-        now_share, base_share = share(per_day[day]), share(_pool(per_day, base))
-        return {"flagged": now_share - base_share >= rules.direct_share_jump, "enough": True,
-                "share": now_share, "baseline_share": base_share, "baseline": base}
-
-    return stats.walk_clean(days, evaluate, _mix_baseline(rules), lambda r: r["flagged"])
+    The baseline days are the session mix's (``session_mix``): the same as ``mix.channel_share_drift``'s.
+    """
+    out = {}
+    for d, mix in session_mix(counts, run_date, rules).items():
+        row = {"flagged": mix.direct_jump, "enough": mix.enough, "share": mix.direct_share,
+               "baseline": list(mix.baseline_days)}
+        if mix.enough:
+            row["baseline_share"] = mix.baseline_direct_share
+        out[d] = row
+    return out
 
 
 def check_direct_share(counts: pd.DataFrame, run_date: date, rules: MixRules) -> list[Finding]:
@@ -453,13 +498,15 @@ def check_direct_share(counts: pd.DataFrame, run_date: date, rules: MixRules) ->
     day = run_date.isoformat()
     names = "/".join(rules.direct_channels)
     jump = result["share"] - result["baseline_share"]
+    base = result["baseline"]
     return [Finding("mix.direct_share_jump", rules.direct_share_severity,
                     f"{names} share of sessions on {day} is {result['share']:.1%} vs {result['baseline_share']:.1%} "
-                    f"over the baseline (+{jump * 100:.1f} points): referrer or campaign tracking may be lost",
+                    f"over the {len(base)}-day session-mix baseline ({_days_text(base)}): +{jump * 100:.1f} points; "
+                    f"referrer or campaign tracking may be lost",
                     metric="direct_share", value=result["share"],
                     band=(None, result["baseline_share"] + rules.direct_share_jump), dates=[day],
                     details={"baseline_share": result["baseline_share"], "jump": jump,
-                             "baseline_days": [d.isoformat() for d in result["baseline"]]})]
+                             "baseline_days": [d.isoformat() for d in base]})]
 
 
 # --- trends ---------------------------------------------------------------------------------------
