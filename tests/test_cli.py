@@ -206,3 +206,29 @@ def test_an_unexpected_os_error_is_still_an_internal_error(tmp_path, capsys, mon
     monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)  # the crash log goes under tmp_path
     assert main(["dq", "--input-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 1
     assert "internal error: FileNotFoundError" in capsys.readouterr().err
+
+
+def test_run_and_report_write_where_outputs_dir_says(tmp_path, capsys, monkeypatch):
+    import puffy.cli as cli
+    import puffy.report as report
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "events_20250301.csv").write_text(DQ_HEADER + "\n")  # only the name matters here
+    seen = {}
+
+    def run_range(start, end, layout, **kw):
+        seen["run"] = layout.outputs_dir
+        return []
+
+    def run_report(outputs_dir, *args, **kw):
+        seen["report"] = outputs_dir
+        raise cli.UserError("stop here")
+
+    monkeypatch.setattr(cli.runner, "run_range", run_range)
+    monkeypatch.setattr(report, "run_report", run_report)
+    assert main(["run", "--date", "2025-03-01", "--input-dir", str(raw), "--outputs-dir", str(tmp_path / "real")]) == 0
+    assert main(["report", "--outputs-dir", str(tmp_path / "real")]) == 2
+    assert seen["run"] == (tmp_path / "real").resolve()
+    assert seen["report"] == (tmp_path / "real").resolve()
+    assert f"index: {(tmp_path / 'real').resolve() / 'index.html'}" in capsys.readouterr().out

@@ -103,3 +103,15 @@ def test_the_fallback_swap_is_two_renames(tmp_path, monkeypatch):
     write_partition(tmp_path, "t", DAY, _rows(5))
     assert pq.read_table(partition_dir(tmp_path, "t", DAY)).num_rows == 5
     assert [p.name for p in (tmp_path / "t").iterdir()] == [f"date={DAY}"]
+
+
+def test_last_written_is_the_newest_partition_file(tmp_path):
+    import os
+
+    assert warehouse.last_written(tmp_path, "t") is None  # no table at all
+    old = write_partition(tmp_path, "t", DAY, _rows(1)) / "part-0.parquet"
+    new = write_partition(tmp_path, "t", date(2025, 3, 2), _rows(1)) / "part-0.parquet"
+    os.utime(old, (1_000, 1_000))
+    os.utime(new, (2_000, 2_000))
+    assert warehouse.last_written(tmp_path, "t") == 2_000
+    assert warehouse.last_written(tmp_path, "other") is None

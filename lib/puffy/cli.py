@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=_date, help="backfill to this date (inclusive)")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
     _add(p, "--input-dir", type=Path, help="override params/pipeline.yaml input_dir")
+    _add(p, "--outputs-dir", type=_output_dir,
+         help="override params/pipeline.yaml outputs_dir (e.g. keep a real export's warehouse apart from the sample's)")
     _add(p, "--stop-on-error", action="store_true", help="stop a backfill at the first failing day")
 
     p = cmd("report", "Execute the executive-summary notebook for a period and render HTML + PDF.")
@@ -149,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="period start (default: period_days - 1 days before --end, from report.yaml)")
     p.add_argument("--end", type=_date, help="period end (default: last date in the warehouse)")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
+    _add(p, "--outputs-dir", type=_output_dir, help="override params/pipeline.yaml outputs_dir")
 
     p = cmd("bench", "Benchmark gate, transform and monitoring on a scaled sample; print events/s and memory.")
     p.add_argument("--scale", type=_positive_float, default=100.0, help="sample scale (default 100)")
@@ -271,9 +274,13 @@ def cmd_monitor(args) -> int:
     return runner.EXIT_MONITORING if args.fail_on_error and result.status == "error" else 0
 
 
+def _outputs_dir(args, params: PipelineParams) -> Path:
+    return Path(getattr(args, "outputs_dir", None) or params.outputs_dir).resolve()
+
+
 def _layout(args, params: PipelineParams) -> runner.RunLayout:
     input_dir = getattr(args, "input_dir", None) or params.input_dir
-    return runner.RunLayout(params.outputs_dir, Path(input_dir).resolve(), Path(args.params_dir).resolve())
+    return runner.RunLayout(_outputs_dir(args, params), Path(input_dir).resolve(), Path(args.params_dir).resolve())
 
 
 def _available_days(layout: runner.RunLayout) -> list[date]:
@@ -375,7 +382,7 @@ def cmd_report(args) -> int:
     from puffy.report import run_report
 
     params = load_pipeline_params(args.params_dir)
-    report = run_report(params.outputs_dir, args.params_dir, start=args.start, end=args.end)
+    report = run_report(_outputs_dir(args, params), args.params_dir, start=args.start, end=args.end)
     print(f"executive summary: {report.html}\n                   {report.pdf}")
     return 0
 

@@ -128,7 +128,8 @@ def discover_raw_files(input_dir: Path, start: date | None = None, end: date | N
     """
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
-        raise InputDataError(f"{input_dir}: input directory not found (expected events_YYYYMMDD.csv files)")
+        raise InputDataError(f"{input_dir}: input directory not found (expected events_YYYYMMDD.csv files; "
+                             "`puffy sample --out DIR` or `make demo` writes a sample export)")
     by_day: dict[date, Path] = {}
     for p in sorted(input_dir.iterdir()):
         d = file_date_of(p)

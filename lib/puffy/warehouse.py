@@ -225,6 +225,12 @@ def partition_dates(root: Path, table: str) -> list[date]:
     return sorted(out)
 
 
+def last_written(root: Path, table: str) -> float | None:
+    """When a partition of ``table`` under ``root`` was last written (its file's mtime; None: no partition)."""
+    files = partition_files(root, table)
+    return max(Path(f).stat().st_mtime for f in files) if files else None
+
+
 def partition_files(root: Path, table: str, days: list[date] | None = None) -> list[str]:
     """Parquet files of ``table`` for ``days`` (all days when None), in date order."""
     wanted = partition_dates(root, table) if days is None else days
