@@ -291,6 +291,25 @@ def test_unparseable_outside_day_and_future_timestamps(tmp_path, export):
     assert (f.severity, f.dates) == ("error", iso_days(LAST))
 
 
+def test_day_coverage_flags_a_file_cut_short_and_one_starting_late(tmp_path, export):
+    """Every day but LAST gets a last event at 23:30 (a 0.5 h tail); LAST stops at its 10:02:02
+    purchase (13.97 h before midnight: ERROR). DAYS[1] loses its events before 02:30, so it starts
+    with the page view at 02:30:15 (2.50 h: WARN). The clean days begin at 00:00:00 (0 h)."""
+    for day, rows in export.items():
+        if day != LAST:
+            rows.append({**rows[0], "timestamp": f"{day.isoformat()}T23:30:00.000Z"})
+    export[DAYS[1]] = [r for r in export[DAYS[1]] if r["timestamp"] >= f"{DAYS[1].isoformat()}T02:30"]
+    result = gate(tmp_path, export, rules={"timestamps": {"edge_gap_min_events": 50}})
+    f = finding(result, "timestamps.day_coverage")
+    assert (f.severity, f.dates) == ("error", iso_days(DAYS[1], LAST))
+    assert [(r["date"], r["severity"], round(r["value"], 2)) for r in f.daily] == [
+        (DAYS[1].isoformat(), "warn", 2.5), (LAST.isoformat(), "error", 13.97)]
+    assert f"{DAYS[1]}: no event before 02:30 UTC (2.5 h into the day)" in f.message
+    assert f"{LAST}: no event after 10:02 UTC (14.0 h before the day ends)" in f.message
+    # Days with fewer events than edge_gap_min_events are not graded (the clean export has 143 a day).
+    assert finding(gate(tmp_path / "default", export), "timestamps.day_coverage").severity == "pass"
+
+
 def test_unsorted_file_is_info_only(tmp_path, export):
     rows = export[LAST]
     rows[3], rows[10] = rows[10], rows[3]

@@ -87,6 +87,10 @@ IMPACT = {
     "timestamps.outside_file_day": "those rows are rejected, so late or early events are missing from their day",
     "timestamps.future": "future timestamps point at a broken clock and distort session boundaries and daily totals",
     "timestamps.unsorted": "the file order is not time order, so anything order-dependent must sort by timestamp",
+    "timestamps.day_coverage": (
+        "the hours without events are missing from the day's sessions, orders and revenue, which then read as a "
+        "drop in traffic; if the file was cut short, fetch it again"
+    ),
     "client_id.null_rate": (
         "those events cannot be sessionized or attributed and drop out of sessions, users and conversion "
         "rates"
@@ -676,7 +680,29 @@ def check_timestamps(ctx: CheckContext) -> list[Finding]:
         "Rows go back in time " + ", ".join(f"{n:,} times in {ctx.file_of(d)}" for d, n in unsorted),
         "Every file is sorted by timestamp.",
     ))
+    out.append(_day_coverage(ctx))
     return out
+
+
+def _day_coverage(ctx: CheckContext) -> Finding:
+    """The longer edge of each day without events: before its first event or after its last."""
+    rules = ctx.rules.timestamps
+    edges = ctx.con.execute(f"""
+        SELECT file_date, min(event_ts), max(event_ts) FROM stg_events WHERE {ctx.in_range()}
+        GROUP BY 1 HAVING count(*) >= {int(rules.edge_gap_min_events)}
+    """).fetchall()
+    hours, notes = {}, {}
+    for day, first, last in edges:
+        start = datetime.combine(day, datetime.min.time())
+        head, tail = (first - start).total_seconds() / 3600, (start + timedelta(days=1) - last).total_seconds() / 3600
+        hours[day] = max(head, tail)
+        notes[day] = (f"{day}: no event after {last:%H:%M} UTC ({tail:.1f} h before the day ends)" if tail >= head
+                      else f"{day}: no event before {first:%H:%M} UTC ({head:.1f} h into the day)")
+    return graded(
+        ctx, "timestamps.day_coverage", "Hours without events at the start or end of a day", "edge_gap_hours",
+        rules.edge_gap_hours, hours, lambda fl: "The day's events do not span it: " + _notes(fl, notes),
+        "Every day's events run from its start to its end.", key=lambda v: v,
+    )
 
 
 # --------------------------------------------------------------------------------------------
