@@ -114,11 +114,11 @@ class TimestampRules(StrictModel):
     future_rate: Threshold = _t(warn=0, error=0.01)
     future_tolerance_minutes: float = Field(5, ge=0)
     unsorted: Severity = "info"
-    edge_gap_hours: Threshold = Field(
-        _t(warn=2, error=6), description="Hours between a day's start and its first event, or its last event and "
-                                         "its end, whichever is longer: a file cut short, or starting late.")
-    edge_gap_min_events: int = Field(
-        200, ge=1, description="Days with fewer events are not graded: sparse traffic leaves long edges anyway.")
+    # Hours from a day's start to its first event, or from its last event to its end, whichever is
+    # longer: a file cut short, or starting late. Graded on days with edge_gap_min_events or more
+    # events only: sparse traffic leaves long edges anyway.
+    edge_gap_hours: Threshold = _t(warn=2, error=6)
+    edge_gap_min_events: int = Field(200, ge=1)
 
 
 class ClientIdRules(StrictModel):
