@@ -701,7 +701,7 @@ def _day_coverage(ctx: CheckContext) -> Finding:
     return graded(
         ctx, "timestamps.day_coverage", "Hours without events at the start or end of a day", "edge_gap_hours",
         rules.edge_gap_hours, hours, lambda fl: "The day's events do not span it: " + _notes(fl, notes),
-        "Every day's events run from its start to its end.", key=lambda v: v,
+        "Every day's events run from its start to its end.",
     )
 
 
