@@ -1,5 +1,6 @@
 """The command line: help on every command, one-line errors for bad flags and bad params."""
 
+import json
 import subprocess
 import sys
 
@@ -169,6 +170,8 @@ def test_dq_of_a_closed_period_without_files_reports_the_missing_days(tmp_path, 
                  "--start", "2025-03-02", "--end", "2025-03-03"])
     assert code == 3
     assert "ERROR ingest.missing_file: No raw file for 2025-03-02 … 2025-03-03" in capsys.readouterr().out
+    report = json.loads((tmp_path / "dq" / "dq_report.json").read_text())
+    assert report["message"] == "1 error finding(s): ingest.missing_file — No raw file for 2025-03-02 … 2025-03-03"
 
 
 @pytest.mark.parametrize("command", ["dq", "transform", "monitor"])

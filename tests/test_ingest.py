@@ -389,7 +389,7 @@ def test_a_gzip_that_cannot_be_read_to_its_end_is_an_unreadable_file(tmp_path, d
     gz.write_bytes(data)
     con, result = run(raw)
     bad = next(f for f in result.files if f.name == gz.name)
-    assert bad.header_error and bad.header_error.startswith("truncated or corrupt: ")
+    assert bad.header_error and bad.header_error.startswith("truncated or corrupt, fetch it again: ")
     assert result.lines_read[gz.name] == 0
     assert events(con, gz.name) == []
     assert con.execute("SELECT line, reason FROM stg_rejects WHERE source_file = ?", [gz.name]).fetchall() == [

@@ -394,7 +394,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, i: int, f: RawFile, contract: Raw
     try:
         n_lines = count_data_lines(f.path)
     except _UNREADABLE as exc:
-        return unreadable(f"truncated or corrupt: {exc or type(exc).__name__}; fetch it again")
+        return unreadable(f"truncated or corrupt, fetch it again: {exc or type(exc).__name__}")
     _parse_csv(con, f"{i}", f, contract, f.path, rows_before=0, lines_before=0, data_lines=n_lines)
     return _Loaded(n_lines)
 

@@ -18,11 +18,13 @@ REPORT_MD = "dq_report.md"
 
 
 def status_message(status: str, findings: list[Finding]) -> str:
-    """One line for the runner: which findings set the status."""
-    top = [f.id for f in findings if f.severity == status]
+    """One line for the runner: which findings set the status, and what the first one found."""
+    top = [f for f in findings if f.severity == status]
     if status == "pass" or not top:
         return "no warnings or errors"
-    return f"{len(top)} {status} finding(s): " + ", ".join(top)
+    what = top[0].message.split("; ", 1)[0]  # the finding itself, without its downstream impact
+    what = what if len(what) <= 160 else what[:159] + "…"
+    return f"{len(top)} {status} finding(s): " + ", ".join(f.id for f in top) + f" — {what}"
 
 
 def build_report(*, status: str, generated_at: str, input_dir: Path, period: tuple[date, date],
