@@ -91,7 +91,7 @@ def compute_day_event(con: duckdb.DuckDBPyConnection, rules: DqRules, now: datet
         con.execute(f"COPY (SELECT file_date, event_name, client_id, user_agent, referrer, page_url, event_ts "
                     f"FROM stg_events) TO {quoted} (FORMAT parquet)")
         backend = connect(engine_params)
-        user_agents = ibis.memtable(con.execute("SELECT user_agent, is_bot FROM dq_user_agents").to_arrow_table())
+        user_agents = ibis.memtable(con.sql("SELECT user_agent, is_bot FROM dq_user_agents").to_arrow_table())
         return _frame(day_event_metrics(backend.read_parquet(str(path)), user_agents, rules, now))
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)

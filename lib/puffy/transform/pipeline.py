@@ -169,6 +169,7 @@ class TransformResult:
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds (lazy steps count where they run)
     warnings: list[str] = field(default_factory=list)
     params: TransformParams | None = None
+    engine: str = "duckdb"  # the Ibis backend that ran it: duckdb | pyspark
 
     @property
     def message(self) -> str:
@@ -503,7 +504,7 @@ def run_transform(
     timer.lap("reconcile")
 
     status = overall_status(frame)
-    result = TransformResult(status, mode, start, end, tables, counts, frame, timer.timings, warnings, tp)
+    result = TransformResult(status, mode, start, end, tables, counts, frame, timer.timings, warnings, tp, con.name)
     log.info("transform %s %s..%s: %s (%s)", mode, start, end, status, counts)
     return result
 
