@@ -235,3 +235,14 @@ def test_run_and_report_write_where_outputs_dir_says(tmp_path, capsys, monkeypat
     assert seen["run"] == (tmp_path / "real").resolve()
     assert seen["report"] == (tmp_path / "real").resolve()
     assert f"index: {(tmp_path / 'real').resolve() / 'index.html'}" in capsys.readouterr().out
+
+
+def test_transform_of_a_closed_period_without_files_stops_at_the_gate(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "events_20250301.csv").write_text(
+        DQ_HEADER + "\n1740787200-goodclient01,https://puffy.com/,,2025-03-01T00:00:01.000Z,page_viewed,,ua\n")
+    code = main(["transform", "--input-dir", str(raw), "--output-dir", str(tmp_path / "out"), "--fail-on-error",
+                 "--start", "2025-03-02", "--end", "2025-03-03"])
+    assert code == 3  # like `puffy dq --fail-on-error`: the gate graded the missing days
+    assert (tmp_path / "out" / "dq" / "dq_report.md").exists()

@@ -189,6 +189,15 @@ def test_a_closed_period_without_files_is_graded_as_missing_days(tmp_path, expor
     assert finding(result, "ingest.missing_file").dates == ["2024-01-01", "2024-01-02"]
 
 
+def test_baselines_end_the_day_before_start_even_when_start_has_no_file(tmp_path, export):
+    """DAYS[2] has no file: gating DAYS[2]..LAST with a one-day baseline window reads DAYS[1], the
+    day before start, not DAYS[2] (the day before the first file in range, which has none)."""
+    del export[DAYS[2]]
+    result = gate(tmp_path, export, rules={"baseline_days": 1, "min_baseline_days": 1}, start=DAYS[2], end=LAST)
+    assert result.baseline_days == [DAYS[1]]
+    assert finding(result, "ingest.missing_file").dates == iso_days(DAYS[2])
+
+
 def test_an_open_period_without_files_is_an_input_error(tmp_path, export):
     with pytest.raises(InputDataError):
         gate(tmp_path, export, start=date(2030, 1, 1))

@@ -269,7 +269,8 @@ def _query_param(url: ir.StringValue, key: str) -> ir.StringValue:
     Exactly the first match of the regex ``[?&]key=([^&#]*)`` in the whole URL. Where the first
     ``key=`` follows a '?' or '&' (nearly always) that match starts there, and its value is read
     with an anchored extract after it; only other URLs run the unanchored regex, which scans the
-    URL character by character. On 3 million landings the 14 keys take 2.5x less time this way.
+    URL character by character. On 3 million landings the 14 keys take less than half the time
+    this way (4.9 s -> 2.2 s, measured on their own).
     """
     # Values are hashed, and md5("") is D41D8C, so a genuinely empty value never reaches us as ''.
     marker = f"{key}="

@@ -1,6 +1,7 @@
 """``puffy`` — the command line of the pipeline. ``puffy <command> --help`` documents each command.
 
-User errors (bad flags, bad params, unreadable input) print one line and exit 2; a failing stage
+User errors (bad flags, bad params, unreadable input) and the machine's (permission denied, a
+read-only file system) print one line and exit 2; a failing stage
 exits with its documented code (see ``puffy.runner``); tracebacks are for bugs only.
 """
 
@@ -24,7 +25,7 @@ log = logging.getLogger("puffy")
 
 EXIT_CODES_HELP = """exit codes:
   0  success (clean, or warnings only)
-  2  usage error: bad flag, bad params file, unreadable input
+  2  usage error: bad flag, bad params file, unreadable input, an output directory that cannot be written
   3  data-quality gate found an ERROR (transform not run)
   4  transform failed or did not reconcile
   5  monitoring found an ERROR (outputs quarantined, warehouse untouched)
@@ -52,9 +53,12 @@ def _positive_float(text: str) -> float:
 def _output_dir(text: str) -> Path:
     """A directory to write into: an existing one, or one that can be created under an existing one."""
     path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: exists and is not a directory")
-    nearest = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    try:  # exists() raises PermissionError when a parent cannot be searched
+        if path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text}: exists and is not a directory")
+        nearest = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: {exc.strerror}") from None
     if not nearest.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: cannot be created, {nearest} is not a directory")
     if not os.access(nearest, os.W_OK | os.X_OK):
@@ -63,6 +67,7 @@ def _output_dir(text: str) -> Path:
 
 
 # What the machine, not the code, is to blame for: a one-line error (exit 2), not a crash log.
+# (DuckDB and pyarrow report their own I/O failures, disk full among them, with their own exceptions.)
 ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
 
 
@@ -143,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
     _add(p, "--input-dir", type=Path, help="override params/pipeline.yaml input_dir")
     _add(p, "--outputs-dir", type=_output_dir,
-         help="override params/pipeline.yaml outputs_dir (e.g. keep a real export's warehouse apart from the sample's)")
+         help="override params/pipeline.yaml outputs_dir, e.g. to keep a real export's warehouse apart from the "
+              "sample's (relative to the current directory)")
     _add(p, "--stop-on-error", action="store_true", help="stop a backfill at the first failing day")
 
     p = cmd("report", "Execute the executive-summary notebook for a period and render HTML + PDF.")
@@ -151,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="period start (default: period_days - 1 days before --end, from report.yaml)")
     p.add_argument("--end", type=_date, help="period end (default: last date in the warehouse)")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
-    _add(p, "--outputs-dir", type=_output_dir, help="override params/pipeline.yaml outputs_dir")
+    _add(p, "--outputs-dir", type=_output_dir,
+         help="override params/pipeline.yaml outputs_dir (relative to the current directory)")
 
     p = cmd("bench", "Benchmark gate, transform and monitoring on a scaled sample; print events/s and memory.")
     p.add_argument("--scale", type=_positive_float, default=100.0, help="sample scale (default 100)")
@@ -247,12 +254,12 @@ def cmd_transform(args) -> int:
     gate = run_gate(args.input_dir, args.params_dir / "dq_rules.yaml", out / "dq",
                     start=args.start, end=args.end, staging_root=staging_root, engine_params=engine_params)
     days = gate.days
-    if not days:
-        raise UserError(f"{args.input_dir}: no events_YYYYMMDD.csv files in the requested range")
     if gate.status == "error":
         print(f"data-quality status: ERROR (see {out / 'dq' / 'dq_report.md'})", file=sys.stderr)
         if args.fail_on_error:
             return runner.EXIT_GATE
+    if not days:
+        raise UserError(f"{args.input_dir}: no events_YYYYMMDD.csv files in the requested range")
     result = run_transform(staging_root, out / "warehouse", args.params_dir, start=days[0], end=days[-1],
                            engine_params=engine_params, mode="rebuild")
     files = export_csv(out / "warehouse", out)

@@ -16,4 +16,4 @@ class ParamsError(UserError):
 
 
 class InputDataError(UserError):
-    """Raw input cannot be read at all (missing directory, no files for a date)."""
+    """Raw input cannot be read at all (missing directory; no raw file at all when no closed start..end range was asked for)."""

@@ -4,7 +4,8 @@ Raw data is immutable; this module only reads it. For each ``events_YYYYMMDD.csv
 the header (BOM, CRLF, aliases such as ``clientId``, missing / extra / reordered columns), parses
 the body with DuckDB's CSV reader in strict mode, and keeps every line it cannot use in a rejects
 table with file, line number and reason. A bad line never sinks its file, nor the lines after it:
-the lines an unterminated quote swallowed are parsed again (see ``_parse_csv``).
+the lines an unterminated quote swallowed are parsed again (see ``_parse_csv``). A file that cannot
+be read to its end (a truncated or corrupt .gz) is rejected whole: its day must not go on with part of it.
 
 Tables built on the DuckDB connection (and written as Parquet partitions by ``write_staging``):
 

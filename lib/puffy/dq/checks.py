@@ -503,7 +503,7 @@ def check_schema(ctx: CheckContext) -> list[Finding]:
         ctx, "schema.unreadable_file", "Unreadable raw file", "unreadable_files", rules.unreadable_file,
         [f.file_date.isoformat() for f in files if f.header_error], sum(1 for f in files if f.header_error),
         "Could not read " + ", ".join(f"{f.name} ({f.header_error})" for f in files if f.header_error),
-        "Every raw file has a readable header.",
+        "Every raw file can be read, header and body.",
     )]
     for fid, title, attr, severity, verb in (
         ("schema.column_missing", "Contract column missing", "missing", rules.missing_column, "is missing from"),

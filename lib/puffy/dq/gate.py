@@ -102,7 +102,7 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
         span = f" from {start} on" if start else f" up to {end}" if end else ""
         raise InputDataError(f"{input_dir}: no events_YYYYMMDD.csv[.gz] files{span}")
     days = [file_date_of(p) for p in paths]
-    first = days[0] if days else start
+    first = start or days[0]
     # Earlier files feed the baselines (and the header-vs-previous-file check) only.
     baseline_paths = (discover_raw_files(input_dir, first - timedelta(days=rules.baseline_days),
                                          first - timedelta(days=1)) if rules.baseline_days else [])

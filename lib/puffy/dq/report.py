@@ -22,7 +22,7 @@ def status_message(status: str, findings: list[Finding]) -> str:
     top = [f for f in findings if f.severity == status]
     if status == "pass" or not top:
         return "no warnings or errors"
-    what = top[0].message.split("; ", 1)[0]  # the finding itself, without its downstream impact
+    what = top[0].message.removesuffix(f"; {top[0].impact}.")  # the finding itself, without its impact
     what = what if len(what) <= 160 else what[:159] + "…"
     return f"{len(top)} {status} finding(s): " + ", ".join(f.id for f in top) + f" — {what}"
 

@@ -159,7 +159,8 @@ def resolve_period(warehouse_root: Path, start=None, end=None, period_days: int 
     if not dates:
         raise UserError(f"{warehouse_root}: the warehouse has no {SESSIONS} partitions yet "
                         f"(run `puffy run` or `puffy demo` first; to summarise what notebook 02_transform "
-                        f"built but nothing published, give outputs_dir 'outputs/staging')")
+                        f"built without publishing it, use outputs_dir 'outputs/staging' in the notebook or "
+                        f"`puffy report --outputs-dir outputs/staging`)")
     first, last = dates[0], dates[-1]
     if start is not None and end is not None and end < start:
         raise UserError(f"end date {end} is before start date {start}")
