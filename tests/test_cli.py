@@ -161,11 +161,17 @@ def test_dq_names_the_errors_on_the_terminal_and_shows_the_rejected_lines(tmp_pa
     assert "| just,garbage |" in samples
 
 
-def test_dq_of_a_closed_period_without_files_reports_the_missing_days(tmp_path, capsys):
+def _export_of_2025_03_01(tmp_path):
+    """A raw directory with one file (2025-03-01, one page view)."""
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "events_20250301.csv").write_text(
         DQ_HEADER + "\n1740787200-goodclient01,https://puffy.com/,,2025-03-01T00:00:01.000Z,page_viewed,,ua\n")
+    return raw
+
+
+def test_dq_of_a_closed_period_without_files_reports_the_missing_days(tmp_path, capsys):
+    raw = _export_of_2025_03_01(tmp_path)
     code = main(["dq", "--input-dir", str(raw), "--output-dir", str(tmp_path / "dq"), "--fail-on-error",
                  "--start", "2025-03-02", "--end", "2025-03-03"])
     assert code == 3
@@ -238,10 +244,7 @@ def test_run_and_report_write_where_outputs_dir_says(tmp_path, capsys, monkeypat
 
 
 def test_transform_of_a_closed_period_without_files_stops_at_the_gate(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    (raw / "events_20250301.csv").write_text(
-        DQ_HEADER + "\n1740787200-goodclient01,https://puffy.com/,,2025-03-01T00:00:01.000Z,page_viewed,,ua\n")
+    raw = _export_of_2025_03_01(tmp_path)
     code = main(["transform", "--input-dir", str(raw), "--output-dir", str(tmp_path / "out"), "--fail-on-error",
                  "--start", "2025-03-02", "--end", "2025-03-03"])
     assert code == 3  # like `puffy dq --fail-on-error`: the gate graded the missing days
