@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from puffy.dates import date_runs_text
 from puffy.dq.metrics import compute_day_event
 from puffy.dq.rules import DqRules, RatioBand, Threshold
 from puffy.ingest import RawFile
@@ -197,15 +198,7 @@ def sort_findings(findings: list[Finding]) -> list[Finding]:
 
 def fmt_dates(dates: Iterable[str]) -> str:
     """'2025-03-02', '2025-03-04 … 2025-03-08' — consecutive days collapsed into ranges."""
-    days = sorted({date.fromisoformat(d) for d in dates})
-    runs: list[list[date]] = []
-    for d in days:
-        if runs and d - runs[-1][-1] == timedelta(days=1):
-            runs[-1].append(d)
-        else:
-            runs.append([d])
-    parts = [r[0].isoformat() if len(r) == 1 else f"{r[0].isoformat()} … {r[-1].isoformat()}" for r in runs]
-    return ", ".join(parts) if parts else "no day"
+    return date_runs_text(date.fromisoformat(d) for d in dates)
 
 
 def pct(x: float) -> str:

@@ -28,7 +28,7 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from puffy.dates import date_range
+from puffy.dates import date_range, date_runs_text
 from puffy.monitoring import stats
 from puffy.monitoring.metrics import FUNNEL_STAGES
 from puffy.monitoring.rules import FreshnessRules, FunnelRules, MixRules, RevenueRules, TrendRules
@@ -363,16 +363,7 @@ def _pool(per_day: dict[date, dict[str, float]], days) -> dict[str, float]:
 
 def _days_text(days) -> str:
     """Baseline days as ranges of consecutive dates: '2025-02-23..2025-02-27, 2025-03-02'."""
-    days = sorted(days)
-    if not days:
-        return "no days"
-    runs: list[list[date]] = [[days[0], days[0]]]
-    for d in days[1:]:
-        if d == runs[-1][1] + timedelta(days=1):
-            runs[-1][1] = d
-        else:
-            runs.append([d, d])
-    return ", ".join(a.isoformat() if a == b else f"{a.isoformat()}..{b.isoformat()}" for a, b in runs)
+    return date_runs_text(days, joiner="..", none="no days")
 
 
 def _direct_share(mix: dict[str, float], direct: set[str]) -> float | None:
