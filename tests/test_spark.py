@@ -127,3 +127,19 @@ def test_gate_metrics_on_spark_equal_duckdb(warehouses, spark, tmp_path):
     assert on_spark.daily.equals(duck.daily)
     assert len(duck.daily) == SAMPLE.days and (duck.daily["bot_events"] > 0).all()  # a real comparison
     assert not list((tmp_path / "spark").glob(".engine-input-*"))  # the snapshot is removed
+
+
+def test_a_local_session_starts_without_log_noise(tmp_path):
+    """A notebook on engine pyspark shows the JVM's start-up on stderr in its rendered HTML: a local
+    session puffy starts logs warnings only, without Spark's profile notices and start-up warnings."""
+    import subprocess
+    import sys
+
+    code = ("from puffy.engine import connect; from puffy.params import PipelineParams; "
+            "con = connect(PipelineParams(engine='pyspark', spark_master='local[1]')); "
+            "print(con._session.range(3).count())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "3"
+    for noise in ("log4j profile", "Setting default log level", "WARN Utils", "NativeCodeLoader"):
+        assert noise not in proc.stderr, proc.stderr

@@ -43,6 +43,8 @@ SPARK_LOCAL_SQL_CONF = {
     "spark.sql.adaptive.enabled": "false",
     "spark.sql.shuffle.partitions": None,  # the number of local cores
 }
+#: The driver's log4j2 configuration when puffy starts a local master (see the file).
+SPARK_LOCAL_LOG4J2 = Path(__file__).with_name("spark_log4j2.properties")
 
 
 def connect(params: PipelineParams | None = None) -> ibis.BaseBackend:
@@ -111,14 +113,18 @@ def _spark(params: PipelineParams) -> ibis.BaseBackend:
     # its master and driver memory stay, only the runtime SQL settings are (re)applied. A new
     # session takes these builder settings, which win over spark-submit's --master / spark-defaults:
     # under spark-submit, set spark_master to the same master.
+    builder = (
+        SparkSession.builder.master(params.spark_master)
+        .appName("puffy")
+        .config("spark.driver.memory", "2g")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    if _local_cores(params.spark_master):
+        # Quiet start-up on a local master; a cluster keeps its own driver options and logging.
+        builder = builder.config("spark.driver.extraJavaOptions",
+                                 f"-Dlog4j2.configurationFile={SPARK_LOCAL_LOG4J2.as_uri()}")
     try:
-        session = (
-            SparkSession.builder.master(params.spark_master)
-            .appName("puffy")
-            .config("spark.driver.memory", "2g")
-            .config("spark.ui.showConsoleProgress", "false")
-            .getOrCreate()
-        )
+        session = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - no JVM, a bad master URL: the environment, not a bug
         from puffy.errors import UserError
 
@@ -147,12 +153,19 @@ def spark_backend(session: Any) -> ibis.BaseBackend:
 def spark_sql_conf(master: str) -> dict[str, str]:
     """The runtime SQL settings puffy applies to a Spark session on ``master``."""
     conf = dict(SPARK_SQL_CONF)
-    local = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\s*\d+)?\])?", master.strip())
-    if local:
-        cores = local.group(1) or "1"
-        cores = str(os.cpu_count() or 1) if cores == "*" else cores
+    cores = _local_cores(master)
+    if cores:
         conf.update({k: v if v is not None else cores for k, v in SPARK_LOCAL_SQL_CONF.items()})
     return conf
+
+
+def _local_cores(master: str) -> str | None:
+    """The cores of a ``local``, ``local[N]``, ``local[*]`` (or ``local[N,F]``) master; None otherwise."""
+    local = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\s*\d+)?\])?", master.strip())
+    if not local:
+        return None
+    cores = local.group(1) or "1"
+    return str(os.cpu_count() or 1) if cores == "*" else cores
 
 
 def _spark_backend_class() -> type:
