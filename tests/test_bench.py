@@ -21,18 +21,24 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(out.read_text())
     stages = figures["stages"]
-    assert set(stages) == {"bare_scan", "gate", "transform", "monitoring"}
+    assert set(stages) == {"bare_scan", "bare_sessions", "gate", "transform", "monitoring"}
     assert all("error" not in f for f in stages.values()), stages
     assert stages["bare_scan"]["events"] == stages["gate"]["events"] > 0
+    # The bare sessionization keeps bots, which the transform drops: it finds more sessions.
+    written = figures["stages"]["transform"]["rows_written"]["fct_sessions"]
+    assert stages["bare_sessions"]["sessions"] > written > 0
+    assert stages["bare_sessions"]["events"] <= stages["bare_scan"]["events"]
     assert all(f["peak_rss_mb"] > 0 and f["seconds"] > 0 for f in stages.values())
-    for header in ("events/s", "peak MB", "x scan", "all stages", "target: all stages within"):
+    for header in ("events/s", "peak MB", "x scan", "all stages", "target: all stages within",
+                   "reference: the bare sessionization alone takes"):
         assert header in proc.stdout
-    assert set(figures["targets"]) == {"x_scan", "peak_mb", "lines"}
+    assert set(figures["targets"]) == {"x_scan", "peak_mb", "bare_sessions_x_scan", "lines"}
 
 
 def _figures(gate_s, transform_s, transform_mb, transform_error=False):
     transform = {"error": "boom"} if transform_error else {"seconds": transform_s, "peak_rss_mb": transform_mb}
-    stages = {"bare_scan": {"seconds": 2.0, "peak_rss_mb": 5000.0},  # the scan's own memory does not count
+    stages = {"bare_scan": {"seconds": 2.0, "peak_rss_mb": 5000.0},  # the references' memory does not count
+              "bare_sessions": {"seconds": 6.0, "peak_rss_mb": 6000.0},
               "gate": {"seconds": gate_s, "peak_rss_mb": 900.0}, "transform": transform}
     total = gate_s + (0 if transform_error else transform_s)
     return {"stages": stages, "pipeline_x_scan": total / 2.0}
@@ -50,8 +56,10 @@ def test_targets_are_judged_from_the_run_figures(figures, speed, memory):
     got = targets(figures)
     assert (got["x_scan"]["met"], got["peak_mb"]["met"]) == (speed, memory)
     assert got["peak_mb"]["measured"] == max(f.get("peak_rss_mb", 0) for n, f in figures["stages"].items()
-                                             if n != "bare_scan")
+                                             if not n.startswith("bare_"))
     assert all(("NOT met" in line) != met for line, met in zip(got["lines"], (speed, memory)))
+    assert got["bare_sessions_x_scan"] == 3.0  # 6 s against the 2 s scan
+    assert got["lines"][2].startswith("reference: the bare sessionization alone takes 3.00x the scan")
 
 
 def test_a_large_scale_is_the_concatenation_of_its_shards(tmp_path, monkeypatch):
@@ -80,3 +88,47 @@ def test_a_large_scale_is_the_concatenation_of_its_shards(tmp_path, monkeypatch)
             ids[k] |= set(re.findall(rb"ORD-\d{8}-\d+", b"\n".join(part)))
     assert ids[0] and ids[1] and not ids[0] & ids[1]  # shards never share a transaction id
     assert not list(tmp_path.glob("big.*"))  # shards and the partial directory are gone
+
+
+def test_bare_sessionization_cuts_sessions_like_the_pipeline(tmp_path):
+    """Hand-worked: a 30:00 gap starts a session, 29:59.999 does not; clientId and a missing
+    referrer column are read like the pipeline reads them; a row without a client id is no session."""
+    from puffy.bench import _stage_bare_sessions
+    from puffy.params import PipelineParams
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "events_20250226.csv").write_text(
+        "client_id,page_url,referrer,timestamp,event_name,event_data,user_agent\n"
+        "a,https://puffy.com/x,,2025-02-26T10:00:00.000Z,page_viewed,,UA\n"
+        "a,https://puffy.com/y,,2025-02-26T10:29:59.999Z,page_viewed,,UA\n"  # same session
+        "a,https://puffy.com/z,,2025-02-26T10:59:59.999Z,page_viewed,,UA\n"  # 30:00 later: new session
+        ",https://puffy.com/,,2025-02-26T11:00:00.000Z,page_viewed,,UA\n"  # no client id
+        "b,https://puffy.com/?utm_source=X,https://www.google.com/,2025-02-26T23:50:00.000Z,page_viewed,,UA\n"
+    )
+    (raw / "events_20250227.csv").write_text(
+        "clientId,page_url,timestamp,event_name,event_data,user_agent\n"
+        "b,https://puffy.com/p,2025-02-27T00:10:00.000Z,page_viewed,,UA\n"  # continues b's session
+        "a,https://puffy.com/q,2025-02-27T00:00:00.000Z,page_viewed,,UA\n"
+    )
+    got = _stage_bare_sessions(raw, tmp_path / "work", PipelineParams())
+    assert (got["events"], got["sessions"]) == (7, 4)
+    import duckdb
+
+    rows = duckdb.sql(f"SELECT client_id, n_events, landing_page_url, entry_referrer "
+                      f"FROM '{tmp_path / 'work' / 'bare_sessions.parquet'}' ORDER BY client_id, session_start").fetchall()
+    assert rows == [
+        ("a", 2, "https://puffy.com/x", None),
+        ("a", 1, "https://puffy.com/z", None),
+        ("a", 1, "https://puffy.com/q", None),
+        ("b", 2, "https://puffy.com/?utm_source=X", "https://www.google.com/"),
+    ]
+
+
+def test_bare_sessionization_finds_the_reference_sessions_of_the_real_export(tmp_path, real_data_dir):
+    from puffy.bench import _stage_bare_sessions
+    from puffy.params import PipelineParams
+
+    got = _stage_bare_sessions(real_data_dir, tmp_path, PipelineParams())
+    # ../shared/data/README.md: 30-minute inactivity over non-null ids, bots included
+    assert (got["events"], got["sessions"]) == (49_963, 38_267)
