@@ -148,6 +148,22 @@ def test_product_mix_separates_orders_without_prices():
     assert mix["table"]["share"].sum() == pytest.approx(1.0)
 
 
+def test_product_mix_names_a_single_leftover_product():
+    """Four priced products: Mattress $500, Topper $200, Pillow $50, Sheet $30 ($780). With room for
+    three, "Other (1 products)" would only rename Sheet: it keeps its row. With room for two, Pillow
+    and Sheet fold into "Other (2 products)": $80, 80/780 of the revenue."""
+    orders = pd.DataFrame({"order_key": ["a", "b", "c", "d"], "revenue": [500.0, 200.0, 50.0, 30.0],
+                           "has_missing_item_prices": False})
+    items = pd.DataFrame({"order_key": ["a", "b", "c", "d"], "line_number": 1, "item_id": ["M", "T", "P", "S"],
+                          "item_name": ["Mattress", "Topper", "Pillow", "Sheet"], "item_variant": None,
+                          "quantity": 1.0, "item_price": [500.0, 200.0, 50.0, 30.0]})
+    assert list(kpis.product_mix(items, orders, top=3)["table"].index) == ["Mattress", "Topper", "Pillow", "Sheet"]
+    table = kpis.product_mix(items, orders, top=2)["table"]
+    assert list(table.index) == ["Mattress", "Topper", "Other (2 products)"]
+    assert table.loc["Other (2 products)", "revenue"] == 80.0
+    assert table.loc["Other (2 products)", "share"] == pytest.approx(80 / 780)
+
+
 def test_daily_keeps_days_without_data():
     days = [date(2025, 3, 1) + timedelta(days=i) for i in range(3)]
     s = pd.DataFrame({"session_id": ["a", "b"], "session_date": [days[0], days[2]], "purchased": [True, False]})

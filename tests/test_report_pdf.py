@@ -17,6 +17,7 @@ import pytest
 
 from puffy.params import REPO_ROOT
 from puffy.report import build_report, write_outputs
+from puffy.report import charts
 from puffy.report.data import ReportParams
 from puffy.report.narrative import Narrative, Statement
 from puffy.report.pdf import (
@@ -26,6 +27,7 @@ from puffy.report.pdf import (
     kpi_value_text,
     named_channels,
     print_html,
+    products_table_html,
     render,
     write_pdf,
 )
@@ -160,6 +162,20 @@ def test_channel_named_by_the_narrative_is_not_folded_into_other():
                           fig.channels.index) == ["Paid Search"]
 
 
+def test_a_single_leftover_channel_keeps_its_name():
+    """Three channels, room for one row + "Other", and the narrative names Organic and Email: both
+    keep their rows, which leaves Direct alone. "Other (1)" would hide Direct for no row saved, so
+    Direct (5,000 sessions, 100 orders) shows under its name, in its place by sessions."""
+    fig = _channels_fig({
+        "Direct": [5000, 100, 100.0, 100.0, 1.0, 1.0],
+        "Organic": [400, 5, 5.0, 5.0, 1.0, 1.0],
+        "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
+    })
+    rows = _cells(channel_table_html(fig, ["last_click"], max_channels=2, keep_channels=["Organic", "Email"]))
+    assert [r[0] for r in rows] == ["Direct", "Organic", "Email", "Total"]
+    assert rows[0][1] == "5,000" and rows[0][3] == "100"
+
+
 def test_pdf_page_keeps_the_channels_its_narrative_names(report):
     """On the page itself: with room for 3 channel rows, the smallest channel the narrative names
     still gets its own row."""
@@ -173,3 +189,64 @@ def test_pdf_page_keeps_the_channels_its_narrative_names(report):
         fig.params.pdf_channels = 8
     assert f"<tr><td>{smallest}</td>" in page
     assert f"<tr><td>Other ({len(fig.channels) - 2})</td>" in page
+
+
+def _chart_channels(chart) -> list[str]:
+    """The channel labels of a conversion-by-channel chart, top to bottom."""
+    return [t.get_text() for t in chart.axes[0].get_yticklabels()][::-1]
+
+
+def test_conversion_chart_shows_the_channels_the_narrative_names():
+    """Room for the 3 largest channels: Direct, Paid Search, Organic. Email (the smallest) is named,
+    so it is drawn too, last by sessions; Paid Search, named and already in, is not drawn twice, and
+    Paid Social, not named, stays off."""
+    fig = _channels_fig({
+        "Direct": [5000, 100, 100.0, 100.0, 1.0, 1.0],
+        "Paid Search": [3000, 50, 50.0, 50.0, 1.0, 1.0],
+        "Organic": [400, 5, 5.0, 5.0, 1.0, 1.0],
+        "Paid Social": [300, 4, 4.0, 4.0, 1.0, 1.0],
+        "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
+    })
+    chart = charts.channel_conversion_chart(fig.channels, fig.current["conversion_rate"], max_channels=3,
+                                            keep_channels=["Paid Search", "Email"])
+    assert _chart_channels(chart) == ["Direct (5,000)", "Paid Search (3,000)", "Organic (400)", "Email (200)"]
+    chart = charts.channel_conversion_chart(fig.channels, fig.current["conversion_rate"], max_channels=3)
+    assert _chart_channels(chart) == ["Direct (5,000)", "Paid Search (3,000)", "Organic (400)"]
+
+
+def test_pdf_chart_shows_the_channels_its_narrative_names(report, monkeypatch):
+    """On the page itself: with room for 2 + 2 channels on the chart, the smallest channel the
+    narrative names is still drawn."""
+    fig = report.figures
+    smallest = str(fig.channels.index[-1])
+    assert len(fig.channels) > 4 and fig.channels["sessions"].iloc[-1] > 0
+    drawn, draw = [], charts.channel_conversion_chart
+
+    def chart(*args, **kwargs):
+        out = draw(*args, **kwargs)
+        drawn.extend(_chart_channels(out))
+        return out
+
+    monkeypatch.setattr(charts, "channel_conversion_chart", chart)
+    story = Narrative(working=[Statement("channel_high", f"{smallest} converts best.")])
+    fig.params.pdf_channels = 2
+    try:
+        print_html(fig, story, LAYOUTS[0])
+    finally:
+        fig.params.pdf_channels = 8
+    assert len(drawn) == 5  # the 4 largest, then the named smallest
+    assert drawn[-1].startswith(f"{smallest} (")
+
+
+# --- the product table ----------------------------------------------------------------------------
+
+def test_a_single_leftover_product_keeps_its_name():
+    """Three products, room for two: "All other products" would hold Topper alone, so Topper keeps
+    its row. With room for one, Pillow and Topper fold: 4 + 1 units, $300 + $100, 30% + 10%."""
+    table = pd.DataFrame({"lines": [3, 2, 1], "quantity": [3.0, 4.0, 1.0], "revenue": [600.0, 300.0, 100.0],
+                          "share": [0.6, 0.3, 0.1]}, index=["Mattress", "Pillow", "Topper"])
+    fig = SimpleNamespace(params=ReportParams(), products={"table": table, "orders_missing": 0})
+    assert _cells(products_table_html(fig, top=2)) == [
+        ["Mattress", "3", "$600", "60.0%"], ["Pillow", "4", "$300", "30.0%"], ["Topper", "1", "$100", "10.0%"]]
+    assert _cells(products_table_html(fig, top=1)) == [
+        ["Mattress", "3", "$600", "60.0%"], ["All other products", "5", "$400", "40.0%"]]

@@ -104,10 +104,15 @@ def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: flo
 
 
 def channel_conversion_chart(channels: pd.DataFrame, site_rate: float, max_channels: int = 10,
-                             width: float = 3.6, height: float = 2.9, level: float = 0.95) -> Figure:
-    """Conversion rate per channel with its Wilson interval; the site's rate as a reference line."""
+                             width: float = 3.6, height: float = 2.9, level: float = 0.95,
+                             keep_channels: list[str] | tuple = ()) -> Figure:
+    """Conversion rate per channel with its Wilson interval; the site's rate as a reference line.
+
+    The ``max_channels`` largest channels by sessions, plus ``keep_channels`` (those the narrative
+    names: a sentence about Email must find Email on the chart), in order of sessions."""
     apply_style()
-    ch = channels[channels["sessions"] > 0].sort_values("sessions", ascending=False).head(max_channels)
+    ch = channels[channels["sessions"] > 0].sort_values("sessions", ascending=False)
+    ch = ch[ch.index.isin(ch.index[:max_channels]) | ch.index.isin(list(keep_channels))]
     ch = ch.iloc[::-1]  # largest at the top
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.subplots()

@@ -171,7 +171,7 @@ def product_mix(items: pd.DataFrame, orders: pd.DataFrame, top: int = 8) -> dict
                   .groupby("product").agg(lines=("order_key", "size"), quantity=("quantity", "sum"),
                                           revenue=("item_price", "sum"))
                   .sort_values(["revenue", "lines"], ascending=False))
-    if len(by_product) > top:
+    if len(by_product) > top + 1:  # one product past ``top`` keeps its name: "Other (1 products)" saves no row
         rest = by_product.iloc[top:]
         other = pd.DataFrame({"lines": [rest["lines"].sum()], "quantity": [rest["quantity"].sum()],
                               "revenue": [rest["revenue"].sum()]}, index=pd.Index([f"Other ({len(rest)} products)"]))

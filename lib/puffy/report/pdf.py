@@ -132,7 +132,8 @@ def channel_rows(fig: Figures, models: list[str], max_channels: int | None,
 
     ``keep_channels`` (those the narrative names) are never folded into "Other": a sentence about
     Email must find Email's row. They take the first of the ``max_channels - 1`` places, the
-    largest other channels the rest, and the rows keep their order by sessions.
+    largest other channels the rest, and the rows keep their order by sessions. A single leftover
+    channel keeps its own row: it takes the place "Other (1)" would, under its name.
     """
     ch = fig.channels.copy()
     models = [m for m in models if f"revenue_{m}" in ch.columns]
@@ -144,7 +145,7 @@ def channel_rows(fig: Figures, models: list[str], max_channels: int | None,
         others = [c for c in ch.index if c not in set(named)]
         in_head = ch.index.isin(named + others[: max(0, max_channels - 1 - len(named))])
         head, rest = ch[in_head], ch[~in_head]
-        if len(rest):
+        if len(rest) > 1:
             other = rest.sum(numeric_only=True)
             from puffy.report.stats import wilson_interval
             w = wilson_interval(int(other["purchasing_sessions"]), int(other["sessions"]),
@@ -216,11 +217,13 @@ def visitors_table_html(fig: Figures) -> str:
 
 
 def products_table_html(fig: Figures, top: int | None = None) -> str:
-    """Top products by revenue from priced order lines, with the note on orders without prices."""
+    """Top products by revenue from priced order lines, with the note on orders without prices.
+
+    A single product past ``top`` keeps its row: "All other products" would take the same place."""
     sym = fig.params.currency_symbol
     prod = fig.products
     table = prod["table"]
-    if top is not None and len(table) > top:
+    if top is not None and len(table) > top + 1:
         rest = table.iloc[top:]
         table = pd.concat([table.iloc[:top], pd.DataFrame(
             {"lines": [rest["lines"].sum()], "quantity": [rest["quantity"].sum()], "revenue": [rest["revenue"].sum()],
@@ -400,13 +403,13 @@ def print_html(fig: Figures, narrative: Narrative, layout: Layout = LAYOUTS[0]) 
     max_channels = min(layout.max_channels, p.pdf_channels)
     trim = Narrative(narrative.working[: layout.max_items], narrative.concerning[: layout.max_items],
                      narrative.recommendations[: layout.max_items + 1])
-    named = named_channels(trim, fig.channels.index)  # kept out of the table's "Other" row
+    named = named_channels(trim, fig.channels.index)  # kept out of the table's "Other" row and on the chart
     trend = charts.data_uri(charts.trend_chart(fig.daily, fig.trends, p.currency_symbol, height=layout.chart_height), dpi)
     pair = side = ""
     if layout.pair_charts:
         conv = charts.data_uri(charts.channel_conversion_chart(
             fig.channels, fig.current["conversion_rate"], level=p.confidence_level, max_channels=max_channels + 2,
-            height=layout.chart_height + 0.4), dpi)
+            keep_channels=named, height=layout.chart_height + 0.4), dpi)
         funnel = charts.data_uri(charts.funnel_chart(fig.funnel, height=layout.chart_height + 0.4), dpi)
         pair = (f'<div class="px-pair"><img src="{conv}" alt="Conversion by channel">'
                 f'<img src="{funnel}" alt="Funnel by device"></div>')
