@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "puffy.cli", "bench", "--scale", "0.05", "--days", "3",
+        [sys.executable, "-m", "puffy.cli", "bench", "--scale", "0.05", "--days", "3", "--daily-days", "1",
          "--work-dir", str(tmp_path / "work"), "--json-out", str(out)],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
     )
@@ -32,7 +32,11 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
     for header in ("events/s", "peak MB", "x scan", "all stages", "target: all stages within",
                    "reference: the bare sessionization alone takes"):
         assert header in proc.stdout
-    assert set(figures["targets"]) == {"x_scan", "peak_mb", "bare_sessions_x_scan", "lines"}
+    assert set(figures["targets"]) == {"x_scan", "peak_mb", "daily_seconds", "bare_sessions_x_scan", "lines"}
+    [day] = figures["daily_run"]["days"]  # the 1x sample's first day, through papermill
+    assert day["date"] == "2025-02-23" and day["exit_code"] == 0 and day["seconds"] > 0
+    assert set(day["stages"]) == {"01_data_quality", "02_transform", "04_monitoring"}
+    assert "daily run at 1x" in proc.stdout and "target: a daily run at 1x within 30 s" in proc.stdout
 
 
 def _figures(gate_s, transform_s, transform_mb, transform_error=False):
@@ -132,3 +136,20 @@ def test_bare_sessionization_finds_the_reference_sessions_of_the_real_export(tmp
     got = _stage_bare_sessions(real_data_dir, tmp_path, PipelineParams())
     # ../shared/data/README.md: 30-minute inactivity over non-null ids, bots included
     assert (got["events"], got["sessions"]) == (49_963, 38_267)
+
+
+@pytest.mark.parametrize("days, error, met, says", [
+    ([(12.0, 0), (29.9, 0)], None, True, "met (slowest day 29.9 s)"),
+    ([(12.0, 0), (30.1, 0)], None, False, "NOT met (slowest day 30.1 s)"),
+    ([(12.0, 3)], None, False, "NOT met (slowest day 12.0 s) (a day did not exit 0)"),
+    ([], "boom", False, "NOT met (slowest day 0.0 s) (failed)"),
+])
+def test_the_daily_run_target_is_judged_on_its_slowest_day(days, error, met, says):
+    from puffy.bench import targets
+
+    figures = _figures(3.0, 5.0, 1500.0)
+    figures["daily_run"] = {"error": error} if error else {
+        "days": [{"date": "2025-02-23", "seconds": sec, "exit_code": code, "stages": {}} for sec, code in days]}
+    got = targets(figures)
+    assert got["daily_seconds"]["met"] is met
+    assert got["lines"][2] == f"target: a daily run at 1x within 30 s: {says}"

@@ -5,7 +5,9 @@ The floor is one DuckDB scan that reads every column of the same raw files; the 
 a multiple of it (``TARGET_X_SCAN``), the memory target a peak in MB (``TARGET_PEAK_MB``); see
 README, "Performance". A second reference, the bare sessionization, does the least any
 implementation of this job must do on the same engine: it shows how much of the gap to the
-target is the job itself rather than the pipeline.
+target is the job itself rather than the pipeline. Last, the daily run as the scheduler runs it
+(``puffy run``: papermill, the daily notebooks, their HTML, publishing) is timed day by day on a
+1x sample against ``TARGET_DAILY_SECONDS``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pyarrow.parquet as pq
 
 from puffy.engine import duckdb_config
 from puffy.errors import InputDataError
-from puffy.ingest import discover_raw_files
+from puffy.ingest import discover_raw_files, file_date_of
 from puffy.params import DEFAULT_PARAMS_DIR, PipelineParams, load_pipeline_params, validate_params
 from puffy.warehouse import partition_files
 
@@ -39,6 +41,8 @@ SHARD_ORDER_NUMBERS = 1_000_000
 # of the bare scan, and every stage's peak resident memory under this many MB.
 TARGET_X_SCAN = 4.0
 TARGET_PEAK_MB = 2048
+# The daily run at 1x (every daily notebook through papermill, for one day) within this many seconds.
+TARGET_DAILY_SECONDS = 30.0
 # Stages that measure the engine, not the pipeline: not part of the pipeline's time or memory.
 REFERENCE_STAGES = ("bare_scan", "bare_sessions")
 
@@ -147,6 +151,31 @@ def _stage_monitoring(work: Path, days: list[str]) -> dict:
     return {"seconds": time.perf_counter() - t0, "status": result.status}
 
 
+def _stage_daily_run(work: Path, days: int) -> dict:
+    """Wall seconds of ``puffy run`` for each of the first ``days`` days of a 1x sample.
+
+    Days run in order into a fresh outputs directory, so from the second day on each runs as it
+    does in production: incrementally, on top of the days published before it.
+    """
+    from puffy.runner import RunLayout, exclusive_outputs, run_day
+
+    raw = work / f"raw_scale1_days{days}"
+    if not any(raw.glob("events_*.csv")):
+        generate_scaled(raw, 1.0, days)
+    outputs = work / "daily_run"
+    shutil.rmtree(outputs, ignore_errors=True)
+    layout = RunLayout(outputs, raw, DEFAULT_PARAMS_DIR)
+    figures = []
+    with exclusive_outputs(outputs):
+        for day in [file_date_of(p) for p in discover_raw_files(raw)][:days]:
+            t0 = time.perf_counter()
+            result = run_day(day, layout)
+            figures.append({"date": day.isoformat(), "seconds": time.perf_counter() - t0,
+                            "exit_code": result.exit_code,
+                            "stages": {st.stage: st.seconds for st in result.stages}})
+    return {"days": figures}
+
+
 def _child(stage: str, payload: dict) -> None:
     """Entry of a stage process: run it and print one JSON line with its figures."""
     params = PipelineParams(**payload["params"])
@@ -159,6 +188,8 @@ def _child(stage: str, payload: dict) -> None:
         out = _stage_gate(Path(payload["input_dir"]), work, params)
     elif stage == "transform":
         out = _stage_transform(work, payload["days"], params)
+    elif stage == "daily_run":
+        out = _stage_daily_run(work, payload["daily_days"])
     else:
         out = _stage_monitoring(work, payload["days"])
     out["peak_rss_mb"] = _peak_rss_mb()
@@ -211,6 +242,11 @@ def run_benchmark(args) -> int:
             figures["stages"][stage] = _run_child(stage, payload)
         except (RuntimeError, ImportError) as exc:
             figures["stages"][stage] = {"error": str(exc)}
+    if args.daily_days:
+        try:
+            figures["daily_run"] = _run_child("daily_run", {**payload, "work": str(work), "daily_days": args.daily_days})
+        except (RuntimeError, ImportError) as exc:
+            figures["daily_run"] = {"error": str(exc)}
     print(f"\n{'stage':<14}{'events':>12}{'seconds':>10}{'events/s':>14}{'x scan':>9}{'peak MB':>10}")
     for name, f in figures["stages"].items():
         if "error" in f:
@@ -224,6 +260,13 @@ def run_benchmark(args) -> int:
     figures["pipeline_x_scan"] = total / scan["seconds"]
     print(f"{'all stages':<14}{events:>12,}{total:>10.2f}{events / total:>14,.0f}{total / scan['seconds']:>9.1f}")
     print("(bare_scan and bare_sessions measure the engine, not the pipeline: see README, Performance)")
+    daily = figures.get("daily_run")
+    if daily and "error" in daily:
+        print(f"daily run at 1x failed: {daily['error']}")
+    elif daily:
+        print("daily run at 1x (puffy run: papermill, the daily notebooks, HTML, publish), seconds per day: "
+              + ", ".join(f"{d['date']} {d['seconds']:.1f}" + (f" (exit {d['exit_code']})" if d["exit_code"] else "")
+                          for d in daily["days"]))
     figures["targets"] = targets(figures)
     for line in figures["targets"]["lines"]:
         print(line)
@@ -253,6 +296,21 @@ def targets(figures: dict) -> dict:
             f" ({peak:,.0f} MB){note}",
         ],
     }
+    daily = figures.get("daily_run")
+    if daily is not None:
+        days = daily.get("days", [])
+        slowest = max((d["seconds"] for d in days), default=0.0)
+        why = ""
+        if "error" in daily or not days:
+            why = " (failed)"
+        elif any(d["exit_code"] for d in days):
+            why = " (a day did not exit 0)"
+        daily_met = not why and slowest <= TARGET_DAILY_SECONDS
+        verdict["daily_seconds"] = {"target": TARGET_DAILY_SECONDS, "measured": round(slowest, 1), "met": daily_met}
+        verdict["lines"].append(
+            f"target: a daily run at 1x within {TARGET_DAILY_SECONDS:g} s: {'met' if daily_met else 'NOT met'}"
+            f" (slowest day {slowest:.1f} s){why}"
+        )
     bare = figures["stages"].get("bare_sessions", {})
     if "seconds" in bare:
         bare_x = bare["seconds"] / figures["stages"]["bare_scan"]["seconds"]

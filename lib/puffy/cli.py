@@ -71,14 +71,22 @@ def _output_dir(text: str) -> Path:
 ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
 
 
 def _add(p: argparse.ArgumentParser, flag: str, **kw) -> None:
@@ -167,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=_positive_int, default=14, help="days to generate (default 14)")
     _add(p, "--json-out", type=Path, help="also write the figures as JSON here")
     _add(p, "--memory-limit", help="DuckDB memory_limit (default from params/pipeline.yaml)")
+    p.add_argument("--daily-days", type=_non_negative_int, default=3,
+                   help="also time `puffy run` for this many days of a 1x sample (default 3; 0: skip)")
     return parser
 
 
