@@ -205,6 +205,52 @@ def test_a_permission_problem_is_one_line_not_a_crash(tmp_path, capsys, monkeypa
     assert err.strip() == f"puffy dq: error: {tmp_path / 'out' / 'dq_report.md'}: Permission denied"
 
 
+def test_a_full_disk_under_duckdb_is_one_line_with_what_to_do(tmp_path, capsys, monkeypatch):
+    """DuckDB reports a failed write as its own IOException; the errno is in its JSON detail
+    (the message below is DuckDB 1.4's, captured on a full 2 MB tmpfs)."""
+    import duckdb
+
+    import puffy.cli as cli
+
+    part = tmp_path / "out" / "stg_events" / "part-0.parquet"
+
+    def full(args):
+        raise duckdb.IOException(
+            'IO Error: Async write failed for range [offset=0, size=26]: {"exception_type":"IO",'
+            f'"exception_message":"Could not write file \\"{part}\\": No space left on device","errno":"28"}}')
+
+    monkeypatch.setitem(cli.COMMANDS, "dq", full)
+    assert main(["dq", "--input-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f'puffy dq: error: Could not write file "{part}": No space left on device; free space there, '
+                   "or point outputs_dir / duckdb_temp_directory (params/pipeline.yaml) at a larger disk")
+
+
+@pytest.mark.parametrize("exc, expected", [
+    # pyarrow's, as raised writing Parquet to a full disk
+    (OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device"),
+     "Error writing bytes to file. Detail: [errno 28] No space left on device; free space there"),
+    (PermissionError(13, "Permission denied", "/x/y"), "/x/y: Permission denied"),
+    (FileNotFoundError(2, "No such file or directory", "/x"), None),  # could be our bug
+    (ValueError("No space left on device"), None),  # not an I/O error: the words alone do not count
+])
+def test_which_errors_are_the_machines_fault(exc, expected):
+    from puffy.cli import environment_failure
+
+    got = environment_failure(exc)
+    assert got == expected if expected is None else got.startswith(expected)
+
+
+def test_a_duckdb_io_error_of_another_kind_is_still_an_internal_error():
+    import duckdb
+
+    from puffy.cli import environment_failure
+
+    exc = duckdb.IOException('IO Error: {"exception_type":"IO","exception_message":"No files found","errno":"2"}')
+    assert environment_failure(exc) is None
+    assert environment_failure(duckdb.IOException("IO Error: Cannot open file")) is None
+
+
 def test_an_unexpected_os_error_is_still_an_internal_error(tmp_path, capsys, monkeypatch):
     import puffy.cli as cli
 

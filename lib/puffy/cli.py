@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import math
 import os
+import re
 import sys
 import traceback
 from datetime import date, datetime
@@ -25,7 +27,7 @@ log = logging.getLogger("puffy")
 
 EXIT_CODES_HELP = """exit codes:
   0  success (clean, or warnings only)
-  2  usage error: bad flag, bad params file, unreadable input, an output directory that cannot be written
+  2  usage error: bad flag, bad params file, unreadable input, an output directory that cannot be written, a full disk
   3  data-quality gate found an ERROR (transform not run)
   4  transform failed or did not reconcile
   5  monitoring found an ERROR (outputs quarantined, warehouse untouched)
@@ -67,8 +69,9 @@ def _output_dir(text: str) -> Path:
 
 
 # What the machine, not the code, is to blame for: a one-line error (exit 2), not a crash log.
-# (DuckDB and pyarrow report their own I/O failures, disk full among them, with their own exceptions.)
 ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+FULL_DISK_HINT = ("; free space there, or point outputs_dir / duckdb_temp_directory "
+                  "(params/pipeline.yaml) at a larger disk")
 
 
 def _whole_number(text: str, minimum: int) -> int:
@@ -194,14 +197,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("puffy: interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRNOS:
+    except Exception as exc:
+        reason = environment_failure(exc)
+        if reason is None:  # a bug: one line for the user, the traceback in a log file
             return _internal_error(args, exc)
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"puffy {args.command}: error: {where}{exc.strerror}", file=sys.stderr)
+        print(f"puffy {args.command}: error: {reason}", file=sys.stderr)
         return UserError.exit_code
-    except Exception as exc:  # a bug: one line for the user, the traceback in a log file
-        return _internal_error(args, exc)
+
+
+def environment_failure(exc: Exception) -> str | None:
+    """What went wrong, in one line, when ``exc`` is the machine's fault (a full disk, a missing
+    permission, a read-only filesystem); None when it may be a bug.
+
+    Python and pyarrow raise ``OSError`` with an errno. DuckDB raises its own ``IOException``,
+    with the errno and the failed operation in a JSON detail of its message.
+    """
+    if isinstance(exc, OSError):
+        code, where = exc.errno, f"{exc.filename}: " if exc.filename else ""
+        text = f"{where}{exc.strerror or exc}"
+    else:
+        import duckdb
+
+        found = re.search(r'"errno"\s*:\s*"(\d+)"', str(exc))
+        if not (isinstance(exc, duckdb.IOException) and found):
+            return None
+        code = int(found.group(1))
+        detail = re.search(r'"exception_message"\s*:\s*("(?:[^"\\]|\\.)*")', str(exc))
+        text = json.loads(detail.group(1)) if detail else str(exc)
+    if code not in ENVIRONMENT_ERRNOS:
+        return None
+    return text + (FULL_DISK_HINT if code in (errno.ENOSPC, errno.EDQUOT) else "")
 
 
 def _internal_error(args, exc: Exception) -> int:
