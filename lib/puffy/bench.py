@@ -96,6 +96,7 @@ def _stage_bare_sessions(input_dir: Path, work: Path, params: PipelineParams) ->
     referrer = '"referrer"' if "referrer" in header else "NULL"
     out = work / "bare_sessions.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
+    out_sql = "'" + str(out).replace("'", "''") + "'"
     t0 = time.perf_counter()
     con.execute(f"""CREATE TABLE ev AS SELECT {client} AS cid, TRY_CAST("timestamp" AS TIMESTAMP) AS ts,
                     page_url, {referrer} AS referrer, user_agent FROM {src}""")
@@ -112,9 +113,9 @@ def _stage_bare_sessions(input_dir: Path, work: Path, params: PipelineParams) ->
                      max(CASE WHEN is_start = 1 THEN rid END) AS landing_rid
               FROM sz GROUP BY cid, seq) AS s
         JOIN ev AS e ON e.rowid = s.landing_rid
-    ) TO '{out}' (FORMAT parquet)""")
+    ) TO {out_sql} (FORMAT parquet)""")
     seconds = time.perf_counter() - t0
-    sessions = con.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0]
+    sessions = con.execute("SELECT count(*) FROM read_parquet(?)", [str(out)]).fetchone()[0]
     events = con.execute("SELECT count(*) FROM ev").fetchone()[0]
     return {"events": events, "sessions": sessions, "seconds": seconds}
 
