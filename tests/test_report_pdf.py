@@ -137,17 +137,21 @@ def test_channel_table_prints_order_counts_as_integers():
     assert [r[4] for r in orders] == ["1,180.5", "110.2", "255.2", "1,546.0"]
 
 
+# The columns of _channels_fig: sessions, purchasing sessions, orders and revenue by model.
+FIVE_CHANNELS = {
+    "Direct": [5000, 100, 100.0, 100.0, 1.0, 1.0],
+    "Paid Search": [3000, 50, 50.0, 50.0, 1.0, 1.0],
+    "Organic": [400, 5, 5.0, 5.0, 1.0, 1.0],
+    "Paid Social": [300, 4, 4.0, 4.0, 1.0, 1.0],
+    "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
+}
+
+
 def test_channel_named_by_the_narrative_is_not_folded_into_other():
     """Five channels, room for three rows + "Other". By sessions the table would show Direct, Paid
     Search, Organic and fold Paid Social and Email; the narrative names Email, so Email keeps its row
     and only Organic and Paid Social (2 channels, 700 sessions, 9 orders) are folded."""
-    fig = _channels_fig({
-        "Direct": [5000, 100, 100.0, 100.0, 1.0, 1.0],
-        "Paid Search": [3000, 50, 50.0, 50.0, 1.0, 1.0],
-        "Organic": [400, 5, 5.0, 5.0, 1.0, 1.0],
-        "Paid Social": [300, 4, 4.0, 4.0, 1.0, 1.0],
-        "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
-    })
+    fig = _channels_fig(FIVE_CHANNELS)
     story = Narrative(working=[Statement("channel_high", "Email converts best: 6.00% of its 200 sessions.")])
     keep = named_channels(story, fig.channels.index)
     assert keep == ["Email"]
@@ -200,13 +204,7 @@ def test_conversion_chart_shows_the_channels_the_narrative_names():
     """Room for the 3 largest channels: Direct, Paid Search, Organic. Email (the smallest) is named,
     so it is drawn too, last by sessions; Paid Search, named and already in, is not drawn twice, and
     Paid Social, not named, stays off."""
-    fig = _channels_fig({
-        "Direct": [5000, 100, 100.0, 100.0, 1.0, 1.0],
-        "Paid Search": [3000, 50, 50.0, 50.0, 1.0, 1.0],
-        "Organic": [400, 5, 5.0, 5.0, 1.0, 1.0],
-        "Paid Social": [300, 4, 4.0, 4.0, 1.0, 1.0],
-        "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
-    })
+    fig = _channels_fig(FIVE_CHANNELS)
     chart = charts.channel_conversion_chart(fig.channels, fig.current["conversion_rate"], max_channels=3,
                                             keep_channels=["Paid Search", "Email"])
     assert _chart_channels(chart) == ["Direct (5,000)", "Paid Search (3,000)", "Organic (400)", "Email (200)"]
