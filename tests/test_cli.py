@@ -207,7 +207,7 @@ def test_a_permission_problem_is_one_line_not_a_crash(tmp_path, capsys, monkeypa
 
 def test_a_full_disk_under_duckdb_is_one_line_with_what_to_do(tmp_path, capsys, monkeypatch):
     """DuckDB reports a failed write as its own IOException; the errno is in its JSON detail
-    (the message below is DuckDB 1.4's, captured on a full 2 MB tmpfs)."""
+    (the message below is DuckDB 2.0's, captured on a full 2 MB tmpfs)."""
     import duckdb
 
     import puffy.cli as cli
@@ -248,7 +248,19 @@ def test_a_duckdb_io_error_of_another_kind_is_still_an_internal_error():
 
     exc = duckdb.IOException('IO Error: {"exception_type":"IO","exception_message":"No files found","errno":"2"}')
     assert environment_failure(exc) is None
-    assert environment_failure(duckdb.IOException("IO Error: Cannot open file")) is None
+    # DuckDB 2.0's words for a path that does not exist: could be ours
+    missing = duckdb.IOException('IO Error: Cannot open file "/proc/nope/x.parquet": No such file or directory')
+    assert environment_failure(missing) is None
+
+
+def test_a_duckdb_file_it_may_not_open_is_the_machines_fault():
+    import duckdb
+
+    from puffy.cli import environment_failure
+
+    # DuckDB 2.0's words for COPY ... TO '/sys/x.parquet' (no errno in them, the system's text at the end)
+    denied = duckdb.IOException('IO Error: Cannot open file "/sys/x.parquet": Permission denied')
+    assert environment_failure(denied) == 'Cannot open file "/sys/x.parquet": Permission denied'
 
 
 def test_an_unexpected_os_error_is_still_an_internal_error(tmp_path, capsys, monkeypatch):

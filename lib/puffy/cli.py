@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=_positive_int, default=14, help="days to generate (default 14)")
     _add(p, "--json-out", type=Path, help="also write the figures as JSON here")
     _add(p, "--memory-limit", help="DuckDB memory_limit (default from params/pipeline.yaml)")
-    p.add_argument("--daily-days", type=_non_negative_int, default=3,
+    _add(p, "--daily-days", type=_non_negative_int, default=3,
                    help="also time `puffy run` for this many days of a 1x sample (default 3; 0: skip)")
     return parser
 
@@ -209,8 +209,9 @@ def environment_failure(exc: Exception) -> str | None:
     """What went wrong, in one line, when ``exc`` is the machine's fault (a full disk, a missing
     permission, a read-only filesystem); None when it may be a bug.
 
-    Python and pyarrow raise ``OSError`` with an errno. DuckDB raises its own ``IOException``,
-    with the errno and the failed operation in a JSON detail of its message.
+    Python and pyarrow raise ``OSError`` with an errno. DuckDB raises its own ``IOException``:
+    a failed write carries the errno and the operation in a JSON detail of its message, a file
+    that cannot be opened ends its message with the system's text ("…: Permission denied").
     """
     if isinstance(exc, OSError):
         code, where = exc.errno, f"{exc.filename}: " if exc.filename else ""
@@ -218,12 +219,17 @@ def environment_failure(exc: Exception) -> str | None:
     else:
         import duckdb
 
-        found = re.search(r'"errno"\s*:\s*"(\d+)"', str(exc))
-        if not (isinstance(exc, duckdb.IOException) and found):
+        if not isinstance(exc, duckdb.IOException):
             return None
-        code = int(found.group(1))
-        detail = re.search(r'"exception_message"\s*:\s*("(?:[^"\\]|\\.)*")', str(exc))
-        text = json.loads(detail.group(1)) if detail else str(exc)
+        message = str(exc).removeprefix("IO Error: ")
+        found = re.search(r'"errno"\s*:\s*"?(\d+)', message)
+        detail = re.search(r'"exception_message"\s*:\s*("(?:[^"\\]|\\.)*")', message)
+        if found:
+            code = int(found.group(1))
+            text = json.loads(detail.group(1)) if detail else message
+        else:
+            code = next((e for e in ENVIRONMENT_ERRNOS if message.endswith(f": {os.strerror(e)}")), None)
+            text = message
     if code not in ENVIRONMENT_ERRNOS:
         return None
     return text + (FULL_DISK_HINT if code in (errno.ENOSPC, errno.EDQUOT) else "")
