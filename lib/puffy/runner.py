@@ -19,6 +19,7 @@ what ran, for how long, and why it stopped.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -123,8 +124,31 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
     pm.execute_notebook(
         str(notebook_path(name)), str(executed), parameters=parameters, cwd=str(REPO_ROOT),
         kernel_name="python3", progress_bar=False, log_output=False,
+        kernel_manager_class=quiet_shutdown_kernel_manager(),
     )
     return executed
+
+
+@functools.cache
+def quiet_shutdown_kernel_manager() -> type:
+    """jupyter_client's kernel manager, except that shutting a kernel down does not interrupt it first.
+
+    jupyter_client sends SIGINT before every shutdown request. A kernel that is still handling a
+    message then logs "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel" to the run's
+    stderr, after a notebook that succeeded: noise for anyone who greps a scheduler's log for
+    ERROR. The notebook has finished by then, so there is nothing to interrupt. Interrupts at any
+    other time (a cell past its timeout) are sent as before; a kernel that ignores the shutdown
+    request is still killed after jupyter_client's wait.
+    """
+    from jupyter_client import AsyncKernelManager
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
+    return QuietShutdownKernelManager
 
 
 def render_html(executed: Path, no_input: bool = True) -> Path:
