@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(p, "--json-out", type=Path, help="also write the figures as JSON here")
     _add(p, "--memory-limit", help="DuckDB memory_limit (default from params/pipeline.yaml)")
     _add(p, "--daily-days", type=_non_negative_int, default=3,
-                   help="also time `puffy run` for this many days of a 1x sample (default 3; 0: skip)")
+         help="also time `puffy run` for this many days of a 1x sample (default 3; 0: skip)")
     return parser
 
 
