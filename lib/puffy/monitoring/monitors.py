@@ -430,15 +430,12 @@ def check_mix(counts: pd.DataFrame, run_date: date, rules: MixRules, *, what: st
     """Channel-share drift of sessions (``what='sessions'``) or attributed revenue (``'revenue'``)."""
     day = run_date.isoformat()
     if what == "sessions":
-        finding_id, amount, test, min_total = "mix.channel_share_drift", "value", "value", rules.min_sessions
-        label = "sessions"
-    else:
-        finding_id, amount, test, min_total = "mix.revenue_share_drift", "value", "orders", rules.min_orders
-        label = f"{rules.attribution_model} attributed revenue"
-    if what == "sessions":
+        finding_id, min_total, label = "mix.channel_share_drift", rules.min_sessions, "sessions"
         walked = session_mix(counts, run_date, rules)
     else:
-        walked = mix_drift(counts, run_date, rules, amount=amount, test_counts=test, min_total=min_total)
+        finding_id, min_total = "mix.revenue_share_drift", rules.min_orders
+        label = f"{rules.attribution_model} attributed revenue"
+        walked = mix_drift(counts, run_date, rules, test_counts="orders", min_total=min_total)
     mix = walked.get(run_date)
     if mix is None:
         return [], None
@@ -452,7 +449,7 @@ def check_mix(counts: pd.DataFrame, run_date: date, rules: MixRules, *, what: st
                         metric=f"{what}_mix", dates=[day])], mix
     if not mix.flagged:
         return [], mix
-    table = mix_table(counts, mix, amount)
+    table = mix_table(counts, mix)
     movers = ", ".join(f"{r.channel} {r.baseline_share:.1%}->{r.day_share:.1%}" for r in table.head(3).itertuples())
     severity = rules.severity
     if rules.psi_error_threshold is not None and mix.psi >= rules.psi_error_threshold:
