@@ -115,3 +115,18 @@ def test_last_written_is_the_newest_partition_file(tmp_path):
     os.utime(new, (2_000, 2_000))
     assert warehouse.last_written(tmp_path, "t") == 2_000
     assert warehouse.last_written(tmp_path, "other") is None
+
+
+def test_newest_warehouse_is_the_one_written_last(tmp_path):
+    import os
+
+    a, b = tmp_path / "published", tmp_path / "built"
+    assert warehouse.newest_warehouse([a, b]) == a  # neither has the table: the first
+    for root, mtime in ((a, 2_000), (b, 1_000)):
+        part = root / "fct_sessions" / "date=2025-03-01"
+        part.mkdir(parents=True)
+        (part / "part-0.parquet").write_bytes(b"x")
+        os.utime(part / "part-0.parquet", (mtime, mtime))
+    assert warehouse.newest_warehouse([a, b]) == a
+    os.utime(b / "fct_sessions" / "date=2025-03-01" / "part-0.parquet", (3_000, 3_000))
+    assert warehouse.newest_warehouse([a, b]) == b

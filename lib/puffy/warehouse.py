@@ -231,6 +231,11 @@ def last_written(root: Path, table: str) -> float | None:
     return max(Path(f).stat().st_mtime for f in files) if files else None
 
 
+def newest_warehouse(roots: list[Path], table: str = "fct_sessions") -> Path:
+    """The root among ``roots`` whose ``table`` was written last (the first root on a tie or when none has it)."""
+    return max(roots, key=lambda r: last_written(r, table) or 0.0)
+
+
 def partition_files(root: Path, table: str, days: list[date] | None = None) -> list[str]:
     """Parquet files of ``table`` for ``days`` (all days when None), in date order."""
     wanted = partition_dates(root, table) if days is None else days
