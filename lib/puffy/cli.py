@@ -1,7 +1,7 @@
 """``puffy`` — the command line of the pipeline. ``puffy <command> --help`` documents each command.
 
 User errors (bad flags, bad params, unreadable input) and the machine's (permission denied, a
-read-only file system) print one line and exit 2; a failing stage
+read-only file system, a full disk) print one line and exit 2; a failing stage
 exits with its documented code (see ``puffy.runner``); tracebacks are for bugs only.
 """
 
