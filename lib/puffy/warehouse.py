@@ -7,6 +7,10 @@ partition or the new one and re-running a date replaces it. Elsewhere the swap i
 (old aside, new in); a crash between them leaves the old partition in a ``.date=…old-<id>``
 directory, which the next write to the table puts back (``sweep_leftovers``), as it removes the
 temporary directories of writers that are no longer running.
+
+That swap is per partition. A day's tables are published together by ``puffy.publish`` (a
+journal, rolled forward by the next reader or writer); the readers here (``partition_dates``,
+``partition_files``, ``newest_warehouse``) complete an interrupted publish before reading.
 """
 
 from __future__ import annotations
@@ -22,6 +26,21 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+
+#: Written by ``puffy.publish.publish`` while a day's partitions are being swapped in; its
+#: presence means a publish is running or was interrupted (see ``puffy.publish``).
+PUBLISH_JOURNAL = ".publish-journal.json"
+
+
+def settle_publish(root: Path) -> None:
+    """Before reading ``root``: complete a publish that was interrupted there (``puffy.publish.recover``),
+    so a reader never sees half a day; ``UserError`` when that is needed and ``root`` is read-only.
+    One ``stat`` when there is nothing to do."""
+    if (Path(root) / PUBLISH_JOURNAL).exists():
+        from puffy.publish import recover  # publish builds on this module
+
+        recover(root)
 
 
 def partition_dir(root: Path, table: str, day: date) -> Path:
@@ -214,7 +233,9 @@ def write_partition(root: Path, table: str, day: date, data: pa.Table) -> Path:
 
 
 def partition_dates(root: Path, table: str) -> list[date]:
-    """Dates that have a complete partition of ``table`` (temporary directories are ignored)."""
+    """Dates that have a complete partition of ``table`` (temporary directories are ignored; an
+    interrupted publish is completed first, see ``settle_publish``)."""
+    settle_publish(root)
     base = Path(root) / table
     if not base.is_dir():
         return []
@@ -238,6 +259,7 @@ def newest_warehouse(roots: list[Path], table: str = "fct_sessions") -> Path:
 
 def partition_files(root: Path, table: str, days: list[date] | None = None) -> list[str]:
     """Parquet files of ``table`` for ``days`` (all days when None), in date order."""
+    settle_publish(root)
     wanted = partition_dates(root, table) if days is None else days
     files = [partition_dir(root, table, d) / "part-0.parquet" for d in wanted]
     return [str(f) for f in files if f.exists()]
