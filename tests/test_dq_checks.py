@@ -634,3 +634,74 @@ def test_a_file_without_user_agents_is_graded(tmp_path):
     result = run_gate(raw, rules_file(tmp_path), tmp_path / "out", now=NOW)
     assert finding(result, "schema.column_missing").severity == "warn"
     assert finding(result, "bots.share").severity == "pass"
+
+
+# ------------------------------------------------------------------------------------------
+# materiality: what the day's published numbers would lose, in orders, revenue and sessions.
+# The clean day has 3 orders of 1,099 + 1,100 + 1,101 = 3,300 and 120 clients.
+
+
+def test_a_broken_purchase_payload_is_an_error_weighed_in_orders_and_money(tmp_path, export):
+    # The first order's JSON is cut after its revenue: 1 of 3 orders (33.3%) and 1,099 of 3,300
+    # (33.3%) would be missing. As a payload rate it is 1 of the day's 7 order/email events.
+    orders(export[LAST])[0]["event_data"] = '{"transaction_id": "ORD-X", "revenue": 1099, "items": [{"item'
+    result = gate(tmp_path, export)
+    lost_orders, lost_revenue = finding(result, "materiality.orders_lost"), finding(result, "materiality.revenue_lost")
+    assert (lost_orders.severity, lost_orders.dates, lost_orders.value) == ("error", iso_days(LAST), round(1 / 3, 6))
+    assert (lost_revenue.severity, lost_revenue.value) == ("error", round(1099 / 3300, 6))
+    assert "$1,099.00" in lost_revenue.message
+    assert result.status == "error"
+
+
+def test_an_unreadable_purchase_is_priced_at_the_days_average_order(tmp_path, export):
+    # No revenue survives: the loss is priced at the kept orders' mean (1,100 + 1,101) / 2 = 1,100.50.
+    orders(export[LAST])[0]["event_data"] = "{not json"
+    f = finding(gate(tmp_path, export), "materiality.revenue_lost")
+    assert f.severity == "error" and "$1,100.50" in f.message and "average order value" in f.message
+    assert f.value == round(1100.5 / (2201 + 1100.5), 6)
+
+
+def test_a_day_without_purchases_is_an_error_when_its_baseline_has_them(tmp_path, export):
+    export[LAST] = [r for r in export[LAST] if r["event_name"] != "checkout_completed"]
+    result = gate(tmp_path, export)
+    f = finding(result, "materiality.no_purchases")
+    assert (f.severity, f.dates) == ("error", iso_days(LAST))
+    assert "trailing median 3 a day" in f.message
+    # With a baseline below the minimum it is not judged.
+    quiet = gate(tmp_path / "q", export, rules={"materiality": {"no_purchases_min_baseline": 4}})
+    assert finding(quiet, "materiality.no_purchases").severity == "pass"
+
+
+def test_a_row_stamped_years_ahead_is_a_future_timestamp_error_although_rejected(tmp_path, export):
+    views(export[LAST])[5]["timestamp"] = "2031-03-05T10:00:00.000Z"
+    result = gate(tmp_path, export)
+    assert finding(result, "timestamps.outside_file_day").severity == "warn"  # 1 of 143 rows
+    future = finding(result, "timestamps.future")
+    assert (future.severity, future.dates) == ("error", iso_days(LAST))
+    # 1 of the day's 120 clients lost a row: 0.8%, below the 1% error level.
+    at_risk = finding(result, "materiality.sessions_at_risk")
+    assert (at_risk.severity, at_risk.value) == ("warn", round(1 / 120, 6))
+
+
+def test_rows_lost_from_two_clients_put_their_sessions_at_risk(tmp_path, export):
+    for row in views(export[LAST])[:2]:
+        row["event_name"] = "page_vieweed"  # rejected as unknown; 2 of 120 clients = 1.7%
+    at_risk = finding(gate(tmp_path, export), "materiality.sessions_at_risk")
+    assert (at_risk.severity, at_risk.value) == ("error", round(2 / 120, 6))
+
+
+def test_exact_duplicates_lose_nothing(tmp_path, export):
+    export[LAST].append(dict(views(export[LAST])[3]))
+    result = gate(tmp_path, export)
+    assert finding(result, "duplicates.exact_row").severity == "warn"
+    assert {fid: s for fid, s in raised(result).items() if fid.startswith("materiality.")} == {}
+
+
+def test_page_url_and_user_agent_coverage(tmp_path, export):
+    for row in views(export[LAST])[:2]:
+        row["user_agent"] = ""  # 2 of the day's 143 events: 1.4%, at or above the 1% warn level
+    views(export[LAST])[2]["page_url"] = ""
+    result = gate(tmp_path, export)
+    ua, url = finding(result, "coverage.user_agent"), finding(result, "coverage.page_url")
+    assert (ua.severity, ua.dates, ua.value) == ("warn", iso_days(LAST), round(2 / 143, 6))
+    assert (url.severity, url.value) == ("pass", round(1 / 143, 6))

@@ -32,8 +32,8 @@ from puffy.ingest import RawFile
 from puffy.params import PipelineParams
 
 SEVERITY_RANK = {"pass": 0, "info": 1, "warn": 2, "error": 3}
-CHECK_ORDER = ("ingest", "schema", "taxonomy", "timestamps", "client_id", "duplicates", "payload", "volume",
-               "bots", "referrer")
+CHECK_ORDER = ("materiality", "ingest", "schema", "taxonomy", "timestamps", "client_id", "coverage", "duplicates",
+               "payload", "volume", "bots", "referrer")
 # Reject reasons that belong to a specific check (the rest are malformed CSV lines).
 ROW_REJECTS = {
     "missing_timestamp": "timestamps", "unparseable_timestamp": "timestamps",
@@ -145,6 +145,14 @@ IMPACT = {
     ),
     "referrer.anonymised_share": "more visits land in anonymised referral sources, shifting the channel mix",
     "referrer.utm_coverage": "fewer or more UTM-tagged landings shift paid and campaign attribution",
+    "coverage.page_url": "those events have no landing page, so their sessions' channel and campaign are unknown",
+    "coverage.user_agent": "bots cannot be recognised among those events and their device is unknown",
+    "materiality.orders_lost": "the day's published orders would be short by that many orders",
+    "materiality.revenue_lost": "the day's published revenue would be short by that amount",
+    "materiality.sessions_at_risk": "the day's published sessions would be missing, split or cut short for them",
+    "materiality.no_purchases": (
+        "the day would publish zero orders and revenue; a purchase tag is probably broken, fetch or fix the export"
+    ),
 }
 
 
@@ -651,15 +659,18 @@ def check_timestamps(ctx: CheckContext) -> list[Finding]:
                 rules.outside_file_day_rate, ["timestamp_outside_file_day"], "a timestamp outside the file's UTC day",
                 "Every timestamp falls on its file's UTC day."),
     ]
-    cut = ctx.now + timedelta(minutes=rules.future_tolerance_minutes)
+    # Every parsed row counts, rejected ones too: a row stamped in 2031 inside a 2025 file is
+    # rejected as outside its day, and it still says the source's clock is broken.
+    future = f"event_ts > TIMESTAMP '{(ctx.now + timedelta(minutes=rules.future_tolerance_minutes)).isoformat(sep=' ')}'"
+    future_rows = dict(ctx.con.execute(
+        f"SELECT file_date, count(*) FROM stg_events_all WHERE {future} AND {ctx.in_range()} GROUP BY 1").fetchall())
     out.append(counted(
         ctx, "timestamps.future", "Timestamps in the future", "future_rate", rules.future_rate,
-        ctx.per_day("future_ts").to_dict(), ctx.per_day("events").to_dict(),
-        lambda n, span, ds: (f"{n:,} event(s) ({span} of a day's) are stamped after the run time "
+        future_rows, lines,
+        lambda n, span, ds: (f"{n:,} row(s) ({span} of a day's rows) are stamped after the run time "
                              f"{ctx.now.isoformat(timespec='seconds')}Z ({fmt_dates(ds)})"),
         "No timestamp is in the future.",
-        lambda ds: ctx.samples(f"event_ts > TIMESTAMP '{cut.isoformat(sep=' ')}'",
-                               "event_id, source_file, row_number, timestamp_raw", ds),
+        lambda ds: ctx.samples(future, "event_id, source_file, row_number, timestamp_raw", ds, "stg_events_all"),
     ))
     unsorted = ctx.con.execute(f"""
         SELECT file_date, count(*) FILTER (WHERE event_ts < prev_ts) AS n
@@ -1105,9 +1116,12 @@ CHECKS = (check_ingest, check_schema, check_taxonomy, check_timestamps, check_cl
 
 def run_checks(ctx: CheckContext) -> list[Finding]:
     """Build the metrics, run every check, return the findings in a stable order."""
+    # Imported here: those checks are built from this module's helpers.
+    from puffy.dq.materiality import check_coverage, check_materiality
+
     build_metrics(ctx)
     findings: list[Finding] = []
-    for check in CHECKS:
+    for check in (*CHECKS, check_coverage, check_materiality):
         findings.extend(check(ctx))
     return sort_findings(findings)
 

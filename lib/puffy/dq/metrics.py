@@ -18,6 +18,8 @@ with_referrer       events with a referrer
 anonymised_referrer referrers matching ``referrer.anonymised_pattern``
 with_utm            page URLs containing one of ``referrer.utm_markers``
 future_ts           timestamps after the run time plus ``timestamps.future_tolerance_minutes``
+null_page_url       events without a page URL (NULL or blank)
+null_user_agent     events without a user agent (NULL or blank)
 =================== ==========================================================================
 """
 
@@ -38,13 +40,17 @@ from puffy.engine import connect
 from puffy.params import PipelineParams
 
 METRIC_COLUMNS = ("events", "null_client_id", "bad_client_id", "bot_events", "with_referrer",
-                  "anonymised_referrer", "with_utm", "future_ts")
+                  "anonymised_referrer", "with_utm", "future_ts", "null_page_url", "null_user_agent")
 
 
 def _full_match(pattern: str) -> str:
     """``pattern`` anchored at both ends (a search for it then equals a full match). ``\\A`` and
     ``\\z``, not ``^``/``$``: Java's ``$`` (Spark) also matches before a final line break."""
     return rf"\A(?:{pattern})\z"
+
+
+def _blank(column: ir.StringValue) -> ir.BooleanValue:
+    return column.isnull() | (column.strip() == "")
 
 
 def day_event_metrics(events: ir.Table, user_agents: ir.Table, rules: DqRules, now: datetime) -> ir.Table:
@@ -68,6 +74,8 @@ def day_event_metrics(events: ir.Table, user_agents: ir.Table, rules: DqRules, n
         anonymised_referrer=e.count(where=e.referrer.re_search(rules.referrer.anonymised_pattern)),
         with_utm=e.count(where=has_utm),
         future_ts=e.count(where=e.event_ts > ibis.timestamp(future_cut)),
+        null_page_url=e.count(where=_blank(e.page_url)),
+        null_user_agent=e.count(where=_blank(e.user_agent)),
     ).order_by("file_date", "event_name")
 
 

@@ -111,7 +111,8 @@ class TaxonomyRules(StrictModel):
 class TimestampRules(StrictModel):
     unparseable_rate: Threshold = _t(warn=0, error=0.01)
     outside_file_day_rate: Threshold = _t(warn=0, error=0.01)
-    future_rate: Threshold = _t(warn=0, error=0.01)
+    # Any event after the run time is an ERROR: a broken clock, and the day's totals would be wrong.
+    future_rate: Threshold = _t(error=0)
     future_tolerance_minutes: float = Field(5, ge=0)
     unsorted: Severity = "info"
     # Hours from a day's start to its first event, or from its last event to its end, whichever is
@@ -171,6 +172,21 @@ class ReferrerRules(StrictModel):
     utm_markers: list[str] = Field(default_factory=lambda: ["?utm_", "&utm_"])
 
 
+class CoverageRules(StrictModel):
+    page_url_null_rate: Threshold = _t(warn=0.01, error=0.25)
+    user_agent_null_rate: Threshold = _t(warn=0.01, error=0.25)
+
+
+class MaterialityRules(StrictModel):
+    """How wrong a day's published numbers may be before the day stops (``puffy.dq.materiality``)."""
+
+    orders_lost_rate: Threshold = _t(warn=0, error=0.01)
+    revenue_lost_rate: Threshold = _t(warn=0, error=0.01)
+    sessions_at_risk_rate: Threshold = _t(warn=0, error=0.01)
+    no_purchases: Severity = "error"
+    no_purchases_min_baseline: float = Field(3, ge=0)
+
+
 class DqRules(StrictModel):
     """The whole ``dq_rules.yaml``."""
 
@@ -189,6 +205,8 @@ class DqRules(StrictModel):
     volume: VolumeRules = Field(default_factory=VolumeRules)
     bots: BotRules = Field(default_factory=BotRules)
     referrer: ReferrerRules = Field(default_factory=ReferrerRules)
+    coverage: CoverageRules = Field(default_factory=CoverageRules)
+    materiality: MaterialityRules = Field(default_factory=MaterialityRules)
 
     @model_validator(mode="after")
     def _consistent(self) -> "DqRules":
