@@ -168,14 +168,14 @@ def test_touchpoints_lookback_boundary_and_shared_session():
     assert list(a.touch_count) == [3, 3, 3]
     assert not a.is_unattributed.any()
     c = tp[tp.order_key == "oC"].iloc[0]
-    assert c.is_unattributed and c.channel == "Direct" and c.touch_count == 1
+    assert c.is_unattributed and c.channel == "Untracked journey" and c.touch_count == 1
 
 
 def test_first_click(result):
     assert allocation(result, "first_click") == {
         "oA": [("a1", "Paid Search", 300.0), ("a2", "Email", 0.0), ("a3", "Direct", 0.0)],
         "oB": [("b1", "Organic Search", 100.0)],
-        "oC": [(None, "Direct", 50.0)],
+        "oC": [(None, "Untracked journey", 50.0)],
         "oD": [("d1", "Affiliates", 100.0), ("d2", "SMS", 0.0), ("d3", "Direct", 0.0)],
         "oE1": [("e1", "Paid Social", 80.0), ("e2", "Email", 0.0)],
         "oE2": [("e2", "Email", 120.0), ("e3", "Organic Search", 0.0)],
@@ -187,7 +187,7 @@ def test_last_click(result):
     assert allocation(result, "last_click") == {
         "oA": [("a1", "Paid Search", 0.0), ("a2", "Email", 0.0), ("a3", "Direct", 300.0)],
         "oB": [("b1", "Organic Search", 100.0)],
-        "oC": [(None, "Direct", 50.0)],
+        "oC": [(None, "Untracked journey", 50.0)],
         "oD": [("d1", "Affiliates", 0.0), ("d2", "SMS", 0.0), ("d3", "Direct", 100.0)],
         "oE1": [("e1", "Paid Social", 0.0), ("e2", "Email", 80.0)],
         "oE2": [("e2", "Email", 0.0), ("e3", "Organic Search", 120.0)],
@@ -200,7 +200,7 @@ def test_last_non_direct_click(result):
         # last non-Direct touch of A is the Email (a2)
         "oA": [("a1", "Paid Search", 0.0), ("a2", "Email", 300.0), ("a3", "Direct", 0.0)],
         "oB": [("b1", "Organic Search", 100.0)],
-        "oC": [(None, "Direct", 50.0)],
+        "oC": [(None, "Untracked journey", 50.0)],
         "oD": [("d1", "Affiliates", 0.0), ("d2", "SMS", 100.0), ("d3", "Direct", 0.0)],
         "oE1": [("e1", "Paid Social", 0.0), ("e2", "Email", 80.0)],
         "oE2": [("e2", "Email", 0.0), ("e3", "Organic Search", 120.0)],
@@ -213,7 +213,7 @@ def test_linear_with_uneven_cents(result):
     assert allocation(result, "linear") == {
         "oA": [("a1", "Paid Search", 100.0), ("a2", "Email", 100.0), ("a3", "Direct", 100.0)],
         "oB": [("b1", "Organic Search", 100.0)],
-        "oC": [(None, "Direct", 50.0)],
+        "oC": [(None, "Untracked journey", 50.0)],
         # 10000 cents / 3 = 3333.33 each -> floors 3333*3 = 9999, 1 cent left;
         # equal remainders (.33) -> tie broken by touch_index -> first touch.
         "oD": [("d1", "Affiliates", 33.34), ("d2", "SMS", 33.33), ("d3", "Direct", 33.33)],
@@ -229,7 +229,7 @@ def test_position_based(result):
         # 3 touches: 40% / 20% / 40% of 300 = 120 / 60 / 120
         "oA": [("a1", "Paid Search", 120.0), ("a2", "Email", 60.0), ("a3", "Direct", 120.0)],
         "oB": [("b1", "Organic Search", 100.0)],  # 1 touch -> 100%
-        "oC": [(None, "Direct", 50.0)],
+        "oC": [(None, "Untracked journey", 50.0)],
         "oD": [("d1", "Affiliates", 40.0), ("d2", "SMS", 20.0), ("d3", "Direct", 40.0)],
         # 2 touches -> 0.4/(0.4+0.4) = 50% each
         "oE1": [("e1", "Paid Social", 40.0), ("e2", "Email", 40.0)],
@@ -267,7 +267,7 @@ def test_time_decay(result):
     assert allocation(result, "time_decay") == {
         "oA": [("a1", "Paid Search", 69.81), ("a2", "Email", 103.74), ("a3", "Direct", 126.45)],
         "oB": [("b1", "Organic Search", 100.0)],
-        "oC": [(None, "Direct", 50.0)],
+        "oC": [(None, "Untracked journey", 50.0)],
         "oD": [("d1", "Affiliates", 22.29), ("d2", "SMS", 33.13), ("d3", "Direct", 44.58)],
         "oE1": [("e1", "Paid Social", 30.30), ("e2", "Email", 49.70)],
         "oE2": [("e2", "Email", 48.27), ("e3", "Organic Search", 71.73)],
@@ -294,12 +294,12 @@ def test_time_decay_custom_half_life():
     assert list(df.attributed_revenue) == [10.0, 20.0, 40.0]
 
 
-def test_unattributed_order_goes_to_direct(result):
+def test_unattributed_order_goes_to_untracked_journey(result):
     c = result[result.order_key == "oC"]
     assert len(c) == len(MODEL_NAMES)  # one row per model
     assert c.is_unattributed.all()
     assert c.session_id.isna().all()
-    assert (c.channel == "Direct").all()
+    assert (c.channel == "Untracked journey").all()
     assert (c.credit == 1.0).all()
     assert (c.attributed_revenue == 50.0).all()
     assert c.days_before_order.isna().all()
@@ -330,10 +330,12 @@ def test_summary_totals(result):
     assert per_model.orders.to_list() == pytest.approx([7.0] * len(MODEL_NAMES))
     assert all(cents(x) == TOTAL_CENTS for x in per_model.revenue)
     lin = summary[summary.model == "linear"].set_index("channel")
-    # Direct (linear): a3 100 + oC 50 + d3 33.33 + f1 20 + f2 20 = 223.33
-    assert lin.loc["Direct", "attributed_revenue"] == 223.33
-    # Direct orders credited: 1/3 (oA) + 1 (oC) + 1/3 (oD) + 1 (oF) = 8/3
-    assert lin.loc["Direct", "orders_credited"] == pytest.approx(8 / 3)
+    # Direct (linear): a3 100 + d3 33.33 + f1 20 + f2 20 = 173.33 (oC has no journey: not Direct)
+    assert lin.loc["Direct", "attributed_revenue"] == 173.33
+    # Direct orders credited: 1/3 (oA) + 1/3 (oD) + 1 (oF) = 5/3
+    assert lin.loc["Direct", "orders_credited"] == pytest.approx(5 / 3)
+    assert lin.loc["Untracked journey", "attributed_revenue"] == 50.0
+    assert lin.loc["Untracked journey", "orders_credited"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------

@@ -95,9 +95,20 @@ CASES = [
     ("referral medium", f"{BASE}?utm_source=ABC123&utm_medium={H('referral')}", None, "Referral", "referral_utm"),
     ("unknown anonymised referrer", BASE, "https://source-deadbeef.com/", "Referral", "referral_referrer"),
     ("gmail app", BASE, "android-app://com.google.android.gm/", "Referral", "referral_referrer"),
-    ("internal referrer", BASE, "https://puffy.com/pages/store-locator", "Direct", "direct"),
-    ("checkout referrer", BASE, "https://checkout.puffy.com/", "Direct", "direct"),
-    ("affirm referrer (anonymised)", BASE, "https://source-ee658ef2.com/", "Direct", "direct"),
+    # continuations: a session that starts from our own site, the checkout or the payment provider
+    ("internal referrer", BASE, "https://puffy.com/pages/store-locator", "Continuation", "continuation_referrer"),
+    ("checkout referrer", BASE, "https://checkout.puffy.com/", "Continuation", "continuation_referrer"),
+    ("affirm referrer (anonymised)", BASE, "https://source-ee658ef2.com/", "Continuation", "continuation_referrer"),
+    ("landing on the checkout host", "https://checkout.puffy.com/checkouts/cn/Z2Nw/thank-you", None,
+     "Continuation", "continuation_checkout_host"),
+    ("checkout host reached from google is still a checkout", "https://checkout.puffy.com/checkouts/cn/Z2Nw",
+     "https://www.google.com/", "Continuation", "continuation_checkout_host"),
+    ("checkout host from an unknown anonymised host", "https://checkout.puffy.com/checkouts/do/1e29",
+     "https://source-04805fd4.com/", "Continuation", "continuation_checkout_host"),
+    ("abandoned-cart email to the checkout keeps its campaign", "https://checkout.puffy.com/checkouts/cn/Z2Nw?_kx=BFD149",
+     None, "Email", "email_click_id"),
+    ("tagged landing with an internal referrer keeps its campaign", f"{BASE}?gclid=A1B115",
+     "https://puffy.com/", "Paid Search", "paid_search_click_id"),
     ("no referrer, no params", "https://puffy.com/", None, "Direct", "direct"),
     ("no referrer, page params only", f"{BASE}?size=F8A6D9&variant=7B464F", None, "Direct", "direct"),
     ("unknown utm values", f"{BASE}?utm_source=ABCDEF&utm_medium=123456", None, "Unassigned", "default"),
@@ -234,7 +245,8 @@ def test_classify_requires_parse_landing_columns(rules):
 def test_channel_labels(rules):
     assert channel_labels(rules) == list(CHANNEL_LABELS)
     assert CHANNEL_LABELS == ("Paid Search", "Paid Social", "Affiliates", "Email", "SMS", "Organic Search",
-                              "Organic Shopping", "Organic Social", "Referral", "Direct", "Unassigned")
+                              "Organic Shopping", "Organic Social", "Referral", "Direct", "Continuation",
+                              "Unassigned")
 
 
 def _write(tmp_path: Path, text: str) -> Path:

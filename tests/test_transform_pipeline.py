@@ -20,6 +20,7 @@ from test_sessions import D1, D2, IPHONE, ev, purchase, read_table, sessions_of,
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.sample import SampleConfig, generate_sample
 from puffy.transform import TABLES, TransformParams, export_csv, run_transform
+from puffy.transform.pipeline import REPORT_TABLES
 from puffy.transform import pipeline as pipeline_module
 from puffy.transform.identity import person_map
 from puffy.transform.reconcile import Check, overall_status, reconciliation_frame
@@ -91,7 +92,7 @@ def test_incremental_day_by_day_equals_rebuild_and_reruns_change_nothing(sample,
         r = run_transform(root / "stg", inc, DEFAULT_PARAMS_DIR, start=d, end=d, mode="incremental")
         assert r.status != "error", r.message
         assert [p.name for p in r.tables["fct_orders"]] == [f"date={d}"]
-    for table in TABLES:
+    for table in [*TABLES, *REPORT_TABLES]:
         a, b = partition_files(inc, table), partition_files(rebuild, table)
         assert [Path(x).parent.name for x in a] == [Path(x).parent.name for x in b], table
         for x, y in zip(a, b):
@@ -148,7 +149,7 @@ def test_history_root_separate_from_output_root(sample, tmp_path):
                       history_root=rebuild)
     assert sorted(p.parent.name for p in staged.glob("*/date=*")) == sorted(
         ["fct_sessions"] * 2 + ["fct_orders", "fct_order_items", "fct_order_rejects", "fct_attribution",
-                                "rpt_reconciliation"])
+                                "rpt_channel_credit", "rpt_reconciliation"])
     for table in TABLES:
         for f in partition_files(staged, table):
             twin = Path(str(f).replace(str(staged), str(rebuild)))

@@ -4,7 +4,11 @@ Inputs are two Ibis tables built by the sessionization / orders steps:
 
 * ``sessions``: session_id, person_id, session_start (UTC), channel.
   Already restricted to eligible (non-bot) sessions; must cover the lookback
-  history of every order passed in.
+  history of every order passed in. Sessions whose channel is
+  ``continuation_channel`` ("Continuation": the checkout host, a return from
+  the payment provider, an internal referrer) are never touchpoints; an order
+  left without any touchpoint is credited to ``untracked_channel``
+  ("Untracked journey"), never to Direct.
 * ``orders``: order_key (unique), person_id, session_id (nullable, the session
   containing the purchase), order_ts (UTC), revenue (>= 0, to attribute).
 
@@ -28,6 +32,10 @@ Public API
 * :func:`attribute` -- ``fct_attribution``: one row per
   (order_key, model, touchpoint session).
 * :func:`attribution_summary` -- model x channel totals.
+* :func:`order_journeys` -- per order: journey status (tracked / stitched /
+  untracked) and touchpoint count.
+* :func:`touch_sessions` -- the sessions that may be touchpoints (not
+  continuations).
 
 See ``docs/attribution.md`` for the methodology.
 """
@@ -170,10 +178,24 @@ class AttributionParams(StrictModel):
     direct_channel: str = Field(
         default="Direct",
         min_length=1,
+        description="Channel label of direct traffic: skipped by last_non_direct_click.",
+    )
+    continuation_channel: str = Field(
+        default="Continuation",
+        min_length=1,
         description=(
-            "Channel label of direct traffic: skipped by "
-            "last_non_direct_click and used as the channel of orders with no "
-            "touchpoint (is_unattributed)."
+            "Channel label of sessions that continue an earlier journey (they "
+            "began on the checkout host, or came from our own site or the "
+            "payment provider): never a touchpoint, so an order's credit "
+            "follows the person's earlier sessions."
+        ),
+    )
+    untracked_channel: str = Field(
+        default="Untracked journey",
+        min_length=1,
+        description=(
+            "Channel credited with an order that has no touchpoint "
+            "(is_unattributed): no journey is known, which is not Direct."
         ),
     )
 
@@ -188,6 +210,12 @@ class AttributionParams(StrictModel):
         )
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"position_based weights must sum to 1, got {total}")
+        labels = (self.direct_channel, self.continuation_channel, self.untracked_channel)
+        if len(set(labels)) != len(labels):
+            raise ValueError(
+                "direct_channel, continuation_channel and untracked_channel must "
+                f"differ, got {labels}"
+            )
         if self.position_first_weight + self.position_last_weight <= 0:
             # Otherwise a 2-touch order would have no weight at all.
             raise ValueError(
@@ -214,6 +242,17 @@ def _epoch_seconds(ts: ir.TimestampValue) -> ir.FloatingValue:
 
 
 
+def touch_sessions(sessions: ir.Table, params: AttributionParams | None = None) -> ir.Table:
+    """The sessions that can be touchpoints: all but continuations (``params.continuation_channel``).
+
+    A continuation carries on a journey that started elsewhere (the checkout host, a return from
+    the payment provider, a click on our own site after the session timed out): it is not an
+    acquisition, so it is neither credited nor a state of the Markov chain.
+    """
+    params = params or AttributionParams()
+    return sessions.filter(sessions.channel != params.continuation_channel)
+
+
 def order_touchpoints(
     sessions: ir.Table,
     orders: ir.Table,
@@ -224,11 +263,12 @@ def order_touchpoints(
 
     Grain: one row per (order_key, touch session); an order without any
     touchpoint gets exactly one placeholder row (session_id NULL, channel
-    ``params.direct_channel``, is_unattributed True).
+    ``params.untracked_channel``, is_unattributed True).
 
     A session is a touchpoint of an order when it belongs to the same
     person_id and ``order_ts - lookback_days <= session_start <= order_ts``
-    (both bounds inclusive), or when it is the order's own session.
+    (both bounds inclusive), or when it is the order's own session; in
+    either case only if it is not a continuation (``touch_sessions``).
     A session may be a touchpoint of several orders.
 
     Columns: order_key, person_id, revenue, order_ts, session_id, channel,
@@ -244,6 +284,7 @@ def order_touchpoints(
     """
     params = params or AttributionParams()
     keys = [by] if by else []
+    sessions = touch_sessions(sessions, params)
     o = orders.select(
         *keys,
         "order_key",
@@ -297,7 +338,7 @@ def order_touchpoints(
         "revenue",
         "order_ts",
         session_id=ibis.null().cast("string"),
-        channel=ibis.literal(params.direct_channel),
+        channel=ibis.literal(params.untracked_channel),
         session_start=ibis.null().cast(touches.session_start.type()),
         days_before_order=ibis.null().cast("float64"),
         is_unattributed=ibis.literal(True),
@@ -367,6 +408,7 @@ def markov_transition_counts(
 
     if params.markov_include_non_converting:
         touch_ids = conv.select(*keys, "session_id").distinct()
+        sessions = touch_sessions(sessions, params)
         free = sessions.anti_join(
             touch_ids, [by, "session_id"] if by else "session_id"
         ).select(
@@ -437,6 +479,7 @@ def windowed_free_transitions(
     params = params or AttributionParams()
     last = ibis.interval(days=fit_days - 1)
     gap = ibis.interval(days=params.lookback_days)
+    sessions = touch_sessions(sessions, params)
     s = sessions.select(
         "session_id", "session_start", "session_date", "channel",
         owner=sessions.person_id.fill_null(sessions.session_id),
@@ -728,7 +771,7 @@ def attribute(
 
     Grain: one row per (order_key, model, touchpoint session); an order with
     no touchpoint has one row per model with session_id NULL, channel
-    ``params.direct_channel`` and is_unattributed True.
+    ``params.untracked_channel`` ("Untracked journey") and is_unattributed True.
 
     Columns:
         order_key (string), model (string), session_id (string, nullable),
@@ -791,3 +834,40 @@ def attribution_summary(attribution: ir.Table) -> ir.Table:
         orders_credited=attribution.credit.sum(),
         attributed_revenue=cents.sum().cast("float64") / 100.0,
     )
+
+
+#: Values of ``fct_orders.journey_status`` (see :func:`order_journeys`).
+JOURNEY_STATUSES: tuple[str, ...] = ("tracked", "stitched", "untracked")
+
+
+def order_journeys(
+    sessions: ir.Table, orders: ir.Table, params: AttributionParams | None = None
+) -> ir.Table:
+    """Journey status and touchpoint count of every order.
+
+    ``sessions`` and ``orders`` as for :func:`attribute`, both also carrying
+    ``client_id``. Grain: one row per order. Columns: order_key,
+    touchpoint_count (int64, the touchpoints every model credits; 0 when
+    none), journey_status:
+
+    * ``tracked`` -- some touchpoint is a session of the order's own client id:
+      the journey is known without identity stitching;
+    * ``stitched`` -- touchpoints exist, but only on other client ids that
+      identity stitching joined to the buyer (email, probabilistic link);
+    * ``untracked`` -- no touchpoint: credited to ``params.untracked_channel``.
+    """
+    params = params or AttributionParams()
+    tp = order_touchpoints(sessions, orders.select("order_key", "person_id", "session_id", "order_ts", "revenue"),
+                           params)
+    s = sessions.select(_tsid="session_id", _touch_client="client_id")
+    o = orders.select(_ook="order_key", _order_client="client_id")
+    tp = tp.left_join(s, tp.session_id == s._tsid).drop("_tsid")
+    tp = tp.join(o, tp.order_key == o._ook).drop("_ook")
+    per = tp.group_by("order_key").aggregate(
+        touchpoint_count=(~tp.is_unattributed).cast("int64").sum(),
+        _own=(tp._touch_client == tp._order_client).fill_null(False).any(),
+    )
+    status = ibis.cases(
+        (per.touchpoint_count == 0, "untracked"), (per._own, "tracked"), else_=ibis.literal("stitched")
+    )
+    return per.select("order_key", touchpoint_count=per.touchpoint_count.cast("int64"), journey_status=status)

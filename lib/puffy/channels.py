@@ -7,7 +7,8 @@ lookup memtables) so they run unchanged on DuckDB and PySpark and never pull row
     reads the marketing facts off each row: the utm values and click ids of ``page_url`` (raw, as
     hashed in the URL), the utm_source / utm_medium decoded back to clear text when they are in the
     vocabulary, whether the URL is campaign-tagged at all, and the referrer's host, its clear-text
-    name and its kind (internal, payment, search, social, other).
+    name and its kind (internal, payment, search, social, other), and the landing page's own host
+    and kind (``checkout`` when it is a checkout / payment host, where no journey can begin).
 ``classify_channel(t, rules)``
     turns those facts into one ``channel`` with the ordered rules of ``params/channels.yaml`` (first
     match wins) and records which rule decided in ``channel_rule``.
@@ -44,7 +45,7 @@ DEFAULT_RULES_PATH = DEFAULT_PARAMS_DIR / "channels.yaml"
 
 ChannelLabel = Literal[
     "Paid Search", "Paid Social", "Affiliates", "Email", "SMS", "Organic Search",
-    "Organic Shopping", "Organic Social", "Referral", "Direct", "Unassigned",
+    "Organic Shopping", "Organic Social", "Referral", "Direct", "Continuation", "Unassigned",
 ]
 CHANNEL_LABELS: tuple[str, ...] = get_args(ChannelLabel)
 
@@ -59,6 +60,11 @@ UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_te
 
 ReferrerKind = Literal["internal", "payment", "search", "social", "other"]
 REFERRER_KINDS: tuple[str, ...] = get_args(ReferrerKind)
+# Kind of the landing page's host: a checkout / payment host (``checkout_hosts``) or the site.
+LandingKind = Literal["checkout", "site"]
+LANDING_KINDS: tuple[str, ...] = get_args(LandingKind)
+# Channel of sessions that continue an earlier journey instead of starting one (docs/attribution.md).
+CONTINUATION_CHANNEL = "Continuation"
 
 # What anonymise_host produces; such a host is unreadable unless it is in the vocabulary.
 ANONYMISED_HOST_RE = r"^source-[0-9a-f]{8}\.com$"
@@ -69,7 +75,7 @@ DEFAULT_RULE_ID = "default"
 # Columns parse_landing adds, in order (classify_channel needs them).
 LANDING_COLUMNS = (
     *UTM_PARAMS, "utm_source_decoded", "utm_medium_decoded", *CLICK_ID_PARAMS,
-    "has_marketing_params", "referrer_host", "referrer_host_decoded", "referrer_kind",
+    "has_marketing_params", "referrer_host", "referrer_host_decoded", "referrer_kind", "landing_host", "landing_kind",
 )
 
 
@@ -122,10 +128,14 @@ class RuleCondition(StrictModel):
         None, description="Referrer kind is any of these ('none' = no referrer)."
     )
     tagged: bool | None = Field(None, description="The URL carries (true) / carries no (false) marketing params.")
+    landing: list[LandingKind] | None = Field(
+        None, description="The landing page's host kind is any of these ('checkout' = a checkout_hosts host)."
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> "RuleCondition":
-        if all(v is None for v in (self.click_ids, self.source, self.medium, self.referrer, self.tagged)):
+        if all(v is None for v in (self.click_ids, self.source, self.medium, self.referrer, self.tagged,
+                                   self.landing)):
             raise ValueError("a rule needs at least one condition")
         return self
 
@@ -143,6 +153,10 @@ class ChannelRules(StrictModel):
     sources: dict[str, list[str]] = Field({}, description="utm_source vocabulary groups (clear text).")
     mediums: dict[str, list[str]] = Field({}, description="utm_medium vocabulary groups (clear text).")
     referrer_hosts: ReferrerHosts = Field(default_factory=ReferrerHosts)
+    checkout_hosts: HostVocabulary = Field(
+        default_factory=HostVocabulary,
+        description="Hosts of the checkout / payment steps: a session landing there continues a journey.",
+    )
     rules: list[ChannelRule] = Field(..., min_length=1, description="Ordered rules; first match wins.")
     default_channel: ChannelLabel = Field("Unassigned", description="Channel when no rule matches.")
 
@@ -283,9 +297,14 @@ def _query_param(url: ir.StringValue, key: str) -> ir.StringValue:
     )
 
 
+def _url_host(url: ir.StringValue) -> ir.StringValue:
+    """Lower-case host of a URL; the scheme, including android-app://, is dropped."""
+    return url.strip().re_extract(HOST_RE, 1).lower().nullif("")
+
+
 def _referrer_host(referrer: ir.StringValue) -> ir.StringValue:
     """Lower-case host of a referrer URL; the scheme, including android-app://, is dropped."""
-    return referrer.strip().re_extract(HOST_RE, 1).lower().nullif("")
+    return _url_host(referrer)
 
 
 def parse_landing(
@@ -305,7 +324,10 @@ def parse_landing(
       referrer_host — lower-case host, scheme (also android-app://) stripped; NULL without referrer;
       referrer_host_decoded — the host in clear: known anonymised hosts decoded, unknown anonymised
         ones NULL, clear hosts as they are;
-      referrer_kind — 'internal', 'payment', 'search', 'social' or 'other'; NULL without referrer.
+      referrer_kind — 'internal', 'payment', 'search', 'social' or 'other'; NULL without referrer;
+      landing_host — lower-case host of the URL itself (NULL when it has none);
+      landing_kind — 'checkout' when that host is in ``rules.checkout_hosts`` (a checkout or
+        payment step, where no journey begins), else 'site'.
 
     The input's columns come first, unchanged (input columns named like added ones are replaced);
     row order is not preserved (the decoding is a join). ``referrer_col`` may be missing from ``t`` or all NULL (the
@@ -326,6 +348,7 @@ def parse_landing(
     else:
         cols["has_marketing_params"] = ibis.literal(False)
     cols["referrer_host"] = _referrer_host(referrer)
+    cols["landing_host"] = _url_host(url)
     facts = t.mutate(**cols)
 
     all_sources = [v for values in rules.sources.values() for v in values]
@@ -341,6 +364,7 @@ def parse_landing(
             ibis.ifelse(host.re_search(ANONYMISED_HOST_RE), ibis.null("string"), host)
         ),
         referrer_kind=ibis.cases((host.isnull(), ibis.null("string")), *kind_branches, else_=ibis.literal("other")),
+        landing_kind=ibis.ifelse(_host_matches(facts.landing_host, rules.checkout_hosts), "checkout", "site"),
     )
     return facts.select(*t.columns, *LANDING_COLUMNS)
 
@@ -365,6 +389,8 @@ def _rule_condition(t: ir.Table, when: RuleCondition, rules: ChannelRules) -> ir
         parts.append(ref)
     if when.tagged is not None:
         parts.append(t.has_marketing_params == when.tagged)
+    if when.landing:
+        parts.append(t.landing_kind.isin(list(when.landing)))
     return functools.reduce(lambda a, b: a & b, [p.fill_null(False) for p in parts])
 
 

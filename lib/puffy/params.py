@@ -7,11 +7,12 @@ allowed (``ParamsError``), before any data is touched.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from puffy.errors import ParamsError
 
@@ -76,6 +77,51 @@ def load_params(path: str | Path, model: type[M]) -> M:
     return validate_params(data, model, str(path))
 
 
+#: Personal values found in free text (raw lines, payload excerpts, URLs), whatever their key.
+DEFAULT_PERSONAL_VALUE_PATTERNS = {
+    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+    "sha256": r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])",
+    "client_id": (r"(?<![\w-])(?:\d{9,11}-[A-Za-z0-9_-]{12}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"
+                  r"-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})(?![\w-])"),
+}
+
+
+class PrivacyParams(StrictModel):
+    """``privacy:`` in ``params/pipeline.yaml``: what reports must not carry (see ``puffy.safe_output``)."""
+
+    personal_fields: list[str] = Field(
+        ["user_email", "email", "client_id", "person_id"], min_length=1,
+        description="Sample columns, JSON payload keys and URL query parameters whose values are redacted "
+                    "(matched ignoring case and punctuation: clientId = client_id).",
+    )
+    personal_value_patterns: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_PERSONAL_VALUE_PATTERNS),
+        description="name -> regular expression: text matching it is redacted wherever it appears.",
+    )
+
+    @field_validator("personal_fields")
+    @classmethod
+    def _fields_named(cls, v: list[str]) -> list[str]:
+        bad = [f for f in v if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", f)]
+        if bad:
+            raise ValueError(f"field names are identifiers (letters, digits, _ or -), not {bad[0]!r}")
+        return v
+
+    @field_validator("personal_value_patterns")
+    @classmethod
+    def _patterns_compile(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, pattern in v.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name):
+                raise ValueError(f"pattern names are identifiers, not {name!r}")
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {name!r} is not a valid regular expression ({exc})") from None
+            if compiled.search(""):
+                raise ValueError(f"pattern {name!r} matches the empty string, which would redact nothing useful")
+        return v
+
+
 class PipelineParams(StrictModel):
     """``params/pipeline.yaml``: where the data lives and which engine runs the heavy work."""
 
@@ -96,6 +142,8 @@ class PipelineParams(StrictModel):
                           "repo root.",
     )
     spark_master: str = Field("local[2]", description="spark.master when engine is pyspark.")
+    privacy: PrivacyParams = Field(default_factory=PrivacyParams,
+                                   description="Personal data that reports redact (see PrivacyParams).")
 
     def resolve(self, root: Path = REPO_ROOT) -> "PipelineParams":
         """Return a copy with relative paths anchored at ``root``."""

@@ -129,7 +129,7 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     report = build_report(
         status=status, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), input_dir=input_dir,
         period=(expected_days[0], expected_days[-1]), baseline_days=baseline_days, files=files, findings=findings,
-        summary=summary,
+        summary=summary, privacy=engine_params.privacy if engine_params else None,
     )
     report_paths = write_reports(report, findings, output_dir)
     daily = daily_summary(ctx, findings)

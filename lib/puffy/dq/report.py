@@ -3,15 +3,23 @@
 Both are built from the findings only; the narrative is generated from the findings' dates and
 messages, so it never says anything about a specific day that a finding did not establish.
 Ordering is deterministic; ``generated_at`` is the only field that changes between two runs.
+
+Neither carries personal data or live markup (``puffy.safe_output``): ``build_report`` redacts the
+personal fields of ``privacy`` (params/pipeline.yaml) in every finding's sample rows, messages and
+file facts, so the JSON keeps its strings whole but redacted (and written without a raw ``<``, ``>``
+or ``&``); the Markdown is rendered from that redacted document, every data-derived text escaped.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 
+from dataclasses import fields as dataclass_fields
+
 from puffy.dq.checks import SEVERITY_RANK, Finding, fmt_dates, pct
+from puffy.params import PrivacyParams
+from puffy.safe_output import Redactor, json_dumps_html_safe, md_cell, md_text, redactor_from
 
 REPORT_JSON = "dq_report.json"
 REPORT_MD = "dq_report.md"
@@ -27,9 +35,19 @@ def status_message(status: str, findings: list[Finding]) -> str:
     return f"{len(top)} {status} finding(s): " + ", ".join(f.id for f in top) + f" — {what}"
 
 
+def redact_finding(d: dict, redactor: Redactor) -> dict:
+    """A finding's JSON with its sample rows redacted by column and its texts by value."""
+    return {k: ([redactor.row(r) for r in v] if k == "sample_rows" else redactor.walk(v)) for k, v in d.items()}
+
+
 def build_report(*, status: str, generated_at: str, input_dir: Path, period: tuple[date, date],
-                 baseline_days: list[date], files: list[dict], findings: list[Finding], summary: dict) -> dict:
-    """The JSON document (see ``puffy.dq.gate``); ``period`` is the requested [start, end]."""
+                 baseline_days: list[date], files: list[dict], findings: list[Finding], summary: dict,
+                 privacy: PrivacyParams | None = None) -> dict:
+    """The JSON document (see ``puffy.dq.gate``); ``period`` is the requested [start, end].
+
+    Personal values (``privacy``, default ``PrivacyParams()``) are redacted throughout.
+    """
+    redactor = redactor_from(privacy or PrivacyParams())
     rejects: dict[str, int] = {}
     for f in files:
         for reason, n in f["rejects_by_reason"].items():
@@ -39,17 +57,17 @@ def build_report(*, status: str, generated_at: str, input_dir: Path, period: tup
     data_rejects = sum(f["rejects"] for f in files)
     return {
         "status": status,
-        "message": status_message(status, findings),
+        "message": redactor.text(status_message(status, findings)),
         "generated_at": generated_at,
         "input_dir": str(input_dir),
         "period": {"start": period[0].isoformat(), "end": period[1].isoformat()},
         "baseline": {"days": [d.isoformat() for d in baseline_days]},
         "summary": summary,
-        "files": files,
+        "files": redactor.walk(files),
         "rejects": dict(sorted(rejects.items())),
         "reconciliation": {"lines_read": lines, "events": events, "rejects": data_rejects,
                            "ok": all(f["reconciled"] for f in files)},
-        "findings": [f.to_dict() for f in findings],
+        "findings": [redact_finding(f.to_dict(), redactor) for f in findings],
     }
 
 
@@ -75,6 +93,12 @@ def narrative(report: dict, findings: list[Finding]) -> str:
     happened during the period in order of first appearance, then the informational notes.
     """
     s, rec, period = report["summary"], report["reconciliation"], report["period"]
+    # the document's messages are the redacted ones; every message is data-derived text
+    redacted = {d["id"]: d["message"] for d in report.get("findings", [])}
+
+    def message(f: Finding) -> str:
+        return md_text(redacted.get(f.id, f.message))
+
     counts = s["findings"]
     parts = [
         f"The gate read {s['files']} raw file(s) for {_period_text(period)}: {rec['lines_read']:,} data lines, "
@@ -100,17 +124,17 @@ def narrative(report: dict, findings: list[Finding]) -> str:
     every_day = [f for f in issues if len(days) > 1 and set(days) <= set(f.dates)]
     changes = [f for f in issues if f not in every_day]
     if every_day:
-        parts += ["Throughout the period:", ""] + [f"- {f.message} {tag(f)}" for f in every_day] + [""]
+        parts += ["Throughout the period:", ""] + [f"- {message(f)} {tag(f)}" for f in every_day] + [""]
     if changes:
         heading = ("What went wrong during the period, in order of first appearance:" if len(days) > 1
                    else "What went wrong:")
         parts += [heading, ""]
-        parts += [f"- **{_when(f.dates, period['end'])}** — {f.message} {tag(f)}" for f in sorted(changes, key=order)]
+        parts += [f"- **{_when(f.dates, period['end'])}** — {message(f)} {tag(f)}" for f in sorted(changes, key=order)]
         parts.append("")
     if not issues:
         parts += ["Nothing went wrong: no check raised a warning or an error.", ""]
     if notes:
-        parts += ["Worth knowing:", ""] + [f"- {f.message} {tag(f)}" for f in sorted(notes, key=order)] + [""]
+        parts += ["Worth knowing:", ""] + [f"- {message(f)} {tag(f)}" for f in sorted(notes, key=order)] + [""]
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -137,8 +161,13 @@ def _fmt_thresholds(t: dict) -> str:
     return ", ".join(one(k, t[k]) for k in ("info", "warn", "error") if t.get(k) is not None) or "—"
 
 
-def _cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+_cell = md_cell
+
+
+def _findings_of(report: dict) -> list[Finding]:
+    """The document's (redacted) findings as ``Finding`` objects, in the document's order."""
+    names = [f.name for f in dataclass_fields(Finding)]
+    return [Finding(**{k: d[k] for k in names if k in d}) for d in report["findings"]]
 
 
 # Longest value shown in a sample cell; the JSON keeps the values whole.
@@ -154,23 +183,27 @@ def _sample_sections(raised: list[Finding]) -> list[str]:
            "The first rows behind each finding (all columns and whole values are in `dq_report.json`)."]
     for f in with_rows:
         columns = list(dict.fromkeys(k for r in f.sample_rows for k in r))
-        out += ["", f"`{f.id}`:", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        out += ["", f"`{f.id}`:", "", "| " + " | ".join(_cell(c) for c in columns) + " |",
+                "|" + "---|" * len(columns)]
         for r in f.sample_rows:
-            cells = ["" if r.get(c) is None else _cell(r[c]) for c in columns]
-            cells = [c if len(c) <= SAMPLE_CELL_CHARS else c[:SAMPLE_CELL_CHARS - 1] + "…" for c in cells]
-            out.append("| " + " | ".join(cells) + " |")
+            out.append("| " + " | ".join(_cell(r.get(c), SAMPLE_CELL_CHARS) for c in columns) + " |")
     return out
 
 
-def render_markdown(report: dict, findings: list[Finding]) -> str:
-    """``dq_report.md``: status, narrative, findings, downstream meaning, sample rows, files, rejects."""
+def render_markdown(report: dict, findings: list[Finding] | None = None) -> str:
+    """``dq_report.md``: status, narrative, findings, downstream meaning, sample rows, files, rejects.
+
+    Rendered from the document alone (its findings are the redacted ones; ``findings`` is accepted
+    for compatibility and ignored), so the Markdown shows nothing the JSON does not.
+    """
+    findings = _findings_of(report)
     period = report["period"]
     out = [
         "# Data-quality report",
         "",
-        f"**Status: {report['status'].upper()}** — {report['message']}.",
+        f"**Status: {report['status'].upper()}** — {md_text(report['message'])}.",
         "",
-        f"Period: {_period_text(period)} · input: `{report['input_dir']}` · generated {report['generated_at']}",
+        f"Period: {_period_text(period)} · input: {md_text(report['input_dir'])} · generated {report['generated_at']}",
         "",
         "## What happened",
         "",
@@ -187,21 +220,21 @@ def render_markdown(report: dict, findings: list[Finding]) -> str:
     else:
         out.append("No findings.")
     out += ["", "## What the findings mean downstream", ""]
-    out += [f"- `{f.id}`: {f.impact}." for f in raised] or ["Nothing: every check passed."]
+    out += [f"- `{f.id}`: {md_text(f.impact)}." for f in raised] or ["Nothing: every check passed."]
     out += _sample_sections(raised)
     out += ["", "## Files", "",
             "| File | Date | Lines | Events | Rejects | Renamed | Missing | Extra | BOM | CRLF | Reconciled |",
             "|---|---|---:|---:|---:|---|---|---|---|---|---|"]
     for f in report["files"]:
         renamed = ", ".join(f"{a}→{b}" for a, b in f["renamed"].items())
-        out.append(f"| {f['name']} | {f['date']} | {f['lines_read']:,} | {f['events']:,} | {f['rejects']:,} | "
-                   f"{renamed} | {', '.join(f['missing'])} | {', '.join(f['extra'])} | "
+        out.append(f"| {_cell(f['name'])} | {f['date']} | {f['lines_read']:,} | {f['events']:,} | {f['rejects']:,} | "
+                   f"{_cell(renamed)} | {_cell(', '.join(f['missing']))} | {_cell(', '.join(f['extra']))} | "
                    f"{'yes' if f['bom'] else ''} | {'yes' if f['crlf'] else ''} | "
                    f"{'yes' if f['reconciled'] else '**NO**'} |")
     rec = report["reconciliation"]
     out += ["", "## Rejected lines by reason", ""]
     if report["rejects"]:
-        out += ["| Reason | Lines |", "|---|---:|"] + [f"| {r} | {n:,} |" for r, n in report["rejects"].items()]
+        out += ["| Reason | Lines |", "|---|---:|"] + [f"| {_cell(r)} | {n:,} |" for r, n in report["rejects"].items()]
     else:
         out.append("No line was rejected.")
     out += ["", f"Reconciliation: {rec['lines_read']:,} lines read = {rec['events']:,} events + "
@@ -211,11 +244,13 @@ def render_markdown(report: dict, findings: list[Finding]) -> str:
     return "\n".join(out)
 
 
-def write_reports(report: dict, findings: list[Finding], output_dir: Path) -> dict[str, Path]:
-    """Write both reports into ``output_dir``; return {'json': path, 'md': path}."""
+def write_reports(report: dict, findings: list[Finding] | None, output_dir: Path) -> dict[str, Path]:
+    """Write both reports into ``output_dir``; return {'json': path, 'md': path}.
+
+    Both come from ``report`` (built by :func:`build_report`, so already redacted)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": output_dir / REPORT_JSON, "md": output_dir / REPORT_MD}
-    paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths["md"].write_text(render_markdown(report, findings), encoding="utf-8")
+    paths["json"].write_text(json_dumps_html_safe(report, indent=2) + "\n", encoding="utf-8")
+    paths["md"].write_text(render_markdown(report), encoding="utf-8")
     return paths

@@ -15,9 +15,21 @@ distinct (client, email) pair, a tiny table next to the events.
 Without stitching (the default) ``person_id = client_id``. ``apply_identity`` is the one place
 that derives person_id, so every table gets it the same way.
 
+**Probabilistic checkout link** (``probabilistic_link``, off by default). The checkout runs on
+another host (checkout.puffy.com) and the client id is often not carried over: the purchase then
+arrives under a brand-new client id and the journey that led to it is lost. ``checkout_link_edges``
+links such a purchase to the client id that started a checkout shortly before on the same
+browser: for each purchase whose own client id has no checkout start in the ``window`` before it,
+the other client ids with a checkout start in that window and exactly the same user-agent string
+are candidates; a purchase with exactly one candidate links the two ids (several candidates: no
+link, since guessing would credit a stranger's journey). A link is an edge to a synthetic key
+``link:<event_id>`` of the purchase, so email and link edges form one graph. Its precision and
+recall are measured on the sample generator's ground truth (docs/attribution.md).
+
 Tables (Ibis, not persisted):
-``identity_edges`` — one row per distinct (client_id, email).
-``person_map``     — one row per client_id that has an email: client_id, person_id.
+``identity_edges``     — one row per distinct (client_id, email).
+``checkout_link_edges`` — two rows (the two client ids) per linked purchase, in the same shape.
+``person_map``         — one row per client_id that has an edge: client_id, person_id.
 """
 
 from __future__ import annotations
@@ -32,6 +44,43 @@ def identity_edges(events: ir.Table, email_col: str = "user_email") -> ir.Table:
     """Distinct (client_id, email) pairs of events that carry both."""
     e = events.filter(events.client_id.notnull() & events[email_col].notnull() & (events[email_col] != ""))
     return e.select("client_id", email=e[email_col]).distinct()
+
+
+LINK_KEY_PREFIX = "link:"
+
+
+def checkout_link_edges(
+    events: ir.Table, window_minutes: float, checkout_event: str, purchase_event: str
+) -> ir.Table:
+    """(client_id, email) edges joining a purchase's client id to the one client id that started a
+    checkout on the same user agent within ``window_minutes`` before it (see the module docstring).
+
+    ``events``: client_id, event_name, event_ts, user_agent, event_id of non-bot events (any
+    others are ignored). The ``email`` column holds ``link:<purchase event_id>``, which no hashed
+    email can equal.
+    """
+    ev = events.filter(events.client_id.notnull() & events.user_agent.notnull() & (events.user_agent != ""))
+    window = ibis.interval(seconds=int(round(window_minutes * 60)))
+    buys = ev.filter(ev.event_name == purchase_event).select(
+        _pid="event_id", _pclient="client_id", _pts="event_ts", _pua="user_agent"
+    )
+    starts = ev.filter(ev.event_name == checkout_event).select(
+        _sclient="client_id", _sts="event_ts", _sua="user_agent"
+    )
+    in_window = (starts._sts <= buys._pts) & (starts._sts >= buys._pts - window)
+    # purchases whose own client started the checkout: no break, nothing to link
+    own = buys.join(starts, [buys._pclient == starts._sclient, in_window]).select("_pid").distinct()
+    broken = buys.anti_join(own, "_pid")
+    cand = broken.join(starts, [broken._pua == starts._sua, broken._pclient != starts._sclient, in_window])
+    per = cand.group_by("_pid", "_pclient").aggregate(
+        _n=cand._sclient.nunique(), _other=cand._sclient.min()
+    )
+    linked = per.filter(per._n == 1)
+    key = ibis.literal(LINK_KEY_PREFIX) + linked._pid
+    return ibis.union(
+        linked.select(client_id=linked._pclient, email=key),
+        linked.select(client_id=linked._other, email=key),
+    ).distinct()
 
 
 def person_map(edges: ir.Table, max_rounds: int = MAX_ROUNDS) -> ir.Table:

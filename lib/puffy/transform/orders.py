@@ -29,7 +29,11 @@ flags only the later order); ``n_replays_collapsed`` counts replays on the order
 
 ``fct_orders`` — grain: one row per order; partition key ``order_date``.
     order_key, transaction_id, transaction_variant (1, 2, …), order_ts, order_date, client_id,
-    person_id, session_id (session holding the purchase event), revenue (as exported),
+    person_id, session_id (session holding the purchase event), journey_status ('tracked': a
+    touchpoint on the order's own client id; 'stitched': touchpoints only on client ids identity
+    stitching joined to it; 'untracked': none, credited to "Untracked journey"), touchpoint_count
+    (the touchpoints attribution credits, 0 when untracked; both set by the pipeline from
+    ``puffy.attribution.order_journeys``), revenue (as exported),
     item_count (item lines), quantity (sum of item quantities), is_replay_deduplicated,
     n_replays_collapsed, is_transaction_id_collision, has_missing_item_prices (some item_price
     NULL: from 2025-03-06 on every item), is_non_integer_revenue, is_bot, payload_hash, event_id.
@@ -60,6 +64,8 @@ ORDER_SCHEMA = ibis.schema({
     "client_id": "string",
     "person_id": "string",
     "session_id": "string",
+    "journey_status": "string",
+    "touchpoint_count": "int64",
     "revenue": "float64",
     "item_count": "int64",
     "quantity": "float64",

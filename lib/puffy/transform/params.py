@@ -44,6 +44,15 @@ class TransformParams(StrictModel):
         False, description="Join client ids sharing a hashed email (popup or purchase) into one person "
                            "(person_id = smallest client_id of the connected component).",
     )
+    probabilistic_link: bool = Field(
+        False, description="Add the probabilistic checkout link to the stitched identity: a purchase whose "
+                           "client id started no checkout in the window is joined to the one other client id "
+                           "that did, with the same user agent (puffy.transform.identity.checkout_link_edges).",
+    )
+    probabilistic_link_minutes: float = Field(
+        60.0, gt=0, le=24 * 60,
+        description="Window of the probabilistic link: checkout starts at most this long before the purchase.",
+    )
     context_days: int = Field(
         2, ge=1, le=7,
         description="Days of staged events read before the first date written, so that sessions "

@@ -15,15 +15,24 @@ fct_orders         one row per order                  order_date
 fct_order_items    one row per order line             order_date
 fct_order_rejects  one row per non-order purchase evt order_date (date of the event)
 fct_attribution    (order, model, touchpoint session) order_date
+rpt_channel_credit (identity, model, channel) per day order_date
 rpt_reconciliation one row per check per run          run end date
 ================== ================================== =======================================
 
 Columns of fct_sessions: ``puffy.transform.sessions``; of the order tables:
 ``puffy.transform.orders``; of rpt_reconciliation: ``puffy.transform.reconcile``. fct_attribution
 is ``puffy.attribution.attribute`` over non-bot sessions and included orders, plus the partition
-key: order_key, order_date, model, session_id (NULL when unattributed), channel, touch_index,
-touch_count, days_before_order, credit (rounded to 1e-12; sums to 1 per order and model),
-attributed_revenue (exact cents per order), is_unattributed.
+key: order_key, order_date, model, session_id (NULL when unattributed), channel (``Untracked
+journey`` when unattributed), touch_index, touch_count, days_before_order, credit (rounded to
+1e-12; sums to 1 per order and model), attributed_revenue (exact cents per order),
+is_unattributed. fct_orders' journey_status / touchpoint_count come from
+``puffy.attribution.order_journeys`` under the same identity.
+
+rpt_channel_credit gives the range identity leaves open: fct_attribution summed per order_date,
+identity ('strict' = client ids only; 'stitched' = shared hashed emails plus, with
+``probabilistic_link``, the checkout link), model and channel: orders_credited (Σ credit),
+attributed_revenue (summed in integer cents: each date, identity and model sums to the day's order
+revenue exactly), is_configured (the identity fct_attribution used: ``identity_stitching``).
 
 Which dates a run reads and writes, for ``start..end``:
 
@@ -70,6 +79,7 @@ from puffy.attribution import (
     AttributionParams,
     attribute,
     markov_fits,
+    order_journeys,
     windowed_free_transitions,
 )
 from puffy.channels import load_channel_rules
@@ -77,7 +87,7 @@ from puffy.dates import date_range
 from puffy.engine import connect, engine_name, record_batches
 from puffy.errors import InputDataError, UserError
 from puffy.params import PipelineParams, load_pipeline_params
-from puffy.transform.identity import apply_identity, identity_edges, person_map
+from puffy.transform.identity import apply_identity, checkout_link_edges, identity_edges, person_map
 from puffy.transform.orders import (
     LEDGER_COLUMNS,
     ORDER_ITEM_SCHEMA,
@@ -117,6 +127,18 @@ ATTRIBUTION_SCHEMA = ibis.schema({
     "attributed_revenue": "float64",
     "is_unattributed": "boolean",
 })
+# Channel credit per identity: fct_attribution summed per (order date, identity, model, channel).
+CHANNEL_CREDIT_SCHEMA = ibis.schema({
+    "order_date": "date",
+    "identity": "string",
+    "model": "string",
+    "channel": "string",
+    "orders_credited": "float64",
+    "attributed_revenue": "float64",
+    "is_configured": "boolean",
+})
+#: Identities of rpt_channel_credit: client ids only, and the stitched identity (email + link).
+IDENTITIES = ("strict", "stitched")
 RECONCILIATION_SCHEMA = pa.schema([
     ("check", pa.string()), ("left", pa.float64()), ("right", pa.float64()), ("difference", pa.float64()),
     ("status", pa.string()), ("detail", pa.string()), ("scope_start", pa.date32()),
@@ -130,6 +152,10 @@ TABLES: dict[str, tuple[ibis.Schema, str, tuple[str, ...]]] = {
     "fct_order_items": (ORDER_ITEM_SCHEMA, "order_date", ("order_key", "line_number")),
     "fct_order_rejects": (ORDER_REJECT_SCHEMA, "order_date", ("order_ts", "event_id")),
     "fct_attribution": (ATTRIBUTION_SCHEMA, "order_date", ("order_key", "model", "touch_index")),
+}
+#: Date-partitioned report tables written like TABLES (they are not monitored fct tables).
+REPORT_TABLES: dict[str, tuple[ibis.Schema, str, tuple[str, ...]]] = {
+    "rpt_channel_credit": (CHANNEL_CREDIT_SCHEMA, "order_date", ("identity", "model", "channel")),
 }
 RECONCILIATION_TABLE = "rpt_reconciliation"
 CSV_EXPORTS = ("fct_sessions", "fct_orders", "fct_attribution")
@@ -268,7 +294,7 @@ def _write_table(root: Path, table: str, t: ir.Table, days: list[date],
     collects a whole result to the driver, so there it is one query per ``DRIVER_COLLECT_DAYS``
     days.
     """
-    schema, key, sort = TABLES[table]
+    schema, key, sort = {**TABLES, **REPORT_TABLES}[table]
     target = schema.to_pyarrow()
     days = sorted(days)
     written, rows = [], 0
@@ -365,16 +391,11 @@ def run_transform(
     events = annotate_events(raw, ua_dim)
     timer.lap("read_events")
 
-    # --- identity
-    pmap = None
-    if tp.identity_stitching:
-        all_stg = [d for d in sorted(staged) if d <= end]
-        emails = read_partitions(con, staging_root, STG_EVENTS, all_stg,
-                                 columns=["client_id", "user_email", "user_agent"])
-        emails = emails.filter(emails.user_email.notnull() & emails.client_id.notnull())
-        emails = annotate_events(emails, user_agent_dimension(emails))
-        pmap = person_map(identity_edges(emails.filter(~emails.is_bot))).cache()
-        timer.lap("identity")
+    # --- identity: the stitched person map is built on every run (rpt_channel_credit shows both
+    # identities); the fct tables use it only with identity_stitching
+    stitched_map = _stitched_person_map(con, staging_root, [d for d in sorted(staged) if d <= end], tp)
+    pmap = stitched_map if tp.identity_stitching else None
+    timer.lap("identity")
 
     # --- sessions
     sessionizable = events.filter(events.client_id.notnull())
@@ -441,14 +462,29 @@ def run_transform(
     # --- attribution
     ap = tp.attribution
     orders_out = orders_new.filter(orders_new.order_date.isin(order_dates))
+    lookback_from = min(order_dates) - timedelta(days=ap.lookback_days + 1)
     horizon = max(ap.lookback_days + 1, tp.markov_fit_days if "markov" in ap.models else 0)
     att_sessions = hist_sessions.filter(
         hist_sessions.session_date >= min(order_dates) - timedelta(days=horizon)
     ).select("session_id", "client_id", "session_start", "session_date", "channel", "is_bot").union(
         scoped.select("session_id", "client_id", "session_start", "session_date", "channel", "is_bot")
     )
-    att_sessions = apply_identity(att_sessions.filter(~att_sessions.is_bot), pmap).cache()
-    attribution = _attribution(att_sessions, apply_identity(orders_known, pmap), orders_out, order_dates, tp)
+    att_sessions = att_sessions.filter(~att_sessions.is_bot)
+    maps = {"strict": None, "stitched": stitched_map}
+    configured = "stitched" if tp.identity_stitching else "strict"
+    attributions: dict[str, ir.Table] = {}
+    for identity, mapping in maps.items():
+        id_sessions = apply_identity(att_sessions, mapping).cache()
+        id_orders = apply_identity(orders_out, mapping)
+        attributions[identity] = _attribution(id_sessions, apply_identity(orders_known, mapping), id_orders,
+                                              order_dates, tp)
+        if identity == configured:
+            journeys = order_journeys(id_sessions.filter(id_sessions.session_date >= lookback_from),
+                                      id_orders, ap).cache()
+    attribution = attributions[configured]
+    j = journeys.rename(_jok="order_key")
+    orders_out = orders_out.left_join(j, orders_out.order_key == j._jok).drop("_jok")
+    channel_credit = _channel_credit(attributions, configured)
     timer.lap("attribution")
 
     # --- write
@@ -460,6 +496,7 @@ def run_transform(
         "fct_order_items": (items_new.filter(items_new.order_date.isin(order_dates)), order_dates),
         "fct_order_rejects": (rejects_new.filter(rejects_new.order_date.isin(order_dates)), order_dates),
         "fct_attribution": (attribution, order_dates),
+        "rpt_channel_credit": (channel_credit, order_dates),
     }
     per_day = scoped.group_by("session_date").aggregate(n=scoped.count()).to_pyarrow().to_pylist()
     session_rows = {r["session_date"]: r["n"] for r in per_day}
@@ -507,6 +544,49 @@ def run_transform(
     result = TransformResult(status, mode, start, end, tables, counts, frame, timer.timings, warnings, tp, con.name)
     log.info("transform %s %s..%s: %s (%s)", mode, start, end, status, counts)
     return result
+
+
+def _stitched_person_map(con: ibis.BaseBackend, staging_root: Path, days: list[date],
+                         tp: TransformParams) -> ir.Table:
+    """client_id -> person_id of the stitched identity: client ids sharing a hashed email, plus the
+    probabilistic checkout links when ``probabilistic_link`` is on (``puffy.transform.identity``).
+
+    Read from every staged day up to the run's end, so a daily run knows the links a rebuild knows
+    (as far as the days staged so far tell). Bot events never join two people.
+    """
+    cols = ["client_id", "user_email", "user_agent", "event_name", "event_ts", "event_id"]
+    ev = read_partitions(con, staging_root, STG_EVENTS, days, columns=cols)
+    wanted = ev.user_email.notnull()
+    if tp.probabilistic_link:
+        wanted = wanted | ev.event_name.isin([tp.checkout_started_event, tp.purchase_event])
+    ev = ev.filter(wanted & ev.client_id.notnull())
+    ev = annotate_events(ev, user_agent_dimension(ev))
+    ev = ev.filter(~ev.is_bot)
+    edges = identity_edges(ev)
+    if tp.probabilistic_link:
+        links = checkout_link_edges(ev, tp.probabilistic_link_minutes, tp.checkout_started_event,
+                                    tp.purchase_event)
+        edges = edges.union(links)
+    return person_map(edges).cache()
+
+
+def _channel_credit(attributions: dict[str, ir.Table], configured: str) -> ir.Table:
+    """rpt_channel_credit: per order date, identity, model and channel, the credited orders (Σ credit)
+    and revenue (summed in integer cents, so each (date, identity, model) sums to the day's revenue
+    exactly); ``is_configured`` marks the identity fct_attribution used."""
+    parts = []
+    for identity, att in attributions.items():
+        cents = (att.attributed_revenue * 100).round().cast("int64")
+        per = att.group_by("order_date", "model", "channel").aggregate(
+            orders_credited=att.credit.sum(), _cents=cents.sum()
+        )
+        parts.append(per.select(
+            "order_date", identity=ibis.literal(identity), model=per.model, channel=per.channel,
+            orders_credited=per.orders_credited.round(CREDIT_DECIMALS),
+            attributed_revenue=per._cents.cast("float64") / 100.0,
+            is_configured=ibis.literal(identity == configured),
+        ))
+    return ibis.union(*parts)
 
 
 def _attribution(
@@ -578,22 +658,22 @@ def _attribution(
 # ----------------------------------------------------------------------------------- export
 
 
-def export_csv(warehouse_root: Path, out_dir: Path, tables: tuple[str, ...] = CSV_EXPORTS) -> list[Path]:
+def export_csv(warehouse_root: Path, out_dir: Path, tables: tuple[str, ...] = CSV_EXPORTS,
+               engine_params: PipelineParams | None = None) -> list[Path]:
     """Write ``<table>.csv`` for each table (all partitions, in partition order); return the paths.
 
-    One partition in memory at a time: the header, then each partition appended.
+    DuckDB writes them (``puffy.csv_export``, within ``engine_params``' memory and threads): the
+    cells read as the earlier pandas copies did, but string cells that begin with a formula trigger
+    (=, +, -, @, tab, CR) are neutralised with a leading single quote.
     """
+    from puffy.csv_export import write_table_csv
+    from puffy.engine import duckdb_config
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for table in tables:
-        schema = TABLES[table][0].to_pyarrow()
-        path = out_dir / f"{table}.csv"
-        pa.Table.from_batches([], schema=schema).to_pandas().to_csv(path, index=False)
-        for f in partition_files(warehouse_root, table):
-            pq.read_table(f).cast(schema).to_pandas().to_csv(path, index=False, header=False, mode="a")
-        written.append(path)
-    return written
+    config = duckdb_config(engine_params)
+    return [write_table_csv(partition_files(warehouse_root, table), TABLES[table][0], out_dir / f"{table}.csv",
+                            config) for table in tables]
 
 
 # ----------------------------------------------------------------------------------- summaries

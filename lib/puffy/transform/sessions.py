@@ -25,12 +25,16 @@ Columns
     n_events, n_page_views
     first_event_id        event_id of the landing event (lineage to stg_events).
     landing_page_url, landing_path  URL / path of the first event.
+    landing_host, landing_kind  its host, and 'checkout' when that is a checkout / payment host
+                          (``checkout_hosts`` of params/channels.yaml), else 'site'.
     entry_referrer        referrer of the first event (NULL = none, or column absent).
     referrer_host, referrer_host_decoded, referrer_kind  see ``puffy.channels.parse_landing``.
     utm_source … utm_term  as in the URL (hashed); utm_source_decoded, utm_medium_decoded clear text.
     gclid, gbraid, wbraid, msclkid, fbclid, irclickid, srsltid, kx, gad_source  click ids of the landing.
     has_marketing_params  the landing URL is campaign-tagged.
-    channel, channel_rule the landing's channel and the rule that decided (``params/channels.yaml``).
+    channel, channel_rule the landing's channel and the rule that decided (``params/channels.yaml``);
+                          'Continuation' for a session that continues an earlier journey (it landed
+                          on the checkout host, or came from our own site or the payment provider).
     device_type, browser, os  of the landing event's user agent.
     is_bot, bot_name      any event of the session has a bot user agent (always false with exclude_bots).
     session_number        1 for the client's first session in the available history, then 2, 3, …
@@ -68,6 +72,8 @@ SESSION_SCHEMA = ibis.schema({
     "first_event_id": "string",
     "landing_page_url": "string",
     "landing_path": "string",
+    "landing_host": "string",
+    "landing_kind": "string",
     "entry_referrer": "string",
     "referrer_host": "string",
     "referrer_host_decoded": "string",
