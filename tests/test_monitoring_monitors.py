@@ -437,3 +437,95 @@ def test_baseline_days_text_names_ranges_and_gaps():
     days = [d, d + timedelta(days=1), d + timedelta(days=2), d + timedelta(days=5)]
     assert mon._days_text(days) == "2025-02-23..2025-02-25, 2025-02-28"
     assert mon._days_text([]) == "no days"
+
+
+# --- error levels: monitoring stops what the gate let through -----------------------------------
+# metric_frame's sessions cycle 980, 1,000, 1,020: expected 1,000, sample sd 20·sqrt(14/13 · 2/3) ≈ 16.9.
+
+def test_an_extreme_fall_is_an_error_and_a_large_one_a_warning():
+    # 400: z ≈ -35 and 0.4 of expected (beyond 1/2) → ERROR; 800: z ≈ -12 but 0.8 of expected → WARN.
+    found, _ = mon.check_trends(metric_frame(sessions=400.0), DAY, TREND_RULES)
+    assert [(f.id, f.severity) for f in found] == [("trend.sessions", "error")]
+    assert "beyond the error level" in found[0].message and found[0].details["extreme"] is True
+    found, _ = mon.check_trends(metric_frame(sessions=800.0), DAY, TREND_RULES)
+    assert [(f.id, f.severity) for f in found] == [("trend.sessions", "warn")]
+
+
+def test_a_day_without_orders_is_an_error_against_a_steady_baseline():
+    frame = metric_frame()
+    frame["orders"] = [20.0 + (i % 3) - 1 for i in range(len(frame))]
+    frame.loc[DAY, "orders"] = 0.0
+    rules = TrendRules(metrics={"orders": TrendMetric(min_abs_change=5)})
+    found, _ = mon.check_trends(frame, DAY, rules)
+    assert [(f.id, f.severity) for f in found] == [("trend.orders", "error")]
+
+
+def test_error_levels_are_configurable_and_can_be_switched_off():
+    off = TREND_RULES.model_copy(update={"metrics": {"sessions": TrendMetric(min_abs_change=100, error=False)}})
+    assert [f.severity for f in mon.check_trends(metric_frame(sessions=400.0), DAY, off)[0]] == ["warn"]
+    # 400 is 1/2.5 of expected: not beyond a ratio of 3, so not extreme.
+    wide = TREND_RULES.model_copy(update={"error_ratio": 3.0})
+    assert [f.severity for f in mon.check_trends(metric_frame(sessions=400.0), DAY, wide)[0]] == ["warn"]
+
+
+def test_shipped_rules_never_stop_a_day_on_missing_client_ids():
+    from puffy.monitoring.rules import MonitoringRules
+
+    assert MonitoringRules().trend.error_levels(MonitoringRules().trend.metrics["client_id_null_rate"]) == (None, None)
+
+
+# --- segments: one channel's sessions on their own ----------------------------------------------
+# Eight baseline days of Paid Search 400 (±10), Organic Search 200 (±10, all of them recognised by
+# their referrer), Direct 400 (±10); the run date changes one thing.
+
+def segment_counts(last: dict[str, float], by_referrer_last: float = 200.0) -> pd.DataFrame:
+    rows = []
+    for i, d in enumerate(days_back(8)):
+        w = (i % 3) - 1
+        day = last if d == DAY else {"Paid Search": 400 + 10 * w, "Organic Search": 200 + 10 * w,
+                                     "Direct": 400 - 10 * w}
+        for channel, value in day.items():
+            by_ref = (by_referrer_last if d == DAY else value) if channel == "Organic Search" else 0.0
+            rows.append({"d": d, "channel": channel, "value": float(value), "by_referrer": float(by_ref)})
+    return pd.DataFrame(rows)
+
+
+def segments(counts, kind="channel"):
+    from puffy.monitoring.rules import SegmentRules
+
+    return mon.check_segments(counts, DAY, SegmentRules(), TrendRules(), kind)
+
+
+def test_a_channel_that_loses_most_of_its_sessions_is_an_error_named():
+    found = segments(segment_counts({"Paid Search": 150, "Organic Search": 200, "Direct": 400}))
+    assert [(f.id, f.metric, f.severity) for f in found] == [("segment.channel", "Paid Search", "error")]
+    assert found[0].message.startswith("Paid Search sessions on 2025-03-08 is 150.00")
+
+
+def test_a_channel_that_halves_on_a_steady_total_warns():
+    # Paid Search -45% (220 of 400): beyond 1/1.5 but not 1/2, so a WARN; nobody else moved.
+    found = segments(segment_counts({"Paid Search": 220, "Organic Search": 200, "Direct": 400}))
+    assert [(f.metric, f.severity) for f in found] == [("Paid Search", "warn")]
+
+
+def test_sessions_that_moved_to_another_channel_are_a_warning_not_lost_data():
+    # Direct 650 against its mean 401.25 (+248.75), Paid Search 400 against 398.75 (+1.25): 250 moved.
+    found = segments(segment_counts({"Paid Search": 400, "Organic Search": 0, "Direct": 650}, by_referrer_last=0))
+    assert {f.metric: f.severity for f in found} == {"Organic Search": "warn", "Direct": "warn"}
+    organic = next(f for f in found if f.metric == "Organic Search")
+    assert "other channels gained 250 sessions" in organic.message
+
+
+def test_a_channel_emptied_by_lost_referrers_is_explained_not_an_error():
+    # Organic Search (all of it recognised by referrer) is gone and so are the day's referrers;
+    # the sessions are not seen elsewhere (they fell out with the referrer): explained, a WARN.
+    found = segments(segment_counts({"Paid Search": 400, "Organic Search": 0, "Direct": 400}, by_referrer_last=0))
+    assert [(f.metric, f.severity) for f in found] == [("Organic Search", "warn")]
+    assert "lost referrers explain it" in found[0].message
+
+
+def test_click_id_landings_only_warn():
+    counts = segment_counts({"Paid Search": 100, "Organic Search": 200, "Direct": 400}).drop(columns="by_referrer")
+    found = segments(counts.replace({"Paid Search": "gclid"}), kind="click_id")
+    assert [(f.id, f.metric, f.severity) for f in found] == [("segment.click_id", "gclid", "warn")]
+    assert found[0].message.startswith("gclid landings")

@@ -93,7 +93,10 @@ def test_injected_problems_are_flagged(wh, tmp_path):
     assert result.status == "warn"
     # (the day's buyers all come from Paid Search now, so the revenue mix moved as well)
     assert ids(result, "warn") == ["mix.channel_share_drift", "mix.direct_share_jump", "mix.revenue_share_drift",
-                                   "revenue.zero_revenue_orders", "trend.client_id_null_rate"]
+                                   "revenue.zero_revenue_orders", "segment.channel", "trend.client_id_null_rate"]
+    # Organic Search emptied into Direct on a steady total: each channel named, a WARN, not lost data.
+    moved = {f.metric: f.severity for f in result.findings if f.id == "segment.channel"}
+    assert moved["Organic Search"] == "warn" and moved["Direct"] == "warn", moved
     report = json.loads(result.report_paths["json"].read_text())
     by_id = {f["id"]: f for f in report["findings"]}
     assert by_id["trend.client_id_null_rate"]["value"] == pytest.approx(0.16, abs=0.002)

@@ -106,6 +106,8 @@ def run_monitoring(warehouse_dir: Path, rules_path: Path | None, output_dir: Pat
     mix_tables: dict[str, pd.DataFrame] = {}
     if rules.mix.enabled:
         findings += guarded("mix", lambda: _mix(sources, rules, start, con, mix_tables), [])
+    if rules.segments.enabled:
+        findings += guarded("segments", lambda: _segments(sources, rules, start, con), [])
     trend = pd.DataFrame()
     if rules.trend.enabled:
         trend_findings, trend = guarded("trend", lambda: monitors.check_trends(metrics, run_date, rules.trend),
@@ -189,3 +191,10 @@ def _mix(sources: m.Sources, rules: MonitoringRules, start: date, con, tables: d
     out += more
     out += monitors.check_direct_share(sessions, sources.run_date, mr)
     return out
+
+
+def _segments(sources: m.Sources, rules: MonitoringRules, start: date, con) -> list[Finding]:
+    run_date, sr, tr = sources.run_date, rules.segments, rules.trend
+    return (monitors.check_segments(m.session_channel_counts(sources, start, con), run_date, sr, tr, "channel")
+            + monitors.check_segments(m.click_id_landings(sources, start, sr.click_ids, con), run_date, sr, tr,
+                                      "click_id"))

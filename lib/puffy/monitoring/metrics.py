@@ -31,7 +31,7 @@ from puffy.warehouse import partition_dates, partition_dir
 #: Metrics the trend monitor can watch (columns of ``daily_metrics``).
 TREND_METRICS: tuple[str, ...] = (
     "sessions", "orders", "revenue", "conversion_rate", "aov", "client_id_null_rate", "bot_share",
-    "rows_fct_sessions", "rows_fct_orders", "rows_fct_attribution",
+    "returning_visitor_share", "rows_fct_sessions", "rows_fct_orders", "rows_fct_attribution",
 )
 
 #: Funnel stages, widest first; each is a count of the day's non-bot sessions.
@@ -119,7 +119,7 @@ def _by_date(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def session_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
-    """Per date: non-bot sessions and funnel stage counts, all sessions, bot sessions."""
+    """Per date: non-bot sessions and funnel stage counts, bot sessions, returning non-bot sessions."""
     return _by_date(query(con, files, """
         SELECT d,
                count(*) FILTER (WHERE NOT coalesce(is_bot, false)) AS sessions,
@@ -127,7 +127,8 @@ def session_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
                count(*) FILTER (WHERE NOT coalesce(is_bot, false) AND added_to_cart) AS added_to_cart,
                count(*) FILTER (WHERE NOT coalesce(is_bot, false) AND started_checkout) AS started_checkout,
                count(*) FILTER (WHERE NOT coalesce(is_bot, false) AND purchased) AS purchased,
-               count(*) FILTER (WHERE coalesce(is_bot, false)) AS bot_sessions
+               count(*) FILTER (WHERE coalesce(is_bot, false)) AS bot_sessions,
+               count(*) FILTER (WHERE NOT coalesce(is_bot, false) AND is_returning_client) AS returning_sessions
         FROM {t} GROUP BY d"""))
 
 
@@ -201,14 +202,14 @@ def daily_metrics(sources: Sources, start: date, purchase_event: str = "checkout
     out["rows_fct_sessions"] = row_counts(session_files)
     out["rows_fct_orders"] = row_counts(order_files)
     out["rows_fct_attribution"] = row_counts(attribution_files)
-    for col in ("sessions", *FUNNEL_STAGES[1:], "bot_sessions", "orders", "revenue", "orders_without_session",
+    for col in ("sessions", *FUNNEL_STAGES[1:], "bot_sessions", "returning_sessions", "orders", "revenue", "orders_without_session",
                 "order_rejects", "zero_revenue_purchases", "rejected_revenue", "events", "client_id_null_rate",
                 "bot_share", "raw_purchases", "raw_purchase_revenue"):
         if col not in out:
             out[col] = np.nan
     # An existing but empty partition means zero (no orders that day), not unknown: GROUP BY
     # returns no row for it, so fill those dates in.
-    for files, cols in ((session_files, FUNNEL_STAGES + ("bot_sessions",)),
+    for files, cols in ((session_files, FUNNEL_STAGES + ("bot_sessions", "returning_sessions")),
                         (order_files, ("orders", "revenue", "orders_without_session")),
                         (reject_files, ("order_rejects", "zero_revenue_purchases", "rejected_revenue"))):
         present = out.index.isin(list(files))
@@ -217,6 +218,7 @@ def daily_metrics(sources: Sources, start: date, purchase_event: str = "checkout
     with np.errstate(divide="ignore", invalid="ignore"):
         out["conversion_rate"] = out["purchased"] / out["sessions"].where(out["sessions"] > 0)
         out["aov"] = out["revenue"] / out["orders"].where(out["orders"] > 0)
+        out["returning_visitor_share"] = out["returning_sessions"] / out["sessions"].where(out["sessions"] > 0)
     # Days before the first partition of any table are not history, just the empty start of the window.
     known = out.notna().any(axis=1)
     first = known.idxmax() if known.any() else sources.run_date
@@ -224,12 +226,34 @@ def daily_metrics(sources: Sources, start: date, purchase_event: str = "checkout
 
 
 def session_channel_counts(sources: Sources, start: date, con=None) -> pd.DataFrame:
-    """Non-bot sessions per (date, channel): columns d, channel, value."""
+    """Non-bot sessions per (date, channel): columns d, channel, value, and by_referrer (those of
+    them with a referrer and no campaign tag: the channel was read off the referrer alone)."""
     con = con or connect()
-    df = query(con, sources.files(SESSIONS, start), """
-        SELECT d, coalesce(channel, '(none)') AS channel, count(*)::DOUBLE AS value
-        FROM {t} WHERE NOT coalesce(is_bot, false) GROUP BY ALL ORDER BY d, channel""")
+    files = sources.files(SESSIONS, start)
+    columns = set().union(*(_columns(p) for p in files.values())) if files else set()
+    by_referrer = ("count(*) FILTER (WHERE entry_referrer IS NOT NULL AND NOT coalesce(has_marketing_params, false))"
+                   if {"entry_referrer", "has_marketing_params"} <= columns else "0")
+    df = query(con, files, f"""
+        SELECT d, coalesce(channel, '(none)') AS channel, count(*)::DOUBLE AS value, {by_referrer}::DOUBLE AS by_referrer
+        FROM {{t}} WHERE NOT coalesce(is_bot, false) GROUP BY ALL ORDER BY d, channel""")
     return _long(df)
+
+
+def click_id_landings(sources: Sources, start: date, click_ids: list[str], con=None) -> pd.DataFrame:
+    """Non-bot sessions landing with each click id per (date, click id): columns d, channel, value.
+
+    ``channel`` holds the click id's name (e.g. 'gclid'), so the frame reads like the channel counts.
+    Click-id columns absent from a partition count as 0.
+    """
+    con = con or connect()
+    files = sources.files(SESSIONS, start)
+    present = set().union(*(_columns(p) for p in files.values())) if files else set()
+    ids = [c for c in click_ids if c in present]
+    if not ids:
+        return _long(pd.DataFrame())
+    counts = ", ".join(f"count(*) FILTER (WHERE {c} IS NOT NULL)::DOUBLE AS {c}" for c in ids)
+    df = query(con, files, f"SELECT d, {counts} FROM {{t}} WHERE NOT coalesce(is_bot, false) GROUP BY d ORDER BY d")
+    return _long(df.melt(id_vars="d", var_name="channel", value_name="value"))
 
 
 def attributed_channel_revenue(sources: Sources, start: date, model: str, con=None) -> pd.DataFrame:

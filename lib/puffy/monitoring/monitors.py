@@ -31,7 +31,7 @@ import pandas as pd
 from puffy.dates import date_range, date_runs_text
 from puffy.monitoring import stats
 from puffy.monitoring.metrics import FUNNEL_STAGES
-from puffy.monitoring.rules import FreshnessRules, FunnelRules, MixRules, RevenueRules, TrendRules
+from puffy.monitoring.rules import FreshnessRules, FunnelRules, MixRules, RevenueRules, SegmentRules, TrendRules
 
 
 @dataclass
@@ -519,10 +519,11 @@ def check_trends(metrics: pd.DataFrame, run_date: date, rules: TrendRules) -> tu
             continue
         series = metrics[metric] if metric in metrics else pd.Series(dtype="float64")
         series = series[[d for d in series.index if d >= run_date - timedelta(days=rules.window_days * 2)]]
+        error_z, error_ratio = rules.error_levels(mr)
         points = stats.trend_series(series, window_days=rules.window_days, min_history=rules.min_history_days,
                                     min_same_weekday=rules.min_same_weekday, z_threshold=rules.z_threshold,
                                     min_abs_change=mr.min_abs_change, direction=mr.direction,
-                                    baseline_start=rules.baseline_start)
+                                    baseline_start=rules.baseline_start, error_z=error_z, error_ratio=error_ratio)
         # Every watched metric is a count, amount or share: a band below 0 only confuses charts.
         points = [replace(p, low=max(p.low, 0.0)) if p.low is not None else p for p in points]
         rows += [{"metric": metric, **asdict(p)} for p in points]
@@ -535,15 +536,8 @@ def check_trends(metrics: pd.DataFrame, run_date: date, rules: TrendRules) -> tu
             continue
         if not point.flagged:
             continue
-        wow = "" if point.wow_change is None else f"; {point.wow_change:+.1%} vs the same weekday last week"
-        how = "same-weekday baseline" if point.method == "weekday" else "trailing baseline"
-        out.append(Finding(trend_finding_id(metric), mr.severity or rules.severity,
-                           f"{metric} on {day} is {_fmt(point.value)} vs expected {_fmt(point.expected)} "
-                           f"(z {_fmt(point.z)}, {how} of {point.n_baseline} days){wow}",
-                           metric=metric, value=point.value, band=(point.low, point.high), dates=[day],
-                           details={"expected": point.expected, "z": point.z, "sd": point.sd,
-                                    "method": point.method, "n_baseline": point.n_baseline,
-                                    "wow_change": point.wow_change}))
+        out.append(_trend_finding(trend_finding_id(metric), metric, point, mr.severity or rules.severity,
+                                  (error_z, error_ratio)))
     if insufficient:
         out.append(Finding("trend.insufficient_history", "info",
                            f"not enough history to judge {', '.join(insufficient)} on {day} (need "
@@ -558,3 +552,107 @@ def check_trends(metrics: pd.DataFrame, run_date: date, rules: TrendRules) -> tu
 
 
 TREND_POINT_FIELDS = [f for f in stats.TrendPoint.__dataclass_fields__]
+
+
+def _trend_finding(fid: str, metric: str, point: stats.TrendPoint, severity: str,
+                   error_levels: tuple[float | None, float | None], what: str | None = None) -> Finding:
+    """The finding of a flagged trend point: an ERROR when the move is extreme, else ``severity``."""
+    day = point.date.isoformat()
+    wow = "" if point.wow_change is None else f"; {point.wow_change:+.1%} vs the same weekday last week"
+    how = "same-weekday baseline" if point.method == "weekday" else "trailing baseline"
+    error_z, error_ratio = error_levels
+    extreme = ""
+    if point.extreme:
+        severity = "error"
+        levels = " and ".join(x for x in (f"|z| >= {_fmt(error_z)}" if error_z else "",
+                                          f"x{_fmt(error_ratio)} or 1/{_fmt(error_ratio)} of expected"
+                                          if error_ratio else "") if x)
+        extreme = f"; beyond the error level ({levels})"
+    return Finding(fid, severity,
+                   f"{what or metric} on {day} is {_fmt(point.value)} vs expected {_fmt(point.expected)} "
+                   f"(z {_fmt(point.z)}, {how} of {point.n_baseline} days){wow}{extreme}",
+                   metric=metric, value=point.value, band=(point.low, point.high), dates=[day],
+                   details={"expected": point.expected, "z": point.z, "sd": point.sd, "method": point.method,
+                            "n_baseline": point.n_baseline, "wow_change": point.wow_change,
+                            "extreme": point.extreme, "error_z": error_z, "error_ratio": error_ratio})
+
+
+# --- segments: each channel's sessions and each click id's landings -------------------------------
+
+def check_segments(counts: pd.DataFrame, run_date: date, rules: SegmentRules, trend: TrendRules,
+                   kind: str) -> list[Finding]:
+    """A trend per segment (a channel's non-bot sessions, or a click id's landings), so one channel
+    that halves on a steady total fires on its own, named.
+
+    ``counts``: long frame d, channel, value (channel = the segment). Watched: segments with at
+    least ``rules.min_share`` of the sessions of the run date's trailing window. A move is flagged
+    at a lower z than the headline trends but only from a relative size on (``rules.z_threshold``
+    and ``rules.min_ratio``): a channel's history is noisier than the total's and a short one
+    cannot reach z 3, while a channel losing a third or more of its sessions matters. It is a WARN. For channels an extreme fall (the trend's error levels) is an ERROR unless the other
+    channels gained at least ``error_min_net_loss`` of its shortfall above their own baselines: a
+    channel emptied into another (lost referrers turn Organic Search into Direct) is a change of
+    mix, which ``mix.*`` reports, while sessions that vanished are lost data. Rises only warn (a
+    campaign, or sessions moved in from another channel; bot floods are ``trend.bot_share``'s), and
+    so do click-id landings: sessions that lose their click id still land, in another channel.
+    """
+    if counts.empty:
+        return []
+    wide = counts.pivot_table(index="d", columns="channel", values="value", aggfunc="sum").sort_index()
+    wide = wide.loc[[d for d in wide.index if d <= run_date]].fillna(0.0)
+    window = [d for d in wide.index if run_date - timedelta(days=trend.window_days) <= d < run_date]
+    total_window = float(wide.loc[window].to_numpy().sum()) if window else 0.0
+    if total_window <= 0 or run_date not in wide.index:
+        return []
+    error_z, error_ratio = (trend.error_z, trend.error_ratio) if kind == "channel" else (None, None)
+    points = {}
+    for segment in wide.columns:
+        series = stats.trend_series(wide[segment], window_days=trend.window_days, min_history=trend.min_history_days,
+                                    min_same_weekday=trend.min_same_weekday, z_threshold=rules.z_threshold,
+                                    min_abs_change=rules.min_abs_change, min_ratio=rules.min_ratio,
+                                    baseline_start=trend.baseline_start, error_z=error_z, error_ratio=error_ratio)
+        points[segment] = next((p for p in series if p.date == run_date), None)
+    gains = {s: max(0.0, p.value - p.expected) for s, p in points.items() if p is not None and p.expected is not None}
+    referrer_loss = _referrer_loss(counts, window, run_date) if kind == "channel" else None
+    out = []
+    for segment, point in sorted(points.items()):
+        watched = float(wide.loc[window, segment].sum()) / total_window >= rules.min_share
+        if point is None or not point.flagged or not watched:
+            continue
+        shortfall = (point.expected or 0.0) - point.value
+        moved = sum(g for s, g in gains.items() if s != segment)
+        explained = ""
+        if kind == "channel" and shortfall > 0:
+            explained = f"; other channels gained {moved:,.0f} sessions above their baselines"
+            dependence = _referrer_dependence(counts, window, segment)
+            if referrer_loss is not None and dependence >= 0.5 and referrer_loss <= 1 / (error_ratio or 2.0):
+                explained += (f"; lost referrers explain it: {dependence:.0%} of its baseline sessions were "
+                              f"recognised by their referrer alone, and the day's share of sessions with a "
+                              f"referrer is {referrer_loss:.0%} of its baseline's")
+        if point.extreme and (shortfall <= 0 or moved >= rules.error_min_net_loss * shortfall
+                              or "lost referrers" in explained):
+            point = replace(point, extreme=False)  # a rise, or sessions moved or relabelled: not lost
+        label = f"{segment} sessions" if kind == "channel" else f"{segment} landings"
+        finding = _trend_finding(f"segment.{kind}", segment, point, trend.severity, (error_z, error_ratio), label)
+        finding.message += explained
+        out.append(finding)
+    return out
+
+
+def _referrer_dependence(counts: pd.DataFrame, window: list[date], segment: str) -> float:
+    """Share of a channel's sessions in ``window`` recognised by their referrer alone."""
+    rows = counts[(counts.channel == segment) & counts.d.isin(window)]
+    total = float(rows["value"].sum())
+    return float(rows["by_referrer"].sum()) / total if total > 0 and "by_referrer" in rows else 0.0
+
+
+def _referrer_loss(counts: pd.DataFrame, window: list[date], run_date: date) -> float | None:
+    """The run date's share of sessions recognised by referrer, as a multiple of the window's share."""
+    if "by_referrer" not in counts:
+        return None
+
+    def share(rows: pd.DataFrame) -> float | None:
+        total = float(rows["value"].sum())
+        return float(rows["by_referrer"].sum()) / total if total > 0 else None
+
+    base, day = share(counts[counts.d.isin(window)]), share(counts[counts.d == run_date])
+    return None if not base or day is None else day / base

@@ -141,6 +141,9 @@ class TrendMetric(StrictModel):
     min_abs_change: float = Field(0.0, ge=0, description="Ignore moves smaller than this (metric units).")
     direction: Direction = "both"
     severity: Severity | None = Field(None, description="Overrides trend.severity.")
+    error: bool = Field(True, description="An extreme move (trend.error_z / error_ratio) is an ERROR.")
+    error_z: float | None = Field(None, gt=0, description="Overrides trend.error_z.")
+    error_ratio: float | None = Field(None, gt=1, description="Overrides trend.error_ratio.")
 
 
 def _default_trend_metrics() -> dict[str, TrendMetric]:
@@ -150,8 +153,10 @@ def _default_trend_metrics() -> dict[str, TrendMetric]:
         "revenue": TrendMetric(min_abs_change=5000),
         "conversion_rate": TrendMetric(min_abs_change=0.002),
         "aov": TrendMetric(min_abs_change=250),
-        "client_id_null_rate": TrendMetric(min_abs_change=0.02, direction="up"),
+        # Missing client ids are graded by the gate (client_id.*); a known spike must not stop a day.
+        "client_id_null_rate": TrendMetric(min_abs_change=0.02, direction="up", error=False),
         "bot_share": TrendMetric(min_abs_change=0.05),
+        "returning_visitor_share": TrendMetric(min_abs_change=0.05),
         "rows_fct_sessions": TrendMetric(min_abs_change=200),
         "rows_fct_orders": TrendMetric(min_abs_change=5),
         "rows_fct_attribution": TrendMetric(min_abs_change=50),
@@ -168,12 +173,35 @@ class TrendRules(StrictModel):
     baseline_start: date | None = Field(None, description="Ignore days before this (after an accepted change).")
     z_threshold: float = Field(3.0, gt=0)
     severity: Severity = "warn"
+    error_z: float | None = Field(4.0, gt=0, description="An extreme move: |z| at least this ...")
+    error_ratio: float | None = Field(2.0, gt=1, description="... and at least this multiple (or 1/it) of expected.")
     metrics: dict[str, TrendMetric] = Field(default_factory=_default_trend_metrics)
 
     @model_validator(mode="after")
     def _history_reachable(self) -> "TrendRules":
         require_within(self, "min_history_days", "window_days", "the trend could never be judged")
         return self
+
+    def error_levels(self, metric: TrendMetric) -> tuple[float | None, float | None]:
+        """(error_z, error_ratio) of ``metric``: its own, else the trend's; (None, None) = no error level."""
+        if not metric.error:
+            return None, None
+        return (metric.error_z if metric.error_z is not None else self.error_z,
+                metric.error_ratio if metric.error_ratio is not None else self.error_ratio)
+
+
+class SegmentRules(StrictModel):
+    """Per-channel sessions and click-id landings, each a trend of its own (``segment.*``)."""
+
+    enabled: bool = True
+    min_share: float = Field(0.02, ge=0, le=1, description="Watch channels with at least this share of sessions.")
+    min_abs_change: float = Field(100, ge=0, description="Ignore moves smaller than this many sessions.")
+    z_threshold: float = Field(2.0, gt=0, description="A move fires from this |z| ...")
+    min_ratio: float | None = Field(1.5, gt=1, description="... and this multiple (or 1/it) of expected.")
+    error_min_net_loss: float = Field(0.5, ge=0, le=1,
+                                      description="Share of an extreme shortfall the total must lose to be an ERROR.")
+    click_ids: list[str] = Field(["gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid"],
+                                 description="fct_sessions click-id columns whose landings are watched.")
 
 
 class MonitoringRules(StrictModel):
@@ -186,6 +214,7 @@ class MonitoringRules(StrictModel):
     funnel: FunnelRules = FunnelRules()
     mix: MixRules = MixRules()
     trend: TrendRules = TrendRules()
+    segments: SegmentRules = SegmentRules()
 
     @model_validator(mode="after")
     def _known_metrics(self) -> "MonitoringRules":

@@ -107,6 +107,7 @@ class TrendPoint:
     low: float | None = None
     high: float | None = None
     flagged: bool = False
+    extreme: bool = False  # flagged and beyond the error level too (``error_z`` and ``error_ratio``)
     method: str = "insufficient_history"
     n_baseline: int = 0
     week_ago: float | None = None
@@ -121,23 +122,45 @@ def zscore(value: float, expected: float, sd: float) -> float:
     return 0.0 if deviation == 0 else math.copysign(math.inf, deviation)
 
 
+def beyond_ratio(value: float, expected: float, ratio: float) -> bool:
+    """``value`` is at least ``ratio`` times ``expected`` or at most ``expected / ratio``.
+
+    Against an expected value of 0 any positive value is infinitely far; a negative expected value
+    (never, for counts, amounts and shares) is compared on magnitudes.
+    """
+    value, expected = abs(value), abs(expected)
+    if expected == 0:
+        return value > 0
+    return value >= expected * ratio or value <= expected / ratio
+
+
 def evaluate_trend(value: float, baseline: Baseline | None, *, z_threshold: float, min_abs_change: float,
-                   direction: str) -> dict:
+                   direction: str, error_z: float | None = None, error_ratio: float | None = None,
+                   min_ratio: float | None = None) -> dict:
     """Score one value against its baseline; the keys are TrendPoint fields.
 
     It fires when |z| >= z_threshold AND |value - expected| >= min_abs_change AND the move is in a
     watched ``direction`` ('both', 'up', 'down'). The band [low, high] is exactly the range that
     does not fire: expected +- max(z_threshold * sd, min_abs_change); the unwatched side is None.
+    A fired move is ``extreme`` when it also reaches the error level: |z| >= ``error_z`` and the
+    value is ``error_ratio`` times the expected value or less than its 1/``error_ratio`` (a level
+    set to None is not required; both None means no error level). Both, because a z-score alone
+    explodes over a quiet history and a ratio alone over a tiny one. ``min_ratio`` (optional) also
+    requires a fired move to reach that multiple (or 1/it) of the expected value.
     """
     if baseline is None:
         return {}
     z = zscore(value, baseline.expected, baseline.sd)
     deviation = value - baseline.expected
     watched = direction == "both" or (direction == "up" and deviation > 0) or (direction == "down" and deviation < 0)
-    fired = watched and abs(z) >= z_threshold and abs(deviation) >= min_abs_change
+    fired = (watched and abs(z) >= z_threshold and abs(deviation) >= min_abs_change
+             and (min_ratio is None or beyond_ratio(value, baseline.expected, min_ratio)))
+    extreme = (fired and (error_z is not None or error_ratio is not None)
+               and (error_z is None or abs(z) >= error_z)
+               and (error_ratio is None or beyond_ratio(value, baseline.expected, error_ratio)))
     half = max(z_threshold * baseline.sd, min_abs_change)
     return {
-        "expected": baseline.expected, "sd": baseline.sd, "z": z, "flagged": bool(fired),
+        "expected": baseline.expected, "sd": baseline.sd, "z": z, "flagged": bool(fired), "extreme": bool(extreme),
         "low": None if direction == "up" else baseline.expected - half,
         "high": None if direction == "down" else baseline.expected + half,
         "method": baseline.method, "n_baseline": baseline.n,
@@ -146,7 +169,8 @@ def evaluate_trend(value: float, baseline: Baseline | None, *, z_threshold: floa
 
 def trend_series(series: pd.Series, *, window_days: int, min_history: int, min_same_weekday: int,
                  z_threshold: float, min_abs_change: float = 0.0, direction: str = "both",
-                 baseline_start: date | None = None) -> list[TrendPoint]:
+                 baseline_start: date | None = None, error_z: float | None = None,
+                 error_ratio: float | None = None, min_ratio: float | None = None) -> list[TrendPoint]:
     """Walk a daily series (date -> value, the run date last) and score every day with a value.
 
     Each day's baseline: values in the ``window_days`` days before it (never the day itself), on or
@@ -175,7 +199,8 @@ def trend_series(series: pd.Series, *, window_days: int, min_history: int, min_s
             wow = (value - float(week_ago)) / abs(float(week_ago))
         return TrendPoint(day, value, week_ago=None if week_ago is None else float(week_ago), wow_change=wow,
                           **evaluate_trend(value, baseline, z_threshold=z_threshold,
-                                           min_abs_change=min_abs_change, direction=direction))
+                                           min_abs_change=min_abs_change, direction=direction,
+                                           error_z=error_z, error_ratio=error_ratio, min_ratio=min_ratio))
 
     result = walk_clean(list(series.index), evaluate, baseline_for, lambda p: p.flagged)
     return [result[d] for d in sorted(result)]
