@@ -2,7 +2,8 @@
 
 Window 60 minutes; answers worked out by hand:
   e1: B buys at T (ua1); A started a checkout at T-10min on ua1            -> link A-B
-  e2: D buys at T (ua2); C1 and C2 both started one on ua2                 -> no link (ambiguous)
+  e2: D buys at T (ua2); C1 started on ua2 at T-3min, C2 at T-30min        -> link C1-D (the nearest)
+  e7: P buys at T (ua7); Q1 and Q2 both started on ua7 at T-4min            -> no link (exact tie)
   e3: F buys at T (ua3); F itself started at T-5min (no break), G on ua3   -> no link
   e4: H buys at T (ua4); I started at T-60min-1ms (outside), J at T-60min  -> link H-J (bound inclusive)
   e5: K buys at T (ua5); L started on another user agent                   -> no link
@@ -28,6 +29,7 @@ EVENTS = [  # event_id, client_id, event_name, event_ts, user_agent
     ("e4", "H", BUY, T, "ua4"), ("s4a", "I", CO, T - 60 * M - MS, "ua4"), ("s4b", "J", CO, T - 60 * M, "ua4"),
     ("e5", "K", BUY, T, "ua5"), ("s5", "L", CO, T - 2 * M, "ua5 other"),
     ("e6", "M", BUY, T, "ua6"), ("s6", "N", CO, T + M, "ua6"),
+    ("e7", "P", BUY, T, "ua7"), ("s7a", "Q1", CO, T - 4 * M, "ua7"), ("s7b", "Q2", CO, T - 4 * M, "ua7"),
 ]
 
 
@@ -39,7 +41,7 @@ def _events() -> ibis.Table:
 def test_links_only_the_single_candidate():
     edges = checkout_link_edges(_events(), 60, CO, BUY).execute()
     got = {key: set(g.client_id) for key, g in edges.groupby("email")}
-    assert got == {"link:e1": {"A", "B"}, "link:e4": {"H", "J"}}
+    assert got == {"link:e1": {"A", "B"}, "link:e2": {"C1", "D"}, "link:e4": {"H", "J"}}
 
 
 def test_links_and_emails_form_one_person_map():
@@ -48,4 +50,4 @@ def test_links_and_emails_form_one_person_map():
     ev = ev.mutate(user_email=ibis.ifelse(ev.event_id == "e1", "x", ibis.null("string")))
     edges = identity_edges(ev).union(checkout_link_edges(ev, 60, CO, BUY))
     people = person_map(edges).execute().set_index("client_id").person_id.to_dict()
-    assert people == {"A": "A", "B": "A", "H": "H", "J": "H"}
+    assert people == {"A": "A", "B": "A", "C1": "C1", "D": "C1", "H": "H", "J": "H"}

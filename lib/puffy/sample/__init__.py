@@ -36,13 +36,23 @@ Ground truth (`_truth/`):
   client id are extra page views that belong to no session.  `channel` is
   what the data lets one see: once the referrer column is gone, sessions
   told apart only by their referrer look Direct; `true_channel` is the
-  source the simulation used.
+  source the simulation used.  A session split off at the checkout (the
+  cross-domain break, see `traffic`) has channel "Continuation" and the true
+  channel of the journey it continues.
 * orders.csv: transaction_id, client_id, order_ts, revenue,
-  first_touch_channel, last_touch_channel, fault; one row per real order
-  (a replayed event is one order; two orders sharing an id are two rows).
-  Touches are the (observable) channels of the client's earliest and latest
-  non-bot sessions started within 7 days before the order, its own session
-  included.  fault is empty, "collision", "replay" or "zero_revenue".
+  first_touch_channel, last_touch_channel, fault, journey_client_id,
+  checkout_break, true_journey; one row per real order (a replayed event is
+  one order; two orders sharing an id are two rows).  Touches are the
+  (observable) channels of the client's earliest and latest non-bot sessions
+  started within 7 days before the order, its own session included, leaving
+  out continuations; without any touch both are "Untracked journey".  fault is
+  empty, "collision", "replay" or "zero_revenue".  checkout_break is empty,
+  "timeout" (the purchase is a new session of the same client id) or
+  "new_client_id" (it is under a new client id); journey_client_id is the
+  client id the journey ran on before the break (client_id without one).
+  true_journey: "tracked" when the buyer's client id has a touch, else
+  "stitchable" when another client id of the same person (second device, the
+  id before a break) has one, else "untracked".
 * faults.json: the config used and, per injected fault, its dates, count and
   example keys.
 """
@@ -80,6 +90,12 @@ REFERRER_SHIFT_DAYS = 4
 TOUCH_WINDOW_MS = 7 * T.DAY_MS
 SESSION_COLUMNS = ("client_id", "session_start", "session_end", "n_events", "n_fault_rows",
                    "channel", "true_channel", "is_bot", "landing_page_url", "person_id")
+# Observable channel of a session split off at the checkout (code after the CHANNELS codes), and
+# the first / last touch of an order without any touch.
+CONTINUATION, UNTRACKED = "Continuation", "Untracked journey"
+CONTINUATION_CODE = len(CHANNELS)
+CHANNEL_NAMES = np.array([*CHANNELS, CONTINUATION], dtype=object)
+BREAK_NAMES = np.array(["", "timeout", "new_client_id"], dtype=object)
 
 
 @dataclass(frozen=True)
@@ -172,7 +188,7 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
     events = events.sort_values("ts", kind="stable", ignore_index=True)
     files, per_day = _write_days(out_dir, truth_dir / "sessions.csv", config, events, sessions, renderer,
                                  start_ms, rename_ms, drop_ms)
-    order_rows = _write_orders(truth_dir / "orders.csv", orders, items, sessions, traffic.client_ids)
+    order_rows = _write_orders(truth_dir / "orders.csv", orders, items, sessions, traffic)
 
     config_json = {k: (sorted(v) if isinstance(v, frozenset) else v.isoformat() if isinstance(v, dt.date) else v)
                    for k, v in asdict(config).items()}
@@ -241,7 +257,11 @@ def _session_truth(sessions: pd.DataFrame, events: pd.DataFrame, drop_ms: int | 
         hidden = (np.isin(sessions["template"].to_numpy(), list(V.REFERRER_ONLY_TEMPLATES))
                   & (out["start"].to_numpy() >= drop_ms))
         observed[hidden] = V.CH["Direct"]
+    observed = observed.astype(np.int16)
+    observed[sessions["parent"].to_numpy() >= 0] = CONTINUATION_CODE
     out["channel"] = observed
+    out["parent"] = sessions["parent"].to_numpy()
+    out["break_kind"] = sessions["break_kind"].to_numpy()
     return out
 
 
@@ -253,7 +273,13 @@ def _write_days(out_dir: Path, truth_path: Path, config: SampleConfig, events: p
     cols = {c: events[c].to_numpy() for c in ("ts", "sess", "kind", "client", "ua", "page", "ref", "order", "extra")}
     bounds = np.searchsorted(cols["ts"], start_ms + np.arange(config.days + 1) * T.DAY_MS)
     truth_cols = {c: sessions[c].to_numpy() for c in sessions.columns}
-    channel_names = np.array(CHANNELS, dtype=object)
+    channel_names = CHANNEL_NAMES
+    # a session's truth row goes with its first genuine event (the landing page view, or the first
+    # checkout page of a session split off at the checkout)
+    genuine = np.flatnonzero((cols["sess"] >= 0) & (cols["extra"] == F.GENUINE))
+    _, first_pos = np.unique(cols["sess"][genuine], return_index=True)
+    is_first = np.zeros(len(cols["ts"]), dtype=bool)
+    is_first[genuine[first_pos]] = True
     truth_tmp = truth_path.with_name("." + truth_path.name + ".tmp")
     files, per_day = [], {}
     with open(truth_tmp, "w", encoding="utf-8", newline="") as truth:
@@ -263,7 +289,7 @@ def _write_days(out_dir: Path, truth_path: Path, config: SampleConfig, events: p
             ev = {c: a[bounds[d]:bounds[d + 1]] for c, a in cols.items()}
             day = (config.start + dt.timedelta(days=d)).strftime("%Y%m%d")
             path = out_dir / f"events_{day}.csv"
-            landing = (ev["kind"] == T.LANDING) & (ev["extra"] == F.GENUINE)
+            landing = is_first[bounds[d]:bounds[d + 1]]
             landing_urls = renderer.write_day(
                 path, ev,
                 client_col="clientId" if rename_ms is not None and day_ms >= rename_ms else "client_id",
@@ -292,25 +318,45 @@ def _write_days(out_dir: Path, truth_path: Path, config: SampleConfig, events: p
 
 
 def _write_orders(path: Path, orders: pd.DataFrame, items: pd.DataFrame, sessions: pd.DataFrame,
-                  client_ids) -> int:
-    """orders.csv with first/last touch over the 7 days before each order."""
+                  traffic: T.Traffic) -> int:
+    """orders.csv with first/last touch over the 7 days before each order, the checkout break
+    and the true journey (see the module docstring)."""
+    client_ids, person = traffic.client_ids, traffic.person
     o = pd.DataFrame({"order": np.arange(len(orders)), "client": orders["client"], "ts": orders["ts"]})
-    human = sessions.loc[~sessions["is_bot"], ["client", "start", "channel"]]
-    touches = o.merge(human, on="client")
-    touches = touches[(touches["start"] <= touches["ts"]) & (touches["start"] >= touches["ts"] - TOUCH_WINDOW_MS)]
-    touches = touches.sort_values(["order", "start"])
+    touchable = sessions.loc[~sessions["is_bot"] & (sessions["channel"] != CONTINUATION_CODE),
+                             ["client", "start", "channel"]]
+
+    def in_window(t: pd.DataFrame) -> pd.DataFrame:
+        return t[(t["start"] <= t["ts"]) & (t["start"] >= t["ts"] - TOUCH_WINDOW_MS)]
+
+    touches = in_window(o.merge(touchable, on="client")).sort_values(["order", "start"])
     g = touches.groupby("order")["channel"]
-    first = g.first().reindex(o["order"]).to_numpy()
-    last = g.last().reindex(o["order"]).to_numpy()
-    names = np.array(CHANNELS, dtype=object)
+    first = g.first().reindex(o["order"])
+    last = g.last().reindex(o["order"])
+    names = np.array([*CHANNEL_NAMES, UNTRACKED], dtype=object)
+    untracked_code = len(CHANNEL_NAMES)
+    # the person's touches on any of their client ids
+    by_person = touchable.assign(person=person[touchable["client"].to_numpy()])
+    o_person = o.assign(person=person[o["client"].to_numpy()])
+    person_touch = in_window(o_person.merge(by_person.drop(columns="client"), on="person"))["order"].unique()
+    tracked = first.notna().to_numpy()
+    stitchable = np.isin(o["order"].to_numpy(), person_touch) & ~tracked
+    true_journey = np.where(tracked, "tracked", np.where(stitchable, "stitchable", "untracked"))
+    sess = orders["sess"].to_numpy()
+    parent = sessions["parent"].to_numpy()[sess]
+    journey_client = np.where(parent >= 0, sessions["client"].to_numpy()[np.maximum(parent, 0)],
+                              orders["client"].to_numpy())
     table = pd.DataFrame({
         "transaction_id": orders["transaction_id"],
         "client_id": [c.decode() for c in client_ids[orders["client"].to_numpy()]],
         "order_ts": R.iso(orders["ts"].to_numpy()),
         "revenue": O.format_number(O.revenue(orders, items)),
-        "first_touch_channel": names[first.astype(int)],
-        "last_touch_channel": names[last.astype(int)],
+        "first_touch_channel": names[first.fillna(untracked_code).to_numpy().astype(int)],
+        "last_touch_channel": names[last.fillna(untracked_code).to_numpy().astype(int)],
         "fault": orders["fault"],
+        "journey_client_id": [c.decode() for c in client_ids[journey_client]],
+        "checkout_break": BREAK_NAMES[sessions["break_kind"].to_numpy()[sess]],
+        "true_journey": true_journey,
         "_ts": orders["ts"],
     }).sort_values(["_ts", "transaction_id"], kind="stable").drop(columns="_ts")
     R.write_atomic(path, table.to_csv(index=False, lineterminator="\n"))

@@ -28,6 +28,13 @@ Model
 * Crawlers and scripted browsers ("bots") are separate visitors with their
   own agents, pages and timing (no daily cycle); a few headless browsers
   start checkouts.
+* The checkout breaks the journey for about a third of the buyers, as on the
+  real export: the end of the checkout (payment processing, thank-you page,
+  the purchase) becomes a session of its own on checkout.puffy.com, usually
+  under a brand-new client id on the same browser (the cookie is not carried
+  to the checkout host), otherwise under the same id after the session timed
+  out (a long payment step). Its first page has an internal referrer, a return
+  from Affirm, or none. The journey that led to it stays on the first id.
 """
 
 from __future__ import annotations
@@ -123,6 +130,20 @@ INTERNAL_REF_NULL_P = (0.55, 0.25)
 # In those days part of what looked direct arrives with an anonymised referrer.
 SHIFT_DIRECT_TO_REFERRER_P = 0.3
 AFFIRM_P = 0.25  # checkouts financed through Affirm (it shows as the referrer)
+# Share of human purchases whose end of checkout is a session of its own on the checkout host
+# (real export: 92 of 284 orders), and of those the share under a brand-new client id (real:
+# about three quarters have no earlier event); the rest keep their id after a timeout.
+CHECKOUT_BREAK_P = 0.32
+BREAK_NEW_CLIENT_P = 0.75
+# Referrer of that session's first page: a return from Affirm (for Affirm-financed checkouts) with
+# AFFIRM_RETURN_P, else our own site / checkout with INTERNAL_RETURN_P, else none (real: 6, 26 and
+# about 60 of the 92).
+AFFIRM_RETURN_P = 0.3
+INTERNAL_RETURN_P = 0.3
+# Pause of a timed-out checkout before its end (median hours, sigma): at least MIN_SESSION_GAP_MS.
+TIMEOUT_PAUSE_HOURS = (0.5, 0.6)
+# Break kinds (sessions column `break_kind`).
+NO_BREAK, BREAK_TIMEOUT, BREAK_NEW_CLIENT = 0, 1, 2
 
 
 @dataclass
@@ -245,7 +266,99 @@ def simulate(rng, start_ms: int, days: int, scale: float, bots: bool,
     events["ua"] = visitors["ua"][events["client"].to_numpy()]
     _assign_landings(rng, sessions, shift_window)
     _assign_pages(rng, sessions, events, shift_window)
+    sessions, events, person = _checkout_breaks(rng, visitors, sessions, events, person, end_ms)
     return Traffic(sessions=sessions, client_ids=visitors["ids"], person=person), events
+
+
+def _checkout_breaks(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFrame, events: pd.DataFrame,
+                     person: np.ndarray, end_ms: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Split the end of some purchases' checkouts into sessions of their own on the checkout host.
+
+    For a share CHECKOUT_BREAK_P of human sessions with a purchase, the events from the first
+    payment-processing or thank-you page on (the purchase included) move to a new session: under
+    a new client id on the same browser (BREAK_NEW_CLIENT_P), or under the same id after a pause
+    longer than the session timeout when the visitor's next session leaves room for it. New
+    sessions are appended to ``sessions`` with ``parent`` (the session they split from; -1 for
+    the others) and ``break_kind``; they keep the parent's channel as the true one. New client ids
+    are appended to ``visitors`` and belong to the parent's person. Returns sessions, events
+    (ordered by session then time) and person.
+    """
+    n = len(sessions)
+    sessions["parent"] = np.full(n, -1, dtype=np.int64)
+    sessions["break_kind"] = np.zeros(n, dtype=np.int8)
+    kind, sess, ts = events["kind"].to_numpy(), events["sess"].to_numpy(), events["ts"].to_numpy()
+    human = ~sessions["is_bot"].to_numpy()
+    buying = np.unique(sess[kind == COMPLETED])
+    buying = buying[human[buying]]
+    broken = np.sort(buying[rng.random(len(buying)) < CHECKOUT_BREAK_P])
+    if not len(broken):
+        return sessions, events, person
+    # events are ordered by session then time: the tail of a broken session is contiguous
+    tail = np.flatnonzero(np.isin(kind, [PROCESSING, THANKS, COMPLETED]) & np.isin(sess, broken))
+    first = tail[np.r_[True, sess[tail[1:]] != sess[tail[:-1]]]]
+    assert (sess[first] == broken).all()
+
+    # A timeout needs room before the visitor's next session (the 45-minute gap rule holds).
+    client = sessions["client"].to_numpy()
+    end_of = pd.Series(ts).groupby(sess).max().reindex(np.arange(n)).to_numpy()
+    start_of = sessions["start"].to_numpy()
+    order = np.lexsort((start_of, client))
+    next_start = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    same = client[order[1:]] == client[order[:-1]]
+    next_start[order[:-1][same]] = start_of[order[1:][same]]
+    pause = MIN_SESSION_GAP_MS + np.rint(
+        TIMEOUT_PAUSE_HOURS[0] * np.exp(TIMEOUT_PAUSE_HOURS[1] * rng.standard_normal(len(broken))) * HOUR_MS
+    ).astype(np.int64)
+    new_end = end_of[broken] + pause
+    fits = (new_end < end_ms) & (new_end + MIN_SESSION_GAP_MS <= next_start[broken])
+    timeout = fits & (rng.random(len(broken)) >= BREAK_NEW_CLIENT_P)
+    kinds = np.where(timeout, BREAK_TIMEOUT, BREAK_NEW_CLIENT).astype(np.int8)
+
+    # new client ids (same browser, same person), cookie set at the continuation's first event
+    newcomers = broken[~timeout]
+    n_visitors = len(visitors["ids"])
+    first_ms = ts[first[~timeout]]
+    old = client[newcomers]
+    extra = {
+        "first_ms": first_ms, "k_sessions": np.zeros(len(old), dtype=visitors["k_sessions"].dtype),
+        "is_bot": np.zeros(len(old), dtype=bool), "old_cookie": np.zeros(len(old), dtype=bool),
+        "ua": visitors["ua"][old], "ids": make_client_ids(rng, first_ms, np.zeros(len(old), dtype=bool)),
+    }
+    for key, values in extra.items():
+        visitors[key] = np.concatenate([visitors[key], values])
+    person = np.concatenate([person, person[old]])
+    new_client = client[broken].astype(np.int64)
+    new_client[~timeout] = n_visitors + np.arange(len(old))
+
+    added = sessions.iloc[broken].copy()
+    added["client"] = new_client.astype(sessions["client"].dtype)
+    added["parent"] = broken
+    added["break_kind"] = kinds
+    added.index = np.arange(n, n + len(broken))
+    sessions = pd.concat([sessions, added])
+
+    # move the tail events
+    slot = np.searchsorted(broken, sess[tail])
+    new_sess = (n + slot).astype(sess.dtype)
+    ev_sess, ev_client, ev_ts = sess.copy(), events["client"].to_numpy().copy(), ts.copy()
+    ev_sess[tail] = new_sess
+    ev_client[tail] = new_client[slot].astype(ev_client.dtype)
+    ev_ts[tail] = ts[tail] + np.where(timeout[slot], pause[slot], 0)
+    # the continuation's first page: back from Affirm, from our own site, or no referrer
+    ref = events["ref"].to_numpy().copy()
+    u = rng.random(len(broken))
+    affirm = sessions["affirm"].to_numpy()[broken]
+    internal = np.where(rng.random(len(broken)) < 0.5, V.REF_SITE, V.REF_CHECKOUT)
+    landing_ref = np.select([affirm & (u < AFFIRM_RETURN_P), u >= 1 - INTERNAL_RETURN_P],
+                            [V.REF_AFFIRM, internal], 0).astype(ref.dtype)
+    ref[first] = landing_ref
+    same_page = first + 1 < len(kind)
+    nxt = first[same_page] + 1
+    shares = np.isin(kind[nxt], SAME_PAGE_KINDS) & (ev_sess[nxt] == ev_sess[first[same_page]])
+    ref[nxt[shares]] = landing_ref[same_page][shares]
+    events = events.assign(sess=ev_sess, client=ev_client, ts=ev_ts, ref=ref)
+    events = events.sort_values(["sess", "ts"], kind="stable", ignore_index=True)
+    return sessions, events, person
 
 
 def _second_devices(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFrame,

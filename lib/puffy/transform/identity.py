@@ -21,10 +21,11 @@ arrives under a brand-new client id and the journey that led to it is lost. ``ch
 links such a purchase to the client id that started a checkout shortly before on the same
 browser: for each purchase whose own client id has no checkout start in the ``window`` before it,
 the other client ids with a checkout start in that window and exactly the same user-agent string
-are candidates; a purchase with exactly one candidate links the two ids (several candidates: no
-link, since guessing would credit a stranger's journey). A link is an edge to a synthetic key
-``link:<event_id>`` of the purchase, so email and link edges form one graph. Its precision and
-recall are measured on the sample generator's ground truth (docs/attribution.md).
+are candidates, and the one whose checkout start is the latest (closest to the purchase) is linked;
+an exact tie links nobody. The nearest candidate is usually the buyer (a checkout takes minutes),
+but a stranger on the same browser build can be nearer: that is the link's imprecision, measured
+with its recall on the sample generator's ground truth (docs/attribution.md). A link is an edge to
+a synthetic key ``link:<event_id>`` of the purchase, so email and link edges form one graph.
 
 Tables (Ibis, not persisted):
 ``identity_edges``     — one row per distinct (client_id, email).
@@ -52,8 +53,8 @@ LINK_KEY_PREFIX = "link:"
 def checkout_link_edges(
     events: ir.Table, window_minutes: float, checkout_event: str, purchase_event: str
 ) -> ir.Table:
-    """(client_id, email) edges joining a purchase's client id to the one client id that started a
-    checkout on the same user agent within ``window_minutes`` before it (see the module docstring).
+    """(client_id, email) edges joining a purchase's client id to the client id that started a
+    checkout on the same user agent latest within ``window_minutes`` before it (module docstring).
 
     ``events``: client_id, event_name, event_ts, user_agent, event_id of non-bot events (any
     others are ignored). The ``email`` column holds ``link:<purchase event_id>``, which no hashed
@@ -72,10 +73,11 @@ def checkout_link_edges(
     own = buys.join(starts, [buys._pclient == starts._sclient, in_window]).select("_pid").distinct()
     broken = buys.anti_join(own, "_pid")
     cand = broken.join(starts, [broken._pua == starts._sua, broken._pclient != starts._sclient, in_window])
-    per = cand.group_by("_pid", "_pclient").aggregate(
-        _n=cand._sclient.nunique(), _other=cand._sclient.min()
-    )
-    linked = per.filter(per._n == 1)
+    latest = cand.group_by("_pid", "_pclient", "_sclient").aggregate(_last=cand._sts.max())
+    nearest = latest.group_by(_bpid="_pid").aggregate(_best=latest._last.max())
+    top = latest.join(nearest, [latest._pid == nearest._bpid, latest._last == nearest._best])
+    per = top.group_by("_pid", "_pclient").aggregate(_n=top._sclient.nunique(), _other=top._sclient.min())
+    linked = per.filter(per._n == 1)  # an exact tie between two client ids links nobody
     key = ibis.literal(LINK_KEY_PREFIX) + linked._pid
     return ibis.union(
         linked.select(client_id=linked._pclient, email=key),
