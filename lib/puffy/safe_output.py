@@ -65,7 +65,7 @@ class Redactor:
             rf'(?:(?P=q)(?P<sval>(?:(?!(?P=q)).)*)|(?P<bare>-?[0-9][^,}}\]\s"]*))',
             re.IGNORECASE | re.DOTALL,
         ) if self.fields else None
-        self._query_pair = re.compile(rf"(?P<pre>[?&;](?P<key>{names})=)(?P<val>[^&#\s\"']+)",
+        self._query_pair = re.compile(rf"(?P<pre>[?&;](?P<key>{names})=)(?P<val>[^&#,;\s\"']+)",
                                       re.IGNORECASE) if self.fields else None
         self._patterns = [(name, re.compile(p)) for name, p in (value_patterns or {}).items()]
 

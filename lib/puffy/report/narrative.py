@@ -20,6 +20,7 @@ from datetime import date
 
 from puffy.report.data import PeriodData
 from puffy.report.kpis import FUNNEL_LABELS, Figures, later_id_collisions, weakest_step
+from puffy.safe_output import md_text
 
 MODEL_LABELS = {"first_click": "first click", "last_click": "last click",
                 "last_non_direct_click": "last non-direct click", "linear": "linear",
@@ -597,9 +598,11 @@ def build_narrative(fig: Figures, max_items: int = 4) -> Narrative:
 
 
 def to_markdown(narrative: Narrative) -> str:
-    """The three lists as Markdown (for the notebook / HTML report)."""
+    """The three lists as Markdown (for the notebook / HTML report); statement texts name channels and
+    products from the data, so they are escaped (``puffy.safe_output.md_text``): nbconvert renders
+    raw HTML in Markdown."""
     def block(title: str, items: list[Statement]) -> str:
-        body = "\n".join(f"- {s.text}" for s in items) or "- Nothing to report."
+        body = "\n".join(f"- {md_text(s.text)}" for s in items) or "- Nothing to report."
         return f"### {title}\n\n{body}\n"
     return "\n".join([block("What is working", narrative.working), block("What is concerning", narrative.concerning),
                       block("Recommendations", narrative.recommendations)])
@@ -608,7 +611,7 @@ def to_markdown(narrative: Narrative) -> str:
 def caveats_markdown(caveats: list[Caveat]) -> str:
     if not caveats:
         return "No data-quality problem was flagged for this period."
-    return "\n".join(f"- **{c.title}** (affects {c.affects}): {c.text}" for c in caveats)
+    return "\n".join(f"- **{md_text(c.title)}** (affects {md_text(c.affects)}): {md_text(c.text)}" for c in caveats)
 
 
 ATTRIBUTION_CAVEAT = (
