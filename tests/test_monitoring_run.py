@@ -264,3 +264,26 @@ def test_metric_history_reads_only_the_columns_it_needs(wh):
     text = str(plan)
     assert "landing_page_url" not in text and "is_bot" in text
     assert os.path.exists(sources.audited_file("fct_sessions"))
+
+
+def test_a_repeated_problem_is_ongoing_and_an_acknowledged_one_does_not_fail_the_day(wh, tmp_path):
+    warehouse, intermediate, days, now = wh
+    for day in days[-2:]:
+        write_day(warehouse, intermediate, day, DaySpec(null_rate=0.16))
+    runs = tmp_path / "runs"
+    first = run(warehouse, intermediate, days[-2], now, runs / days[-2].isoformat())
+    second = run(warehouse, intermediate, days[-1], now, runs / days[-1].isoformat())
+    f1 = next(f for f in first.findings if f.id == "trend.client_id_null_rate")
+    f2 = next(f for f in second.findings if f.id == "trend.client_id_null_rate")
+    assert (f1.state, f2.state, f2.first_seen, f2.days_open) == ("new", "ongoing", days[-2].isoformat(), 2)
+    # The same day with the spike acknowledged in the params directory: INFO, the day passes.
+    params = tmp_path / "params"
+    shutil.copytree(REPO_ROOT / "params", params)
+    (params / "acknowledged.yaml").write_text(yaml.safe_dump({"acknowledged": [{
+        "check": "trend.client_id_null_rate", "reason": "tag manager outage", "owner": "on-call",
+        "expires": (now.date() + timedelta(days=30)).isoformat()}]}))
+    acked = run_monitoring(warehouse, params / "monitoring_rules.yaml", tmp_path / "acked", run_date=days[-1],
+                           intermediate_dir=intermediate, now=now)
+    assert acked.status == "pass", [(f.id, f.severity) for f in acked.findings]
+    f = next(f for f in acked.findings if f.id == "trend.client_id_null_rate")
+    assert f.severity == "info" and f.acknowledged["owner"] == "on-call"

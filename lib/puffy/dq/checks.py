@@ -175,6 +175,12 @@ class Finding:
     sample_rows: list[dict] = field(default_factory=list)
     message: str = ""
     daily: list[dict] = field(default_factory=list)
+    # Set by ``puffy.incidents`` on raised findings: since when, how long, new or ongoing, and who
+    # accepted it (an acknowledged finding is demoted to INFO).
+    first_seen: str | None = None
+    days_open: int | None = None
+    state: str | None = None
+    acknowledged: dict | None = None
 
     @property
     def check(self) -> str:
@@ -192,7 +198,8 @@ class Finding:
         out = asdict(self)
         return {"id": self.id, "check": self.check, "severity": self.severity, "status": self.severity,
                 **{k: out[k] for k in ("title", "metric", "value", "thresholds", "dates", "files",
-                                       "sample_rows", "message", "daily")},
+                                       "sample_rows", "message", "daily", "first_seen", "days_open", "state",
+                                       "acknowledged")},
                 "impact": self.impact}
 
 

@@ -32,6 +32,7 @@ from puffy.dates import date_range
 from puffy.dq.report import build_report, narrative, write_reports
 from puffy.dq.rules import load_rules
 from puffy.engine import scratch_duckdb
+from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
 from puffy.errors import InputDataError, UserError
 from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
 from puffy.params import PipelineParams
@@ -87,6 +88,15 @@ def _summary(files: list[dict], findings: list[Finding], days: list[date], basel
     }
 
 
+def _incidents(findings: list[Finding], params_dir: Path, output_dir: Path, days: list[date], today: date) -> None:
+    """Acknowledged findings become INFO (their days too); every raised one gets its incident history."""
+    acknowledge(findings, load_acknowledgements(params_dir), days[-1], today)
+    for f in findings:
+        if f.acknowledged:
+            f.daily = [{**r, "severity": "info"} for r in f.daily]
+    track(findings, open_incidents(previous_report(output_dir, days[0], "dq_report.json")), days[0], days[-1])
+
+
 def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date | None = None,
              end: date | None = None, staging_root: Path | None = None, now: datetime | None = None,
              engine_params: PipelineParams | None = None) -> GateResult:
@@ -120,6 +130,7 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     ctx = CheckContext(con, rules, ingested.files, ingested.lines_read, days, expected_days, _naive_utc(now),
                        engine_params=engine_params, scratch_dir=Path(output_dir))
     findings = run_checks(ctx)
+    _incidents(findings, Path(rules_path).parent, Path(output_dir), expected_days, ctx.now.date())
     lap("checks")
     # The worst finding sets the status; an 'info' never fails the gate.
     status = max((f.severity for f in findings if f.severity != "info"), key=SEVERITY_RANK.__getitem__, default="pass")

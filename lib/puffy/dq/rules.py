@@ -105,7 +105,7 @@ class TaxonomyRules(StrictModel):
     unknown_event_rate: Threshold = _t(warn=0, error=0.01)
     event_absent: Severity = "warn"
     event_absent_min_day_events: int = Field(100, ge=0)
-    dictionary_mismatch: Severity = "warn"
+    dictionary_mismatch: Severity = "info"
 
 
 class TimestampRules(StrictModel):

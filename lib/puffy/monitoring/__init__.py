@@ -23,6 +23,7 @@ from typing import TypeVar
 import pandas as pd
 import pyarrow.parquet as pq
 
+from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
 from puffy.monitoring import alert as alerting
 from puffy.monitoring import metrics as m
 from puffy.monitoring import monitors
@@ -114,6 +115,10 @@ def run_monitoring(warehouse_dir: Path, rules_path: Path | None, output_dir: Pat
                                         ([], pd.DataFrame()))
         findings += trend_findings
 
+    if rules_path is not None:
+        acknowledge(findings, load_acknowledgements(Path(rules_path).parent), run_date, now.date())
+    track(findings, open_incidents(previous_report(Path(output_dir), run_date, "monitoring_report.json")),
+          run_date, run_date)
     status = overall_status(findings)
     paths = {"md": Path(output_dir) / "monitoring_report.md", "json": Path(output_dir) / "monitoring_report.json"}
     if rules.alert.webhook_url and SEVERITY_RANK[status] >= SEVERITY_RANK[rules.alert.min_severity]:

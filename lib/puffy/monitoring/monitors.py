@@ -46,6 +46,11 @@ class Finding:
     band: tuple[float | None, float | None] | None = None
     dates: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    # Set by ``puffy.incidents``: since when, how long, new or ongoing, and who accepted it.
+    first_seen: str | None = None
+    days_open: int | None = None
+    state: str | None = None
+    acknowledged: dict | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -1,0 +1,141 @@
+"""Incidents and acknowledgements: so that a warning means something.
+
+A status that is WARN every day tells nobody anything. Two things make a finding informative:
+
+* **Incidents, not repeats.** Every raised finding (gate or monitoring) carries when it was first
+  seen and how many days it has been open, so a report and ``index.html`` can say what is *new*
+  today apart from what *persists*. A finding continues an incident when the report of the day
+  before the run's first day raised the same finding (same id and metric); it then inherits that
+  report's ``first_seen``. The daily runs keep one report per day under ``runs/<date>/``, which is
+  where the day before's report is looked up (``previous_report``); a day without one starts
+  every finding afresh.
+* **Acknowledgements.** ``params/acknowledged.yaml`` lists known, accepted findings: check id (or a
+  family, ``bots.*``), optionally the metric (a monitoring segment's channel) and the run dates it
+  covers, with a reason, an owner and an expiry date. Until it expires (judged by the wall clock of
+  the run, so a stale acknowledgement cannot hide a problem forever) a matching finding is demoted
+  to INFO and says who accepted it and why; from the day after it expires the finding is back at
+  its own severity, saying that its acknowledgement expired.
+
+Both work on any finding object with ``id``, ``severity``, ``metric``, ``dates`` and ``message``
+attributes plus the four fields set here (``first_seen``, ``days_open``, ``state``,
+``acknowledged``): the gate's and monitoring's findings.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from puffy.params import StrictModel, load_params
+
+RAISED = ("info", "warn", "error")
+
+
+class Acknowledgement(StrictModel):
+    """One known, accepted finding."""
+
+    check: str = Field(min_length=1, description="Finding id, or a pattern such as 'bots.*'.")
+    metric: str | None = Field(None, description="Only the finding about this metric (e.g. a channel).")
+    dates: tuple[date, date] | None = Field(None, description="Only findings of run dates in [from, to].")
+    reason: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    expires: date
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> "Acknowledgement":
+        if self.dates and self.dates[0] > self.dates[1]:
+            raise ValueError("dates must be [from, to]")
+        return self
+
+    def matches(self, finding, run_date: date) -> bool:
+        if not fnmatch.fnmatchcase(finding.id, self.check):
+            return False
+        if self.metric is not None and self.metric != finding.metric:
+            return False
+        return self.dates is None or self.dates[0] <= run_date <= self.dates[1]
+
+
+class Acknowledgements(StrictModel):
+    """``params/acknowledged.yaml``."""
+
+    acknowledged: list[Acknowledgement] = Field(default_factory=list)
+
+
+def load_acknowledgements(params_dir: Path | None) -> Acknowledgements:
+    """The acknowledgements in ``params_dir/acknowledged.yaml`` (none when the file is absent)."""
+    path = None if params_dir is None else Path(params_dir) / "acknowledged.yaml"
+    if path is None or not path.exists():
+        return Acknowledgements()
+    return load_params(path, Acknowledgements)
+
+
+def acknowledge(findings: list, acks: Acknowledgements, run_date: date, today: date) -> None:
+    """Demote every raised finding that a live acknowledgement covers to INFO (in place)."""
+    for finding in findings:
+        if finding.severity not in ("warn", "error"):
+            continue
+        ack = next((a for a in acks.acknowledged if a.matches(finding, run_date)), None)
+        if ack is None:
+            continue
+        record = {"reason": ack.reason, "owner": ack.owner, "expires": ack.expires.isoformat(),
+                  "severity": finding.severity}
+        if ack.expires >= today:
+            finding.acknowledged = record
+            finding.severity = "info"
+            finding.message += f" [acknowledged by {ack.owner} until {ack.expires}: {ack.reason}]"
+        else:
+            finding.message += f" [its acknowledgement by {ack.owner} expired on {ack.expires}]"
+
+
+def _key(finding_id: str, metric) -> str:
+    return f"{finding_id}|{metric or ''}"
+
+
+def previous_report(output_dir: Path, first_day: date, filename: str) -> Path | None:
+    """The report of the day before ``first_day`` in the daily runs' layout (``runs/<date>/``)."""
+    try:
+        date.fromisoformat(Path(output_dir).name)
+    except ValueError:
+        return None  # not a daily run directory: no history to continue
+    path = Path(output_dir).parent / (first_day - timedelta(days=1)).isoformat() / filename
+    return path if path.exists() else None
+
+
+def open_incidents(report_path: Path | None) -> dict[str, str]:
+    """``first_seen`` of each finding the report raised, by id and metric ({} without a report)."""
+    if report_path is None:
+        return {}
+    try:
+        findings = json.loads(Path(report_path).read_text(encoding="utf-8")).get("findings", [])
+    except (OSError, ValueError):
+        return {}
+    return {_key(f["id"], f.get("metric")): f.get("first_seen") or (f.get("dates") or [None])[0]
+            for f in findings if f.get("severity") in RAISED and (f.get("first_seen") or f.get("dates"))}
+
+
+def track(findings: list, previous: dict[str, str], first_day: date, run_date: date) -> None:
+    """Set ``first_seen``, ``days_open`` and ``state`` (new | ongoing | earlier) of every raised finding.
+
+    ``previous``: the open incidents of the day before ``first_day`` (``open_incidents``).
+    ``earlier`` is a finding of a multi-day report that is no longer raised on its last day.
+    """
+    for finding in findings:
+        if finding.severity not in RAISED:
+            continue
+        dates = sorted(finding.dates) or [run_date.isoformat()]
+        first = previous.get(_key(finding.id, finding.metric)) if dates[0] == first_day.isoformat() else None
+        finding.first_seen = first or dates[0]
+        finding.days_open = (run_date - date.fromisoformat(finding.first_seen)).days + 1
+        finding.state = ("earlier" if dates[-1] != run_date.isoformat()
+                         else "new" if finding.first_seen == run_date.isoformat() else "ongoing")
+
+
+def counts(findings: list) -> dict[str, int]:
+    """How many raised warnings/errors are new today, ongoing, and acknowledged."""
+    raised = [f for f in findings if f.severity in ("warn", "error")]
+    return {"new": sum(f.state == "new" for f in raised), "ongoing": sum(f.state == "ongoing" for f in raised),
+            "acknowledged": sum(1 for f in findings if f.acknowledged)}
