@@ -114,10 +114,12 @@ CASES = [
     ("unknown utm values", f"{BASE}?utm_source=ABCDEF&utm_medium=123456", None, "Unassigned", "default"),
     ("unknown tags beat a search referrer", f"{BASE}?utm_source=ABCDEF&utm_medium=123456", "https://www.google.com/",
      "Unassigned", "default"),
-    ("affiliate platform ids only", f"{BASE}?oid=ECCBC8&affid=E4DA3B&sub1=7EABC2&cto_pld=F79604", None,
+    ("affiliate platform ids only", f"{BASE}?oid=ECCBC8&affid=E4DA3B&sub1=7EABC2", None,
      "Unassigned", "default"),
-    ("criteo cpc (no channel for display)", f"{BASE}?utm_source={H('criteo')}&utm_medium={H('cpc')}", None,
-     "Unassigned", "default"),
+    ("criteo cpc is display, not search (the export's 1FF2BD = criteo, AE24AC = cpc)",
+     f"{BASE}?utm_source=1FF2BD&utm_medium=AE24AC", None, "Display", "display_utm_source"),
+    ("criteo payload on the affiliate platform's link", f"https://puffy.com/?oid=C81E72&affid=167909&sub1=B243C7"
+     "&cto_pld=F79604", None, "Display", "display_click_id"),
     ("clear-text utm values", f"{BASE}?utm_source=Facebook&utm_medium=paid", None, "Paid Social", "paid_social_utm"),
 ]
 
@@ -244,7 +246,7 @@ def test_classify_requires_parse_landing_columns(rules):
 
 def test_channel_labels(rules):
     assert channel_labels(rules) == list(CHANNEL_LABELS)
-    assert CHANNEL_LABELS == ("Paid Search", "Paid Social", "Affiliates", "Email", "SMS", "Organic Search",
+    assert CHANNEL_LABELS == ("Paid Search", "Paid Social", "Display", "Affiliates", "Email", "SMS", "Organic Search",
                               "Organic Shopping", "Organic Social", "Referral", "Direct", "Continuation",
                               "Unassigned")
 

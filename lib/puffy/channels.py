@@ -44,7 +44,7 @@ from puffy.params import DEFAULT_PARAMS_DIR, StrictModel, load_params
 DEFAULT_RULES_PATH = DEFAULT_PARAMS_DIR / "channels.yaml"
 
 ChannelLabel = Literal[
-    "Paid Search", "Paid Social", "Affiliates", "Email", "SMS", "Organic Search",
+    "Paid Search", "Paid Social", "Display", "Affiliates", "Email", "SMS", "Organic Search",
     "Organic Shopping", "Organic Social", "Referral", "Direct", "Continuation", "Unassigned",
 ]
 CHANNEL_LABELS: tuple[str, ...] = get_args(ChannelLabel)
@@ -54,8 +54,10 @@ CHANNEL_LABELS: tuple[str, ...] = get_args(ChannelLabel)
 CLICK_ID_PARAMS: dict[str, str] = {
     "gclid": "gclid", "gbraid": "gbraid", "wbraid": "wbraid", "msclkid": "msclkid", "fbclid": "fbclid",
     "irclickid": "irclickid", "srsltid": "srsltid", "kx": "_kx", "gad_source": "gad_source",
+    "cto_pld": "cto_pld",
 }
-ClickId = Literal["gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid", "srsltid", "kx", "gad_source"]
+ClickId = Literal["gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid", "srsltid", "kx", "gad_source",
+                  "cto_pld"]
 UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 
 ReferrerKind = Literal["internal", "payment", "search", "social", "other"]
