@@ -260,3 +260,49 @@ def test_a_journal_whose_partitions_were_tampered_with_is_refused_not_guessed(tm
         (prepared / "part-0.parquet").write_bytes(b"not what was journalled")
     with pytest.raises(UserError, match="neither it nor .* holds the journalled files"):
         partition_files(published, "fct_sessions")
+
+
+def _interrupted(tmp_path: Path) -> Path:
+    """A warehouse whose publish was killed after three of its six swaps (the 2025-03-02 state)."""
+    staging, published = _setup(tmp_path)
+    _killed_child(lambda: publish(staging, published,
+                                  on_step=lambda s: s == f"swapped fct_order_items/date={DAY}" and _die("kill")),
+                  "kill")
+    assert (published / PUBLISH_JOURNAL).exists()
+    return published
+
+
+@pytest.mark.parametrize("command", ["monitor", "report", "transform"])
+def test_cli_commands_that_read_a_warehouse_refuse_a_half_day_they_cannot_repair(tmp_path, monkeypatch, capsys,
+                                                                                  command):
+    from puffy import cli
+
+    published = _interrupted(tmp_path)
+    monkeypatch.setattr(publish_mod, "_writable", lambda root: False)  # as on a read-only mount
+    argv = {
+        "monitor": ["monitor", "--warehouse-dir", str(published), "--output-dir", str(tmp_path / "mon"),
+                    "--expected-run-date", str(DAY)],
+        "report": ["report", "--outputs-dir", str(tmp_path)],
+        "transform": ["transform", "--input-dir", str(tmp_path / "raw"), "--output-dir", str(tmp_path)],
+    }[command]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"puffy {command}: error: {published}: a publish (2025-03-02 of 6 tables) was interrupted")
+    assert (published / PUBLISH_JOURNAL).exists()  # untouched
+
+
+def test_the_runner_completes_an_interrupted_publish_before_the_day(tmp_path, monkeypatch):
+    from puffy import runner
+    from puffy.params import DEFAULT_PARAMS_DIR
+
+    published = _interrupted(tmp_path / "outputs")
+    assert published == tmp_path / "outputs" / "warehouse"
+    # Notebooks that do not exist: the day stops at once, after the runner's recovery.
+    monkeypatch.setattr(runner, "notebook_path", lambda name: tmp_path / "absent" / f"{name}.ipynb")
+    layout = runner.RunLayout(tmp_path / "outputs", tmp_path / "raw", DEFAULT_PARAMS_DIR)
+    result = runner.run_day(DAY, layout)
+    assert result.stopped_at == "01_data_quality"
+    assert not (published / PUBLISH_JOURNAL).exists()
+    assert _hidden_leftovers(published) == []
+    assert _view(published) == NEW_VIEW

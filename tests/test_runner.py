@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from datetime import date
 from pathlib import Path
 
@@ -117,3 +123,62 @@ def test_kernels_are_shut_down_without_an_interrupt():
     km.shutting_down = False
     with pytest.raises(RuntimeError, match="No kernel is running"):  # any other interrupt goes through
         asyncio.run(km._async_interrupt_kernel())
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not run)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_the_notebook_kernel_dies_with_a_killed_runner(tmp_path):
+    """kill -9 of the runner mid-notebook: its kernel goes at once and writes nothing more. Before,
+    jupyter_client's kernel (a session of its own) ran on until ipykernel's parent poller noticed."""
+    import nbformat
+
+    ticks, pid_file = tmp_path / "ticks.txt", tmp_path / "kernel.pid"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(f"""
+        import os, time
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        while True:
+            with open({str(ticks)!r}, "a") as fh:
+                fh.write("tick\\n")
+            time.sleep(0.02)
+    """))])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "busy.ipynb")
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from puffy import runner
+        runner.notebook_path = lambda name: Path({str(tmp_path)!r}) / f"{{name}}.ipynb"
+        runner.execute_notebook("busy", Path({str(tmp_path / "out")!r}), {{}})
+    """)
+    the_runner = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text() and ticks.exists()):
+            assert time.monotonic() < deadline and the_runner.poll() is None, "the kernel never started"
+            time.sleep(0.05)
+        kernel = int(pid_file.read_text())
+        assert _alive(kernel)
+        os.killpg(the_runner.pid, signal.SIGKILL)  # the runner's process group, as a scheduler would
+        the_runner.wait(10)
+        killed_at = time.monotonic()
+        while _alive(kernel) and time.monotonic() - killed_at < 5:
+            time.sleep(0.01)
+        gone_after = time.monotonic() - killed_at
+        assert not _alive(kernel), "the kernel outlived its runner by more than 5 s"
+        assert gone_after < 0.5, f"the kernel outlived its runner by {gone_after:.2f} s"
+        written = ticks.read_text()
+        time.sleep(0.2)
+        assert ticks.read_text() == written  # and it writes nothing more
+    finally:
+        if the_runner.poll() is None:
+            os.killpg(the_runner.pid, signal.SIGKILL)
+        if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -249,6 +249,14 @@ def _internal_error(args, exc: Exception) -> int:
 
 # --- commands ---------------------------------------------------------------------------------
 
+def _recover(warehouse: Path) -> None:
+    """Complete (or undo) a publish into ``warehouse`` that a killed run left unfinished, before a
+    command reads it; a read-only warehouse with one is a ``UserError`` (see ``puffy.publish``)."""
+    from puffy.publish import recover  # lazily: pyarrow is slow to import for `puffy --help`
+
+    recover(warehouse)
+
+
 def cmd_sample(args) -> int:
     from puffy.sample import ALL_FAULTS, SampleConfig, generate_sample
 
@@ -291,6 +299,7 @@ def cmd_transform(args) -> int:
 
     out = Path(args.output_dir)
     staging_root = out / "intermediate"
+    _recover(out / "warehouse")  # an interrupted publish: completed (or refused) before the rebuild
     engine_params = load_pipeline_params(args.params_dir)
     gate = run_gate(args.input_dir, args.params_dir / "dq_rules.yaml", out / "dq",
                     start=args.start, end=args.end, staging_root=staging_root, engine_params=engine_params)
@@ -315,6 +324,7 @@ def cmd_monitor(args) -> int:
 
     if not args.warehouse_dir.is_dir():
         raise UserError(f"{args.warehouse_dir}: warehouse directory not found")
+    _recover(args.warehouse_dir)  # an interrupted publish: completed (or refused) before reading
     result = run_monitoring(args.warehouse_dir, args.rules, args.output_dir, run_date=args.expected_run_date)
     print(f"monitoring status: {result.status.upper()}")
     for name, path in sorted(result.report_paths.items()):
@@ -430,6 +440,7 @@ def cmd_report(args) -> int:
     from puffy.report import run_report
 
     params = load_pipeline_params(args.params_dir)
+    _recover(_outputs_dir(args, params) / "warehouse")  # an interrupted publish: completed (or refused) first
     report = run_report(_outputs_dir(args, params), args.params_dir, start=args.start, end=args.end)
     print(f"executive summary: {report.html}\n                   {report.pdf}")
     return 0

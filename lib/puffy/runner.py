@@ -6,8 +6,13 @@ For one date D the order is:
 2. ``02_transform``     — build D's partitions into a per-run *staging* warehouse.
 3. ``04_monitoring``    — audit staging against the published history (skipped when the notebook
                            is absent; 01 and 02 are required).
-4. publish              — swap the staged partitions into ``outputs/warehouse``; a transform that
-                           did not reconcile, or outputs monitoring failed, are quarantined instead.
+4. publish              — swap the staged partitions into ``outputs/warehouse``, all tables of the
+                           day or none (``puffy.publish``); a transform that did not reconcile, or
+                           outputs monitoring failed, are quarantined instead.
+
+Before each day the runner completes (or undoes) a publish that a killed run left unfinished. The
+notebook kernels it starts die with it, even when it is killed with SIGKILL
+(``quiet_shutdown_kernel_manager``), so a killed run stops writing at once.
 
 Every executed notebook is kept under ``outputs/runs/<D>/`` (emptied at the start of the day's run,
 so nothing there is from an earlier run) with its HTML rendering. Each stage writes a status JSON
@@ -24,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -131,14 +137,20 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
 
 @functools.cache
 def quiet_shutdown_kernel_manager() -> type:
-    """jupyter_client's kernel manager, except that shutting a kernel down does not interrupt it first.
+    """jupyter_client's kernel manager, except that (1) shutting a kernel down does not interrupt it
+    first and (2) the kernel dies with the runner.
 
-    jupyter_client sends SIGINT before every shutdown request. A kernel that is still handling a
+    (1) jupyter_client sends SIGINT before every shutdown request. A kernel that is still handling a
     message then logs "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel" to the run's
     stderr, after a notebook that succeeded: noise for anyone who greps a scheduler's log for
     ERROR. The notebook has finished by then, so there is nothing to interrupt. Interrupts at any
     other time (a cell past its timeout) are sent as before; a kernel that ignores the shutdown
     request is still killed after jupyter_client's wait.
+
+    (2) jupyter_client starts the kernel in a session of its own, so killing the runner, or its
+    process group, left the kernel running (and writing into the warehouse) until ipykernel's
+    parent poller noticed, 1-3 s later. The kernel is launched through ``die_with_parent_cmd``, so
+    the Linux kernel sends it SIGKILL the moment the runner dies, even by SIGKILL.
     """
     from jupyter_client import AsyncKernelManager
 
@@ -148,7 +160,34 @@ def quiet_shutdown_kernel_manager() -> type:
                 return
             await super()._async_interrupt_kernel()
 
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+            await super()._async_launch_kernel(die_with_parent_cmd(kernel_cmd), **kw)
+
     return QuietShutdownKernelManager
+
+
+# Runs in the launched process, then becomes the kernel (exec keeps the death signal): asks Linux
+# for SIGKILL when its parent, the runner, dies; exits at once if the runner died before that.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def die_with_parent_cmd(cmd: list[str]) -> list[str]:
+    """``cmd`` run so that it is killed (SIGKILL) when this process dies; ``cmd`` itself on
+    systems without ``prctl(PR_SET_PDEATHSIG)`` (not Linux).
+
+    A wrapper that execs rather than a ``preexec_fn``: the runner has threads (zmq's), and code run
+    between fork and exec in a threaded process can deadlock. The death signal follows the thread
+    that started the process, which is the thread running the notebook until it has finished.
+    """
+    if not sys.platform.startswith("linux"):
+        return list(cmd)
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
 
 
 def render_html(executed: Path, no_input: bool = True) -> Path:
@@ -192,8 +231,10 @@ def run_day(day: date, layout: RunLayout, mode: str = "incremental") -> DayResul
     """Run every daily stage for ``day``; never raises for a failing stage (the result says why).
 
     The notebooks read their settings from ``layout.params_dir`` themselves."""
-    from puffy.publish import publish, quarantine
+    from puffy.publish import publish, quarantine, recover
 
+    for done in recover(layout.warehouse):  # a publish killed earlier: completed or undone first
+        log.warning("%s: %s", layout.warehouse, done)
     result = DayResult(day.isoformat())
     run_dir = layout.run_dir(day)
     staging_wh = layout.staging_warehouse(day)
