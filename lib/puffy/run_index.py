@@ -37,6 +37,18 @@ def _link(path: Path, base: Path, label: str) -> str:
     return f'<a href="{html.escape(os.path.relpath(path, base))}">{html.escape(label)}</a>'
 
 
+def _incident_cell(*reports: dict | None) -> str:
+    """What is new today (ids of new warnings and errors) apart from what persists (a count)."""
+    raised = [f for r in reports if r for f in r.get("findings", []) if f.get("severity") in ("warn", "error")]
+    new = sorted({f["id"] + (f" ({f['metric']})" if f["id"].startswith("segment.") and f.get("metric") else "")
+                  for f in raised if f.get("state") == "new"})
+    ongoing = sum(1 for f in raised if f.get("state") == "ongoing")
+    parts = [("new: " + ", ".join(new)) if new else "nothing new"]
+    if ongoing:
+        parts.append(f"{ongoing} ongoing")
+    return f"<td>{html.escape('; '.join(parts))}</td>"
+
+
 def _run_row(run_dir: Path, base: Path) -> str:
     summary = _read_json(run_dir / "run_summary.json") or {}
     links = " · ".join(x for x in (
@@ -54,9 +66,9 @@ def _run_row(run_dir: Path, base: Path) -> str:
         outcome = f"stopped at {summary['stopped_at']}"
     else:
         outcome = "—"
-    return (f"<tr><td>{html.escape(run_dir.name)}</td>{_status_cell(_read_json(run_dir / 'dq_report.json'))}"
-            f"{_status_cell(_read_json(run_dir / 'monitoring_report.json'))}<td>{html.escape(outcome)}</td>"
-            f"<td>{links}</td></tr>")
+    gate, monitoring = _read_json(run_dir / "dq_report.json"), _read_json(run_dir / "monitoring_report.json")
+    return (f"<tr><td>{html.escape(run_dir.name)}</td>{_status_cell(gate)}{_status_cell(monitoring)}"
+            f"{_incident_cell(gate, monitoring)}<td>{html.escape(outcome)}</td><td>{links}</td></tr>")
 
 
 def write_index(outputs_dir: Path) -> Path:
@@ -64,7 +76,7 @@ def write_index(outputs_dir: Path) -> Path:
     outputs_dir = Path(outputs_dir)
     runs = sorted((p for p in (outputs_dir / "runs").glob("????-??-??") if p.is_dir()), reverse=True)
     reports = sorted((p for p in (outputs_dir / "reports").glob("*") if p.is_dir()), reverse=True)
-    rows = "\n".join(_run_row(r, outputs_dir) for r in runs) or '<tr><td colspan="5">No runs yet.</td></tr>'
+    rows = "\n".join(_run_row(r, outputs_dir) for r in runs) or '<tr><td colspan="6">No runs yet.</td></tr>'
     report_items = "\n".join(
         f"<li>{html.escape(r.name.replace('_', ' → '))}: "
         + " · ".join(x for x in (_link(r / "executive_summary.html", outputs_dir, "HTML"),
@@ -73,10 +85,12 @@ def write_index(outputs_dir: Path) -> Path:
     ) or "<li>No executive summary yet (<code>puffy report</code>).</li>"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Puffy pipeline — runs</title><style>{_STYLE}</style></head>
-<body><h1>Puffy daily pipeline</h1><p class="sub">Every run date, newest first. Status: PASS, WARN, ERROR.</p>
+<body><h1>Puffy daily pipeline</h1><p class="sub">Every run date, newest first. Status: PASS, WARN, ERROR.
+"New" are warnings and errors first raised that day; "ongoing" ones were open the day before too.</p>
 <h2>Executive summaries</h2><ul>{report_items}</ul>
 <h2>Daily runs</h2>
-<table><thead><tr><th>Date</th><th>Data quality</th><th>Monitoring</th><th>Outcome</th><th>Reports</th></tr></thead>
+<table><thead><tr><th>Date</th><th>Data quality</th><th>Monitoring</th><th>Warnings and errors</th><th>Outcome</th>
+<th>Reports</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table></body></html>

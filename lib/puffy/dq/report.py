@@ -121,6 +121,8 @@ def narrative(report: dict, findings: list[Finding]) -> str:
     def tag(f: Finding) -> str:
         return f"({f.severity.upper()}, `{f.id}`)"
 
+    if len(days) == 1 and any(f.state for f in findings):
+        return "\n".join(parts + _incident_narrative(issues, notes, message, tag)).rstrip() + "\n"
     every_day = [f for f in issues if len(days) > 1 and set(days) <= set(f.dates)]
     changes = [f for f in issues if f not in every_day]
     if every_day:
@@ -136,6 +138,39 @@ def narrative(report: dict, findings: list[Finding]) -> str:
     if notes:
         parts += ["Worth knowing:", ""] + [f"- {message(f)} {tag(f)}" for f in sorted(notes, key=order)] + [""]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _since(f: Finding) -> str:
+    """'new', or 'since 2025-03-02 (4 days)' for an ongoing incident; '' for a passing check."""
+    if f.state == "new":
+        return "new"
+    if f.state in ("ongoing", "earlier"):
+        return f"since {f.first_seen} ({f.days_open} days)"
+    return ""
+
+
+def _incident_narrative(issues: list[Finding], notes: list[Finding], message, tag) -> list[str]:
+    """A day's account: what is new today in full, what persists in one line each, and standing
+    facts (INFO findings seen before) named once, not repeated."""
+    new = [f for f in issues if f.state == "new"]
+    ongoing = [f for f in issues if f.state != "new"]
+    parts = []
+    if new:
+        parts += ["New today:", ""] + [f"- {message(f)} {tag(f)}" for f in new] + [""]
+    if ongoing:
+        parts += ["Still open from earlier days:", ""]
+        parts += [f"- `{f.id}` {f.severity.upper()}, {_since(f)}" for f in sorted(ongoing, key=lambda f: f.first_seen)]
+        parts.append("")
+    if not issues:
+        parts += ["Nothing went wrong: no check raised a warning or an error.", ""]
+    fresh = [f for f in notes if f.state == "new"]
+    standing = [f for f in notes if f.state != "new"]
+    if fresh:
+        parts += ["Worth knowing:", ""] + [f"- {message(f)} {tag(f)}" for f in fresh] + [""]
+    if standing:
+        parts += ["Standing notes, stated in full when first seen: "
+                  + ", ".join(f"`{f.id}` ({_since(f)})" for f in standing) + ".", ""]
+    return parts
 
 
 def _fmt_value(f: Finding) -> str:
@@ -214,9 +249,10 @@ def render_markdown(report: dict, findings: list[Finding] | None = None) -> str:
     ]
     raised = [f for f in findings if f.severity != "pass"]
     if raised:
-        out += ["| Severity | Finding | Dates | Value | Thresholds | Message |", "|---|---|---|---|---|---|"]
-        out += [f"| {f.severity.upper()} | `{f.id}` — {_cell(f.title)} | {fmt_dates(f.dates)} | {_fmt_value(f)} | "
-                f"{_cell(_fmt_thresholds(f.thresholds))} | {_cell(f.message)} |" for f in raised]
+        out += ["| Severity | Finding | Dates | Open | Value | Thresholds | Message |",
+                "|---|---|---|---|---|---|---|"]
+        out += [f"| {f.severity.upper()} | `{f.id}` — {_cell(f.title)} | {fmt_dates(f.dates)} | {_since(f)} | "
+                f"{_fmt_value(f)} | {_cell(_fmt_thresholds(f.thresholds))} | {_cell(f.message)} |" for f in raised]
     else:
         out.append("No findings.")
     out += ["", "## What the findings mean downstream", ""]

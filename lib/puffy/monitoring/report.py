@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from puffy.incidents import counts as incident_counts
 from puffy.monitoring.monitors import Finding, _clean, _fmt
 from puffy.monitoring.rules import SEVERITY_RANK
+from puffy.safe_output import md_cell
 
 SEVERITY_ORDER = {"error": 0, "warn": 1, "info": 2}
 
@@ -70,7 +72,8 @@ def build_report(*, status: str, run_date: date, generated_at: datetime, finding
         "message": status_message(findings),
         "run_date": run_date.isoformat(),
         "generated_at": generated_at.isoformat(),
-        "counts": {s: sum(f.severity == s for f in findings) for s in ("error", "warn", "info")},
+        "counts": {**{s: sum(f.severity == s for f in findings) for s in ("error", "warn", "info")},
+                   **incident_counts(findings)},
         "findings": [f.to_dict() for f in findings],
         "metrics": day_metrics,
         "charts": {"trend": charts, "mix": {k: _records(v) for k, v in mix_tables.items()}},
@@ -91,8 +94,15 @@ def _band(band) -> str:
     return f"[{_fmt(low)}, {_fmt(high)}]"
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+_cell = md_cell  # channel names and messages carry export data: no live markup in a rendered report
+
+
+def _since(f: dict) -> str:
+    if f.get("state") == "new":
+        return "new"
+    if f.get("state") == "ongoing":
+        return f"since {f['first_seen']} ({f['days_open']} days)"
+    return ""
 
 
 def render_markdown(report: dict, trend: pd.DataFrame, mix_tables: dict[str, pd.DataFrame]) -> str:
@@ -104,15 +114,18 @@ def render_markdown(report: dict, trend: pd.DataFrame, mix_tables: dict[str, pd.
         f"**Status: {report['status'].upper()}** · {c['error']} error(s) · {c['warn']} warning(s) · "
         f"{c['info']} info · generated at {report['generated_at']}",
         "",
+        f"New today: {c.get('new', 0)} · still open from earlier days: {c.get('ongoing', 0)} · "
+        f"acknowledged: {c.get('acknowledged', 0)}",
+        "",
         "Runbook for every finding id: `docs/monitoring.md`.",
         "",
         "## Findings",
         "",
     ]
     if report["findings"]:
-        lines += ["| severity | id | metric | value | band | message |", "|---|---|---|---|---|---|"]
+        lines += ["| severity | id | metric | open | value | band | message |", "|---|---|---|---|---|---|---|"]
         for f in report["findings"]:
-            lines.append(f"| {f['severity'].upper()} | `{f['id']}` | {_cell(f['metric'] or '')} | "
+            lines.append(f"| {f['severity'].upper()} | `{f['id']}` | {_cell(f['metric'] or '')} | {_since(f)} | "
                          f"{_fmt(f['value'])} | {_band(f['band'])} | {_cell(f['message'])} |")
     else:
         lines.append("No findings.")
@@ -133,7 +146,7 @@ def render_markdown(report: dict, trend: pd.DataFrame, mix_tables: dict[str, pd.
         lines += ["", f"## Channel mix ({name}): run date vs baseline", "",
                   "| channel | run date | baseline | change (points) |", "|---|---|---|---|"]
         for r in table.itertuples():
-            lines.append(f"| {r.channel} | {r.day_share:.1%} | {r.baseline_share:.1%} | {r.change * 100:+.1f} |")
+            lines.append(f"| {_cell(r.channel)} | {r.day_share:.1%} | {r.baseline_share:.1%} | {r.change * 100:+.1f} |")
     lines += ["", "## Inputs", ""]
     lines += [f"- {k}: `{v}`" for k, v in report["inputs"].items()]
     return "\n".join(lines) + "\n"
