@@ -306,3 +306,19 @@ def test_the_runner_completes_an_interrupted_publish_before_the_day(tmp_path, mo
     assert not (published / PUBLISH_JOURNAL).exists()
     assert _hidden_leftovers(published) == []
     assert _view(published) == NEW_VIEW
+
+
+def test_newest_warehouse_and_monitoring_sources_complete_an_interrupted_publish_first(tmp_path):
+    from puffy.monitoring.metrics import Sources
+    from puffy.warehouse import newest_warehouse
+
+    published = _interrupted(tmp_path / "a")
+    assert newest_warehouse([published, tmp_path / "elsewhere"]) == published
+    assert not (published / PUBLISH_JOURNAL).exists()
+
+    published = _interrupted(tmp_path / "b")
+    sources = Sources(warehouse_dir=tmp_path / "b" / "audited", history_dir=published, intermediate_dir=None,
+                      run_date=date(2025, 3, 3))
+    files = sources.files("fct_order_rejects", OTHER, DAY)  # the table the old day did not have
+    assert sorted(files) == [OTHER, DAY]
+    assert pq.read_table(files[DAY]).column("version")[0].as_py() == "new"
