@@ -53,6 +53,7 @@ def test_underscore_spellings_are_accepted(tmp_path, capsys):
         ("duckdb_threads: -1\n", "key 'duckdb_threads'"),
         ("duckdb_memory_limit: lots\n", "key 'duckdb_memory_limit'"),
         ("engine: [unclosed\n", "not valid YAML at line"),
+        ("engine: !!python/object/apply:os.system [echo]\n", "YAML tags are not allowed (tag:yaml.org,2002:python"),
     ],
 )
 def test_bad_params_stop_with_one_line(tmp_path, yaml_text, expected):

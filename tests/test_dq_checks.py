@@ -736,3 +736,12 @@ def test_an_acknowledged_gate_finding_is_info_and_the_day_passes(tmp_path, expor
     assert (f.severity, f.acknowledged["severity"]) == ("info", "warn")
     assert result.status == "pass"
     assert result.daily.set_index("date").loc[LAST, "status"] == "info"
+
+
+def test_a_finding_over_days_of_mixed_severity_names_the_days_that_stop(tmp_path, export):
+    # 40 of the last day's 120 page views without a client id (33%: ERROR), 5 of the day before's (4%: WARN).
+    null_ids(views(export[LAST]), 40 / 120)
+    null_ids(views(export[DAYS[-2]]), 5 / 120)
+    f = finding(gate(tmp_path, export), "client_id.null_rate")
+    assert f.severity == "error" and f.dates == iso_days(DAYS[-2], LAST)
+    assert f"(ERROR on {LAST.isoformat()})" in f.message

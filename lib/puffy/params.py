@@ -73,6 +73,10 @@ def load_params(path: str | Path, model: type[M]) -> M:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in str(exc.problem or ""):
+            # Valid YAML that safe_load refuses on purpose: a tag could construct arbitrary objects.
+            tag = str(exc.problem).split("tag", 1)[1].strip().strip("'\"")
+            raise ParamsError(f"{path}: YAML tags are not allowed ({tag}){where}; write plain values") from None
         raise ParamsError(f"{path}: not valid YAML{where}") from None
     return validate_params(data, model, str(path))
 

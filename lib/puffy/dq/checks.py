@@ -368,10 +368,14 @@ def graded(ctx: CheckContext, fid: str, title: str, metric: str, rule: Threshold
         top = max((r["value"] for r in daily), key=key, default=None)
         return Finding(fid, title, "pass", metric, top, rule.as_dict(), message=quiet)
     dates = [r["date"] for r in flagged]
+    severity = worst(r["severity"] for r in flagged)
+    # Over several days of mixed severity, say which days carry the worst one (the days that stop).
+    worst_days = [r["date"] for r in flagged if r["severity"] == severity]
+    which = f" ({severity.upper()} on {fmt_dates(worst_days)})" if len(worst_days) < len(flagged) else ""
     return Finding(
-        fid, title, worst(r["severity"] for r in flagged), metric,
+        fid, title, severity, metric,
         max((r["value"] for r in flagged), key=key), rule.as_dict(), dates, ctx.files_for(dates),
-        samples(dates) if samples else [], f"{what(flagged)}; {IMPACT[fid]}.", flagged,
+        samples(dates) if samples else [], f"{what(flagged)}{which}; {IMPACT[fid]}.", flagged,
     )
 
 
