@@ -504,6 +504,42 @@ def check_direct_share(counts: pd.DataFrame, run_date: date, rules: MixRules) ->
 
 # --- trends ---------------------------------------------------------------------------------------
 
+# A day's value varies by sampling alone: counts at least like a Poisson variable, shares like a
+# binomial one over their denominator. A baseline of a few quiet days can have a smaller spread than
+# that, and would then flag ordinary noise (11 orders against 21.8 expected is z -3.2 over five
+# days' sd, and -2.3 against the Poisson sd of 4.7).
+_COUNTS = ("sessions", "orders", "rows_fct_sessions", "rows_fct_orders", "rows_fct_attribution")
+_SHARES = {"conversion_rate": "sessions", "returning_visitor_share": "sessions", "bot_share": "events",
+           "client_id_null_rate": "events"}
+
+
+def poisson_sd(_day: date, expected: float) -> float:
+    return math.sqrt(max(expected, 0.0))
+
+
+def sampling_noise(metric: str, metrics: pd.DataFrame):
+    """``sd_floor(day, expected)`` for ``metric`` (see above), or None when it has no sampling model.
+
+    Counts: sqrt(expected). Shares: sqrt(p(1-p)/n), n the day's denominator. Revenue, a sum over a
+    Poisson number of orders: at least expected / sqrt(expected orders), the orders' mean over the
+    history standing in for the expected orders.
+    """
+    if metric in _COUNTS:
+        return poisson_sd
+    if metric in _SHARES and _SHARES[metric] in metrics:
+        n = metrics[_SHARES[metric]]
+
+        def share_sd(day: date, expected: float) -> float:
+            size = n.get(day)
+            p = min(max(expected, 0.0), 1.0)
+            return math.sqrt(p * (1 - p) / size) if size and size > 0 and not pd.isna(size) else 0.0
+        return share_sd
+    if metric == "revenue" and "orders" in metrics:
+        orders = float(metrics["orders"].dropna().mean()) if metrics["orders"].notna().any() else 0.0
+        return (lambda _day, expected: abs(expected) / math.sqrt(orders)) if orders > 0 else None
+    return None
+
+
 def trend_finding_id(metric: str) -> str:
     """Row-count metrics belong to completeness; the rest are trend.<metric>."""
     return "completeness.row_count" if metric.startswith("rows_") else f"trend.{metric}"
@@ -528,7 +564,8 @@ def check_trends(metrics: pd.DataFrame, run_date: date, rules: TrendRules) -> tu
         points = stats.trend_series(series, window_days=rules.window_days, min_history=rules.min_history_days,
                                     min_same_weekday=rules.min_same_weekday, z_threshold=rules.z_threshold,
                                     min_abs_change=mr.min_abs_change, direction=mr.direction,
-                                    baseline_start=rules.baseline_start, error_z=error_z, error_ratio=error_ratio)
+                                    baseline_start=rules.baseline_start, error_z=error_z, error_ratio=error_ratio,
+                                    sd_floor=sampling_noise(metric, metrics))
         # Every watched metric is a count, amount or share: a band below 0 only confuses charts.
         points = [replace(p, low=max(p.low, 0.0)) if p.low is not None else p for p in points]
         rows += [{"metric": metric, **asdict(p)} for p in points]
@@ -614,7 +651,8 @@ def check_segments(counts: pd.DataFrame, run_date: date, rules: SegmentRules, tr
         series = stats.trend_series(wide[segment], window_days=trend.window_days, min_history=trend.min_history_days,
                                     min_same_weekday=trend.min_same_weekday, z_threshold=rules.z_threshold,
                                     min_abs_change=rules.min_abs_change, min_ratio=rules.min_ratio,
-                                    baseline_start=trend.baseline_start, error_z=error_z, error_ratio=error_ratio)
+                                    baseline_start=trend.baseline_start, error_z=error_z, error_ratio=error_ratio,
+                                    sd_floor=poisson_sd)
         points[segment] = next((p for p in series if p.date == run_date), None)
     gains = {s: max(0.0, p.value - p.expected) for s, p in points.items() if p is not None and p.expected is not None}
     referrer_loss = _referrer_loss(counts, window, run_date) if kind == "channel" else None

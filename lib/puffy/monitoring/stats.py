@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import TypeVar
 
@@ -57,9 +57,12 @@ class Baseline:
     method: str  # 'weekday' (seasonally adjusted) or 'trailing' (plain mean and sd)
 
 
+WEEKLY_PATTERN_P = 0.01
+
+
 def weekday_profile(history: pd.Series, min_same_weekday: int) -> dict[int, float] | None:
     """Median value per weekday (0 = Monday) of ``history``; None unless every weekday has
-    at least ``min_same_weekday`` values.
+    at least ``min_same_weekday`` values and the weekdays differ by more than chance.
 
     Medians, so one odd day does not bend its weekday's level; computed from every day of the
     window, flagged or not, which lets the first weeks' weekend peaks count as normal instead of
@@ -71,6 +74,14 @@ def weekday_profile(history: pd.Series, min_same_weekday: int) -> dict[int, floa
     by_weekday = values.groupby([d.weekday() for d in values.index])
     sizes = by_weekday.size()
     if len(sizes) < 7 or int(sizes.min()) < min_same_weekday:
+        return None
+    # Only a weekly pattern that stands out from day-to-day noise: three or four days per weekday
+    # of a count around 20 give weekday medians that differ by chance (Fridays of 11, 12 and 19
+    # orders in a month of ~21 a day), and adjusting by them turns the next ordinary Friday into an
+    # outlier. One-way ANOVA across the weekdays, at 1%: the month checks this every day.
+    groups = [g.to_numpy() for _, g in by_weekday]
+    spread = sum(float(np.var(g)) for g in groups)
+    if spread > 0 and sps.f_oneway(*groups).pvalue >= WEEKLY_PATTERN_P:
         return None
     return {int(w): float(v) for w, v in by_weekday.median().items()}
 
@@ -170,14 +181,17 @@ def evaluate_trend(value: float, baseline: Baseline | None, *, z_threshold: floa
 def trend_series(series: pd.Series, *, window_days: int, min_history: int, min_same_weekday: int,
                  z_threshold: float, min_abs_change: float = 0.0, direction: str = "both",
                  baseline_start: date | None = None, error_z: float | None = None,
-                 error_ratio: float | None = None, min_ratio: float | None = None) -> list[TrendPoint]:
+                 error_ratio: float | None = None, min_ratio: float | None = None,
+                 sd_floor: Callable[[date, float], float] | None = None) -> list[TrendPoint]:
     """Walk a daily series (date -> value, the run date last) and score every day with a value.
 
     Each day's baseline: values in the ``window_days`` days before it (never the day itself), on or
     after ``baseline_start``, leaving out days that were themselves flagged. The weekday profile
     (seasonality) comes from the ``window_days`` days before the last date, i.e. the run date's
     window; it is used for every day of the walk, so earlier days are judged with the same
-    knowledge of the weekly pattern.
+    knowledge of the weekly pattern. ``sd_floor(day, expected)``: the least spread the day's value
+    can have from sampling alone (a count's Poisson noise); a baseline sd below it, as a few quiet
+    days easily give, is raised to it.
     """
     series = series.dropna()
     series = series[[d for d in series.index if baseline_start is None or d >= baseline_start]]
@@ -193,6 +207,8 @@ def trend_series(series: pd.Series, *, window_days: int, min_history: int, min_s
     def evaluate(day: date, base_days: list[date]) -> TrendPoint:
         value = float(series[day])
         baseline = trailing_baseline(series[base_days], day, min_history=min_history, profile=profile)
+        if baseline is not None and sd_floor is not None:
+            baseline = replace(baseline, sd=max(baseline.sd, sd_floor(day, baseline.expected)))
         week_ago = series.get(day - timedelta(days=7))
         wow = None
         if week_ago is not None and not pd.isna(week_ago) and week_ago != 0:
