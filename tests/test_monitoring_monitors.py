@@ -529,3 +529,14 @@ def test_click_id_landings_only_warn():
     found = segments(counts.replace({"Paid Search": "gclid"}), kind="click_id")
     assert [(f.id, f.metric, f.severity) for f in found] == [("segment.click_id", "gclid", "warn")]
     assert found[0].message.startswith("gclid landings")
+
+
+def test_a_count_is_never_judged_against_less_than_its_poisson_noise():
+    # Five days of 20, 21, 19, 20, 20 orders (sd 0.71): 14 orders is z -8.5 against that spread, but
+    # only -6 / sqrt(20) = -1.34 against the Poisson noise of a count of 20: no finding.
+    days = days_back(5)
+    frame = pd.DataFrame({"orders": [20.0, 21.0, 19.0, 20.0, 20.0, 14.0]}, index=pd.Index(days, name="date"))
+    found, trend = mon.check_trends(frame, DAY, TrendRules(metrics={"orders": TrendMetric(min_abs_change=5)}))
+    assert found == []
+    last = trend[trend.date == DAY].iloc[0]
+    assert last.sd == pytest.approx(20 ** 0.5) and last.z == pytest.approx(-6 / 20 ** 0.5)
