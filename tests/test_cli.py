@@ -171,14 +171,29 @@ def _export_of_2025_03_01(tmp_path):
     return raw
 
 
-def test_dq_of_a_closed_period_without_files_reports_the_missing_days(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["dq", "transform"])
+def test_a_period_whose_first_or_last_file_has_not_landed_is_a_usage_error_like_run(tmp_path, capsys, command):
     raw = _export_of_2025_03_01(tmp_path)
+    out = ["--output-dir", str(tmp_path / "out")]
+    code = main([command, "--input-dir", str(raw), *out, "--fail-on-error", "--start", "2025-03-02", "--end", "2025-03-03"])
+    assert code == 2  # `puffy run --start 2025-03-02 --end 2025-03-03` says the same
+    assert "no raw file for 2025-03-02 (events_20250302.csv has not landed)" in capsys.readouterr().err
+    assert main(["run", "--input-dir", str(raw), "--outputs-dir", str(tmp_path / "run"), "--date", "2025-03-02"]) == 2
+
+
+def test_dq_grades_a_day_without_a_file_inside_the_period(tmp_path, capsys):
+    raw = _export_of_2025_03_01(tmp_path)
+    (raw / "events_20250303.csv").write_text((raw / "events_20250301.csv").read_text().replace("03-01", "03-03"))
     code = main(["dq", "--input-dir", str(raw), "--output-dir", str(tmp_path / "dq"), "--fail-on-error",
-                 "--start", "2025-03-02", "--end", "2025-03-03"])
+                 "--start", "2025-03-01", "--end", "2025-03-03"])
     assert code == 3
-    assert "ERROR ingest.missing_file: No raw file for 2025-03-02 … 2025-03-03" in capsys.readouterr().out
-    report = json.loads((tmp_path / "dq" / "dq_report.json").read_text())
-    assert report["message"] == "1 error finding(s): ingest.missing_file — No raw file for 2025-03-02 … 2025-03-03"
+    assert "ERROR ingest.missing_file: No raw file for 2025-03-02" in capsys.readouterr().out
+
+
+def test_an_input_dir_that_is_a_file_says_so(tmp_path, capsys):
+    raw = _export_of_2025_03_01(tmp_path)
+    assert main(["dq", "--input-dir", str(raw / "events_20250301.csv"), "--output-dir", str(tmp_path / "dq")]) == 2
+    assert f"is a file, not an input directory; give its folder, {raw}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["dq", "transform", "monitor"])
@@ -302,9 +317,10 @@ def test_run_and_report_write_where_outputs_dir_says(tmp_path, capsys, monkeypat
     assert f"index: {(tmp_path / 'real').resolve() / 'index.html'}" in capsys.readouterr().out
 
 
-def test_transform_of_a_closed_period_without_files_stops_at_the_gate(tmp_path):
+def test_transform_of_a_period_with_a_day_missing_inside_stops_at_the_gate(tmp_path):
     raw = _export_of_2025_03_01(tmp_path)
+    (raw / "events_20250303.csv").write_text((raw / "events_20250301.csv").read_text().replace("03-01", "03-03"))
     code = main(["transform", "--input-dir", str(raw), "--output-dir", str(tmp_path / "out"), "--fail-on-error",
-                 "--start", "2025-03-02", "--end", "2025-03-03"])
-    assert code == 3  # like `puffy dq --fail-on-error`: the gate graded the missing days
+                 "--start", "2025-03-01", "--end", "2025-03-03"])
+    assert code == 3  # like `puffy dq --fail-on-error`: the gate graded the missing day
     assert (tmp_path / "out" / "dq" / "dq_report.md").exists()

@@ -279,9 +279,23 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _require_landed(input_dir: Path, start: date | None, end: date | None) -> None:
+    """Like ``puffy run``: the period's first and last day must have a raw file (a UserError, exit 2,
+    'the file has not landed'); days without a file inside the period are graded by the gate."""
+    from puffy.ingest import discover_raw_files, file_date_of
+
+    if start and end and end < start:
+        raise UserError(f"end {end} is before start {start}")
+    available = {file_date_of(p) for p in discover_raw_files(input_dir, start, end)}
+    missing = [d for d in dict.fromkeys((start, end)) if d is not None and d not in available]
+    if missing:
+        raise UserError(f"{input_dir}: no raw file for {missing[0]} (events_{missing[0]:%Y%m%d}.csv has not landed)")
+
+
 def cmd_dq(args) -> int:
     from puffy.dq.gate import run_gate
 
+    _require_landed(args.input_dir, args.start, args.end)
     result = run_gate(args.input_dir, args.rules, args.output_dir, start=args.start, end=args.end,
                       engine_params=load_pipeline_params(args.params_dir))
     print(f"data-quality status: {result.status.upper()}")
@@ -300,6 +314,7 @@ def cmd_transform(args) -> int:
     out = Path(args.output_dir)
     staging_root = out / "intermediate"
     _recover(out / "warehouse")  # an interrupted publish: completed (or refused) before the rebuild
+    _require_landed(args.input_dir, args.start, args.end)
     engine_params = load_pipeline_params(args.params_dir)
     gate = run_gate(args.input_dir, args.params_dir / "dq_rules.yaml", out / "dq",
                     start=args.start, end=args.end, staging_root=staging_root, engine_params=engine_params)
@@ -312,7 +327,7 @@ def cmd_transform(args) -> int:
         raise UserError(f"{args.input_dir}: no events_YYYYMMDD.csv files in the requested range")
     result = run_transform(staging_root, out / "warehouse", args.params_dir, start=days[0], end=days[-1],
                            engine_params=engine_params, mode="rebuild")
-    files = export_csv(out / "warehouse", out)
+    files = export_csv(out / "warehouse", out, engine_params=engine_params)
     print(f"transform status: {result.status.upper()} (data-quality: {gate.status.upper()})")
     for f in files:
         print(f"  {f}")

@@ -128,6 +128,10 @@ def discover_raw_files(input_dir: Path, start: date | None = None, end: date | N
     When both a ``.csv`` and a ``.csv.gz`` exist for a day, the plain CSV wins.
     """
     input_dir = Path(input_dir)
+    if input_dir.exists() and not input_dir.is_dir():
+        hint = (f"give its folder, {input_dir.parent}" if RAW_FILE_RE.match(input_dir.name)
+                else "give the folder that holds the events_YYYYMMDD.csv files")
+        raise InputDataError(f"{input_dir}: is a file, not an input directory; {hint}")
     if not input_dir.is_dir():
         raise InputDataError(f"{input_dir}: input directory not found (expected events_YYYYMMDD.csv files; "
                              "`puffy sample --out DIR` or `make demo` writes a sample export)")
