@@ -133,9 +133,10 @@ def session_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
 
 
 def order_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
-    """Per date: orders, revenue, orders without a session."""
+    """Per date: orders, revenue, the sum of squared order revenues (order-value spread), orders without a session."""
     return _by_date(query(con, files, """
         SELECT d, count(*) AS orders, coalesce(sum(revenue), 0) AS revenue,
+               coalesce(sum(revenue * revenue), 0) AS revenue_squares,
                count(*) FILTER (WHERE session_id IS NULL) AS orders_without_session
         FROM {t} GROUP BY d"""))
 
@@ -202,7 +203,7 @@ def daily_metrics(sources: Sources, start: date, purchase_event: str = "checkout
     out["rows_fct_sessions"] = row_counts(session_files)
     out["rows_fct_orders"] = row_counts(order_files)
     out["rows_fct_attribution"] = row_counts(attribution_files)
-    for col in ("sessions", *FUNNEL_STAGES[1:], "bot_sessions", "returning_sessions", "orders", "revenue", "orders_without_session",
+    for col in ("sessions", *FUNNEL_STAGES[1:], "bot_sessions", "returning_sessions", "orders", "revenue_squares", "revenue", "orders_without_session",
                 "order_rejects", "zero_revenue_purchases", "rejected_revenue", "events", "client_id_null_rate",
                 "bot_share", "raw_purchases", "raw_purchase_revenue"):
         if col not in out:
@@ -210,7 +211,7 @@ def daily_metrics(sources: Sources, start: date, purchase_event: str = "checkout
     # An existing but empty partition means zero (no orders that day), not unknown: GROUP BY
     # returns no row for it, so fill those dates in.
     for files, cols in ((session_files, FUNNEL_STAGES + ("bot_sessions", "returning_sessions")),
-                        (order_files, ("orders", "revenue", "orders_without_session")),
+                        (order_files, ("orders", "revenue", "revenue_squares", "orders_without_session")),
                         (reject_files, ("order_rejects", "zero_revenue_purchases", "rejected_revenue"))):
         present = out.index.isin(list(files))
         for col in cols:

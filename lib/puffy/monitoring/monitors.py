@@ -521,8 +521,10 @@ def sampling_noise(metric: str, metrics: pd.DataFrame):
     """``sd_floor(day, expected)`` for ``metric`` (see above), or None when it has no sampling model.
 
     Counts: sqrt(expected). Shares: sqrt(p(1-p)/n), n the day's denominator. Revenue, a sum over a
-    Poisson number of orders: at least expected / sqrt(expected orders), the orders' mean over the
-    history standing in for the expected orders.
+    Poisson number of orders: sqrt(orders * E[x^2]) with x an order's revenue; AOV, a mean of the
+    day's orders: sqrt(Var(x) / the day's orders). The order-value moments and the mean orders come
+    from the days before the run date (order values are heavy-tailed: a few $4k orders make a
+    $20k day a $40k one).
     """
     if metric in _COUNTS:
         return poisson_sd
@@ -534,9 +536,19 @@ def sampling_noise(metric: str, metrics: pd.DataFrame):
             p = min(max(expected, 0.0), 1.0)
             return math.sqrt(p * (1 - p) / size) if size and size > 0 and not pd.isna(size) else 0.0
         return share_sd
-    if metric == "revenue" and "orders" in metrics:
-        orders = float(metrics["orders"].dropna().mean()) if metrics["orders"].notna().any() else 0.0
-        return (lambda _day, expected: abs(expected) / math.sqrt(orders)) if orders > 0 else None
+    if metric in ("revenue", "aov") and {"orders", "revenue", "revenue_squares"} <= set(metrics.columns):
+        history = metrics.iloc[:-1][["orders", "revenue", "revenue_squares"]].dropna()
+        n = float(history["orders"].sum())
+        if n <= 0:
+            return None
+        mean_orders, mean_x = float(history["orders"].mean()), float(history["revenue"].sum()) / n
+        mean_x2 = float(history["revenue_squares"].sum()) / n
+        if metric == "revenue":
+            return lambda _day, _expected: math.sqrt(mean_orders * mean_x2)
+        orders = metrics["orders"]
+        variance = max(mean_x2 - mean_x ** 2, 0.0)
+        return lambda day, _expected: (math.sqrt(variance / orders[day])
+                                       if orders.get(day, 0) and orders[day] > 0 else 0.0)
     return None
 
 

@@ -150,9 +150,10 @@ def _default_trend_metrics() -> dict[str, TrendMetric]:
     return {
         "sessions": TrendMetric(min_abs_change=200),
         "orders": TrendMetric(min_abs_change=5),
-        "revenue": TrendMetric(min_abs_change=5000),
+        # Order values are heavy-tailed: a clean day of ~20 orders can double its revenue or AOV.
+        "revenue": TrendMetric(min_abs_change=5000, error_ratio=3),
         "conversion_rate": TrendMetric(min_abs_change=0.002),
-        "aov": TrendMetric(min_abs_change=250),
+        "aov": TrendMetric(min_abs_change=250, error_ratio=3),
         # Missing client ids are graded by the gate (client_id.*); a known spike must not stop a day.
         "client_id_null_rate": TrendMetric(min_abs_change=0.02, direction="up", error=False),
         "bot_share": TrendMetric(min_abs_change=0.05),
