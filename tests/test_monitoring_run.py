@@ -287,3 +287,21 @@ def test_a_repeated_problem_is_ongoing_and_an_acknowledged_one_does_not_fail_the
     assert acked.status == "pass", [(f.id, f.severity) for f in acked.findings]
     f = next(f for f in acked.findings if f.id == "trend.client_id_null_rate")
     assert f.severity == "info" and f.acknowledged["owner"] == "on-call"
+
+
+def test_the_untracked_journey_share_is_a_daily_metric(tmp_path):
+    # Three days of 4 orders: 1, 2 and 0 untracked of revenue 100 + 300 (untracked) + ...; worked by hand.
+    from datetime import date
+
+    from puffy.monitoring.metrics import Sources, daily_metrics
+
+    days = [date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3)]
+    statuses = [["untracked", "tracked", "tracked", "stitched"], ["untracked", "untracked", "tracked", "tracked"],
+                ["tracked"] * 4]
+    for day, status in zip(days, statuses):
+        write_table(tmp_path, "fct_orders", day, pd.DataFrame({
+            "order_key": [f"{day}-{i}" for i in range(4)], "revenue": [100.0, 300.0, 200.0, 400.0],
+            "session_id": ["s"] * 4, "journey_status": status}))
+    metrics = daily_metrics(Sources(tmp_path, tmp_path, None, days[-1]), days[0])
+    assert metrics["untracked_order_share"].tolist() == [0.25, 0.5, 0.0]
+    assert metrics["untracked_revenue_share"].tolist() == [0.1, 0.4, 0.0]  # 100/1000, 400/1000, 0

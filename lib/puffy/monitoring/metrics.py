@@ -31,7 +31,8 @@ from puffy.warehouse import partition_dates, partition_dir
 #: Metrics the trend monitor can watch (columns of ``daily_metrics``).
 TREND_METRICS: tuple[str, ...] = (
     "sessions", "orders", "revenue", "conversion_rate", "aov", "client_id_null_rate", "bot_share",
-    "returning_visitor_share", "rows_fct_sessions", "rows_fct_orders", "rows_fct_attribution",
+    "returning_visitor_share", "untracked_order_share", "untracked_revenue_share",
+    "rows_fct_sessions", "rows_fct_orders", "rows_fct_attribution",
 )
 
 #: Funnel stages, widest first; each is a count of the day's non-bot sessions.
@@ -133,12 +134,20 @@ def session_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
 
 
 def order_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
-    """Per date: orders, revenue, the sum of squared order revenues (order-value spread), orders without a session."""
-    return _by_date(query(con, files, """
+    """Per date: orders, revenue, the sum of squared order revenues (order-value spread), orders without
+    a session, and orders / revenue whose journey is untracked (``journey_status``; NULL in
+    partitions written before it existed)."""
+    columns = set().union(*(_columns(p) for p in files.values())) if files else set()
+    untracked = "journey_status = 'untracked'" if "journey_status" in columns else "NULL"
+    return _by_date(query(con, files, f"""
         SELECT d, count(*) AS orders, coalesce(sum(revenue), 0) AS revenue,
                coalesce(sum(revenue * revenue), 0) AS revenue_squares,
-               count(*) FILTER (WHERE session_id IS NULL) AS orders_without_session
-        FROM {t} GROUP BY d"""))
+               count(*) FILTER (WHERE session_id IS NULL) AS orders_without_session,
+               CASE WHEN bool_or({untracked} IS NOT NULL) THEN count(*) FILTER (WHERE {untracked}) END
+                   AS untracked_orders,
+               CASE WHEN bool_or({untracked} IS NOT NULL)
+                    THEN coalesce(sum(revenue) FILTER (WHERE {untracked}), 0) END AS untracked_revenue
+        FROM {{t}} GROUP BY d"""))
 
 
 def reject_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
@@ -203,7 +212,8 @@ def daily_metrics(sources: Sources, start: date, purchase_event: str = "checkout
     out["rows_fct_sessions"] = row_counts(session_files)
     out["rows_fct_orders"] = row_counts(order_files)
     out["rows_fct_attribution"] = row_counts(attribution_files)
-    for col in ("sessions", *FUNNEL_STAGES[1:], "bot_sessions", "returning_sessions", "orders", "revenue_squares", "revenue", "orders_without_session",
+    for col in ("sessions", *FUNNEL_STAGES[1:], "bot_sessions", "returning_sessions", "orders", "revenue_squares",
+                "untracked_orders", "untracked_revenue", "revenue", "orders_without_session",
                 "order_rejects", "zero_revenue_purchases", "rejected_revenue", "events", "client_id_null_rate",
                 "bot_share", "raw_purchases", "raw_purchase_revenue"):
         if col not in out:
@@ -220,6 +230,8 @@ def daily_metrics(sources: Sources, start: date, purchase_event: str = "checkout
         out["conversion_rate"] = out["purchased"] / out["sessions"].where(out["sessions"] > 0)
         out["aov"] = out["revenue"] / out["orders"].where(out["orders"] > 0)
         out["returning_visitor_share"] = out["returning_sessions"] / out["sessions"].where(out["sessions"] > 0)
+        out["untracked_order_share"] = out["untracked_orders"] / out["orders"].where(out["orders"] > 0)
+        out["untracked_revenue_share"] = out["untracked_revenue"] / out["revenue"].where(out["revenue"] > 0)
     # Days before the first partition of any table are not history, just the empty start of the window.
     known = out.notna().any(axis=1)
     first = known.idxmax() if known.any() else sources.run_date

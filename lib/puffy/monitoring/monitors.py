@@ -510,7 +510,7 @@ def check_direct_share(counts: pd.DataFrame, run_date: date, rules: MixRules) ->
 # days' sd, and -2.3 against the Poisson sd of 4.7).
 _COUNTS = ("sessions", "orders", "rows_fct_sessions", "rows_fct_orders", "rows_fct_attribution")
 _SHARES = {"conversion_rate": "sessions", "returning_visitor_share": "sessions", "bot_share": "events",
-           "client_id_null_rate": "events"}
+           "client_id_null_rate": "events", "untracked_order_share": "orders", "untracked_revenue_share": "orders"}
 
 
 def poisson_sd(_day: date, expected: float) -> float:
