@@ -178,7 +178,7 @@ class TrendRules(StrictModel):
     baseline_start: date | None = Field(None, description="Ignore days before this (after an accepted change).")
     z_threshold: float = Field(3.0, gt=0)
     severity: Severity = "warn"
-    error_z: float | None = Field(4.0, gt=0, description="An extreme move: |z| at least this ...")
+    error_z: float | None = Field(3.0, gt=0, description="An extreme move: |z| at least this ...")
     error_ratio: float | None = Field(2.0, gt=1, description="... and at least this multiple (or 1/it) of expected.")
     metrics: dict[str, TrendMetric] = Field(default_factory=_default_trend_metrics)
 
