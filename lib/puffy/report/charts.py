@@ -72,25 +72,36 @@ def _day_labels(index, max_labels: int = 5) -> list[str]:
 
 
 def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: float = 7.2,
-                height: float = 3.0) -> Figure:
+                height: float = 3.0, markers: list[tuple] | tuple = ()) -> Figure:
     """Daily revenue (bars), orders and sessions (lines), each with its OLS trend line (dashed)
-    and the confidence band of that line (shaded); the caption under the chart says so."""
+    and the confidence band of that line (shaded, drawn *behind* the bars so no bar is hidden).
+
+    ``markers``: (day, label) pairs — tracking changes and change points — drawn as dotted
+    vertical lines before that day on every panel, numbered on the chart and named in a legend row
+    under it (labels inside the panels would collide on a 14-day axis)."""
     apply_style()
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(1, 3)
     x = np.arange(len(daily))
+    position = {d: i for i, d in enumerate(daily.index)}
+    marks = [(position[d], label) for d, label in markers if d in position]
     specs = (("revenue", "Revenue per day", True), ("orders", "Orders per day", False),
              ("sessions", "Sessions per day", False))
     for ax, (metric, title, money) in zip(axes, specs):
         values = daily[metric].astype("float64").to_numpy()
-        if metric == "revenue":
-            ax.bar(x, values, color=ACCENT_LIGHT, edgecolor=ACCENT, linewidth=0.4)
-        else:
-            ax.plot(x, values, color=ACCENT, marker="o", markersize=2.5, linewidth=1.2)
         t = trends.get(metric)
         if t is not None and not math.isnan(t.slope):
-            ax.fill_between(x, t.fitted["low"], t.fitted["high"], color=BAND, alpha=0.6, linewidth=0)
-            ax.plot(x, t.fitted["fit"], color=MUTED, linestyle="--", linewidth=1.0)
+            ax.fill_between(x, t.fitted["low"], t.fitted["high"], color=BAND, alpha=0.6, linewidth=0, zorder=1)
+        if metric == "revenue":
+            ax.bar(x, values, color=ACCENT_LIGHT, edgecolor=ACCENT, linewidth=0.4, zorder=2)
+        else:
+            ax.plot(x, values, color=ACCENT, marker="o", markersize=2.5, linewidth=1.2, zorder=3)
+        if t is not None and not math.isnan(t.slope):
+            ax.plot(x, t.fitted["fit"], color=MUTED, linestyle="--", linewidth=1.0, zorder=4)
+        for n, (i, _) in enumerate(marks, start=1):
+            ax.axvline(i - 0.5, color="#b42318", linestyle=":", linewidth=1.0, zorder=5)
+            ax.text(i - 0.45, 1.0, str(n), transform=ax.get_xaxis_transform(), color="#b42318", fontsize=6,
+                    va="top", ha="left")
         ax.set_title(title, loc="left")
         ax.set_xticks(x)
         ax.set_xticklabels(_day_labels(daily.index), fontsize=6)
@@ -100,6 +111,9 @@ def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: flo
         else:
             ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
         ax.grid(axis="x", visible=False)
+    if marks:
+        fig.supxlabel("   ".join(f"{n}: {label} from {daily.index[i]:%-d %b}" for n, (i, label) in
+                                 enumerate(marks, start=1)), fontsize=6.5, color="#b42318")
     return fig
 
 
@@ -137,7 +151,10 @@ def channel_conversion_chart(channels: pd.DataFrame, site_rate: float, max_chann
 
 
 def funnel_chart(funnel: pd.DataFrame, width: float = 3.6, height: float = 2.9) -> Figure:
-    """Share of sessions reaching each step, per device (log scale: the last steps are ~1%)."""
+    """Nested funnel per device: share of sessions reaching each step through the earlier ones
+    (log scale: the last steps are ~1%). Each device's conversion is in its legend entry, not
+    annotated at the line ends, so no two labels can overlap; purchases that skipped steps are
+    counted in the legend too."""
     apply_style()
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.subplots()
@@ -149,20 +166,20 @@ def funnel_chart(funnel: pd.DataFrame, width: float = 3.6, height: float = 2.9) 
             continue
         share = np.array([r[s] / r["sessions"] for s in steps], dtype="float64") * 100
         share = np.where(share > 0, share, np.nan)  # log scale: a step nobody reached is not drawn
+        skipped = int(r.get("purchased_skipped", 0))
+        label = f"{device} ({int(r['sessions']):,}): {share[-1]:.2f}% through checkout"
+        if skipped:
+            label += f", +{skipped:,} skipped steps"
         ax.plot(x, share, marker=markers[i % len(markers)], color=PALETTE[i % len(PALETTE)], linewidth=1.2,
-                markersize=3.5, label=f"{device} ({int(r['sessions']):,})")
-        last = share[-1]
-        if not np.isnan(last):
-            ax.annotate(f"{last:.2f}%", (x[-1], last), textcoords="offset points", xytext=(4, 0 - 6 * i),
-                        fontsize=6.5, color=PALETTE[i % len(PALETTE)], va="center")
+                markersize=3.5, label=label)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}%"))
     ax.set_xticks(x)
     ax.set_xticklabels([FUNNEL_LABELS[s] for s in steps], fontsize=6.5)
-    ax.set_xlim(-0.2, len(steps) - 0.3)
+    ax.set_xlim(-0.2, len(steps) - 0.8)
     ax.set_ylabel("Sessions reaching the step (%)")
-    ax.set_title("Funnel by device", loc="left")
-    ax.legend(frameon=False, loc="lower left")
+    ax.set_title("Funnel by device (nested)", loc="left")
+    ax.legend(frameon=False, loc="lower left", fontsize=5.8)
     ax.grid(axis="x", visible=False)
     return fig
 

@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import pandas as pd
@@ -42,13 +43,16 @@ SESSION_COLUMNS = (
 ORDER_COLUMNS = (
     "order_key", "order_date", "order_ts", "session_id", "revenue", "item_count", "quantity",
     "has_missing_item_prices", "is_transaction_id_collision", "transaction_variant", "is_bot",
+    "journey_status", "touchpoint_count",
 )
 ITEM_COLUMNS = ("order_key", "line_number", "item_id", "item_name", "item_variant", "quantity", "item_price")
 ATTRIBUTION_COLUMNS = ("order_key", "model", "channel", "credit", "attributed_revenue", "is_unattributed")
 REJECT_COLUMNS = ("order_key", "reason", "revenue")
+CREDIT_COLUMNS = ("order_date", "identity", "model", "channel", "orders_credited", "attributed_revenue",
+                  "is_configured")
 
-SESSIONS, ORDERS, ITEMS, ATTRIBUTION, REJECTS = (
-    "fct_sessions", "fct_orders", "fct_order_items", "fct_attribution", "fct_order_rejects")
+SESSIONS, ORDERS, ITEMS, ATTRIBUTION, REJECTS, CREDIT = (
+    "fct_sessions", "fct_orders", "fct_order_items", "fct_attribution", "fct_order_rejects", "rpt_channel_credit")
 
 #: Models ``fct_attribution`` may hold (see ``docs/attribution.md``).
 ALL_MODELS = MODEL_NAMES
@@ -90,6 +94,13 @@ class ReportParams(StrictModel):
     chart_dpi: int = Field(150, ge=50, le=600)
     pdf_page_size: str = "A4"
     pdf_max_pages: int = Field(2, ge=1, le=2)
+    multiple_comparison_method: Literal["holm", "fdr_bh"] = "holm"
+    fold_threshold: float = Field(0.03, ge=0, le=1)
+    power: float = Field(0.8, gt=0.5, lt=1)
+    change_point_min_days: int = Field(3, ge=2, le=30)
+    change_point_permutations: int = Field(4999, ge=99, le=100_000)
+    incrementality_detectable_drop: float = Field(0.25, gt=0, lt=1)
+    incrementality_holdout_share: float = Field(0.2, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _known_models(self) -> "ReportParams":
@@ -250,6 +261,7 @@ class PeriodData:
     previous_orders: pd.DataFrame | None = None
     findings: list[dict] = field(default_factory=list)
     client_id_null: pd.DataFrame | None = None  # per day: page_views, null_page_views (or None)
+    channel_credit: pd.DataFrame | None = None  # rpt_channel_credit of the period (None: not built)
 
     @property
     def human_sessions(self) -> pd.DataFrame:
@@ -276,6 +288,11 @@ def load_period(outputs_dir: Path, period: Period) -> PeriodData:
         prev_days = date_range(period.previous_start, period.previous_end)
         data.previous_sessions = clean_sessions(read_table(wh, SESSIONS, prev_days, SESSION_COLUMNS))
         data.previous_orders = clean_orders(read_table(wh, ORDERS, prev_days, ORDER_COLUMNS))
+    credit = read_table(wh, CREDIT, days, CREDIT_COLUMNS)
+    if len(credit):
+        for col in ("orders_credited", "attributed_revenue"):
+            credit[col] = pd.to_numeric(credit[col]).astype("float64")
+        data.channel_credit = credit
     data.findings = load_findings(Path(outputs_dir) / "runs", days)
     data.client_id_null = client_id_null_share(Path(outputs_dir) / "intermediate", days)
     return data

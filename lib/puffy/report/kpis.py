@@ -23,6 +23,8 @@ import pandas as pd
 
 from puffy.report import stats
 from puffy.report.data import Period, PeriodData, ReportParams, date_range
+from puffy.report.evidence import Family, HoldoutDesign, comparison, control, holdout_design
+from puffy.report.movements import Windows, change_point, comparison_windows, decompose
 
 KPI_NAMES = ("revenue", "orders", "aov", "sessions", "conversion_rate")
 KPI_LABELS = {"revenue": "Revenue", "orders": "Orders", "aov": "Average order value",
@@ -104,17 +106,29 @@ def conversion_table(human_sessions: pd.DataFrame, by: str, level: float = 0.95)
 
 
 def funnel_by_device(human_sessions: pd.DataFrame) -> pd.DataFrame:
-    """Per device: sessions reaching each funnel step, and each step's rate from the previous one.
+    """Per device: a nested funnel — a session counts at a step only if it reached every earlier one.
 
-    Steps are nested flags of the session (a purchase implies a checkout in clean data), so the
-    counts are "sessions that reached at least this step".
+    ``<step>`` is the number of sessions that reached the step *through* the previous steps,
+    ``<step>_rate`` its share of the previous step. Purchasing sessions that skipped an observed
+    step (no product view, cart or checkout event: on the real export, purchases on the checkout
+    host in a session of their own) are not in the funnel's last step: ``purchased_skipped``
+    counts them apart, and ``purchased_all`` is every purchasing session (the conversion rate's
+    numerator), so ``purchased + purchased_skipped == purchased_all``.
     """
     df = human_sessions.assign(sessions=True)
-    counts = df.groupby("device_type")[list(FUNNEL_STEPS)].sum().astype("int64")
-    counts = counts.sort_values("sessions", ascending=False)
+    reached = pd.Series(True, index=df.index)
+    nested = {}
+    for step in FUNNEL_STEPS:
+        reached = reached & df[step].astype(bool)
+        nested[step] = reached
+    frame = pd.DataFrame(nested).assign(device_type=df["device_type"].to_numpy(),
+                                        purchased_all=df["purchased"].astype(bool).to_numpy())
+    frame["purchased_skipped"] = frame["purchased_all"] & ~frame["purchased"]
+    counts = frame.groupby("device_type")[list(FUNNEL_STEPS) + ["purchased_all", "purchased_skipped"]].sum()
+    counts = counts.astype("int64").sort_values("sessions", ascending=False)
     for prev, step in zip(FUNNEL_STEPS, FUNNEL_STEPS[1:]):
         counts[f"{step}_rate"] = counts[step] / counts[prev].where(counts[prev] > 0)
-    counts["conversion_rate"] = counts["purchased"] / counts["sessions"].where(counts["sessions"] > 0)
+    counts["conversion_rate"] = counts["purchased_all"] / counts["sessions"].where(counts["sessions"] > 0)
     return counts
 
 
@@ -244,6 +258,43 @@ def channel_performance(human_sessions: pd.DataFrame, attribution: pd.DataFrame,
     return out.sort_values(["sessions"] + [c for c in out.columns if c.startswith("revenue_")][:1], ascending=False)
 
 
+def credit_ranges(attribution: pd.DataFrame, channel_credit: pd.DataFrame | None) -> pd.DataFrame:
+    """Per channel: the lowest and highest revenue credited across every model and identity policy.
+
+    From ``rpt_channel_credit`` (identity strict / stitched × model) when the warehouse has it,
+    otherwise from ``fct_attribution`` (its one identity × every model). Columns credit_low,
+    credit_high, credit_configured (last click under the configured identity), n_views (how many
+    model × identity views the range spans)."""
+    if channel_credit is not None and len(channel_credit):
+        g = channel_credit.groupby(["identity", "model", "channel"])["attributed_revenue"].sum()
+        configured = channel_credit[channel_credit["is_configured"].astype("boolean").fillna(False).astype(bool)]
+    else:
+        g = attribution.assign(identity="configured").groupby(["identity", "model", "channel"])[
+            "attributed_revenue"].sum()
+        configured = attribution.assign(attributed_revenue=attribution["attributed_revenue"])
+    if g.empty:
+        return pd.DataFrame(columns=["credit_low", "credit_high", "credit_configured", "n_views"])
+    wide = g.unstack(["identity", "model"]).fillna(0.0)
+    last = configured[configured["model"] == "last_click"].groupby("channel")["attributed_revenue"].sum()
+    out = pd.DataFrame({"credit_low": wide.min(axis=1), "credit_high": wide.max(axis=1)})
+    out["credit_configured"] = last.reindex(out.index).fillna(0.0)
+    out["n_views"] = wide.shape[1]
+    out.index.name = "channel"
+    return out.round(2)
+
+
+def kept_channels(channels: pd.DataFrame, revenue_total: float, threshold: float,
+                  always: tuple[str, ...] = ("Direct", "Untracked journey")) -> list[str]:
+    """Channels the tables must show on their own row: at least ``threshold`` of sessions, or of
+    revenue under *any* model or identity (``credit_high``), and ``always`` when present. Every
+    other channel may be folded into "Other"."""
+    share_sessions = channels["sessions"] / max(1, channels["sessions"].sum())
+    high = channels["credit_high"] if "credit_high" in channels.columns else pd.Series(0.0, index=channels.index)
+    share_revenue = high / revenue_total if revenue_total else high * 0
+    keep = (share_sessions >= threshold) | (share_revenue >= threshold) | channels.index.isin(always)
+    return [c for c in channels.index if keep[c]]
+
+
 # --- everything the report shows, in one object -------------------------------------------------
 
 @dataclass
@@ -254,17 +305,17 @@ class Figures:
     params: ReportParams
     current: dict                       # headline() of the period
     previous: dict | None               # headline() of the previous period (None: not in warehouse)
-    kpis: dict                          # with_changes(current, previous)
+    kpis: dict                          # value of the period; change = recent window vs base window
     daily: pd.DataFrame                 # daily() of the period
     trends: dict                        # metric -> stats.Trend over the daily series
     aov: stats.Interval                 # bootstrap interval of the AOV
-    conversion_vs_previous: stats.ZTest | None
+    conversion_vs_previous: stats.ZTest | None   # the tests of the window comparison (see windows)
     aov_vs_previous: stats.Interval | None
     orders_vs_previous: stats.Interval | None
     revenue_per_day_vs_previous: stats.Interval | None
     sessions_per_day_vs_previous: stats.Interval | None
-    channels: pd.DataFrame              # channel_performance() + z-test vs the rest of the site
-    funnel: pd.DataFrame                # funnel_by_device()
+    channels: pd.DataFrame              # channel_performance() + z-test vs the rest + credit ranges
+    funnel: pd.DataFrame                # funnel_by_device() (nested)
     device_tests: dict                  # device -> stats.ZTest vs the reference device
     reference_device: str | None
     visitors: pd.DataFrame              # new_vs_returning()
@@ -275,6 +326,17 @@ class Figures:
     revenue_without_session: float
     bot_sessions: int
     models: list[str]                   # attribution models present, in params order
+    windows: Windows | None = None      # what changes are measured between
+    base: dict | None = None            # headline() of the base window
+    recent: dict | None = None          # headline() of the recent window
+    by_channel: pd.DataFrame | None = None   # decompose() by channel
+    by_device: pd.DataFrame | None = None    # decompose() by device
+    change_points: dict = field(default_factory=dict)  # series -> ChangePoint
+    channel_daily: pd.DataFrame | None = None          # sessions per day and channel
+    family: Family | None = None        # every comparison, controlled together
+    journeys: dict = field(default_factory=dict)       # untracked / stitched orders and revenue
+    kept_channels: list = field(default_factory=list)  # channels never folded into "Other"
+    holdout: HoldoutDesign | None = None
     caveats: list = field(default_factory=list)  # filled by narrative.data_caveats
 
 
@@ -289,6 +351,26 @@ def channel_vs_rest(channels: pd.DataFrame, level: float = 0.95) -> pd.DataFrame
     return pd.DataFrame.from_dict(rows, orient="index", columns=["rate_rest", "diff_vs_rest", "p_vs_rest"])
 
 
+def journey_summary(orders: pd.DataFrame) -> dict:
+    """Orders and revenue by ``fct_orders.journey_status`` (tracked / stitched / untracked); the
+    untracked share is the part of revenue no channel can be credited with."""
+    status = orders["journey_status"].astype("object")
+    known = status.notna()
+    out = {"known": bool(known.any())}
+    total_orders, total_revenue = len(orders), float(orders["revenue"].sum())
+    for s in ("tracked", "stitched", "untracked"):
+        m = status.eq(s)
+        out[f"{s}_orders"] = int(m.sum())
+        out[f"{s}_revenue"] = float(orders.loc[m, "revenue"].sum())
+    out["untracked_order_share"] = _ratio(out["untracked_orders"], total_orders) if out["known"] else math.nan
+    out["untracked_revenue_share"] = _ratio(out["untracked_revenue"], total_revenue) if out["known"] else math.nan
+    return out
+
+
+def _window(df: pd.DataFrame, column: str, days) -> pd.DataFrame:
+    return df[df[column].isin(set(days))]
+
+
 def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
     """All figures of the report for ``data`` (pure: same data and params, same figures)."""
     level = params.confidence_level
@@ -297,40 +379,69 @@ def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
     days = date_range(period.start, period.end)
     current = headline(human, data.orders)
     previous = None
-    prev_daily = None
-    if data.previous_sessions is not None and data.previous_orders is not None:
-        prev_human = data.previous_sessions[~data.previous_sessions["is_bot"]]
-        previous = headline(prev_human, data.previous_orders)
-        prev_daily = daily(prev_human, data.previous_orders, date_range(period.previous_start, period.previous_end))
     day_table = daily(human, data.orders, days)
+    windows = comparison_windows(period, days)
+    if windows.basis == "previous" and data.previous_sessions is not None and data.previous_orders is not None:
+        base_sessions = data.previous_sessions[~data.previous_sessions["is_bot"]]
+        base_orders = data.previous_orders
+        previous = headline(base_sessions, base_orders)
+        base_daily = daily(base_sessions, base_orders, list(windows.base))
+        recent_sessions, recent_orders, recent_daily = human, data.orders, day_table
+    else:
+        if windows.basis == "previous":  # flagged complete but not loaded: fall back on halves
+            windows = comparison_windows(Period(period.start, period.end, period.available, period.previous_start,
+                                                period.previous_end, (), False), days)
+        base_sessions, base_orders = _window(human, "session_date", windows.base), _window(
+            data.orders, "order_date", windows.base)
+        recent_sessions, recent_orders = _window(human, "session_date", windows.current), _window(
+            data.orders, "order_date", windows.current)
+        base_daily = day_table.loc[list(windows.base)]
+        recent_daily = day_table.loc[list(windows.current)]
+    base = headline(base_sessions, base_orders) if windows.basis != "none" else None
+    recent = headline(recent_sessions, recent_orders) if windows.basis != "none" else None
+    kpis = with_changes(current, previous)
+    if base is not None:
+        for name, k in kpis.items():
+            prev, now = base[name], recent[name]
+            change = None if _nan(prev) or _nan(now) else now - prev
+            k.update(base=prev, recent=now, change=change, change_pct=(None if change is None or not prev
+                                                                       else change / prev), basis=windows.basis)
     trends = {m: stats.linear_trend(day_table[m], level) for m in ("revenue", "orders", "sessions")}
     seed, reps = params.bootstrap_seed, params.bootstrap_resamples
     aov = stats.bootstrap_mean(data.orders["revenue"], reps, seed, level)
 
     conv_test = aov_test = rev_test = sess_test = orders_test = None
-    if previous is not None:
-        conv_test = stats.two_proportion_ztest(current["purchasing_sessions"], current["sessions"],
-                                               previous["purchasing_sessions"], previous["sessions"], level)
-        aov_test = stats.bootstrap_mean_difference(data.orders["revenue"], data.previous_orders["revenue"],
-                                                   reps, seed, level)
-        rev_test = stats.welch_test(day_table["revenue"], prev_daily["revenue"], level)
-        sess_test = stats.welch_test(day_table["sessions"], prev_daily["sessions"], level)
-        orders_test = stats.count_ratio_test(current["orders"], previous["orders"], level)
+    if base is not None:
+        conv_test = stats.two_proportion_ztest(recent["purchasing_sessions"], recent["sessions"],
+                                               base["purchasing_sessions"], base["sessions"], level)
+        aov_test = stats.bootstrap_mean_difference(recent_orders["revenue"], base_orders["revenue"], reps, seed, level)
+        rev_test = stats.welch_test(recent_daily["revenue"], base_daily["revenue"], level)
+        sess_test = stats.welch_test(recent_daily["sessions"], base_daily["sessions"], level)
+        orders_test = stats.count_ratio_test(recent["orders"], base["orders"], level)
 
     present = set(data.attribution["model"].dropna())
     models = [m for m in params.attribution_models if m in present]
     channels = channel_performance(human, data.attribution, models, level)
     channels = channels.join(channel_vs_rest(channels, level))
+    ranges = credit_ranges(data.attribution, data.channel_credit)
+    channels = channels.join(ranges, how="outer")
+    channels[["sessions", "purchasing_sessions"]] = channels[["sessions", "purchasing_sessions"]].fillna(0).astype(
+        "int64")
+    channels = channels.fillna({c: 0.0 for c in channels.columns
+                                if c.startswith(("orders_", "revenue_", "share_", "credit_"))})
+    channels.index.name = "channel"
+    keep = kept_channels(channels, current["revenue"], params.fold_threshold)
 
     funnel = funnel_by_device(human)
     ref_device = params.reference_device if params.reference_device in funnel.index else (
         funnel.index[0] if len(funnel) else None)
     device_tests = {}
     if ref_device is not None:
-        rx, rn = int(funnel.loc[ref_device, "purchased"]), int(funnel.loc[ref_device, "sessions"])
+        rx, rn = int(funnel.loc[ref_device, "purchased_all"]), int(funnel.loc[ref_device, "sessions"])
         for dev, r in funnel.iterrows():
             if dev != ref_device:
-                device_tests[dev] = stats.two_proportion_ztest(int(r["purchased"]), int(r["sessions"]), rx, rn, level)
+                device_tests[dev] = stats.two_proportion_ztest(int(r["purchased_all"]), int(r["sessions"]), rx, rn,
+                                                               level)
 
     visitors = new_vs_returning(human, level)
     visitor_test = None
@@ -341,10 +452,43 @@ def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
 
     logit = stats.conversion_logit(human, params.reference_channel, params.reference_device,
                                    params.min_level_conversions, level)
+
+    # What moved: decomposition between the windows, change points of the daily series.
+    by_channel = by_device = None
+    if base is not None:
+        by_channel = decompose(recent_sessions, base_sessions, "channel")
+        by_device = decompose(recent_sessions, base_sessions, "device_type")
+    channel_daily = (human.groupby(["session_date", "channel"]).size().unstack(fill_value=0)
+                     .reindex(days, fill_value=0))
+    cps = {}
+    cp_args = dict(min_segment=params.change_point_min_days, permutations=params.change_point_permutations,
+                   seed=params.bootstrap_seed)
+    for metric in ("sessions", "orders", "revenue", "conversion_rate"):
+        cps[metric] = change_point(day_table[metric], metric, **cp_args)
+    share = channels["sessions"] / max(1, channels["sessions"].sum())
+    for ch in channel_daily.columns:
+        if share.get(ch, 0) >= params.fold_threshold:
+            cps[f"channel:{ch}"] = change_point(channel_daily[ch], f"{ch} sessions", **cp_args)
+
+    family = _family(params, windows, kpis, trends, cps, channels, funnel, device_tests, visitor_test, logit,
+                     conv_test, aov_test, rev_test, sess_test, orders_test)
+
+    holdout = None
+    candidates = channels.drop(index=[c for c in ("Direct", "Untracked journey", "Continuation", "(none)")
+                                      if c in channels.index])
+    candidates = candidates[candidates["sessions"] > 0]
+    if len(candidates) and "credit_configured" in candidates.columns:
+        top = candidates["credit_configured"].idxmax()
+        r = candidates.loc[top]
+        holdout = holdout_design(str(top), float(r["conversion_rate"]), float(r["sessions"]) / len(days),
+                                 float(r["credit_low"]), float(r["credit_high"]),
+                                 params.incrementality_detectable_drop, params.incrementality_holdout_share,
+                                 params.alpha, params.power)
+
     no_session = data.orders["session_id"].isna()
     return Figures(
         period=period, params=params, current=current, previous=previous,
-        kpis=with_changes(current, previous), daily=day_table, trends=trends, aov=aov,
+        kpis=kpis, daily=day_table, trends=trends, aov=aov,
         conversion_vs_previous=conv_test, aov_vs_previous=aov_test, orders_vs_previous=orders_test,
         revenue_per_day_vs_previous=rev_test,
         sessions_per_day_vs_previous=sess_test, channels=channels, funnel=funnel, device_tests=device_tests,
@@ -353,4 +497,48 @@ def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
         orders_without_session=int(no_session.sum()),
         revenue_without_session=float(data.orders.loc[no_session, "revenue"].sum()),
         bot_sessions=int(data.sessions["is_bot"].sum()), models=models,
+        windows=windows, base=base, recent=recent, by_channel=by_channel, by_device=by_device,
+        change_points=cps, channel_daily=channel_daily, family=family, journeys=journey_summary(data.orders),
+        kept_channels=keep, holdout=holdout,
     )
+
+
+def _family(params, windows, kpis, trends, cps, channels, funnel, device_tests, visitor_test, logit,
+            conv_test, aov_test, rev_test, sess_test, orders_test) -> Family:
+    """Every comparison the report makes, in one family under ``multiple_comparison_method``."""
+    out = []
+    label = windows.label
+    if conv_test is not None:
+        out.append(comparison("change:conversion_rate", "change", f"conversion rate, {label}", conv_test.diff,
+                              conv_test.p_value, "two-proportion z-test"))
+        out.append(comparison("change:aov", "change", f"average order value, {label}", aov_test.estimate,
+                              aov_test.p_value, "bootstrap of orders"))
+        out.append(comparison("change:revenue", "change", f"revenue per day, {label}", rev_test.estimate,
+                              rev_test.p_value, "Welch t-test on days"))
+        out.append(comparison("change:sessions", "change", f"sessions per day, {label}", sess_test.estimate,
+                              sess_test.p_value, "Welch t-test on days"))
+        out.append(comparison("change:orders", "change", f"orders, {label}", orders_test.estimate - 1,
+                              orders_test.p_value, "exact test of two counts"))
+    for metric, t in trends.items():
+        out.append(comparison(f"trend:{metric}", "trend", f"daily {metric} trend", t.slope, t.p_value,
+                              "OLS slope"))
+    for key, cp in cps.items():
+        if cp.day is not None:
+            out.append(comparison(f"changepoint:{key}", "changepoint", f"{cp.series} level shift from {cp.day}",
+                                  cp.after - cp.before, cp.p_value, "change point, permutation test"))
+    big = channels[(channels["sessions"] >= params.min_group_sessions) & (channels.index != "(none)")]
+    for ch, r in big.iterrows():
+        out.append(comparison(f"channel:{ch}", "channel", f"{ch} conversion vs the rest of the site",
+                              r["diff_vs_rest"], r["p_vs_rest"], "two-proportion z-test"))
+    for dev, t in device_tests.items():
+        if funnel.loc[dev, "sessions"] >= params.min_group_sessions:
+            out.append(comparison(f"device:{dev}", "device", f"{dev} conversion vs the reference device", t.diff,
+                                  t.p_value, "two-proportion z-test"))
+    if visitor_test is not None:
+        out.append(comparison("visitor:Returning", "visitor", "returning vs new visitors' conversion",
+                              visitor_test.diff, visitor_test.p_value, "two-proportion z-test"))
+    for _, r in logit.table.iterrows():
+        out.append(comparison(f"logit:{r['variable']}:{r['level']}", "logit",
+                              f"odds ratio of {r['variable']} {r['level']} (adjusted model)", r["odds_ratio"] - 1,
+                              r["p_value"], "logistic regression"))
+    return control(out, params.multiple_comparison_method, params.alpha)

@@ -18,7 +18,10 @@ import math
 from dataclasses import dataclass, field
 from datetime import date
 
+import pandas as pd
+
 from puffy.report.data import PeriodData
+from puffy.report.evidence import recommendation_problems, sessions_to_detect
 from puffy.report.kpis import FUNNEL_LABELS, Figures, later_id_collisions, weakest_step
 from puffy.safe_output import md_text
 
@@ -112,6 +115,9 @@ class Statement:
     rule: str
     text: str
     weight: float = 0.0
+    kind: str = "claim"             # claim | action | test | fix | hypothesis
+    evidence: tuple[str, ...] = ()  # comparison keys of the family the statement rests on
+    adjusted: tuple[str, ...] = ()  # the adjusted model's keys that must agree (actions)
 
 
 @dataclass
@@ -124,6 +130,8 @@ class Caveat:
     affects: str
     size: float = math.nan   # the caveat's headline magnitude (share or count), for sorting/tests
     recommendation: str | None = None
+    start: date | None = None   # the day the problem starts (marked on the daily charts)
+    marker: str | None = None   # its label on the charts
 
 
 @dataclass
@@ -131,6 +139,12 @@ class Narrative:
     working: list[Statement] = field(default_factory=list)
     concerning: list[Statement] = field(default_factory=list)
     recommendations: list[Statement] = field(default_factory=list)
+    moved: list[Statement] = field(default_factory=list)       # what moved, largest first
+    hypotheses: list[Statement] = field(default_factory=list)  # claims not established, with their test
+    tracking: list[Statement] = field(default_factory=list)    # caveats that change a page-1 number
+
+    def all(self) -> list[Statement]:
+        return self.moved + self.working + self.concerning + self.recommendations + self.hypotheses + self.tracking
 
 
 # --- data caveats -------------------------------------------------------------------------------
@@ -194,54 +208,143 @@ def _client_id_caveat(data: PeriodData, fig: Figures, findings: list[dict]) -> C
         source = "from the data-quality gate's daily rates"
     if share <= p.client_id_null_caveat and not findings:
         return None
+    over = [d for d, v in zip(t["day"], per_day) if v > p.client_id_null_caveat] if source.startswith("measured") \
+        else sorted(date.fromisoformat(d) for d, v in values.items() if v > p.client_id_null_caveat)
+    start = min(over) if over else None
     sessions = fig.current["sessions"]
+    scope = "over the period"
+    if start is not None and source.startswith("measured") and start > data.period.start:
+        # Sized from the day the loss starts: pooled with the clean days before, it would look smaller.
+        after = t["day"] >= start
+        share = float(t.loc[after, "null_page_views"].sum() / t.loc[after, "page_views"].sum())
+        sessions = int((data.human_sessions["session_date"] >= start).sum())
+        scope = f"from {day_text(start)}"
     lost = sessions * share / (1 - share) if share < 1 else math.nan
     return Caveat(
         "client_id_loss", "Client ids missing",
-        f"{pct(share)} of page views had no client id ({source}; worst {pct(worst)} on {day_text(worst_day)}; "
+        f"{pct(share)} of page views had no client id {scope} ({source}; worst {pct(worst)} on {day_text(worst_day)}; "
         f"above {pct(p.client_id_null_caveat, 0)} on {n_flagged} day(s)). Those visits belong to no session, so "
-        f"sessions are undercounted by about {pct(share)} (roughly {count(lost)} sessions) and the channel and "
-        f"device mixes lose the same visits. Revenue and orders are complete (orders without a client id are "
-        f"kept) but such orders cannot be tied to a channel.",
+        f"sessions {scope} are undercounted by about {pct(share)} (roughly {count(lost)} sessions) and the channel "
+        f"and device mixes lose the same visits. Revenue and orders are complete, but orders without a client id "
+        f"cannot be tied to a channel.",
         "sessions, conversion rate, channel and device breakdowns", share,
-        f"Fix client-id capture: {pct(worst)} of page views lost their id on {day_text(worst_day)}.")
+        f"Fix client-id capture: {pct(worst)} of page views lost their id on {day_text(worst_day)}.",
+        start=start, marker="client ids lost")
+
+
+def _shift_start(share: pd.Series, earliest) -> date | None:
+    """The day from which a daily share shifts up most (best single mean-shift split, at least two
+    days on each side), searched from the first flagged day on: pooling flagged days whose share
+    did not move with those where it did would hide the size of the shift."""
+    values = share.dropna()
+    best, best_stat = None, 0.0
+    n = len(values)
+    for k in range(2, n - 1):
+        day = values.index[k]
+        if day < earliest:
+            continue
+        before, after = values.iloc[:k], values.iloc[k:]
+        stat = k * (n - k) / n * (after.mean() - before.mean()) ** 2
+        if after.mean() > before.mean() and stat > best_stat:
+            best, best_stat = day, stat
+    return best
 
 
 def _referrer_caveat(data: PeriodData, findings: list[dict]) -> Caveat | None:
     """Days without (or with a shifted) referrer: search / social / referral visits look Direct.
 
-    Sized by comparing Direct's share of sessions on the flagged days with the other days of the
-    period (or, when every day is flagged, with the previous period).
+    Sized from the day the shift starts (the best split of the daily Direct share at or after the
+    first flagged day), against the days before it (or the previous period when the shift starts
+    on the first day): Direct's share of sessions after vs before, the sessions that moved, and
+    Organic Search's sessions a day before and after.
     """
     if not findings:
         return None
-    flagged = {date.fromisoformat(d) for d in _finding_days(findings)}
+    flagged = sorted({date.fromisoformat(d) for d in _finding_days(findings)})
+    first_seen = sorted(str(f.get("first_seen")) for f in findings if f.get("first_seen"))
     s = data.human_sessions
-    direct = s["channel"].eq("Direct")
-    on = s["session_date"].isin(flagged)
-    share_on = float(direct[on].mean()) if on.any() else math.nan
-    share_off = float(direct[~on].mean()) if (~on).any() else math.nan
-    baseline = "on the other days"
+    by_day = s.assign(direct=s["channel"].eq("Direct"), organic=s["channel"].eq("Organic Search")).groupby(
+        "session_date").agg(sessions=("session_id", "size"), direct=("direct", "sum"), organic=("organic", "sum"))
+    rec = ("Restore the referrer in the tracking export (and tag owned links with UTM parameters) so organic "
+           "and referral visits stop landing in Direct.")
+    start = _shift_start(by_day["direct"] / by_day["sessions"], flagged[0]) if len(by_day) >= 4 else None
+    start = start or flagged[0]
+    on = by_day.index >= start
+    share_on = by_day.loc[on, "direct"].sum() / by_day.loc[on, "sessions"].sum() if on.any() else math.nan
+    share_off = by_day.loc[~on, "direct"].sum() / by_day.loc[~on, "sessions"].sum() if (~on).any() else math.nan
+    baseline = "before"
+    organic_off = by_day.loc[~on, "organic"].mean() if (~on).any() else math.nan
     if math.isnan(share_off) and data.previous_sessions is not None and len(data.previous_sessions):
         prev = data.previous_sessions[~data.previous_sessions["is_bot"]]
         share_off, baseline = float(prev["channel"].eq("Direct").mean()), "in the previous period"
-    rec = ("Restore the referrer in the tracking export (and tag owned links with UTM parameters) so organic "
-           "and referral visits stop landing in Direct.")
+        organic_off = prev["channel"].eq("Organic Search").sum() / max(1, prev["session_date"].nunique())
+    seen = f" (flagged from {day_text(first_seen[0])})" if first_seen else ""
     if math.isnan(share_on) or math.isnan(share_off):
         return Caveat("referrer_loss", "Referrer lost",
-                      f"The referrer was missing or shifted on {days_text(flagged)}: visits from organic search, "
-                      f"social and referral links on those days are counted as Direct.",
+                      f"The referrer was missing or shifted from {day_text(start)}{seen}: visits from organic search, "
+                      f"social and referral links are counted as Direct from then on.",
                       "channel mix and attribution", math.nan, rec)
     gap = share_on - share_off
-    moved = max(0.0, gap) * int(on.sum())
+    moved = max(0.0, gap) * int(by_day.loc[on, "sessions"].sum())
+    organic_on = by_day.loc[on, "organic"].mean()
+    organic = ("" if math.isnan(organic_off) else
+               f" Organic Search fell from {count(organic_off)} to {count(organic_on)} sessions a day.")
     size = (f"about {count(moved)} sessions from organic search, social and referral links are counted as Direct, "
             f"so those channels are understated and Direct overstated under every attribution model"
             if gap > 0 else "Direct's share did not rise, so the misfiling looks small so far")
     return Caveat(
         "referrer_loss", "Referrer lost",
-        f"The referrer was missing or shifted on {days_text(flagged)}. On those days Direct took {pct(share_on)} of "
-        f"sessions vs {pct(share_off)} {baseline} ({points(gap, 1)}): {size}.",
-        "channel mix, channel conversion and attribution", max(0.0, gap), rec)
+        f"From {day_text(start)}{seen} Direct took {pct(share_on)} of sessions vs {pct(share_off)} {baseline} "
+        f"({points(gap, 1)}): {size}.{organic}",
+        "channel mix, channel conversion and attribution", max(0.0, gap), rec, start=start, marker="referrer lost")
+
+
+def _journey_caveat(fig: Figures) -> Caveat | None:
+    """Orders whose journey no session explains (the checkout-host identity break): credited to
+    "Untracked journey" in every model; the channel credit is a range across models and identity."""
+    j = fig.journeys
+    if not j.get("known") or not j.get("untracked_orders"):
+        return None
+    sym = fig.params.currency_symbol
+    ch = fig.channels
+    ranges = ""
+    if "credit_high" in ch.columns:
+        named = ch.drop(index=[c for c in ("Untracked journey", "Continuation") if c in ch.index])
+        top = named.sort_values("credit_high", ascending=False).head(2)
+        spans = [f"{name} {money(r['credit_low'], sym)}–{money(r['credit_high'], sym)}" for name, r in top.iterrows()]
+        views = int(ch["n_views"].max()) if "n_views" in ch.columns else 0
+        if spans:
+            ranges = (f" Channel credit is therefore a range across {views} model × identity views, e.g. "
+                      + ", ".join(spans) + ".")
+    return Caveat(
+        "untracked_journeys", "Journeys broken at checkout",
+        f"{plural(j['untracked_orders'], 'order')} ({money(j['untracked_revenue'], sym)}, "
+        f"{pct(j['untracked_revenue_share'])} of revenue) have no tracked journey (the checkout runs on another host "
+        f"and the visitor id is lost): every model credits them to 'Untracked journey', not to a channel; "
+        f"{plural(j['stitched_orders'], 'order')} were recovered by identity stitching.{ranges}",
+        "channel credit, channel conversion", j["untracked_revenue_share"],
+        "Carry the visitor id to the checkout host (cross-domain linking) so these orders keep their channel.")
+
+
+def _channel_tracking_caveat(findings: list[dict]) -> Caveat | None:
+    """Monitoring's per-channel findings (a channel's sessions or click-id landings moving on their
+    own): they change the channel table from the day they start."""
+    hits = [f for f in findings if str(f.get("id", "")).startswith(("segment.channel", "segment.click_id"))
+            and f.get("severity") in ("warn", "error")]
+    if not hits:
+        return None
+    first = {}
+    for f in hits:
+        name = str(f.get("segment") or f.get("metric") or f.get("id"))
+        seen = str(f.get("first_seen") or min(f.get("dates") or [f.get("run_date")]))
+        if name not in first or seen < first[name][0]:
+            first[name] = (seen, str(f.get("message") or "").rstrip("."))
+    parts = [f"{msg} (first seen {day_text(seen)})" for name, (seen, msg) in sorted(first.items(), key=lambda kv: kv[1][0])]
+    return Caveat("channel_tracking", "Channel volumes moved",
+                  "Monitoring flagged: " + "; ".join(parts[:2]) + (f"; and {len(parts) - 2} more" if len(parts) > 2 else "")
+                  + ". Channel figures from those days compare unlike traffic.",
+                  "channel table, sessions", float(len(parts)),
+                  start=date.fromisoformat(min(seen for seen, _ in first.values())[:10]), marker="channel alert")
 
 
 def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
@@ -273,6 +376,13 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
     if caveat:
         out.append(caveat)
 
+    caveat = _journey_caveat(fig)
+    if caveat:
+        out.append(caveat)
+    caveat = _channel_tracking_caveat(take([f for f in findings if str(f.get("id", "")).startswith("segment.")]))
+    if caveat:
+        out.append(caveat)
+
     # Item prices missing: revenue is known, its product split is not.
     take(_findings_matching(findings, "item_price"))
     prod = fig.products
@@ -299,7 +409,7 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
             "orders_without_session", "Orders without a session",
             f"{count(fig.orders_without_session)} orders ({money(fig.revenue_without_session, sym)}, "
             f"{pct(share_rev)} of revenue) have no session (no client id or a bot user agent). They are in "
-            f"revenue and orders but not in the conversion rate, and attribution gives them to Direct.",
+            f"revenue and orders but not in the conversion rate, and attribution credits them to 'Untracked journey'.",
             "conversion rate, Direct's attributed revenue", share_rev))
 
     # Excluded purchases and id collisions (handled upstream, but they move order counts).
@@ -368,104 +478,160 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
 
 # --- the narrative rules ------------------------------------------------------------------------
 
-def _kpi_statements(fig: Figures) -> tuple[list[Statement], list[Statement]]:
-    """Headline KPIs that moved by at least ``notable_change`` vs the previous period."""
-    working, concerning = [], []
-    if fig.previous is None:
-        return working, concerning
+def _adj(fig: Figures, key: str) -> str:
+    """"p = 0.012, adjusted p = 0.041" for a comparison of the family."""
+    c = fig.family.get(key) if fig.family is not None else None
+    if c is None or math.isnan(c.p_value):
+        return "not tested"
+    return f"{p_text(c.p_value)}, adjusted {p_text(c.adjusted_p)}"
+
+
+def _survives(fig: Figures, key: str) -> bool:
+    return fig.family is not None and fig.family.survives(key)
+
+
+def _per_day(value: float, days: int) -> float:
+    return value / days if days else math.nan
+
+
+def _contributors(table, metric: str, n: int = 2) -> list[tuple[str, float, float]]:
+    """The ``n`` segments that moved ``metric`` most in the direction of the total change:
+    (segment, change, share of the total change)."""
+    if table is None or table.empty:
+        return []
+    total = table[f"{metric}_change"].sum()
+    if not total:
+        return []
+    same = table[table[f"{metric}_change"] * total > 0]
+    same = same.reindex(same[f"{metric}_change"].abs().sort_values(ascending=False).index).head(n)
+    return [(str(k), float(r[f"{metric}_change"]), float(r[f"{metric}_share_of_change"])) for k, r in same.iterrows()]
+
+
+def _movement_statements(fig: Figures) -> list[Statement]:
+    """The largest movements between the comparison windows, decomposed by channel and device.
+
+    A movement is called real only when its comparison survives the family's control; the others
+    are said to be within noise (so a reader sees the size and knows not to act on it)."""
+    out = []
+    if fig.base is None or fig.windows is None:
+        return out
     p = fig.params
     sym = p.currency_symbol
-    tests = {"revenue": fig.revenue_per_day_vs_previous, "aov": fig.aov_vs_previous,
-             "sessions": fig.sessions_per_day_vs_previous, "conversion_rate": fig.conversion_vs_previous,
-             "orders": fig.orders_vs_previous}
-    fmt = {"revenue": lambda v: money(v, sym), "orders": count, "aov": lambda v: money(v, sym),
-           "sessions": count, "conversion_rate": lambda v: pct(v, 2)}
-    for name, k in fig.kpis.items():
+    w = fig.windows
+    fmt = {"revenue": lambda v: money(v, sym), "orders": count, "sessions": count, "aov": lambda v: money(v, sym, True),
+           "conversion_rate": lambda v: pct(v, 2)}
+    per_day = {"revenue", "orders", "sessions"}
+    for name in ("sessions", "orders", "revenue", "conversion_rate", "aov"):
+        k = fig.kpis[name]
         ch = k["change_pct"]
-        if ch is None or abs(ch) < p.notable_change:
+        if ch is None or math.isnan(ch):
             continue
-        test = tests.get(name)
-        pv = getattr(test, "p_value", math.nan) if test is not None else math.nan
-        noise = ("" if math.isnan(pv) else
-                 f" — larger than day-to-day noise ({p_text(pv)})" if pv < p.alpha else
-                 f" — but within day-to-day noise ({p_text(pv)}), so not yet a trend")
-        verb = "rose" if ch > 0 else "fell"
-        text = (f"{k['label']} {verb} {signed_pct(ch)} to {fmt[name](k['value'])} vs {fmt[name](k['previous'])} "
-                f"in the previous {fig.period.days} days{noise}.")
-        weight = abs(ch) * (2 if (not math.isnan(pv) and pv < p.alpha) else 1)
-        (working if ch > 0 else concerning).append(Statement(f"kpi_{name}", text, weight))
-    return working, concerning
+        real = _survives(fig, f"change:{name}")
+        if abs(ch) < p.notable_change and not real:
+            continue
+        base, recent = k["base"], k["recent"]
+        if name in per_day:
+            level = (f"{fmt[name](_per_day(recent, len(w.current)))} vs {fmt[name](_per_day(base, len(w.base)))} "
+                     f"a day")
+        else:
+            level = f"{fmt[name](recent)} vs {fmt[name](base)}"
+        verdict = (f"beyond noise ({_adj(fig, f'change:{name}')})" if real
+                   else f"within noise ({_adj(fig, f'change:{name}')}): not a finding yet")
+        text = f"{k['label']} {'rose' if ch > 0 else 'fell'} {signed_pct(ch)} ({w.label}: {level}), {verdict}."
+        if real and name in ("sessions", "orders", "revenue"):
+            parts = [f"{seg} {fmt[name](chg) if chg < 0 else '+' + fmt[name](chg)} ({pct(share, 0)})"
+                     for seg, chg, share in _contributors(fig.by_channel, name)]
+            devs = [f"{seg} {pct(share, 0)}" for seg, chg, share in _contributors(fig.by_device, name, 1)]
+            if parts:
+                text += " By channel: " + ", ".join(parts) + " of the change"
+                text += (f"; by device: {devs[0]}." if devs else ".")
+        weight = abs(ch) * (3 if real else 1) + (1 if name in ("sessions", "orders", "revenue") else 0)
+        out.append(Statement(f"moved_{name}", text, weight))
+    return out
 
 
-def _trend_statements(fig: Figures) -> tuple[list[Statement], list[Statement]]:
-    """A daily revenue or sessions trend whose slope is significant."""
-    working, concerning = [], []
-    sym = fig.params.currency_symbol
-    for metric, unit in (("revenue", "revenue"), ("sessions", "sessions")):
-        t = fig.trends.get(metric)
-        if t is None or not t.significant(fig.params.alpha):
+def _change_point_statements(fig: Figures) -> list[Statement]:
+    """Detected level shifts (change points) that survive the control, largest volume first."""
+    out = []
+    for key, cp in fig.change_points.items():
+        if cp.day is None or not _survives(fig, f"changepoint:{key}"):
             continue
-        fmt = (lambda v: money(v, sym)) if metric == "revenue" else count
-        sign = "+" if t.slope > 0 else "-"
-        text = (f"Daily {unit} trended {'up' if t.slope > 0 else 'down'} through the period: {sign}{fmt(abs(t.slope))} "
-                f"a day ({level_text(fig.params.confidence_level)} range {fmt(t.slope_low)} to {fmt(t.slope_high)}), "
-                f"{signed_pct(t.change_over_period)} "
-                f"from the first to the last day.")
-        (working if t.slope > 0 else concerning).append(Statement(f"trend_{metric}", text, abs(t.change_over_period)))
-    return working, concerning
+        rel = cp.relative_change
+        unit = "a day"
+        fmtv = (lambda v: money(v, fig.params.currency_symbol)) if key == "revenue" else (
+            (lambda v: pct(v, 2)) if key == "conversion_rate" else count)
+        text = (f"{cp.series[0].upper() + cp.series[1:]} shifted from {fmtv(cp.before)} to {fmtv(cp.after)} {unit} "
+                f"from {day_text(cp.day)} ({signed_pct(rel, 0)}; change point, {_adj(fig, f'changepoint:{key}')}).")
+        volume = abs(cp.after - cp.before) * (cp.n_days if key != "conversion_rate" else 1)
+        out.append(Statement(f"changepoint_{key}", text, 1.0 + min(abs(rel), 1.0) + volume * 1e-9))
+    return out
 
 
 def _channel_statements(fig: Figures) -> tuple[list[Statement], list[Statement]]:
-    """Channels converting significantly above / below the rest of the site (enough sessions only)."""
+    """Channels converting above / below the rest of the site, when that survives the control."""
     working, concerning = [], []
     p = fig.params
     site = fig.current["conversion_rate"]
     ch = fig.channels[(fig.channels["sessions"] >= p.min_group_sessions) & (fig.channels.index != "(none)")]
-    sig = ch[ch["p_vs_rest"] < p.alpha]
-    best = sig[sig["diff_vs_rest"] > 0].sort_values("conversion_rate", ascending=False).head(2)
-    top_weight = math.inf
-    for i, (name, r) in enumerate(best.iterrows()):
-        # Weight = extra buying sessions vs the rest of the site. A big channel converting a little above
-        # it can outweigh the best converter; the "also" sentence is capped at the "best" one's weight
-        # so the sort by weight (stable) never puts it first or keeps it without the "best" one.
-        weight = min(float(r["diff_vs_rest"] * r["sessions"]), top_weight)
-        top_weight = weight
+    sig = ch[[_survives(fig, f"channel:{c}") for c in ch.index]] if len(ch) else ch
+    for name, r in sig[sig["diff_vs_rest"] > 0].sort_values("conversion_rate", ascending=False).head(2).iterrows():
+        orr = fig.logit.odds_ratio("channel", str(name))
+        held = "" if orr is None else (
+            f" With device, weekday and visitor type held fixed its odds ratio is {orr['odds_ratio']:.2f} "
+            f"({orr['ci_low']:.2f}–{orr['ci_high']:.2f}) vs {fig.logit.references.get('channel', '')}.")
         working.append(Statement("channel_high", (
-            f"{name} {'converts best' if i == 0 else 'also converts above the site'}: "
+            f"{name} converts above the site: "
             f"{rate_with_ci(r['conversion_rate'], r['ci_low'], r['ci_high'], p.confidence_level)} of its "
-            f"{count(r['sessions'])} sessions bought, vs {pct(site, 2)} for the site ({p_text(r['p_vs_rest'])})."),
-            weight))
+            f"{count(r['sessions'])} sessions bought, vs {pct(site, 2)} for the site ({_adj(fig, f'channel:{name}')})."
+            + held), float(r["diff_vs_rest"] * r["sessions"])))
     for name, r in sig[sig["diff_vs_rest"] < 0].sort_values("sessions", ascending=False).head(2).iterrows():
         concerning.append(Statement("channel_low", (
             f"{name} brings {pct(r['share_of_sessions'])} of sessions but converts at "
             f"{rate_with_ci(r['conversion_rate'], r['ci_low'], r['ci_high'], p.confidence_level)}, below the site's "
-            f"{pct(site, 2)} "
-            f"({p_text(r['p_vs_rest'])})."), float(-r["diff_vs_rest"] * r["sessions"])))
+            f"{pct(site, 2)} ({_adj(fig, f'channel:{name}')})."), float(-r["diff_vs_rest"] * r["sessions"])))
     return working, concerning
 
 
+def _power_text(fig: Figures, rate1: float, rate2: float, n1_per_day: float, ratio: float, who: str) -> str:
+    """"detecting it at the family's strictest threshold needs about N <who> sessions (~D days)"."""
+    m = max(1, fig.family.size if fig.family is not None else 1)
+    alpha = fig.params.alpha / m
+    n = sessions_to_detect(rate1, rate2, alpha, fig.params.power, ratio)
+    if math.isnan(n):
+        return ""
+    days = n / n1_per_day if n1_per_day else math.nan
+    when = "" if math.isnan(days) else f", about {count(math.ceil(days))} days of {who} traffic"
+    return (f"Detecting a gap this size with {pct(fig.params.power, 0)} power at α = {fig.params.alpha:g}/{m} "
+            f"(the strictest step of {fig.family.method_label}) needs about {count(math.ceil(n))} {who} sessions{when}.")
+
+
 def _device_statements(fig: Figures) -> tuple[list[Statement], list[Statement], list[Statement]]:
-    """A device converting significantly below the reference device, with its weakest funnel step."""
-    working, concerning, recs = [], [], []
+    """A device converting below the reference device: a finding when it survives the control, a
+    recommendation only when the adjusted model confirms it too, a hypothesis otherwise."""
+    concerning, recs, hyps = [], [], []
     p = fig.params
     ref = fig.reference_device
     if ref is None:
-        return working, concerning, recs
+        return concerning, recs, hyps
+    days = max(1, len(fig.period.available))
     for dev, t in sorted(fig.device_tests.items(), key=lambda kv: -fig.funnel.loc[kv[0], "sessions"]):
         n = int(fig.funnel.loc[dev, "sessions"])
-        if n < p.min_group_sessions or not t.significant(p.alpha):
+        if n < p.min_group_sessions or math.isnan(t.p_value) or t.diff >= 0:
             continue
         share = n / fig.funnel["sessions"].sum()
-        if t.diff < 0:
+        key, adj_key = f"device:{dev}", f"logit:device:{dev}"
+        orr = fig.logit.odds_ratio("device", dev)
+        orr_text = ("" if orr is None else
+                    f"; with channel, weekday and visitor type held fixed the odds ratio is {orr['odds_ratio']:.2f} "
+                    f"({level_text(p.confidence_level)} range {orr['ci_low']:.2f}–{orr['ci_high']:.2f}, "
+                    f"{_adj(fig, adj_key)})")
+        gap = (f"{dev.capitalize()} is {pct(share, 0)} of sessions and converts at {pct(t.rate1, 2)} vs "
+               f"{pct(t.rate2, 2)} on {ref} ({_adj(fig, key)}{orr_text})")
+        problems = recommendation_problems(fig.family, (key,), (adj_key,))
+        if _survives(fig, key):
+            concerning.append(Statement("device_gap", gap + ".", share))
+        if not problems:
             step = weakest_step(fig.funnel, dev, ref)
-            ref_step_rate = fig.funnel.loc[ref, f"{step[1]}_rate"] if step else math.nan
-            step_txt = (f" The biggest shortfall is at {FUNNEL_LABELS[step[0]].lower()} → "
-                        f"{FUNNEL_LABELS[step[1]].lower()} ({pct(step[2])} vs {pct(ref_step_rate)} on {ref}).")
-            if not step:
-                step_txt = ""
-            concerning.append(Statement("device_gap", (
-                f"{dev.capitalize()} is {pct(share, 0)} of sessions but converts at {pct(t.rate1, 2)} vs "
-                f"{pct(t.rate2, 2)} on {ref} ({p_text(t.p_value)}).{step_txt}"), share))
             gain = (t.rate2 - t.rate1) / 2 * n
             aov = fig.current["aov"]
             value = "" if math.isnan(aov) else f", about {money(gain * aov, p.currency_symbol)} at the period's AOV"
@@ -473,43 +639,52 @@ def _device_statements(fig: Figures) -> tuple[list[Statement], list[Statement], 
                      if step else f"the {dev} checkout")
             recs.append(Statement("device_gap", (
                 f"Fix {where}: closing half of {dev}'s conversion gap to {ref} would add about {count(gain)} "
-                f"orders per {fig.period.days} days{value}."), gain * (aov if not math.isnan(aov) else 1)))
-        else:
-            working.append(Statement("device_high", (
-                f"{dev.capitalize()} converts above {ref}: {pct(t.rate1, 2)} vs {pct(t.rate2, 2)} "
-                f"({p_text(t.p_value)})."), share))
-    return working, concerning, recs
+                f"orders per {fig.period.days} days{value}."), gain * (aov if not math.isnan(aov) else 1),
+                kind="action", evidence=(key,), adjusted=(adj_key,)))
+        elif t.p_value < p.alpha or (orr is not None and orr["p_value"] < p.alpha):
+            ref_n = int(fig.funnel.loc[ref, "sessions"])
+            power = _power_text(fig, t.rate1, t.rate2, n / days, ref_n / n, dev)
+            hyps.append(Statement("device_gap", (
+                f"Hypothesis, not a finding: {gap}. Settle it with an A/B test of the {dev} checkout before "
+                f"spending on it. {power}"), share, kind="hypothesis", evidence=(key,), adjusted=(adj_key,)))
+    return concerning, recs, hyps
 
 
 def _visitor_statements(fig: Figures) -> tuple[list[Statement], list[Statement], list[Statement]]:
-    """Returning vs new visitors, using the logit odds ratio (other factors held fixed)."""
-    working, concerning, recs = [], [], []
+    """Returning vs new visitors: the same bar as devices (control + adjusted model)."""
+    working, recs, hyps = [], [], []
     p = fig.params
-    orr = fig.logit.odds_ratio("visitor", "Returning")
-    if orr is None or "Returning" not in fig.visitors.index or "New" not in fig.visitors.index:
-        return working, concerning, recs
+    if fig.visitor_test is None or {"Returning", "New"} - set(fig.visitors.index):
+        return working, recs, hyps
     ret, new = fig.visitors.loc["Returning"], fig.visitors.loc["New"]
-    if orr["p_value"] >= p.alpha:
-        return working, concerning, recs
-    if orr["odds_ratio"] > 1:
-        working.append(Statement("returning", (
-            f"Returning visitors buy: {pct(ret['conversion_rate'], 2)} convert vs {pct(new['conversion_rate'], 2)} of "
-            f"new visitors. With channel, device and weekday held fixed their odds of buying are "
-            f"{orr['odds_ratio']:.1f}× a new visitor's ({level_text(p.confidence_level)} range "
-            f"{orr['ci_low']:.1f}–{orr['ci_high']:.1f}); they are "
-            f"{pct(ret['share_of_sessions'])} of sessions and "
-            f"{pct(ret['revenue'] / fig.current['revenue'] if fig.current['revenue'] else math.nan)} "
-            f"of revenue."), float(orr["odds_ratio"])))
+    t = fig.visitor_test
+    if math.isnan(t.p_value) or t.diff <= 0:
+        return working, recs, hyps
+    key, adj_key = "visitor:Returning", "logit:visitor:Returning"
+    orr = fig.logit.odds_ratio("visitor", "Returning")
+    orr_text = ("" if orr is None else
+                f"; with channel, device and weekday held fixed their odds of buying are {orr['odds_ratio']:.1f}× a new "
+                f"visitor's ({level_text(p.confidence_level)} range {orr['ci_low']:.1f}–{orr['ci_high']:.1f}, "
+                f"{_adj(fig, adj_key)})")
+    rev_share = ret["revenue"] / fig.current["revenue"] if fig.current["revenue"] else math.nan
+    claim = (f"Returning visitors convert at {pct(ret['conversion_rate'], 2)} vs {pct(new['conversion_rate'], 2)} "
+             f"for new ones ({_adj(fig, key)}{orr_text}); they are {pct(ret['share_of_sessions'])} of sessions and "
+             f"{pct(rev_share)} of revenue")
+    if _survives(fig, key):
+        working.append(Statement("returning", claim + ".", float(t.diff)))
+    if not recommendation_problems(fig.family, (key,), (adj_key,)):
         recs.append(Statement("returning", (
             f"Bring visitors back: returning visitors convert {ret['conversion_rate'] / new['conversion_rate']:.1f}× as "
-            f"often as new ones but are only {pct(ret['share_of_sessions'])} of sessions — grow email/SMS capture "
-            f"and remarketing, and judge them by incremental lift, not attributed revenue."),
-            float(ret["conversion_rate"] / new["conversion_rate"]) if new["conversion_rate"] else 0.0))
-    else:
-        concerning.append(Statement("returning", (
-            f"Returning visitors convert less than new ones ({pct(ret['conversion_rate'], 2)} vs "
-            f"{pct(new['conversion_rate'], 2)}; odds ratio {orr['odds_ratio']:.2f}, {p_text(orr['p_value'])})."), 1.0))
-    return working, concerning, recs
+            f"often as new ones but are only {pct(ret['share_of_sessions'])} of sessions — grow email/SMS capture and "
+            f"remarketing, judged by incremental lift."), float(ret["conversion_rate"] / new["conversion_rate"]),
+            kind="action", evidence=(key,), adjusted=(adj_key,)))
+    elif t.p_value < p.alpha:
+        days = max(1, len(fig.period.available))
+        power = _power_text(fig, ret["conversion_rate"], new["conversion_rate"], ret["sessions"] / days,
+                            new["sessions"] / ret["sessions"], "returning")
+        hyps.append(Statement("returning", f"Hypothesis, not a finding: {claim}. {power}", float(t.diff),
+                              kind="hypothesis", evidence=(key,), adjusted=(adj_key,)))
+    return working, recs, hyps
 
 
 def _product_statements(fig: Figures) -> list[Statement]:
@@ -525,87 +700,125 @@ def _product_statements(fig: Figures) -> list[Statement]:
         f"{pct(r['share'])} of product revenue{scope}."), float(r["share"]) * 0.5)]
 
 
-def _attribution_statements(fig: Figures) -> list[Statement]:
-    """Channels whose credit depends on the model: openers (first click) vs closers (last click)."""
-    recs = []
+def _incrementality_statement(fig: Figures) -> Statement | None:
+    """The next step on incrementality: a suppression test of the channel with the most credited
+    revenue, sized by a power calculation."""
+    h = fig.holdout
+    if h is None:
+        return None
+    sym = fig.params.currency_symbol
+    span = (money(h.credited_revenue_low, sym) if round(h.credited_revenue_low) == round(h.credited_revenue_high)
+            else f"{money(h.credited_revenue_low, sym)}–{money(h.credited_revenue_high, sym)}")
+    weeks = math.ceil(h.days_needed / 7)
+    return Statement("incrementality", (
+        f"Measure what {h.channel} causes: it is credited {span} across models and identity, but attribution is not "
+        f"incrementality. Hold out a random {pct(h.holdout_share, 0)} of its audience (geo or user-level suppression) "
+        f"and compare purchases: to detect a {pct(h.detectable_drop, 0)} drop of the held-out group's conversion "
+        f"(from {pct(h.baseline_rate, 2)}) with {pct(h.power, 0)} power at α = {h.alpha:g} needs about "
+        f"{count(math.ceil(h.sessions_needed))} sessions, about {count(math.ceil(h.days_needed))} days "
+        f"({weeks} weeks) at its {count(h.sessions_per_day)} sessions a day."), 5.0, kind="test")
+
+
+def _attribution_hypotheses(fig: Figures) -> list[Statement]:
+    """Channels whose credit depends on the model: hypotheses to test, never actions."""
+    out = []
     p = fig.params
     if not {"share_first_click", "share_last_click"} <= set(fig.channels.columns):
-        return recs
+        return out
     gap = (fig.channels["share_first_click"] - fig.channels["share_last_click"]) * 100
-    opener = gap.idxmax() if len(gap) else None
-    if opener is not None and gap[opener] >= p.attribution_gap_points:
+    gap = gap.drop(index=[c for c in ("Untracked journey",) if c in gap.index])
+    if len(gap) and gap.max() >= p.attribution_gap_points:
+        opener = gap.idxmax()
         r = fig.channels.loc[opener]
-        recs.append(Statement("attribution_opener", (
-            f"Do not cut {opener} on last-click numbers alone: it gets {pct(r['share_first_click'])} of revenue under "
-            f"first click but {pct(r['share_last_click'])} under last click — it opens journeys others close. "
-            f"Measure its real lift with a geo holdout or audience suppression test."), float(gap[opener])))
-    closer = gap.idxmin() if len(gap) else None
-    if closer is not None and -gap[closer] >= p.attribution_gap_points:
-        r = fig.channels.loc[closer]
-        recs.append(Statement("attribution_closer", (
-            f"{closer} closes sales ({pct(r['share_last_click'])} of revenue under last click vs "
-            f"{pct(r['share_first_click'])} under first click); part of that would happen anyway — test it before "
-            f"adding budget."), float(-gap[closer])))
-    if "Paid Search" in fig.channels.index and "share_last_click" in fig.channels.columns:
-        share = float(fig.channels.loc["Paid Search", "share_last_click"])
-        if share >= 0.15:
-            recs.append(Statement("branded_search", (
-                f"Run a branded-search lift test before changing Paid Search budgets: it holds {pct(share)} of "
-                f"last-click revenue, and people who search for our brand name often buy anyway."), share * 10))
-    return recs
+        out.append(Statement("attribution_opener", (
+            f"{opener} opens journeys others close ({pct(r['share_first_click'])} of revenue under first click, "
+            f"{pct(r['share_last_click'])} under last click): do not cut it on last-click numbers; a holdout settles "
+            f"it."), float(gap.max()), kind="hypothesis"))
+    return out
 
 
 def _top(statements: list[Statement], n: int) -> list[Statement]:
     return sorted(statements, key=lambda s: -s.weight)[:n]
 
 
+#: Caveats that change a number shown on page 1 (tiles, movements, channel table): on page 1.
+PAGE_ONE_CAVEATS = ("referrer_loss", "client_id_loss", "untracked_journeys", "channel_tracking", "missing_days",
+                    "orders_without_session")
+
+
 def build_narrative(fig: Figures, max_items: int = 4) -> Narrative:
-    """What is working / concerning / recommended, from the figures and the data caveats."""
-    working, concerning, recs = [], [], []
-    for w, c in (_kpi_statements(fig), _trend_statements(fig), _channel_statements(fig)):
-        working += w
-        concerning += c
-    for w, c, r in (_device_statements(fig), _visitor_statements(fig)):
-        working += w
-        concerning += c
-        recs += r
+    """What moved, what is working / concerning / recommended, the hypotheses still to test, and
+    the tracking caveats of page 1 — from the figures, the family of comparisons and the caveats."""
+    working, concerning, recs, hyps = [], [], [], []
+    moved = _movement_statements(fig) + _change_point_statements(fig)
+    w, c = _channel_statements(fig)
+    working += w
+    concerning += c
+    c, r, h = _device_statements(fig)
+    concerning += c
+    recs += r
+    hyps += h
+    w, r, h = _visitor_statements(fig)
+    working += w
+    recs += r
+    hyps += h
     working += _product_statements(fig)
-    recs += _attribution_statements(fig)
-
-    # Data problems big enough to change a headline number belong in "concerning" too.
-    serious = [c for c in fig.caveats if c.id in ("client_id_loss", "referrer_loss", "missing_item_prices",
-                                                  "missing_days")]
-    if serious:
-        concerning.append(Statement("data_quality", (
-            "Tracking gaps make some numbers unreliable: " + "; ".join(
-                f"{c.title.lower()} ({c.affects})" for c in serious) + " — sized under Data caveats."),
-            0.5 + len(serious) * 0.01))
-    recs += [Statement(f"caveat_{c.id}", c.recommendation, 1.0 + (0 if math.isnan(c.size) else c.size))
-             for c in fig.caveats if c.recommendation]
-
-    if fig.previous is None:
+    hyps += _attribution_hypotheses(fig)
+    step = _incrementality_statement(fig)
+    if step:
+        recs.append(step)
+    recs += [Statement(f"caveat_{cv.id}", cv.recommendation, 1.0 + (0 if math.isnan(cv.size) else cv.size),
+                       kind="fix") for cv in fig.caveats if cv.recommendation]
+    tracking = [Statement(f"tracking_{cv.id}", f"{cv.title}: {cv.text}", 0.0 if math.isnan(cv.size) else cv.size)
+                for cv in fig.caveats if cv.id in PAGE_ONE_CAVEATS]
+    if fig.windows is not None and fig.windows.basis == "halves":
         concerning.append(Statement("no_previous", (
-            f"No comparison yet: the warehouse has no complete previous {fig.period.days}-day period before "
-            f"{day_text(fig.period.start)}, so changes cannot be judged — only levels and within-period trends."), 0.0))
+            f"No complete previous {fig.period.days}-day period before {day_text(fig.period.start)} in the warehouse: "
+            f"changes compare the last {len(fig.windows.current)} days with the first {len(fig.windows.base)}."), 0.0))
     if not working:
         trend = fig.trends["revenue"]
         why = ("too few days to judge a trend" if math.isnan(trend.p_value)
-               else f"no significant trend, {p_text(trend.p_value)}")
+               else f"no trend beyond noise, {_adj(fig, 'trend:revenue')}")
         working.append(Statement("steady", (
             f"Nothing stands out beyond noise: daily revenue averaged "
             f"{money(fig.daily['revenue'].mean(), fig.params.currency_symbol)} ({why})."), 0.0))
-    return Narrative(_top(working, max_items), _top(concerning, max_items), _top(recs, max_items + 1))
+    out = Narrative(_top(working, max_items), _top(concerning, max_items), _top(recs, max_items + 1),
+                    moved=_top(moved, max_items), hypotheses=_top(hyps, 3), tracking=_top(tracking, 5))
+    problems = validate_recommendations(fig, out)
+    if problems:  # a rule above let an unsupported claim through: a bug, never a report
+        raise AssertionError("unsupported recommendation(s): " + "; ".join(problems))
+    return out
+
+
+def validate_recommendations(fig: Figures, narrative: Narrative) -> list[str]:
+    """Every action the report recommends must rest on evidence that survives the family's control
+    and agrees with the adjusted model (``evidence.recommendation_problems``). Tests to run and
+    tracking fixes claim no effect and need none. Returns the problems (empty = valid)."""
+    out = []
+    for s in narrative.recommendations:
+        if s.kind == "action":
+            out += [f"{s.rule}: {msg}" for msg in recommendation_problems(fig.family, s.evidence, s.adjusted)]
+        elif s.kind not in ("test", "fix"):
+            out.append(f"{s.rule}: a {s.kind} is not a recommendation")
+    return out
 
 
 def to_markdown(narrative: Narrative) -> str:
-    """The three lists as Markdown (for the notebook / HTML report); statement texts name channels and
+    """The lists as Markdown (for the notebook / HTML report); statement texts name channels and
     products from the data, so they are escaped (``puffy.safe_output.md_text``): nbconvert renders
     raw HTML in Markdown."""
-    def block(title: str, items: list[Statement]) -> str:
-        body = "\n".join(f"- {md_text(s.text)}" for s in items) or "- Nothing to report."
+    def block(title: str, items: list[Statement], numbered: bool = False) -> str:
+        body = "\n".join(f"{i}. {md_text(s.text)}" if numbered else f"- {md_text(s.text)}"
+                         for i, s in enumerate(items, start=1)) or "- Nothing to report."
         return f"### {title}\n\n{body}\n"
-    return "\n".join([block("What is working", narrative.working), block("What is concerning", narrative.concerning),
-                      block("Recommendations", narrative.recommendations)])
+    parts = [block("What moved", narrative.moved)] if narrative.moved else []
+    parts += [block("What is working", narrative.working), block("What is concerning", narrative.concerning),
+              block("Recommendations", narrative.recommendations, numbered=True)]
+    if narrative.hypotheses:
+        parts.append(block("Not established — test before acting", narrative.hypotheses))
+    if narrative.tracking:
+        parts.append(block("Tracking caveats that change the numbers above", narrative.tracking))
+    return "\n".join(parts)
 
 
 def caveats_markdown(caveats: list[Caveat]) -> str:

@@ -25,6 +25,7 @@ from puffy.report.kpis import Figures
 from puffy.report.narrative import (
     ATTRIBUTION_CAVEAT,
     MODEL_LABELS,
+    PAGE_ONE_CAVEATS,
     Caveat,
     Narrative,
     count,
@@ -47,7 +48,7 @@ FRAGMENT_CSS = """
 .px-up{color:#1e7b34 !important}.px-down{color:#b42318 !important}
 table.px-table{border-collapse:collapse;width:100%;font-size:0.85em;margin:4px 0}
 table.px-table th,table.px-table td{padding:2px 5px;border-bottom:1px solid #e4e7eb;text-align:right;white-space:nowrap}
-table.px-table th{background:#f1f4f8;font-weight:600;color:#1f2933}
+table.px-table th{background:#f1f4f8;font-weight:600;color:#1f2933;white-space:normal;vertical-align:bottom}
 table.px-table th:first-child,table.px-table td:first-child{text-align:left}
 table.px-table tr.px-total td{font-weight:700;border-top:1px solid #9aa5b1}
 .px-note{font-size:0.85em;color:#3e4c59}
@@ -73,17 +74,22 @@ p, li { orphans: 2; widows: 2 } .px-note { break-inside: avoid }
 # --- fragments ----------------------------------------------------------------------------------
 
 def _delta_html(name: str, k: dict, symbol: str) -> str:
-    if k["previous"] is None or k["change"] is None:
-        return '<div class="px-delta">no previous period</div>'
+    """The tile's change and what it compares: the previous period, or the period's last days
+    against its first days (``Windows.label``)."""
+    base = k.get("base", k["previous"])
+    if base is None or k["change"] is None:
+        return '<div class="px-delta">no comparison (period too short)</div>'
     up = k["change"] > 0
     arrow = "▲" if up else ("▼" if k["change"] < 0 else "■")
     cls = "px-up" if up else ("px-down" if k["change"] < 0 else "")
     if name == "conversion_rate":
-        change, prev = points(k["change"]), pct(k["previous"], 2)
+        change, prev = points(k["change"]), pct(base, 2)
     else:
         change = signed_pct(k["change_pct"])
-        prev = money(k["previous"], symbol) if name in ("revenue", "aov") else count(k["previous"])
-    return f'<div class="px-delta"><span class="{cls}">{arrow} {html.escape(change)}</span> vs {html.escape(prev)}</div>'
+        prev = money(base, symbol) if name in ("revenue", "aov") else count(base)
+    basis = k.get("basis")
+    what = {"previous": f"vs {prev} previous period", "halves": f"last half vs first ({prev})"}.get(basis, f"vs {prev}")
+    return f'<div class="px-delta"><span class="{cls}">{arrow} {html.escape(change)}</span> {html.escape(what)}</div>'
 
 
 def kpi_value_text(name: str, value: float, symbol: str) -> str:
@@ -110,14 +116,23 @@ def kpi_tiles_html(fig: Figures) -> str:
 
 
 def narrative_html(narrative: Narrative, two_columns: bool = True) -> str:
+    """What moved (full width), then working / concerning beside the recommendations and the
+    hypotheses still to test, then the tracking caveats that change a number of this page."""
     def items(stmts, tag="ul"):
         body = "".join(f"<li>{html.escape(s.text)}</li>" for s in stmts) or "<li>Nothing to report.</li>"
         return f"<{tag}>{body}</{tag}>"
+    moved = f"<h2>What moved</h2>{items(narrative.moved)}" if narrative.moved else ""
     left = f"<h2>What is working</h2>{items(narrative.working)}<h2>What is concerning</h2>{items(narrative.concerning)}"
     right = f"<h2>Recommendations</h2>{items(narrative.recommendations, 'ol')}"
+    if narrative.hypotheses:
+        right += f"<h2>Not established — test before acting</h2>{items(narrative.hypotheses)}"
+    tracking = ""
+    if narrative.tracking:
+        tracking = (f'<h2>Tracking caveats that change the numbers on this page</h2>'
+                    f'<div class="px-small">{items(narrative.tracking)}</div>')
     if two_columns:
-        return f'<div class="px-cols"><div>{left}</div><div>{right}</div></div>'
-    return left + right
+        return f'{moved}<div class="px-cols"><div>{left}</div><div>{right}</div></div>{tracking}'
+    return moved + left + right + tracking
 
 
 def named_channels(narrative: Narrative, channels) -> list[str]:
@@ -126,32 +141,32 @@ def named_channels(narrative: Narrative, channels) -> list[str]:
     return [str(c) for c in channels if re.search(rf"(?<!\w){re.escape(str(c))}(?!\w)", text)]
 
 
-def channel_rows(fig: Figures, models: list[str], max_channels: int | None,
+def channel_rows(fig: Figures, models: list[str], max_channels: int | None = None,
                  keep_channels: list[str] | tuple = ()) -> pd.DataFrame:
-    """Channels by sessions (the rest summed into "Other") with the chosen models' columns.
+    """Channels by sessions with the chosen models' columns; only channels below ``fold_threshold``
+    of sessions *and* of revenue (under every model and identity) may be summed into "Other".
 
-    ``keep_channels`` (those the narrative names) are never folded into "Other": a sentence about
-    Email must find Email's row. They take the first of the ``max_channels - 1`` places, the
-    largest other channels the rest, and the rows keep their order by sessions. A single leftover
-    channel keeps its own row: it takes the place "Other (1)" would, under its name.
-    """
+    Direct and Untracked journey always keep their rows (``Figures.kept_channels``), as do the
+    channels the narrative names. ``max_channels`` never folds a kept channel: a short layout
+    shows fewer rows only by folding more of the small ones. A single small channel keeps its own
+    row: it takes the place "Other (1)" would."""
     ch = fig.channels.copy()
     models = [m for m in models if f"revenue_{m}" in ch.columns]
     keep = ["sessions", "purchasing_sessions", "conversion_rate", "ci_low", "ci_high"]
+    keep += [c for c in ("credit_low", "credit_high", "credit_configured") if c in ch.columns]
     keep += [f"orders_{m}" for m in models] + [f"revenue_{m}" for m in models]
     ch = ch[keep]
-    if max_channels is not None and len(ch) > max_channels:
-        named = [c for c in ch.index if c in set(keep_channels)]
-        others = [c for c in ch.index if c not in set(named)]
-        in_head = ch.index.isin(named + others[: max(0, max_channels - 1 - len(named))])
-        head, rest = ch[in_head], ch[~in_head]
-        if len(rest) > 1:
-            other = rest.sum(numeric_only=True)
-            from puffy.report.stats import wilson_interval
-            w = wilson_interval(int(other["purchasing_sessions"]), int(other["sessions"]),
-                                fig.params.confidence_level)
-            other["conversion_rate"], other["ci_low"], other["ci_high"] = w.rate, w.low, w.high
-            ch = pd.concat([head, pd.DataFrame([other], index=[f"Other ({len(rest)})"])])
+    kept = set(fig.kept_channels or ch.index) | set(keep_channels)
+    head, rest = ch[ch.index.isin(kept)], ch[~ch.index.isin(kept)]
+    if len(rest) > 1:
+        other = rest.sum(numeric_only=True)
+        from puffy.report.stats import wilson_interval
+        w = wilson_interval(int(other["purchasing_sessions"]), int(other["sessions"]), fig.params.confidence_level)
+        other["conversion_rate"], other["ci_low"], other["ci_high"] = w.rate, w.low, w.high
+        if "credit_low" in ch.columns:  # a range of a sum is not the sum of ranges: show the bounds' sums
+            other["credit_low"], other["credit_high"] = rest["credit_low"].sum(), rest["credit_high"].sum()
+        ch = pd.concat([head, pd.DataFrame([other], index=[f"Other ({len(rest)}, each < "
+                                                          f"{pct(fig.params.fold_threshold, 0)})"])])
     return ch
 
 
@@ -175,7 +190,10 @@ def channel_table_html(fig: Figures, models: list[str], max_channels: int | None
     ch = channel_rows(fig, sorted(set(models) | ({orders_model} - {None}), key=list(MODEL_LABELS).index),
                       max_channels, keep_channels)
     level = level_text(fig.params.confidence_level)
-    head = (f"<tr><th>Channel</th><th>Sessions</th><th>Conversion ({level} range)</th>"
+    has_range = "credit_low" in ch.columns and measure == "revenue"
+    views = int(fig.channels["n_views"].max()) if "n_views" in fig.channels.columns and len(fig.channels) else 0
+    head = (f"<tr><th>Channel</th><th>Sessions</th><th>Conversion<br>({level} range)</th>"
+            + (f"<th>Revenue credited<br>(range, {views} views)</th>" if has_range else "")
             + "".join(f"<th>{kind.capitalize()}<br>{html.escape(MODEL_LABELS[m])}</th>" for kind, m in columns)
             + "</tr>")
 
@@ -189,13 +207,17 @@ def channel_table_html(fig: Figures, models: list[str], max_channels: int | None
 
     rows = []
     for name, r in ch.iterrows():
-        conv = "n/a" if math.isnan(r["conversion_rate"]) else (
+        conv = "n/a" if not r["sessions"] or math.isnan(r["conversion_rate"]) else (
             f"{pct(r['conversion_rate'], 2)} ({pct(r['ci_low'], 1)}–{pct(r['ci_high'], 1)})")
-        cells = [html.escape(str(name)), count(r["sessions"]), conv]
+        cells = [html.escape(str(name)), count(r["sessions"]) if r["sessions"] else "—", conv]
+        if has_range:
+            low, high = money(r["credit_low"], sym), money(r["credit_high"], sym)
+            cells.append(low if low == high else f"{low}–{high}")
         cells += [cell(kind, m, r[f"{kind}_{m}"]) for kind, m in columns]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     tot = fig.current
     total = ["Total", count(tot["sessions"]), pct(tot["conversion_rate"], 2)]
+    total += [money(tot["revenue"], sym)] if has_range else []
     total += [cell(kind, m, fig.channels[f"{kind}_{m}"].sum()) for kind, m in columns]
     rows.append('<tr class="px-total">' + "".join(f"<td>{c}</td>" for c in total) + "</tr>")
     return f'<table class="px-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
@@ -258,18 +280,37 @@ def daily_table_html(fig: Figures) -> str:
 
 
 def funnel_table_html(fig: Figures) -> str:
-    """Per device: sessions reaching each step and the step-to-step rates."""
+    """Per device: the nested funnel (a session counts at a step only after every earlier one) with
+    step-to-step rates, and the purchases that skipped an observed step, apart."""
     from puffy.report.kpis import FUNNEL_LABELS, FUNNEL_STEPS
 
-    head = ["Device"] + [FUNNEL_LABELS[s] for s in FUNNEL_STEPS] + ["Conversion"]
+    head = (["Device"] + [FUNNEL_LABELS[s] for s in FUNNEL_STEPS] + ["Purchases that skipped steps", "Conversion"])
     rows = []
     for dev, r in fig.funnel.iterrows():
         cells = [html.escape(str(dev)), count(r["sessions"])]
         cells += [f"{count(r[s])} ({pct(r[f'{s}_rate'], 0)})" for s in FUNNEL_STEPS[1:]]
-        cells.append(pct(r["conversion_rate"], 2))
+        cells += [count(r["purchased_skipped"]), pct(r["conversion_rate"], 2)]
         rows.append(cells)
-    return _table(head, rows) + ('<p class="px-small">In brackets: share of the previous step that reached '
-                                 'this one.</p>')
+    skipped, buyers = int(fig.funnel["purchased_skipped"].sum()), int(fig.funnel["purchased_all"].sum())
+    return _table(head, rows) + (
+        f'<p class="px-small">Nested: a session counts at a step only if it reached every earlier step; in brackets, '
+        f'the share of the previous step. {count(skipped)} of {count(buyers)} purchasing sessions show no product view, '
+        f'cart or checkout before the purchase (mostly purchases on the checkout host in a session of their own): '
+        f'they are counted apart, and in the conversion rate.</p>')
+
+
+def family_table_html(fig: Figures) -> str:
+    """Every comparison the report makes, with its p-value before and after the family's control."""
+    fam = fig.family
+    if fam is None or not fam.size:
+        return "<p>No comparison could be tested in this period.</p>"
+    t = fam.table()
+    rows = [[html.escape(r["comparison"]), f"{r['estimate']:+.4g}", html.escape(r["test"]), p_value_text(r["p_value"]),
+             p_value_text(r["adjusted_p"]), "yes" if r["survives"] else "no"] for _, r in t.iterrows()]
+    return (_table(["Comparison", "Effect", "Test", "p", f"p adjusted ({fam.method_label})",
+                    f"Real at α = {fam.alpha:g}"], rows)
+            + f'<p class="px-small">{fam.size} comparisons in one family. A sentence calls a difference real only '
+              f'when it survives; a recommendation also needs the logistic regression to agree.</p>')
 
 
 def logit_table_html(fig: Figures) -> str:
@@ -298,32 +339,34 @@ def p_value_text(p: float) -> str:
 
 
 def tests_table_html(fig: Figures) -> str:
-    """This period vs the previous one: the test behind each KPI change."""
-    if fig.previous is None:
-        return "<p>No complete previous period in the warehouse: changes are not tested.</p>"
+    """The test behind each KPI change: recent window vs base window (previous period, or the
+    period's last days vs its first days; ``fig.windows`` says which)."""
+    if fig.base is None:
+        return "<p>The period is too short to compare two windows: changes are not tested.</p>"
     sym = fig.params.currency_symbol
+    b, n_cur, n_base = fig.base, len(fig.windows.current), len(fig.windows.base)
     rows = []
     c = fig.conversion_vs_previous
     rows.append(["Conversion rate", f"{pct(c.rate1, 2)} vs {pct(c.rate2, 2)}", points(c.diff),
                  f"{points(c.diff_low)} to {points(c.diff_high)}", "two-proportion z-test", p_value_text(c.p_value)])
     a = fig.aov_vs_previous
-    rows.append(["Average order value", f"{money(fig.current['aov'], sym)} vs {money(fig.previous['aov'], sym)}",
+    rows.append(["Average order value", f"{money(fig.recent['aov'], sym)} vs {money(b['aov'], sym)}",
                  money(a.estimate, sym), f"{money(a.low, sym)} to {money(a.high, sym)}", "bootstrap of orders",
                  p_value_text(a.p_value)])
     r = fig.revenue_per_day_vs_previous
-    rows.append(["Revenue per day", f"{money(fig.daily['revenue'].mean(), sym)} vs "
-                 f"{money(fig.previous['revenue'] / fig.period.days, sym)}", money(r.estimate, sym),
+    rows.append(["Revenue per day", f"{money(fig.recent['revenue'] / n_cur, sym)} vs "
+                 f"{money(b['revenue'] / n_base, sym)}", money(r.estimate, sym),
                  f"{money(r.low, sym)} to {money(r.high, sym)}", "Welch t-test on days", p_value_text(r.p_value)])
     s_ = fig.sessions_per_day_vs_previous
-    rows.append(["Sessions per day", f"{count(fig.daily['sessions'].mean())} vs "
-                 f"{count(fig.previous['sessions'] / fig.period.days)}", f"{s_.estimate:+,.0f}",
+    rows.append(["Sessions per day", f"{count(fig.recent['sessions'] / n_cur)} vs "
+                 f"{count(b['sessions'] / n_base)}", f"{s_.estimate:+,.0f}",
                  f"{s_.low:+,.0f} to {s_.high:+,.0f}", "Welch t-test on days", p_value_text(s_.p_value)])
     o = fig.orders_vs_previous
-    rows.append(["Orders", f"{count(fig.current['orders'])} vs {count(fig.previous['orders'])}",
+    rows.append(["Orders", f"{count(fig.recent['orders'])} vs {count(b['orders'])}",
                  f"×{o.estimate:.2f}", f"×{o.low:.2f} to ×{o.high:.2f}", "exact test of two counts",
                  p_value_text(o.p_value)])
     level = level_text(fig.params.confidence_level)
-    return _table(["KPI", "This vs previous", "Difference", f"{level} range", "Test", "p"], rows)
+    return _table(["KPI", fig.windows.label, "Difference", f"{level} range", "Test", "p"], rows)
 
 
 def trend_table_html(fig: Figures) -> str:
@@ -366,7 +409,11 @@ def period_text(fig: Figures) -> str:
     main = f"{p.start:%-d %b %Y} – {p.end:%-d %b %Y} ({p.days} days)"
     if fig.previous is not None:
         return main + f" · compared with {p.previous_start:%-d %b} – {p.previous_end:%-d %b %Y}"
-    return main + " · no complete previous period in the warehouse to compare with"
+    w = fig.windows
+    if w is not None and w.basis == "halves":
+        return main + (f" · no previous period in the warehouse: changes compare {w.current[0]:%-d %b} – "
+                       f"{w.current[-1]:%-d %b} with {w.base[0]:%-d %b} – {w.base[-1]:%-d %b}")
+    return main + " · too short to compare"
 
 
 # --- the print page -----------------------------------------------------------------------------
@@ -402,9 +449,11 @@ def print_html(fig: Figures, narrative: Narrative, layout: Layout = LAYOUTS[0]) 
     dpi = p.chart_dpi
     max_channels = min(layout.max_channels, p.pdf_channels)
     trim = Narrative(narrative.working[: layout.max_items], narrative.concerning[: layout.max_items],
-                     narrative.recommendations[: layout.max_items + 1])
+                     narrative.recommendations[: layout.max_items + 1], moved=narrative.moved[: layout.max_items],
+                     hypotheses=narrative.hypotheses[: max(1, layout.max_items - 2)], tracking=narrative.tracking)
     named = named_channels(trim, fig.channels.index)  # kept out of the table's "Other" row and on the chart
-    trend = charts.data_uri(charts.trend_chart(fig.daily, fig.trends, p.currency_symbol, height=layout.chart_height), dpi)
+    trend = charts.data_uri(charts.trend_chart(fig.daily, fig.trends, p.currency_symbol, height=layout.chart_height,
+                                               markers=chart_markers(fig)), dpi)
     pair = side = ""
     if layout.pair_charts:
         conv = charts.data_uri(charts.channel_conversion_chart(
@@ -437,11 +486,26 @@ def print_html(fig: Figures, narrative: Narrative, layout: Layout = LAYOUTS[0]) 
 <p class="px-note px-small">{html.escape(ATTRIBUTION_CAVEAT)}</p>
 {pair}
 {side}
-<h2>Data caveats</h2>
-<div class="px-small">{caveats_html(fig.caveats, layout.caveats)}</div>
+<h2>Other data caveats</h2>
+<div class="px-small">{caveats_html([c for c in fig.caveats if c.id not in PAGE_ONE_CAVEATS], layout.caveats)}</div>
 {notes}
 </body></html>
 """
+
+
+def chart_markers(fig: Figures) -> list[tuple]:
+    """(day, label) marks for the daily charts: the tracking changes the daily runs found (first day
+    of the page-1 caveats' findings) and the change points that survive the control."""
+    marks = {}
+    for c in fig.caveats:
+        start = getattr(c, "start", None)
+        if c.id in PAGE_ONE_CAVEATS and start is not None and fig.period.start <= start <= fig.period.end:
+            marks.setdefault(start, []).append(c.marker or c.title.lower())
+    if fig.family is not None:
+        for key, cp in fig.change_points.items():
+            if cp.day is not None and fig.family.survives(f"changepoint:{key}") and key.startswith("channel:"):
+                marks.setdefault(cp.day, []).append(f"{key.split(':', 1)[1]} shift")
+    return sorted((d, ", ".join(dict.fromkeys(v))) for d, v in marks.items())
 
 
 def render(html_text: str):
