@@ -102,20 +102,174 @@ def test_malformed_url_is_reported_not_raised():
     assert not result.ok and result.detail
 
 
-def test_summary_lists_the_worst_findings_first_and_truncates():
-    findings = [Finding("trend.sessions", "warn", "w1"), Finding("revenue.duplicate_order_key", "error", "e1"),
-                Finding("trend.insufficient_history", "info", "i1"), Finding("trend.orders", "warn", "w2")]
-    text = alert.summary_text("error", DAY, findings, max_findings=2, report="/x/monitoring_report.md")
-    lines = text.splitlines()
-    assert lines[0] == "puffy monitoring 2025-03-08: ERROR (1 error(s), 2 warning(s))"
-    assert lines[1] == "• [ERROR] revenue.duplicate_order_key: e1"
-    assert lines[2] == "• [WARN] trend.sessions: w1"
-    assert lines[3] == "… and 1 more" and lines[4] == "report: /x/monitoring_report.md"
-    assert "insufficient_history" not in text
+# --- which days alert, and what the alert says (hand-built run directories) -------------------------
+
+def _stage(stage: str, run_dir, html: bool = True):
+    from puffy.runner import StageResult
+
+    page = run_dir / f"{stage}.html"
+    if html:
+        page.write_text("<html></html>")
+    return StageResult(stage, "warn", 1.0, str(run_dir / f"{stage}.ipynb"), str(page) if html else None)
 
 
-# --- from run_monitoring --------------------------------------------------------------------------
+def _finding(fid, severity, state, first_seen="2025-03-08", message="m", **kw):
+    return {"id": fid, "severity": severity, "state": state, "first_seen": first_seen,
+            "days_open": 1 if state == "new" else 3, "message": message, "acknowledged": None, **kw}
 
+
+def _run_dir(tmp_path, dq=(), monitoring=(), transform_message=None):
+    run_dir = tmp_path / "outputs" / "runs" / "2025-03-08"
+    run_dir.mkdir(parents=True)
+    (run_dir / "dq_report.json").write_text(json.dumps({"status": "warn", "findings": list(dq)}))
+    if monitoring is not None:
+        (run_dir / "monitoring_report.json").write_text(json.dumps({"status": "warn", "findings": list(monitoring)}))
+    if transform_message is not None:
+        (run_dir / "transform_status.json").write_text(json.dumps({"status": "error", "message": transform_message}))
+    return run_dir
+
+
+def _rules(**kw):
+    from puffy.monitoring.rules import AlertRules
+
+    return AlertRules(**kw)
+
+
+def _day(run_dir, exit_code=0, stopped_at=None, reason="", published=True, quarantine_path=None, stages=()):
+    from puffy.runner import DayResult
+
+    return DayResult("2025-03-08", exit_code, stopped_at, reason,
+                     [_stage(s, run_dir) for s in stages], published, quarantine_path)
+
+
+def test_a_gate_error_alerts_as_stopped_with_exit_code_and_a_link(tmp_path):
+    """Before: a gate ERROR (exit 3) sent nothing; the monitoring alert named neither exit code nor outcome."""
+    run_dir = _run_dir(tmp_path, dq=[
+        _finding("bots.share", "warn", "ongoing", "2025-03-01"),
+        _finding("schema.required_columns", "error", "new", message="event_name is missing"),
+        _finding("volume.insufficient_history", "info", "new"),
+        _finding("client_id.null_rate", "warn", "new"),
+    ], monitoring=None)
+    day = _day(run_dir, 3, "01_data_quality", "1 error finding(s): schema.required_columns", published=False,
+               stages=["01_data_quality"])
+    doc = alert.alert_for_day(day, run_dir, tmp_path / "outputs",
+                              _rules(reports_base_url="https://reports.example.com/puffy/"))
+    assert doc["schema"] == "puffy.alert/1"
+    assert (doc["date"], doc["outcome"], doc["stage"], doc["exit_code"]) == \
+        ("2025-03-08", "stopped", "01_data_quality", 3)
+    # the error that stopped the day first, then what else is new; the ongoing WARN and the INFO are left out
+    assert [f["id"] for f in doc["findings"]] == ["schema.required_columns", "client_id.null_rate"]
+    assert doc["report_url"] == "https://reports.example.com/puffy/runs/2025-03-08/01_data_quality.html"
+    assert doc["index_url"] == "https://reports.example.com/puffy/index.html"
+    text = alert.summary_text(doc)
+    assert text.splitlines()[0] == "puffy 2025-03-08: stopped: not published (stage 01_data_quality, exit 3)"
+    assert "reason: 1 error finding(s): schema.required_columns" in text
+    assert "• new ERROR schema.required_columns: event_name is missing" in text
+
+
+def test_a_monitoring_error_alerts_as_quarantined(tmp_path):
+    run_dir = _run_dir(tmp_path, dq=[_finding("bots.share", "warn", "ongoing", "2025-03-01")],
+                       monitoring=[_finding("trend.orders", "error", "new", message="0 orders, expected 41")])
+    day = _day(run_dir, 5, "04_monitoring", "1 error(s)", published=False,
+               quarantine_path=str(tmp_path / "outputs" / "quarantine" / "x"),
+               stages=["01_data_quality", "02_transform", "04_monitoring"])
+    doc = alert.alert_for_day(day, run_dir, tmp_path / "outputs", _rules())
+    assert (doc["outcome"], doc["stage"], doc["exit_code"]) == ("quarantined", "04_monitoring", 5)
+    assert [f["id"] for f in doc["findings"]] == ["trend.orders"]
+    assert doc["report_url"] == (run_dir / "04_monitoring.html").resolve().as_uri()  # no base URL: file://
+    assert "quarantined: not published" in alert.summary_text(doc)
+
+
+def test_a_transform_that_did_not_reconcile_alerts_even_without_findings(tmp_path):
+    run_dir = _run_dir(tmp_path, monitoring=None, transform_message="fct_orders revenue off by 12.00")
+    day = _day(run_dir, 4, "02_transform", "fct_orders revenue off by 12.00", published=False,
+               quarantine_path="q", stages=["01_data_quality", "02_transform"])
+    doc = alert.alert_for_day(day, run_dir, tmp_path / "outputs", _rules())
+    assert (doc["outcome"], doc["stage"], doc["exit_code"], doc["findings"]) == ("quarantined", "02_transform", 4, [])
+    assert "reason: fct_orders revenue off by 12.00" in alert.summary_text(doc)
+
+
+def test_ongoing_and_acknowledged_warnings_do_not_alert_a_published_day(tmp_path):
+    """Before: every WARN day alerted, every day (the demo's 14 days all WARN)."""
+    run_dir = _run_dir(tmp_path, dq=[_finding("bots.share", "warn", "ongoing", "2025-03-01")],
+                       monitoring=[_finding("trend.sessions", "info", "new", acknowledged={"owner": "ana"})])
+    day = _day(run_dir, stages=["01_data_quality", "02_transform", "04_monitoring"])
+    assert alert.alert_for_day(day, run_dir, tmp_path / "outputs", _rules()) is None
+
+
+def test_a_new_warning_alerts_a_published_day_unless_below_min_severity(tmp_path):
+    run_dir = _run_dir(tmp_path, dq=[_finding("bots.share", "warn", "ongoing", "2025-03-01")],
+                       monitoring=[_finding("trend.client_id_null_rate", "warn", "new", message="20% null")])
+    day = _day(run_dir, stages=["01_data_quality", "02_transform", "04_monitoring"])
+    doc = alert.alert_for_day(day, run_dir, tmp_path / "outputs", _rules())
+    assert (doc["outcome"], doc["stage"], doc["exit_code"]) == ("published with warnings", "04_monitoring", 0)
+    assert (doc["new_incidents"], doc["ongoing_incidents"]) == (1, 1)
+    assert [f["id"] for f in doc["findings"]] == ["trend.client_id_null_rate"]
+    assert "(1 ongoing incident(s) not repeated here)" in alert.summary_text(doc)
+    assert alert.alert_for_day(day, run_dir, tmp_path / "outputs", _rules(min_severity="error")) is None
+
+
+def test_the_list_is_truncated_with_a_count(tmp_path):
+    run_dir = _run_dir(tmp_path, monitoring=[_finding(f"trend.m{i}", "warn", "new") for i in range(5)])
+    doc = alert.alert_for_day(_day(run_dir, stages=["04_monitoring"]), run_dir, tmp_path / "outputs",
+                              _rules(max_findings=2))
+    assert len(doc["findings"]) == 2 and doc["more_findings"] == 3
+    assert "… and 3 more" in alert.summary_text(doc)
+
+
+def test_slack_payload_escapes_markup_from_the_data(tmp_path):
+    """A finding quoting the export's strings must not ping the channel or plant a link."""
+    run_dir = _run_dir(tmp_path, monitoring=[_finding("x.y", "warn", "new", message="<!channel> <http://evil|x> & co")])
+    doc = alert.alert_for_day(_day(run_dir, stages=["04_monitoring"]), run_dir, tmp_path / "outputs",
+                              _rules(reports_base_url="https://r.example.com"))
+    body = alert.slack_payload(doc)
+    assert "<!channel>" not in json.dumps(body) and "&lt;!channel&gt;" in body["text"] and "&amp; co" in body["text"]
+    block = body["blocks"][0]["text"]["text"]
+    assert block.endswith("<https://r.example.com/runs/2025-03-08/04_monitoring.html|report> · "
+                          "<https://r.example.com/index.html|all runs>")
+
+
+def test_reports_base_url_must_be_http():
+    from puffy.errors import ParamsError
+    from puffy.params import validate_params
+    from puffy.monitoring.rules import AlertRules
+
+    with pytest.raises(ParamsError, match="reports_base_url"):
+        validate_params({"reports_base_url": "/srv/reports"}, AlertRules, "monitoring_rules.yaml")
+
+
+@pytest.mark.parametrize("fmt", ["slack", "json"])
+def test_deliver_posts_the_chosen_format_and_writes_alert_json(tmp_path, fmt):
+    run_dir = _run_dir(tmp_path, monitoring=[_finding("trend.orders", "error", "new")])
+    day = _day(run_dir, 5, "04_monitoring", "1 error(s)", published=False, quarantine_path="q",
+               stages=["04_monitoring"])
+    with local_webhook() as (url, received):
+        rules = _rules(webhook_url=url, format=fmt, timeout_seconds=2)
+        doc = alert.alert_for_day(day, run_dir, tmp_path / "outputs", rules)
+        outcome = alert.deliver(doc, run_dir, rules)
+    assert outcome == {"sent": True, "detail": "HTTP 200", "outcome": "quarantined"}
+    assert len(received) == 1 and received[0]["content_type"] == "application/json"
+    body = received[0]["body"]
+    if fmt == "json":
+        assert body == doc
+    else:
+        assert set(body) == {"text", "blocks"} and body["text"].startswith("puffy 2025-03-08: quarantined")
+    assert json.loads((run_dir / "alert.json").read_text()) == doc
+
+
+def test_deliver_reads_the_webhook_from_the_environment_and_reports_failures(tmp_path, monkeypatch):
+    run_dir = _run_dir(tmp_path, monitoring=[_finding("trend.orders", "error", "new")])
+    doc = alert.alert_for_day(_day(run_dir, 5, "04_monitoring", "e", False, "q", ["04_monitoring"]),
+                              run_dir, tmp_path / "outputs", _rules())
+    monkeypatch.delenv("PUFFY_ALERT_WEBHOOK_URL", raising=False)
+    assert alert.deliver(doc, run_dir, _rules())["sent"] is None  # no webhook anywhere: written, not posted
+    with local_webhook(status=503) as (url, received):
+        monkeypatch.setenv("PUFFY_ALERT_WEBHOOK_URL", url)
+        outcome = alert.deliver(doc, run_dir, _rules(timeout_seconds=2))
+    assert outcome["sent"] is False and outcome["detail"].startswith("HTTP 503") and len(received) == 1
+
+
+# --- run_monitoring itself no longer alerts: the runner alerts once for the whole day ---------------
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
     root = tmp_path_factory.mktemp("alert_wh")
@@ -132,37 +286,14 @@ def rules_with(tmp_path, url: str | None) -> object:
     return path
 
 
-def test_a_warn_run_posts_a_summary(warehouse, tmp_path):
+def test_run_monitoring_posts_nothing_the_runner_alerts_for_the_day(warehouse, tmp_path):
+    """Before: monitoring posted its own WARN text (no exit code, no outcome, a server path) on every
+    WARN day; a gate ERROR day, which never reaches monitoring, sent nothing."""
     wh, inter, days = warehouse
     write_day(wh, inter, days[-1], DaySpec(null_rate=0.2))  # client-id null spike: a warning
     now = datetime.now(timezone.utc) + timedelta(hours=1)
     with local_webhook() as (url, received):
         result = run_monitoring(wh, rules_with(tmp_path, url), tmp_path / "out", run_date=days[-1],
                                 intermediate_dir=inter, now=now)
-    assert result.status == "warn"
-    assert len(received) == 1
-    text = received[0]["body"]["text"]
-    assert text.startswith(f"puffy monitoring {days[-1]}: WARN") and "trend.client_id_null_rate" in text
-
-
-def test_a_failed_delivery_is_a_finding_and_the_run_completes(warehouse, tmp_path):
-    wh, inter, days = warehouse
-    write_day(wh, inter, days[-1], DaySpec(null_rate=0.2))
-    now = datetime.now(timezone.utc) + timedelta(hours=1)
-    with local_webhook(status=503) as (url, received):
-        result = run_monitoring(wh, rules_with(tmp_path, url), tmp_path / "out", run_date=days[-1],
-                                intermediate_dir=inter, now=now)
-    failed = [f for f in result.findings if f.id == "alert.delivery_failed"]
-    assert len(failed) == 1 and failed[0].severity == "warn" and "HTTP 503" in failed[0].message
-    report = json.loads(result.report_paths["json"].read_text())
-    assert "alert.delivery_failed" in [f["id"] for f in report["findings"]]
-    assert report["status"] == "warn"
-
-
-def test_a_clean_run_sends_nothing(tmp_path):
-    wh, inter, days = build_warehouse(tmp_path / "clean", 15)
-    now = datetime.now(timezone.utc) + timedelta(hours=1)
-    with local_webhook() as (url, received):
-        result = run_monitoring(wh, rules_with(tmp_path, url), tmp_path / "out", run_date=days[-1],
-                                intermediate_dir=inter, now=now)
-    assert result.status == "pass" and received == []
+    assert result.status == "warn" and received == []
+    assert "alert.delivery_failed" not in [f.id for f in result.findings]

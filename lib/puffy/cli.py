@@ -21,7 +21,8 @@ from pathlib import Path
 
 from puffy import runner
 from puffy.errors import UserError
-from puffy.params import DEFAULT_PARAMS_DIR, REPO_ROOT, PipelineParams, load_pipeline_params
+from puffy.params import DEFAULT_PARAMS_DIR, PROJECT, REPO_ROOT, PipelineParams, load_pipeline_params
+from puffy.runlog import configure_console, run_log
 
 log = logging.getLogger("puffy")
 
@@ -32,7 +33,10 @@ EXIT_CODES_HELP = """exit codes:
   4  transform failed or did not reconcile
   5  monitoring found an ERROR (outputs quarantined, warehouse untouched)
   6  report rendering failed
-  1  internal error (a bug: please report it with the log)"""
+  1  internal error (a bug: please report it with the log)
+
+The project (params/, notebooks/, outputs/) is $PUFFY_HOME, else the checkout that holds the
+working directory, else the one the package was installed from; every run names it first."""
 
 
 def _date(text: str) -> date:
@@ -185,10 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr,
-    )
+    configure_console(args.verbose)
+    if PROJECT.problem:
+        print(f"puffy {args.command}: error: {PROJECT.problem}", file=sys.stderr)
+        return UserError.exit_code
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
@@ -235,11 +239,30 @@ def environment_failure(exc: Exception) -> str | None:
     return text + (FULL_DISK_HINT if code in (errno.ENOSPC, errno.EDQUOT) else "")
 
 
+def crash_log_dir(args) -> Path:
+    """Where a command's crash log goes: ``logs/`` under the outputs it was writing (``--outputs-dir``,
+    ``--output-dir``, else ``outputs_dir`` of its params), so that a pipeline pointed elsewhere does
+    not leave its tracebacks in the checkout; the checkout's ``outputs/logs`` only when none is known."""
+    chosen = getattr(args, "outputs_dir", None) or getattr(args, "output_dir", None) or getattr(args, "work_dir", None)
+    if chosen is None and getattr(args, "params_dir", None) is not None:
+        try:
+            chosen = load_pipeline_params(args.params_dir).outputs_dir
+        except Exception:  # the params are what is broken: fall back to the checkout
+            chosen = None
+    return Path(chosen or REPO_ROOT / "outputs").resolve() / "logs"
+
+
 def _internal_error(args, exc: Exception) -> int:
     """One line for the user, the traceback in a log file."""
-    log_path = REPO_ROOT / "outputs" / "logs" / f"crash-{datetime.now():%Y%m%dT%H%M%S}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(traceback.format_exc(), encoding="utf-8")
+    log_path = crash_log_dir(args) / f"crash-{datetime.now():%Y%m%dT%H%M%S}.log"
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:  # the outputs directory itself is unwritable: the user's temporary directory
+        import tempfile
+
+        log_path = Path(tempfile.gettempdir()) / log_path.name
+        log_path.write_text(traceback.format_exc(), encoding="utf-8")
     print(f"puffy {args.command}: internal error: {type(exc).__name__}: {exc} (traceback in {log_path})",
           file=sys.stderr)
     if os.environ.get("PUFFY_DEBUG"):
@@ -362,14 +385,32 @@ def _available_days(layout: runner.RunLayout) -> list[date]:
     return [file_date_of(p) for p in discover_raw_files(layout.input_dir)]
 
 
-def _print_results(results: list[runner.DayResult], layout: runner.RunLayout) -> int:
+def _print_results(results: list[runner.DayResult], layout: runner.RunLayout, log_file: Path | None = None) -> int:
+    """One line per day (exit code, outcome, its reports' directory), then the index and the log."""
     worst = 0
     for r in results:
-        what = "published" if r.published else (f"stopped at {r.stopped_at}: {r.reason}" if r.stopped_at else "ok")
-        print(f"{r.date}  exit {r.exit_code}  {what}")
+        if r.published:
+            what = "published"
+        elif r.quarantine_path:
+            what = f"quarantined at {r.stopped_at}: {r.reason}"
+        elif r.stopped_at:
+            what = f"stopped at {r.stopped_at}: {r.reason}"
+        else:
+            what = "ok"
+        alerted = "" if not r.alert else ("  (alert sent)" if r.alert.get("sent") else "  (alert in alert.json)")
+        print(f"{r.date}  exit {r.exit_code}  {what}{alerted}")
+        print(f"            reports: {layout.run_dir(date.fromisoformat(r.date))}")
         worst = max(worst, r.exit_code)
-    print(f"reports: {layout.outputs_dir / 'runs'}/<date>/  ·  index: {layout.outputs_dir / 'index.html'}")
+    print(f"index: {layout.outputs_dir / 'index.html'}")
+    if log_file is not None:
+        print(f"log: {log_file}")
     return worst
+
+
+def _run_header(command: str, layout: runner.RunLayout, days: str) -> None:
+    """The first lines of every run: which checkout, which params, which data, where it writes."""
+    log.info("puffy %s %s: %s", command, days, PROJECT.describe())
+    log.info("params %s · input %s · outputs %s", layout.params_dir, layout.input_dir, layout.outputs_dir)
 
 
 def validate_params_dir(params_dir: Path) -> PipelineParams:
@@ -406,8 +447,13 @@ def cmd_run(args) -> int:
     missing = [d for d in (start, end) if d not in available]
     if missing:
         raise UserError(f"{layout.input_dir}: no raw file for {missing[0]} (events_{missing[0]:%Y%m%d}.csv)")
-    results = runner.run_range(start, end, layout, stop_on_error=args.stop_on_error)
-    return _print_results(results, layout)
+    label = start.isoformat() if start == end else f"{start}_{end}"
+    with run_log(layout.outputs_dir, label) as log_file:
+        _run_header("run", layout, label)
+        results = runner.run_range(start, end, layout, stop_on_error=args.stop_on_error)
+        code = _print_results(results, layout, log_file)
+        log.info("puffy run %s: exit %d", label, code)
+    return code
 
 
 def clear_outputs(layout: runner.RunLayout) -> None:
@@ -431,15 +477,16 @@ def cmd_demo(args) -> int:
 
     params = validate_params_dir(args.params_dir)
     layout = _layout(args, params)
-    with runner.exclusive_outputs(layout.outputs_dir):  # --fresh must not clear a running run's outputs
-        if args.fresh:
+    with runner.exclusive_outputs(layout.outputs_dir), run_log(layout.outputs_dir, "demo") as log_file:
+        _run_header("demo", layout, "(every day of the sample)")
+        if args.fresh:  # under the lock: --fresh must not clear a running run's outputs
             clear_outputs(layout)
         if not any(layout.input_dir.glob("events_*.csv*")):
             log.info("generating the bundled sample into %s", layout.input_dir)
             generate_sample(layout.input_dir, SampleConfig())
         days = sorted(_available_days(layout))
         results = runner.run_range(days[0], days[-1], layout)
-    code = _print_results(results, layout)
+    code = _print_results(results, layout, log_file)
     try:
         from puffy.report import run_report
 

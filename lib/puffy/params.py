@@ -7,7 +7,9 @@ allowed (``ParamsError``), before any data is touched.
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -16,7 +18,58 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from puffy.errors import ParamsError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ProjectRoot:
+    """The project checkout the pipeline reads ``params/``, ``notebooks/`` from and writes ``outputs/`` into.
+
+    ``source`` says how it was found, for the line every run starts with; ``problem`` is set when
+    ``PUFFY_HOME`` is set but unusable (the CLI then stops with it, exit 2).
+    """
+
+    path: Path
+    source: str
+    problem: str | None = None
+
+    def describe(self) -> str:
+        return f"project root {self.path} ({self.source})"
+
+
+def _is_project(path: Path) -> bool:
+    return (path / "params").is_dir() and (path / "notebooks").is_dir()
+
+
+def find_project_root(cwd: Path | None = None, environ: dict | None = None) -> ProjectRoot:
+    """``$PUFFY_HOME`` when set; else the working directory or the nearest parent of it that holds
+    ``params/`` and ``notebooks/`` (a checkout, or a notebook's folder inside one); else the checkout
+    the package was installed from.
+
+    Not simply the package's location: with a shared or editable install, a second checkout would
+    read and write the first one's ``params/`` and ``outputs/``.
+    """
+    environ = os.environ if environ is None else environ
+    installed = Path(__file__).resolve().parents[2]
+    home = environ.get("PUFFY_HOME")
+    if home:
+        path = Path(home).expanduser().resolve()
+        if not _is_project(path):
+            return ProjectRoot(installed, "the package's checkout",
+                               f"PUFFY_HOME={home}: not a puffy project (no params/ and notebooks/ in {path}); "
+                               "point it at a checkout of the repository or unset it")
+        return ProjectRoot(path, "from PUFFY_HOME")
+    try:
+        here = Path(cwd or Path.cwd()).resolve()
+    except OSError:  # the working directory was deleted
+        here = None
+    for candidate in ([] if here is None else [here, *here.parents]):
+        if _is_project(candidate):
+            return ProjectRoot(candidate, "from the working directory")
+    return ProjectRoot(installed, "the package's checkout: neither PUFFY_HOME nor the working directory names one")
+
+
+PROJECT = find_project_root()
+REPO_ROOT = PROJECT.path
 DEFAULT_PARAMS_DIR = REPO_ROOT / "params"
 
 M = TypeVar("M", bound=BaseModel)

@@ -19,7 +19,9 @@ so nothing there is from an earlier run) with its HTML rendering. Each stage wri
 (``dq_report.json``, ``transform_status.json``, ``monitoring_report.json``; ``status``: pass | warn |
 error) that the runner reads to decide what happens next: a cell that fails after the status was
 written (a chart, a table) makes the stage a warning, not an error. ``run_summary.json`` records
-what ran, for how long, and why it stopped.
+what ran, for how long, why it stopped, and the day's alert (``puffy.monitoring.alert``: every
+stopped or quarantined day, and a published day with new incidents, goes to the on-call webhook
+and to ``runs/<D>/alert.json``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pathlib import Path
 from puffy.dates import date_range
 from puffy.errors import UserError
 from puffy.params import REPO_ROOT
+from puffy.runlog import active_log
 from puffy.run_index import write_index
 
 log = logging.getLogger("puffy.run")
@@ -88,6 +91,7 @@ class DayResult:
     stages: list[StageResult] = field(default_factory=list)
     published: bool = False
     quarantine_path: str | None = None
+    alert: dict | None = None  # {sent: True | False | None (no webhook), detail, outcome} when the day alerted
 
 
 @dataclass
@@ -138,7 +142,8 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
 @functools.cache
 def quiet_shutdown_kernel_manager() -> type:
     """jupyter_client's kernel manager, except that (1) shutting a kernel down does not interrupt it
-    first and (2) the kernel dies with the runner.
+    first, (2) the kernel dies with the runner, (3) it talks to the runner over IPC, not TCP, and
+    (4) its stderr goes to the run's log file when there is one (``puffy.runlog``).
 
     (1) jupyter_client sends SIGINT before every shutdown request. A kernel that is still handling a
     message then logs "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel" to the run's
@@ -155,15 +160,39 @@ def quiet_shutdown_kernel_manager() -> type:
     from jupyter_client import AsyncKernelManager
 
     class QuietShutdownKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            # IPC (a Unix socket in a private temporary directory) rather than TCP on localhost:
+            # nothing else on the machine can connect to the kernel, and ipykernel has no cause to
+            # warn on stderr, once per notebook, that it is "running over TCP without encryption".
+            if os.name == "posix":
+                kw.setdefault("transport", "ipc")
+                kw.setdefault("ip", str(Path(_ipc_dir()) / "kernel"))
+            super().__init__(**kw)
+
         async def _async_interrupt_kernel(self) -> None:
             if self.shutting_down:
                 return
             await super()._async_interrupt_kernel()
 
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
-            await super()._async_launch_kernel(die_with_parent_cmd(kernel_cmd), **kw)
+            log_file = active_log()
+            if log_file is None:
+                await super()._async_launch_kernel(die_with_parent_cmd(kernel_cmd), **kw)
+                return
+            with open(log_file, "ab") as kernel_stderr:  # the kernel keeps its own copy of the descriptor
+                await super()._async_launch_kernel(die_with_parent_cmd(kernel_cmd), **{**kw, "stderr": kernel_stderr})
 
     return QuietShutdownKernelManager
+
+
+@functools.cache
+def _ipc_dir() -> str:
+    import atexit
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="puffy-kernels-")  # mode 0700: this user's kernels only
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 # Runs in the launched process, then becomes the kernel (exec keeps the death signal): asks Linux
@@ -290,14 +319,34 @@ def run_day(day: date, layout: RunLayout, mode: str = "incremental") -> DayResul
         log.info("%s published %d partitions to %s", day, len(published), layout.warehouse)
     shutil.rmtree(staging_wh.parent, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    result.alert = send_alert(result, layout)
     (run_dir / "run_summary.json").write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
     return result
 
 
+def send_alert(result: DayResult, layout: RunLayout) -> dict | None:
+    """The day's on-call alert, when the day needs one (``puffy.monitoring.alert``); what came of it.
+    Never raises: an alert must not turn a finished day into a crash."""
+    from puffy.monitoring import alert
+    from puffy.monitoring.rules import AlertRules, load_rules
+
+    try:
+        rules_file = layout.params_dir / "monitoring_rules.yaml"
+        rules = load_rules(rules_file).alert if rules_file.exists() else AlertRules()
+        doc = alert.alert_for_day(result, layout.run_dir(date.fromisoformat(result.date)), layout.outputs_dir, rules)
+        return None if doc is None else alert.deliver(doc, layout.run_dir(date.fromisoformat(result.date)), rules)
+    except Exception as exc:
+        log.warning("%s: no alert: %s: %s", result.date, type(exc).__name__, exc)
+        return {"sent": False, "detail": f"{type(exc).__name__}: {exc}", "outcome": None}
+
+
 def run_range(start: date, end: date, layout: RunLayout, stop_on_error: bool = False,
-              progress: bool = True) -> list[DayResult]:
+              progress: bool | None = None) -> list[DayResult]:
     """Backfill: run each day in order. A day stopped by its gate does not stop later days
     unless ``stop_on_error``; the caller exits with the worst exit code.
+
+    ``progress``: a progress bar on stderr for more than one day; by default only when stderr is a
+    terminal (in a scheduler's log, a bar is a stream of carriage returns).
 
     One run at a time per outputs directory (``exclusive_outputs``): a second one, say a
     scheduler's retry while a backfill is still going, stops with a ``UserError`` at once.
@@ -307,6 +356,8 @@ def run_range(start: date, end: date, layout: RunLayout, stop_on_error: bool = F
     with exclusive_outputs(layout.outputs_dir):
         days = date_range(start, end)
         results = []
+        if progress is None:
+            progress = sys.stderr.isatty()
         bar = tqdm(days, desc="puffy run", unit="day", disable=not progress or len(days) == 1)
         for day in bar:
             bar.set_postfix_str(day.isoformat())

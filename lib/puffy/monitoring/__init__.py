@@ -7,7 +7,8 @@ partitions instead of publishing them).
 
 Modules: ``rules`` (the YAML as pydantic models), ``metrics`` (daily metric history from the
 partitions), ``stats`` (z-scores, PSI, chi-square), ``monitors`` (the checks, pure functions),
-``report`` (md / json), ``alert`` (webhook). What each finding means and what to do about it:
+``report`` (md / json), ``alert`` (the daily run's on-call alert, sent by the runner
+for the whole day, not from here). What each finding means and what to do about it:
 ``docs/monitoring.md``.
 """
 
@@ -24,12 +25,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
-from puffy.monitoring import alert as alerting
 from puffy.monitoring import metrics as m
 from puffy.monitoring import monitors
 from puffy.monitoring.monitors import Finding
 from puffy.monitoring.report import build_report, overall_status, render_markdown, sort_findings, write_reports
-from puffy.monitoring.rules import SEVERITY_RANK, MonitoringRules, load_rules
+from puffy.monitoring.rules import MonitoringRules, load_rules
 
 __all__ = ["Finding", "MonitoringResult", "MonitoringRules", "load_rules", "run_monitoring"]
 
@@ -120,20 +120,6 @@ def run_monitoring(warehouse_dir: Path, rules_path: Path | None, output_dir: Pat
     track(findings, open_incidents(previous_report(Path(output_dir), run_date, "monitoring_report.json")),
           run_date, run_date)
     status = overall_status(findings)
-    paths = {"md": Path(output_dir) / "monitoring_report.md", "json": Path(output_dir) / "monitoring_report.json"}
-    if rules.alert.webhook_url and SEVERITY_RANK[status] >= SEVERITY_RANK[rules.alert.min_severity]:
-        text = alerting.summary_text(status, run_date, sort_findings(findings), rules.alert.max_findings,
-                                     str(paths["md"]))
-        delivery = alerting.post_webhook(rules.alert.webhook_url, text, rules.alert.timeout_seconds)
-        if delivery.ok:
-            log.info("alert sent (%s)", delivery.detail)
-        else:
-            log.warning("alert delivery failed: %s", delivery.detail)
-            findings.append(Finding("alert.delivery_failed", "warn",
-                                    f"the {status.upper()} alert could not be delivered: {delivery.detail}",
-                                    metric="webhook", dates=[run_date.isoformat()]))
-            status = overall_status(findings)
-
     findings = sort_findings(findings)
     inputs = {"warehouse_dir": str(warehouse_dir), "history_dir": str(history_dir),
               "intermediate_dir": None if intermediate_dir is None else str(intermediate_dir)}

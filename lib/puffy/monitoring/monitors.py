@@ -16,7 +16,7 @@ funnel.non_monotone, funnel.conversion_rate_out_of_band, funnel.orders_without_s
 mix.channel_share_drift, mix.revenue_share_drift, mix.direct_share_jump, mix.insufficient_history,
 trend.<metric> (sessions, orders, revenue, conversion_rate, aov, client_id_null_rate, bot_share),
 trend.insufficient_history, trend.metric_unavailable,
-monitoring.monitor_failed, alert.delivery_failed.
+monitoring.monitor_failed.
 """
 
 from __future__ import annotations

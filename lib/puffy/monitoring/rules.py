@@ -30,12 +30,24 @@ WarehouseTable = Literal["fct_sessions", "fct_orders", "fct_order_items", "fct_o
 
 
 class AlertRules(StrictModel):
-    """Where a short summary goes when a run is not clean."""
+    """The daily run's on-call alert (``puffy.monitoring.alert``): every stopped or quarantined day,
+    and a published day with new incidents."""
 
-    webhook_url: str | None = Field(None, description="Slack-compatible incoming webhook; null = no alert.")
-    min_severity: Literal["warn", "error"] = Field("warn", description="Alert when the run status is at least this.")
+    webhook_url: str | None = Field(None, description="Slack-compatible incoming webhook; null = the variable "
+                                                      "webhook_url_env names, else no POST.")
+    webhook_url_env: str | None = Field("PUFFY_ALERT_WEBHOOK_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                        description="Environment variable holding the webhook URL when "
+                                                    "webhook_url is null (keeps the secret out of git).")
+    format: Literal["slack", "json"] = Field("slack", description="slack: {text, blocks}; json: the plain "
+                                                                  "puffy.alert/1 document.")
+    reports_base_url: str | None = Field(None, pattern=r"^https?://\S+$",
+                                         description="URL at which outputs_dir is served; links are this + "
+                                                     "runs/<date>/<stage>.html. null = file:// links.")
+    min_severity: Literal["warn", "error"] = Field(
+        "warn", description="A published day alerts for new incidents of at least this severity "
+                            "(stopped and quarantined days always alert).")
     timeout_seconds: float = Field(5.0, gt=0, le=60, description="HTTP timeout of the POST.")
-    max_findings: int = Field(10, ge=1, description="At most this many findings are listed in the alert text.")
+    max_findings: int = Field(10, ge=1, description="At most this many findings are listed in the alert.")
 
 
 class FreshnessRules(StrictModel):
