@@ -186,3 +186,24 @@ def test_a_gate_error_day_alerts_once_and_stderr_stays_quiet(tmp_path, small_sam
     assert summary["alert"] == {"sent": True, "detail": "HTTP 200", "outcome": "stopped"}
     log_file = next((tmp_path / "out" / "logs").glob("run-2025-02-25-*.log"))
     assert "papermill" in log_file.read_text() and not (REPO_ROOT / "outputs" / "logs" / log_file.name).exists()
+
+
+# --- HTML reports: results first, code on demand --------------------------------------------------
+
+def test_html_reports_show_results_first_and_fold_the_code_under_them(tmp_path):
+    """Before: the code was either printed above every result or (the runner) left out altogether,
+    with no way to see how a number was made from the report."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell("total = 6 * 7\nprint(f'answer {total}')", outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text="answer 42\n")], execution_count=1),
+        nbformat.v4.new_code_cell("'<script>x</script>'", outputs=[], execution_count=2),
+    ])
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    html = runner.render_html(tmp_path / "nb.ipynb").read_text()
+    assert html.count('<details class="puffy-code">') == 2 and "<details open" not in html
+    result, code = html.index("answer 42"), html.index("6</span>")
+    assert result < code  # the result, then its folded code
+    assert "In&nbsp;[" not in html and "<script>x" not in html

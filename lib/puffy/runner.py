@@ -219,12 +219,33 @@ def die_with_parent_cmd(cmd: list[str]) -> list[str]:
     return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
 
 
+# nbconvert's lab template, with each code cell's source after its results, folded: readers of a
+# report see results; whoever wants to know how a number was made opens "code" under it.
+_RESULTS_FIRST_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{% block codecell %}
+{{ super() }}
+{%- if cell.source.strip() %}
+<details class="puffy-code"><summary>code</summary>
+{{ cell.source | highlight_code(metadata=cell.metadata) | clean_html }}
+</details>
+{%- endif %}
+{% endblock codecell %}
+"""
+
+
 def render_html(executed: Path, no_input: bool = True) -> Path:
-    """Render an executed notebook to HTML next to it (code hidden for readers by default)."""
+    """Render an executed notebook to HTML next to it: results only, each code cell folded under its
+    results ("code", closed) by default; ``no_input=False`` shows the code above the results as
+    Jupyter does."""
+    import jinja2
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=no_input, exclude_input_prompt=True, exclude_output_prompt=True)
+    options = {"exclude_input_prompt": True, "exclude_output_prompt": True}
+    if no_input:
+        options.update(exclude_input=True, template_file="puffy_results_first.html.j2",
+                       extra_loaders=[jinja2.DictLoader({"puffy_results_first.html.j2": _RESULTS_FIRST_TEMPLATE})])
+    exporter = HTMLExporter(template_name="lab", **options)
     body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     html = executed.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
