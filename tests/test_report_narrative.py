@@ -44,9 +44,9 @@ def test_different_data_gives_different_wording_and_numbers(clean, troubled):
     # The mobile problem is found, worded and turned into a recommendation only where it exists.
     assert "device_gap" in rules(troubled.narrative.concerning) and "device_gap" in rules(troubled.narrative.recommendations)
     assert "device_gap" not in rules(clean.narrative.concerning)
-    # Data problems reach the narrative only in the troubled fixture.
-    assert "data_quality" in rules(troubled.narrative.concerning)
-    assert "data_quality" not in rules(clean.narrative.concerning)
+    # Tracking problems reach page 1 (the narrative's tracking caveats) only in the troubled fixture.
+    assert {"tracking_client_id_loss", "tracking_referrer_loss"} <= rules(troubled.narrative.tracking)
+    assert not rules(clean.narrative.tracking) & {"tracking_client_id_loss", "tracking_referrer_loss"}
     assert {c.id for c in clean.figures.caveats}.isdisjoint({"client_id_loss", "referrer_loss", "missing_item_prices"})
     assert {"client_id_loss", "referrer_loss", "missing_item_prices"} <= {c.id for c in troubled.figures.caveats}
 
@@ -65,12 +65,16 @@ def test_device_gap_sentence_states_the_computed_rates(troubled):
 
 def test_caveats_are_sized_from_the_data(troubled):
     caveats = {c.id: c for c in troubled.figures.caveats}
-    # 7 days x 1,000 page views; 1% without a client id except 15% and 9% on two days.
-    share = (5 * 10 + 150 + 90) / 7000
+    # 7 days x 1,000 page views; 1% without a client id except 15% and 9% on 5 and 6 March: sized
+    # from the day the loss starts (5 Mar), the share is (150 + 90 + 10) / 3,000, not diluted by the
+    # four clean days before (which would give (5 x 10 + 150 + 90) / 7,000).
+    share = (150 + 90 + 10) / 3000
     assert caveats["client_id_loss"].size == pytest.approx(share)
-    assert f"about {pct(share)}" in caveats["client_id_loss"].text
+    assert caveats["client_id_loss"].start == date(2025, 3, 5)
+    assert f"about {pct(share)}" in caveats["client_id_loss"].text and "from Wed 5 Mar" in caveats["client_id_loss"].text
     assert "15.0% on Wed 5 Mar" in caveats["client_id_loss"].text
-    # Referrer: Direct's share on the flagged days vs the others, from the sessions.
+    # Referrer: Direct's share from the day the shift starts (found in the data: 5 Mar) vs before.
+    assert caveats["referrer_loss"].start == date(2025, 3, 5)
     s = troubled.data.human_sessions
     on = s["session_date"] >= date(2025, 3, 5)
     gap = (s.loc[on, "channel"] == "Direct").mean() - (s.loc[~on, "channel"] == "Direct").mean()
@@ -105,11 +109,13 @@ def test_changes_vs_previous_period_are_tested_and_worded(tmp_path):
     first = build_report(outputs, PARAMS, start="2025-03-01", end="2025-03-07")
     k = second.figures.kpis["conversion_rate"]
     assert k["previous"] == pytest.approx(first.figures.current["conversion_rate"])
-    text = next(s.text for s in second.narrative.working if s.rule == "kpi_conversion_rate")
-    assert text.startswith(f"Conversion rate rose {k['change_pct'] * 100:+.1f}% to {pct(k['value'], 2)}")
-    assert "larger than day-to-day noise (p < 0.001)" in text
-    # The first week has no previous period: the narrative says changes cannot be judged.
+    text = next(s.text for s in second.narrative.moved if s.rule == "moved_conversion_rate")
+    assert text.startswith(f"Conversion rate rose {k['change_pct'] * 100:+.1f}% (vs previous 7 days: "
+                           f"{pct(k['value'], 2)} vs {pct(k['previous'], 2)})")
+    assert "beyond noise (p < 0.001, adjusted p < 0.001)" in text
+    # The first week has no previous period: changes compare its last 3 days with its first 3.
     assert "no_previous" in rules(first.narrative.concerning)
+    assert first.figures.windows.basis == "halves" and len(first.figures.windows.current) == 3
     assert to_markdown(first.narrative) != to_markdown(second.narrative)
 
 
@@ -171,7 +177,11 @@ def _channels_fig(rows: dict) -> SimpleNamespace:
     cols = ["sessions", "conversion_rate", "ci_low", "ci_high", "share_of_sessions", "diff_vs_rest", "p_vs_rest"]
     channels = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
     from puffy.report.data import ReportParams
-    return SimpleNamespace(params=ReportParams(), channels=channels, current={"conversion_rate": 0.02})
+    from puffy.report.evidence import comparison, control
+    family = control([comparison(f"channel:{c}", "channel", c, r["diff_vs_rest"], r["p_vs_rest"], "z")
+                      for c, r in channels.iterrows()])
+    return SimpleNamespace(params=ReportParams(), channels=channels, current={"conversion_rate": 0.02},
+                           family=family)
 
 
 def test_best_converting_channel_is_worded_best_and_comes_first():

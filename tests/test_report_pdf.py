@@ -67,7 +67,7 @@ def test_pdf_text_shows_the_period_kpis(report, written):
     # The headline numbers are the period's: recompute them from the tables.
     assert kpi_value_text("revenue", report.data.orders["revenue"].sum(), "$") in laid_out
     assert kpi_value_text("orders", len(report.data.orders), "$") in laid_out
-    for heading in ("What is working", "What is concerning", "Recommendations", "Data caveats",
+    for heading in ("What moved", "What is working", "What is concerning", "Recommendations", "Other data caveats",
                     "Attribution is not incrementality"):
         assert heading in laid_out
     # Narrative sentences and the sized caveats reach the page.
@@ -147,20 +147,27 @@ FIVE_CHANNELS = {
 }
 
 
-def test_channel_named_by_the_narrative_is_not_folded_into_other():
-    """Five channels, room for three rows + "Other". By sessions the table would show Direct, Paid
-    Search, Organic and fold Paid Social and Email; the narrative names Email, so Email keeps its row
-    and only Organic and Paid Social (2 channels, 700 sessions, 9 orders) are folded."""
+def test_only_channels_below_the_threshold_are_folded_and_named_ones_never():
+    """Five channels (hand-computed shares of 9,000 sessions): Direct 55.6%, Paid Search 33.3%,
+    Organic 4.4% keep their rows (>= 3% of sessions); Paid Social (3.3% of sessions) keeps its row
+    too. Email (2.2% of sessions, 1 of 5 revenue units... = 20% of revenue) keeps its row on revenue.
+    Nothing is folded, whatever max_channels says: a small layout never hides a large channel."""
     fig = _channels_fig(FIVE_CHANNELS)
+    rows = _cells(channel_table_html(fig, ["last_click"], max_channels=2))
+    assert [r[0] for r in rows] == ["Direct", "Paid Search", "Organic", "Paid Social", "Email", "Total"]
+    # With Email's revenue at 1% of the total and Paid Social's sessions at 2.9%, both are below 3%
+    # of sessions and of revenue: they are folded, 2 channels, 200 + 260 sessions, 12 + 4 orders.
+    small = {**FIVE_CHANNELS, "Paid Social": [260, 4, 4.0, 4.0, 1.0, 1.0], "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
+             "Direct": [5000, 100, 100.0, 100.0, 60.0, 60.0], "Paid Search": [3000, 50, 50.0, 50.0, 37.0, 37.0]}
+    rows = _cells(channel_table_html(_channels_fig(small), ["last_click"]))
+    assert [r[0] for r in rows] == ["Direct", "Paid Search", "Organic", "Other (2, each &lt; 3%)", "Total"]
+    assert rows[3][1] == "460" and rows[3][3] == "16"
+    # A channel the narrative names keeps its row even below the threshold.
     story = Narrative(working=[Statement("channel_high", "Email converts best: 6.00% of its 200 sessions.")])
-    keep = named_channels(story, fig.channels.index)
+    keep = named_channels(story, _channels_fig(small).channels.index)
     assert keep == ["Email"]
-    rows = _cells(channel_table_html(fig, ["last_click"], max_channels=4, keep_channels=keep))
-    assert [r[0] for r in rows] == ["Direct", "Paid Search", "Email", "Other (2)", "Total"]
-    assert rows[3][1] == "700" and rows[3][3] == "9"
-    # Without a named channel the rule is unchanged: the largest three, the rest in "Other".
-    rows = _cells(channel_table_html(fig, ["last_click"], max_channels=4))
-    assert [r[0] for r in rows] == ["Direct", "Paid Search", "Organic", "Other (2)", "Total"]
+    rows = _cells(channel_table_html(_channels_fig(small), ["last_click"], keep_channels=keep))
+    assert [r[0] for r in rows] == ["Direct", "Paid Search", "Organic", "Paid Social", "Email", "Total"]
     # "Paid Social" is named only as a whole: "Paid Search" alone does not match "Paid Social".
     assert named_channels(Narrative(concerning=[Statement("x", "Paid Search closes sales.")]),
                           fig.channels.index) == ["Paid Search"]
@@ -192,7 +199,8 @@ def test_pdf_page_keeps_the_channels_its_narrative_names(report):
     finally:
         fig.params.pdf_channels = 8
     assert f"<tr><td>{smallest}</td>" in page
-    assert f"<tr><td>Other ({len(fig.channels) - 2})</td>" in page
+    for channel in fig.kept_channels:  # no channel at or above the threshold is folded, even in the digest
+        assert f"<tr><td>{channel}</td>" in page
 
 
 def _chart_channels(chart) -> list[str]:

@@ -289,7 +289,9 @@ def kept_channels(channels: pd.DataFrame, revenue_total: float, threshold: float
     revenue under *any* model or identity (``credit_high``), and ``always`` when present. Every
     other channel may be folded into "Other"."""
     share_sessions = channels["sessions"] / max(1, channels["sessions"].sum())
-    high = channels["credit_high"] if "credit_high" in channels.columns else pd.Series(0.0, index=channels.index)
+    revenue_cols = [c for c in channels.columns if c.startswith("revenue_")]
+    high = (channels["credit_high"] if "credit_high" in channels.columns else
+            channels[revenue_cols].max(axis=1) if revenue_cols else pd.Series(0.0, index=channels.index))
     share_revenue = high / revenue_total if revenue_total else high * 0
     keep = (share_sessions >= threshold) | (share_revenue >= threshold) | channels.index.isin(always)
     return [c for c in channels.index if keep[c]]

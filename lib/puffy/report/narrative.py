@@ -302,7 +302,7 @@ def _referrer_caveat(data: PeriodData, findings: list[dict]) -> Caveat | None:
 def _journey_caveat(fig: Figures) -> Caveat | None:
     """Orders whose journey no session explains (the checkout-host identity break): credited to
     "Untracked journey" in every model; the channel credit is a range across models and identity."""
-    j = fig.journeys
+    j = getattr(fig, "journeys", None) or {}
     if not j.get("known") or not j.get("untracked_orders"):
         return None
     sym = fig.params.currency_symbol
@@ -480,14 +480,16 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
 
 def _adj(fig: Figures, key: str) -> str:
     """"p = 0.012, adjusted p = 0.041" for a comparison of the family."""
-    c = fig.family.get(key) if fig.family is not None else None
+    family = getattr(fig, "family", None)
+    c = family.get(key) if family is not None else None
     if c is None or math.isnan(c.p_value):
         return "not tested"
     return f"{p_text(c.p_value)}, adjusted {p_text(c.adjusted_p)}"
 
 
 def _survives(fig: Figures, key: str) -> bool:
-    return fig.family is not None and fig.family.survives(key)
+    family = getattr(fig, "family", None)
+    return family is not None and family.survives(key)
 
 
 def _per_day(value: float, days: int) -> float:
@@ -574,16 +576,23 @@ def _channel_statements(fig: Figures) -> tuple[list[Statement], list[Statement]]
     site = fig.current["conversion_rate"]
     ch = fig.channels[(fig.channels["sessions"] >= p.min_group_sessions) & (fig.channels.index != "(none)")]
     sig = ch[[_survives(fig, f"channel:{c}") for c in ch.index]] if len(ch) else ch
-    for name, r in sig[sig["diff_vs_rest"] > 0].sort_values("conversion_rate", ascending=False).head(2).iterrows():
-        orr = fig.logit.odds_ratio("channel", str(name))
+    best = sig[sig["diff_vs_rest"] > 0].sort_values("conversion_rate", ascending=False).head(2)
+    top_weight = math.inf
+    logit = getattr(fig, "logit", None)
+    for i, (name, r) in enumerate(best.iterrows()):
+        # Weight = extra buying sessions vs the rest of the site, capped at the "best" one's so the
+        # "also" sentence never comes first or survives a cut without it.
+        weight = min(float(r["diff_vs_rest"] * r["sessions"]), top_weight)
+        top_weight = weight
+        orr = None if logit is None else logit.odds_ratio("channel", str(name))
         held = "" if orr is None else (
             f" With device, weekday and visitor type held fixed its odds ratio is {orr['odds_ratio']:.2f} "
-            f"({orr['ci_low']:.2f}–{orr['ci_high']:.2f}) vs {fig.logit.references.get('channel', '')}.")
+            f"({orr['ci_low']:.2f}–{orr['ci_high']:.2f}) vs {logit.references.get('channel', '')}.")
         working.append(Statement("channel_high", (
-            f"{name} converts above the site: "
+            f"{name} {'converts best' if i == 0 else 'also converts above the site'}: "
             f"{rate_with_ci(r['conversion_rate'], r['ci_low'], r['ci_high'], p.confidence_level)} of its "
             f"{count(r['sessions'])} sessions bought, vs {pct(site, 2)} for the site ({_adj(fig, f'channel:{name}')})."
-            + held), float(r["diff_vs_rest"] * r["sessions"])))
+            + held), weight))
     for name, r in sig[sig["diff_vs_rest"] < 0].sort_values("sessions", ascending=False).head(2).iterrows():
         concerning.append(Statement("channel_low", (
             f"{name} brings {pct(r['share_of_sessions'])} of sessions but converts at "

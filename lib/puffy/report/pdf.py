@@ -156,7 +156,12 @@ def channel_rows(fig: Figures, models: list[str], max_channels: int | None = Non
     keep += [c for c in ("credit_low", "credit_high", "credit_configured") if c in ch.columns]
     keep += [f"orders_{m}" for m in models] + [f"revenue_{m}" for m in models]
     ch = ch[keep]
-    kept = set(fig.kept_channels or ch.index) | set(keep_channels)
+    kept = getattr(fig, "kept_channels", None)
+    if kept is None:  # figures built by hand: the rule of kpis.kept_channels on what they hold
+        from puffy.report.kpis import kept_channels
+        revenue = fig.current.get("revenue") or (ch[f"revenue_{models[0]}"].sum() if models else 0)
+        kept = kept_channels(fig.channels, revenue, fig.params.fold_threshold)
+    kept = set(kept) | set(keep_channels)
     head, rest = ch[ch.index.isin(kept)], ch[~ch.index.isin(kept)]
     if len(rest) > 1:
         other = rest.sum(numeric_only=True)
