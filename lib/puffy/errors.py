@@ -10,6 +10,11 @@ class UserError(Exception):
 
     exit_code = 2
 
+    def _render_traceback_(self) -> list[str]:
+        """How IPython (JupyterLab, papermill) shows it: the one sentence, as the CLI prints it, not a
+        traceback through the library."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class ParamsError(UserError):
     """A params file is missing, is not YAML, or does not validate."""

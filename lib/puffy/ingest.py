@@ -133,8 +133,14 @@ def discover_raw_files(input_dir: Path, start: date | None = None, end: date | N
                 else "give the folder that holds the events_YYYYMMDD.csv files")
         raise InputDataError(f"{input_dir}: is a file, not an input directory; {hint}")
     if not input_dir.is_dir():
+        parent = input_dir.parent
+        if parent.is_dir() and any(RAW_FILE_RE.match(q.name) for q in parent.iterdir()):
+            # `puffy sample --out outputs/sample` writes the files one level above the default input_dir
+            raise InputDataError(f"{input_dir}: input directory not found, but {parent} holds events_YYYYMMDD.csv "
+                                 f"files: point input_dir (params/pipeline.yaml, or the notebook's input_dir) at "
+                                 f"{parent}, or write the sample with `puffy sample --out {input_dir}`")
         raise InputDataError(f"{input_dir}: input directory not found (expected events_YYYYMMDD.csv files; "
-                             "`puffy sample --out DIR` or `make demo` writes a sample export)")
+                             f"`puffy sample --out {input_dir}` writes a sample export there, `make demo` the default one)")
     by_day: dict[date, Path] = {}
     for p in sorted(input_dir.iterdir()):
         d = file_date_of(p)

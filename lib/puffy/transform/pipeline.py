@@ -365,7 +365,8 @@ def run_transform(
     requested = date_range(start, end)
     order_dates = [d for d in requested if d in staged]
     if not order_dates:
-        raise InputDataError(f"{staging_root}/{STG_EVENTS}: no staged events for {start}..{end}")
+        raise InputDataError(f"{staging_root}/{STG_EVENTS}: no staged events for {start}..{end}; stage them first with "
+                             "notebook 01_data_quality (same dates) or `puffy run`")
     missing = [d for d in requested if d not in staged]
     if missing:
         warnings.append(f"no staged events for {', '.join(map(str, missing))}: nothing written for them")
