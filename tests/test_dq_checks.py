@@ -745,3 +745,32 @@ def test_a_finding_over_days_of_mixed_severity_names_the_days_that_stop(tmp_path
     f = finding(gate(tmp_path, export), "client_id.null_rate")
     assert f.severity == "error" and f.dates == iso_days(DAYS[-2], LAST)
     assert f"(ERROR on {LAST.isoformat()})" in f.message
+
+
+def test_a_revenue_written_as_a_numeric_string_is_not_lost(tmp_path, export):
+    # The transform reads "1099" as 1,099 (TRY_CAST), so the order is kept: no loss, only the type finding.
+    orders(export[LAST])[0]["event_data"] = order_payload("ORD-S", [1000.0, 99.0], revenue="1099")
+    result = gate(tmp_path, export)
+    assert finding(result, "payload.revenue_non_numeric").severity != "pass"
+    assert finding(result, "materiality.orders_lost").severity == "pass"
+
+
+def test_an_acknowledgement_covers_only_its_dates_in_a_multi_day_report(tmp_path, export):
+    for day in DAYS[-2:]:
+        views(export[day])[0]["client_id"] = "not-a-cookie"
+    (tmp_path / "acknowledged.yaml").write_text(yaml.safe_dump({"acknowledged": [{
+        "check": "client_id.bad_format", "dates": [LAST.isoformat(), LAST.isoformat()], "reason": "test id",
+        "owner": "qa", "expires": "2025-04-30"}]}))
+    f = finding(gate(tmp_path, export), "client_id.bad_format")
+    assert f.severity == "warn"  # the day before is not covered
+    assert {r["date"]: r["severity"] for r in f.daily} == {DAYS[-2].isoformat(): "warn", LAST.isoformat(): "info"}
+    assert f.acknowledged["dates"] == [LAST.isoformat()] and f"not for {DAYS[-2].isoformat()}" in f.message
+
+
+def test_a_renamed_header_is_reported_as_it_is_not_redacted(tmp_path, export):
+    # clientId is a header name, not a client's id: the file facts keep it (the privacy rules redact values).
+    header = ["clientId" if c == "client_id" else c for c in COLUMNS]
+    result = gate(tmp_path, export, headers={LAST: header})
+    saved = json.loads(result.report_paths["json"].read_text())
+    assert saved["files"][-1]["renamed"] == {"clientId": "client_id"}
+    assert "clientId→client_id" in result.report_paths["md"].read_text()

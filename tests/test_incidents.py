@@ -49,9 +49,9 @@ def test_a_multi_day_report_dates_an_incident_from_its_first_flagged_day():
     track([finding], {}, date(2025, 3, 1), D)
     assert (finding.first_seen, finding.days_open, finding.state) == ("2025-03-02", 4, "ongoing")
     earlier = f()
-    earlier.dates = ["2025-03-02"]
+    earlier.dates = ["2025-03-02", "2025-03-03"]
     track([earlier], {}, date(2025, 3, 1), D)
-    assert earlier.state == "earlier"
+    assert (earlier.state, earlier.days_open) == ("earlier", 2)  # 03-02 and 03-03, not up to 03-05
 
 
 def test_previous_report_is_the_day_before_in_the_runs_layout(tmp_path):
@@ -75,7 +75,7 @@ def test_an_acknowledged_finding_is_info_until_it_expires():
     acknowledge([finding], acks(ACK), D, today=date(2025, 6, 30))
     assert finding.severity == "info"
     assert finding.acknowledged == {"reason": "referrer column gone", "owner": "ana@puffy.com",
-                                    "expires": "2025-06-30", "severity": "warn"}
+                                    "expires": "2025-06-30", "severity": "warn", "dates": ["2025-03-05"]}
     assert "acknowledged by ana@puffy.com until 2025-06-30" in finding.message
 
 

@@ -74,21 +74,38 @@ def load_acknowledgements(params_dir: Path | None) -> Acknowledgements:
 
 
 def acknowledge(findings: list, acks: Acknowledgements, run_date: date, today: date) -> None:
-    """Demote every raised finding that a live acknowledgement covers to INFO (in place)."""
+    """Demote every raised finding that a live acknowledgement covers to INFO (in place).
+
+    A finding with ``daily`` rows (the gate's, over several days) is judged day by day: only the
+    days an acknowledgement covers are demoted, and the finding keeps the worst severity of the
+    days left; it is acknowledged (INFO) when every raised day is covered.
+    """
+    rank = {"pass": 0, "info": 1, "warn": 2, "error": 3}
     for finding in findings:
         if finding.severity not in ("warn", "error"):
             continue
-        ack = next((a for a in acks.acknowledged if a.matches(finding, run_date)), None)
-        if ack is None:
+        days = [r for r in getattr(finding, "daily", None) or [] if r.get("severity") in ("warn", "error")]
+        if not days:
+            days = [{"date": run_date.isoformat(), "severity": finding.severity}]
+        covering = {r["date"]: next((a for a in acks.acknowledged
+                                     if a.matches(finding, date.fromisoformat(r["date"]))), None) for r in days}
+        used = [a for a in covering.values() if a is not None]
+        if not used:
             continue
-        record = {"reason": ack.reason, "owner": ack.owner, "expires": ack.expires.isoformat(),
-                  "severity": finding.severity}
-        if ack.expires >= today:
-            finding.acknowledged = record
-            finding.severity = "info"
-            finding.message += f" [acknowledged by {ack.owner} until {ack.expires}: {ack.reason}]"
-        else:
+        ack = used[0]
+        if ack.expires < today:
             finding.message += f" [its acknowledgement by {ack.owner} expired on {ack.expires}]"
+            continue
+        for r in days:
+            if covering[r["date"]] is not None:
+                r["severity"] = "info"
+        left = [r["severity"] for r in days if covering[r["date"]] is None]
+        record = {"reason": ack.reason, "owner": ack.owner, "expires": ack.expires.isoformat(),
+                  "severity": finding.severity, "dates": sorted(d for d, a in covering.items() if a is not None)}
+        finding.acknowledged = record
+        finding.severity = max(left, key=rank.__getitem__) if left else "info"
+        finding.message += f" [acknowledged by {ack.owner} until {ack.expires}: {ack.reason}" + (
+            f"; not for {', '.join(sorted(d for d, a in covering.items() if a is None))}]" if left else "]")
 
 
 def _key(finding_id: str, metric) -> str:
@@ -129,9 +146,23 @@ def track(findings: list, previous: dict[str, str], first_day: date, run_date: d
         dates = sorted(finding.dates) or [run_date.isoformat()]
         first = previous.get(_key(finding.id, finding.metric)) if dates[0] == first_day.isoformat() else None
         finding.first_seen = first or dates[0]
-        finding.days_open = (run_date - date.fromisoformat(finding.first_seen)).days + 1
-        finding.state = ("earlier" if dates[-1] != run_date.isoformat()
+        # An incident no longer raised at the end of the report lasted until its last date.
+        last = run_date if dates[-1] == run_date.isoformat() else date.fromisoformat(dates[-1])
+        finding.days_open = (last - date.fromisoformat(finding.first_seen)).days + 1
+        finding.state = ("earlier" if last != run_date
                          else "new" if finding.first_seen == run_date.isoformat() else "ongoing")
+
+
+def since_text(state: str | None, first_seen: str | None, days_open: int | None) -> str:
+    """'new'; 'since 2025-03-02 (4 days)' for an ongoing incident; 'from 2025-03-02, 1 day' for one
+    no longer raised at the end of a multi-day report; '' for a passing check."""
+    if state == "new":
+        return "new"
+    if state == "ongoing":
+        return f"since {first_seen} ({days_open} days)"
+    if state == "earlier":
+        return f"from {first_seen}, {days_open} day{'s' if days_open != 1 else ''}"
+    return ""
 
 
 def counts(findings: list) -> dict[str, int]:

@@ -32,8 +32,8 @@ from puffy.dates import date_range
 from puffy.dq.report import build_report, narrative, write_reports
 from puffy.dq.rules import load_rules
 from puffy.engine import scratch_duckdb
-from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
 from puffy.errors import InputDataError, UserError
+from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
 from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
 from puffy.params import PipelineParams
 
@@ -89,11 +89,8 @@ def _summary(files: list[dict], findings: list[Finding], days: list[date], basel
 
 
 def _incidents(findings: list[Finding], params_dir: Path, output_dir: Path, days: list[date], today: date) -> None:
-    """Acknowledged findings become INFO (their days too); every raised one gets its incident history."""
+    """Acknowledged days become INFO; every raised finding gets its incident history."""
     acknowledge(findings, load_acknowledgements(params_dir), days[-1], today)
-    for f in findings:
-        if f.acknowledged:
-            f.daily = [{**r, "severity": "info"} for r in f.daily]
     track(findings, open_incidents(previous_report(output_dir, days[0], "dq_report.json")), days[0], days[-1])
 
 

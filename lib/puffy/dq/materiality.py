@@ -34,6 +34,9 @@ from puffy.dq.checks import ROW_REJECTS, CheckContext, Finding, _sql_str, counte
 
 # Reject reasons that are the gate's deliberate choice, not a loss of data.
 _NOT_LOST = ("exact_duplicate", "unreadable_file")  # an unreadable file is its own ERROR (schema.unreadable_file)
+# SQL lists: parsed rows rejected as a loss, and every row-level reason (the rest are malformed lines).
+_LOST_ROW_REASONS = ", ".join(_sql_str(r) for r in ROW_REJECTS if r not in _NOT_LOST)
+_ROW_REASONS = ", ".join(_sql_str(r) for r in (*ROW_REJECTS, *_NOT_LOST))
 # The revenue as it appears in a purchase payload's text, when the JSON around it is broken.
 _REVENUE_IN_TEXT = r'"revenue"\s*:\s*"?(-?[0-9]+(?:\.[0-9]+)?)'
 
@@ -53,10 +56,9 @@ def lost_purchases(ctx: CheckContext) -> pd.DataFrame:
     could not be read).
     """
     purchase = _sql_str(ctx.rules.contract.purchase_event)
-    row_reasons = ", ".join(_sql_str(r) for r in ROW_REJECTS if r not in _NOT_LOST)
-    all_reasons = ", ".join(_sql_str(r) for r in (*ROW_REJECTS, *_NOT_LOST))
-    fault = ("payload_error IS NOT NULL OR transaction_id IS NULL OR revenue IS NULL OR revenue < 0 "
-             "OR revenue_json_type NOT IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')")
+    # The transform's rule (transform/orders.py): no order without a valid payload, a transaction id
+    # and a revenue that reads as a non-negative number ("1449" as a string reads as 1449).
+    fault = "payload_error IS NOT NULL OR transaction_id IS NULL OR revenue IS NULL OR revenue < 0"
     text_revenue = f"TRY_CAST(regexp_extract(event_data, '{_REVENUE_IN_TEXT}', 1) AS DOUBLE)"
     return _day_frame(ctx, f"""
         WITH accepted AS (
@@ -68,13 +70,13 @@ def lost_purchases(ctx: CheckContext) -> pd.DataFrame:
             SELECT r.file_date, abs({text_revenue.replace('event_data', 'a.event_data')}) AS amount
             FROM stg_rejects r JOIN stg_events_all a
               ON a.source_file = r.source_file AND a.row_number = r.row_number
-            WHERE r.reason IN ({row_reasons}) AND a.event_name = {purchase} AND {ctx.in_range('r.file_date')}
+            WHERE r.reason IN ({_LOST_ROW_REASONS}) AND a.event_name = {purchase} AND {ctx.in_range('r.file_date')}
             UNION ALL
             -- ... and malformed CSV lines that carry the purchase event
             SELECT file_date, abs(TRY_CAST(regexp_extract(replace(raw, '""', '"'), '{_REVENUE_IN_TEXT}', 1)
                                            AS DOUBLE))
             FROM stg_rejects
-            WHERE reason NOT IN ({all_reasons}) AND contains(raw, {purchase}) AND {ctx.in_range()}
+            WHERE reason NOT IN ({_ROW_REASONS}) AND contains(raw, {purchase}) AND {ctx.in_range()}
         ), lost AS (
             SELECT file_date, amount FROM accepted WHERE lost UNION ALL SELECT file_date, amount FROM rejected
         )
@@ -151,8 +153,7 @@ def check_materiality(ctx: CheckContext) -> list[Finding]:
         WITH lost_rows AS (
             SELECT r.file_date, a.client_id FROM stg_rejects r JOIN stg_events_all a
               ON a.source_file = r.source_file AND a.row_number = r.row_number
-            WHERE r.reason IN ({', '.join(_sql_str(r) for r in ROW_REJECTS if r not in _NOT_LOST)})
-              AND {ctx.in_range('r.file_date')}
+            WHERE r.reason IN ({_LOST_ROW_REASONS}) AND {ctx.in_range('r.file_date')}
         )
         SELECT d.file_date, d.clients, coalesce(l.at_risk, 0) + coalesce(m.malformed, 0) AS at_risk
         FROM (SELECT file_date, count(DISTINCT client_id) AS clients FROM stg_events
@@ -160,8 +161,7 @@ def check_materiality(ctx: CheckContext) -> list[Finding]:
         LEFT JOIN (SELECT file_date, count(DISTINCT coalesce(client_id, '')) AS at_risk FROM lost_rows GROUP BY 1) l
           USING (file_date)
         LEFT JOIN (SELECT file_date, count(*) AS malformed FROM stg_rejects
-                   WHERE reason NOT IN ({', '.join(_sql_str(r) for r in (*ROW_REJECTS, *_NOT_LOST))})
-                     AND {ctx.in_range()} GROUP BY 1) m USING (file_date)
+                   WHERE reason NOT IN ({_ROW_REASONS}) AND {ctx.in_range()} GROUP BY 1) m USING (file_date)
     """)
     sessions_f = counted(
         ctx, "materiality.sessions_at_risk", "Sessions that would be wrong", "sessions_at_risk_rate",

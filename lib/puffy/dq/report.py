@@ -18,6 +18,7 @@ from pathlib import Path
 from dataclasses import fields as dataclass_fields
 
 from puffy.dq.checks import SEVERITY_RANK, Finding, fmt_dates, pct
+from puffy.incidents import since_text
 from puffy.params import PrivacyParams
 from puffy.safe_output import Redactor, json_dumps_html_safe, md_cell, md_text, redactor_from
 
@@ -63,7 +64,9 @@ def build_report(*, status: str, generated_at: str, input_dir: Path, period: tup
         "period": {"start": period[0].isoformat(), "end": period[1].isoformat()},
         "baseline": {"days": [d.isoformat() for d in baseline_days]},
         "summary": summary,
-        "files": redactor.walk(files),
+        # File facts are header names and counts, not data: only a header error quotes raw text.
+        "files": [{**f, "header_error": redactor.text(f["header_error"]) if f.get("header_error") else
+                   f.get("header_error")} for f in files],
         "rejects": dict(sorted(rejects.items())),
         "reconciliation": {"lines_read": lines, "events": events, "rejects": data_rejects,
                            "ok": all(f["reconciled"] for f in files)},
@@ -141,12 +144,7 @@ def narrative(report: dict, findings: list[Finding]) -> str:
 
 
 def _since(f: Finding) -> str:
-    """'new', or 'since 2025-03-02 (4 days)' for an ongoing incident; '' for a passing check."""
-    if f.state == "new":
-        return "new"
-    if f.state in ("ongoing", "earlier"):
-        return f"since {f.first_seen} ({f.days_open} days)"
-    return ""
+    return since_text(f.state, f.first_seen, f.days_open)
 
 
 def _incident_narrative(issues: list[Finding], notes: list[Finding], message, tag) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from puffy.incidents import counts as incident_counts
+from puffy.incidents import since_text
 from puffy.monitoring.monitors import Finding, _clean, _fmt
 from puffy.monitoring.rules import SEVERITY_RANK
 from puffy.safe_output import md_cell
@@ -98,11 +99,7 @@ _cell = md_cell  # channel names and messages carry export data: no live markup 
 
 
 def _since(f: dict) -> str:
-    if f.get("state") == "new":
-        return "new"
-    if f.get("state") == "ongoing":
-        return f"since {f['first_seen']} ({f['days_open']} days)"
-    return ""
+    return since_text(f.get("state"), f.get("first_seen"), f.get("days_open"))
 
 
 def render_markdown(report: dict, trend: pd.DataFrame, mix_tables: dict[str, pd.DataFrame]) -> str:
