@@ -94,7 +94,7 @@ class ReportParams(StrictModel):
     chart_dpi: int = Field(150, ge=50, le=600)
     pdf_page_size: str = "A4"
     pdf_max_pages: int = Field(2, ge=1, le=2)
-    multiple_comparison_method: Literal["holm", "fdr_bh"] = "holm"
+    multiple_comparison_method: Literal["holm", "fdr_bh"] = "fdr_bh"
     fold_threshold: float = Field(0.03, ge=0, le=1)
     power: float = Field(0.8, gt=0.5, lt=1)
     change_point_min_days: int = Field(3, ge=2, le=30)

@@ -342,11 +342,19 @@ class Figures:
     caveats: list = field(default_factory=list)  # filled by narrative.data_caveats
 
 
+#: Rows of the channel table that are not acquisition channels: a continuation session (checkout
+#: host, payment return) converts by construction, and untracked journeys have no session. They are
+#: neither compared with the rest of the site nor part of "the rest".
+NOT_ACQUISITION = ("Continuation", "Untracked journey", "(none)")
+
+
 def channel_vs_rest(channels: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Each channel's conversion rate vs all other sessions of the period (two-proportion z-test)."""
-    total_x, total_n = int(channels["purchasing_sessions"].sum()), int(channels["sessions"].sum())
+    """Each acquisition channel's conversion rate vs all other acquisition sessions of the period
+    (two-proportion z-test); continuation sessions are left out of both sides."""
+    acq = channels[~channels.index.isin(NOT_ACQUISITION)]
+    total_x, total_n = int(acq["purchasing_sessions"].sum()), int(acq["sessions"].sum())
     rows = {}
-    for ch, r in channels.iterrows():
+    for ch, r in acq.iterrows():
         x, n = int(r["purchasing_sessions"]), int(r["sessions"])
         t = stats.two_proportion_ztest(x, n, total_x - x, total_n - n, level)
         rows[ch] = {"rate_rest": t.rate2, "diff_vs_rest": t.diff, "p_vs_rest": t.p_value}
@@ -469,7 +477,7 @@ def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
         cps[metric] = change_point(day_table[metric], metric, **cp_args)
     share = channels["sessions"] / max(1, channels["sessions"].sum())
     for ch in channel_daily.columns:
-        if share.get(ch, 0) >= params.fold_threshold:
+        if share.get(ch, 0) >= params.fold_threshold and ch not in NOT_ACQUISITION:
             cps[f"channel:{ch}"] = change_point(channel_daily[ch], f"{ch} sessions", **cp_args)
 
     family = _family(params, windows, kpis, trends, cps, channels, funnel, device_tests, visitor_test, logit,
@@ -528,7 +536,7 @@ def _family(params, windows, kpis, trends, cps, channels, funnel, device_tests, 
         if cp.day is not None:
             out.append(comparison(f"changepoint:{key}", "changepoint", f"{cp.series} level shift from {cp.day}",
                                   cp.after - cp.before, cp.p_value, "change point, permutation test"))
-    big = channels[(channels["sessions"] >= params.min_group_sessions) & (channels.index != "(none)")]
+    big = channels[(channels["sessions"] >= params.min_group_sessions) & ~channels.index.isin(NOT_ACQUISITION)]
     for ch, r in big.iterrows():
         out.append(comparison(f"channel:{ch}", "channel", f"{ch} conversion vs the rest of the site",
                               r["diff_vs_rest"], r["p_vs_rest"], "two-proportion z-test"))

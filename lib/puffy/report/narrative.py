@@ -328,23 +328,33 @@ def _journey_caveat(fig: Figures) -> Caveat | None:
 
 def _channel_tracking_caveat(findings: list[dict]) -> Caveat | None:
     """Monitoring's per-channel findings (a channel's sessions or click-id landings moving on their
-    own): they change the channel table from the day they start."""
+    own): they change the channel table from the day they start. One line per channel: its latest
+    value against the expected one, and the day it was first seen."""
     hits = [f for f in findings if str(f.get("id", "")).startswith(("segment.channel", "segment.click_id"))
             and f.get("severity") in ("warn", "error")]
     if not hits:
         return None
-    first = {}
+    latest: dict[tuple, dict] = {}
+    seen: dict[tuple, str] = {}
     for f in hits:
-        name = str(f.get("segment") or f.get("metric") or f.get("id"))
-        seen = str(f.get("first_seen") or min(f.get("dates") or [f.get("run_date")]))
-        if name not in first or seen < first[name][0]:
-            first[name] = (seen, str(f.get("message") or "").rstrip("."))
-    parts = [f"{msg} (first seen {day_text(seen)})" for name, (seen, msg) in sorted(first.items(), key=lambda kv: kv[1][0])]
+        key = (str(f.get("id")), str(f.get("metric")))
+        first = str(f.get("first_seen") or min(f.get("dates") or [f.get("run_date")]))[:10]
+        seen[key] = min(seen.get(key, first), first)
+        if key not in latest or str(f.get("run_date")) > str(latest[key].get("run_date")):
+            latest[key] = f
+    parts = []
+    for key, f in sorted(latest.items(), key=lambda kv: seen[kv[0]]):
+        what = "landings" if key[0] == "segment.click_id" else "sessions"
+        expected = (f.get("details") or {}).get("expected")
+        value = f.get("value")
+        size = (f" {count(value)} vs about {count(expected)} expected on {day_text(str(f.get('run_date')))}"
+                if isinstance(value, (int, float)) and isinstance(expected, (int, float)) else "")
+        parts.append(f"{key[1]} {what}{size} (from {day_text(seen[key])})")
+    start = date.fromisoformat(min(seen.values()))
     return Caveat("channel_tracking", "Channel volumes moved",
-                  "Monitoring flagged: " + "; ".join(parts[:2]) + (f"; and {len(parts) - 2} more" if len(parts) > 2 else "")
-                  + ". Channel figures from those days compare unlike traffic.",
-                  "channel table, sessions", float(len(parts)),
-                  start=date.fromisoformat(min(seen for seen, _ in first.values())[:10]), marker="channel alert")
+                  "Monitoring flagged " + "; ".join(parts[:4]) + (f"; and {len(parts) - 4} more" if len(parts) > 4 else "")
+                  + ". Channel rows mix days before and after these shifts.",
+                  "channel table, sessions", float(len(parts)), start=start, marker="channel alerts")
 
 
 def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
@@ -540,7 +550,7 @@ def _movement_statements(fig: Figures) -> list[Statement]:
         verdict = (f"beyond noise ({_adj(fig, f'change:{name}')})" if real
                    else f"within noise ({_adj(fig, f'change:{name}')}): not a finding yet")
         text = f"{k['label']} {'rose' if ch > 0 else 'fell'} {signed_pct(ch)} ({w.label}: {level}), {verdict}."
-        if real and name in ("sessions", "orders", "revenue"):
+        if name in ("sessions", "orders", "revenue"):  # where it moved: descriptive, whatever the verdict
             parts = [f"{seg} {fmt[name](chg) if chg < 0 else '+' + fmt[name](chg)} ({pct(share, 0)})"
                      for seg, chg, share in _contributors(fig.by_channel, name)]
             devs = [f"{seg} {pct(share, 0)}" for seg, chg, share in _contributors(fig.by_device, name, 1)]
@@ -552,21 +562,26 @@ def _movement_statements(fig: Figures) -> list[Statement]:
     return out
 
 
-def _change_point_statements(fig: Figures) -> list[Statement]:
-    """Detected level shifts (change points) that survive the control, largest volume first."""
+def _change_point_statements(fig: Figures, top: int = 2) -> list[Statement]:
+    """The largest detected level shifts (change points) by volume; each says whether it survives
+    the control (a shift that does not is described, never called real)."""
     out = []
     for key, cp in fig.change_points.items():
-        if cp.day is None or not _survives(fig, f"changepoint:{key}"):
+        if cp.day is None or math.isnan(cp.p_value):
             continue
         rel = cp.relative_change
-        unit = "a day"
+        real = _survives(fig, f"changepoint:{key}")
+        if not real and (cp.p_value >= fig.params.alpha or abs(rel) < fig.params.notable_change):
+            continue
         fmtv = (lambda v: money(v, fig.params.currency_symbol)) if key == "revenue" else (
             (lambda v: pct(v, 2)) if key == "conversion_rate" else count)
-        text = (f"{cp.series[0].upper() + cp.series[1:]} shifted from {fmtv(cp.before)} to {fmtv(cp.after)} {unit} "
-                f"from {day_text(cp.day)} ({signed_pct(rel, 0)}; change point, {_adj(fig, f'changepoint:{key}')}).")
-        volume = abs(cp.after - cp.before) * (cp.n_days if key != "conversion_rate" else 1)
-        out.append(Statement(f"changepoint_{key}", text, 1.0 + min(abs(rel), 1.0) + volume * 1e-9))
-    return out
+        verdict = "" if real else ": not beyond noise after the control"
+        text = (f"{cp.series[0].upper() + cp.series[1:]} shifted from {fmtv(cp.before)} to {fmtv(cp.after)} a day "
+                f"from {day_text(cp.day)} ({signed_pct(rel, 0)}; change point, {_adj(fig, f'changepoint:{key}')})"
+                f"{verdict}.")
+        volume = abs(cp.after - cp.before) if key not in ("revenue", "conversion_rate") else 0.0
+        out.append(Statement(f"changepoint_{key}", text, (2.0 if real else 0.5) + min(abs(rel), 1.0) + volume * 1e-4))
+    return _top(out, top)
 
 
 def _channel_statements(fig: Figures) -> tuple[list[Statement], list[Statement]]:
@@ -574,7 +589,8 @@ def _channel_statements(fig: Figures) -> tuple[list[Statement], list[Statement]]
     working, concerning = [], []
     p = fig.params
     site = fig.current["conversion_rate"]
-    ch = fig.channels[(fig.channels["sessions"] >= p.min_group_sessions) & (fig.channels.index != "(none)")]
+    ch = fig.channels[(fig.channels["sessions"] >= p.min_group_sessions)
+                      & ~fig.channels.index.isin(("Continuation", "Untracked journey", "(none)"))]
     sig = ch[[_survives(fig, f"channel:{c}") for c in ch.index]] if len(ch) else ch
     best = sig[sig["diff_vs_rest"] > 0].sort_values("conversion_rate", ascending=False).head(2)
     top_weight = math.inf
@@ -759,7 +775,7 @@ def build_narrative(fig: Figures, max_items: int = 4) -> Narrative:
     """What moved, what is working / concerning / recommended, the hypotheses still to test, and
     the tracking caveats of page 1 — from the figures, the family of comparisons and the caveats."""
     working, concerning, recs, hyps = [], [], [], []
-    moved = _movement_statements(fig) + _change_point_statements(fig)
+    moved = _top(_movement_statements(fig), max_items - 1) + _change_point_statements(fig)
     w, c = _channel_statements(fig)
     working += w
     concerning += c
@@ -792,7 +808,7 @@ def build_narrative(fig: Figures, max_items: int = 4) -> Narrative:
             f"Nothing stands out beyond noise: daily revenue averaged "
             f"{money(fig.daily['revenue'].mean(), fig.params.currency_symbol)} ({why})."), 0.0))
     out = Narrative(_top(working, max_items), _top(concerning, max_items), _top(recs, max_items + 1),
-                    moved=_top(moved, max_items), hypotheses=_top(hyps, 3), tracking=_top(tracking, 5))
+                    moved=moved[: max_items + 1], hypotheses=_top(hyps, 3), tracking=_top(tracking, 5))
     problems = validate_recommendations(fig, out)
     if problems:  # a rule above let an unsupported claim through: a bug, never a report
         raise AssertionError("unsupported recommendation(s): " + "; ".join(problems))
