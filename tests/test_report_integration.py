@@ -29,8 +29,11 @@ pytestmark = [
 ]
 
 
-def _build(raw, root):
-    gate = run_gate(raw, DEFAULT_PARAMS_DIR / "dq_rules.yaml", root / "runs_dq", staging_root=root / "intermediate")
+def _build(raw, root, last_day: str | None = None):
+    """Gate + transform rebuild; with ``last_day`` the gate's report (whose findings carry their
+    dates) lands where the report reads a day's findings, runs/<last_day>/dq_report.json."""
+    out = root / "runs" / last_day if last_day else root / "runs_dq"
+    gate = run_gate(raw, DEFAULT_PARAMS_DIR / "dq_rules.yaml", out, staging_root=root / "intermediate")
     result = run_transform(root / "intermediate", root / "warehouse", DEFAULT_PARAMS_DIR,
                            start=gate.days[0], end=gate.days[-1], mode="rebuild")
     assert result.status != "error", result.message
@@ -212,7 +215,7 @@ def test_three_day_period_stays_within_two_pages(sample_outputs, tmp_path):
 
 @pytest.mark.real_data
 def test_real_export_report(real_data_dir, tmp_path_factory):
-    root = _build(real_data_dir, tmp_path_factory.mktemp("report_real"))
+    root = _build(real_data_dir, tmp_path_factory.mktemp("report_real"), "2025-03-08")
     rep = build_report(root, DEFAULT_PARAMS_DIR, start="2025-02-23", end="2025-03-08")
     fig = rep.figures
     written = write_outputs(rep, root / "report")

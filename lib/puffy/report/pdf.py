@@ -443,7 +443,7 @@ class Layout:
 LAYOUTS = (
     Layout(),
     Layout(font="7.6pt", max_items=3, max_channels=6, caveats=4, stats_notes=False, chart_height=2.2, products=3),
-    Layout(font="7.2pt", max_items=3, max_channels=5, caveats=3, stats_notes=False, chart_height=1.9, products=3,
+    Layout(font="6.6pt", max_items=2, max_channels=5, caveats=0, stats_notes=False, chart_height=1.6, products=3,
            pair_charts=False, side_tables=False),
 )
 
