@@ -167,7 +167,7 @@ def funnel_chart(funnel: pd.DataFrame, width: float = 3.6, height: float = 2.9) 
         share = np.array([r[s] / r["sessions"] for s in steps], dtype="float64") * 100
         share = np.where(share > 0, share, np.nan)  # log scale: a step nobody reached is not drawn
         skipped = int(r.get("purchased_skipped", 0))
-        label = f"{device} ({int(r['sessions']):,}): {share[-1]:.2f}% through checkout"
+        label = f"{device} ({int(r['sessions']):,}): {r['purchased'] / r['sessions'] * 100:.2f}% through checkout"
         if skipped:
             label += f", +{skipped:,} skipped steps"
         ax.plot(x, share, marker=markers[i % len(markers)], color=PALETTE[i % len(PALETTE)], linewidth=1.2,
@@ -179,7 +179,8 @@ def funnel_chart(funnel: pd.DataFrame, width: float = 3.6, height: float = 2.9) 
     ax.set_xlim(-0.2, len(steps) - 0.8)
     ax.set_ylabel("Sessions reaching the step (%)")
     ax.set_title("Funnel by device (nested)", loc="left")
-    ax.legend(frameon=False, loc="lower left", fontsize=5.8)
+    # Below the axes, never over the lines.
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(0.0, -0.16), fontsize=5.8, borderaxespad=0)
     ax.grid(axis="x", visible=False)
     return fig
 
