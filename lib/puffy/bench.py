@@ -182,6 +182,50 @@ def _stage_daily_run(work: Path, days: int) -> dict:
     return {"engine": load_pipeline_params(DEFAULT_PARAMS_DIR).engine, "days": figures}
 
 
+def _timed_command(argv: list[str]) -> dict:
+    """Wall seconds, exit code and peak resident MB of one whole command (its own process)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:] if proc.stderr else []
+    if proc.stderr:
+        proc.stderr.close()
+    return {"seconds": seconds, "exit_code": proc.returncode, "peak_rss_mb": usage.ru_maxrss / 1024.0,
+            **({"stderr_tail": err} if proc.returncode else {})}
+
+
+def _stage_commands(input_dir: Path, work: Path, params: PipelineParams) -> dict:
+    """The seed's command path as a user types it, each command a whole process: ``puffy dq`` then
+    ``puffy transform`` into one output directory (the transform reuses the gate of ``dq``), and
+    ``puffy transform`` alone into a fresh one (it gates, then transforms). Both transforms also
+    write the CSV copies. Run with a params directory whose pipeline.yaml is the benchmark's
+    settings, so the commands get the same memory limit as the stages."""
+    import yaml
+
+    params_dir = work / "bench_params"
+    shutil.rmtree(params_dir, ignore_errors=True)
+    shutil.copytree(DEFAULT_PARAMS_DIR, params_dir)
+    settings = json.loads(params.model_dump_json())
+    (params_dir / "pipeline.yaml").write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+    puffy = [sys.executable, "-m", "puffy.cli"]
+    figures = {}
+    for name, out in (("dq_then_transform", work / "cmd_dq_transform"), ("transform_alone", work / "cmd_transform")):
+        shutil.rmtree(out, ignore_errors=True)
+        steps = []
+        if name == "dq_then_transform":
+            steps.append(("dq", puffy + ["dq", "--input-dir", str(input_dir), "--rules",
+                                          str(params_dir / "dq_rules.yaml"), "--params-dir", str(params_dir),
+                                          "--output-dir", str(out)]))
+        steps.append(("transform", puffy + ["transform", "--input-dir", str(input_dir), "--params-dir",
+                                            str(params_dir), "--output-dir", str(out)]))
+        runs = {step: _timed_command(argv) for step, argv in steps}
+        figures[name] = {"seconds": sum(r["seconds"] for r in runs.values()),
+                         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs.values()), "commands": runs}
+    return figures
+
+
 def _child(stage: str, payload: dict) -> None:
     """Entry of a stage process: run it and print one JSON line with its figures."""
     params = PipelineParams(**payload["params"])
@@ -194,6 +238,8 @@ def _child(stage: str, payload: dict) -> None:
         out = _stage_gate(Path(payload["input_dir"]), work, params)
     elif stage == "transform":
         out = _stage_transform(work, payload["days"], params)
+    elif stage == "commands":
+        out = _stage_commands(Path(payload["input_dir"]), work, params)
     elif stage == "daily_run":
         out = _stage_daily_run(work, payload["daily_days"])
     else:
@@ -251,6 +297,10 @@ def run_benchmark(args) -> int:
             figures["stages"][stage] = _run_child(stage, payload)
         except (RuntimeError, ImportError) as exc:
             figures["stages"][stage] = {"error": str(exc)}
+    try:  # the seed's commands as whole processes, beside the in-process stages (issue 21)
+        figures["commands"] = _run_child("commands", payload)
+    except (RuntimeError, ImportError) as exc:
+        figures["commands"] = {"error": str(exc)}
     if args.daily_days:
         try:
             figures["daily_run"] = _run_child("daily_run", {**payload, "work": str(work), "daily_days": args.daily_days})
@@ -269,6 +319,17 @@ def run_benchmark(args) -> int:
     figures["pipeline_x_scan"] = total / scan["seconds"]
     print(f"{'all stages':<14}{events:>12,}{total:>10.2f}{events / total:>14,.0f}{total / scan['seconds']:>9.1f}")
     print("(bare_scan and bare_sessions measure the engine, not the pipeline: see README, Performance)")
+    commands = figures.get("commands", {})
+    if "error" in commands:
+        print(f"commands failed: {commands['error']}")
+    else:
+        for name, f in commands.items():
+            if not isinstance(f, dict) or "seconds" not in f:
+                continue
+            parts = ", ".join(f"{step} {r['seconds']:.2f} s" + (f" (exit {r['exit_code']})" if r["exit_code"] else "")
+                              for step, r in f["commands"].items())
+            print(f"{'`puffy ' + name.replace('_', ' ') + '`':<32}{f['seconds']:>8.2f} s  {f['seconds'] / scan['seconds']:>6.1f}x scan"
+                  f"  peak {f['peak_rss_mb']:,.0f} MB  ({parts})")
     daily = figures.get("daily_run")
     if daily and "error" in daily:
         print(f"daily run at 1x failed: {daily['error']}")

@@ -316,11 +316,11 @@ def _require_landed(input_dir: Path, start: date | None, end: date | None) -> No
 
 
 def cmd_dq(args) -> int:
-    from puffy.dq.gate import run_gate
+    from puffy.gate_reuse import run_gate_kept  # keeps the staged events for `puffy transform` (issue 21)
 
     _require_landed(args.input_dir, args.start, args.end)
-    result = run_gate(args.input_dir, args.rules, args.output_dir, start=args.start, end=args.end,
-                      engine_params=load_pipeline_params(args.params_dir))
+    result = run_gate_kept(args.input_dir, args.rules, args.output_dir, start=args.start, end=args.end,
+                           engine_params=load_pipeline_params(args.params_dir))
     print(f"data-quality status: {result.status.upper()}")
     for f in result.findings:
         if f.severity == "error":
@@ -331,7 +331,7 @@ def cmd_dq(args) -> int:
 
 
 def cmd_transform(args) -> int:
-    from puffy.dq.gate import run_gate
+    from puffy.gate_reuse import gate_or_reuse
     from puffy.transform.pipeline import export_csv, run_transform
 
     out = Path(args.output_dir)
@@ -339,8 +339,10 @@ def cmd_transform(args) -> int:
     _recover(out / "warehouse")  # an interrupted publish: completed (or refused) before the rebuild
     _require_landed(args.input_dir, args.start, args.end)
     engine_params = load_pipeline_params(args.params_dir)
-    gate = run_gate(args.input_dir, args.params_dir / "dq_rules.yaml", out / "dq",
-                    start=args.start, end=args.end, staging_root=staging_root, engine_params=engine_params)
+    # `puffy dq`'s gate of the same input and rules is reused, else the gate runs (issue 21)
+    gate = gate_or_reuse(args.input_dir, args.params_dir / "dq_rules.yaml", out, start=args.start, end=args.end,
+                         engine_params=engine_params)
+    print(gate.note)
     days = gate.days
     if gate.status == "error":
         print(f"data-quality status: ERROR (see {out / 'dq' / 'dq_report.md'})", file=sys.stderr)
