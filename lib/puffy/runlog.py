@@ -35,13 +35,26 @@ class _ConsoleFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (not the stream of the moment it was
+    configured, which a test harness or a notebook may have closed since)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_console(verbose: bool = False) -> None:
     """stderr: puffy's lines and real warnings; DEBUG with ``verbose``. Called once by the CLI."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for handler in [h for h in root.handlers if getattr(h, "_puffy_console", False)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter(CONSOLE_FORMAT, datefmt="%H:%M:%S"))
     if not verbose:
         handler.addFilter(_ConsoleFilter())
