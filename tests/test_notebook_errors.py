@@ -105,3 +105,16 @@ def test_a_bad_run_date_in_a_notebook_is_one_sentence(tmp_path, notebook):
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.output_type == "error"]
     assert len(errors) == 1 and len(errors[0].traceback) == 1  # the sentence, no frames
+
+
+@pytest.mark.slow
+def test_02_without_staged_events_says_to_run_01_first(tmp_path):
+    import papermill as pm
+
+    from puffy import runner
+
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        runner.execute_notebook("02_transform", tmp_path, {"staging_root": str(tmp_path / "nothing_staged"),
+                                                           "warehouse_root": str(tmp_path / "wh")})
+    assert err.value.ename == "UserError"
+    assert "run 01_data_quality (the gate) first" in err.value.evalue
