@@ -774,3 +774,14 @@ def test_a_renamed_header_is_reported_as_it_is_not_redacted(tmp_path, export):
     saved = json.loads(result.report_paths["json"].read_text())
     assert saved["files"][-1]["renamed"] == {"clientId": "client_id"}
     assert "clientId→client_id" in result.report_paths["md"].read_text()
+
+
+def test_a_day_whose_purchases_are_all_unreadable_is_priced_at_the_baselines_order_value(tmp_path, export):
+    # Gated alone, the last day has no readable order: its 3 broken purchases are priced at the
+    # trailing median of the earlier days' average order value, (1,099 + 1,100 + 1,101) / 3 = 1,100.
+    for row in orders(export[LAST]):
+        row["event_data"] = "{not json"
+    raw, rules = write_export(tmp_path / "raw", export), rules_file(tmp_path)
+    result = run_gate(raw, rules, tmp_path / "out", start=LAST, end=LAST, now=NOW)
+    f = finding(result, "materiality.revenue_lost")
+    assert f.severity == "error" and "$3,300.00" in f.message and "average order value" in f.message

@@ -50,7 +50,8 @@ def _day_frame(ctx: CheckContext, sql: str) -> pd.DataFrame:
 
 
 def lost_purchases(ctx: CheckContext) -> pd.DataFrame:
-    """Per day: purchase events kept as orders and lost ones, with the revenue known or estimated.
+    """Per day (baseline days included, to price a day's unreadable purchases at their average order
+    value): purchase events kept as orders and lost ones, with the revenue known or estimated.
 
     Columns: kept, kept_revenue, lost, lost_known_revenue, lost_unknown (lost purchases whose revenue
     could not be read).
@@ -64,19 +65,19 @@ def lost_purchases(ctx: CheckContext) -> pd.DataFrame:
         WITH accepted AS (
             SELECT file_date, ({fault}) AS lost,
                    CASE WHEN ({fault}) THEN abs(coalesce(revenue, {text_revenue})) ELSE revenue END AS amount
-            FROM stg_events WHERE event_name = {purchase} AND {ctx.in_range()}
+            FROM stg_events WHERE event_name = {purchase}
         ), rejected AS (
             -- rows parsed but rejected (their event_data is intact) ...
             SELECT r.file_date, abs({text_revenue.replace('event_data', 'a.event_data')}) AS amount
             FROM stg_rejects r JOIN stg_events_all a
               ON a.source_file = r.source_file AND a.row_number = r.row_number
-            WHERE r.reason IN ({_LOST_ROW_REASONS}) AND a.event_name = {purchase} AND {ctx.in_range('r.file_date')}
+            WHERE r.reason IN ({_LOST_ROW_REASONS}) AND a.event_name = {purchase}
             UNION ALL
             -- ... and malformed CSV lines that carry the purchase event
             SELECT file_date, abs(TRY_CAST(regexp_extract(replace(raw, '""', '"'), '{_REVENUE_IN_TEXT}', 1)
                                            AS DOUBLE))
             FROM stg_rejects
-            WHERE reason NOT IN ({_ROW_REASONS}) AND contains(raw, {purchase}) AND {ctx.in_range()}
+            WHERE reason NOT IN ({_ROW_REASONS}) AND contains(raw, {purchase})
         ), lost AS (
             SELECT file_date, amount FROM accepted WHERE lost UNION ALL SELECT file_date, amount FROM rejected
         )
@@ -105,7 +106,6 @@ def _aov(ctx: CheckContext, purchases: pd.DataFrame, day: date) -> float | None:
 def check_materiality(ctx: CheckContext) -> list[Finding]:
     rules = ctx.rules.materiality
     name = ctx.rules.contract.purchase_event
-    # Baseline days count too (the AOV estimate and the no-purchase baseline read them).
     purchases = lost_purchases(ctx)
     all_purchases = ctx.per_day("events", name)
     kept = purchases["kept"].astype(float) if not purchases.empty else pd.Series(dtype=float)
