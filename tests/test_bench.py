@@ -37,6 +37,16 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
     assert day["date"] == "2025-02-23" and day["exit_code"] == 0 and day["seconds"] > 0
     assert set(day["stages"]) == {"01_data_quality", "02_transform", "04_monitoring"}
     assert "daily run at 1x" in proc.stdout and "target: a daily run at 1x within 30 s" in proc.stdout
+    # The seed's commands, each a whole process (issue 21): dq then transform (which reuses dq's
+    # gate), and transform alone.
+    commands = {name: f for name, f in figures["commands"].items() if name != "peak_rss_mb"}  # the stage's own
+    assert set(commands) == {"dq_then_transform", "transform_alone"}, commands
+    assert list(commands["dq_then_transform"]["commands"]) == ["dq", "transform"]
+    assert list(commands["transform_alone"]["commands"]) == ["transform"]
+    for f in commands.values():
+        assert all(r["exit_code"] == 0 and r["seconds"] > 0 and r["peak_rss_mb"] > 0 for r in f["commands"].values())
+    assert (tmp_path / "work" / "run" / "cmd_dq_transform" / ".gate" / "manifest.json").is_file()
+    assert "`puffy dq then transform`" in proc.stdout and "`puffy transform alone`" in proc.stdout
 
 
 def _figures(gate_s, transform_s, transform_mb, transform_error=False):
