@@ -167,7 +167,7 @@ def _incident_narrative(issues: list[Finding], notes: list[Finding], message, ta
         parts += ["Worth knowing:", ""] + [f"- {message(f)} {tag(f)}" for f in fresh] + [""]
     if standing:
         parts += ["Standing notes, stated in full when first seen: "
-                  + ", ".join(f"`{f.id}` ({_since(f)})" for f in standing) + ".", ""]
+                  + ", ".join(f"`{f.id}` (first seen {f.first_seen})" for f in standing) + ".", ""]
     return parts
 
 
