@@ -172,7 +172,6 @@ def json_dumps_html_safe(obj: Any, **kwargs) -> str:
 
 #: OWASP's formula triggers: a cell beginning with one of these is prefixed with a single quote.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_FORMULA_RE = "^[=+@\t\r-]"
 
 
 def neutralise_cell(value: Any) -> Any:
@@ -190,7 +189,7 @@ def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
         if not (pd.api.types.is_string_dtype(s.dtype) or s.dtype == object):
             continue
         text = s.where(s.map(lambda v: isinstance(v, str)), None)
-        hit = text.str.match(_FORMULA_RE, na=False).astype(bool)
+        hit = text.str.startswith(FORMULA_PREFIXES, na=False).astype(bool)
         if hit.any():
             out = out.copy() if out is df else out
             out[col] = s.where(~hit, "'" + text)
@@ -199,5 +198,5 @@ def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def neutralise_sql(column_sql: str) -> str:
     """DuckDB SQL for one string column's neutralised value (``column_sql`` is a quoted identifier)."""
-    return (f"CASE WHEN left({column_sql}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) "
-            f"THEN '''' || {column_sql} ELSE {column_sql} END")
+    triggers = ", ".join(f"chr({ord(c)})" for c in FORMULA_PREFIXES)
+    return f"CASE WHEN left({column_sql}, 1) IN ({triggers}) THEN '''' || {column_sql} ELSE {column_sql} END"
