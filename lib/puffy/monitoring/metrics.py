@@ -137,7 +137,7 @@ def order_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
     """Per date: orders, revenue, the sum of squared order revenues (order-value spread), orders without
     a session, and orders / revenue whose journey is untracked (``journey_status``; NULL in
     partitions written before it existed)."""
-    columns = set().union(*(_columns(p) for p in files.values())) if files else set()
+    columns = _columns_of(files)
     untracked = "journey_status = 'untracked'" if "journey_status" in columns else "NULL"
     return _by_date(query(con, files, f"""
         SELECT d, count(*) AS orders, coalesce(sum(revenue), 0) AS revenue,
@@ -243,7 +243,7 @@ def session_channel_counts(sources: Sources, start: date, con=None) -> pd.DataFr
     them with a referrer and no campaign tag: the channel was read off the referrer alone)."""
     con = con or connect()
     files = sources.files(SESSIONS, start)
-    columns = set().union(*(_columns(p) for p in files.values())) if files else set()
+    columns = _columns_of(files)
     by_referrer = ("count(*) FILTER (WHERE entry_referrer IS NOT NULL AND NOT coalesce(has_marketing_params, false))"
                    if {"entry_referrer", "has_marketing_params"} <= columns else "0")
     df = query(con, files, f"""
@@ -260,7 +260,7 @@ def click_id_landings(sources: Sources, start: date, click_ids: list[str], con=N
     """
     con = con or connect()
     files = sources.files(SESSIONS, start)
-    present = set().union(*(_columns(p) for p in files.values())) if files else set()
+    present = _columns_of(files)
     ids = [c for c in click_ids if c in present]
     if not ids:
         return _long(pd.DataFrame())
@@ -309,6 +309,11 @@ _ORDER_COLUMNS = ("order_key", "transaction_id", "revenue", "session_id", "is_tr
 
 def _columns(path: Path) -> list[str]:
     return pq.read_schema(path).names
+
+
+def _columns_of(files: dict[date, Path]) -> set[str]:
+    """Every column any of ``files`` has (older partitions may lack the newer columns)."""
+    return set().union(*(_columns(p) for p in files.values()))
 
 
 def read_day_tables(sources: Sources, start: date, purchase_event: str, con=None) -> DayTables:
