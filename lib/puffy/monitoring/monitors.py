@@ -675,16 +675,18 @@ def check_segments(counts: pd.DataFrame, run_date: date, rules: SegmentRules, tr
             continue
         shortfall = (point.expected or 0.0) - point.value
         moved = sum(g for s, g in gains.items() if s != segment)
-        explained = ""
+        explained, referrers_explain = "", False
         if kind == "channel" and shortfall > 0:
             explained = f"; other channels gained {moved:,.0f} sessions above their baselines"
             dependence = _referrer_dependence(counts, window, segment)
-            if referrer_loss is not None and dependence >= 0.5 and referrer_loss <= 1 / (error_ratio or 2.0):
+            referrers_explain = (referrer_loss is not None and dependence >= 0.5
+                                 and referrer_loss <= 1 / (error_ratio or 2.0))
+            if referrers_explain:
                 explained += (f"; lost referrers explain it: {dependence:.0%} of its baseline sessions were "
                               f"recognised by their referrer alone, and the day's share of sessions with a "
                               f"referrer is {referrer_loss:.0%} of its baseline's")
         if point.extreme and (shortfall <= 0 or moved >= rules.error_min_net_loss * shortfall
-                              or "lost referrers" in explained):
+                              or referrers_explain):
             point = replace(point, extreme=False)  # a rise, or sessions moved or relabelled: not lost
         label = f"{segment} sessions" if kind == "channel" else f"{segment} landings"
         finding = _trend_finding(f"segment.{kind}", segment, point, trend.severity, (error_z, error_ratio), label)
