@@ -157,7 +157,7 @@ def test_the_backfill_progress_bar_is_only_for_a_terminal(tmp_path, capsys, monk
 
 @pytest.mark.slow
 def test_a_gate_error_day_alerts_once_and_stderr_stays_quiet(tmp_path, small_sample):
-    from test_monitoring_alert import local_webhook
+    from support.webhook import local_webhook
 
     raw = tmp_path / "raw"
     shutil.copytree(small_sample, raw)

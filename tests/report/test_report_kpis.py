@@ -19,7 +19,7 @@ from puffy.report.data import (
     resolve_period,
 )
 from puffy.params import REPO_ROOT
-from test_report_fixtures import FixtureConfig, build_tables, make_outputs
+from support.report_outputs import FixtureConfig, build_tables, make_outputs
 
 
 @pytest.fixture(scope="module")

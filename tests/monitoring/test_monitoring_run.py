@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO_ROOT
 from puffy.errors import ParamsError
 from puffy.monitoring import MonitoringRules, load_rules, run_monitoring
-from test_monitoring_helpers import DaySpec, build_warehouse, spec_for, write_day, write_table
+from support.monitoring_warehouse import DaySpec, build_warehouse, spec_for, write_day, write_table
 
 RULES = REPO_ROOT / "params" / "monitoring_rules.yaml"
 N_DAYS = 21

@@ -15,7 +15,7 @@ from puffy.cli import main
 from puffy.errors import UserError
 from puffy.params import REPO_ROOT
 from puffy.report import build_report, run_report
-from test_report_fixtures import FixtureConfig, count_pdf_pages, make_outputs
+from support.report_outputs import FixtureConfig, count_pdf_pages, make_outputs
 
 CONFIG = FixtureConfig(seed=4, days=7, sessions_per_day=300, missing_prices_from=date(2025, 3, 7),
                        client_id_null_days={date(2025, 3, 4): 0.1})

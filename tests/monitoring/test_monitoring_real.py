@@ -14,7 +14,7 @@ None of these make the tables wrong (the transform accounts for every event and 
 day is WARN, not ERROR: published, with the warnings to act on.
 
 Run: cd /work/main && PUFFY_REAL_DATA_DIR=../shared/data/raw_events PYTHONPATH=lib \
-     .venv/bin/python -m pytest tests/test_monitoring_real.py -q
+     .venv/bin/python -m pytest tests/monitoring/test_monitoring_real.py -q
 """
 
 from __future__ import annotations

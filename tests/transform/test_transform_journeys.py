@@ -18,8 +18,8 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from test_sessions import pytestmark  # noqa: F401  (the shared warning filters)
-from test_sessions import read_table, stage
+from support.raw_events import pytestmark  # noqa: F401  (the shared warning filters)
+from support.raw_events import read_table, stage
 
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.sample import SampleConfig, generate_sample

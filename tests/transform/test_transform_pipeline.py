@@ -1,7 +1,7 @@
 """run_transform end to end: ground truth of the generated sample, incremental == rebuild,
 idempotent re-runs, identity stitching, reconciliation as a safety net, CSV export.
 
-Run: cd /work/main && PYTHONPATH=lib .venv/bin/python -m pytest tests/test_transform_pipeline.py -q
+Run: cd /work/main && PYTHONPATH=lib .venv/bin/python -m pytest tests/transform/test_transform_pipeline.py -q
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import ibis
 import pandas as pd
 import pyarrow as pa
 import pytest
-from test_sessions import pytestmark  # noqa: F401  (the shared warning filters)
-from test_sessions import D1, D2, IPHONE, ev, purchase, read_table, sessions_of, stage, t, transform
+from support.raw_events import pytestmark  # noqa: F401  (the shared warning filters)
+from support.raw_events import D1, D2, IPHONE, ev, purchase, read_table, sessions_of, stage, t, transform
 
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.sample import SampleConfig, generate_sample

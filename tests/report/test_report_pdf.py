@@ -31,7 +31,7 @@ from puffy.report.pdf import (
     render,
     write_pdf,
 )
-from test_report_fixtures import FixtureConfig, count_pdf_pages, make_outputs
+from support.report_outputs import FixtureConfig, count_pdf_pages, make_outputs
 
 CONFIG = FixtureConfig(seed=3, missing_prices_from=date(2025, 3, 6),
                        client_id_null_days={date(2025, 3, 5): 0.12}, referrer_lost_from=date(2025, 3, 6))

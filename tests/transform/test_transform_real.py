@@ -6,7 +6,7 @@ included → 38,267 sessions, 290 containing a purchase, 30 crossing UTC midnigh
 non-zero).
 
 Run: cd /work/main && PUFFY_REAL_DATA_DIR=../shared/data/raw_events PYTHONPATH=lib \
-     .venv/bin/python -m pytest tests/test_transform_real.py -q
+     .venv/bin/python -m pytest tests/transform/test_transform_real.py -q
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from test_sessions import pytestmark as _shared_marks
-from test_sessions import read_table, stage
+from support.raw_events import pytestmark as _shared_marks
+from support.raw_events import read_table, stage
 
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.transform import TABLES, TransformParams, run_transform

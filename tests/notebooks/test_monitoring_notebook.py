@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from conftest import REPO_ROOT
-from test_monitoring_helpers import DaySpec, build_warehouse, write_day
+from support.monitoring_warehouse import DaySpec, build_warehouse, write_day
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "04_monitoring.ipynb"
 PARAMETERS = {"run_date", "params_dir", "output_dir", "warehouse_root", "history_root", "intermediate_root", "now"}

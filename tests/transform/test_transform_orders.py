@@ -1,14 +1,14 @@
 """Orders (fct_orders, fct_order_items, fct_order_rejects) and their link to sessions / attribution.
 
-Run: cd /work/main && PYTHONPATH=lib .venv/bin/python -m pytest tests/test_orders.py -q
+Run: cd /work/main && PYTHONPATH=lib .venv/bin/python -m pytest tests/transform/test_transform_orders.py -q
 """
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-from test_sessions import pytestmark  # noqa: F401  (the shared warning filters)
-from test_sessions import D1, D2, D3, ev, purchase, read_table, run_transform, sessions_of, stage_rows, t, transform
+from support.raw_events import pytestmark  # noqa: F401  (the shared warning filters)
+from support.raw_events import D1, D2, D3, ev, purchase, read_table, run_transform, sessions_of, stage_rows, t, transform
 
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.transform import TransformParams

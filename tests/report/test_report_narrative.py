@@ -13,7 +13,7 @@ import pytest
 from puffy.report import build_report
 from puffy.report.narrative import Statement, _channel_statements, _top, data_caveats, money, pct, to_markdown
 from puffy.params import REPO_ROOT
-from test_report_fixtures import FixtureConfig, make_outputs
+from support.report_outputs import FixtureConfig, make_outputs
 
 PARAMS = REPO_ROOT / "params"
 

@@ -1,0 +1,1 @@
+"""Fixture builders shared by tests (no tests here)."""
