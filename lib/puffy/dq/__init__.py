@@ -4,9 +4,11 @@
 * ``checks`` — the checks: SQL aggregations over the staging tables, one ``Finding`` per id.
 * ``report`` — ``dq_report.json`` / ``dq_report.md`` and the generated narrative.
 * ``gate``   — ``run_gate``: ingest → checks → reports → staging partitions.
+* ``stage``  — ``run``, the stage entry (``puffy.stage``): the gate over a layout and period.
 """
 
 from puffy.dq.checks import Finding
 from puffy.dq.gate import GateResult, run_gate
+from puffy.dq.stage import run
 
-__all__ = ["Finding", "GateResult", "run_gate"]
+__all__ = ["Finding", "GateResult", "run", "run_gate"]

@@ -1,19 +1,20 @@
 """Daily monitoring: the *audit* step of write–audit–publish.
 
-``run`` (the stage entry, ``puffy.stage``) and ``audit.run_monitoring`` read the tables a run has just built (the audited warehouse), compares the run
-date with the published history, writes ``monitoring_report.md`` / ``.json`` and returns the overall
-status: ``pass``, ``warn`` (publish, but look) or ``error`` (the runner quarantines the staged
-partitions instead of publishing them).
+``run`` (the stage entry, ``puffy.stage``) reads the tables a run has just built (the audited
+warehouse), compares the run date with the published history, writes ``monitoring_report.md`` /
+``.json`` and returns the overall status: ``pass``, ``warn`` (publish, but look) or ``error`` (the
+runner quarantines the staged partitions instead of publishing them).
 
-Modules: ``audit`` (``run_monitoring``), ``rules`` (the YAML as pydantic models), ``metrics`` (daily metric history from the
-partitions), ``stats`` (z-scores, PSI, chi-square), ``monitors`` (the checks, pure functions),
-``report`` (md / json), ``alert`` (the daily run's on-call alert, sent by the runner
-for the whole day, not from here). What each finding means and what to do about it:
-``docs/monitoring.md``.
+Modules: ``stage`` (``run``), ``audit`` (``run_monitoring``: inputs, monitors, incidents, reports),
+``rules`` (the YAML as pydantic models), ``metrics`` (daily metric history from the partitions),
+``stats`` (z-scores, PSI, chi-square), ``monitors`` (the checks, pure functions), ``report`` (md /
+json), ``alert`` (the daily run's on-call alert, sent by the runner for the whole day, not from
+here). What each finding means and what to do about it: ``docs/monitoring.md``.
 """
 
 from puffy.monitoring.audit import MonitoringResult, run_monitoring
 from puffy.monitoring.monitors import Finding
 from puffy.monitoring.rules import MonitoringRules, load_rules
+from puffy.monitoring.stage import run
 
-__all__ = ["Finding", "MonitoringResult", "MonitoringRules", "load_rules", "run_monitoring"]
+__all__ = ["Finding", "MonitoringResult", "MonitoringRules", "load_rules", "run", "run_monitoring"]

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from puffy.errors import UserError
-from puffy.params import REPO_ROOT
 from puffy.report.data import PeriodData, load_period, load_report_params, resolve_period
 from puffy.report.kpis import Figures, compute_figures
 from puffy.report.narrative import Narrative, build_narrative, data_caveats
+from puffy.stage import repo_path
 
 __all__ = ["Report", "ReportError", "ReportResult", "build_report", "default_output_dir", "kpi_summary",
-           "run_report", "write_outputs"]
+           "run", "run_report", "write_outputs"]
 
 NOTEBOOK = "03_executive_analysis"
 HTML_NAME, PDF_NAME, PRINT_HTML_NAME, KPIS_NAME = (
@@ -62,13 +62,6 @@ class ReportResult:
     html: Path
     pdf: Path
     kpis: dict
-
-
-def repo_path(path: str | Path) -> Path:
-    """A relative path is taken from the repository root (a notebook opened in JupyterLab runs in
-    notebooks/, papermill in the root: both must find ``outputs`` and ``params``)."""
-    path = Path(path)
-    return path if path.is_absolute() else REPO_ROOT / path
 
 
 def build_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=None) -> Report:
@@ -155,3 +148,6 @@ def run_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=
     log.info("executive summary %s in %.1fs (%s pages)", period.label, time.perf_counter() - t0, kpis.get("pdf_pages"))
     write_index(outputs_dir)
     return ReportResult(html, pdf, kpis)
+
+
+from puffy.report.stage import run  # noqa: E402  (the stage entry builds on the functions above)

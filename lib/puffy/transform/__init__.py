@@ -2,11 +2,13 @@
 
 Modules: ``params`` (TransformParams), ``sessions`` (fct_sessions), ``orders`` (fct_orders,
 fct_order_items, fct_order_rejects), ``identity`` (client → person stitching), ``reconcile``
-(rpt_reconciliation) and ``pipeline`` (``run_transform`` / ``export_csv``: dates, history, writes).
+(rpt_reconciliation), ``pipeline`` (``run_transform`` / ``export_csv``: dates, history, writes) and
+``stage`` (``run``, the stage entry of ``puffy.stage``).
 """
 
 from puffy.transform.params import TransformParams, load_transform_params
 from puffy.transform.pipeline import TABLES, TransformResult, export_csv, read_partitions, run_transform
+from puffy.transform.stage import run
 
 __all__ = [
     "TABLES",
@@ -15,5 +17,6 @@ __all__ = [
     "export_csv",
     "load_transform_params",
     "read_partitions",
+    "run",
     "run_transform",
 ]
