@@ -48,6 +48,7 @@ import duckdb
 import numpy as np
 from pydantic import Field
 
+from puffy import tables
 from puffy.errors import InputDataError
 from puffy.params import StrictModel
 from puffy.warehouse import partition_dir, staging_dir_for, swap_in
@@ -216,21 +217,13 @@ class IngestResult:
     lines_read: dict[str, int] = field(default_factory=dict)
 
 
-# Columns of a parsed row (``stg_events_all``), then those of the decoded payload (the rest of
-# ``stg_events``), in order, with their types.
-_ROW_COLUMNS = (
-    ("event_id", "VARCHAR"), ("file_date", "DATE"), ("source_file", "VARCHAR"), ("row_number", "BIGINT"),
-    ("client_id", "VARCHAR"), ("page_url", "VARCHAR"), ("referrer", "VARCHAR"), ("timestamp_raw", "VARCHAR"),
-    ("event_ts", "TIMESTAMP"), ("event_name", "VARCHAR"), ("event_data", "VARCHAR"), ("user_agent", "VARCHAR"),
-)
-_PAYLOAD_COLUMNS = (
-    ("payload_error", "VARCHAR"), ("transaction_id", "VARCHAR"), ("revenue", "DOUBLE"),
-    ("revenue_json_type", "VARCHAR"), ("user_email", "VARCHAR"), ("item_count", "UBIGINT"),
-)
-_PARSE_REJECTS_COLUMNS = (
-    ("file_date", "DATE"), ("source_file", "VARCHAR"), ("line", "BIGINT"), ("row_number", "BIGINT"),
-    ("reason", "VARCHAR"), ("column_name", "VARCHAR"), ("detail", "VARCHAR"), ("raw", "VARCHAR"),
-)
+# Columns of a parsed row (``stg_events_all``: the first twelve of ``stg_events``, event_id …
+# user_agent), then those of the decoded payload (the rest of ``stg_events``), in order, with their
+# types; the rows rejected while parsing (``stg_parse_rejects``, the first part of ``stg_rejects``).
+# Declared in lib/puffy/tables.yaml.
+_STG_EVENTS_COLUMNS = tables.duckdb_columns("stg_events")
+_ROW_COLUMNS, _PAYLOAD_COLUMNS = _STG_EVENTS_COLUMNS[:12], _STG_EVENTS_COLUMNS[12:]
+_PARSE_REJECTS_COLUMNS = tables.duckdb_columns("stg_rejects")
 _ROW = ", ".join(name for name, _ in _ROW_COLUMNS)
 # Parsed rows that are not events, with their reason (``stg_events_all`` = ``stg_events`` + these).
 _REJECTED_ROWS = "_ingest_rejected_rows"

@@ -53,54 +53,13 @@ from dataclasses import dataclass
 import ibis
 import ibis.expr.types as ir
 
+from puffy import tables
 from puffy.transform.params import TransformParams
 
-ORDER_SCHEMA = ibis.schema({
-    "order_key": "string",
-    "transaction_id": "string",
-    "transaction_variant": "int64",
-    "order_ts": "timestamp(6)",
-    "order_date": "date",
-    "client_id": "string",
-    "person_id": "string",
-    "session_id": "string",
-    "journey_status": "string",
-    "touchpoint_count": "int64",
-    "revenue": "float64",
-    "item_count": "int64",
-    "quantity": "float64",
-    "is_replay_deduplicated": "boolean",
-    "n_replays_collapsed": "int64",
-    "is_transaction_id_collision": "boolean",
-    "has_missing_item_prices": "boolean",
-    "is_non_integer_revenue": "boolean",
-    "is_bot": "boolean",
-    "payload_hash": "string",
-    "event_id": "string",
-})
-ORDER_ITEM_SCHEMA = ibis.schema({
-    "order_key": "string",
-    "order_date": "date",
-    "line_number": "int64",
-    "item_id": "string",
-    "item_name": "string",
-    "item_variant": "string",
-    "quantity": "float64",
-    "item_price": "float64",
-    "unit_price": "float64",
-})
-ORDER_REJECT_SCHEMA = ibis.schema({
-    "order_key": "string",
-    "transaction_id": "string",
-    "reason": "string",
-    "revenue": "float64",
-    "event_id": "string",
-    "order_ts": "timestamp(6)",
-    "order_date": "date",
-    "client_id": "string",
-    "payload_hash": "string",
-    "detail": "string",
-})
+# Columns: lib/puffy/tables.yaml.
+ORDER_SCHEMA = tables.ibis_schema("fct_orders")
+ORDER_ITEM_SCHEMA = tables.ibis_schema("fct_order_items")
+ORDER_REJECT_SCHEMA = tables.ibis_schema("fct_order_rejects")
 #: Columns of the history ledger: first occurrences of earlier variants (orders + non-replay rejects).
 LEDGER_COLUMNS = ("transaction_id", "client_id", "payload_hash", "order_ts", "event_id")
 

@@ -74,6 +74,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from puffy import tables
 from puffy.attribution import (
     ATTRIBUTION_COLUMNS,
     AttributionParams,
@@ -114,58 +115,26 @@ from puffy.warehouse import PartitionWriter, partition_dates, partition_files, w
 
 log = logging.getLogger("puffy.transform")
 
-ATTRIBUTION_SCHEMA = ibis.schema({
-    "order_key": "string",
-    "order_date": "date",
-    "model": "string",
-    "session_id": "string",
-    "channel": "string",
-    "touch_index": "int64",
-    "touch_count": "int64",
-    "days_before_order": "float64",
-    "credit": "float64",
-    "attributed_revenue": "float64",
-    "is_unattributed": "boolean",
-})
-# Channel credit per identity: fct_attribution summed per (order date, identity, model, channel).
-CHANNEL_CREDIT_SCHEMA = ibis.schema({
-    "order_date": "date",
-    "identity": "string",
-    "model": "string",
-    "channel": "string",
-    "orders_credited": "float64",
-    "attributed_revenue": "float64",
-    "is_configured": "boolean",
-})
+# Columns, partition column and sort keys of every table: lib/puffy/tables.yaml.
+ATTRIBUTION_SCHEMA = tables.ibis_schema("fct_attribution")
+CHANNEL_CREDIT_SCHEMA = tables.ibis_schema("rpt_channel_credit")
 #: Identities of rpt_channel_credit: client ids only, and the stitched identity (email + link).
 IDENTITIES = ("strict", "stitched")
-RECONCILIATION_SCHEMA = pa.schema([
-    ("check", pa.string()), ("left", pa.float64()), ("right", pa.float64()), ("difference", pa.float64()),
-    ("status", pa.string()), ("detail", pa.string()), ("scope_start", pa.date32()),
-    ("scope_end", pa.date32()), ("mode", pa.string()), ("run_start", pa.date32()), ("run_end", pa.date32()),
-])
+RECONCILIATION_SCHEMA = tables.arrow_schema("rpt_reconciliation")
 
 #: Warehouse tables: (schema, partition column, sort keys).
 TABLES: dict[str, tuple[ibis.Schema, str, tuple[str, ...]]] = {
-    "fct_sessions": (SESSION_SCHEMA, "session_date", ("session_start", "session_id")),
-    "fct_orders": (ORDER_SCHEMA, "order_date", ("order_ts", "order_key")),
-    "fct_order_items": (ORDER_ITEM_SCHEMA, "order_date", ("order_key", "line_number")),
-    "fct_order_rejects": (ORDER_REJECT_SCHEMA, "order_date", ("order_ts", "event_id")),
-    "fct_attribution": (ATTRIBUTION_SCHEMA, "order_date", ("order_key", "model", "touch_index")),
+    t: tables.spec(t) for t in tables.names("fact")
 }
 #: Date-partitioned report tables written like TABLES (they are not monitored fct tables).
 REPORT_TABLES: dict[str, tuple[ibis.Schema, str, tuple[str, ...]]] = {
-    "rpt_channel_credit": (CHANNEL_CREDIT_SCHEMA, "order_date", ("identity", "model", "channel")),
+    "rpt_channel_credit": tables.spec("rpt_channel_credit"),
 }
 RECONCILIATION_TABLE = "rpt_reconciliation"
 CSV_EXPORTS = ("fct_sessions", "fct_orders", "fct_attribution")
 STG_EVENTS, STG_ITEMS, STG_REJECTS = "stg_events", "stg_purchase_items", "stg_rejects"
 # Used when a day has no stg_purchase_items partition (columns as puffy.ingest writes them).
-STG_ITEMS_SCHEMA = ibis.schema({
-    "event_id": "string", "transaction_id": "string", "line_number": "int64", "item_id": "string",
-    "item_name": "string", "item_variant": "string", "quantity": "float64", "item_price": "float64",
-    "file_date": "date",
-})
+STG_ITEMS_SCHEMA = tables.ibis_schema(STG_ITEMS)
 # Credits are rounded to 1e-12 (their weights are summed as integers, so the value rounded does not
 # depend on the engine's summation order; see puffy.attribution._allocate).
 CREDIT_DECIMALS = 12

@@ -55,64 +55,11 @@ import re
 import ibis
 import ibis.expr.types as ir
 
+from puffy import tables
 from puffy.channels import ChannelRules, classify_channel, parse_landing
 from puffy.transform.params import TransformParams
 
-SESSION_SCHEMA = ibis.schema({
-    "session_id": "string",
-    "person_id": "string",
-    "client_id": "string",
-    "session_date": "date",
-    "session_start": "timestamp(6)",
-    "session_end": "timestamp(6)",
-    "duration_seconds": "float64",
-    "crosses_midnight": "boolean",
-    "n_events": "int64",
-    "n_page_views": "int64",
-    "first_event_id": "string",
-    "landing_page_url": "string",
-    "landing_path": "string",
-    "landing_host": "string",
-    "landing_kind": "string",
-    "entry_referrer": "string",
-    "referrer_host": "string",
-    "referrer_host_decoded": "string",
-    "referrer_kind": "string",
-    "utm_source": "string",
-    "utm_medium": "string",
-    "utm_campaign": "string",
-    "utm_content": "string",
-    "utm_term": "string",
-    "utm_source_decoded": "string",
-    "utm_medium_decoded": "string",
-    "gclid": "string",
-    "gbraid": "string",
-    "wbraid": "string",
-    "msclkid": "string",
-    "fbclid": "string",
-    "irclickid": "string",
-    "srsltid": "string",
-    "kx": "string",
-    "gad_source": "string",
-    "has_marketing_params": "boolean",
-    "channel": "string",
-    "channel_rule": "string",
-    "device_type": "string",
-    "browser": "string",
-    "os": "string",
-    "is_bot": "boolean",
-    "bot_name": "string",
-    "session_number": "int64",
-    "is_returning_client": "boolean",
-    "viewed_product": "boolean",
-    "added_to_cart": "boolean",
-    "started_checkout": "boolean",
-    "email_captured": "boolean",
-    "n_purchase_events": "int64",
-    "purchased": "boolean",
-    "n_orders": "int64",
-    "revenue": "float64",
-})
+SESSION_SCHEMA = tables.ibis_schema("fct_sessions")  # columns: lib/puffy/tables.yaml
 SESSION_COLUMNS: tuple[str, ...] = tuple(SESSION_SCHEMA.names)
 
 # Path of a URL: after the scheme and host, up to the query / fragment.
