@@ -194,10 +194,12 @@ class Location:
 
     def arrow_filesystem(self):
         """``(pyarrow.fs.FileSystem, path)`` for pyarrow (Parquet writes): the local file system, or
-        this location's fsspec filesystem seen through ``pyarrow.fs.PyFileSystem`` (see module doc)."""
+        this location's fsspec filesystem seen through ``pyarrow.fs.PyFileSystem`` (see module doc).
+        For a local location its parent directory is created."""
         import pyarrow.fs as pafs
 
         if self.is_local:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # as in a bucket, a file needs no folder made first
             return pafs.LocalFileSystem(), self.key
         return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)), self.fs_path
 
