@@ -181,15 +181,15 @@ def duckdb_columns(name: str) -> tuple[tuple[str, str], ...]:
 # --------------------------------------------------------------------------------- tests
 
 
-def check(name: str, frame: pd.DataFrame) -> list[str]:
+def check(name: str, frame: pd.DataFrame, spec: Table | None = None) -> list[str]:
     """The registry's tests of ``name`` on ``frame`` (a table's rows): one message per failure.
 
     Columns: exactly the registry's, in order. ``tests.unique``: no two rows share the key.
     ``not_null``: no NULL. ``unique``: no value twice. ``accepted_values``: every non-NULL value
     is listed. Types are not checked here (a pandas frame does not carry them; compare
-    ``arrow_schema`` with the file's schema for that).
+    ``arrow_schema`` with the file's schema for that). ``spec``: another declaration, for tests.
     """
-    spec_ = table(name)
+    spec_ = spec or table(name)
     failures = []
     expected = [c.name for c in spec_.columns]
     if list(frame.columns) != expected:
