@@ -10,7 +10,7 @@ import pytest
 from puffy.errors import ParamsError
 from puffy.incidents import (Acknowledgements, acknowledge, counts, load_acknowledgements, open_incidents,
                              previous_report, track)
-from puffy.monitoring.monitors import Finding
+from puffy.findings import Finding
 
 D = date(2025, 3, 5)
 

@@ -16,9 +16,9 @@ A status that is WARN every day tells nobody anything. Two things make a finding
   to INFO and says who accepted it and why; from the day after it expires the finding is back at
   its own severity, saying that its acknowledgement expired.
 
-Both work on any finding object with ``id``, ``severity``, ``metric``, ``dates`` and ``message``
-attributes plus the four fields set here (``first_seen``, ``days_open``, ``state``,
-``acknowledged``): the gate's and monitoring's findings.
+Both work on ``puffy.findings.Finding`` (the gate's and monitoring's findings): ``id``, ``severity``,
+``metric``, ``dates``, ``message`` and the gate's ``daily``, and set its ``INCIDENT_FIELDS``
+(``first_seen``, ``days_open``, ``state``, ``acknowledged``).
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from puffy.findings import PROBLEMS, RAISED, worst_severity
 from puffy.params import StrictModel, load_params
-
-RAISED = ("info", "warn", "error")
 
 
 class Acknowledgement(StrictModel):
@@ -80,11 +79,10 @@ def acknowledge(findings: list, acks: Acknowledgements, run_date: date, today: d
     days an acknowledgement covers are demoted, and the finding keeps the worst severity of the
     days left; it is acknowledged (INFO) when every raised day is covered.
     """
-    rank = {"pass": 0, "info": 1, "warn": 2, "error": 3}
     for finding in findings:
-        if finding.severity not in ("warn", "error"):
+        if finding.severity not in PROBLEMS:
             continue
-        days = [r for r in getattr(finding, "daily", None) or [] if r.get("severity") in ("warn", "error")]
+        days = [r for r in getattr(finding, "daily", None) or [] if r.get("severity") in PROBLEMS]
         if not days:
             days = [{"date": run_date.isoformat(), "severity": finding.severity}]
         covering = {r["date"]: next((a for a in acks.acknowledged
@@ -103,7 +101,7 @@ def acknowledge(findings: list, acks: Acknowledgements, run_date: date, today: d
         record = {"reason": ack.reason, "owner": ack.owner, "expires": ack.expires.isoformat(),
                   "severity": finding.severity, "dates": sorted(d for d, a in covering.items() if a is not None)}
         finding.acknowledged = record
-        finding.severity = max(left, key=rank.__getitem__) if left else "info"
+        finding.severity = worst_severity(left) if left else "info"
         finding.message += f" [acknowledged by {ack.owner} until {ack.expires}: {ack.reason}" + (
             f"; not for {', '.join(sorted(d for d, a in covering.items() if a is None))}]" if left else "]")
 
@@ -167,6 +165,6 @@ def since_text(state: str | None, first_seen: str | None, days_open: int | None)
 
 def counts(findings: list) -> dict[str, int]:
     """How many raised warnings/errors are new today, ongoing, and acknowledged."""
-    raised = [f for f in findings if f.severity in ("warn", "error")]
+    raised = [f for f in findings if f.severity in PROBLEMS]
     return {"new": sum(f.state == "new" for f in raised), "ongoing": sum(f.state == "ongoing" for f in raised),
             "acknowledged": sum(1 for f in findings if f.acknowledged)}

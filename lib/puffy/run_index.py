@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from puffy.findings import PROBLEMS
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:64rem;color:#1f2933}
 h1{font-size:1.5rem;margin-bottom:.25rem} p.sub{color:#52606d;margin-top:0}
@@ -39,7 +41,7 @@ def _link(path: Path, base: Path, label: str) -> str:
 
 def _incident_cell(*reports: dict | None) -> str:
     """What is new today (ids of new warnings and errors) apart from what persists (a count)."""
-    raised = [f for r in reports if r for f in r.get("findings", []) if f.get("severity") in ("warn", "error")]
+    raised = [f for r in reports if r for f in r.get("findings", []) if f.get("severity") in PROBLEMS]
     new = sorted({f["id"] + (f" ({f['metric']})" if f["id"].startswith("segment.") and f.get("metric") else "")
                   for f in raised if f.get("state") == "new"})
     ongoing = sum(1 for f in raised if f.get("state") == "ongoing")

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import REPO_ROOT
 from puffy.monitoring import alert, run_monitoring
-from puffy.monitoring.monitors import Finding
+from puffy.findings import Finding
 from support.monitoring_warehouse import DaySpec, build_warehouse, write_day
 from support.webhook import local_webhook
 

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
+from puffy.findings import MONITORING_JSON, Finding
 from puffy.monitoring import monitors as mon
 from puffy.monitoring.rules import FreshnessRules, FunnelRules, MixRules, RevenueRules, TrendMetric, TrendRules
 
@@ -365,10 +366,11 @@ def test_per_metric_severity_overrides_the_default():
 
 
 def test_finding_serialises_to_plain_json_types():
-    f = mon.Finding("trend.sessions", "warn", "m", metric="sessions", value=float("inf"), band=(float("nan"), 2.0),
-                    details={"z": float("-inf"), "n": 3})
-    assert f.to_dict()["value"] is None and f.to_dict()["band"] == [None, 2.0]
-    assert f.to_dict()["details"] == {"z": None, "n": 3}
+    f = Finding("trend.sessions", "warn", "m", metric="sessions", value=float("inf"), band=(float("nan"), 2.0),
+                details={"z": float("-inf"), "n": 3})
+    out = f.to_dict(MONITORING_JSON)
+    assert out["value"] is None and out["band"] == [None, 2.0]
+    assert out["details"] == {"z": None, "n": 3}
 
 
 # --- the session-mix monitors share one baseline ----------------------------------------------------

@@ -7,7 +7,7 @@
 * ``stage``  — ``run``, the stage entry (``puffy.stage``): the gate over a layout and period.
 """
 
-from puffy.dq.checks import Finding
+from puffy.findings import Finding
 from puffy.dq.gate import GateResult, run_gate
 from puffy.dq.stage import run
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -28,10 +28,11 @@ import pandas as pd
 from puffy.dates import date_runs_text
 from puffy.dq.metrics import compute_day_event
 from puffy.dq.rules import DqRules, RatioBand, Threshold
+from puffy.findings import SEVERITY_RANK, Finding, json_safe, worst_severity  # noqa: F401 (SEVERITY_RANK: older imports)
+from puffy.findings import sort_findings as _sort_findings
 from puffy.ingest import RawFile
 from puffy.params import PipelineParams
 
-SEVERITY_RANK = {"pass": 0, "info": 1, "warn": 2, "error": 3}
 CHECK_ORDER = ("materiality", "ingest", "schema", "taxonomy", "timestamps", "client_id", "coverage", "duplicates",
                "payload", "volume", "bots", "referrer")
 # Reject reasons that belong to a specific check (the rest are malformed CSV lines).
@@ -159,56 +160,16 @@ IMPACT = {
 # --------------------------------------------------------------------------------------------
 # Findings
 
-
-@dataclass
-class Finding:
-    """One result of one check (see the module docstring of ``puffy.dq.gate`` for the JSON)."""
-
-    id: str
-    title: str
-    severity: str  # pass | info | warn | error
-    metric: str
-    value: float | int | None
-    thresholds: dict
-    dates: list[str] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    sample_rows: list[dict] = field(default_factory=list)
-    message: str = ""
-    daily: list[dict] = field(default_factory=list)
-    # Set by ``puffy.incidents`` on raised findings: since when, how long, new or ongoing, and who
-    # accepted it (an acknowledged finding is demoted to INFO).
-    first_seen: str | None = None
-    days_open: int | None = None
-    state: str | None = None
-    acknowledged: dict | None = None
-
-    @property
-    def check(self) -> str:
-        return self.id.split(".", 1)[0]
-
-    @property
-    def status(self) -> str:
-        return self.severity
-
-    @property
-    def impact(self) -> str:
-        return IMPACT.get(self.id, "")
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        return {"id": self.id, "check": self.check, "severity": self.severity, "status": self.severity,
-                **{k: out[k] for k in ("title", "metric", "value", "thresholds", "dates", "files",
-                                       "sample_rows", "message", "daily", "first_seen", "days_open", "state",
-                                       "acknowledged")},
-                "impact": self.impact}
-
+# The gate's JSON keeps 6 decimals of a float (rates, ratios and sample values).
+DIGITS = 6
 
 def worst(severities: Iterable[str]) -> str:
-    return max(severities, key=SEVERITY_RANK.__getitem__, default="pass")
+    return worst_severity(severities)
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (CHECK_ORDER.index(f.check), f.id))
+    """In check-family order (``CHECK_ORDER``), then by id."""
+    return _sort_findings(findings, CHECK_ORDER)
 
 
 def fmt_dates(dates: Iterable[str]) -> str:
@@ -221,18 +182,7 @@ def pct(x: float) -> str:
 
 
 def _clean(value):
-    """JSON-safe scalar: dates as ISO strings, NaN as None, numpy numbers as Python numbers."""
-    if value is None:
-        return None
-    if isinstance(value, (datetime, pd.Timestamp)):
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float):
-        return None if math.isnan(value) else round(value, 6)
-    return value
+    return json_safe(value, DIGITS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,16 +316,17 @@ def graded(ctx: CheckContext, fid: str, title: str, metric: str, rule: Threshold
     flagged = [r for r in daily if r["severity"] != "pass"]
     if not flagged:
         top = max((r["value"] for r in daily), key=key, default=None)
-        return Finding(fid, title, "pass", metric, top, rule.as_dict(), message=quiet)
+        return Finding(fid, "pass", quiet, title=title, metric=metric, value=top, thresholds=rule.as_dict(),
+                       impact=IMPACT.get(fid, ""))
     dates = [r["date"] for r in flagged]
     severity = worst(r["severity"] for r in flagged)
     # Over several days of mixed severity, say which days carry the worst one (the days that stop).
     worst_days = [r["date"] for r in flagged if r["severity"] == severity]
     which = f" ({severity.upper()} on {fmt_dates(worst_days)})" if len(worst_days) < len(flagged) else ""
     return Finding(
-        fid, title, severity, metric,
-        max((r["value"] for r in flagged), key=key), rule.as_dict(), dates, ctx.files_for(dates),
-        samples(dates) if samples else [], f"{what(flagged)}{which}; {IMPACT[fid]}.", flagged,
+        fid, severity, f"{what(flagged)}{which}; {IMPACT[fid]}.", title=title, metric=metric,
+        value=max((r["value"] for r in flagged), key=key), thresholds=rule.as_dict(), dates=dates,
+        files=ctx.files_for(dates), sample_rows=samples(dates) if samples else [], daily=flagged, impact=IMPACT[fid],
     )
 
 
@@ -402,11 +353,13 @@ def fixed(ctx: CheckContext, fid: str, title: str, metric: str, severity: str, d
           message: str, quiet: str, samples: list[dict] | None = None) -> Finding:
     """A yes/no finding with a configured severity (schema changes, dictionary mismatches, …)."""
     if not dates:
-        return Finding(fid, title, "pass", metric, 0, {"severity": severity}, message=quiet)
+        return Finding(fid, "pass", quiet, title=title, metric=metric, value=0, thresholds={"severity": severity},
+                       impact=IMPACT.get(fid, ""))
     dates = sorted(set(dates))
     daily = [{"date": d, "value": None, "severity": severity} for d in dates]
-    return Finding(fid, title, severity, metric, value, {"severity": severity}, dates, ctx.files_for(dates),
-                   samples or [], f"{message}; {IMPACT[fid]}.", daily)
+    return Finding(fid, severity, f"{message}; {IMPACT[fid]}.", title=title, metric=metric, value=value,
+                   thresholds={"severity": severity}, dates=dates, files=ctx.files_for(dates),
+                   sample_rows=samples or [], daily=daily, impact=IMPACT[fid])
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> dict[date, float]:

@@ -27,12 +27,13 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from puffy.dq.checks import SEVERITY_RANK, CheckContext, Finding, daily_summary, file_facts, fmt_dates, run_checks
+from puffy.dq.checks import CheckContext, daily_summary, file_facts, fmt_dates, run_checks
 from puffy.dates import date_range
 from puffy.dq.report import build_report, narrative, write_reports
 from puffy.dq.rules import load_rules
 from puffy.engine import scratch_duckdb
 from puffy.errors import InputDataError, UserError
+from puffy.findings import SEVERITY_RANK, Finding
 from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
 from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
 from puffy.params import PipelineParams

@@ -15,9 +15,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from dataclasses import fields as dataclass_fields
-
-from puffy.dq.checks import SEVERITY_RANK, Finding, fmt_dates, pct
+from puffy.dq.checks import fmt_dates, pct
+from puffy.findings import GATE_JSON, SEVERITY_RANK, Finding, finding_from_dict
 from puffy.incidents import since_text
 from puffy.params import PrivacyParams
 from puffy.safe_output import Redactor, json_dumps_html_safe, md_cell, md_text, redactor_from
@@ -70,7 +69,7 @@ def build_report(*, status: str, generated_at: str, input_dir: Path, period: tup
         "rejects": dict(sorted(rejects.items())),
         "reconciliation": {"lines_read": lines, "events": events, "rejects": data_rejects,
                            "ok": all(f["reconciled"] for f in files)},
-        "findings": [redact_finding(f.to_dict(), redactor) for f in findings],
+        "findings": [redact_finding(f.to_dict(GATE_JSON), redactor) for f in findings],
     }
 
 
@@ -199,8 +198,7 @@ _cell = md_cell
 
 def _findings_of(report: dict) -> list[Finding]:
     """The document's (redacted) findings as ``Finding`` objects, in the document's order."""
-    names = [f.name for f in dataclass_fields(Finding)]
-    return [Finding(**{k: d[k] for k in names if k in d}) for d in report["findings"]]
+    return [finding_from_dict(d) for d in report["findings"]]
 
 
 # Longest value shown in a sample cell; the JSON keeps the values whole.

@@ -15,15 +15,14 @@ Unknown keys are errors (``extra='forbid'``), so a typo stops the run with one l
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 
+from puffy.findings import RAISED, RaisedSeverity
 from puffy.ingest import RawContract
 from puffy.params import StrictModel, require_within
 
-Severity = Literal["info", "warn", "error"]
-LEVELS = ("info", "warn", "error")
+Severity = RaisedSeverity  # what a rule may set (puffy.findings)
+LEVELS = RAISED
 
 
 class Threshold(StrictModel):

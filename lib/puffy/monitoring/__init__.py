@@ -13,7 +13,7 @@ here). What each finding means and what to do about it: ``docs/monitoring.md``.
 """
 
 from puffy.monitoring.audit import MonitoringResult, run_monitoring
-from puffy.monitoring.monitors import Finding
+from puffy.findings import Finding
 from puffy.monitoring.rules import MonitoringRules, load_rules
 from puffy.monitoring.stage import run
 

@@ -31,6 +31,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from puffy.findings import PROBLEMS, SEVERITY_RANK
+
 log = logging.getLogger("puffy.alert")
 
 SCHEMA = "puffy.alert/1"
@@ -42,7 +44,6 @@ STAGE_REPORTS = {
     "02_transform": "transform_status.json",
     "04_monitoring": "monitoring_report.json",
 }
-_SEVERITY_ORDER = {"error": 0, "warn": 1}
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,9 @@ def alert_for_day(result, run_dir: Path, outputs_dir: Path, rules) -> dict | Non
     day needs nobody (published clean, or with only ongoing / acknowledged / below-threshold findings)."""
     run_dir = Path(run_dir)
     findings = [f for stage in STAGE_REPORTS for f in _stage_findings(run_dir, stage)]
-    raised = [f for f in findings if f.get("severity") in _SEVERITY_ORDER]
-    threshold = _SEVERITY_ORDER[rules.min_severity]
-    new = [f for f in raised if f.get("state") == "new" and _SEVERITY_ORDER[f["severity"]] <= threshold]
+    raised = [f for f in findings if f.get("severity") in PROBLEMS]
+    threshold = SEVERITY_RANK[rules.min_severity]
+    new = [f for f in raised if f.get("state") == "new" and SEVERITY_RANK[f["severity"]] >= threshold]
     if result.exit_code:
         outcome = QUARANTINED if result.quarantine_path else STOPPED
         stage = result.stopped_at
@@ -108,7 +109,7 @@ def alert_for_day(result, run_dir: Path, outputs_dir: Path, rules) -> dict | Non
         top = [f for f in top if f["severity"] == "error" or f.get("state") == "new"]
     elif result.published and new:
         outcome, stage = PUBLISHED_WITH_WARNINGS, new[0]["stage"]
-        top = sorted(new, key=lambda f: _SEVERITY_ORDER[f["severity"]])
+        top = sorted(new, key=lambda f: -SEVERITY_RANK[f["severity"]])
     else:
         return None
     report = next((s.html for s in result.stages if s.stage == stage and s.html), None)

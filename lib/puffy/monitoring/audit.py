@@ -15,10 +15,10 @@ from typing import TypeVar
 import pandas as pd
 import pyarrow.parquet as pq
 
+from puffy.findings import Finding
 from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
 from puffy.monitoring import metrics as m
 from puffy.monitoring import monitors
-from puffy.monitoring.monitors import Finding
 from puffy.monitoring.report import build_report, overall_status, render_markdown, sort_findings, write_reports
 from puffy.monitoring.rules import MonitoringRules, load_rules
 

@@ -22,57 +22,16 @@ monitoring.monitor_failed.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 
-import numpy as np
 import pandas as pd
 
 from puffy.dates import date_range, date_runs_text
+from puffy.findings import LEGACY_STATUS, Finding, json_safe
 from puffy.monitoring import stats
 from puffy.monitoring.metrics import FUNNEL_STAGES
 from puffy.monitoring.rules import FreshnessRules, FunnelRules, MixRules, RevenueRules, SegmentRules, TrendRules
-
-
-@dataclass
-class Finding:
-    """Something a monitor wants a person to know about the run date."""
-
-    id: str
-    severity: str  # info | warn | error
-    message: str
-    metric: str | None = None
-    value: float | None = None
-    band: tuple[float | None, float | None] | None = None
-    dates: list[str] = field(default_factory=list)
-    details: dict = field(default_factory=dict)
-    # Set by ``puffy.incidents``: since when, how long, new or ongoing, and who accepted it.
-    first_seen: str | None = None
-    days_open: int | None = None
-    state: str | None = None
-    acknowledged: dict | None = None
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["band"] = None if self.band is None else [_clean(x) for x in self.band]
-        out["value"] = _clean(self.value)
-        out["details"] = {k: _clean(v) for k, v in self.details.items()}
-        return out
-
-
-def _clean(x):
-    """JSON-safe value: NaN / inf become None, numpy scalars become Python ones."""
-    if x is None or isinstance(x, (str, list, dict, tuple)):
-        return x
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return None if math.isnan(f) or math.isinf(f) else f
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
@@ -246,7 +205,7 @@ def check_reconciliation(orders_revenue: float, rejected_revenue: float, raw_rev
     return out
 
 
-_OK_STATUSES = {"pass", "ok", "info"}
+_OK_STATUSES = {"pass", "info", *LEGACY_STATUS}  # the transform still says 'ok'
 
 
 def check_transform_reconciliation(report: pd.DataFrame | None, run_date: date) -> list[Finding]:
@@ -262,7 +221,7 @@ def check_transform_reconciliation(report: pd.DataFrame | None, run_date: date) 
         out.append(Finding("revenue.transform_reconciliation", severity,
                            f"transform check '{row.get('check')}' is {status}: left {row.get('left')} vs right "
                            f"{row.get('right')} (difference {row.get('difference')})",
-                           metric=str(row.get("check")), value=_clean(row.get("difference")),
+                           metric=str(row.get("check")), value=json_safe(row.get("difference")),
                            dates=[run_date.isoformat()]))
     return out
 

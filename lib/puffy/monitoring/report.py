@@ -17,22 +17,11 @@ import pandas as pd
 
 from puffy.incidents import counts as incident_counts
 from puffy.incidents import since_text
-from puffy.monitoring.monitors import Finding, _clean, _fmt
-from puffy.monitoring.rules import SEVERITY_RANK
+# overall_status: 'error' > 'warn' > 'pass', an info never raising it; sort_findings: worst first, then
+# id and metric (stable across runs). Both are the shared ones, named here for puffy.monitoring.audit.
+from puffy.findings import MONITORING_JSON, Finding, json_safe, overall_status, sort_findings  # noqa: F401
+from puffy.monitoring.monitors import _fmt
 from puffy.safe_output import md_cell
-
-SEVERITY_ORDER = {"error": 0, "warn": 1, "info": 2}
-
-
-def overall_status(findings: list[Finding]) -> str:
-    """'error' if any finding is an error, else 'warn' if any is a warning, else 'pass'."""
-    worst = max((SEVERITY_RANK[f.severity] for f in findings), default=0)
-    return {0: "pass", 1: "warn", 2: "error"}[worst]
-
-
-def sort_findings(findings: list[Finding]) -> list[Finding]:
-    """Most severe first, then by id and metric (stable across runs)."""
-    return sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.id, f.metric or ""))
 
 
 def status_message(findings: list[Finding]) -> str:
@@ -52,7 +41,7 @@ def status_message(findings: list[Finding]) -> str:
 def _records(df: pd.DataFrame) -> list[dict]:
     out = []
     for row in df.to_dict("records"):
-        out.append({k: (v.isoformat() if isinstance(v, (date, datetime)) else _clean(v)) for k, v in row.items()})
+        out.append({k: (v.isoformat() if isinstance(v, (date, datetime)) else json_safe(v)) for k, v in row.items()})
     return out
 
 
@@ -62,7 +51,7 @@ def build_report(*, status: str, run_date: date, generated_at: datetime, finding
     """The JSON document (plain Python types only)."""
     day_metrics = {}
     if run_date in metrics.index:
-        day_metrics = {k: _clean(v) for k, v in metrics.loc[run_date].items()}
+        day_metrics = {k: json_safe(v) for k, v in metrics.loc[run_date].items()}
     charts = {}
     if not trend.empty:
         for metric, g in trend.groupby("metric", sort=False):
@@ -75,7 +64,7 @@ def build_report(*, status: str, run_date: date, generated_at: datetime, finding
         "generated_at": generated_at.isoformat(),
         "counts": {**{s: sum(f.severity == s for f in findings) for s in ("error", "warn", "info")},
                    **incident_counts(findings)},
-        "findings": [f.to_dict() for f in findings],
+        "findings": [f.to_dict(MONITORING_JSON) for f in findings],
         "metrics": day_metrics,
         "charts": {"trend": charts, "mix": {k: _records(v) for k, v in mix_tables.items()}},
         "inputs": inputs,

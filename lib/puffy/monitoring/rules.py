@@ -17,14 +17,14 @@ from pydantic import Field, model_validator
 from puffy.attribution import ModelName
 from puffy.dq.rules import load_rules as load_dq_rules
 from puffy.errors import ParamsError
+from puffy.findings import RaisedSeverity
 from puffy.params import StrictModel, load_params, require_within
 
 log = logging.getLogger("puffy.monitoring")
 
-Severity = Literal["info", "warn", "error"]
+Severity = RaisedSeverity  # what a rule may set (puffy.findings)
 Direction = Literal["both", "up", "down"]
 
-SEVERITY_RANK = {"pass": 0, "info": 0, "warn": 1, "error": 2}
 # The warehouse's date-partitioned tables (puffy.transform.pipeline.TABLES; a test keeps them equal).
 WarehouseTable = Literal["fct_sessions", "fct_orders", "fct_order_items", "fct_order_rejects", "fct_attribution"]
 

@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from puffy.attribution import MODEL_NAMES
 from puffy.dates import date_range
 from puffy.errors import UserError
+from puffy.findings import normalise_status
 from puffy.params import StrictModel, load_params
 from puffy.warehouse import partition_dates, partition_files
 
@@ -320,7 +321,7 @@ def load_findings(runs_dir: Path, days: list[date]) -> list[dict]:
             for f in report.get("findings") or []:
                 if not isinstance(f, dict):
                     continue
-                severity = str(f.get("severity") or f.get("status") or "info").lower()
+                severity = normalise_status(f.get("severity") or f.get("status") or "info")
                 dates = f.get("dates") or [day.isoformat()]
                 out.append({**f, "severity": severity, "source": source, "run_date": day.isoformat(),
                             "dates": [str(d) for d in dates]})
