@@ -170,6 +170,22 @@ def test_parquet_written_through_pyarrow_fs_reads_back(root: Location):
     assert pq.read_table(path, filesystem=fs).equals(data)
 
 
+def test_localize_downloads_once_and_again_when_the_object_changes(bucket, tmp_path):
+    from puffy.storage import localize
+
+    raw = Location.parse(f"s3://{bucket}/raw_events/events_20250301.csv")
+    raw.write_text("a\n1\n")
+    first = localize(raw, tmp_path / "cache")
+    assert first == tmp_path / "cache" / bucket / "raw_events" / "events_20250301.csv"
+    assert first.read_text() == "a\n1\n"
+    first.write_text("touched locally")  # the same ETag: the cached copy is used as it is
+    assert localize(raw, tmp_path / "cache").read_text() == "touched locally"
+    raw.write_text("a\n1\n2\n")  # a new object: fetched again
+    assert localize(raw, tmp_path / "cache").read_text() == "a\n1\n2\n"
+    assert localize(tmp_path / "x.csv", tmp_path / "cache") == tmp_path / "x.csv"  # local: itself
+    assert sorted(p.name for p in first.parent.iterdir()) == [".events_20250301.csv.etag", "events_20250301.csv"]
+
+
 def test_duckdb_reads_csv_and_parquet_from_the_bucket(bucket):
     """Hand-worked: the CSV's amounts sum to 1.5 + 2.25 = 3.75; the two Parquet partitions hold 3 + 2 rows."""
     for scheme in ("s3", "s3a"):

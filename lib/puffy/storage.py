@@ -307,6 +307,35 @@ class Location:
         return info.get("ETag")
 
 
+def localize(loc: "str | os.PathLike | Location", cache_dir: "str | os.PathLike") -> Path:
+    """A local path holding ``loc``'s file: the path itself when local, else a copy downloaded into
+    ``cache_dir`` (``<bucket>/<key>``), fetched again only when the object's ETag or size changed.
+
+    For readers that read a file several times or need a seekable local file (the raw-CSV ingest
+    counts lines, indexes them and parses them: one download instead of three remote reads).
+    The download goes to a temporary name and is renamed, so a killed download is never mistaken
+    for the file.
+    """
+    loc = Location.parse(loc)
+    if loc.is_local:
+        return loc.path
+    info = loc.fs.info(loc.fs_path)
+    stamp = f"{info.get('ETag', '')}:{info.get('size', '')}"
+    target = Path(cache_dir) / loc.bucket / loc.key
+    marker = target.with_name(f".{target.name}.etag")
+    if target.exists() and marker.exists() and marker.read_text(encoding="utf-8") == stamp:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.part-{os.getpid()}")
+    try:
+        loc.fs.get_file(loc.fs_path, str(partial))
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    marker.write_text(stamp, encoding="utf-8")
+    return target
+
+
 def location(value: "str | os.PathLike | Location") -> Location:
     """``Location.parse``, for brevity at call sites."""
     return Location.parse(value)
