@@ -182,3 +182,51 @@ def test_the_notebook_kernel_dies_with_a_killed_runner(tmp_path):
             os.killpg(the_runner.pid, signal.SIGKILL)
         if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def _probe_notebook(path: Path, code: str) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("label = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(textwrap.dedent(code))])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def _stdout(executed: Path) -> str:
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_a_session_runs_every_notebook_in_one_kernel_with_an_empty_namespace(tmp_path, monkeypatch):
+    """A backfill pays for the kernel's start and the imports once (issue 17): inside a
+    KernelSession three notebooks run in one kernel process, and a variable one of them left is gone
+    before the next (as if each had a kernel of its own)."""
+    _probe_notebook(tmp_path / "probe.ipynb", """
+        import os, sys
+        print("pid", os.getpid(), "leftover", "seen" in globals(), "wave imported", "wave" in sys.modules)
+        seen = label
+        import wave
+    """)
+    monkeypatch.setattr(runner, "notebook_path", lambda name: tmp_path / f"{name}.ipynb")
+    with runner.KernelSession():
+        outs = [_stdout(runner.execute_notebook("probe", tmp_path / f"run{i}", {"label": i})) for i in range(3)]
+    pids = {line.split()[1] for line in outs}
+    assert len(pids) == 1, outs
+    assert all("leftover False" in line for line in outs), outs  # the namespace is emptied before each notebook
+    assert [("wave imported True" in line) for line in outs] == [False, True, True], outs  # modules stay imported
+    assert runner.KernelSession.active is None
+
+
+def test_a_session_starts_a_new_kernel_when_its_kernel_died(tmp_path, monkeypatch):
+    _probe_notebook(tmp_path / "die.ipynb", "import os\nprint('pid', os.getpid())\nif label == 'die':\n    os._exit(1)")
+    monkeypatch.setattr(runner, "notebook_path", lambda name: tmp_path / f"{name}.ipynb")
+    with runner.KernelSession():
+        first = _stdout(runner.execute_notebook("die", tmp_path / "a", {"label": "live"}))
+        with pytest.raises(Exception):  # the kernel dies in the cell: the notebook fails
+            runner.execute_notebook("die", tmp_path / "b", {"label": "die"})
+        after = _stdout(runner.execute_notebook("die", tmp_path / "c", {"label": "live"}))
+    assert first.split()[1] != after.split()[1], (first, after)

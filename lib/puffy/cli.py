@@ -23,6 +23,7 @@ from puffy import runner
 from puffy.errors import UserError
 from puffy.params import DEFAULT_PARAMS_DIR, PROJECT, REPO_ROOT, PipelineParams, load_pipeline_params
 from puffy.runlog import configure_console, run_log
+from puffy.stage import Layout
 
 log = logging.getLogger("puffy")
 
@@ -376,18 +377,18 @@ def _outputs_dir(args, params: PipelineParams) -> Path:
     return Path(getattr(args, "outputs_dir", None) or params.outputs_dir).resolve()
 
 
-def _layout(args, params: PipelineParams) -> runner.RunLayout:
+def _layout(args, params: PipelineParams) -> Layout:
     input_dir = getattr(args, "input_dir", None) or params.input_dir
-    return runner.RunLayout(_outputs_dir(args, params), Path(input_dir).resolve(), Path(args.params_dir).resolve())
+    return Layout(_outputs_dir(args, params), Path(input_dir).resolve(), Path(args.params_dir).resolve())
 
 
-def _available_days(layout: runner.RunLayout) -> list[date]:
+def _available_days(layout: Layout) -> list[date]:
     from puffy.ingest import discover_raw_files, file_date_of
 
     return [file_date_of(p) for p in discover_raw_files(layout.input_dir)]
 
 
-def _print_results(results: list[runner.DayResult], layout: runner.RunLayout, log_file: Path | None = None) -> int:
+def _print_results(results: list[runner.DayResult], layout: Layout, log_file: Path | None = None) -> int:
     """One line per day (exit code, outcome, its reports' directory), then the index and the log."""
     worst = 0
     for r in results:
@@ -409,7 +410,7 @@ def _print_results(results: list[runner.DayResult], layout: runner.RunLayout, lo
     return worst
 
 
-def _run_header(command: str, layout: runner.RunLayout, days: str) -> None:
+def _run_header(command: str, layout: Layout, days: str) -> None:
     """The first lines of every run: which checkout, which params, which data, where it writes."""
     log.info("puffy %s %s: %s", command, days, PROJECT.describe())
     log.info("params %s · input %s · outputs %s", layout.params_dir, layout.input_dir, layout.outputs_dir)
@@ -458,7 +459,7 @@ def cmd_run(args) -> int:
     return code
 
 
-def clear_outputs(layout: runner.RunLayout) -> None:
+def clear_outputs(layout: Layout) -> None:
     """``demo --fresh``: remove the pipeline's outputs, and the input if it is a generated sample.
 
     Raw data is immutable: only a sample this tool generated (``_truth/`` beside its CSVs) is

@@ -10,9 +10,13 @@ For one date D the order is:
                            day or none (``puffy.publish``); a transform that did not reconcile, or
                            outputs monitoring failed, are quarantined instead.
 
-Before each day the runner completes (or undoes) a publish that a killed run left unfinished. The
-notebook kernels it starts die with it, even when it is killed with SIGKILL
-(``quiet_shutdown_kernel_manager``), so a killed run stops writing at once.
+Before each day the runner completes (or undoes) a publish that a killed run left unfinished.
+
+One kernel serves a whole run (``KernelSession``): every notebook of every day executes in it, its
+namespace emptied before each notebook, so a backfill pays for the kernel's start and the imports
+once, not three times a day. A kernel that dies is started again for the next notebook. The kernel
+dies with the runner, even when it is killed with SIGKILL (``quiet_shutdown_kernel_manager``), so a
+killed run stops writing at once.
 
 Every executed notebook is kept under ``outputs/runs/<D>/`` (emptied at the start of the day's run,
 so nothing there is from an earlier run) with its HTML rendering. Each stage writes a status JSON
@@ -33,6 +37,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -43,6 +48,7 @@ from puffy.errors import UserError
 from puffy.params import REPO_ROOT
 from puffy.runlog import active_log
 from puffy.run_index import write_index
+from puffy.stage import STATUS_FILES, Layout
 
 log = logging.getLogger("puffy.run")
 
@@ -56,19 +62,35 @@ EXIT_MONITORING = 5
 EXIT_REPORT = 6
 
 
+def _gate_parameters(layout: Layout, day: date) -> dict:
+    return {"input_dir": str(layout.input_dir)}
+
+
+def _transform_parameters(layout: Layout, day: date) -> dict:
+    # The identity-stitching comparison is an analysis, and a second transform: off in the daily run.
+    return {"warehouse_root": str(layout.staging_warehouse(day)), "mode": "incremental",
+            "compare_identity_stitching": False}
+
+
+def _monitoring_parameters(layout: Layout, day: date) -> dict:
+    return {"warehouse_root": str(layout.staging_warehouse(day))}
+
+
 @dataclass
 class Stage:
     notebook: str
     status_file: str
     exit_code: int
+    parameters: Callable[[Layout, date], dict]  # beyond run_date, params_dir, outputs_dir, output_dir
     optional: bool = False  # skipped when the notebook is absent (else that is an error)
     quarantine: bool = False  # on an error, the staged outputs are kept for inspection
 
 
 DAILY_STAGES = [
-    Stage("01_data_quality", "dq_report.json", EXIT_GATE),
-    Stage("02_transform", "transform_status.json", EXIT_TRANSFORM, quarantine=True),
-    Stage("04_monitoring", "monitoring_report.json", EXIT_MONITORING, optional=True, quarantine=True),
+    Stage("01_data_quality", STATUS_FILES["dq"], EXIT_GATE, _gate_parameters),
+    Stage("02_transform", STATUS_FILES["transform"], EXIT_TRANSFORM, _transform_parameters, quarantine=True),
+    Stage("04_monitoring", STATUS_FILES["monitoring"], EXIT_MONITORING, _monitoring_parameters, optional=True,
+          quarantine=True),
 ]
 
 
@@ -94,31 +116,7 @@ class DayResult:
     alert: dict | None = None  # {sent: True | False | None (no webhook), detail, outcome} when the day alerted
 
 
-@dataclass
-class RunLayout:
-    """Where a run reads and writes (all under ``outputs_dir``)."""
-
-    outputs_dir: Path
-    input_dir: Path
-    params_dir: Path
-
-    @property
-    def intermediate(self) -> Path:
-        return self.outputs_dir / "intermediate"
-
-    @property
-    def warehouse(self) -> Path:
-        return self.outputs_dir / "warehouse"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.outputs_dir / "quarantine"
-
-    def run_dir(self, day: date) -> Path:
-        return self.outputs_dir / "runs" / day.isoformat()
-
-    def staging_warehouse(self, day: date) -> Path:
-        return self.outputs_dir / "staging" / day.isoformat() / "warehouse"
+RunLayout = Layout  # the name the runner's callers know
 
 
 def notebook_path(name: str) -> Path:
@@ -126,17 +124,115 @@ def notebook_path(name: str) -> Path:
 
 
 def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
-    """Run ``notebooks/<name>.ipynb`` with papermill; the executed copy goes to ``out_dir``."""
+    """Run ``notebooks/<name>.ipynb`` with papermill; the executed copy goes to ``out_dir``. Inside a
+    ``KernelSession`` the session's kernel runs it, else a kernel of its own."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / f"{name}.ipynb"
-    pm.execute_notebook(
-        str(notebook_path(name)), str(executed), parameters=parameters, cwd=str(REPO_ROOT),
-        kernel_name="python3", progress_bar=False, log_output=False,
-        kernel_manager_class=quiet_shutdown_kernel_manager(),
-    )
+    common = {"parameters": parameters, "cwd": str(REPO_ROOT), "kernel_name": "python3", "progress_bar": False,
+              "log_output": False}
+    session = KernelSession.active
+    if session is None:
+        pm.execute_notebook(str(notebook_path(name)), str(executed),
+                            kernel_manager_class=quiet_shutdown_kernel_manager(), **common)
+    else:
+        session.prepare()
+        _register_shared_kernel_engine()
+        pm.execute_notebook(str(notebook_path(name)), str(executed), engine_name=_SHARED_KERNEL_ENGINE,
+                            km=session.km, **common)
     return executed
+
+
+class KernelSession:
+    """One notebook kernel for every notebook executed inside the block (``execute_notebook``).
+
+    Starting a kernel and importing the library (pandas, Ibis, DuckDB, matplotlib, …) costs
+    several seconds, more than a day's work at the real volume; a run pays it once. Before each
+    notebook the kernel's namespace is emptied (``%reset -f``: variables go, imported modules and
+    their caches stay), so a notebook sees only its own parameters, as in a kernel of its own. A
+    kernel that died (a crash, the memory killer) is started again for the next notebook."""
+
+    active: KernelSession | None = None
+
+    def __init__(self):
+        self.km = None
+
+    def __enter__(self) -> KernelSession:
+        if KernelSession.active is not None:
+            return KernelSession.active
+        KernelSession.active = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if KernelSession.active is self:
+            KernelSession.active = None
+            self._shutdown()
+
+    def prepare(self) -> None:
+        """A live kernel with an empty namespace."""
+        if self.km is not None and not _run_sync(self.km.is_alive()):
+            log.warning("the notebook kernel died; starting a new one")
+            self._shutdown()
+        if self.km is None:
+            self.km = quiet_shutdown_kernel_manager()(kernel_name="python3")
+            _run_sync(self.km.start_kernel(cwd=str(REPO_ROOT)))
+            return
+        client = self.km.blocking_client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            client.execute_interactive("get_ipython().run_line_magic('reset', '-f')", store_history=False, timeout=60)
+        finally:
+            client.stop_channels()
+
+    def _shutdown(self) -> None:
+        if self.km is not None:
+            try:
+                _run_sync(self.km.shutdown_kernel(now=True))
+            except Exception as exc:  # a kernel already gone
+                log.debug("kernel shutdown: %s", exc)
+            self.km = None
+
+
+def _run_sync(awaitable):
+    """Wait for a kernel manager's coroutine from synchronous code (jupyter_client's own loop)."""
+    from jupyter_core.utils import run_sync
+
+    async def wait():
+        return await awaitable
+
+    return run_sync(wait)()
+
+
+_SHARED_KERNEL_ENGINE = "puffy-shared-kernel"
+
+
+@functools.cache
+def _register_shared_kernel_engine() -> None:
+    """papermill's nbclient engine, except that the kernel client it opens on the session's kernel
+    is closed after each notebook (papermill leaves it open when it does not own the kernel)."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class SharedKernelEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            from papermill.engines import logger
+
+            kwargs.pop("input_path", None)
+            client = PapermillNotebookClient(nb_man, km=kwargs.pop("km"), timeout=execution_timeout,
+                                             startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
+                                             log_output=log_output, stdout_file=stdout_file,
+                                             stderr_file=stderr_file, **kwargs)
+            try:
+                return client.execute()
+            finally:
+                if client.kc is not None:
+                    client.kc.stop_channels()
+
+    papermill_engines.register(_SHARED_KERNEL_ENGINE, SharedKernelEngine)
 
 
 @functools.cache
@@ -237,19 +333,25 @@ def render_html(executed: Path, no_input: bool = True) -> Path:
     """Render an executed notebook to HTML next to it: results only, each code cell folded under its
     results ("code", closed) by default; ``no_input=False`` shows the code above the results as
     Jupyter does."""
-    import jinja2
     import nbformat
+
+    body, _ = _html_exporter(no_input).from_notebook_node(nbformat.read(executed, as_version=4))
+    html = executed.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+@functools.cache
+def _html_exporter(no_input: bool):
+    """One exporter per layout for the process: building one loads and compiles its templates."""
+    import jinja2
     from nbconvert import HTMLExporter
 
     options = {"exclude_input_prompt": True, "exclude_output_prompt": True}
     if no_input:
         options.update(exclude_input=True, template_file="puffy_results_first.html.j2",
                        extra_loaders=[jinja2.DictLoader({"puffy_results_first.html.j2": _RESULTS_FIRST_TEMPLATE})])
-    exporter = HTMLExporter(template_name="lab", **options)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
-    html = executed.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
-    return html
+    return HTMLExporter(template_name="lab", **options)
 
 
 def read_status(run_dir: Path, status_file: str) -> tuple[str, str]:
@@ -277,7 +379,7 @@ def _after_failed_cell(run_dir: Path, stage: Stage, error: str) -> tuple[str, st
     return ("error" if status == "error" else "warn"), "; ".join(m for m in (message, note) if m)
 
 
-def run_day(day: date, layout: RunLayout, mode: str = "incremental") -> DayResult:
+def run_day(day: date, layout: Layout) -> DayResult:
     """Run every daily stage for ``day``; never raises for a failing stage (the result says why).
 
     The notebooks read their settings from ``layout.params_dir`` themselves."""
@@ -290,19 +392,8 @@ def run_day(day: date, layout: RunLayout, mode: str = "incremental") -> DayResul
     staging_wh = layout.staging_warehouse(day)
     shutil.rmtree(staging_wh, ignore_errors=True)
     shutil.rmtree(run_dir, ignore_errors=True)  # reports of an earlier run of the day must not linger
-    common = {
-        "run_date": day.isoformat(),
-        "params_dir": str(layout.params_dir),
-        "output_dir": str(run_dir),
-    }
-    per_stage = {
-        "01_data_quality": {"input_dir": str(layout.input_dir), "staging_root": str(layout.intermediate)},
-        "02_transform": {"staging_root": str(layout.intermediate), "warehouse_root": str(staging_wh),
-                         "history_root": str(layout.warehouse), "mode": mode,
-                         "compare_identity_stitching": False},  # an analysis, and a second transform
-        "04_monitoring": {"warehouse_root": str(staging_wh), "history_root": str(layout.warehouse),
-                          "intermediate_root": str(layout.intermediate)},
-    }
+    common = {"run_date": day.isoformat(), "params_dir": str(layout.params_dir),
+              "outputs_dir": str(layout.outputs_dir), "output_dir": str(run_dir)}
     for stage in DAILY_STAGES:
         t0 = time.perf_counter()
         html = None
@@ -313,7 +404,7 @@ def run_day(day: date, layout: RunLayout, mode: str = "incremental") -> DayResul
             status, message = "error", f"{notebook_path(stage.notebook)} is missing"
         else:
             try:
-                execute_notebook(stage.notebook, run_dir, {**common, **per_stage[stage.notebook]})
+                execute_notebook(stage.notebook, run_dir, {**common, **stage.parameters(layout, day)})
                 status, message = read_status(run_dir, stage.status_file)
             except Exception as exc:  # a failing cell: report it, keep the partial notebook
                 status, message = _after_failed_cell(run_dir, stage, _notebook_error(exc))
@@ -363,8 +454,9 @@ def send_alert(result: DayResult, layout: RunLayout) -> dict | None:
 
 def run_range(start: date, end: date, layout: RunLayout, stop_on_error: bool = False,
               progress: bool | None = None) -> list[DayResult]:
-    """Backfill: run each day in order. A day stopped by its gate does not stop later days
-    unless ``stop_on_error``; the caller exits with the worst exit code.
+    """Backfill: run each day in order, every notebook in one kernel (``KernelSession``). A day
+    stopped by its gate does not stop later days unless ``stop_on_error``; the caller exits with the
+    worst exit code.
 
     ``progress``: a progress bar on stderr for more than one day; by default only when stderr is a
     terminal (in a scheduler's log, a bar is a stream of carriage returns).
@@ -374,7 +466,7 @@ def run_range(start: date, end: date, layout: RunLayout, stop_on_error: bool = F
     """
     from tqdm import tqdm
 
-    with exclusive_outputs(layout.outputs_dir):
+    with exclusive_outputs(layout.outputs_dir), KernelSession():
         days = date_range(start, end)
         results = []
         if progress is None:
@@ -426,12 +518,3 @@ def exclusive_outputs(outputs_dir: Path):
 
 
 _HELD: set[Path] = set()  # outputs directories whose lock this process holds
-
-
-def write_stage_status(output_dir: str | Path, stage_file: str, status: str, message: str = "", **details) -> Path:
-    """Called by a notebook's last cell: the contract between a notebook and the runner."""
-    path = Path(output_dir) / stage_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"status": status, "message": message, **details}, indent=2, default=str) + "\n",
-                    encoding="utf-8")
-    return path

@@ -28,6 +28,10 @@ from puffy.dates import date_range, parse_day
 from puffy.errors import UserError
 from puffy.params import DEFAULT_PARAMS_DIR, REPO_ROOT, PipelineParams, load_pipeline_params
 
+# Where each stage writes its status (in its output directory): the gate's and the audit's reports
+# are their statuses.
+STATUS_FILES = {"dq": "dq_report.json", "transform": "transform_status.json", "monitoring": "monitoring_report.json"}
+
 
 def repo_path(path: str | Path | None) -> Path | None:
     """A relative path is taken from the project root (a notebook opened in JupyterLab runs in

@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 from support.monitoring_warehouse import DaySpec, build_warehouse, write_day
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "04_monitoring.ipynb"
-PARAMETERS = {"run_date", "params_dir", "output_dir", "warehouse_root", "history_root", "intermediate_root", "now"}
+PARAMETERS = {"run_date", "params_dir", "outputs_dir", "warehouse_root", "output_dir", "now"}
 
 
 def test_notebook_is_thin_clean_and_parameterised():
@@ -35,8 +35,8 @@ def test_notebook_runs_and_writes_the_report_the_runner_reads(tmp_path):
     pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), cwd=str(REPO_ROOT), kernel_name="python3",
                         progress_bar=False, parameters={
                             "run_date": days[-1].isoformat(), "output_dir": str(out),
-                            "warehouse_root": str(warehouse), "history_root": str(warehouse),
-                            "intermediate_root": str(intermediate), "now": "2030-01-01T00:00:00+00:00"})
+                            "outputs_dir": str(tmp_path / "data"), "warehouse_root": str(warehouse),
+                            "now": "2030-01-01T00:00:00+00:00"})
     report = json.loads((out / "monitoring_report.json").read_text())
     assert report["status"] == "warn" and report["generated_at"] == "2030-01-01T00:00:00+00:00"
     # stale partitions (now is years later) and the null spike, both warnings

@@ -114,7 +114,7 @@ def test_02_without_staged_events_says_to_run_01_first(tmp_path):
     from puffy import runner
 
     with pytest.raises(pm.PapermillExecutionError) as err:
-        runner.execute_notebook("02_transform", tmp_path, {"staging_root": str(tmp_path / "nothing_staged"),
+        runner.execute_notebook("02_transform", tmp_path, {"outputs_dir": str(tmp_path / "nothing_staged"),
                                                            "warehouse_root": str(tmp_path / "wh")})
     assert err.value.ename == "UserError"
     assert "run 01_data_quality (the gate) first" in err.value.evalue

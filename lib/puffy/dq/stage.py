@@ -8,8 +8,6 @@ from pathlib import Path
 from puffy.dq.gate import run_gate
 from puffy.stage import Layout, Period, StageResult
 
-STATUS_FILE = "dq_report.json"  # the gate's report is its status
-
 
 def run(layout: Layout, period: Period | None = None, *, output_dir: str | Path | None = None,
         now: datetime | None = None) -> StageResult:

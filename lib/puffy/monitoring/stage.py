@@ -10,8 +10,6 @@ from puffy.monitoring.audit import run_monitoring
 from puffy.stage import Layout, Period, StageResult
 from puffy.warehouse import newest_warehouse, partition_dates
 
-STATUS_FILE = "monitoring_report.json"  # the audit's report is its status
-
 
 def run(layout: Layout, period: Period | None = None, *, warehouse: str | Path | None = None,
         output_dir: str | Path | None = None, now: datetime | None = None) -> StageResult:

@@ -12,11 +12,10 @@ from typing import Literal
 import pandas as pd
 
 from puffy.errors import UserError
-from puffy.stage import Layout, Period, StageResult, write_status
+from puffy.stage import STATUS_FILES, Layout, Period, StageResult, write_status
 from puffy.transform.pipeline import TransformResult, channel_revenue_by_model, load_table, run_transform
 from puffy.warehouse import partition_dates
 
-STATUS_FILE = "transform_status.json"
 _STATUS = {"ok": "pass", "warn": "warn", "error": "error"}  # the transform's reconciliation words → stage status
 
 
@@ -41,7 +40,7 @@ def run(layout: Layout, period: Period | None = None, *, warehouse: str | Path |
     status = _STATUS[result.status]
     paths = {"warehouse": warehouse}
     if output_dir is not None:
-        paths["status"] = write_status(output_dir, STATUS_FILE, status, result.message, start=period.start,
+        paths["status"] = write_status(output_dir, STATUS_FILES["transform"], status, result.message, start=period.start,
                                        end=period.end, mode=mode, engine=result.engine, row_counts=result.row_counts)
     return StageResult("transform", status, result.message, paths, result)
 
