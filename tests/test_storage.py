@@ -281,6 +281,11 @@ def test_the_steps_are_prepare_each_commit_collect(tmp_path, bucket):
     published = publish(staging, warehouse, on_step=steps.append)
     assert steps == [f"prepared {t}/date={DAY}" for t in TABLES] + ["committed", "finished"]
     assert [p.relative_to(warehouse).rsplit("/", 1)[0] for p in published] == [f"{t}/date={DAY}" for t in TABLES]
+    manifest = read_manifest(warehouse)
+    version = manifest.partitions["fct_sessions"][DAY.isoformat()]["version"]
+    assert version.startswith("v-") and "=" not in version  # not taken for a partition column by hive-style readers
+    assert manifest.files("fct_sessions", [DAY]) == [f"{warehouse.uri}/fct_sessions/date={DAY}/{version}/part-0.parquet"]
+    assert published[TABLES.index("fct_sessions")].uri == f"{warehouse.uri}/fct_sessions/date={DAY}/{version}"
 
 
 def test_a_reader_at_every_step_sees_the_old_day_until_the_commit_then_the_new(tmp_path, bucket):
