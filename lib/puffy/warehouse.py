@@ -36,7 +36,9 @@ PUBLISH_JOURNAL = ".publish-journal.json"
 def settle_publish(root: Path) -> None:
     """Before reading ``root``: complete a publish that was interrupted there (``puffy.publish.recover``),
     so a reader never sees half a day; ``UserError`` when that is needed and ``root`` is read-only.
-    One ``stat`` when there is nothing to do."""
+    One ``stat`` when there is nothing to do; nothing for object storage (its manifest needs no recovery)."""
+    if _is_object_store(root):
+        return
     if (Path(root) / PUBLISH_JOURNAL).exists():
         from puffy.publish import recover  # publish builds on this module
 
@@ -234,7 +236,12 @@ def write_partition(root: Path, table: str, day: date, data: pa.Table) -> Path:
 
 def partition_dates(root: Path, table: str) -> list[date]:
     """Dates that have a complete partition of ``table`` (temporary directories are ignored; an
-    interrupted publish is completed first, see ``settle_publish``)."""
+    interrupted publish is completed first, see ``settle_publish``). In object storage: the dates the
+    publish manifest names (``puffy.publish.published_dates``)."""
+    if _is_object_store(root):
+        from puffy.publish import published_dates
+
+        return published_dates(root, table)
     settle_publish(root)
     base = Path(root) / table
     if not base.is_dir():
@@ -247,7 +254,10 @@ def partition_dates(root: Path, table: str) -> list[date]:
 
 
 def last_written(root: Path, table: str) -> float | None:
-    """When a partition of ``table`` under ``root`` was last written (its file's mtime; None: no partition)."""
+    """When a partition of ``table`` under ``root`` was last written (its file's mtime; None: no partition;
+    in object storage: the time of the manifest's last commit if it names ``table``)."""
+    if _is_object_store(root):
+        return _manifest_written(root, table)
     files = partition_files(root, table)
     return max(Path(f).stat().st_mtime for f in files) if files else None
 
@@ -258,8 +268,37 @@ def newest_warehouse(roots: list[Path], table: str = "fct_sessions") -> Path:
 
 
 def partition_files(root: Path, table: str, days: list[date] | None = None) -> list[str]:
-    """Parquet files of ``table`` for ``days`` (all days when None), in date order."""
+    """Parquet files of ``table`` for ``days`` (all days when None), in date order (URIs in object
+    storage: the manifest's files, ``puffy.publish.published_files``)."""
+    if _is_object_store(root):
+        from puffy.publish import published_files
+
+        return published_files(root, table, days)
     settle_publish(root)
     wanted = partition_dates(root, table) if days is None else days
     files = [partition_dir(root, table, d) / "part-0.parquet" for d in wanted]
     return [str(f) for f in files if f.exists()]
+
+
+# --- object storage (puffy.storage): readers resolve partitions through the publish manifest --------
+
+def _is_object_store(root) -> bool:
+    """Whether ``root`` is an object-store warehouse (a ``Location`` or URI; a ``Path`` never is)."""
+    if isinstance(root, Path):
+        return False
+    from puffy.storage import Location, is_remote
+
+    if isinstance(root, Location):
+        return not root.is_local
+    return isinstance(root, str) and "://" in root and is_remote(root)
+
+
+def _manifest_written(root, table: str) -> float | None:
+    from datetime import datetime
+
+    from puffy.publish import read_manifest
+
+    manifest = read_manifest(root)
+    if not manifest.dates(table) or manifest.written is None:
+        return None
+    return datetime.fromisoformat(manifest.written).timestamp()
