@@ -73,6 +73,40 @@ def _output_dir(text: str) -> Path:
     return path
 
 
+def _location(text: str):
+    """A directory that may be in object storage: a local ``Path`` as typed, or a
+    ``puffy.storage.Location`` for a URI (``s3://b/x`` stays ``s3://b/x``: ``Path`` would make it
+    ``s3:/b/x``); an unsupported scheme or a URI that lost a slash is refused in one line."""
+    from puffy.storage import Location
+
+    try:
+        loc = Location.parse(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return Path(text) if loc.is_local and not text.strip().lower().startswith("file:") else (
+        loc.path if loc.is_local else loc)
+
+
+def _local_only(what: str, instead: str):
+    """An argparse type for a directory that must be local here: a URI is refused with what to do."""
+    def parse(text: str) -> Path:
+        found = _location(text)
+        if not isinstance(found, Path):
+            raise argparse.ArgumentTypeError(f"{text}: {what} must be a local directory here; {instead}")
+        return found
+    return parse
+
+
+_INPUT_LOCAL = _local_only("the input", "`puffy run --input-dir s3://…` reads raw files from object storage")
+
+
+def _local_output_dir(text: str) -> Path:
+    """``--outputs-dir``/``--output-dir``: local scratch and reports (a URI is refused, not made a folder ``s3:``)."""
+    found = _local_only("the outputs directory (staging, runs, logs)",
+                        "publish to object storage with --warehouse-dir s3://bucket/warehouse")(text)
+    return _output_dir(str(found))
+
+
 # What the machine, not the code, is to blame for: a one-line error (exit 2), not a crash log.
 ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
 FULL_DISK_HINT = ("; free space there, or point outputs_dir / duckdb_temp_directory "
@@ -132,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-faults", action="store_true", help="print the fault switches and exit")
 
     p = cmd("dq", "Run the data-quality gate over raw files and write dq_report.md/.json.")
-    _add(p, "--input-dir", type=Path, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
+    _add(p, "--input-dir", type=_INPUT_LOCAL, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
     _add(p, "--rules", type=Path, default=DEFAULT_PARAMS_DIR / "dq_rules.yaml", help="rules YAML")
-    _add(p, "--output-dir", type=_output_dir, required=True, help="where the reports go")
+    _add(p, "--output-dir", type=_local_output_dir, required=True, help="where the reports go")
     p.add_argument("--start", type=_date, help="first file date (default: all)")
     p.add_argument("--end", type=_date, help="last file date (default: all)")
     _add(p, "--fail-on-error", action="store_true", help="exit 3 when any finding has ERROR severity")
@@ -142,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
          help="params directory whose pipeline.yaml sets the engine and its memory limit")
 
     p = cmd("transform", "Gate-read raw files and build fct_sessions, fct_orders, fct_attribution (+CSV copies).")
-    _add(p, "--input-dir", type=Path, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
-    _add(p, "--output-dir", type=_output_dir, required=True, help="warehouse + CSV output directory")
+    _add(p, "--input-dir", type=_INPUT_LOCAL, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
+    _add(p, "--output-dir", type=_local_output_dir, required=True, help="warehouse + CSV output directory")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
     p.add_argument("--start", type=_date, help="first date (default: all files)")
     p.add_argument("--end", type=_date, help="last date (default: all files)")
@@ -151,9 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
          help="stop with exit 3, before transforming, when the gate finds an ERROR")
 
     p = cmd("monitor", "Audit warehouse tables for a run date and write monitoring_report.md/.json.")
-    _add(p, "--warehouse-dir", type=Path, required=True, help="warehouse root (tables/date=... partitions)")
+    _add(p, "--warehouse-dir", type=_local_only("the audited warehouse", "`puffy run` audits each day locally "
+                                                 "before publishing it to object storage"),
+         required=True, help="warehouse root (tables/date=... partitions)")
     _add(p, "--rules", type=Path, default=DEFAULT_PARAMS_DIR / "monitoring_rules.yaml", help="rules YAML")
-    _add(p, "--output-dir", type=_output_dir, required=True, help="where the reports go")
+    _add(p, "--output-dir", type=_local_output_dir, required=True, help="where the reports go")
     _add(p, "--expected-run-date", type=_date, required=True, help="the date whose partitions must exist")
     _add(p, "--fail-on-error", action="store_true", help="exit 5 when any finding has ERROR severity")
 
@@ -162,10 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_date, help="backfill from this date")
     p.add_argument("--end", type=_date, help="backfill to this date (inclusive)")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
-    _add(p, "--input-dir", type=Path, help="override params/pipeline.yaml input_dir")
-    _add(p, "--outputs-dir", type=_output_dir,
+    _add(p, "--input-dir", type=_location,
+         help="override params/pipeline.yaml input_dir (a directory or an object-store URI, s3://bucket/raw_events)")
+    _add(p, "--outputs-dir", type=_local_output_dir,
          help="override params/pipeline.yaml outputs_dir, e.g. to keep a real export's warehouse apart from the "
-              "sample's (relative to the current directory)")
+              "sample's (relative to the current directory; always local)")
+    _add(p, "--warehouse-dir", type=_location,
+         help="override params/pipeline.yaml warehouse_dir: where the day is published (a directory or an "
+              "object-store URI, s3://bucket/warehouse; default <outputs-dir>/warehouse)")
     _add(p, "--stop-on-error", action="store_true", help="stop a backfill at the first failing day")
 
     p = cmd("report", "Execute the executive-summary notebook for a period and render HTML + PDF.")
@@ -173,12 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="period start (default: period_days - 1 days before --end, from report.yaml)")
     p.add_argument("--end", type=_date, help="period end (default: last date in the warehouse)")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
-    _add(p, "--outputs-dir", type=_output_dir,
+    _add(p, "--outputs-dir", type=_local_output_dir,
          help="override params/pipeline.yaml outputs_dir (relative to the current directory)")
 
     p = cmd("bench", "Benchmark gate, transform and monitoring on a scaled sample; print events/s and memory.")
     p.add_argument("--scale", type=_positive_float, default=100.0, help="sample scale (default 100)")
-    _add(p, "--input-dir", type=Path, help="benchmark these raw files instead of generating")
+    _add(p, "--input-dir", type=_INPUT_LOCAL, help="benchmark these raw files instead of generating")
     _add(p, "--work-dir", type=_output_dir, default=REPO_ROOT / "outputs" / "bench", help="scratch directory")
     p.add_argument("--days", type=_positive_int, default=14, help="days to generate (default 14)")
     _add(p, "--json-out", type=Path, help="also write the figures as JSON here")
@@ -322,6 +362,7 @@ def cmd_dq(args) -> int:
     _require_landed(args.input_dir, args.start, args.end)
     result = run_gate_kept(args.input_dir, args.rules, args.output_dir, start=args.start, end=args.end,
                            engine_params=load_pipeline_params(args.params_dir))
+    print(f"engine: {load_pipeline_params(args.params_dir).engine}")
     print(f"data-quality status: {result.status.upper()}")
     for f in result.findings:
         if f.severity == "error":
@@ -354,6 +395,7 @@ def cmd_transform(args) -> int:
     result = run_transform(staging_root, out / "warehouse", args.params_dir, start=days[0], end=days[-1],
                            engine_params=engine_params, mode="rebuild")
     files = export_csv(out / "warehouse", out, engine_params=engine_params)
+    print(f"engine: {result.engine}")
     print(f"transform status: {result.status.upper()} (data-quality: {gate.status.upper()})")
     for f in files:
         print(f"  {f}")
@@ -367,6 +409,7 @@ def cmd_monitor(args) -> int:
         raise UserError(f"{args.warehouse_dir}: warehouse directory not found")
     _recover(args.warehouse_dir)  # an interrupted publish: completed (or refused) before reading
     result = run_monitoring(args.warehouse_dir, args.rules, args.output_dir, run_date=args.expected_run_date)
+    print("engine: duckdb")  # monitoring's metric queries run on DuckDB whatever the params' engine
     print(f"monitoring status: {result.status.upper()}")
     for name, path in sorted(result.report_paths.items()):
         print(f"  {name}: {path}")
@@ -379,7 +422,19 @@ def _outputs_dir(args, params: PipelineParams) -> Path:
 
 def _layout(args, params: PipelineParams) -> Layout:
     input_dir = getattr(args, "input_dir", None) or params.input_dir
-    return Layout(_outputs_dir(args, params), Path(input_dir).resolve(), Path(args.params_dir).resolve())
+    warehouse_dir = getattr(args, "warehouse_dir", None) or params.warehouse_dir
+    return Layout(_outputs_dir(args, params), _resolved(input_dir), Path(args.params_dir).resolve(),
+                  None if warehouse_dir is None else _resolved(warehouse_dir))
+
+
+def _resolved(place):
+    """A local path made absolute; an object-store ``Location`` (or URI) as it is."""
+    from puffy.storage import Location
+
+    if isinstance(place, Path):
+        return place.resolve()
+    loc = Location.parse(place)
+    return loc.path.resolve() if loc.is_local else loc
 
 
 def _available_days(layout: Layout) -> list[date]:
@@ -414,6 +469,9 @@ def _run_header(command: str, layout: Layout, days: str) -> None:
     """The first lines of every run: which checkout, which params, which data, where it writes."""
     log.info("puffy %s %s: %s", command, days, PROJECT.describe())
     log.info("params %s · input %s · outputs %s", layout.params_dir, layout.input_dir, layout.outputs_dir)
+    if layout.warehouse_dir is not None:
+        log.info("warehouse %s", layout.warehouse)
+    log.info("engine: %s", load_pipeline_params(layout.params_dir).engine)
 
 
 def validate_params_dir(params_dir: Path) -> PipelineParams:
@@ -480,6 +538,9 @@ def cmd_demo(args) -> int:
 
     params = validate_params_dir(args.params_dir)
     layout = _layout(args, params)
+    if not isinstance(layout.input_dir, Path):
+        raise UserError(f"{layout.input_dir}: `puffy demo` generates its sample into a local input_dir; "
+                        f"run a bucket's export with `puffy run --input-dir {layout.input_dir}`")
     with runner.exclusive_outputs(layout.outputs_dir), run_log(layout.outputs_dir, "demo") as log_file:
         _run_header("demo", layout, "(every day of the sample)")
         if args.fresh:  # under the lock: --fresh must not clear a running run's outputs

@@ -182,11 +182,16 @@ class PrivacyParams(StrictModel):
 class PipelineParams(StrictModel):
     """``params/pipeline.yaml``: where the data lives and which engine runs the heavy work."""
 
-    input_dir: Path = Field(
+    input_dir: Path | str = Field(
         Path("outputs/sample/raw_events"),
-        description="Directory of raw daily exports events_YYYYMMDD.csv[.gz]; relative to the repo root.",
+        description="Directory of raw daily exports events_YYYYMMDD.csv[.gz]; relative to the repo root, or an "
+                    "object-store URI (s3://bucket/raw_events; kept as a str).",
     )
     outputs_dir: Path = Field(Path("outputs"), description="Root of everything the pipeline writes.")
+    warehouse_dir: Path | str | None = Field(
+        None, description="The published warehouse: a local directory or an object-store URI (kept as a str); "
+                          "null = <outputs_dir>/warehouse.",
+    )
     engine: Literal["duckdb", "pyspark"] = Field("duckdb", description="Ibis backend for metrics and transform.")
     duckdb_memory_limit: str = Field(
         "1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
@@ -202,15 +207,42 @@ class PipelineParams(StrictModel):
     privacy: PrivacyParams = Field(default_factory=PrivacyParams,
                                    description="Personal data that reports redact (see PrivacyParams).")
 
+    @field_validator("input_dir", "warehouse_dir", mode="before")
+    @classmethod
+    def _path_or_uri(cls, v):
+        """A local path becomes a ``Path``; an object-store URI stays a str, unmangled (``puffy.storage``)."""
+        if v is None or isinstance(v, Path):
+            return v
+        if not isinstance(v, str):
+            raise ValueError("expected a path or a URI")
+        from puffy.errors import UserError
+        from puffy.storage import Location
+
+        try:
+            loc = Location.parse(v)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        if not loc.is_local:
+            return loc.uri
+        return loc.path if v.strip().lower().startswith("file:") else Path(v)  # a relative path stays relative
+
     def resolve(self, root: Path = REPO_ROOT) -> "PipelineParams":
-        """Return a copy with relative paths anchored at ``root``."""
+        """Return a copy with relative paths anchored at ``root`` (URIs as they are)."""
         return self.model_copy(update={
-            "input_dir": self.input_dir if self.input_dir.is_absolute() else root / self.input_dir,
+            "input_dir": _anchor(self.input_dir, root),
+            "warehouse_dir": None if self.warehouse_dir is None else _anchor(self.warehouse_dir, root),
             "outputs_dir": self.outputs_dir if self.outputs_dir.is_absolute() else root / self.outputs_dir,
             "duckdb_temp_directory": (None if self.duckdb_temp_directory is None
                                       else self.duckdb_temp_directory if self.duckdb_temp_directory.is_absolute()
                                       else root / self.duckdb_temp_directory),
         })
+
+
+def _anchor(value: Path | str, root: Path) -> Path | str:
+    """A relative local path taken from ``root``; an absolute one or a URI as it is."""
+    if isinstance(value, str):
+        return value
+    return value if value.is_absolute() else root / value
 
 
 def load_pipeline_params(params_dir: Path = DEFAULT_PARAMS_DIR) -> PipelineParams:

@@ -66,14 +66,20 @@ def _gate_parameters(layout: Layout, day: date) -> dict:
     return {"input_dir": str(layout.input_dir)}
 
 
+def _published_warehouse(layout: Layout) -> dict:
+    """``warehouse_dir`` for the notebooks that read the published history, when it is not the
+    default ``<outputs_dir>/warehouse`` (a URI is passed as written: ``str`` of a ``Location``)."""
+    return {} if layout.warehouse_dir is None else {"warehouse_dir": str(layout.warehouse_dir)}
+
+
 def _transform_parameters(layout: Layout, day: date) -> dict:
     # The identity-stitching comparison is an analysis, and a second transform: off in the daily run.
     return {"warehouse_root": str(layout.staging_warehouse(day)), "mode": "incremental",
-            "compare_identity_stitching": False}
+            "compare_identity_stitching": False, **_published_warehouse(layout)}
 
 
 def _monitoring_parameters(layout: Layout, day: date) -> dict:
-    return {"warehouse_root": str(layout.staging_warehouse(day))}
+    return {"warehouse_root": str(layout.staging_warehouse(day)), **_published_warehouse(layout)}
 
 
 @dataclass

@@ -19,6 +19,7 @@ files; no notebook imports the runner.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 from puffy.dates import date_range, parse_day
 from puffy.errors import UserError
 from puffy.params import DEFAULT_PARAMS_DIR, REPO_ROOT, PipelineParams, load_pipeline_params
+from puffy.storage import Location
 
 # Where each stage writes its status (in its output directory): the gate's and the audit's reports
 # are their statuses.
@@ -40,6 +42,19 @@ def repo_path(path: str | Path | None) -> Path | None:
         return None
     path = Path(path)
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+def repo_location(value: "str | Path | Location | None") -> "Path | Location | None":
+    """``repo_path`` for a setting that may also be an object-store URI: a local path (or ``file://``
+    URI) becomes a ``Path`` (relative ones from the project root), a URI a ``Location`` (never
+    ``Path("s3://b/x")``, which is ``s3:/b/x``); a mangled or unsupported URI is a ``UserError``."""
+    if isinstance(value, Location) or (isinstance(value, str) and _URI_SCHEME.match(value.strip())):
+        loc = Location.parse(value)
+        return loc.path if loc.is_local else loc
+    return repo_path(value)
+
+
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # two letters at least: C:\ is a drive, not a scheme
 
 
 @dataclass(frozen=True)
@@ -84,21 +99,35 @@ class Period:
 @dataclass
 class Layout:
     """Where a run reads and writes: raw files in ``input_dir``, settings in ``params_dir``,
-    everything it produces under ``outputs_dir`` (data layers named by what they hold)."""
+    everything it produces under ``outputs_dir`` (data layers named by what they hold), the
+    published tables in ``warehouse`` (``warehouse_dir``; default ``<outputs_dir>/warehouse``).
+
+    ``input_dir`` and ``warehouse_dir`` may be object storage: they are then ``puffy.storage.Location``
+    objects (a local one stays a ``Path``, so local runs are unchanged). ``outputs_dir`` is always
+    local: staging, intermediate, runs and logs are the run's scratch and its record."""
 
     outputs_dir: Path
-    input_dir: Path
+    input_dir: Path | Location
     params_dir: Path
+    warehouse_dir: Path | Location | None = None
+
+    def __post_init__(self):
+        self.input_dir = _path_or_location(self.input_dir)
+        if self.warehouse_dir is not None:
+            self.warehouse_dir = _path_or_location(self.warehouse_dir)
 
     @classmethod
     def resolve(cls, params_dir: str | Path = DEFAULT_PARAMS_DIR, outputs_dir: str | Path | None = None,
-                input_dir: str | Path | None = None) -> Layout:
-        """Relative paths from the project root; ``outputs_dir`` / ``input_dir`` default to
-        ``params/pipeline.yaml``'s."""
+                input_dir: str | Path | None = None, warehouse_dir: str | Path | None = None) -> Layout:
+        """Relative paths from the project root; ``outputs_dir`` / ``input_dir`` / ``warehouse_dir``
+        default to ``params/pipeline.yaml``'s; ``input_dir`` and ``warehouse_dir`` may be URIs."""
         params_dir = repo_path(params_dir)
-        pipeline = load_pipeline_params(params_dir) if outputs_dir is None or input_dir is None else None
+        pipeline = (load_pipeline_params(params_dir)
+                    if outputs_dir is None or input_dir is None or warehouse_dir is None else None)
         return cls(repo_path(outputs_dir) if outputs_dir is not None else Path(pipeline.outputs_dir),
-                   repo_path(input_dir) if input_dir is not None else Path(pipeline.input_dir), params_dir)
+                   repo_location(input_dir) if input_dir is not None else repo_location(pipeline.input_dir),
+                   params_dir,
+                   repo_location(warehouse_dir) if warehouse_dir is not None else repo_location(pipeline.warehouse_dir))
 
     @property
     def pipeline(self) -> PipelineParams:
@@ -110,9 +139,10 @@ class Layout:
         return self.outputs_dir / "intermediate"
 
     @property
-    def warehouse(self) -> Path:
-        """The published tables: what dashboards and the executive summary read."""
-        return self.outputs_dir / "warehouse"
+    def warehouse(self) -> Path | Location:
+        """The published tables: what dashboards and the executive summary read (``warehouse_dir``,
+        default ``<outputs_dir>/warehouse``; a ``Location`` when in object storage)."""
+        return self.warehouse_dir if self.warehouse_dir is not None else self.outputs_dir / "warehouse"
 
     @property
     def build_warehouse(self) -> Path:
@@ -144,6 +174,14 @@ class StageResult:
     message: str = ""
     written: dict[str, Path] = field(default_factory=dict)  # what it wrote: reports, status, warehouse
     value: Any = field(default=None, repr=False)  # the stage's own result, for presentation
+
+
+def _path_or_location(value) -> Path | Location:
+    """A local place as a ``Path``, an object-store one as a ``Location``."""
+    if isinstance(value, Path):
+        return value
+    loc = Location.parse(value)
+    return loc.path if loc.is_local else loc
 
 
 def write_status(output_dir: str | Path, status_file: str, status: str, message: str = "", **details) -> Path:

@@ -431,3 +431,11 @@ def iter_chunks(loc: Location, chunk_size: int = 1 << 24) -> Iterator[bytes]:
     with loc.open("rb") as fh:
         while chunk := fh.read(chunk_size):
             yield chunk
+
+
+def is_remote_location(value) -> bool:
+    """Whether ``value`` is object storage: a remote ``Location`` or a URI string with ``://``; a
+    ``Path`` or a plain path string never is (no parsing of local paths, which may contain ':')."""
+    if isinstance(value, Location):
+        return not value.is_local
+    return isinstance(value, str) and "://" in value and is_remote(value)

@@ -36,6 +36,7 @@ from puffy.errors import InputDataError, UserError
 from puffy.findings import SEVERITY_RANK, Finding
 from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
 from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
+from puffy.storage import is_remote_location
 from puffy.params import PipelineParams
 
 
@@ -102,8 +103,10 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     if start and end and end < start:
         raise UserError(f"end {end} is before start {start}")
     rules = load_rules(rules_path)
-    input_dir = Path(input_dir)
-    paths = discover_raw_files(input_dir, start, end)
+    input_dir = input_dir if is_remote_location(input_dir) else Path(input_dir)
+    # object storage: each raw file downloaded once, next to the staged events (puffy.storage.localize)
+    raw_cache = Path(staging_root if staging_root is not None else output_dir) / ".raw_cache"
+    paths = discover_raw_files(input_dir, start, end, cache_dir=raw_cache)
     # A closed period without files is graded (every day a missing file, ingest.missing_file); an
     # open one has no days to grade.
     if not paths and not (start and end):
@@ -113,7 +116,7 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     first = start or days[0]
     # Earlier files feed the baselines (and the header-vs-previous-file check) only.
     baseline_paths = (discover_raw_files(input_dir, first - timedelta(days=rules.baseline_days),
-                                         first - timedelta(days=1)) if rules.baseline_days else [])
+                                         first - timedelta(days=1), cache_dir=raw_cache) if rules.baseline_days else [])
     timings, clock = {}, time.perf_counter()
 
     def lap(step: str) -> None:

@@ -21,6 +21,7 @@ from puffy.monitoring import metrics as m
 from puffy.monitoring import monitors
 from puffy.monitoring.report import build_report, overall_status, render_markdown, sort_findings, write_reports
 from puffy.monitoring.rules import MonitoringRules, load_rules
+from puffy.storage import is_remote_location
 
 log = logging.getLogger("puffy.monitoring")
 
@@ -68,7 +69,9 @@ def run_monitoring(warehouse_dir: Path, rules_path: Path | None, output_dir: Pat
     now = now or datetime.now(timezone.utc)
     now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
     warehouse_dir = Path(warehouse_dir)
-    history_dir = Path(history_dir) if history_dir is not None else warehouse_dir
+    if history_dir is not None and not is_remote_location(history_dir):  # a bucket's history stays a Location
+        history_dir = Path(history_dir)
+    history_dir = history_dir if history_dir is not None else warehouse_dir
     intermediate_dir = Path(intermediate_dir) if intermediate_dir is not None else m.infer_intermediate_dir(warehouse_dir)
     sources = m.Sources(warehouse_dir, history_dir, intermediate_dir, run_date)
     start = run_date - timedelta(days=rules.history_days)

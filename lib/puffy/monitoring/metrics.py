@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from puffy.dates import date_range
+from puffy.storage import is_remote_location, register_duckdb
 from puffy.warehouse import partition_dates, partition_dir
 
 #: Metrics the trend monitor can watch (columns of ``daily_metrics``).
@@ -41,8 +42,9 @@ FUNNEL_STAGES: tuple[str, ...] = ("sessions", "viewed_product", "added_to_cart",
 SESSIONS, ORDERS, ATTRIBUTION = "fct_sessions", "fct_orders", "fct_attribution"
 REJECTS, RECONCILIATION, STG_EVENTS = "fct_order_rejects", "rpt_reconciliation", "stg_events"
 
-# The partition date from the file path: the last ``date=YYYY-MM-DD`` directory, just above the file.
-_DATE_SQL = r"CAST(regexp_extract(filename, 'date=(\d{4}-\d{2}-\d{2})[/\\][^/\\]*$', 1) AS DATE)"
+# The partition date from the file path: the last ``date=YYYY-MM-DD`` directory, just above the file
+# (or above its ``v-<publish id>/`` version in an object-store warehouse, puffy.publish).
+_DATE_SQL = r"CAST(regexp_extract(filename, 'date=(\d{4}-\d{2}-\d{2})[/\\](?:v-[^/\\]+[/\\])?[^/\\]*$', 1) AS DATE)"
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,9 @@ class Sources:
         end = min(end or self.run_date, self.run_date)
         out: dict[date, Path] = {}
         for root in (self.history_dir, self.warehouse_dir):  # later roots override earlier ones
-            for d in partition_dates(root, table):
+            for d, file in _partition_files(root, table).items():
                 if start <= d <= end and d < self.run_date:
-                    out[d] = partition_dir(root, table, d) / "part-0.parquet"
+                    out[d] = file
         if start <= self.run_date <= end:
             day_file = self.audited_file(table)
             if day_file is not None:
@@ -80,6 +82,17 @@ class Sources:
         end = min(end or self.run_date, self.run_date)
         return {d: partition_dir(self.intermediate_dir, STG_EVENTS, d) / "part-0.parquet"
                 for d in partition_dates(self.intermediate_dir, STG_EVENTS) if start <= d <= end}
+
+
+def _partition_files(root, table: str) -> dict:
+    """The partition file of each date of ``table`` under ``root``; in an object-store warehouse the
+    URIs its publish manifest names (one read of the manifest)."""
+    if is_remote_location(root):
+        from puffy.publish import read_manifest
+
+        manifest = read_manifest(root)
+        return {d: manifest.files(table, [d])[0] for d in manifest.dates(table)}
+    return {d: partition_dir(root, table, d) / "part-0.parquet" for d in partition_dates(root, table)}
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -104,6 +117,9 @@ def query(con: duckdb.DuckDBPyConnection, files: dict[date, Path] | list[Path], 
     """Run ``sql`` with ``{t}`` replaced by the scan of ``files``; empty frame for no files."""
     if not files:
         return pd.DataFrame()
+    remote = [p for p in (files.values() if isinstance(files, dict) else files) if is_remote_location(p)]
+    if remote:  # a published history in object storage
+        register_duckdb(con, *remote)
     return con.execute(sql.format(t=scan_sql(files))).df()
 
 

@@ -19,6 +19,9 @@ def run(layout: Layout, period: Period | None = None, *, warehouse: str | Path |
     ``monitoring_report.json`` / ``.md`` into ``output_dir`` (default: the layout's ad-hoc run
     directory). ``value`` is the ``MonitoringResult``."""
     audited = Path(warehouse) if warehouse is not None else newest_warehouse([layout.warehouse, layout.build_warehouse])
+    if not isinstance(audited, Path):  # the published warehouse in object storage: audited only before publishing
+        raise UserError(f"{audited}: monitoring audits a local warehouse (the daily runner audits each day's "
+                        f"staging warehouse before publishing it there); set warehouse_root in the parameters cell")
     if period is None:
         available = partition_dates(audited, "fct_sessions")
         if not available:

@@ -112,6 +112,7 @@ from puffy.transform.sessions import (
 )
 from puffy.useragent import user_agent_dimension
 from puffy.warehouse import PartitionWriter, partition_dates, partition_files, write_partition
+from puffy.storage import is_remote_location, register_duckdb
 
 log = logging.getLogger("puffy.transform")
 
@@ -203,6 +204,8 @@ def read_partitions(
         if schema is None:
             raise InputDataError(f"{root}/{table}: no partitions to read")
         t = ibis.memtable(pa.Table.from_batches([], schema=schema.to_pyarrow()))
+    elif con.name == "duckdb" and is_remote_location(files[0]):
+        t = _read_remote_parquet(con, files)
     elif con.name == "duckdb":
         t = con.read_parquet(files, hive_partitioning=False, union_by_name=True)
     else:  # portable fallback: one read per file
@@ -214,6 +217,18 @@ def read_partitions(
         t = t.select(*columns)
     return t
 
+
+
+def _read_remote_parquet(con: ibis.BaseBackend, files: list[str]) -> ir.Table:
+    """Object-store files (a published history in a bucket) on the DuckDB backend, read through the
+    filesystem ``puffy.storage.register_duckdb`` gives the connection. Not Ibis' ``read_parquet``:
+    for ``s3://`` it installs DuckDB's httpfs extension, a download that must match DuckDB's version."""
+    register_duckdb(con.con, *files)
+    name = ibis.util.gen_name("remote_parquet")
+    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    con.con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], '
+                    "hive_partitioning = false, union_by_name = true)")
+    return con.table(name)
 
 
 def _history_dates(root: Path, table: str, before: date) -> list[date]:
@@ -319,7 +334,9 @@ def run_transform(
     if end < start:
         raise UserError(f"end {end} is before start {start}")
     staging_root, warehouse_root = Path(staging_root), Path(warehouse_root)
-    history_root = Path(history_root) if history_root else warehouse_root
+    if history_root and not is_remote_location(history_root):  # a published history in a bucket stays a URI
+        history_root = Path(history_root)
+    history_root = history_root or warehouse_root
     params_dir = Path(params_dir)
     tp = transform_params or load_transform_params(params_dir)
     rules = load_channel_rules(params_dir / tp.channels_file)
