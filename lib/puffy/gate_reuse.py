@@ -19,7 +19,7 @@ The fingerprint (``gate_fingerprint``) covers:
   so they change the status);
 * the period (``--start`` / ``--end``), the pipeline parameters (engine, privacy) and the puffy
   version with the bytes of the modules that build the staged tables (``puffy.ingest``,
-  ``puffy.dq.gate``, ``puffy.dq.checks``, ``puffy.dq.rules``).
+  ``puffy.dq.gate``, ``puffy.dq.checks`` with its messages, ``puffy.dq.rules``, ``puffy.findings``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ GATE_DIR = ".gate"
 MANIFEST = "manifest.json"
 _MANIFEST_VERSION = 1
 _EDGE_BYTES = 1 << 20  # bytes hashed at each end of a raw file
-_CODE_MODULES = ("ingest.py", "dq/gate.py", "dq/checks.py", "dq/rules.py")
+_CODE_MODULES = ("ingest.py", "findings.py", "dq/gate.py", "dq/checks/*.py", "dq/checks/messages.yaml", "dq/rules.py")
 
 
 @dataclass
@@ -87,7 +87,7 @@ def gate_fingerprint(input_dir: Path, rules_path: Path, start: date | None, end:
         "acknowledged": _bytes_sha(rules_path.parent / "acknowledged.yaml"),
         "period": [start.isoformat() if start else None, end.isoformat() if end else None],
         "params": json.loads(engine_params.model_dump_json()) if engine_params else None,
-        "code": [puffy.__version__, *(_bytes_sha(package / m) for m in _CODE_MODULES)],
+        "code": [puffy.__version__, *(_bytes_sha(p) for m in _CODE_MODULES for p in sorted(package.glob(m)))],
     }
 
 

@@ -177,7 +177,7 @@ class CoverageRules(StrictModel):
 
 
 class MaterialityRules(StrictModel):
-    """How wrong a day's published numbers may be before the day stops (``puffy.dq.materiality``)."""
+    """How wrong a day's published numbers may be before the day stops (``puffy.dq.checks.materiality``)."""
 
     orders_lost_rate: Threshold = _t(warn=0, error=0.01)
     revenue_lost_rate: Threshold = _t(warn=0, error=0.01)
