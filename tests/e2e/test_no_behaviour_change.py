@@ -1,0 +1,68 @@
+"""What the daily run publishes and reports is pinned: a refactor or a speed-up must not change it.
+
+``puffy run`` over the real export (14 days) and over a generated month (28 days, all faults, scale
+0.5, seed 5) is reduced to digests (``support.golden``): every published Parquet file (its rows
+and its bytes), every report and status JSON / Markdown of every day (clocks, durations and paths
+removed) and every day's exit code. The digests were taken from the code before the stage-contract
+work (issue 18) and are compared here, file by file.
+
+A change that is meant to alter results updates the pinned digests in the same commit, and its
+message says which files changed and why:
+
+    PUFFY_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/e2e/test_no_behaviour_change.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+from puffy import runner
+from puffy.params import DEFAULT_PARAMS_DIR
+from support.golden import diff, snapshot
+
+GOLDEN = REPO_ROOT / "tests" / "golden"
+MONTH = {"start": date(2025, 2, 23), "days": 28, "scale": 0.5, "seed": 5}
+
+
+def _check(name: str, outputs: Path, input_dir: Path) -> None:
+    got = snapshot(outputs, {str(input_dir): "<input>", str(input_dir.resolve()): "<input>",
+                             str(REPO_ROOT): "<project>"})
+    path = GOLDEN / f"{name}.json"
+    if os.environ.get("PUFFY_UPDATE_GOLDEN"):
+        path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        pytest.skip(f"rewrote {path}")
+    pinned = json.loads(path.read_text(encoding="utf-8"))
+    assert got["tables"], "the run published nothing"
+    differences = diff(pinned, got)
+    assert not differences, f"{len(differences)} difference(s) from {path.name}:\n" + "\n".join(differences[:40])
+
+
+def _run(raw: Path, outputs: Path, start: date, end: date) -> list[runner.DayResult]:
+    layout = runner.RunLayout(outputs, raw, DEFAULT_PARAMS_DIR)
+    return runner.run_range(start, end, layout, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_the_real_export_publishes_and_reports_what_it_did(real_data_dir, tmp_path):
+    results = _run(real_data_dir, tmp_path / "outputs", date(2025, 2, 23), date(2025, 3, 8))
+    assert all(r.published for r in results)
+    _check("real_export", tmp_path / "outputs", real_data_dir)
+
+
+@pytest.mark.slow
+def test_a_generated_month_publishes_and_reports_what_it_did(tmp_path):
+    from puffy.sample import SampleConfig, generate_sample
+
+    raw = tmp_path / "raw"
+    generate_sample(raw, SampleConfig(start=MONTH["start"], days=MONTH["days"], scale=MONTH["scale"],
+                                      seed=MONTH["seed"]))
+    end = date.fromordinal(MONTH["start"].toordinal() + MONTH["days"] - 1)
+    _run(raw, tmp_path / "outputs", MONTH["start"], end)
+    _check("generated_month", tmp_path / "outputs", raw)
