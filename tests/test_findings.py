@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import Decimal
 
 import numpy as np

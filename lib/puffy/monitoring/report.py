@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from puffy.incidents import counts as incident_counts
-from puffy.incidents import since_text
 # overall_status: 'error' > 'warn' > 'pass', an info never raising it; sort_findings: worst first, then
 # id and metric (stable across runs). Both are the shared ones, named here for puffy.monitoring.audit.
 from puffy.findings import MONITORING_JSON, Finding, json_safe, overall_status, sort_findings  # noqa: F401
+from puffy.incidents import counts as incident_counts
+from puffy.incidents import since_text
 from puffy.monitoring.monitors import _fmt
 from puffy.safe_output import md_cell
 

@@ -106,13 +106,13 @@ def _aov(ctx: CheckContext, purchases: pd.DataFrame, day: date) -> float | None:
 
 
 def check_materiality(ctx: CheckContext) -> list[Finding]:
-    rules = ctx.rules.materiality
-    name = ctx.rules.contract.purchase_event
     purchases = lost_purchases(ctx)
-    all_purchases = ctx.per_day("events", name)
-    kept = purchases["kept"].astype(float) if not purchases.empty else pd.Series(dtype=float)
-    lost = purchases["lost"].astype(float) if not purchases.empty else pd.Series(dtype=float)
+    return [*_orders_and_revenue_lost(ctx, purchases), _sessions_at_risk(ctx), _no_purchases(ctx)]
 
+
+def _lost_revenue(ctx: CheckContext, purchases: pd.DataFrame) -> tuple[dict, dict, dict]:
+    """Per in-range day: the revenue lost (read, else priced at the average order value), the day's
+    total purchase revenue, and (lost purchases without a readable revenue, the order value used)."""
     revenue_lost, revenue_total, estimated = {}, {}, {}
     for day in ctx.days:
         row = purchases.loc[day] if day in purchases.index else None
@@ -123,6 +123,15 @@ def check_materiality(ctx: CheckContext) -> list[Finding]:
         revenue_lost[day] = float(row.lost_known_revenue) + guessed
         revenue_total[day] = float(row.kept_revenue) + revenue_lost[day]
         estimated[day] = (int(row.lost_unknown), aov)
+    return revenue_lost, revenue_total, estimated
+
+
+def _orders_and_revenue_lost(ctx: CheckContext, purchases: pd.DataFrame) -> list[Finding]:
+    rules = ctx.rules.materiality
+    name = ctx.rules.contract.purchase_event
+    kept = purchases["kept"].astype(float) if not purchases.empty else pd.Series(dtype=float)
+    lost = purchases["lost"].astype(float) if not purchases.empty else pd.Series(dtype=float)
+    revenue_lost, revenue_total, estimated = _lost_revenue(ctx, purchases)
 
     def revenue_what(n, span, dates):
         amount = sum(revenue_lost[date.fromisoformat(d)] for d in dates)
@@ -150,7 +159,12 @@ def check_materiality(ctx: CheckContext) -> list[Finding]:
         ctx, "materiality.revenue_lost", "Revenue that would be lost", "revenue_lost_rate", rules.revenue_lost_rate,
         revenue_lost, revenue_total, revenue_what, "No purchase revenue is lost to data faults.",
     )
+    return [orders_f, revenue_f]
 
+
+def _sessions_at_risk(ctx: CheckContext) -> Finding:
+    """Client ids with a rejected row, plus one per malformed line, as a share of the day's client ids."""
+    rules = ctx.rules.materiality
     clients = _day_frame(ctx, f"""
         WITH lost_rows AS (
             SELECT r.file_date, a.client_id FROM stg_rejects r JOIN stg_events_all a
@@ -165,7 +179,7 @@ def check_materiality(ctx: CheckContext) -> list[Finding]:
         LEFT JOIN (SELECT file_date, count(*) AS malformed FROM stg_rejects
                    WHERE reason NOT IN ({_ROW_REASONS}) AND {ctx.in_range()} GROUP BY 1) m USING (file_date)
     """)
-    sessions_f = counted(
+    return counted(
         ctx, "materiality.sessions_at_risk", "Sessions that would be wrong", "sessions_at_risk_rate",
         rules.sessions_at_risk_rate,
         clients["at_risk"].to_dict() if not clients.empty else {},
@@ -175,17 +189,22 @@ def check_materiality(ctx: CheckContext) -> list[Finding]:
         "No client loses an event to a rejected row.",
     )
 
+
+def _no_purchases(ctx: CheckContext) -> Finding:
+    """A day without a single purchase where the trailing baseline has them."""
+    rules = ctx.rules.materiality
+    name = ctx.rules.contract.purchase_event
+    all_purchases = ctx.per_day("events", name)
     no_purchase_days, baselines = [], {}
     for day in ctx.days:
         base = ctx.baseline(all_purchases, day)
         if all_purchases.get(day, 0) == 0 and base is not None and base >= rules.no_purchases_min_baseline:
             no_purchase_days.append(day.isoformat())
             baselines[day.isoformat()] = base
-    no_purchases_f = fixed(
+    return fixed(
         ctx, "materiality.no_purchases", "A day without purchases", "days_without_purchases", rules.no_purchases,
         no_purchase_days, len(no_purchase_days),
         "No " + name + " event on " + ", ".join(f"{d} (trailing median {baselines[d]:,.0f} a day)"
                                                  for d in no_purchase_days),
         "Every day with a purchase baseline has purchases.",
     )
-    return [orders_f, revenue_f, sessions_f, no_purchases_f]
