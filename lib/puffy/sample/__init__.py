@@ -143,11 +143,7 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
     Same config, byte-identical output.  Day files of earlier runs that are not
     part of this one are removed so the folder holds exactly this sample.
     """
-    unknown = set(config.faults) - ALL_FAULTS
-    if unknown:
-        raise ValueError(f"unknown faults: {sorted(unknown)}")
-    if config.days < 1 or config.scale <= 0:
-        raise ValueError("days must be >= 1 and scale > 0")
+    _check_config(config)
     out_dir = Path(out_dir)
     truth_dir = out_dir / "_truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
@@ -157,9 +153,7 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
     on = config.faults
     rename_ms = _ms(config.rename_client_id_from) if "client_id_rename" in on and config.rename_client_id_from else None
     drop_ms = _ms(config.drop_referrer_from) if "referrer_dropped" in on and config.drop_referrer_from else None
-    shift_window = None
-    if drop_ms is not None and drop_ms > start_ms:
-        shift_window = (max(start_ms, drop_ms - REFERRER_SHIFT_DAYS * T.DAY_MS), drop_ms)
+    shift_window = _referrer_shift_window(start_ms, drop_ms)
 
     def stream(k: int) -> np.random.Generator:
         return np.random.default_rng([config.seed, k])
@@ -170,8 +164,47 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
 
     ctx = F.Context(stream(3), start_ms, config.days, config.scale, traffic.client_ids)
     events, records = _inject_faults(ctx, on, events, orders, items, end_ms)
-
     sessions = _session_truth(traffic.sessions, events, drop_ms)
+    records += _traffic_fault_records(ctx, on, sessions, events, start_ms, end_ms, rename_ms, drop_ms, shift_window)
+
+    renderer = R.Renderer(traffic.sessions, traffic.client_ids, traffic.person, O.order_json(orders, items))
+    n_events = len(events)
+    events = events.sort_values("ts", kind="stable", ignore_index=True)
+    files, per_day = _write_days(out_dir, truth_dir / "sessions.csv", config, events, sessions, renderer,
+                                 start_ms, rename_ms, drop_ms)
+    order_rows = _write_orders(truth_dir / "orders.csv", orders, items, sessions, traffic)
+    _write_faults_json(truth_dir / "faults.json", config, records)
+
+    return SampleSummary(
+        out_dir=out_dir, files=tuple(files), truth_dir=truth_dir, n_events=n_events,
+        events_per_day=per_day, n_sessions=len(sessions), n_bot_sessions=int(sessions["is_bot"].sum()),
+        n_orders=order_rows, revenue=float(O.revenue(orders, items).sum()),
+    )
+
+
+def _check_config(config: SampleConfig) -> None:
+    unknown = set(config.faults) - ALL_FAULTS
+    if unknown:
+        raise ValueError(f"unknown faults: {sorted(unknown)}")
+    if config.days < 1 or config.scale <= 0:
+        raise ValueError("days must be >= 1 and scale > 0")
+
+
+def _referrer_shift_window(start_ms: int, drop_ms: int | None) -> tuple[int, int] | None:
+    """The days during which the referrer's null/anonymised mix shifts: the REFERRER_SHIFT_DAYS
+    before the column disappears, clipped to the sample's start. None when the column stays, or is
+    gone from the first day (there is no before to shift)."""
+    if drop_ms is None or drop_ms <= start_ms:
+        return None
+    return max(start_ms, drop_ms - REFERRER_SHIFT_DAYS * T.DAY_MS), drop_ms
+
+
+def _traffic_fault_records(ctx: F.Context, on: frozenset[str], sessions: pd.DataFrame, events: pd.DataFrame,
+                           start_ms: int, end_ms: int, rename_ms: int | None, drop_ms: int | None,
+                           shift_window: tuple[int, int] | None) -> list[dict]:
+    """The records of the faults shaped by the simulation or the file headers rather than injected
+    into rows: bots, the client-id header rename and the referrer drop."""
+    records = []
     if "bots" in on:
         records.append(_bots_record(ctx, sessions, events))
     if rename_ms is not None:
@@ -182,14 +215,11 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
         in_window = shift_window is not None and shift_window[0] < end_ms
         rec["shift_from"] = ctx.date((shift_window[0] - start_ms) // T.DAY_MS) if in_window else None
         records.append(rec)
+    return records
 
-    renderer = R.Renderer(traffic.sessions, traffic.client_ids, traffic.person, O.order_json(orders, items))
-    n_events = len(events)
-    events = events.sort_values("ts", kind="stable", ignore_index=True)
-    files, per_day = _write_days(out_dir, truth_dir / "sessions.csv", config, events, sessions, renderer,
-                                 start_ms, rename_ms, drop_ms)
-    order_rows = _write_orders(truth_dir / "orders.csv", orders, items, sessions, traffic)
 
+def _write_faults_json(path: Path, config: SampleConfig, records: list[dict]) -> None:
+    """faults.json: the config (JSON-friendly), one record per fault by name, and the inherent mismatch."""
     config_json = {k: (sorted(v) if isinstance(v, frozenset) else v.isoformat() if isinstance(v, dt.date) else v)
                    for k, v in asdict(config).items()}
     faults_json = {
@@ -199,13 +229,7 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
                       "note": "purchase event is checkout_completed (dictionary says purchase); "
                               "volumes and the clientId header are not in the dictionary either"}],
     }
-    R.write_atomic(truth_dir / "faults.json", json.dumps(faults_json, indent=2) + "\n")
-
-    return SampleSummary(
-        out_dir=out_dir, files=tuple(files), truth_dir=truth_dir, n_events=n_events,
-        events_per_day=per_day, n_sessions=len(sessions), n_bot_sessions=int(sessions["is_bot"].sum()),
-        n_orders=order_rows, revenue=float(O.revenue(orders, items).sum()),
-    )
+    R.write_atomic(path, json.dumps(faults_json, indent=2) + "\n")
 
 
 def _inject_faults(ctx: F.Context, on: frozenset[str], events: pd.DataFrame, orders: pd.DataFrame,

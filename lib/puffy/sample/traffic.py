@@ -287,10 +287,7 @@ def _checkout_breaks(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFram
     sessions["parent"] = np.full(n, -1, dtype=np.int64)
     sessions["break_kind"] = np.zeros(n, dtype=np.int8)
     kind, sess, ts = events["kind"].to_numpy(), events["sess"].to_numpy(), events["ts"].to_numpy()
-    human = ~sessions["is_bot"].to_numpy()
-    buying = np.unique(sess[kind == COMPLETED])
-    buying = buying[human[buying]]
-    broken = np.sort(buying[rng.random(len(buying)) < CHECKOUT_BREAK_P])
+    broken = _pick_broken_checkouts(rng, sessions, kind, sess)
     if not len(broken):
         return sessions, events, person
     # events are ordered by session then time: the tail of a broken session is contiguous
@@ -298,7 +295,41 @@ def _checkout_breaks(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFram
     first = tail[np.r_[True, sess[tail[1:]] != sess[tail[:-1]]]]
     assert (sess[first] == broken).all()
 
-    # A timeout needs room before the visitor's next session (the 45-minute gap rule holds).
+    pause, timeout = _timeout_pauses(rng, sessions, sess, ts, broken, end_ms)
+    # the cookie of a new client id is set at the continuation's first event
+    person, new_client = _continuation_clients(rng, visitors, person, sessions["client"].to_numpy(), broken,
+                                               timeout, ts[first[~timeout]])
+    sessions = _append_continuations(sessions, broken, new_client, timeout)
+
+    slot = np.searchsorted(broken, sess[tail])
+    ev_sess, ev_client, ev_ts = sess.copy(), events["client"].to_numpy().copy(), ts.copy()
+    ev_sess[tail] = (n + slot).astype(sess.dtype)
+    ev_client[tail] = new_client[slot].astype(ev_client.dtype)
+    ev_ts[tail] = ts[tail] + np.where(timeout[slot], pause[slot], 0)
+    ref = _continuation_referrers(rng, events["ref"].to_numpy().copy(), kind, ev_sess, first,
+                                  sessions["affirm"].to_numpy()[broken])
+    events = events.assign(sess=ev_sess, client=ev_client, ts=ev_ts, ref=ref)
+    events = events.sort_values(["sess", "ts"], kind="stable", ignore_index=True)
+    return sessions, events, person
+
+
+def _pick_broken_checkouts(rng, sessions: pd.DataFrame, kind: np.ndarray, sess: np.ndarray) -> np.ndarray:
+    """The human sessions with a purchase whose checkout breaks (a share CHECKOUT_BREAK_P), sorted."""
+    human = ~sessions["is_bot"].to_numpy()
+    buying = np.unique(sess[kind == COMPLETED])
+    buying = buying[human[buying]]
+    return np.sort(buying[rng.random(len(buying)) < CHECKOUT_BREAK_P])
+
+
+def _timeout_pauses(rng, sessions: pd.DataFrame, sess: np.ndarray, ts: np.ndarray, broken: np.ndarray,
+                    end_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per broken session: the pause before its continuation, and whether the continuation keeps
+    the client id (a timeout) rather than getting a new one.
+
+    A timeout needs room before the visitor's next session (the 45-minute gap rule holds) and
+    inside the window; where it has room, it is chosen with probability 1 - BREAK_NEW_CLIENT_P.
+    """
+    n = len(sessions)
     client = sessions["client"].to_numpy()
     end_of = pd.Series(ts).groupby(sess).max().reindex(np.arange(n)).to_numpy()
     start_of = sessions["start"].to_numpy()
@@ -311,44 +342,58 @@ def _checkout_breaks(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFram
     ).astype(np.int64)
     new_end = end_of[broken] + pause
     fits = (new_end < end_ms) & (new_end + MIN_SESSION_GAP_MS <= next_start[broken])
-    timeout = fits & (rng.random(len(broken)) >= BREAK_NEW_CLIENT_P)
-    kinds = np.where(timeout, BREAK_TIMEOUT, BREAK_NEW_CLIENT).astype(np.int8)
+    return pause, fits & (rng.random(len(broken)) >= BREAK_NEW_CLIENT_P)
 
-    # new client ids (same browser, same person), cookie set at the continuation's first event
-    newcomers = broken[~timeout]
+
+def _continuation_clients(rng, visitors: dict[str, np.ndarray], person: np.ndarray, client: np.ndarray,
+                          broken: np.ndarray, timeout: np.ndarray,
+                          cookie_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The client of each continuation: the parent's after a timeout, otherwise a new client id on
+    the same browser and of the same person (appended to ``visitors``). Returns person and the
+    continuations' clients."""
     n_visitors = len(visitors["ids"])
-    first_ms = ts[first[~timeout]]
-    old = client[newcomers]
-    extra = {
-        "first_ms": first_ms, "k_sessions": np.zeros(len(old), dtype=visitors["k_sessions"].dtype),
-        "is_bot": np.zeros(len(old), dtype=bool), "old_cookie": np.zeros(len(old), dtype=bool),
-        "ua": visitors["ua"][old], "ids": make_client_ids(rng, first_ms, np.zeros(len(old), dtype=bool)),
-    }
-    for key, values in extra.items():
-        visitors[key] = np.concatenate([visitors[key], values])
+    old = client[broken[~timeout]]
+    _append_visitors(rng, visitors, cookie_ms, visitors["ua"][old])
     person = np.concatenate([person, person[old]])
     new_client = client[broken].astype(np.int64)
     new_client[~timeout] = n_visitors + np.arange(len(old))
+    return person, new_client
 
+
+def _append_visitors(rng, visitors: dict[str, np.ndarray], first_ms: np.ndarray, ua: np.ndarray) -> None:
+    """Append new human client ids (fresh cookies set at ``first_ms``, browsers ``ua``) to ``visitors``.
+
+    They plan no sessions of their own: they only take over sessions already scheduled.
+    """
+    n = len(first_ms)
+    extra = {
+        "first_ms": first_ms, "k_sessions": np.zeros(n, dtype=visitors["k_sessions"].dtype),
+        "is_bot": np.zeros(n, dtype=bool), "old_cookie": np.zeros(n, dtype=bool),
+        "ua": ua, "ids": make_client_ids(rng, first_ms, np.zeros(n, dtype=bool)),
+    }
+    for key, values in extra.items():
+        visitors[key] = np.concatenate([visitors[key], values])
+
+
+def _append_continuations(sessions: pd.DataFrame, broken: np.ndarray, new_client: np.ndarray,
+                          timeout: np.ndarray) -> pd.DataFrame:
+    """One new session per broken one, a copy of its parent (so the true channel is the parent's)
+    under the continuation's client, numbered after the existing sessions."""
+    n = len(sessions)
     added = sessions.iloc[broken].copy()
     added["client"] = new_client.astype(sessions["client"].dtype)
     added["parent"] = broken
-    added["break_kind"] = kinds
+    added["break_kind"] = np.where(timeout, BREAK_TIMEOUT, BREAK_NEW_CLIENT).astype(np.int8)
     added.index = np.arange(n, n + len(broken))
-    sessions = pd.concat([sessions, added])
+    return pd.concat([sessions, added])
 
-    # move the tail events
-    slot = np.searchsorted(broken, sess[tail])
-    new_sess = (n + slot).astype(sess.dtype)
-    ev_sess, ev_client, ev_ts = sess.copy(), events["client"].to_numpy().copy(), ts.copy()
-    ev_sess[tail] = new_sess
-    ev_client[tail] = new_client[slot].astype(ev_client.dtype)
-    ev_ts[tail] = ts[tail] + np.where(timeout[slot], pause[slot], 0)
-    # the continuation's first page: back from Affirm, from our own site, or no referrer
-    ref = events["ref"].to_numpy().copy()
-    u = rng.random(len(broken))
-    affirm = sessions["affirm"].to_numpy()[broken]
-    internal = np.where(rng.random(len(broken)) < 0.5, V.REF_SITE, V.REF_CHECKOUT)
+
+def _continuation_referrers(rng, ref: np.ndarray, kind: np.ndarray, ev_sess: np.ndarray, first: np.ndarray,
+                            affirm: np.ndarray) -> np.ndarray:
+    """``ref`` with the continuation's first page coming back from Affirm, from our own site, or
+    with no referrer; events on that same page (``SAME_PAGE_KINDS``) share its referrer."""
+    u = rng.random(len(first))
+    internal = np.where(rng.random(len(first)) < 0.5, V.REF_SITE, V.REF_CHECKOUT)
     landing_ref = np.select([affirm & (u < AFFIRM_RETURN_P), u >= 1 - INTERNAL_RETURN_P],
                             [V.REF_AFFIRM, internal], 0).astype(ref.dtype)
     ref[first] = landing_ref
@@ -356,9 +401,7 @@ def _checkout_breaks(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFram
     nxt = first[same_page] + 1
     shares = np.isin(kind[nxt], SAME_PAGE_KINDS) & (ev_sess[nxt] == ev_sess[first[same_page]])
     ref[nxt[shares]] = landing_ref[same_page][shares]
-    events = events.assign(sess=ev_sess, client=ev_client, ts=ev_ts, ref=ref)
-    events = events.sort_values(["sess", "ts"], kind="stable", ignore_index=True)
-    return sessions, events, person
+    return ref
 
 
 def _second_devices(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFrame,
@@ -399,13 +442,7 @@ def _second_devices(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFrame
     unused = first_ms == never
     first_ms[unused] = visitors["first_ms"][chosen][unused]
     human_agents = weighted_choice(rng, [w for _, w in V.HUMAN_AGENTS], len(chosen)).astype(np.int16)
-    extra = {
-        "first_ms": first_ms, "k_sessions": np.zeros(len(chosen), dtype=visitors["k_sessions"].dtype),
-        "is_bot": np.zeros(len(chosen), dtype=bool), "old_cookie": np.zeros(len(chosen), dtype=bool),
-        "ua": human_agents, "ids": make_client_ids(rng, first_ms, np.zeros(len(chosen), dtype=bool)),
-    }
-    for key, values in extra.items():
-        visitors[key] = np.concatenate([visitors[key], values])
+    _append_visitors(rng, visitors, first_ms, human_agents)
     return person, _repeat_emails(rng, sessions, events, person, chosen, end_ms)
 
 
