@@ -236,6 +236,10 @@ def _pool_rare(values: pd.Series, outcome: pd.Series, min_conversions: int) -> t
     return values.where(~values.isin(rare), "Other"), rare
 
 
+LOGIT_COLUMNS = ["variable", "level", "odds_ratio", "ci_low", "ci_high", "p_value"]
+LOGIT_VARIABLES = ("channel", "device", "weekday", "visitor")
+
+
 def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", reference_device: str = "desktop",
                      min_level_conversions: int = 5, level: float = 0.95) -> LogitResult:
     """Logit of ``purchased`` on channel + device + weekday + returning visitor.
@@ -248,51 +252,21 @@ def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", 
     """
     y = sessions["purchased"].astype("int64")
     n, k = int(len(y)), int(y.sum())
-    columns = ["variable", "level", "odds_ratio", "ci_low", "ci_high", "p_value"]
-    empty = pd.DataFrame(columns=columns)
+    empty = pd.DataFrame(columns=LOGIT_COLUMNS)
     if n == 0 or k == 0 or k == n:
         return LogitResult(empty, n, k, {}, notes=["no variation in conversion: the model cannot be fitted"],
                            converged=False)
-    weekday = pd.to_datetime(pd.Series(sessions["session_date"])).dt.day_of_week.map(
-        dict(enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))))
-    frame = pd.DataFrame({
-        "channel": sessions["channel"].astype(str).to_numpy(),
-        "device": sessions["device_type"].astype(str).to_numpy(),
-        "weekday": weekday.to_numpy(),
-        "visitor": np.where(sessions["is_returning_client"].to_numpy(dtype=bool), "Returning", "New"),
-    })
+    frame = _logit_factors(sessions)
     y = y.reset_index(drop=True)
-    pooled, notes = {}, []
+    pooled = {}
     for var in ("channel", "device"):
         frame[var], rare = _pool_rare(frame[var], y, min_level_conversions)
         if rare:
             pooled[var] = rare
-    # A level that still never converts (e.g. "Other" made only of non-buying channels) has no
-    # finite odds ratio: its sessions are left out of the fit, and the notes say which.
-    keep = pd.Series(True, index=frame.index)
-    for var in ("channel", "device", "weekday", "visitor"):
-        conv = y.groupby(frame[var]).sum()
-        dead = sorted(str(k) for k, v in conv.items() if v == 0)
-        if dead:
-            drop = frame[var].isin(dead)
-            keep &= ~drop
-            label = ", ".join(pooled.get(var, dead) if dead == ["Other"] else dead)
-            notes.append(f"{int(drop.sum()):,} sessions with {var} {label} (no purchase at all) are left out")
-    if not keep.all():
-        frame, y = frame[keep].reset_index(drop=True), y[keep].reset_index(drop=True)
+    frame, y, notes = _drop_never_converting(frame, y, pooled)
     preferred = {"channel": reference_channel, "device": reference_device, "weekday": "Mon", "visitor": "New"}
-    references, dummies = {}, []
-    for var in ("channel", "device", "weekday", "visitor"):
-        counts = frame[var].value_counts()
-        if len(counts) < 2:
-            notes.append(f"{var} has a single value in the period and is left out")
-            continue
-        ref = preferred[var] if preferred[var] in counts.index and preferred[var] != "Other" else counts.index[0]
-        references[var] = ref
-        for lvl in sorted(counts.index):
-            if lvl != ref:
-                dummies.append(pd.Series((frame[var] == lvl).astype("float64"), name=f"{var}\x1f{lvl}"))
-    X = sm.add_constant(pd.concat(dummies, axis=1) if dummies else pd.DataFrame(index=frame.index), has_constant="add")
+    X, references, single = _dummies_against_references(frame, preferred)
+    notes += single
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -304,6 +278,68 @@ def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", 
     for w in caught:
         if "separation" in str(w.message).lower() or "converge" in str(w.message).lower():
             notes.append(str(w.message).split("\n")[0])
+    return LogitResult(_odds_ratios(fit, level), int(len(y)), int(y.sum()), references, pooled, notes, converged)
+
+
+def _logit_factors(sessions: pd.DataFrame) -> pd.DataFrame:
+    """The model's categorical variables, one row per session (positional index)."""
+    weekday = pd.to_datetime(pd.Series(sessions["session_date"])).dt.day_of_week.map(
+        dict(enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))))
+    return pd.DataFrame({
+        "channel": sessions["channel"].astype(str).to_numpy(),
+        "device": sessions["device_type"].astype(str).to_numpy(),
+        "weekday": weekday.to_numpy(),
+        "visitor": np.where(sessions["is_returning_client"].to_numpy(dtype=bool), "Returning", "New"),
+    })
+
+
+def _drop_never_converting(frame: pd.DataFrame, y: pd.Series,
+                           pooled: dict[str, list[str]]) -> tuple[pd.DataFrame, pd.Series, list[str]]:
+    """``frame`` and ``y`` without the sessions of levels that never convert, and a note per variable.
+
+    Such a level (e.g. "Other" made only of non-buying channels) has no finite odds ratio, so its
+    sessions cannot be in the fit; the notes say which were left out.
+    """
+    keep = pd.Series(True, index=frame.index)
+    notes = []
+    for var in LOGIT_VARIABLES:
+        conv = y.groupby(frame[var]).sum()
+        dead = sorted(str(k) for k, v in conv.items() if v == 0)
+        if dead:
+            drop = frame[var].isin(dead)
+            keep &= ~drop
+            label = ", ".join(pooled.get(var, dead) if dead == ["Other"] else dead)
+            notes.append(f"{int(drop.sum()):,} sessions with {var} {label} (no purchase at all) are left out")
+    if not keep.all():
+        frame, y = frame[keep].reset_index(drop=True), y[keep].reset_index(drop=True)
+    return frame, y, notes
+
+
+def _dummies_against_references(frame: pd.DataFrame,
+                                preferred: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
+    """The design matrix (constant + one dummy per non-reference level), the reference of each
+    variable, and a note per variable left out for having a single level.
+
+    The preferred reference is used when present and not the pooled "Other" (a mixed bag is no
+    baseline to read odds ratios against); otherwise the most frequent level.
+    """
+    references, dummies, notes = {}, [], []
+    for var in LOGIT_VARIABLES:
+        counts = frame[var].value_counts()
+        if len(counts) < 2:
+            notes.append(f"{var} has a single value in the period and is left out")
+            continue
+        ref = preferred[var] if preferred[var] in counts.index and preferred[var] != "Other" else counts.index[0]
+        references[var] = ref
+        for lvl in sorted(counts.index):
+            if lvl != ref:
+                dummies.append(pd.Series((frame[var] == lvl).astype("float64"), name=f"{var}\x1f{lvl}"))
+    X = sm.add_constant(pd.concat(dummies, axis=1) if dummies else pd.DataFrame(index=frame.index), has_constant="add")
+    return X, references, notes
+
+
+def _odds_ratios(fit, level: float) -> pd.DataFrame:
+    """One row per dummy of the fitted model: odds ratio, its interval and p-value."""
     ci = fit.conf_int(alpha=1 - level)
     rows = []
     with np.errstate(over="ignore"):  # a huge coefficient means an infinite bound, said as inf
@@ -314,5 +350,4 @@ def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", 
             rows.append({"variable": var, "level": lvl, "odds_ratio": float(np.exp(fit.params[name])),
                          "ci_low": float(np.exp(ci.loc[name, 0])), "ci_high": float(np.exp(ci.loc[name, 1])),
                          "p_value": float(fit.pvalues[name])})
-    return LogitResult(pd.DataFrame(rows, columns=columns), int(len(y)), int(y.sum()), references, pooled, notes,
-                       converged)
+    return pd.DataFrame(rows, columns=LOGIT_COLUMNS)
