@@ -365,125 +365,138 @@ def data_caveats(data: PeriodData, fig: Figures) -> list[Caveat]:
     no caveat explains are listed at the end (unless ``ignore_findings`` says they are harmless),
     so nothing the daily checks flagged is silently dropped.
     """
-    p = fig.params
-    sym = p.currency_symbol
-    out: list[Caveat] = []
-    findings = [f for f in data.findings if str(f.get("id")) not in set(p.ignore_findings)]
-    used: set[int] = set()
+    ignored = set(fig.params.ignore_findings)
+    findings = [f for f in data.findings if str(f.get("id")) not in ignored]
+    client_id = [f for f in _findings_matching(findings, "client") if "null" in str(f.get("id", "")).lower()
+                 or "null" in str(f.get("metric", "")).lower()]
+    referrer = _findings_matching(findings, "referrer") + _findings_matching(findings, "direct_share")
+    segments = [f for f in findings if str(f.get("id", "")).startswith("segment.")]
+    bots = _findings_matching(findings, "bot", severities=("info", "warn", "error", "pass"))
+    # A finding is claimed by the caveat that covers its problem even when that caveat does not fire
+    # (e.g. zero-revenue findings while no purchase was rejected): it is never an "other warning".
+    explained = [client_id, referrer, segments, bots,
+                 *(_findings_matching(findings, word) for word in
+                   ("item_price", "without_session", "revenue_zero", "zero_revenue", "replay", "collision"))]
+    caveats = [
+        _client_id_caveat(data, fig, client_id),
+        _referrer_caveat(data, referrer),
+        _journey_caveat(fig),
+        _channel_tracking_caveat(segments),
+        _item_price_caveat(data, fig),
+        _orders_without_session_caveat(fig),
+        _order_hygiene_caveat(data),
+        _bot_caveat(data, fig, bots),
+        _missing_days_caveat(data),
+        _other_findings_caveat(findings, explained),
+    ]
+    return [c for c in caveats if c is not None]
 
-    def take(found: list[dict]) -> list[dict]:
-        used.update(id(f) for f in found)
-        return found
 
-    cid = take([f for f in _findings_matching(findings, "client") if "null" in str(f.get("id", "")).lower()
-                or "null" in str(f.get("metric", "")).lower()])
-    caveat = _client_id_caveat(data, fig, cid)
-    if caveat:
-        out.append(caveat)
-
-    caveat = _referrer_caveat(data, take(_findings_matching(findings, "referrer") +
-                                         _findings_matching(findings, "direct_share")))
-    if caveat:
-        out.append(caveat)
-
-    caveat = _journey_caveat(fig)
-    if caveat:
-        out.append(caveat)
-    caveat = _channel_tracking_caveat(take([f for f in findings if str(f.get("id", "")).startswith("segment.")]))
-    if caveat:
-        out.append(caveat)
-
-    # Item prices missing: revenue is known, its product split is not.
-    take(_findings_matching(findings, "item_price"))
+def _item_price_caveat(data: PeriodData, fig: Figures) -> Caveat | None:
+    """Item prices missing: revenue is known, its product split is not."""
+    sym = fig.params.currency_symbol
     prod = fig.products
-    if prod["orders_missing"]:
-        missing_orders = data.orders[data.orders["has_missing_item_prices"]]
-        days = sorted(set(missing_orders["order_date"])) if len(missing_orders) else []
-        when = f" from {days_text(days)}" if days else ""
-        out.append(Caveat(
-            "missing_item_prices", "Item prices missing",
-            f"{plural(prod['orders_missing'], 'order')}{when} {'has' if prod['orders_missing'] == 1 else 'have'} "
-            f"no item prices. Their revenue "
-            f"({money(prod['revenue_missing'], sym)}, {pct(prod['share_missing'])} of the period) is counted, "
-            f"but which products it came from is unknown: the product mix describes the other "
-            f"{count(prod['orders_priced'])} orders only.",
-            "product mix", prod["share_missing"],
-            f"Restore item_price in the purchase event: the product mix of {count(prod['orders_missing'])} "
-            f"orders ({money(prod['revenue_missing'], sym)}) is unknown."))
+    if not prod["orders_missing"]:
+        return None
+    missing_orders = data.orders[data.orders["has_missing_item_prices"]]
+    days = sorted(set(missing_orders["order_date"])) if len(missing_orders) else []
+    when = f" from {days_text(days)}" if days else ""
+    return Caveat(
+        "missing_item_prices", "Item prices missing",
+        f"{plural(prod['orders_missing'], 'order')}{when} {'has' if prod['orders_missing'] == 1 else 'have'} "
+        f"no item prices. Their revenue "
+        f"({money(prod['revenue_missing'], sym)}, {pct(prod['share_missing'])} of the period) is counted, "
+        f"but which products it came from is unknown: the product mix describes the other "
+        f"{count(prod['orders_priced'])} orders only.",
+        "product mix", prod["share_missing"],
+        f"Restore item_price in the purchase event: the product mix of {count(prod['orders_missing'])} "
+        f"orders ({money(prod['revenue_missing'], sym)}) is unknown.")
 
-    # Orders without a session: revenue without a channel.
-    take(_findings_matching(findings, "without_session"))
-    if fig.orders_without_session:
-        share_rev = fig.revenue_without_session / fig.current["revenue"] if fig.current["revenue"] else math.nan
-        out.append(Caveat(
-            "orders_without_session", "Orders without a session",
-            f"{count(fig.orders_without_session)} orders ({money(fig.revenue_without_session, sym)}, "
-            f"{pct(share_rev)} of revenue) have no session (no client id or a bot user agent). They are in "
-            f"revenue and orders but not in the conversion rate, and attribution credits them to 'Untracked journey'.",
-            "conversion rate, Direct's attributed revenue", share_rev))
 
-    # Excluded purchases and id collisions (handled upstream, but they move order counts).
-    for word in ("revenue_zero", "zero_revenue", "replay", "collision"):
-        take(_findings_matching(findings, word))
+def _orders_without_session_caveat(fig: Figures) -> Caveat | None:
+    """Orders without a session: revenue without a channel."""
+    if not fig.orders_without_session:
+        return None
+    sym = fig.params.currency_symbol
+    share_rev = fig.revenue_without_session / fig.current["revenue"] if fig.current["revenue"] else math.nan
+    return Caveat(
+        "orders_without_session", "Orders without a session",
+        f"{count(fig.orders_without_session)} orders ({money(fig.revenue_without_session, sym)}, "
+        f"{pct(share_rev)} of revenue) have no session (no client id or a bot user agent). They are in "
+        f"revenue and orders but not in the conversion rate, and attribution credits them to 'Untracked journey'.",
+        "conversion rate, Direct's attributed revenue", share_rev)
+
+
+def _order_hygiene_caveat(data: PeriodData) -> Caveat | None:
+    """Excluded purchases and id collisions: handled upstream, but they move order counts."""
     rejects = data.rejects
     zero = rejects[rejects["reason"].astype(str).str.contains("zero", na=False)]
     replays = rejects[rejects["reason"].astype(str).eq("replay")]
     collisions = later_id_collisions(data.orders)  # the later order of each pair, as the sentence says
-    if len(zero) or len(replays) or collisions:
-        parts = []
-        if len(zero):
-            parts.append(f"{plural(len(zero), 'purchase event')} with revenue 0 and no items "
-                         f"{'is not counted as an order' if len(zero) == 1 else 'are not counted as orders'}")
-        if len(replays):
-            parts.append(f"{plural(len(replays), 'repeated purchase event')} (replays) counted once")
-        if collisions:
-            parts.append(f"{plural(collisions, 'order')} sharing a transaction id with an earlier, different order "
-                         f"counted as separate orders")
-        out.append(Caveat("order_hygiene", "Purchase events cleaned", "; ".join(parts) + ".", "orders",
-                          float(len(zero) + len(replays) + collisions)))
+    if not (len(zero) or len(replays) or collisions):
+        return None
+    parts = []
+    if len(zero):
+        parts.append(f"{plural(len(zero), 'purchase event')} with revenue 0 and no items "
+                     f"{'is not counted as an order' if len(zero) == 1 else 'are not counted as orders'}")
+    if len(replays):
+        parts.append(f"{plural(len(replays), 'repeated purchase event')} (replays) counted once")
+    if collisions:
+        parts.append(f"{plural(collisions, 'order')} sharing a transaction id with an earlier, different order "
+                     f"counted as separate orders")
+    return Caveat("order_hygiene", "Purchase events cleaned", "; ".join(parts) + ".", "orders",
+                  float(len(zero) + len(replays) + collisions))
 
-    # Bots: excluded from every figure; sized from the gate's daily bot share (or the sessions).
-    bot_findings = take(_findings_matching(findings, "bot", severities=("info", "warn", "error", "pass")))
+
+def _bot_caveat(data: PeriodData, fig: Figures, bot_findings: list[dict]) -> Caveat | None:
+    """Bots are excluded from every figure; sized from the gate's daily bot share of events, or
+    (without it) from the bot sessions."""
     shares = {d: v for d, v in _daily_values([f for f in bot_findings if "share" in str(f.get("id", ""))]).items()
               if 0 <= v <= 1}
     if shares:
         mean = sum(shares.values()) / len(shares)
         low, high = min(shares.values()), max(shares.values())
         spread = f" ({pct(low)}–{pct(high)} a day)" if pct(low) != pct(high) else ""
-        out.append(Caveat("bots", "Bot traffic excluded",
-                          f"Bots (recognised by user agent) made up {pct(mean)} of events on average{spread}. "
-                          f"They are left out of sessions, funnels, "
-                          f"conversion and attribution, so raw event counts overstate human traffic by that much.",
-                          "raw event counts only", mean))
-    elif fig.bot_sessions:
+        return Caveat("bots", "Bot traffic excluded",
+                      f"Bots (recognised by user agent) made up {pct(mean)} of events on average{spread}. "
+                      f"They are left out of sessions, funnels, "
+                      f"conversion and attribution, so raw event counts overstate human traffic by that much.",
+                      "raw event counts only", mean)
+    if fig.bot_sessions:
         total = len(data.sessions)
-        out.append(Caveat("bots", "Bot traffic excluded",
-                          f"{count(fig.bot_sessions)} sessions ({pct(fig.bot_sessions / total)}) came from bots and "
-                          f"are left out of sessions and every rate.", "sessions", fig.bot_sessions / total))
+        return Caveat("bots", "Bot traffic excluded",
+                      f"{count(fig.bot_sessions)} sessions ({pct(fig.bot_sessions / total)}) came from bots and "
+                      f"are left out of sessions and every rate.", "sessions", fig.bot_sessions / total)
+    return None
 
-    # Days without data.
-    if data.period.missing:
-        out.append(Caveat("missing_days", "Days missing",
-                          f"No published data for {days_text(data.period.missing)} (stopped by the data-quality gate, "
-                          f"quarantined by monitoring, or not run): totals cover {len(data.period.available)} of "
-                          f"{data.period.days} days.", "every total", float(len(data.period.missing)),
-                          "Re-run or repair the missing days (see outputs/index.html) before sharing totals."))
 
-    # The remaining WARN/ERROR findings, grouped by id.
+def _missing_days_caveat(data: PeriodData) -> Caveat | None:
+    if not data.period.missing:
+        return None
+    return Caveat("missing_days", "Days missing",
+                  f"No published data for {days_text(data.period.missing)} (stopped by the data-quality gate, "
+                  f"quarantined by monitoring, or not run): totals cover {len(data.period.available)} of "
+                  f"{data.period.days} days.", "every total", float(len(data.period.missing)),
+                  "Re-run or repair the missing days (see outputs/index.html) before sharing totals.")
+
+
+def _other_findings_caveat(findings: list[dict], explained: list[list[dict]]) -> Caveat | None:
+    """The WARN/ERROR findings no other caveat explains, grouped by id (the five most frequent named)."""
+    used = {id(f) for group in explained for f in group}
     rest: dict[str, list[dict]] = {}
     for f in findings:
         if f.get("severity") in ("warn", "error") and id(f) not in used:
             rest.setdefault(str(f.get("id") or f.get("metric") or "finding"), []).append(f)
-    if rest:
-        items = []
-        for fid, fs in sorted(rest.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:5]:
-            why = str(fs[0].get("impact") or fs[0].get("message") or "").rstrip(".")
-            items.append(f"{fid} on {days_text(_finding_days(fs)) or f'{len(fs)} run(s)'}" + (f" ({why})" if why else ""))
-        more = f"; and {len(rest) - 5} more" if len(rest) > 5 else ""
-        out.append(Caveat("other_findings", "Other warnings of the daily runs",
-                          "Also flagged by the daily checks: " + "; ".join(items) + more + ".",
-                          "the figures each finding names", float(len(rest))))
-    return out
+    if not rest:
+        return None
+    items = []
+    for fid, fs in sorted(rest.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:5]:
+        why = str(fs[0].get("impact") or fs[0].get("message") or "").rstrip(".")
+        items.append(f"{fid} on {days_text(_finding_days(fs)) or f'{len(fs)} run(s)'}" + (f" ({why})" if why else ""))
+    more = f"; and {len(rest) - 5} more" if len(rest) > 5 else ""
+    return Caveat("other_findings", "Other warnings of the daily runs",
+                  "Also flagged by the daily checks: " + "; ".join(items) + more + ".",
+                  "the figures each finding names", float(len(rest)))
 
 
 # --- the narrative rules ------------------------------------------------------------------------
