@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -381,57 +382,81 @@ def _window(df: pd.DataFrame, column: str, days) -> pd.DataFrame:
     return df[df[column].isin(set(days))]
 
 
-def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
-    """All figures of the report for ``data`` (pure: same data and params, same figures)."""
-    level = params.confidence_level
-    period = data.period
-    human = data.human_sessions
-    days = date_range(period.start, period.end)
-    current = headline(human, data.orders)
-    previous = None
-    day_table = daily(human, data.orders, days)
+class _WindowFrames(NamedTuple):
+    """The rows of the two windows a change is measured between (base, then recent)."""
+
+    windows: Windows
+    previous: dict | None           # headline() of the previous period when it is the base window
+    base_sessions: pd.DataFrame
+    base_orders: pd.DataFrame
+    base_daily: pd.DataFrame
+    recent_sessions: pd.DataFrame
+    recent_orders: pd.DataFrame
+    recent_daily: pd.DataFrame
+
+
+class _WindowTests(NamedTuple):
+    """The tests of the recent window against the base window (all None without a base)."""
+
+    conversion: stats.ZTest | None = None
+    aov: stats.Interval | None = None
+    revenue_per_day: stats.Interval | None = None
+    sessions_per_day: stats.Interval | None = None
+    orders: stats.Interval | None = None
+
+
+def _window_frames(data: PeriodData, days: list[date], day_table: pd.DataFrame) -> _WindowFrames:
+    """The previous period against this one when both are loaded, else windows inside this period."""
+    period, human = data.period, data.human_sessions
     windows = comparison_windows(period, days)
     if windows.basis == "previous" and data.previous_sessions is not None and data.previous_orders is not None:
         base_sessions = data.previous_sessions[~data.previous_sessions["is_bot"]]
         base_orders = data.previous_orders
-        previous = headline(base_sessions, base_orders)
-        base_daily = daily(base_sessions, base_orders, list(windows.base))
-        recent_sessions, recent_orders, recent_daily = human, data.orders, day_table
-    else:
-        if windows.basis == "previous":  # flagged complete but not loaded: fall back on halves
-            windows = comparison_windows(Period(period.start, period.end, period.available, period.previous_start,
-                                                period.previous_end, (), False), days)
-        base_sessions, base_orders = _window(human, "session_date", windows.base), _window(
-            data.orders, "order_date", windows.base)
-        recent_sessions, recent_orders = _window(human, "session_date", windows.current), _window(
-            data.orders, "order_date", windows.current)
-        base_daily = day_table.loc[list(windows.base)]
-        recent_daily = day_table.loc[list(windows.current)]
-    base = headline(base_sessions, base_orders) if windows.basis != "none" else None
-    recent = headline(recent_sessions, recent_orders) if windows.basis != "none" else None
+        return _WindowFrames(windows, headline(base_sessions, base_orders), base_sessions, base_orders,
+                             daily(base_sessions, base_orders, list(windows.base)), human, data.orders, day_table)
+    if windows.basis == "previous":  # flagged complete but not loaded: fall back on halves
+        windows = comparison_windows(Period(period.start, period.end, period.available, period.previous_start,
+                                            period.previous_end, (), False), days)
+    return _WindowFrames(
+        windows, None,
+        _window(human, "session_date", windows.base), _window(data.orders, "order_date", windows.base),
+        day_table.loc[list(windows.base)],
+        _window(human, "session_date", windows.current), _window(data.orders, "order_date", windows.current),
+        day_table.loc[list(windows.current)])
+
+
+def _kpis_between_windows(current: dict, previous: dict | None, base: dict | None, recent: dict | None,
+                          basis: str) -> dict[str, dict]:
+    """with_changes() of the period, each change restated as recent window vs base window: the
+    windows the tests compare (without a previous period, with_changes alone has no change)."""
     kpis = with_changes(current, previous)
-    if base is not None:
-        for name, k in kpis.items():
-            prev, now = base[name], recent[name]
-            change = None if _nan(prev) or _nan(now) else now - prev
-            k.update(base=prev, recent=now, change=change, change_pct=(None if change is None or not prev
-                                                                       else change / prev), basis=windows.basis)
-    trends = {m: stats.linear_trend(day_table[m], level) for m in ("revenue", "orders", "sessions")}
-    seed, reps = params.bootstrap_seed, params.bootstrap_resamples
-    aov = stats.bootstrap_mean(data.orders["revenue"], reps, seed, level)
+    if base is None:
+        return kpis
+    for name, k in kpis.items():
+        prev, now = base[name], recent[name]
+        change = None if _nan(prev) or _nan(now) else now - prev
+        k.update(base=prev, recent=now, change=change, change_pct=(None if change is None or not prev
+                                                                   else change / prev), basis=basis)
+    return kpis
 
-    conv_test = aov_test = rev_test = sess_test = orders_test = None
-    if base is not None:
-        conv_test = stats.two_proportion_ztest(recent["purchasing_sessions"], recent["sessions"],
-                                               base["purchasing_sessions"], base["sessions"], level)
-        aov_test = stats.bootstrap_mean_difference(recent_orders["revenue"], base_orders["revenue"], reps, seed, level)
-        rev_test = stats.welch_test(recent_daily["revenue"], base_daily["revenue"], level)
-        sess_test = stats.welch_test(recent_daily["sessions"], base_daily["sessions"], level)
-        orders_test = stats.count_ratio_test(recent["orders"], base["orders"], level)
 
-    present = set(data.attribution["model"].dropna())
-    models = [m for m in params.attribution_models if m in present]
-    channels = channel_performance(human, data.attribution, models, level)
+def _window_tests(frames: _WindowFrames, base: dict, recent: dict, params: ReportParams) -> _WindowTests:
+    level, seed, reps = params.confidence_level, params.bootstrap_seed, params.bootstrap_resamples
+    return _WindowTests(
+        conversion=stats.two_proportion_ztest(recent["purchasing_sessions"], recent["sessions"],
+                                              base["purchasing_sessions"], base["sessions"], level),
+        aov=stats.bootstrap_mean_difference(frames.recent_orders["revenue"], frames.base_orders["revenue"], reps,
+                                            seed, level),
+        revenue_per_day=stats.welch_test(frames.recent_daily["revenue"], frames.base_daily["revenue"], level),
+        sessions_per_day=stats.welch_test(frames.recent_daily["sessions"], frames.base_daily["sessions"], level),
+        orders=stats.count_ratio_test(recent["orders"], base["orders"], level),
+    )
+
+
+def _channel_table(data: PeriodData, models: list[str], level: float) -> pd.DataFrame:
+    """channel_performance() with each channel vs the rest and its credit range; a channel that only
+    has credit (no session) shows 0 sessions and 0 orders/revenue/credit where it has none."""
+    channels = channel_performance(data.human_sessions, data.attribution, models, level)
     channels = channels.join(channel_vs_rest(channels, level))
     ranges = credit_ranges(data.attribution, data.channel_credit)
     channels = channels.join(ranges, how="outer")
@@ -440,10 +465,13 @@ def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
     channels = channels.fillna({c: 0.0 for c in channels.columns
                                 if c.startswith(("orders_", "revenue_", "share_", "credit_"))})
     channels.index.name = "channel"
-    keep = kept_channels(channels, current["revenue"], params.fold_threshold)
+    return channels
 
-    funnel = funnel_by_device(human)
-    ref_device = params.reference_device if params.reference_device in funnel.index else (
+
+def _device_tests(funnel: pd.DataFrame, reference_device: str, level: float) -> tuple[str | None, dict]:
+    """The reference device (the configured one when present, else the first of the funnel) and each
+    other device's conversion tested against it."""
+    ref_device = reference_device if reference_device in funnel.index else (
         funnel.index[0] if len(funnel) else None)
     device_tests = {}
     if ref_device is not None:
@@ -452,24 +480,21 @@ def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
             if dev != ref_device:
                 device_tests[dev] = stats.two_proportion_ztest(int(r["purchased_all"]), int(r["sessions"]), rx, rn,
                                                                level)
+    return ref_device, device_tests
 
-    visitors = new_vs_returning(human, level)
-    visitor_test = None
-    if {"New", "Returning"} <= set(visitors.index):
-        ret, new = visitors.loc["Returning"], visitors.loc["New"]
-        visitor_test = stats.two_proportion_ztest(int(ret["purchasing_sessions"]), int(ret["sessions"]),
-                                                  int(new["purchasing_sessions"]), int(new["sessions"]), level)
 
-    logit = stats.conversion_logit(human, params.reference_channel, params.reference_device,
-                                   params.min_level_conversions, level)
+def _returning_vs_new(visitors: pd.DataFrame, level: float) -> stats.ZTest | None:
+    if not {"New", "Returning"} <= set(visitors.index):
+        return None
+    ret, new = visitors.loc["Returning"], visitors.loc["New"]
+    return stats.two_proportion_ztest(int(ret["purchasing_sessions"]), int(ret["sessions"]),
+                                      int(new["purchasing_sessions"]), int(new["sessions"]), level)
 
-    # What moved: decomposition between the windows, change points of the daily series.
-    by_channel = by_device = None
-    if base is not None:
-        by_channel = decompose(recent_sessions, base_sessions, "channel")
-        by_device = decompose(recent_sessions, base_sessions, "device_type")
-    channel_daily = (human.groupby(["session_date", "channel"]).size().unstack(fill_value=0)
-                     .reindex(days, fill_value=0))
+
+def _change_points(day_table: pd.DataFrame, channel_daily: pd.DataFrame, channels: pd.DataFrame,
+                   params: ReportParams) -> dict:
+    """Change points of the headline daily series, and of the daily sessions of each acquisition
+    channel with at least ``fold_threshold`` of the sessions."""
     cps = {}
     cp_args = dict(min_segment=params.change_point_min_days, permutations=params.change_point_permutations,
                    seed=params.bootstrap_seed)
@@ -479,37 +504,79 @@ def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
     for ch in channel_daily.columns:
         if share.get(ch, 0) >= params.fold_threshold and ch not in NOT_ACQUISITION:
             cps[f"channel:{ch}"] = change_point(channel_daily[ch], f"{ch} sessions", **cp_args)
+    return cps
 
-    family = _family(params, windows, kpis, trends, cps, channels, funnel, device_tests, visitor_test, logit,
-                     conv_test, aov_test, rev_test, sess_test, orders_test)
 
-    holdout = None
+def _holdout_for_top_channel(channels: pd.DataFrame, n_days: int, params: ReportParams) -> HoldoutDesign | None:
+    """A holdout test sized for the channel with the most configured credit. Direct and the rows
+    that are not acquisition channels are not candidates: there is no campaign to hold anyone out of."""
     candidates = channels.drop(index=[c for c in ("Direct", "Untracked journey", "Continuation", "(none)")
                                       if c in channels.index])
     candidates = candidates[candidates["sessions"] > 0]
-    if len(candidates) and "credit_configured" in candidates.columns:
-        top = candidates["credit_configured"].idxmax()
-        r = candidates.loc[top]
-        holdout = holdout_design(str(top), float(r["conversion_rate"]), float(r["sessions"]) / len(days),
-                                 float(r["credit_low"]), float(r["credit_high"]),
-                                 params.incrementality_detectable_drop, params.incrementality_holdout_share,
-                                 params.alpha, params.power)
+    if not len(candidates) or "credit_configured" not in candidates.columns:
+        return None
+    top = candidates["credit_configured"].idxmax()
+    r = candidates.loc[top]
+    return holdout_design(str(top), float(r["conversion_rate"]), float(r["sessions"]) / n_days,
+                          float(r["credit_low"]), float(r["credit_high"]),
+                          params.incrementality_detectable_drop, params.incrementality_holdout_share,
+                          params.alpha, params.power)
+
+
+def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
+    """All figures of the report for ``data`` (pure: same data and params, same figures)."""
+    level = params.confidence_level
+    period = data.period
+    human = data.human_sessions
+    days = date_range(period.start, period.end)
+    current = headline(human, data.orders)
+    day_table = daily(human, data.orders, days)
+    frames = _window_frames(data, days, day_table)
+    windows = frames.windows
+    base = headline(frames.base_sessions, frames.base_orders) if windows.basis != "none" else None
+    recent = headline(frames.recent_sessions, frames.recent_orders) if windows.basis != "none" else None
+    kpis = _kpis_between_windows(current, frames.previous, base, recent, windows.basis)
+    trends = {m: stats.linear_trend(day_table[m], level) for m in ("revenue", "orders", "sessions")}
+    aov = stats.bootstrap_mean(data.orders["revenue"], params.bootstrap_resamples, params.bootstrap_seed, level)
+    tests = _window_tests(frames, base, recent, params) if base is not None else _WindowTests()
+
+    present = set(data.attribution["model"].dropna())
+    models = [m for m in params.attribution_models if m in present]
+    channels = _channel_table(data, models, level)
+    funnel = funnel_by_device(human)
+    ref_device, device_tests = _device_tests(funnel, params.reference_device, level)
+    visitors = new_vs_returning(human, level)
+    visitor_test = _returning_vs_new(visitors, level)
+    logit = stats.conversion_logit(human, params.reference_channel, params.reference_device,
+                                   params.min_level_conversions, level)
+
+    # What moved: decomposition between the windows, change points of the daily series.
+    by_channel = by_device = None
+    if base is not None:
+        by_channel = decompose(frames.recent_sessions, frames.base_sessions, "channel")
+        by_device = decompose(frames.recent_sessions, frames.base_sessions, "device_type")
+    channel_daily = (human.groupby(["session_date", "channel"]).size().unstack(fill_value=0)
+                     .reindex(days, fill_value=0))
+    cps = _change_points(day_table, channel_daily, channels, params)
+    family = _family(params, windows, kpis, trends, cps, channels, funnel, device_tests, visitor_test, logit,
+                     tests.conversion, tests.aov, tests.revenue_per_day, tests.sessions_per_day, tests.orders)
 
     no_session = data.orders["session_id"].isna()
     return Figures(
-        period=period, params=params, current=current, previous=previous,
+        period=period, params=params, current=current, previous=frames.previous,
         kpis=kpis, daily=day_table, trends=trends, aov=aov,
-        conversion_vs_previous=conv_test, aov_vs_previous=aov_test, orders_vs_previous=orders_test,
-        revenue_per_day_vs_previous=rev_test,
-        sessions_per_day_vs_previous=sess_test, channels=channels, funnel=funnel, device_tests=device_tests,
-        reference_device=ref_device, visitors=visitors, visitor_test=visitor_test,
+        conversion_vs_previous=tests.conversion, aov_vs_previous=tests.aov, orders_vs_previous=tests.orders,
+        revenue_per_day_vs_previous=tests.revenue_per_day,
+        sessions_per_day_vs_previous=tests.sessions_per_day, channels=channels, funnel=funnel,
+        device_tests=device_tests, reference_device=ref_device, visitors=visitors, visitor_test=visitor_test,
         products=product_mix(data.items, data.orders, params.top_products), logit=logit,
         orders_without_session=int(no_session.sum()),
         revenue_without_session=float(data.orders.loc[no_session, "revenue"].sum()),
         bot_sessions=int(data.sessions["is_bot"].sum()), models=models,
         windows=windows, base=base, recent=recent, by_channel=by_channel, by_device=by_device,
         change_points=cps, channel_daily=channel_daily, family=family, journeys=journey_summary(data.orders),
-        kept_channels=keep, holdout=holdout,
+        kept_channels=kept_channels(channels, current["revenue"], params.fold_threshold),
+        holdout=_holdout_for_top_channel(channels, len(days), params),
     )
 
 
