@@ -33,7 +33,7 @@ from puffy.dq.report import build_report, narrative, write_reports
 from puffy.dq.rules import load_rules
 from puffy.engine import scratch_duckdb
 from puffy.errors import InputDataError, UserError
-from puffy.findings import SEVERITY_RANK, Finding
+from puffy.findings import SEVERITY_RANK, Finding, overall_status
 from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
 from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
 from puffy.storage import is_remote_location
@@ -134,7 +134,7 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     _incidents(findings, Path(rules_path).parent, Path(output_dir), expected_days, ctx.now.date())
     lap("checks")
     # The worst finding sets the status; an 'info' never fails the gate.
-    status = max((f.severity for f in findings if f.severity != "info"), key=SEVERITY_RANK.__getitem__, default="pass")
+    status = overall_status(findings)
     files = file_facts(ctx)
     summary = _summary(files, findings, days, rules.baseline_days)
     baseline_days = [file_date_of(p) for p in baseline_paths]

@@ -74,6 +74,37 @@ def run_monitoring(warehouse_dir: Path, rules_path: Path | None, output_dir: Pat
     history_dir = history_dir if history_dir is not None else warehouse_dir
     intermediate_dir = Path(intermediate_dir) if intermediate_dir is not None else m.infer_intermediate_dir(warehouse_dir)
     sources = m.Sources(warehouse_dir, history_dir, intermediate_dir, run_date)
+    outcome = _run_monitors(sources, rules, now)
+    findings = outcome.findings
+    if rules_path is not None:
+        acknowledge(findings, load_acknowledgements(Path(rules_path).parent), run_date, now.date())
+    track(findings, open_incidents(previous_report(Path(output_dir), run_date, "monitoring_report.json")),
+          run_date, run_date)
+    status = overall_status(findings)
+    findings = sort_findings(findings)
+    inputs = {"warehouse_dir": str(warehouse_dir), "history_dir": str(history_dir),
+              "intermediate_dir": None if intermediate_dir is None else str(intermediate_dir)}
+    report = build_report(status=status, run_date=run_date, generated_at=now, findings=findings,
+                          metrics=outcome.metrics, trend=outcome.trend, mix_tables=outcome.mix, inputs=inputs)
+    written = write_reports(Path(output_dir), report, render_markdown(report, outcome.trend, outcome.mix))
+    log.info("monitoring %s: %s — %s", run_date, status.upper(), report["message"])
+    return MonitoringResult(status, findings, written, outcome.metrics, outcome.trend, outcome.mix, report)
+
+
+@dataclass
+class _Outcome:
+    """What the monitors of one run date found, before incidents and acknowledgements."""
+
+    findings: list[Finding]
+    metrics: pd.DataFrame
+    trend: pd.DataFrame
+    mix: dict[str, pd.DataFrame]
+
+
+def _run_monitors(sources: m.Sources, rules: MonitoringRules, now: datetime) -> _Outcome:
+    """Every enabled monitor, each guarded: one that crashes becomes a ``monitoring.monitor_failed``
+    ERROR finding and the others still run."""
+    run_date = sources.run_date
     start = run_date - timedelta(days=rules.history_days)
     con = m.connect()
     findings: list[Finding] = []
@@ -106,21 +137,7 @@ def run_monitoring(warehouse_dir: Path, rules_path: Path | None, output_dir: Pat
         trend_findings, trend = guarded("trend", lambda: monitors.check_trends(metrics, run_date, rules.trend),
                                         ([], pd.DataFrame()))
         findings += trend_findings
-
-    if rules_path is not None:
-        acknowledge(findings, load_acknowledgements(Path(rules_path).parent), run_date, now.date())
-    track(findings, open_incidents(previous_report(Path(output_dir), run_date, "monitoring_report.json")),
-          run_date, run_date)
-    status = overall_status(findings)
-    findings = sort_findings(findings)
-    inputs = {"warehouse_dir": str(warehouse_dir), "history_dir": str(history_dir),
-              "intermediate_dir": None if intermediate_dir is None else str(intermediate_dir)}
-    trend_frame = trend if trend is not None else pd.DataFrame()
-    report = build_report(status=status, run_date=run_date, generated_at=now, findings=findings, metrics=metrics,
-                          trend=trend_frame, mix_tables=mix_tables, inputs=inputs)
-    written = write_reports(Path(output_dir), report, render_markdown(report, trend_frame, mix_tables))
-    log.info("monitoring %s: %s — %s", run_date, status.upper(), report["message"])
-    return MonitoringResult(status, findings, written, metrics, trend_frame, mix_tables, report)
+    return _Outcome(findings, metrics, trend if trend is not None else pd.DataFrame(), mix_tables)
 
 
 # --- gathering each monitor's inputs --------------------------------------------------------------

@@ -12,11 +12,11 @@ from typing import Literal
 import pandas as pd
 
 from puffy.errors import UserError
+from puffy.findings import normalise_status
 from puffy.stage import STATUS_FILES, Layout, Period, StageResult, write_status
 from puffy.transform.pipeline import TransformResult, channel_revenue_by_model, load_table, run_transform
 from puffy.warehouse import partition_dates
 
-_STATUS = {"ok": "pass", "warn": "warn", "error": "error"}  # the transform's reconciliation words → stage status
 
 
 def staged_period(layout: Layout) -> Period:
@@ -37,7 +37,7 @@ def run(layout: Layout, period: Period | None = None, *, warehouse: str | Path |
     warehouse = Path(warehouse) if warehouse is not None else layout.build_warehouse
     result = run_transform(layout.intermediate, warehouse, layout.params_dir, start=period.start, end=period.end,
                            history_root=layout.warehouse, mode=mode)
-    status = _STATUS[result.status]
+    status = normalise_status(result.status)  # the reconciliation's 'ok' is the stage's 'pass'
     paths = {"warehouse": warehouse}
     if output_dir is not None:
         paths["status"] = write_status(output_dir, STATUS_FILES["transform"], status, result.message, start=period.start,
