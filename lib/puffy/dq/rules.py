@@ -18,7 +18,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from puffy.findings import RAISED, RaisedSeverity
-from puffy.ingest import RawContract
+from puffy.contract import RawContract
 from puffy.params import StrictModel, require_within
 
 Severity = RaisedSeverity  # what a rule may set (puffy.findings)

@@ -14,12 +14,16 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from puffy.attribution import AttributionParams
+from puffy.contract import RawContract
 from puffy.errors import ParamsError
 from puffy.params import StrictModel, load_params
 
 log = logging.getLogger("puffy.transform")
 
 TRANSFORM_PARAMS_FILE = "transform.yaml"
+
+
+_CONTRACT = RawContract()
 
 
 class TransformParams(StrictModel):
@@ -62,12 +66,13 @@ class TransformParams(StrictModel):
         r"/products/", min_length=1, description="A page_viewed whose URL path matches this is a product view.",
     )
 
-    # --- event taxonomy (filled from the dq_rules.yaml contract by load_transform_params)
-    page_view_event: str = Field("page_viewed", description="Event name of a page view.")
-    add_to_cart_event: str = Field("product_added_to_cart", description="Event name of an add-to-cart.")
-    checkout_started_event: str = Field("checkout_started", description="Event name of a checkout start.")
-    purchase_event: str = Field("checkout_completed", description="Event name of a completed order.")
-    email_event: str = Field("email_filled_on_popup", description="Event name of a popup email capture.")
+    # --- event taxonomy: the contract's (puffy.contract; load_transform_params fills them from
+    # the dq_rules.yaml contract, so a params file cannot name them twice)
+    page_view_event: str = Field(_CONTRACT.page_view_event, description="Event name of a page view.")
+    add_to_cart_event: str = Field(_CONTRACT.add_to_cart_event, description="Event name of an add-to-cart.")
+    checkout_started_event: str = Field(_CONTRACT.checkout_started_event, description="Event name of a checkout start.")
+    purchase_event: str = Field(_CONTRACT.purchase_event, description="Event name of a completed order.")
+    email_event: str = Field(_CONTRACT.email_event, description="Event name of a popup email capture.")
 
     # --- orders
     dedupe_exact_replays: bool = Field(
