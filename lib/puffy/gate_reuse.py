@@ -18,8 +18,9 @@ The fingerprint (``gate_fingerprint``) covers:
 * the rules file's bytes, and ``acknowledged.yaml`` next to it (acknowledgements demote findings,
   so they change the status);
 * the period (``--start`` / ``--end``), the pipeline parameters (engine, privacy) and the puffy
-  version with the bytes of the modules that build the staged tables (``puffy.ingest``,
-  ``puffy.dq.gate``, ``puffy.dq.checks`` with its messages, ``puffy.dq.rules``, ``puffy.findings``).
+  version with the bytes of the modules that build the staged tables (``puffy.ingest`` and the
+  contract and table registry it reads, ``puffy.dq.gate``, ``puffy.dq.checks`` with its messages,
+  ``puffy.dq.rules``, ``puffy.findings``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ GATE_DIR = ".gate"
 MANIFEST = "manifest.json"
 _MANIFEST_VERSION = 1
 _EDGE_BYTES = 1 << 20  # bytes hashed at each end of a raw file
-_CODE_MODULES = ("ingest.py", "findings.py", "dq/gate.py", "dq/checks/*.py", "dq/checks/messages.yaml", "dq/rules.py")
+_CODE_MODULES = ("ingest.py", "contract.py", "tables.py", "tables.yaml", "findings.py", "dq/gate.py", "dq/checks/*.py",
+                 "dq/checks/messages.yaml", "dq/rules.py")
 
 
 @dataclass
