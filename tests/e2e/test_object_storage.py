@@ -166,7 +166,7 @@ def _published_day(warehouse: Location, day: date) -> dict[str, pa.Table]:
 
 
 @pytest.mark.parametrize("kill_after", ["second-prepared", "committed"])
-def test_a_run_killed_during_its_publish_leaves_a_whole_day(tmp_path, s3, raw_bucket, bucket_run, kill_after):
+def test_a_run_killed_during_its_publish_leaves_a_whole_day(s3, raw_bucket, bucket_run, kill_after):
     """SIGKILL of a real run (a subprocess) after two of the day's partitions were uploaded (before the
     manifest's PUT), or right after the PUT: readers see the whole old day or the whole new one.
 
@@ -178,7 +178,9 @@ def test_a_run_killed_during_its_publish_leaves_a_whole_day(tmp_path, s3, raw_bu
                     if END in before.dates(t)}
     old_rows = _published_day(layout.warehouse, END)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "lib"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(tmp_path / "outputs"), raw_bucket.uri,
+    # The same outputs directory (a re-run on the same machine): the day's rpt_channel_credit also
+    # depends on the earlier days staged in its intermediate/, so a fresh one would rebuild other rows.
+    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(layout.outputs_dir), raw_bucket.uri,
                            layout.warehouse.uri, END.isoformat(), kill_after],
                           env=env, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
