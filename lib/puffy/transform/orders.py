@@ -98,15 +98,34 @@ def build_orders(
     event_sessions: event_id -> session_id of the sessionized events.
     person_id is set to client_id here; the pipeline re-keys it with ``identity.apply_identity``.
     """
+    p = _purchase_rows(purchases)
+    numbered = _numbered_variants(p, ledger, params)
+    o = p.left_join(numbered, p.event_id == numbered._neid).drop("_neid")
+    stats = _item_stats(items)
+    o = o.left_join(stats, o.event_id == stats._ieid).drop("_ieid")
+    es = event_sessions.select(_seid="event_id", session_id="session_id")
+    o = o.left_join(es, o.event_id == es._seid).drop("_seid")
+    o = _with_reject_reason(o, params)
+    orders = _order_rows(o.filter(o.reason.isnull()))
+    rejects = _reject_rows(o.filter(o.reason.notnull()))
+    return OrderTables(orders=orders, items=_order_item_rows(items, orders), rejects=rejects)
+
+
+def _purchase_rows(purchases: ir.Table) -> ir.Table:
+    """The purchase events' columns orders need, with the trimmed transaction id and payload hash."""
     p = purchases.select(
         "event_id", "client_id", "is_bot", "payload_error", "revenue", "event_data",
         transaction_id=purchases.transaction_id.strip().nullif(""),
         order_ts=purchases.event_ts,
         item_count=purchases.item_count.cast("int64"),
     )
-    p = p.mutate(payload_hash=payload_hash(p.event_data)).drop("event_data")
+    return p.mutate(payload_hash=payload_hash(p.event_data)).drop("event_data")
 
-    # --- variant numbering over history + current events that have a transaction id
+
+def _numbered_variants(p: ir.Table, ledger: ir.Table, params: TransformParams) -> ir.Table:
+    """Per current purchase event with a transaction id (``_neid``): its variant number, occurrence,
+    collision flag, same-day replays collapsed into it and order key, numbered over the history
+    ledger and the current events together."""
     def variant_frame(t: ir.Table, is_history: bool) -> ir.Table:
         return t.select(
             "transaction_id", "order_ts", "event_id",
@@ -121,24 +140,7 @@ def build_orders(
     occ_w = ibis.window(group_by=[allv.transaction_id, allv._client_key, allv._payload],
                         order_by=[allv.order_ts, allv.event_id])
     allv = allv.mutate(_occurrence=ibis.row_number().over(occ_w) + 1)
-    firsts = allv.filter(allv._occurrence == 1)
-    var_w = ibis.window(group_by=firsts.transaction_id, order_by=[firsts.order_ts, firsts.event_id])
-    firsts = firsts.mutate(
-        _variant=(ibis.row_number().over(var_w) + 1).cast("int64"),
-        _first_date=firsts.order_ts.date(),
-    )
-    # variants of the id known on or before each variant's first date (for the collision flag)
-    per_day = firsts.group_by("transaction_id", "_first_date").aggregate(_n_new=firsts.count())
-    cum = per_day.mutate(
-        _known=per_day._n_new.sum().over(
-            ibis.cumulative_window(group_by=per_day.transaction_id, order_by=per_day._first_date)
-        )
-    ).select(_kt="transaction_id", _kd="_first_date", _known="_known")
-    vkeys = firsts.select(
-        _vt="transaction_id", _vc="_client_key", _vp="_payload", _variant="_variant",
-        _first_date="_first_date", _first_event_id="event_id",
-    )
-    vkeys = vkeys.join(cum, (vkeys._vt == cum._kt) & (vkeys._first_date == cum._kd)).drop("_kt", "_kd")
+    vkeys = _variant_keys(allv.filter(allv._occurrence == 1))
 
     curv = allv.filter(~allv._hist)
     cur = curv.join(
@@ -151,7 +153,7 @@ def build_orders(
             group_by=[cur.transaction_id, cur._client_key, cur._payload]
         )
     )
-    numbered = cur.select(
+    return cur.select(
         _neid="event_id",
         transaction_variant="_variant",
         _occurrence="_occurrence",
@@ -162,22 +164,43 @@ def build_orders(
         ),
     )
 
-    # --- items per event
+
+def _variant_keys(firsts: ir.Table) -> ir.Table:
+    """Each variant's first occurrence (``firsts``) numbered within its transaction id, with how many
+    variants of the id were known on or before its first date (for the collision flag)."""
+    var_w = ibis.window(group_by=firsts.transaction_id, order_by=[firsts.order_ts, firsts.event_id])
+    firsts = firsts.mutate(
+        _variant=(ibis.row_number().over(var_w) + 1).cast("int64"),
+        _first_date=firsts.order_ts.date(),
+    )
+    per_day = firsts.group_by("transaction_id", "_first_date").aggregate(_n_new=firsts.count())
+    cum = per_day.mutate(
+        _known=per_day._n_new.sum().over(
+            ibis.cumulative_window(group_by=per_day.transaction_id, order_by=per_day._first_date)
+        )
+    ).select(_kt="transaction_id", _kd="_first_date", _known="_known")
+    vkeys = firsts.select(
+        _vt="transaction_id", _vc="_client_key", _vp="_payload", _variant="_variant",
+        _first_date="_first_date", _first_event_id="event_id",
+    )
+    return vkeys.join(cum, (vkeys._vt == cum._kt) & (vkeys._first_date == cum._kd)).drop("_kt", "_kd")
+
+
+def _item_stats(items: ir.Table) -> ir.Table:
+    """Per purchase event (``_ieid``): items carrying any value, whether a price is missing, quantity."""
     it = items.mutate(
         _has_value=items.item_id.notnull() | items.item_name.notnull() | items.item_variant.notnull()
         | items.quantity.notnull() | items.item_price.notnull()
     )
-    item_stats = it.group_by(_ieid=it.event_id).aggregate(
+    return it.group_by(_ieid=it.event_id).aggregate(
         _valued_items=it._has_value.cast("int64").sum(),
         _missing_price=it.item_price.isnull().any(),
         _quantity=it.quantity.sum(),
     )
 
-    o = p.left_join(numbered, p.event_id == numbered._neid).drop("_neid")
-    o = o.left_join(item_stats, o.event_id == item_stats._ieid).drop("_ieid")
-    es = event_sessions.select(_seid="event_id", session_id="session_id")
-    o = o.left_join(es, o.event_id == es._seid).drop("_seid")
 
+def _with_reject_reason(o: ir.Table, params: TransformParams) -> ir.Table:
+    """``reason`` (the first of ``REJECT_REASONS`` that applies, NULL for an order) and order_date."""
     empty_items = o._valued_items.fill_null(0) == 0
     cases = [
         (o.payload_error.notnull(), "invalid_payload"),
@@ -188,13 +211,15 @@ def build_orders(
     cases += [(o.revenue.isnull(), "missing_revenue"), (o.revenue < 0, "negative_revenue")]
     if params.exclude_zero_revenue_empty_orders:
         cases.append(((o.revenue == 0) & empty_items, "zero_revenue_empty_items"))
-    o = o.mutate(
+    return o.mutate(
         reason=ibis.cases(*cases, else_=ibis.null("string")),
         order_date=o.order_ts.date(),
     )
 
-    orders = o.filter(o.reason.isnull())
-    orders = orders.select(
+
+def _order_rows(orders: ir.Table) -> ir.Table:
+    """fct_orders' columns of the included purchase events."""
+    return orders.select(
         order_key=orders._order_key,
         transaction_id=orders.transaction_id,
         transaction_variant=orders.transaction_variant,
@@ -216,7 +241,9 @@ def build_orders(
         event_id=orders.event_id,
     )
 
-    rej = o.filter(o.reason.notnull())
+
+def _reject_rows(rej: ir.Table) -> ir.Table:
+    """fct_order_rejects' columns of the purchase events with a reject reason."""
     detail = ibis.cases(
         (rej.reason == "invalid_payload", "payload: " + rej.payload_error.fill_null("")),
         (rej.reason == "replay", "repeat #" + (rej._occurrence - 1).cast("string") + " of " + rej._order_key),
@@ -224,7 +251,7 @@ def build_orders(
          "revenue 0 and " + rej.item_count.fill_null(0).cast("string") + " item(s) without any value"),
         else_=ibis.null("string"),
     )
-    rejects = rej.select(
+    return rej.select(
         order_key=rej._order_key,
         transaction_id=rej.transaction_id,
         reason=rej.reason,
@@ -237,9 +264,12 @@ def build_orders(
         detail=detail,
     )
 
+
+def _order_item_rows(items: ir.Table, orders: ir.Table) -> ir.Table:
+    """fct_order_items: the items of included orders, keyed by order_key."""
     ok = orders.select(_okey="order_key", _oeid="event_id", _odate="order_date")
     li = items.join(ok, items.event_id == ok._oeid)
-    order_items = li.select(
+    return li.select(
         order_key=li._okey,
         order_date=li._odate,
         line_number=li.line_number.cast("int64"),
@@ -250,4 +280,3 @@ def build_orders(
         item_price=li.item_price,
         unit_price=li.item_price / li.quantity.nullif(0),
     )
-    return OrderTables(orders=orders, items=order_items, rejects=rejects)

@@ -83,7 +83,7 @@ from puffy.attribution import (
     order_journeys,
     windowed_free_transitions,
 )
-from puffy.channels import load_channel_rules
+from puffy.channels import ChannelRules, load_channel_rules
 from puffy.dates import date_range
 from puffy.engine import connect, engine_name, record_batches
 from puffy.errors import InputDataError, UserError
@@ -344,9 +344,79 @@ def run_transform(
         engine_params = load_pipeline_params(params_dir)
     con = con or connect(engine_params)
     timer = _Timer()
-    warnings: list[str] = []
+    plan = _plan_dates(staging_root, history_root, start, end, mode, tp)
 
-    # --- which dates
+    # --- events of the window, user agents parsed once per distinct string
+    raw = read_partitions(con, staging_root, STG_EVENTS, plan.window_dates)
+    # Not cached: each use re-reads only the Parquet columns it needs, which is cheaper than
+    # materialising every column of every event.
+    events = annotate_events(raw, user_agent_dimension(raw))
+    timer.lap("read_events")
+
+    # --- identity: the stitched person map is built on every run (rpt_channel_credit shows both
+    # identities); the fct tables use it only with identity_stitching
+    stitched_map = _stitched_person_map(con, staging_root, [d for d in sorted(plan.staged) if d <= end], tp)
+    pmap = stitched_map if tp.identity_stitching else None
+    timer.lap("identity")
+
+    ses = _sessions_step(con, events, history_root, plan, tp, rules)
+    timer.lap("sessions")
+    ords = _orders_step(con, events, ses, staging_root, history_root, plan, tp, pmap)
+    timer.lap("orders")
+
+    # --- sessions: order metrics, person
+    sessions = add_order_metrics(ses.core, ords.known.filter(ords.known.order_date >= min(plan.session_dates)))
+    sessions = cast_to_schema(apply_identity(sessions, pmap), SESSION_SCHEMA)  # computed as it is written
+
+    orders_out, attribution, channel_credit = _attribution_step(ses, ords, plan, tp, stitched_map)
+    timer.lap("attribution")
+
+    items_out = ords.items.filter(ords.items.order_date.isin(plan.order_dates))
+    rejects_out = ords.rejects.filter(ords.rejects.order_date.isin(plan.order_dates))
+    outputs = {
+        "fct_sessions": (sessions, plan.session_dates),
+        "fct_orders": (orders_out, plan.order_dates),
+        "fct_order_items": (items_out, plan.order_dates),
+        "fct_order_rejects": (rejects_out, plan.order_dates),
+        "fct_attribution": (attribution, plan.order_dates),
+        "rpt_channel_credit": (channel_credit, plan.order_dates),
+    }
+    tables, counts = _write_outputs(warehouse_root, outputs, ses.scoped)
+    timer.lap("write")
+
+    checks = _reconcile_checks(con, events, ses, staging_root, plan, tp, counts["fct_sessions"],
+                               orders_out, items_out, rejects_out, attribution)
+    frame = reconciliation_frame(checks, mode)
+    frame["run_start"], frame["run_end"] = start, end
+    rec = pa.Table.from_pandas(frame, schema=RECONCILIATION_SCHEMA, preserve_index=False).replace_schema_metadata(None)
+    tables[RECONCILIATION_TABLE] = [write_partition(warehouse_root, RECONCILIATION_TABLE, end, rec)]
+    counts[RECONCILIATION_TABLE] = rec.num_rows
+    timer.lap("reconcile")
+
+    status = overall_status(frame)
+    result = TransformResult(status, mode, start, end, tables, counts, frame, timer.timings, plan.warnings, tp,
+                             con.name)
+    log.info("transform %s %s..%s: %s (%s)", mode, start, end, status, counts)
+    return result
+
+
+@dataclass
+class _DatePlan:
+    """Which dates a run reads and writes (see the module docstring)."""
+
+    start: date
+    staged: set[date]  # days with staged events
+    order_dates: list[date]  # order and attribution partitions written
+    session_dates: list[date]  # fct_sessions partitions written
+    window_dates: list[date]  # staged days read (with the context days before)
+    order_compute: list[date]  # days whose orders are built (order_dates + missing history)
+    warnings: list[str]
+
+
+def _plan_dates(staging_root: Path, history_root: Path, start: date, end: date, mode: str,
+                tp: TransformParams) -> _DatePlan:
+    """The dates of ``start..end`` a run writes, and those it reads for context."""
+    warnings: list[str] = []
     staged = set(partition_dates(staging_root, STG_EVENTS))
     requested = date_range(start, end)
     order_dates = [d for d in requested if d in staged]
@@ -369,22 +439,23 @@ def run_transform(
     for d in order_compute:
         if d < start:
             warnings.append(f"fct_orders {d} not in history: recomputed from staged events")
+    return _DatePlan(start, staged, order_dates, session_dates, window_dates, order_compute, warnings)
 
-    # --- events of the window, user agents parsed once per distinct string
-    raw = read_partitions(con, staging_root, STG_EVENTS, window_dates)
-    ua_dim = user_agent_dimension(raw)
-    # Not cached: each use re-reads only the Parquet columns it needs, which is cheaper than
-    # materialising every column of every event.
-    events = annotate_events(raw, ua_dim)
-    timer.lap("read_events")
 
-    # --- identity: the stitched person map is built on every run (rpt_channel_credit shows both
-    # identities); the fct tables use it only with identity_stitching
-    stitched_map = _stitched_person_map(con, staging_root, [d for d in sorted(staged) if d <= end], tp)
-    pmap = stitched_map if tp.identity_stitching else None
-    timer.lap("identity")
+@dataclass
+class _Sessions:
+    """The sessions of one run (lazy Ibis tables)."""
 
-    # --- sessions
+    sessionizable: ir.Table  # events that can be sessionized (client id; no bot with exclude_bots)
+    window: ir.Table  # every session of the window, context days included (cached)
+    scoped: ir.Table  # the sessions this run writes
+    core: ir.Table  # scoped with session_number and is_returning_client
+    history: ir.Table  # published sessions before the first date written (narrow columns)
+
+
+def _sessions_step(con: ibis.BaseBackend, events: ir.Table, history_root: Path, plan: _DatePlan,
+                   tp: TransformParams, rules: ChannelRules) -> _Sessions:
+    """Sessionize the window's events and number the sessions this run writes."""
     sessionizable = events.filter(events.client_id.notnull())
     if tp.exclude_bots:
         sessionizable = sessionizable.filter(~sessionizable.is_bot)
@@ -394,10 +465,10 @@ def run_transform(
     window_sessions = build_sessions(sessionized, sessionizable, rules).cache()
     # The sessions this run writes. Their numbering and order metrics are joined on below and
     # not materialised again: the narrow uses (attribution, checks) read this cached table.
-    scoped = window_sessions.filter(window_sessions.session_date.isin(session_dates))
+    scoped = window_sessions.filter(window_sessions.session_date.isin(plan.session_dates))
 
     hist_sessions = read_partitions(
-        con, history_root, "fct_sessions", _history_dates(history_root, "fct_sessions", min(session_dates)),
+        con, history_root, "fct_sessions", _history_dates(history_root, "fct_sessions", min(plan.session_dates)),
         SESSION_SCHEMA,
         columns=["session_id", "client_id", "session_start", "session_date", "channel", "is_bot"],
     )
@@ -407,9 +478,26 @@ def run_transform(
     # cached: each of the write queries of a large run would otherwise number all sessions again
     numbers = session_numbers(scoped, prior_counts).cache()
     core = add_session_history(scoped, numbers)
-    timer.lap("sessions")
+    return _Sessions(sessionizable, window_sessions, scoped, core, hist_sessions)
 
-    # --- orders
+
+@dataclass
+class _Orders:
+    """The orders of one run (lazy Ibis tables)."""
+
+    new: ir.Table  # orders built by this run (order_compute dates), person re-keyed
+    items: ir.Table
+    rejects: ir.Table
+    known: ir.Table  # history's orders and the new ones (narrow columns)
+
+
+_KNOWN_ORDER_COLUMNS = ["order_key", "client_id", "session_id", "order_ts", "order_date", "revenue"]
+
+
+def _orders_step(con: ibis.BaseBackend, events: ir.Table, ses: _Sessions, staging_root: Path, history_root: Path,
+                 plan: _DatePlan, tp: TransformParams, pmap: ir.Table | None) -> _Orders:
+    """Build the orders of ``plan.order_compute`` against the history ledger."""
+    order_compute = plan.order_compute
     purchases = events.filter(
         (events.event_name == tp.purchase_event) & events.file_date.isin(order_compute)
     )
@@ -426,35 +514,33 @@ def run_transform(
     if tp.exclude_bots:
         sessionized_purchases = sessionized_purchases.filter(~sessionized_purchases.is_bot)
     event_sessions = events_in_sessions(
-        sessionized_purchases.select("event_id", "client_id", "event_ts"), window_sessions
+        sessionized_purchases.select("event_id", "client_id", "event_ts"), ses.window
     ).select("event_id", "session_id")
     built = build_orders(purchases, items, ledger, event_sessions, tp)
     orders_new = apply_identity(built.orders, pmap).cache()
-    items_new = built.items.cache()
-    rejects_new = built.rejects.cache()
 
     hist_orders = read_partitions(
-        con, history_root, "fct_orders", _history_dates(history_root, "fct_orders", start), ORDER_SCHEMA,
-        columns=["order_key", "client_id", "session_id", "order_ts", "order_date", "revenue"],
+        con, history_root, "fct_orders", _history_dates(history_root, "fct_orders", plan.start),
+        ORDER_SCHEMA, columns=_KNOWN_ORDER_COLUMNS,
     )
     hist_orders = hist_orders.filter(~hist_orders.order_date.isin(order_compute))
-    order_cols = ["order_key", "client_id", "session_id", "order_ts", "order_date", "revenue"]
-    orders_known = hist_orders.union(orders_new.select(*order_cols))
-    timer.lap("orders")
+    orders_known = hist_orders.union(orders_new.select(*_KNOWN_ORDER_COLUMNS))
+    return _Orders(orders_new, built.items.cache(), built.rejects.cache(), orders_known)
 
-    # --- sessions: order metrics, person
-    sessions = add_order_metrics(core, orders_known.filter(orders_known.order_date >= min(session_dates)))
-    sessions = cast_to_schema(apply_identity(sessions, pmap), SESSION_SCHEMA)  # computed as it is written
 
-    # --- attribution
+def _attribution_step(ses: _Sessions, ords: _Orders, plan: _DatePlan, tp: TransformParams,
+                      stitched_map: ir.Table) -> tuple[ir.Table, ir.Table, ir.Table]:
+    """fct_orders of the written dates with their journeys, fct_attribution under the configured
+    identity, and rpt_channel_credit under both."""
     ap = tp.attribution
-    orders_out = orders_new.filter(orders_new.order_date.isin(order_dates))
+    order_dates = plan.order_dates
+    orders_out = ords.new.filter(ords.new.order_date.isin(order_dates))
     lookback_from = min(order_dates) - timedelta(days=ap.lookback_days + 1)
     horizon = max(ap.lookback_days + 1, tp.markov_fit_days if "markov" in ap.models else 0)
-    att_sessions = hist_sessions.filter(
-        hist_sessions.session_date >= min(order_dates) - timedelta(days=horizon)
-    ).select("session_id", "client_id", "session_start", "session_date", "channel", "is_bot").union(
-        scoped.select("session_id", "client_id", "session_start", "session_date", "channel", "is_bot")
+    hist = ses.history
+    cols = ("session_id", "client_id", "session_start", "session_date", "channel", "is_bot")
+    att_sessions = hist.filter(hist.session_date >= min(order_dates) - timedelta(days=horizon)).select(*cols).union(
+        ses.scoped.select(*cols)
     )
     att_sessions = att_sessions.filter(~att_sessions.is_bot)
     maps = {"strict": None, "stitched": stitched_map}
@@ -463,74 +549,60 @@ def run_transform(
     for identity, mapping in maps.items():
         id_sessions = apply_identity(att_sessions, mapping).cache()
         id_orders = apply_identity(orders_out, mapping)
-        attributions[identity] = _attribution(id_sessions, apply_identity(orders_known, mapping), id_orders,
+        attributions[identity] = _attribution(id_sessions, apply_identity(ords.known, mapping), id_orders,
                                               order_dates, tp)
         if identity == configured:
             journeys = order_journeys(id_sessions.filter(id_sessions.session_date >= lookback_from),
                                       id_orders, ap).cache()
-    attribution = attributions[configured]
     j = journeys.rename(_jok="order_key")
     orders_out = orders_out.left_join(j, orders_out.order_key == j._jok).drop("_jok")
-    channel_credit = _channel_credit(attributions, configured)
-    timer.lap("attribution")
+    return orders_out, attributions[configured], _channel_credit(attributions, configured)
 
-    # --- write
+
+def _write_outputs(warehouse_root: Path, outputs: dict[str, tuple[ir.Table, list[date]]],
+                   scoped: ir.Table) -> tuple[dict[str, list[Path]], dict[str, int]]:
+    """Write each output table's partitions; the partition dirs and row counts per table."""
     tables: dict[str, list[Path]] = {}
     counts: dict[str, int] = {}
-    outputs = {
-        "fct_sessions": (sessions, session_dates),
-        "fct_orders": (orders_out, order_dates),
-        "fct_order_items": (items_new.filter(items_new.order_date.isin(order_dates)), order_dates),
-        "fct_order_rejects": (rejects_new.filter(rejects_new.order_date.isin(order_dates)), order_dates),
-        "fct_attribution": (attribution, order_dates),
-        "rpt_channel_credit": (channel_credit, order_dates),
-    }
     per_day = scoped.group_by("session_date").aggregate(n=scoped.count()).to_pyarrow().to_pylist()
     session_rows = {r["session_date"]: r["n"] for r in per_day}
     for name, (t, days) in outputs.items():
         tables[name], counts[name] = _write_table(warehouse_root, name, t, days,
                                                   session_rows if name == "fct_sessions" else None)
-    timer.lap("write")
+    return tables, counts
 
-    # --- reconcile
+
+def _reconcile_checks(con: ibis.BaseBackend, events: ir.Table, ses: _Sessions, staging_root: Path, plan: _DatePlan,
+                      tp: TransformParams, sessions_written: int, orders_out: ir.Table, items_out: ir.Table,
+                      rejects_out: ir.Table, attribution: ir.Table):
+    """The reconciliation checks of what this run wrote (``puffy.transform.reconcile``)."""
+    session_dates, order_dates = plan.session_dates, plan.order_dates
     n_stg_rejects = 0
     if partition_files(staging_root, STG_REJECTS, session_dates):
         n_stg_rejects = int(read_partitions(con, staging_root, STG_REJECTS, session_dates).count().execute())
-    known_ids = hist_sessions.select("session_id").union(scoped.select("session_id"))
+    known_ids = ses.history.select("session_id").union(ses.scoped.select("session_id"))
     first_midnight = ibis.timestamp(datetime.combine(min(session_dates), datetime.min.time()))
-    earlier = window_sessions.filter(
-        (window_sessions.session_date < min(session_dates)) & (window_sessions.session_end >= first_midnight)
-    )
-    in_scope = sessionizable.filter(sessionizable.file_date.isin(session_dates))
+    window = ses.window
+    earlier = window.filter((window.session_date < min(session_dates)) & (window.session_end >= first_midnight))
+    in_scope = ses.sessionizable.filter(ses.sessionizable.file_date.isin(session_dates))
     continuing = events_in_sessions(in_scope.select("event_id", "client_id", "event_ts"), earlier)
-    checks = compute_checks(
+    return compute_checks(
         events_e=events.filter(events.file_date.isin(session_dates)),
         rejects_e_count=n_stg_rejects,
         continuing_events=continuing.filter(continuing.session_id.notnull()),
-        sessions_out=scoped,  # the rows of fct_sessions, before the 1:1 joins of numbers and metrics
-        sessions_written=counts["fct_sessions"],
+        sessions_out=ses.scoped,  # the rows of fct_sessions, before the 1:1 joins of numbers and metrics
+        sessions_written=sessions_written,
         exclude_bots=tp.exclude_bots,
         purchases_o=events.filter((events.event_name == tp.purchase_event) & events.file_date.isin(order_dates)),
         orders_out=orders_out,
-        items_out=items_new.filter(items_new.order_date.isin(order_dates)),
-        rejects_out=rejects_new.filter(rejects_new.order_date.isin(order_dates)),
+        items_out=items_out,
+        rejects_out=rejects_out,
         attribution_out=attribution,
         known_session_ids=known_ids,
-        models=list(ap.models),
+        models=list(tp.attribution.models),
         session_dates=session_dates,
         order_dates=order_dates,
     )
-    frame = reconciliation_frame(checks, mode)
-    frame["run_start"], frame["run_end"] = start, end
-    rec = pa.Table.from_pandas(frame, schema=RECONCILIATION_SCHEMA, preserve_index=False).replace_schema_metadata(None)
-    tables[RECONCILIATION_TABLE] = [write_partition(warehouse_root, RECONCILIATION_TABLE, end, rec)]
-    counts[RECONCILIATION_TABLE] = rec.num_rows
-    timer.lap("reconcile")
-
-    status = overall_status(frame)
-    result = TransformResult(status, mode, start, end, tables, counts, frame, timer.timings, warnings, tp, con.name)
-    log.info("transform %s %s..%s: %s (%s)", mode, start, end, status, counts)
-    return result
 
 
 def _stitched_person_map(con: ibis.BaseBackend, staging_root: Path, days: list[date],
