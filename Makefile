@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench lock clean
+.PHONY: setup demo test lint format bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,17 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/puffy demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q -n auto
+
+# The formatter and linter (settings in pyproject.toml); `make format` applies what they ask for.
+lint: $(STAMP)
+	$(BIN)/ruff check lib tests
+	$(BIN)/ruff format --check lib tests
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix lib tests
+	$(BIN)/ruff format lib tests
 
 bench: $(STAMP)
 	$(BIN)/puffy bench --scale 100 --json-out outputs/bench/bench.json

@@ -27,9 +27,7 @@ from puffy.attribution import (
 )
 
 # ibis 12 + pandas 3 emit this on every to_pandas(); it is not ours.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The 'future.infer_string' option is deprecated"
-)
+pytestmark = pytest.mark.filterwarnings("ignore:The 'future.infer_string' option is deprecated")
 
 T0 = pd.Timestamp("2024-03-10 12:00:00", tz="UTC")
 DAY = pd.Timedelta(days=1)
@@ -52,16 +50,12 @@ ORDER_SCHEMA = {
 
 def make_sessions(rows):
     """rows: (session_id, person_id, session_start, channel)."""
-    return ibis.memtable(
-        pd.DataFrame(rows, columns=list(SESSION_SCHEMA)), schema=SESSION_SCHEMA
-    )
+    return ibis.memtable(pd.DataFrame(rows, columns=list(SESSION_SCHEMA)), schema=SESSION_SCHEMA)
 
 
 def make_orders(rows):
     """rows: (order_key, person_id, session_id, order_ts, revenue)."""
-    return ibis.memtable(
-        pd.DataFrame(rows, columns=list(ORDER_SCHEMA)), schema=ORDER_SCHEMA
-    )
+    return ibis.memtable(pd.DataFrame(rows, columns=list(ORDER_SCHEMA)), schema=ORDER_SCHEMA)
 
 
 def run(sessions, orders, **params) -> pd.DataFrame:
@@ -74,9 +68,7 @@ def allocation(df: pd.DataFrame, model: str) -> dict:
     """{order_key: [(session_id, channel, attributed_revenue), ...] by touch_index}."""
     out = {}
     for row in df[df.model == model].itertuples():
-        out.setdefault(row.order_key, []).append(
-            (row.session_id, row.channel, row.attributed_revenue)
-        )
+        out.setdefault(row.order_key, []).append((row.session_id, row.channel, row.attributed_revenue))
     return out
 
 
@@ -145,14 +137,9 @@ def test_output_columns_and_models(result):
 
 
 def test_touchpoints_lookback_boundary_and_shared_session():
-    tp = order_touchpoints(
-        make_sessions(SESSIONS), make_orders(ORDERS), AttributionParams()
-    ).to_pandas()
+    tp = order_touchpoints(make_sessions(SESSIONS), make_orders(ORDERS), AttributionParams()).to_pandas()
     tp["session_id"] = tp["session_id"].astype(object).where(tp["session_id"].notna(), None)
-    touches = {
-        k: list(g.sort_values("touch_index").session_id)
-        for k, g in tp.groupby("order_key")
-    }
+    touches = {k: list(g.sort_values("touch_index").session_id) for k, g in tp.groupby("order_key")}
     assert touches["oA"] == ["a1", "a2", "a3"]
     assert touches["oB"] == ["b1"]
     assert touches["oC"] == [None]  # placeholder row, no touchpoint
@@ -240,9 +227,7 @@ def test_position_based(result):
 
 def test_position_based_middle_share_split():
     # 4 touches: 0.4 / 0.2/2 / 0.2/2 / 0.4 of 50.00 -> 20 / 5 / 5 / 20
-    sessions = make_sessions(
-        [(f"s{i}", "P", T0 - (4 - i) * DAY, "Email") for i in range(4)]
-    )
+    sessions = make_sessions([(f"s{i}", "P", T0 - (4 - i) * DAY, "Email") for i in range(4)])
     orders = make_orders([("o1", "P", "s3", T0, 50.00)])
     df = run(sessions, orders, models=["position_based"])
     assert list(df.attributed_revenue) == [20.0, 5.0, 5.0, 20.0]
@@ -320,12 +305,8 @@ def test_credit_and_revenue_sum_exactly_per_order_and_model(result):
 def test_summary_totals(result):
     full = attribute(make_sessions(SESSIONS), make_orders(ORDERS))
     summary = attribution_summary(full).to_pandas()
-    assert list(summary.columns) == [
-        "model", "channel", "orders_credited", "attributed_revenue"
-    ]
-    per_model = summary.groupby("model").agg(
-        orders=("orders_credited", "sum"), revenue=("attributed_revenue", "sum")
-    )
+    assert list(summary.columns) == ["model", "channel", "orders_credited", "attributed_revenue"]
+    per_model = summary.groupby("model").agg(orders=("orders_credited", "sum"), revenue=("attributed_revenue", "sum"))
     # 7 orders, 790.00 in every model
     assert per_model.orders.to_list() == pytest.approx([7.0] * len(MODEL_NAMES))
     assert all(cents(x) == TOTAL_CENTS for x in per_model.revenue)
@@ -361,9 +342,7 @@ def test_lookback_zero_keeps_only_order_session():
 
 def test_touch_index_ties_broken_by_session_id_and_zero_revenue():
     # Same start time -> ordered by session_id ("s_a" before "s_b").
-    sessions = make_sessions(
-        [("s_b", "P", T0 - DAY, "Email"), ("s_a", "P", T0 - DAY, "SMS")]
-    )
+    sessions = make_sessions([("s_b", "P", T0 - DAY, "Email"), ("s_a", "P", T0 - DAY, "SMS")])
     orders = make_orders([("o1", "P", None, T0, 0.0)])
     df = run(sessions, orders, models=["first_click", "linear"])
     first = df[df.model == "first_click"]
@@ -412,9 +391,7 @@ def test_markov_removal_effects_loop_and_mixed_counts():
             "non_conversions": [0, 0, 1],
         }
     )
-    assert markov_removal_effects(paths).to_dict() == pytest.approx(
-        {"Email": 2 / 3, "Paid Search": 3 / 4}
-    )
+    assert markov_removal_effects(paths).to_dict() == pytest.approx({"Email": 2 / 3, "Paid Search": 3 / 4})
 
 
 def test_markov_removal_effects_no_conversions_are_zero():
@@ -436,9 +413,7 @@ def test_markov_attribution_tiny_journeys():
             ("p3a", "P3", T0 - 2 * DAY, "Paid Search"),
         ]
     )
-    orders = make_orders(
-        [("o1", "P1", "p1b", T0, 100.00), ("o2", "P2", "p2a", T0, 50.00)]
-    )
+    orders = make_orders([("o1", "P1", "p1b", T0, 100.00), ("o2", "P2", "p2a", T0, 50.00)])
     df = run(sessions, orders, models=["markov"])
     c = credits(df, "markov")
     assert c["o1"] == pytest.approx([1 / 3, 2 / 3])
@@ -544,9 +519,7 @@ def test_params_defaults_and_validation():
     p = AttributionParams()
     assert p.lookback_days == 7
     assert p.models == list(MODEL_NAMES)
-    assert (p.position_first_weight, p.position_middle_weight, p.position_last_weight) == (
-        0.4, 0.2, 0.4
-    )
+    assert (p.position_first_weight, p.position_middle_weight, p.position_last_weight) == (0.4, 0.2, 0.4)
     assert p.time_decay_half_life_days == 7.0
     assert p.markov_include_non_converting is True
     assert p.direct_channel == "Direct"
@@ -617,17 +590,25 @@ def test_windowed_free_transitions_by_hand():
     # Fit date day 3 (window days 1-3): a1 has left: START->SMS, SMS->null.
     # Fit date day 5 (window days 3-5): START->Direct, Direct->null.
     d0 = T0.normalize()
-    rows = [("a1", "A", d0 + pd.Timedelta(hours=1), "Email"),
-            ("a2", "A", d0 + DAY + pd.Timedelta(hours=1), "SMS"),
-            ("a3", "A", d0 + 5 * DAY + pd.Timedelta(hours=1), "Direct")]
+    rows = [
+        ("a1", "A", d0 + pd.Timedelta(hours=1), "Email"),
+        ("a2", "A", d0 + DAY + pd.Timedelta(hours=1), "SMS"),
+        ("a3", "A", d0 + 5 * DAY + pd.Timedelta(hours=1), "Direct"),
+    ]
     params = AttributionParams(lookback_days=2)
     dates = [d0 + 2 * DAY, d0 + 3 * DAY, d0 + 5 * DAY]
     day = [d.date() for d in dates]
-    expected = sorted([
-        (day[0], START, "Email", 1), (day[0], "Email", "SMS", 1), (day[0], "SMS", NULL_STATE, 1),
-        (day[1], START, "SMS", 1), (day[1], "SMS", NULL_STATE, 1),
-        (day[2], START, "Direct", 1), (day[2], "Direct", NULL_STATE, 1),
-    ])
+    expected = sorted(
+        [
+            (day[0], START, "Email", 1),
+            (day[0], "Email", "SMS", 1),
+            (day[0], "SMS", NULL_STATE, 1),
+            (day[1], START, "SMS", 1),
+            (day[1], "SMS", NULL_STATE, 1),
+            (day[2], START, "Direct", 1),
+            (day[2], "Direct", NULL_STATE, 1),
+        ]
+    )
     assert _windowed_free_counts(rows, dates, 3, params) == expected
     assert _per_window_free_counts(rows, dates, 3, params) == expected
 

@@ -14,9 +14,26 @@ pytestmark = pytest.mark.slow
 def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "puffy.cli", "bench", "--scale", "0.05", "--days", "3", "--daily-days", "1",
-         "--work-dir", str(tmp_path / "work"), "--json-out", str(out)],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "puffy.cli",
+            "bench",
+            "--scale",
+            "0.05",
+            "--days",
+            "3",
+            "--daily-days",
+            "1",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--json-out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(out.read_text())
@@ -29,8 +46,14 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
     assert stages["bare_sessions"]["sessions"] > written > 0
     assert stages["bare_sessions"]["events"] <= stages["bare_scan"]["events"]
     assert all(f["peak_rss_mb"] > 0 and f["seconds"] > 0 for f in stages.values())
-    for header in ("events/s", "peak MB", "x scan", "all stages", "target: all stages within",
-                   "reference: the bare sessionization alone takes"):
+    for header in (
+        "events/s",
+        "peak MB",
+        "x scan",
+        "all stages",
+        "target: all stages within",
+        "reference: the bare sessionization alone takes",
+    ):
         assert header in proc.stdout
     assert set(figures["targets"]) == {"x_scan", "peak_mb", "daily_seconds", "bare_sessions_x_scan", "lines"}
     [day] = figures["daily_run"]["days"]  # the 1x sample's first day, through papermill
@@ -51,26 +74,33 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
 
 def _figures(gate_s, transform_s, transform_mb, transform_error=False):
     transform = {"error": "boom"} if transform_error else {"seconds": transform_s, "peak_rss_mb": transform_mb}
-    stages = {"bare_scan": {"seconds": 2.0, "peak_rss_mb": 5000.0},  # the references' memory does not count
-              "bare_sessions": {"seconds": 6.0, "peak_rss_mb": 6000.0},
-              "gate": {"seconds": gate_s, "peak_rss_mb": 900.0}, "transform": transform}
+    stages = {
+        "bare_scan": {"seconds": 2.0, "peak_rss_mb": 5000.0},  # the references' memory does not count
+        "bare_sessions": {"seconds": 6.0, "peak_rss_mb": 6000.0},
+        "gate": {"seconds": gate_s, "peak_rss_mb": 900.0},
+        "transform": transform,
+    }
     total = gate_s + (0 if transform_error else transform_s)
     return {"stages": stages, "pipeline_x_scan": total / 2.0}
 
 
-@pytest.mark.parametrize("figures, speed, memory", [
-    (_figures(3.0, 5.0, 1500.0), True, True),  # 8 s = 4.0x the 2 s scan: on the line counts as met
-    (_figures(3.0, 5.2, 1500.0), False, True),  # 4.1x
-    (_figures(3.0, 5.0, 2048.0), True, False),  # the limit itself is not under it
-    (_figures(3.0, 0.0, 0.0, transform_error=True), False, False),  # a failed stage meets nothing
-])
+@pytest.mark.parametrize(
+    "figures, speed, memory",
+    [
+        (_figures(3.0, 5.0, 1500.0), True, True),  # 8 s = 4.0x the 2 s scan: on the line counts as met
+        (_figures(3.0, 5.2, 1500.0), False, True),  # 4.1x
+        (_figures(3.0, 5.0, 2048.0), True, False),  # the limit itself is not under it
+        (_figures(3.0, 0.0, 0.0, transform_error=True), False, False),  # a failed stage meets nothing
+    ],
+)
 def test_targets_are_judged_from_the_run_figures(figures, speed, memory):
     from puffy.bench import targets
 
     got = targets(figures)
     assert (got["x_scan"]["met"], got["peak_mb"]["met"]) == (speed, memory)
-    assert got["peak_mb"]["measured"] == max(f.get("peak_rss_mb", 0) for n, f in figures["stages"].items()
-                                             if not n.startswith("bare_"))
+    assert got["peak_mb"]["measured"] == max(
+        f.get("peak_rss_mb", 0) for n, f in figures["stages"].items() if not n.startswith("bare_")
+    )
     assert all(("NOT met" in line) != met for line, met in zip(got["lines"], (speed, memory)))
     if "error" not in figures["stages"]["transform"]:  # every stage ran
         assert got["bare_sessions_x_scan"] == 3.0  # 6 s against the 2 s scan
@@ -89,9 +119,15 @@ def test_a_large_scale_is_the_concatenation_of_its_shards(tmp_path, monkeypatch)
 
     monkeypatch.setattr(bench, "SHARD_SCALE", 0.2)
     bench.generate_scaled(tmp_path / "big", 0.4, 2)
-    shards = [generate_sample(tmp_path / f"s{k}", SampleConfig(scale=0.2, days=2, seed=SampleConfig.seed + k,
-                                                               order_number_offset=k * bench.SHARD_ORDER_NUMBERS))
-              for k in (0, 1)]
+    shards = [
+        generate_sample(
+            tmp_path / f"s{k}",
+            SampleConfig(
+                scale=0.2, days=2, seed=SampleConfig.seed + k, order_number_offset=k * bench.SHARD_ORDER_NUMBERS
+            ),
+        )
+        for k in (0, 1)
+    ]
     con = duckdb.connect()
     ids = [set(), set()]
     for name in ("events_20250223.csv", "events_20250224.csv"):
@@ -99,7 +135,9 @@ def test_a_large_scale_is_the_concatenation_of_its_shards(tmp_path, monkeypatch)
         lines = big.read_bytes().split(b"\n")
         parts = [(s.out_dir / name).read_bytes().split(b"\n") for s in shards]
         assert lines == parts[0] + parts[1][1:]  # one header; no line glued to the next shard's first
-        rows = con.execute(f"SELECT count(*) FROM read_csv('{big}', all_varchar = true, strict_mode = true)").fetchone()[0]
+        rows = con.execute(
+            f"SELECT count(*) FROM read_csv('{big}', all_varchar = true, strict_mode = true)"
+        ).fetchone()[0]
         assert rows == len(lines) - 1 - (lines[-1] == b"")
         for k, part in enumerate(parts):
             ids[k] |= set(re.findall(rb"ORD-\d{8}-\d+", b"\n".join(part)))
@@ -132,8 +170,10 @@ def test_bare_sessionization_cuts_sessions_like_the_pipeline(tmp_path):
     assert (got["events"], got["sessions"]) == (7, 4)
     import duckdb
 
-    rows = duckdb.sql(f"SELECT client_id, n_events, landing_page_url, entry_referrer "
-                      f"FROM '{tmp_path / 'work' / 'bare_sessions.parquet'}' ORDER BY client_id, session_start").fetchall()
+    rows = duckdb.sql(
+        f"SELECT client_id, n_events, landing_page_url, entry_referrer "
+        f"FROM '{tmp_path / 'work' / 'bare_sessions.parquet'}' ORDER BY client_id, session_start"
+    ).fetchall()
     assert rows == [
         ("a", 2, "https://puffy.com/x", None),
         ("a", 1, "https://puffy.com/z", None),
@@ -151,18 +191,24 @@ def test_bare_sessionization_finds_the_reference_sessions_of_the_real_export(tmp
     assert (got["events"], got["sessions"]) == (49_963, 38_267)
 
 
-@pytest.mark.parametrize("days, error, met, says", [
-    ([(12.0, 0), (29.9, 0)], None, True, "met (slowest day 29.9 s)"),
-    ([(12.0, 0), (30.1, 0)], None, False, "NOT met (slowest day 30.1 s)"),
-    ([(12.0, 3)], None, False, "NOT met (slowest day 12.0 s) (a day did not exit 0)"),
-    ([], "boom", False, "NOT met (failed)"),
-])
+@pytest.mark.parametrize(
+    "days, error, met, says",
+    [
+        ([(12.0, 0), (29.9, 0)], None, True, "met (slowest day 29.9 s)"),
+        ([(12.0, 0), (30.1, 0)], None, False, "NOT met (slowest day 30.1 s)"),
+        ([(12.0, 3)], None, False, "NOT met (slowest day 12.0 s) (a day did not exit 0)"),
+        ([], "boom", False, "NOT met (failed)"),
+    ],
+)
 def test_the_daily_run_target_is_judged_on_its_slowest_day(days, error, met, says):
     from puffy.bench import targets
 
     figures = _figures(3.0, 5.0, 1500.0)
-    figures["daily_run"] = {"error": error} if error else {
-        "days": [{"date": "2025-02-23", "seconds": sec, "exit_code": code, "stages": {}} for sec, code in days]}
+    figures["daily_run"] = (
+        {"error": error}
+        if error
+        else {"days": [{"date": "2025-02-23", "seconds": sec, "exit_code": code, "stages": {}} for sec, code in days]}
+    )
     got = targets(figures)
     assert got["daily_seconds"]["met"] is met
     assert got["lines"][2] == f"target: a daily run at 1x within 30 s: {says}"
@@ -183,12 +229,11 @@ def test_bare_sessionization_reads_headers_like_the_gate(tmp_path):
         "a,https://www.google.com/,2025-02-26T10:00:00.000Z,page_viewed\n"
         "a,,2025-02-26T10:10:00.000Z,page_viewed\n"
     )
-    (raw / "events_20250227.csv").write_text(
-        "timestamp,event_name\n"
-        "2025-02-27T10:00:00.000Z,page_viewed\n"
-    )
+    (raw / "events_20250227.csv").write_text("timestamp,event_name\n2025-02-27T10:00:00.000Z,page_viewed\n")
     got = _stage_bare_sessions(raw, tmp_path / "work", PipelineParams())
     assert (got["events"], got["sessions"]) == (3, 1)
-    rows = duckdb.sql(f"SELECT client_id, n_events, landing_page_url, entry_referrer, user_agent "
-                      f"FROM '{tmp_path / 'work' / 'bare_sessions.parquet'}'").fetchall()
+    rows = duckdb.sql(
+        f"SELECT client_id, n_events, landing_page_url, entry_referrer, user_agent "
+        f"FROM '{tmp_path / 'work' / 'bare_sessions.parquet'}'"
+    ).fetchall()
     assert rows == [("a", 2, None, "https://www.google.com/", None)]

@@ -47,51 +47,135 @@ def _one(rules: ChannelRules, url: str, referrer: str | None = None) -> dict:
 
 # Each case: (description, url, referrer, channel, rule id)
 CASES = [
-    ("google ads: Affiliates medium + gclid",
-     f"{BASE}?utm_source=175C1C&utm_medium={H('Affiliates')}&oid=ECCBC8&affid=C20AD4&gad_source=C4CA42"
-     f"&gbraid=42DAD4&gclid=495A06", "https://source-175c1c8e.com/", "Paid Search", "paid_search_click_id"),
-    ("google ads: gbraid + wbraid only", f"{BASE}?size=72545F&affid=E4DA3B&gbraid=BDE766&wbraid=C21CA8", None,
-     "Paid Search", "paid_search_click_id"),
-    ("microsoft ads: msclkid under an Affiliates utm",
-     f"{BASE}?utm_source=4DD6A7&utm_medium={H('Affiliates')}&msclkid=623A72&utm_source={H('bing')}"
-     f"&utm_medium={H('cpc')}", None, "Paid Search", "paid_search_click_id"),
-    ("bing cpc without click id", f"{BASE}?utm_source={H('bing')}&utm_medium={H('cpc')}", None,
-     "Paid Search", "paid_search_utm"),
-    ("meta: fbclid + facebook / paid",
-     f"{BASE}?oid=ECCBC8&affid=C81E72&fbclid=72B81F&utm_source={H('facebook')}&utm_medium={H('paid')}",
-     "https://source-603bdc25.com/", "Paid Social", "paid_social_click_id"),
-    ("meta: fbclid + paid medium, no source", f"{BASE}?fbclid=72B81F&utm_medium={H('paid')}", None,
-     "Paid Social", "paid_social_click_id"),
-    ("instagram paid without fbclid", f"{BASE}?utm_source={H('instagram')}&utm_medium={H('paid')}", None,
-     "Paid Social", "paid_social_utm"),
-    ("impact: irclickid", f"{BASE}?irclickid=0B5E46&utm_source=AF630F&utm_medium={H('Affiliates')}&irgwc=C4CA42",
-     "https://source-e34e0c2e.com/", "Affiliates", "affiliates_click_id"),
-    ("affiliates medium, no click id", f"{BASE}?utm_source=D9F430&utm_medium={H('Affiliate')}&sscid=A39535", None,
-     "Affiliates", "affiliates_utm"),
-    ("klaviyo email: _kx", f"{BASE}?utm_source=18F8FA&utm_medium=9A780E&utm_campaign=FD625D&bxid=0099B6&_kx=BFD149",
-     None, "Email", "email_click_id"),
-    ("email medium without _kx", f"{BASE}?utm_source=ABC123&utm_medium={H('email')}", None,
-     "Email", "email_utm_medium"),
-    ("klaviyo sms: sms medium + _kx", f"https://puffy.com/?utm_source=8C24F0&utm_medium={H('sms')}&_kx=A45CDD", None,
-     "SMS", "sms_utm_medium"),
+    (
+        "google ads: Affiliates medium + gclid",
+        f"{BASE}?utm_source=175C1C&utm_medium={H('Affiliates')}&oid=ECCBC8&affid=C20AD4&gad_source=C4CA42"
+        f"&gbraid=42DAD4&gclid=495A06",
+        "https://source-175c1c8e.com/",
+        "Paid Search",
+        "paid_search_click_id",
+    ),
+    (
+        "google ads: gbraid + wbraid only",
+        f"{BASE}?size=72545F&affid=E4DA3B&gbraid=BDE766&wbraid=C21CA8",
+        None,
+        "Paid Search",
+        "paid_search_click_id",
+    ),
+    (
+        "microsoft ads: msclkid under an Affiliates utm",
+        f"{BASE}?utm_source=4DD6A7&utm_medium={H('Affiliates')}&msclkid=623A72&utm_source={H('bing')}"
+        f"&utm_medium={H('cpc')}",
+        None,
+        "Paid Search",
+        "paid_search_click_id",
+    ),
+    (
+        "bing cpc without click id",
+        f"{BASE}?utm_source={H('bing')}&utm_medium={H('cpc')}",
+        None,
+        "Paid Search",
+        "paid_search_utm",
+    ),
+    (
+        "meta: fbclid + facebook / paid",
+        f"{BASE}?oid=ECCBC8&affid=C81E72&fbclid=72B81F&utm_source={H('facebook')}&utm_medium={H('paid')}",
+        "https://source-603bdc25.com/",
+        "Paid Social",
+        "paid_social_click_id",
+    ),
+    (
+        "meta: fbclid + paid medium, no source",
+        f"{BASE}?fbclid=72B81F&utm_medium={H('paid')}",
+        None,
+        "Paid Social",
+        "paid_social_click_id",
+    ),
+    (
+        "instagram paid without fbclid",
+        f"{BASE}?utm_source={H('instagram')}&utm_medium={H('paid')}",
+        None,
+        "Paid Social",
+        "paid_social_utm",
+    ),
+    (
+        "impact: irclickid",
+        f"{BASE}?irclickid=0B5E46&utm_source=AF630F&utm_medium={H('Affiliates')}&irgwc=C4CA42",
+        "https://source-e34e0c2e.com/",
+        "Affiliates",
+        "affiliates_click_id",
+    ),
+    (
+        "affiliates medium, no click id",
+        f"{BASE}?utm_source=D9F430&utm_medium={H('Affiliate')}&sscid=A39535",
+        None,
+        "Affiliates",
+        "affiliates_utm",
+    ),
+    (
+        "klaviyo email: _kx",
+        f"{BASE}?utm_source=18F8FA&utm_medium=9A780E&utm_campaign=FD625D&bxid=0099B6&_kx=BFD149",
+        None,
+        "Email",
+        "email_click_id",
+    ),
+    (
+        "email medium without _kx",
+        f"{BASE}?utm_source=ABC123&utm_medium={H('email')}",
+        None,
+        "Email",
+        "email_utm_medium",
+    ),
+    (
+        "klaviyo sms: sms medium + _kx",
+        f"https://puffy.com/?utm_source=8C24F0&utm_medium={H('sms')}&_kx=A45CDD",
+        None,
+        "SMS",
+        "sms_utm_medium",
+    ),
     ("SMS spelled upper case", f"https://puffy.com/?utm_medium={H('SMS')}", None, "SMS", "sms_utm_medium"),
-    ("google organic shopping: srsltid", "https://puffy.com/pages/queen-mattresses?srsltid=3C70F0",
-     "https://www.google.com/", "Organic Shopping", "organic_shopping_click_id"),
+    (
+        "google organic shopping: srsltid",
+        "https://puffy.com/pages/queen-mattresses?srsltid=3C70F0",
+        "https://www.google.com/",
+        "Organic Shopping",
+        "organic_shopping_click_id",
+    ),
     ("organic google", BASE, "https://www.google.com/", "Organic Search", "organic_search_referrer"),
     ("organic google ccTLD", BASE, "https://www.google.co.uk/", "Organic Search", "organic_search_referrer"),
-    ("google app on android", BASE, "android-app://com.google.android.googlequicksearchbox/",
-     "Organic Search", "organic_search_referrer"),
+    (
+        "google app on android",
+        BASE,
+        "android-app://com.google.android.googlequicksearchbox/",
+        "Organic Search",
+        "organic_search_referrer",
+    ),
     ("anonymised duckduckgo", BASE, "https://source-afb1343a.com/", "Organic Search", "organic_search_referrer"),
-    ("organic google with page params only", f"{BASE}?size=F8A6D9&_gl=0B63A0", "https://www.google.com/",
-     "Organic Search", "organic_search_referrer"),
+    (
+        "organic google with page params only",
+        f"{BASE}?size=F8A6D9&_gl=0B63A0",
+        "https://www.google.com/",
+        "Organic Search",
+        "organic_search_referrer",
+    ),
     ("anonymised m.facebook.com", BASE, "https://source-603bdc25.com/", "Organic Social", "organic_social_referrer"),
     ("android-app m.facebook.com", BASE, "android-app://m.facebook.com/", "Organic Social", "organic_social_referrer"),
     ("t.co in clear", BASE, "https://t.co/abc", "Organic Social", "organic_social_referrer"),
-    ("instagram anonymised", BASE, f"https://{anonymise_host('l.instagram.com')}/", "Organic Social",
-     "organic_social_referrer"),
+    (
+        "instagram anonymised",
+        BASE,
+        f"https://{anonymise_host('l.instagram.com')}/",
+        "Organic Social",
+        "organic_social_referrer",
+    ),
     ("fbclid alone (organic post)", f"{BASE}?fbclid=EB8F82", None, "Organic Social", "organic_social_click_id"),
-    ("pinterest source, social medium", f"{BASE}?utm_campaign=48F76D&utm_medium={H('Social')}&utm_source={H('pinterest')}",
-     None, "Organic Social", "organic_social_utm_source"),
+    (
+        "pinterest source, social medium",
+        f"{BASE}?utm_campaign=48F76D&utm_medium={H('Social')}&utm_source={H('pinterest')}",
+        None,
+        "Organic Social",
+        "organic_social_utm_source",
+    ),
     ("referral medium", f"{BASE}?utm_source=ABC123&utm_medium={H('referral')}", None, "Referral", "referral_utm"),
     ("unknown anonymised referrer", BASE, "https://source-deadbeef.com/", "Referral", "referral_referrer"),
     ("gmail app", BASE, "android-app://com.google.android.gm/", "Referral", "referral_referrer"),
@@ -99,27 +183,66 @@ CASES = [
     ("internal referrer", BASE, "https://puffy.com/pages/store-locator", "Continuation", "continuation_referrer"),
     ("checkout referrer", BASE, "https://checkout.puffy.com/", "Continuation", "continuation_referrer"),
     ("affirm referrer (anonymised)", BASE, "https://source-ee658ef2.com/", "Continuation", "continuation_referrer"),
-    ("landing on the checkout host", "https://checkout.puffy.com/checkouts/cn/Z2Nw/thank-you", None,
-     "Continuation", "continuation_checkout_host"),
-    ("checkout host reached from google is still a checkout", "https://checkout.puffy.com/checkouts/cn/Z2Nw",
-     "https://www.google.com/", "Continuation", "continuation_checkout_host"),
-    ("checkout host from an unknown anonymised host", "https://checkout.puffy.com/checkouts/do/1e29",
-     "https://source-04805fd4.com/", "Continuation", "continuation_checkout_host"),
-    ("abandoned-cart email to the checkout keeps its campaign", "https://checkout.puffy.com/checkouts/cn/Z2Nw?_kx=BFD149",
-     None, "Email", "email_click_id"),
-    ("tagged landing with an internal referrer keeps its campaign", f"{BASE}?gclid=A1B115",
-     "https://puffy.com/", "Paid Search", "paid_search_click_id"),
+    (
+        "landing on the checkout host",
+        "https://checkout.puffy.com/checkouts/cn/Z2Nw/thank-you",
+        None,
+        "Continuation",
+        "continuation_checkout_host",
+    ),
+    (
+        "checkout host reached from google is still a checkout",
+        "https://checkout.puffy.com/checkouts/cn/Z2Nw",
+        "https://www.google.com/",
+        "Continuation",
+        "continuation_checkout_host",
+    ),
+    (
+        "checkout host from an unknown anonymised host",
+        "https://checkout.puffy.com/checkouts/do/1e29",
+        "https://source-04805fd4.com/",
+        "Continuation",
+        "continuation_checkout_host",
+    ),
+    (
+        "abandoned-cart email to the checkout keeps its campaign",
+        "https://checkout.puffy.com/checkouts/cn/Z2Nw?_kx=BFD149",
+        None,
+        "Email",
+        "email_click_id",
+    ),
+    (
+        "tagged landing with an internal referrer keeps its campaign",
+        f"{BASE}?gclid=A1B115",
+        "https://puffy.com/",
+        "Paid Search",
+        "paid_search_click_id",
+    ),
     ("no referrer, no params", "https://puffy.com/", None, "Direct", "direct"),
     ("no referrer, page params only", f"{BASE}?size=F8A6D9&variant=7B464F", None, "Direct", "direct"),
     ("unknown utm values", f"{BASE}?utm_source=ABCDEF&utm_medium=123456", None, "Unassigned", "default"),
-    ("unknown tags beat a search referrer", f"{BASE}?utm_source=ABCDEF&utm_medium=123456", "https://www.google.com/",
-     "Unassigned", "default"),
-    ("affiliate platform ids only", f"{BASE}?oid=ECCBC8&affid=E4DA3B&sub1=7EABC2", None,
-     "Unassigned", "default"),
-    ("criteo cpc is display, not search (the export's 1FF2BD = criteo, AE24AC = cpc)",
-     f"{BASE}?utm_source=1FF2BD&utm_medium=AE24AC", None, "Display", "display_utm_source"),
-    ("criteo payload on the affiliate platform's link", f"https://puffy.com/?oid=C81E72&affid=167909&sub1=B243C7"
-     "&cto_pld=F79604", None, "Display", "display_click_id"),
+    (
+        "unknown tags beat a search referrer",
+        f"{BASE}?utm_source=ABCDEF&utm_medium=123456",
+        "https://www.google.com/",
+        "Unassigned",
+        "default",
+    ),
+    ("affiliate platform ids only", f"{BASE}?oid=ECCBC8&affid=E4DA3B&sub1=7EABC2", None, "Unassigned", "default"),
+    (
+        "criteo cpc is display, not search (the export's 1FF2BD = criteo, AE24AC = cpc)",
+        f"{BASE}?utm_source=1FF2BD&utm_medium=AE24AC",
+        None,
+        "Display",
+        "display_utm_source",
+    ),
+    (
+        "criteo payload on the affiliate platform's link",
+        "https://puffy.com/?oid=C81E72&affid=167909&sub1=B243C7&cto_pld=F79604",
+        None,
+        "Display",
+        "display_click_id",
+    ),
     ("clear-text utm values", f"{BASE}?utm_source=Facebook&utm_medium=paid", None, "Paid Social", "paid_social_utm"),
 ]
 
@@ -140,7 +263,10 @@ def test_single_row_matches_batch(rules, classified_cases):
     """Classification is row-wise: a row alone gets the answer it gets in a mixed table."""
     for n in (0, 9, len(CASES) - 1):
         row = _one(rules, CASES[n][1], CASES[n][2])
-        assert (row["channel"], row["channel_rule"]) == (classified_cases[n]["channel"], classified_cases[n]["channel_rule"])
+        assert (row["channel"], row["channel_rule"]) == (
+            classified_cases[n]["channel"],
+            classified_cases[n]["channel_rule"],
+        )
 
 
 def test_every_channel_label_is_exercised():
@@ -149,14 +275,23 @@ def test_every_channel_label_is_exercised():
 
 LOOKUPS = [
     # hashes quoted in the export's README, i.e. independent of our hashing code
-    ("7B4C8A", "utm_medium", "affiliates"), ("76E084", "utm_medium", "paid"), ("AE24AC", "utm_medium", "cpc"),
-    ("18B43C", "utm_medium", "sms"), ("0C83F5", "utm_medium", "email"), ("CD9BCD", "utm_medium", "referral"),
-    ("26CAE7", "utm_source", "facebook"), ("738AA8", "utm_source", "bing"),
+    ("7B4C8A", "utm_medium", "affiliates"),
+    ("76E084", "utm_medium", "paid"),
+    ("AE24AC", "utm_medium", "cpc"),
+    ("18B43C", "utm_medium", "sms"),
+    ("0C83F5", "utm_medium", "email"),
+    ("CD9BCD", "utm_medium", "referral"),
+    ("26CAE7", "utm_source", "facebook"),
+    ("738AA8", "utm_source", "bing"),
     # other spellings hash differently and still decode to the vocabulary value
-    (H("Facebook"), "utm_source", "facebook"), (H("Affiliate"), "utm_medium", "affiliate"),
-    (H("google"), "utm_source", "google"), (H("Paid Social"), "utm_medium", "paid social"),
+    (H("Facebook"), "utm_source", "facebook"),
+    (H("Affiliate"), "utm_medium", "affiliate"),
+    (H("google"), "utm_source", "google"),
+    (H("Paid Social"), "utm_medium", "paid social"),
     # clear text in the URL is recognised too, in any case; unknown hashes are not
-    ("Bing", "utm_source", "bing"), ("cpc", "utm_medium", "cpc"), ("9A780E", "utm_medium", None),
+    ("Bing", "utm_source", "bing"),
+    ("cpc", "utm_medium", "cpc"),
+    ("9A780E", "utm_medium", None),
     ("175C1C", "utm_source", None),
 ]
 
@@ -168,27 +303,53 @@ def test_hashed_vocabulary_lookup(rules):
 
 
 def test_parse_landing_columns(rules):
-    url = (f"{BASE}?utm_source=26CAE7&utm_medium=76E084&utm_campaign=9BA155&utm_content=43033F&utm_term=64BB51"
-           "&fbclid=72B81F&gclid=A1B115&gbraid=7D5691&wbraid=C21CA8&msclkid=623A72&irclickid=0B5E46"
-           "&srsltid=3C70F0&_kx=BFD149&gad_source=C4CA42")
+    url = (
+        f"{BASE}?utm_source=26CAE7&utm_medium=76E084&utm_campaign=9BA155&utm_content=43033F&utm_term=64BB51"
+        "&fbclid=72B81F&gclid=A1B115&gbraid=7D5691&wbraid=C21CA8&msclkid=623A72&irclickid=0B5E46"
+        "&srsltid=3C70F0&_kx=BFD149&gad_source=C4CA42"
+    )
     row = _one(rules, url, "android-app://m.facebook.com/")
     assert {k: row[k] for k in ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")} == {
-        "utm_source": "26CAE7", "utm_medium": "76E084", "utm_campaign": "9BA155", "utm_content": "43033F",
-        "utm_term": "64BB51"}
+        "utm_source": "26CAE7",
+        "utm_medium": "76E084",
+        "utm_campaign": "9BA155",
+        "utm_content": "43033F",
+        "utm_term": "64BB51",
+    }
     assert (row["utm_source_decoded"], row["utm_medium_decoded"]) == ("facebook", "paid")
-    assert {k: row[k] for k in ("gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid", "srsltid", "kx",
-                                "gad_source")} == {
-        "gclid": "A1B115", "gbraid": "7D5691", "wbraid": "C21CA8", "msclkid": "623A72", "fbclid": "72B81F",
-        "irclickid": "0B5E46", "srsltid": "3C70F0", "kx": "BFD149", "gad_source": "C4CA42"}
+    assert {
+        k: row[k]
+        for k in ("gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid", "srsltid", "kx", "gad_source")
+    } == {
+        "gclid": "A1B115",
+        "gbraid": "7D5691",
+        "wbraid": "C21CA8",
+        "msclkid": "623A72",
+        "fbclid": "72B81F",
+        "irclickid": "0B5E46",
+        "srsltid": "3C70F0",
+        "kx": "BFD149",
+        "gad_source": "C4CA42",
+    }
     assert row["has_marketing_params"]
     assert (row["referrer_host"], row["referrer_host_decoded"], row["referrer_kind"]) == (
-        "m.facebook.com", "m.facebook.com", "social")
+        "m.facebook.com",
+        "m.facebook.com",
+        "social",
+    )
 
 
 def test_absent_params_and_referrer_are_null(rules):
     row = _one(rules, "https://puffy.com/?size=F8A6D9", None)
-    for col in ("utm_source", "utm_source_decoded", "gclid", "kx", "referrer_host", "referrer_host_decoded",
-                "referrer_kind"):
+    for col in (
+        "utm_source",
+        "utm_source_decoded",
+        "gclid",
+        "kx",
+        "referrer_host",
+        "referrer_host_decoded",
+        "referrer_kind",
+    ):
         assert row[col] is None, col
     assert not row["has_marketing_params"]
 
@@ -197,8 +358,12 @@ REFERRERS = [
     ("https://source-603bdc25.com/", "source-603bdc25.com", "m.facebook.com", "social"),
     ("https://source-ee658ef2.com/", "source-ee658ef2.com", "www.affirm.com", "payment"),
     ("https://source-deadbeef.com/", "source-deadbeef.com", None, "other"),
-    (f"https://{anonymise_host('capitaloneshopping.com')}/", anonymise_host("capitaloneshopping.com"),
-     "capitaloneshopping.com", "other"),
+    (
+        f"https://{anonymise_host('capitaloneshopping.com')}/",
+        anonymise_host("capitaloneshopping.com"),
+        "capitaloneshopping.com",
+        "other",
+    ),
     ("HTTPS://WWW.Google.COM/search?q=x", "www.google.com", "www.google.com", "search"),
     ("https://checkout.puffy.com/", "checkout.puffy.com", "checkout.puffy.com", "internal"),
     ("https://staging.puffy.com:8443/x", "staging.puffy.com", "staging.puffy.com", "internal"),
@@ -212,7 +377,9 @@ REFERRERS = [
 def test_referrer_host_and_kind(rules):
     rows = _classify(rules, [(BASE, r[0]) for r in REFERRERS])
     for (referrer, host, decoded, kind), row in zip(REFERRERS, rows):
-        assert (row["referrer_host"], row["referrer_host_decoded"], row["referrer_kind"]) == (host, decoded, kind), referrer
+        assert (row["referrer_host"], row["referrer_host_decoded"], row["referrer_kind"]) == (host, decoded, kind), (
+            referrer
+        )
 
 
 def test_missing_or_null_referrer_column(rules):
@@ -246,9 +413,21 @@ def test_classify_requires_parse_landing_columns(rules):
 
 def test_channel_labels(rules):
     assert channel_labels(rules) == list(CHANNEL_LABELS)
-    assert CHANNEL_LABELS == ("Paid Search", "Paid Social", "Display", "Affiliates", "Email", "SMS", "Organic Search",
-                              "Organic Shopping", "Organic Social", "Referral", "Direct", "Continuation",
-                              "Unassigned")
+    assert CHANNEL_LABELS == (
+        "Paid Search",
+        "Paid Social",
+        "Display",
+        "Affiliates",
+        "Email",
+        "SMS",
+        "Organic Search",
+        "Organic Shopping",
+        "Organic Social",
+        "Referral",
+        "Direct",
+        "Continuation",
+        "Unassigned",
+    )
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -272,16 +451,19 @@ def test_minimal_rules_file(tmp_path):
     assert [r["channel"] for r in out] == ["Paid Search", "Unassigned"]
 
 
-@pytest.mark.parametrize("text,message", [
-    (MINIMAL + "surprise: 1\n", "unknown key 'surprise'"),
-    (MINIMAL.replace("channel: Paid Search", "channel: Paid Other"), "channel"),
-    (MINIMAL.replace("medium: [paid]", "medium: [nope]"), "unknown medium group 'nope'"),
-    (MINIMAL.replace("when: {", "when: {wat: 1, "), "unknown key"),
-    (MINIMAL + "  - {id: paid, channel: Direct, when: {tagged: false}}\n", "duplicate rule ids"),
-    (MINIMAL + "  - {id: empty, channel: Direct, when: {}}\n", "at least one condition"),
-    (MINIMAL.replace("{paid: [cpc]}", "{paid: [cpc], other: [CPC]}"), "groups"),
-    ("rules: []\n", "rules"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (MINIMAL + "surprise: 1\n", "unknown key 'surprise'"),
+        (MINIMAL.replace("channel: Paid Search", "channel: Paid Other"), "channel"),
+        (MINIMAL.replace("medium: [paid]", "medium: [nope]"), "unknown medium group 'nope'"),
+        (MINIMAL.replace("when: {", "when: {wat: 1, "), "unknown key"),
+        (MINIMAL + "  - {id: paid, channel: Direct, when: {tagged: false}}\n", "duplicate rule ids"),
+        (MINIMAL + "  - {id: empty, channel: Direct, when: {}}\n", "at least one condition"),
+        (MINIMAL.replace("{paid: [cpc]}", "{paid: [cpc], other: [CPC]}"), "groups"),
+        ("rules: []\n", "rules"),
+    ],
+)
 def test_invalid_rules_files(tmp_path, text, message):
     with pytest.raises(ParamsError, match=message):
         load_channel_rules(_write(tmp_path, text))
@@ -295,8 +477,18 @@ def test_real_export_page_views(rules, real_data_dir):
     out = classify_channel(parse_landing(views, rules=rules), rules)
     counts = dict(out.group_by("channel").aggregate(n=out.count()).execute().itertuples(index=False))
     assert sum(counts.values()) == views.count().execute()
-    for channel in ("Paid Search", "Paid Social", "Affiliates", "Email", "SMS", "Organic Search",
-                    "Organic Shopping", "Organic Social", "Referral", "Direct"):
+    for channel in (
+        "Paid Search",
+        "Paid Social",
+        "Affiliates",
+        "Email",
+        "SMS",
+        "Organic Search",
+        "Organic Shopping",
+        "Organic Social",
+        "Referral",
+        "Direct",
+    ):
         assert counts.get(channel, 0) > 0, (channel, counts)
     # Unrecognised tags stay a small remainder.
     assert counts.get("Unassigned", 0) < 0.02 * sum(counts.values()), counts

@@ -1,6 +1,5 @@
 """The command line: help on every command, one-line errors for bad flags and bad params."""
 
-import json
 import subprocess
 import sys
 
@@ -11,8 +10,9 @@ from puffy.cli import COMMANDS, main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "puffy.cli", *args], capture_output=True, text=True,
-                          cwd=REPO_ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "puffy.cli", *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+    )
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -92,13 +92,16 @@ def test_fresh_never_deletes_a_real_export(tmp_path):
     assert not sample.exists()
 
 
-@pytest.mark.parametrize("name, yaml_text, expected", [
-    ("transform.yaml", "session_timeout_minutes: -5\n", "key 'session_timeout_minutes'"),
-    ("channels.yaml", "rules: []\n", "key 'rules'"),
-    ("monitoring_rules.yaml", "bogus: 1\n", "unknown key 'bogus'"),
-    ("dq_rules.yaml", "contract: [\n", "not valid YAML"),
-    ("dq_rules.yaml", "baseline_days: 2\nmin_baseline_days: 3\n", "no baseline could ever form"),
-])
+@pytest.mark.parametrize(
+    "name, yaml_text, expected",
+    [
+        ("transform.yaml", "session_timeout_minutes: -5\n", "key 'session_timeout_minutes'"),
+        ("channels.yaml", "rules: []\n", "key 'rules'"),
+        ("monitoring_rules.yaml", "bogus: 1\n", "unknown key 'bogus'"),
+        ("dq_rules.yaml", "contract: [\n", "not valid YAML"),
+        ("dq_rules.yaml", "baseline_days: 2\nmin_baseline_days: 3\n", "no baseline could ever form"),
+    ],
+)
 def test_a_typo_in_any_params_file_stops_the_run_before_it_starts(tmp_path, name, yaml_text, expected):
     import shutil
 
@@ -126,15 +129,22 @@ def test_transform_can_stop_on_a_gate_error(tmp_path):
     assert not (tmp_path / "out" / "warehouse").exists()
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["sample", "--out", "OUT", "--scale", "nan"], "must be a finite number > 0"),
-    (["monitor", "--warehouse-dir", "MISSING", "--output-dir", "OUT", "--expected-run-date", "2025-03-01"],
-     "warehouse directory not found"),
-    (["bench", "--input-dir", "MISSING"], "input directory not found"),
-    (["dq", "--input-dir", "OUT", "--output-dir", "OUT", "--start", "2025-03-10", "--end", "2025-03-01"],
-     "end 2025-03-01 is before start 2025-03-10"),
-    (["bench", "--memory-limit", "lots", "--input-dir", "MISSING"], "key 'duckdb_memory_limit'"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["sample", "--out", "OUT", "--scale", "nan"], "must be a finite number > 0"),
+        (
+            ["monitor", "--warehouse-dir", "MISSING", "--output-dir", "OUT", "--expected-run-date", "2025-03-01"],
+            "warehouse directory not found",
+        ),
+        (["bench", "--input-dir", "MISSING"], "input directory not found"),
+        (
+            ["dq", "--input-dir", "OUT", "--output-dir", "OUT", "--start", "2025-03-10", "--end", "2025-03-01"],
+            "end 2025-03-01 is before start 2025-03-10",
+        ),
+        (["bench", "--memory-limit", "lots", "--input-dir", "MISSING"], "key 'duckdb_memory_limit'"),
+    ],
+)
 def test_bad_arguments_are_usage_errors(tmp_path, args, expected):
     args = [str(tmp_path / a) if a in ("OUT", "MISSING") else a for a in args]
     proc = run_cli(*args)
@@ -150,12 +160,15 @@ def test_dq_names_the_errors_on_the_terminal_and_shows_the_rejected_lines(tmp_pa
     (raw / "events_20250301.csv").write_text("client_id,page_url\nabc,https://puffy.com/\n")  # no timestamp
     (raw / "events_20250302.csv").write_text(
         DQ_HEADER + "\n1740873600-goodclient01,https://puffy.com/,,2025-03-02T00:00:01.000Z,page_viewed,,ua\n"
-        "just,garbage\n")
+        "just,garbage\n"
+    )
     code = main(["dq", "--input-dir", str(raw), "--output-dir", str(tmp_path / "dq"), "--fail-on-error"])
     assert code == 3
     out = capsys.readouterr().out
-    assert "ERROR schema.unreadable_file: Could not read events_20250301.csv (required column(s) missing: " \
-           "timestamp, event_name)" in out
+    assert (
+        "ERROR schema.unreadable_file: Could not read events_20250301.csv (required column(s) missing: "
+        "timestamp, event_name)" in out
+    )
     md = (tmp_path / "dq" / "dq_report.md").read_text()
     samples = md.split("## Sample rows", 1)[1]
     assert "| events_20250302.csv | 3 | missing_columns |" in samples  # file, line, reason
@@ -167,7 +180,8 @@ def _export_of_2025_03_01(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "events_20250301.csv").write_text(
-        DQ_HEADER + "\n1740787200-goodclient01,https://puffy.com/,,2025-03-01T00:00:01.000Z,page_viewed,,ua\n")
+        DQ_HEADER + "\n1740787200-goodclient01,https://puffy.com/,,2025-03-01T00:00:01.000Z,page_viewed,,ua\n"
+    )
     return raw
 
 
@@ -175,7 +189,9 @@ def _export_of_2025_03_01(tmp_path):
 def test_a_period_whose_first_or_last_file_has_not_landed_is_a_usage_error_like_run(tmp_path, capsys, command):
     raw = _export_of_2025_03_01(tmp_path)
     out = ["--output-dir", str(tmp_path / "out")]
-    code = main([command, "--input-dir", str(raw), *out, "--fail-on-error", "--start", "2025-03-02", "--end", "2025-03-03"])
+    code = main(
+        [command, "--input-dir", str(raw), *out, "--fail-on-error", "--start", "2025-03-02", "--end", "2025-03-03"]
+    )
     assert code == 2  # `puffy run --start 2025-03-02 --end 2025-03-03` says the same
     assert "no raw file for 2025-03-02 (events_20250302.csv has not landed)" in capsys.readouterr().err
     assert main(["run", "--input-dir", str(raw), "--outputs-dir", str(tmp_path / "run"), "--date", "2025-03-02"]) == 2
@@ -184,8 +200,20 @@ def test_a_period_whose_first_or_last_file_has_not_landed_is_a_usage_error_like_
 def test_dq_grades_a_day_without_a_file_inside_the_period(tmp_path, capsys):
     raw = _export_of_2025_03_01(tmp_path)
     (raw / "events_20250303.csv").write_text((raw / "events_20250301.csv").read_text().replace("03-01", "03-03"))
-    code = main(["dq", "--input-dir", str(raw), "--output-dir", str(tmp_path / "dq"), "--fail-on-error",
-                 "--start", "2025-03-01", "--end", "2025-03-03"])
+    code = main(
+        [
+            "dq",
+            "--input-dir",
+            str(raw),
+            "--output-dir",
+            str(tmp_path / "dq"),
+            "--fail-on-error",
+            "--start",
+            "2025-03-01",
+            "--end",
+            "2025-03-03",
+        ]
+    )
     assert code == 3
     assert "ERROR ingest.missing_file: No raw file for 2025-03-02" in capsys.readouterr().out
 
@@ -200,8 +228,11 @@ def test_an_input_dir_that_is_a_file_says_so(tmp_path, capsys):
 def test_an_output_dir_that_cannot_be_a_directory_is_a_usage_error(tmp_path, capsys, command):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    flags = {"dq": ["--input-dir", str(tmp_path)], "transform": ["--input-dir", str(tmp_path)],
-             "monitor": ["--warehouse-dir", str(tmp_path), "--expected-run-date", "2025-03-01"]}[command]
+    flags = {
+        "dq": ["--input-dir", str(tmp_path)],
+        "transform": ["--input-dir", str(tmp_path)],
+        "monitor": ["--warehouse-dir", str(tmp_path), "--expected-run-date", "2025-03-01"],
+    }[command]
     for bad, why in ((a_file, "exists and is not a directory"), (a_file / "sub", "is not a directory")):
         with pytest.raises(SystemExit) as exit_:
             main([command, *flags, "--output-dir", str(bad)])
@@ -233,23 +264,31 @@ def test_a_full_disk_under_duckdb_is_one_line_with_what_to_do(tmp_path, capsys, 
     def full(args):
         raise duckdb.IOException(
             'IO Error: Async write failed for range [offset=0, size=26]: {"exception_type":"IO",'
-            f'"exception_message":"Could not write file \\"{part}\\": No space left on device","errno":"28"}}')
+            f'"exception_message":"Could not write file \\"{part}\\": No space left on device","errno":"28"}}'
+        )
 
     monkeypatch.setitem(cli.COMMANDS, "dq", full)
     assert main(["dq", "--input-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f'puffy dq: error: Could not write file "{part}": No space left on device; free space there, '
-                   "or point outputs_dir / duckdb_temp_directory (params/pipeline.yaml) at a larger disk")
+    assert err == (
+        f'puffy dq: error: Could not write file "{part}": No space left on device; free space there, '
+        "or point outputs_dir / duckdb_temp_directory (params/pipeline.yaml) at a larger disk"
+    )
 
 
-@pytest.mark.parametrize("exc, expected", [
-    # pyarrow's, as raised writing Parquet to a full disk
-    (OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device"),
-     "Error writing bytes to file. Detail: [errno 28] No space left on device; free space there"),
-    (PermissionError(13, "Permission denied", "/x/y"), "/x/y: Permission denied"),
-    (FileNotFoundError(2, "No such file or directory", "/x"), None),  # could be our bug
-    (ValueError("No space left on device"), None),  # not an I/O error: the words alone do not count
-])
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        # pyarrow's, as raised writing Parquet to a full disk
+        (
+            OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device"),
+            "Error writing bytes to file. Detail: [errno 28] No space left on device; free space there",
+        ),
+        (PermissionError(13, "Permission denied", "/x/y"), "/x/y: Permission denied"),
+        (FileNotFoundError(2, "No such file or directory", "/x"), None),  # could be our bug
+        (ValueError("No space left on device"), None),  # not an I/O error: the words alone do not count
+    ],
+)
 def test_which_errors_are_the_machines_fault(exc, expected):
     from puffy.cli import environment_failure
 
@@ -320,7 +359,19 @@ def test_run_and_report_write_where_outputs_dir_says(tmp_path, capsys, monkeypat
 def test_transform_of_a_period_with_a_day_missing_inside_stops_at_the_gate(tmp_path):
     raw = _export_of_2025_03_01(tmp_path)
     (raw / "events_20250303.csv").write_text((raw / "events_20250301.csv").read_text().replace("03-01", "03-03"))
-    code = main(["transform", "--input-dir", str(raw), "--output-dir", str(tmp_path / "out"), "--fail-on-error",
-                 "--start", "2025-03-01", "--end", "2025-03-03"])
+    code = main(
+        [
+            "transform",
+            "--input-dir",
+            str(raw),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--fail-on-error",
+            "--start",
+            "2025-03-01",
+            "--end",
+            "2025-03-03",
+        ]
+    )
     assert code == 3  # like `puffy dq --fail-on-error`: the gate graded the missing day
     assert (tmp_path / "out" / "dq" / "dq_report.md").exists()

@@ -30,8 +30,12 @@ from puffy.attribution import MODEL_NAMES, AttributionParams, attribute, order_j
 from puffy.channels import classify_channel, load_channel_rules, parse_landing
 
 T = pd.Timestamp("2025-03-01 12:00:00")
-MIN, HOUR, DAY, MS = (pd.Timedelta(minutes=1), pd.Timedelta(hours=1), pd.Timedelta(days=1),
-                      pd.Timedelta(milliseconds=1))
+MIN, HOUR, DAY, MS = (
+    pd.Timedelta(minutes=1),
+    pd.Timedelta(hours=1),
+    pd.Timedelta(days=1),
+    pd.Timedelta(milliseconds=1),
+)
 STORE = "https://puffy.com/products/puffy-mattress"
 CHECKOUT = "https://checkout.puffy.com/checkouts/cn/Z2NwLXVz/thank-you"
 AFFIRM = "https://source-ee658ef2.com/"
@@ -55,30 +59,55 @@ SESSIONS = [
     ("d2", "D", T, CHECKOUT, None),
 ]
 # (order_key, client_id, session_id of the purchase)
-ORDERS = [("oP", "P", "p2"), ("oN", "N", "n1"), ("oI", "I", "i2"), ("oA", "A", "a2"), ("oR", "R", "r1"),
-          ("oW", "W", "w2"), ("oX", "X", "x1"), ("oD", "D", "d2")]
-EXPECTED = {"oP": "Paid Search", "oN": "Untracked journey", "oI": "Email", "oA": "Organic Search",
-            "oR": "Untracked journey", "oW": "Referral", "oX": "Untracked journey", "oD": "Direct"}
+ORDERS = [
+    ("oP", "P", "p2"),
+    ("oN", "N", "n1"),
+    ("oI", "I", "i2"),
+    ("oA", "A", "a2"),
+    ("oR", "R", "r1"),
+    ("oW", "W", "w2"),
+    ("oX", "X", "x1"),
+    ("oD", "D", "d2"),
+]
+EXPECTED = {
+    "oP": "Paid Search",
+    "oN": "Untracked journey",
+    "oI": "Email",
+    "oA": "Organic Search",
+    "oR": "Untracked journey",
+    "oW": "Referral",
+    "oX": "Untracked journey",
+    "oD": "Direct",
+}
 TOUCHES = {"oP": 1, "oN": 0, "oI": 1, "oA": 1, "oR": 0, "oW": 1, "oX": 0, "oD": 1}
 
 
 @pytest.fixture(scope="module")
 def sessions() -> ibis.Table:
     rules = load_channel_rules()
-    raw = ibis.memtable(pd.DataFrame(SESSIONS, columns=["session_id", "client_id", "session_start", "page_url",
-                                                        "referrer"]))
+    raw = ibis.memtable(
+        pd.DataFrame(SESSIONS, columns=["session_id", "client_id", "session_start", "page_url", "referrer"])
+    )
     out = classify_channel(parse_landing(raw, rules=rules), rules)
-    return out.mutate(person_id=out.client_id).select("session_id", "person_id", "client_id", "session_start",
-                                                      "channel", "channel_rule")
+    return out.mutate(person_id=out.client_id).select(
+        "session_id", "person_id", "client_id", "session_start", "channel", "channel_rule"
+    )
 
 
 @pytest.fixture(scope="module")
 def orders() -> ibis.Table:
-    return ibis.memtable(pd.DataFrame({
-        "order_key": [o[0] for o in ORDERS], "person_id": [o[1] for o in ORDERS],
-        "client_id": [o[1] for o in ORDERS], "session_id": [o[2] for o in ORDERS],
-        "order_ts": [T] * len(ORDERS), "revenue": [100.0] * len(ORDERS),
-    }))
+    return ibis.memtable(
+        pd.DataFrame(
+            {
+                "order_key": [o[0] for o in ORDERS],
+                "person_id": [o[1] for o in ORDERS],
+                "client_id": [o[1] for o in ORDERS],
+                "session_id": [o[2] for o in ORDERS],
+                "order_ts": [T] * len(ORDERS),
+                "revenue": [100.0] * len(ORDERS),
+            }
+        )
+    )
 
 
 def test_sessions_classified_as_continuations(sessions):

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import shutil
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,29 +67,43 @@ def _digest(path: Path, places: dict[Path, str]) -> dict:
     if path.suffix == ".json":
         doc = json.loads(text)
         doc.pop("generated_at", None)
-        shape = {"status": doc["status"], "findings": len(doc["findings"]),
-                 "fields": sorted({tuple(f) for f in doc["findings"]})}
+        shape = {
+            "status": doc["status"],
+            "findings": len(doc["findings"]),
+            "fields": sorted({tuple(f) for f in doc["findings"]}),
+        }
         text = json.dumps(doc, indent=1, ensure_ascii=False)
     else:
         text = _STAMP.sub("generated <clock>", text)
-    return {"sha256": hashlib.sha256(text.encode()).hexdigest()[:20], **{k: json.loads(json.dumps(v))
-                                                                        for k, v in shape.items()}}
+    return {
+        "sha256": hashlib.sha256(text.encode()).hexdigest()[:20],
+        **{k: json.loads(json.dumps(v)) for k, v in shape.items()},
+    }
 
 
 def _reports(root: Path, input_dir: Path | None = None) -> dict:
     places = {root: "<root>", **({input_dir: "<input>"} if input_dir else {})}
-    return {str(p.relative_to(root)): _digest(p, places)
-            for p in sorted(root.rglob("*_report.*")) if p.suffix in (".json", ".md")}
+    return {
+        str(p.relative_to(root)): _digest(p, places)
+        for p in sorted(root.rglob("*_report.*"))
+        if p.suffix in (".json", ".md")
+    }
 
 
 def _gate_runs(sample: Path, root: Path) -> None:
     rules = _params(root) / "dq_rules.yaml"
-    now = datetime(2025, 3, 1, 6, tzinfo=timezone.utc)
+    now = datetime(2025, 3, 1, 6, tzinfo=UTC)
     result = run_gate(sample, rules, root / "period", now=now)
     result.con.close()
     for day in SAMPLE_DAYS:
-        result = run_gate(sample, rules, root / "runs" / day.isoformat(), start=day, end=day,
-                          now=datetime.combine(day + timedelta(days=1), datetime.min.time(), timezone.utc))
+        result = run_gate(
+            sample,
+            rules,
+            root / "runs" / day.isoformat(),
+            start=day,
+            end=day,
+            now=datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC),
+        )
         result.con.close()
 
 
@@ -98,11 +112,26 @@ def _monitoring_runs(root: Path) -> None:
     # 21 ordinary days, then a day that lost half its sessions, priced some orders at 0 and lost
     # client ids (trend, revenue and mix findings), then an ordinary day again (incidents).
     warehouse, intermediate, days = build_warehouse(
-        root / "data", n_days=23, overrides={21: {"sessions": 200, "zero_revenue": 5, "null_rate": 0.2,
-                                                  "channels": {"Direct": 0.6, "Organic Search": 0.4}}})
+        root / "data",
+        n_days=23,
+        overrides={
+            21: {
+                "sessions": 200,
+                "zero_revenue": 5,
+                "null_rate": 0.2,
+                "channels": {"Direct": 0.6, "Organic Search": 0.4},
+            }
+        },
+    )
     for day in days[-3:]:
-        run_monitoring(warehouse, rules, root / "runs" / day.isoformat(), run_date=day, intermediate_dir=intermediate,
-                       now=datetime.combine(day + timedelta(days=1), datetime.min.time(), timezone.utc))
+        run_monitoring(
+            warehouse,
+            rules,
+            root / "runs" / day.isoformat(),
+            run_date=day,
+            intermediate_dir=intermediate,
+            now=datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC),
+        )
 
 
 def _check(name: str, got: dict) -> None:

@@ -64,8 +64,9 @@ def test_a_changed_raw_file_or_rules_file_gates_again_and_says_which(raw, tmp_pa
     st = first.stat()
     os.utime(first, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # touched: it may have changed
     capsys.readouterr()
-    assert f"gated the input (the gate in {out} was not reused: raw file {first.name} changed)" in \
-        _transform(raw, out, capsys)
+    assert f"gated the input (the gate in {out} was not reused: raw file {first.name} changed)" in _transform(
+        raw, out, capsys
+    )
 
     rules = tmp_path / "params" / "dq_rules.yaml"
     rules.parent.mkdir()

@@ -8,9 +8,16 @@ from datetime import date
 import pytest
 
 from puffy.errors import ParamsError
-from puffy.incidents import (Acknowledgements, acknowledge, counts, load_acknowledgements, open_incidents,
-                             previous_report, track)
 from puffy.findings import Finding
+from puffy.incidents import (
+    Acknowledgements,
+    acknowledge,
+    counts,
+    load_acknowledgements,
+    open_incidents,
+    previous_report,
+    track,
+)
 
 D = date(2025, 3, 5)
 
@@ -23,8 +30,13 @@ def acks(*entries) -> Acknowledgements:
     return Acknowledgements.model_validate({"acknowledged": list(entries)})
 
 
-ACK = {"check": "segment.channel", "metric": "Organic Search", "reason": "referrer column gone",
-       "owner": "ana@puffy.com", "expires": "2025-06-30"}
+ACK = {
+    "check": "segment.channel",
+    "metric": "Organic Search",
+    "reason": "referrer column gone",
+    "owner": "ana@puffy.com",
+    "expires": "2025-06-30",
+}
 
 
 def test_a_finding_the_day_before_raised_is_ongoing_with_its_first_day():
@@ -58,11 +70,22 @@ def test_previous_report_is_the_day_before_in_the_runs_layout(tmp_path):
     runs = tmp_path / "runs"
     (runs / "2025-03-04").mkdir(parents=True)
     report = runs / "2025-03-04" / "monitoring_report.json"
-    report.write_text(json.dumps({"findings": [
-        {"id": "trend.orders", "metric": "orders", "severity": "warn", "dates": ["2025-03-04"],
-         "first_seen": "2025-03-01"},
-        {"id": "trend.aov", "metric": "aov", "severity": "pass", "dates": []},
-    ]}))
+    report.write_text(
+        json.dumps(
+            {
+                "findings": [
+                    {
+                        "id": "trend.orders",
+                        "metric": "orders",
+                        "severity": "warn",
+                        "dates": ["2025-03-04"],
+                        "first_seen": "2025-03-01",
+                    },
+                    {"id": "trend.aov", "metric": "aov", "severity": "pass", "dates": []},
+                ]
+            }
+        )
+    )
     found = previous_report(runs / "2025-03-05", D, "monitoring_report.json")
     assert found == report
     assert open_incidents(found) == {"trend.orders|orders": "2025-03-01"}
@@ -74,8 +97,13 @@ def test_an_acknowledged_finding_is_info_until_it_expires():
     finding = f("segment.channel", metric="Organic Search")
     acknowledge([finding], acks(ACK), D, today=date(2025, 6, 30))
     assert finding.severity == "info"
-    assert finding.acknowledged == {"reason": "referrer column gone", "owner": "ana@puffy.com",
-                                    "expires": "2025-06-30", "severity": "warn", "dates": ["2025-03-05"]}
+    assert finding.acknowledged == {
+        "reason": "referrer column gone",
+        "owner": "ana@puffy.com",
+        "expires": "2025-06-30",
+        "severity": "warn",
+        "dates": ["2025-03-05"],
+    }
     assert "acknowledged by ana@puffy.com until 2025-06-30" in finding.message
 
 
@@ -86,11 +114,14 @@ def test_an_expired_acknowledgement_gives_the_finding_back():
     assert "expired on 2025-06-30" in finding.message
 
 
-@pytest.mark.parametrize("finding, scope", [
-    (f("segment.channel", metric="Paid Search"), {}),                      # another channel
-    (f("trend.orders"), {}),                                               # another check
-    (f("segment.channel", metric="Organic Search"), {"dates": ["2025-03-06", "2025-03-31"]}),  # before its dates
-])
+@pytest.mark.parametrize(
+    "finding, scope",
+    [
+        (f("segment.channel", metric="Paid Search"), {}),  # another channel
+        (f("trend.orders"), {}),  # another check
+        (f("segment.channel", metric="Organic Search"), {"dates": ["2025-03-06", "2025-03-31"]}),  # before its dates
+    ],
+)
 def test_an_acknowledgement_covers_only_its_check_metric_and_dates(finding, scope):
     acknowledge([finding], acks({**ACK, **scope}), D, today=D)
     assert finding.severity == "warn"

@@ -19,21 +19,21 @@ from puffy.ingest import RawContract, count_data_lines, discover_raw_files, inge
 # reordered header with the referrer column missing and an extra column.
 FIXTURE_FILES = {
     "events_20250224.csv": (
-        'client_id,page_url,referrer,timestamp,event_name,event_data,user_agent\n'
-        '1740355200-goodrow00001,https://puffy.com/,,2025-02-24T00:00:01.000Z,page_viewed,,"Mozilla/5.0 (X11; Linux x86_64) Chrome/133.0"\n'
-        '1740355200-toomanyfield,https://puffy.com/,,2025-02-24T00:00:02.000Z,page_viewed,,ua,surplus\n'
-        '1740355200-toofewfields,https://puffy.com/,,2025-02-24T00:00:03.000Z\n'
-        '1740355200-badtimestamp,https://puffy.com/,,24/02/2025 00:00:04,page_viewed,,ua\n'
-        '1740355200-notonthisday,https://puffy.com/,,2025-02-25T00:00:05.000Z,page_viewed,,ua\n'
-        '1740355200-unknownevent,https://puffy.com/,,2025-02-24T00:00:06.000Z,purchase,,ua\n'
-        '1740355200-notimestamp0,https://puffy.com/,,,page_viewed,,ua\n'
+        "client_id,page_url,referrer,timestamp,event_name,event_data,user_agent\n"
+        '1740355200-goodrow00001,https://puffy.com/,,2025-02-24T00:00:01.000Z,page_viewed,,"Mozilla/5.0 (X11; Linux x86_64) Chrome/133.0"\n'  # noqa: E501 (one raw row per line)
+        "1740355200-toomanyfield,https://puffy.com/,,2025-02-24T00:00:02.000Z,page_viewed,,ua,surplus\n"
+        "1740355200-toofewfields,https://puffy.com/,,2025-02-24T00:00:03.000Z\n"
+        "1740355200-badtimestamp,https://puffy.com/,,24/02/2025 00:00:04,page_viewed,,ua\n"
+        "1740355200-notonthisday,https://puffy.com/,,2025-02-25T00:00:05.000Z,page_viewed,,ua\n"
+        "1740355200-unknownevent,https://puffy.com/,,2025-02-24T00:00:06.000Z,purchase,,ua\n"
+        "1740355200-notimestamp0,https://puffy.com/,,,page_viewed,,ua\n"
         '1740355200-goodrow00002,https://puffy.com/cart,https://www.google.com/,2025-02-24T00:00:07.000Z,checkout_completed,"{""transaction_id"":""ORD-20250224-001"",""revenue"":99.5,""items"":[{""item_id"":""A"",""item_name"":""Pillow"",""item_variant"":""Std"",""quantity"":1,""item_price"":99.5}],""user_email"":""abc""}",ua\n'
-        '1740355200-goodrow00001,https://puffy.com/,,2025-02-24T00:00:01.000Z,page_viewed,,"Mozilla/5.0 (X11; Linux x86_64) Chrome/133.0"\n'
+        '1740355200-goodrow00001,https://puffy.com/,,2025-02-24T00:00:01.000Z,page_viewed,,"Mozilla/5.0 (X11; Linux x86_64) Chrome/133.0"\n'  # noqa: E501
         '1740355200-unterminated,https://puffy.com/,,2025-02-24T00:00:08.000Z,page_viewed,,"ua\n'
     ),
     "events_20250225.csv": (
-        'timestamp,event_name,clientId,page_url,user_agent,event_data,campaign\n'
-        '2025-02-25T00:00:01.000Z,page_viewed,1740441600-aliasclient1,https://puffy.com/a,ua,,x\n'
+        "timestamp,event_name,clientId,page_url,user_agent,event_data,campaign\n"
+        "2025-02-25T00:00:01.000Z,page_viewed,1740441600-aliasclient1,https://puffy.com/a,ua,,x\n"
         '2025-02-25T00:00:02.000Z,email_filled_on_popup,1740441600-aliasclient1,https://puffy.com/b,ua,"{""user_email"":""ff""}",y'
     ),
 }
@@ -51,13 +51,19 @@ def run(directory: Path):
 
 
 def events(con, file_name: str) -> list[tuple]:
-    return con.execute("SELECT client_id, page_url, referrer, event_name, user_agent FROM stg_events "
-                       "WHERE source_file = ? ORDER BY row_number", [file_name]).fetchall()
+    return con.execute(
+        "SELECT client_id, page_url, referrer, event_name, user_agent FROM stg_events "
+        "WHERE source_file = ? ORDER BY row_number",
+        [file_name],
+    ).fetchall()
 
 
 def rejects(con, file_name: str) -> list[tuple]:
-    return con.execute("SELECT line, row_number, reason, column_name FROM stg_rejects WHERE source_file = ? "
-                       "ORDER BY line NULLS LAST, row_number", [file_name]).fetchall()
+    return con.execute(
+        "SELECT line, row_number, reason, column_name FROM stg_rejects WHERE source_file = ? "
+        "ORDER BY line NULLS LAST, row_number",
+        [file_name],
+    ).fetchall()
 
 
 def assert_reconciled(con, result):
@@ -113,8 +119,10 @@ def test_alias_reordered_missing_and_extra_columns(fixture_dir):
 def test_bom_crlf_and_gzip(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    body = [row("1740268800-bomcrlf00001", "2025-02-23T00:00:01.000Z", ua='"Mozilla/5.0 (X11, Linux)"'),
-            row("1740268800-bomcrlf00002", "2025-02-23T00:00:02Z", ua="plain-ua")]
+    body = [
+        row("1740268800-bomcrlf00001", "2025-02-23T00:00:01.000Z", ua='"Mozilla/5.0 (X11, Linux)"'),
+        row("1740268800-bomcrlf00002", "2025-02-23T00:00:02Z", ua="plain-ua"),
+    ]
     (raw / "events_20250223.csv").write_bytes(("\ufeff" + HEADER + "\r\n" + "\r\n".join(body) + "\r\n").encode())
     with gzip.open(raw / "events_20250224.csv.gz", "wt", encoding="utf-8") as fh:
         fh.write(HEADER + "\n" + row("1740355200-gzipped00001", "2025-02-24T10:00:00.000Z") + "\n")
@@ -124,7 +132,9 @@ def test_bom_crlf_and_gzip(tmp_path):
     assert second.compressed and not second.has_bom
     # No BOM in the first column's name and no CR left at the end of the last column.
     assert [(e[0], e[4]) for e in events(con, first.name)] == [
-        ("1740268800-bomcrlf00001", "Mozilla/5.0 (X11, Linux)"), ("1740268800-bomcrlf00002", "plain-ua")]
+        ("1740268800-bomcrlf00001", "Mozilla/5.0 (X11, Linux)"),
+        ("1740268800-bomcrlf00002", "plain-ua"),
+    ]
     assert [e[0] for e in events(con, second.name)] == ["1740355200-gzipped00001"]
     assert result.lines_read == {first.name: 2, second.name: 1}
     assert_reconciled(con, result)
@@ -150,22 +160,31 @@ def test_lines_swallowed_by_an_unterminated_quote_are_read_again(tmp_path):
     numbered after the file's other rows, with their own line numbers."""
     raw = tmp_path / "raw"
     raw.mkdir()
-    lines = [HEADER,
-             row("1740268800-goodrow00001", "2025-02-23T00:00:01.000Z", ua='"quoted, ua"'),
-             row("1740268800-unterminated", "2025-02-23T00:00:02.000Z", ua='"open quote'),
-             row("1740268800-swallowed001", "2025-02-23T00:00:03.000Z", ua='"quoted, ua"'),
-             row("1740268800-goodrow00002", "2025-02-23T00:00:04.000Z"),
-             row("1740268800-unterminat02", "2025-02-23T00:00:05.000Z", ua='"open again'),
-             row("1740268800-swallowed002", "2025-02-23T00:00:06.000Z"),
-             row("1740268800-swallowed003", "2025-02-23T00:00:07.000Z", ua="ua,surplus")]
+    lines = [
+        HEADER,
+        row("1740268800-goodrow00001", "2025-02-23T00:00:01.000Z", ua='"quoted, ua"'),
+        row("1740268800-unterminated", "2025-02-23T00:00:02.000Z", ua='"open quote'),
+        row("1740268800-swallowed001", "2025-02-23T00:00:03.000Z", ua='"quoted, ua"'),
+        row("1740268800-goodrow00002", "2025-02-23T00:00:04.000Z"),
+        row("1740268800-unterminat02", "2025-02-23T00:00:05.000Z", ua='"open again'),
+        row("1740268800-swallowed002", "2025-02-23T00:00:06.000Z"),
+        row("1740268800-swallowed003", "2025-02-23T00:00:07.000Z", ua="ua,surplus"),
+    ]
     (raw / "events_20250223.csv").write_text("\n".join(lines) + "\n")
     con, result = run(raw)
     got = con.execute("SELECT row_number, client_id FROM stg_events ORDER BY row_number").fetchall()
-    assert got == [(1, "1740268800-goodrow00001"), (2, "1740268800-goodrow00002"),
-                   (3, "1740268800-swallowed001"), (4, "1740268800-swallowed002")]
+    assert got == [
+        (1, "1740268800-goodrow00001"),
+        (2, "1740268800-goodrow00002"),
+        (3, "1740268800-swallowed001"),
+        (4, "1740268800-swallowed002"),
+    ]
     bad = con.execute("SELECT line, reason, raw FROM stg_rejects ORDER BY line").fetchall()
     assert [(line, reason) for line, reason, _ in bad] == [
-        (3, "unquoted_value"), (6, "unquoted_value"), (8, "too_many_columns")]
+        (3, "unquoted_value"),
+        (6, "unquoted_value"),
+        (8, "too_many_columns"),
+    ]
     assert bad[0][2] == lines[2] and bad[2][2] == lines[7]  # the rejected line itself, nothing swallowed
     assert result.lines_read["events_20250223.csv"] == 7
     assert_reconciled(con, result)
@@ -179,14 +198,17 @@ def test_swallowed_lines_and_line_numbers_after_blank_lines(tmp_path, form):
 
     raw = tmp_path / "raw"
     raw.mkdir()
-    lines = [HEADER,
-             row("1740268800-twolines0001", "2025-02-23T00:00:01.000Z", ua='"two\nlines"'),  # lines 2-3
-             "", "",
-             row("1740268800-unterminated", "2025-02-23T00:00:02.000Z", ua='"open quote'),  # line 6
-             row("1740268800-swallowed001", "2025-02-23T00:00:03.000Z", ua='"quoted, ua"'),  # line 7
-             "",
-             row("1740268800-toomanyfield", "2025-02-23T00:00:04.000Z", ua="ua,surplus"),  # line 9
-             row("1740268800-goodrow00001", "2025-02-23T00:00:05.000Z")]
+    lines = [
+        HEADER,
+        row("1740268800-twolines0001", "2025-02-23T00:00:01.000Z", ua='"two\nlines"'),  # lines 2-3
+        "",
+        "",
+        row("1740268800-unterminated", "2025-02-23T00:00:02.000Z", ua='"open quote'),  # line 6
+        row("1740268800-swallowed001", "2025-02-23T00:00:03.000Z", ua='"quoted, ua"'),  # line 7
+        "",
+        row("1740268800-toomanyfield", "2025-02-23T00:00:04.000Z", ua="ua,surplus"),  # line 9
+        row("1740268800-goodrow00001", "2025-02-23T00:00:05.000Z"),
+    ]
     text = "\n".join(lines) + "\n"
     if form == "crlf":
         text = text.replace("\n", "\r\n")
@@ -195,9 +217,14 @@ def test_swallowed_lines_and_line_numbers_after_blank_lines(tmp_path, form):
     (raw / name).write_bytes(gzip.compress(data) if form == "gzip" else data)
     con, result = run(raw)
     assert [(line, reason) for line, _, reason, _ in rejects(con, name)] == [
-        (6, "unquoted_value"), (9, "too_many_columns")]
+        (6, "unquoted_value"),
+        (9, "too_many_columns"),
+    ]
     assert [e[0] for e in events(con, name)] == [
-        "1740268800-twolines0001", "1740268800-goodrow00001", "1740268800-swallowed001"]
+        "1740268800-twolines0001",
+        "1740268800-goodrow00001",
+        "1740268800-swallowed001",
+    ]
     assert result.lines_read[name] == 6  # 3 events + 2 rejects: the quoted line break is a gap of one
 
 
@@ -206,10 +233,13 @@ def test_a_long_swallow_is_read_again_as_far_as_the_reader_kept_it(tmp_path):
     never a line cut in the middle, and the rest shows as a reconciliation gap."""
     raw = tmp_path / "raw"
     raw.mkdir()
-    filler = [row(f"1740268800-swallow{k:05d}", "2025-02-23T00:00:03.000Z", ua="no quotes here")
-              for k in range(3000)]
-    lines = [HEADER, row("1740268800-unterminated", "2025-02-23T00:00:02.000Z", ua='"open quote'), *filler,
-             row("1740268800-closes00001", "2025-02-23T00:00:04.000Z", ua='"closing"')]
+    filler = [row(f"1740268800-swallow{k:05d}", "2025-02-23T00:00:03.000Z", ua="no quotes here") for k in range(3000)]
+    lines = [
+        HEADER,
+        row("1740268800-unterminated", "2025-02-23T00:00:02.000Z", ua='"open quote'),
+        *filler,
+        row("1740268800-closes00001", "2025-02-23T00:00:04.000Z", ua='"closing"'),
+    ]
     (raw / "events_20250223.csv").write_text("\n".join(lines) + "\n")
     con, result = run(raw)
     got = con.execute("SELECT client_id, user_agent FROM stg_events").fetchall()
@@ -225,8 +255,12 @@ def test_reject_line_numbers_count_the_lines_of_a_quoted_line_break(tmp_path):
     lines come before it)."""
     raw = tmp_path / "raw"
     raw.mkdir()
-    lines = [HEADER, row("1740268800-twolines0001", "2025-02-23T00:00:01.000Z", ua='"two\nlines"'), "",
-             row("1740268800-toomanyfield", "2025-02-23T00:00:02.000Z", ua="ua,surplus")]
+    lines = [
+        HEADER,
+        row("1740268800-twolines0001", "2025-02-23T00:00:01.000Z", ua='"two\nlines"'),
+        "",
+        row("1740268800-toomanyfield", "2025-02-23T00:00:02.000Z", ua="ua,surplus"),
+    ]
     (raw / "events_20250223.csv").write_text("\n".join(lines) + "\n")
     con, result = run(raw)
     assert rejects(con, "events_20250223.csv") == [(5, None, "too_many_columns", None)]
@@ -248,14 +282,17 @@ def test_unreadable_files_are_rejected_not_fatal(tmp_path):
     assert [e[0] for e in events(con, "events_20250225.csv")] == ["1740441600-stillread001"]
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"h\na\nb", 2),  # no trailing newline (like the real export)
-    (b"h\na\nb\n", 2),
-    (b"h\r\na\r\n\r\nb\r\n\r\n", 2),  # CRLF with blank lines
-    (b"h\n\n\na\n\nb\n\r", 2),  # blank lines, a lone CR at the end
-    (b"h", 0),
-    (b"", 0),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"h\na\nb", 2),  # no trailing newline (like the real export)
+        (b"h\na\nb\n", 2),
+        (b"h\r\na\r\n\r\nb\r\n\r\n", 2),  # CRLF with blank lines
+        (b"h\n\n\na\n\nb\n\r", 2),  # blank lines, a lone CR at the end
+        (b"h", 0),
+        (b"", 0),
+    ],
+)
 def test_count_data_lines_skips_blank_lines(tmp_path, content, expected):
     path = tmp_path / "events_20250101.csv"
     path.write_bytes(content)
@@ -279,8 +316,9 @@ def test_unicode_spaces_are_trimmed_like_trim(tmp_path):
     ]
     (raw / "events_20250223.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     con, result = run(raw)
-    rows = con.execute("SELECT client_id, referrer, event_ts, event_name, event_data FROM stg_events "
-                       "ORDER BY row_number").fetchall()
+    rows = con.execute(
+        "SELECT client_id, referrer, event_ts, event_name, event_data FROM stg_events ORDER BY row_number"
+    ).fetchall()
     assert [(r[0], r[1], r[2].isoformat(), r[3], r[4]) for r in rows] == [
         ("1740268800-unicode00001", "ref", "2025-02-23T00:00:01", "page_viewed", None),
         ("1740268800-spaces000001", None, "2025-02-23T00:00:02", "page_viewed", None),
@@ -296,19 +334,32 @@ def test_duplicates_of_rejected_rows(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     next_day = row("1740268800-nextday00001", "2025-02-24T05:00:00.000Z")
-    (raw / "events_20250223.csv").write_text("\n".join([
-        HEADER, next_day, row("1740268800-notime000001", ""), row("1740268800-notime000001", ""),
-        row("1740268800-badtime00001", "23/02/2025"), row("1740268800-badtime00001", "23/02/2025"),
-    ]) + "\n")
+    (raw / "events_20250223.csv").write_text(
+        "\n".join(
+            [
+                HEADER,
+                next_day,
+                row("1740268800-notime000001", ""),
+                row("1740268800-notime000001", ""),
+                row("1740268800-badtime00001", "23/02/2025"),
+                row("1740268800-badtime00001", "23/02/2025"),
+            ]
+        )
+        + "\n"
+    )
     (raw / "events_20250224.csv").write_text("\n".join([HEADER, next_day, next_day]) + "\n")
     con, result = run(raw)
     assert rejects(con, "events_20250223.csv") == [
-        (None, 1, "timestamp_outside_file_day", "timestamp"), (None, 2, "missing_timestamp", "timestamp"),
-        (None, 3, "missing_timestamp", "timestamp"), (None, 4, "unparseable_timestamp", "timestamp"),
+        (None, 1, "timestamp_outside_file_day", "timestamp"),
+        (None, 2, "missing_timestamp", "timestamp"),
+        (None, 3, "missing_timestamp", "timestamp"),
+        (None, 4, "unparseable_timestamp", "timestamp"),
         (None, 5, "unparseable_timestamp", "timestamp"),
     ]
-    assert rejects(con, "events_20250224.csv") == [(None, 1, "exact_duplicate", None),
-                                                   (None, 2, "exact_duplicate", None)]
+    assert rejects(con, "events_20250224.csv") == [
+        (None, 1, "exact_duplicate", None),
+        (None, 2, "exact_duplicate", None),
+    ]
     assert con.execute("SELECT count(*) FROM stg_events").fetchone() == (0,)
     # stg_events_all: every parsed row, accepted or not.
     assert con.execute("SELECT count(*) FROM stg_events_all").fetchone() == (7,)
@@ -320,8 +371,10 @@ def _many_files(raw: Path, n_files: int = 7) -> None:
     raw.mkdir()
     for k in range(n_files):
         day = f"2025-03-{k + 1:02d}"
-        body = [row(f"17408{k:05d}-file{k:02d}r{i:05d}", f"{day}T00:{i // 60 % 60:02d}:{i % 60:02d}.000Z")
-                for i in range(200 if k % 2 else 3000)]
+        body = [
+            row(f"17408{k:05d}-file{k:02d}r{i:05d}", f"{day}T00:{i // 60 % 60:02d}:{i % 60:02d}.000Z")
+            for i in range(200 if k % 2 else 3000)
+        ]
         body.insert(5, "too,few,columns")
         body.insert(9, row("x", f"{day}T01:00:00.000Z") + ",surplus")
         name = f"events_202503{k + 1:02d}.csv"
@@ -340,8 +393,9 @@ def test_files_loaded_concurrently_keep_file_and_row_order(tmp_path):
     def load(threads: int):
         con = duckdb.connect(config={"threads": threads})
         result = ingest(con, discover_raw_files(raw), RawContract())
-        tables = {t: con.execute(f"SELECT * FROM {t}").fetchall()
-                  for t in ("stg_events", "stg_purchase_items", "stg_rejects")}
+        tables = {
+            t: con.execute(f"SELECT * FROM {t}").fetchall() for t in ("stg_events", "stg_purchase_items", "stg_rejects")
+        }
         return con, result, tables
 
     con, result, tables = load(4)
@@ -352,7 +406,9 @@ def test_files_loaded_concurrently_keep_file_and_row_order(tmp_path):
     assert ids == sorted(ids) and len(ids) == 4 * 3000 + 3 * 200
     assert ids[:2] == ["20250301:000000001", "20250301:000000002"]
     assert [(r[1], r[2], r[4]) for r in tables["stg_rejects"]][:2] == [
-        ("events_20250301.csv", 7, "missing_columns"), ("events_20250301.csv", 11, "too_many_columns")]
+        ("events_20250301.csv", 7, "missing_columns"),
+        ("events_20250301.csv", 11, "too_many_columns"),
+    ]
     assert_reconciled(con, result)
 
 
@@ -385,7 +441,7 @@ def test_a_gzip_that_cannot_be_read_to_its_end_is_an_unreadable_file(tmp_path, d
         data = data[: len(data) // 2]
     else:  # flip bytes inside the deflate stream, past the header line
         middle = len(data) // 2
-        data = data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 64]) + data[middle + 64:]
+        data = data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]) + data[middle + 64 :]
     gz.write_bytes(data)
     con, result = run(raw)
     bad = next(f for f in result.files if f.name == gz.name)
@@ -393,7 +449,8 @@ def test_a_gzip_that_cannot_be_read_to_its_end_is_an_unreadable_file(tmp_path, d
     assert result.lines_read[gz.name] == 0
     assert events(con, gz.name) == []
     assert con.execute("SELECT line, reason FROM stg_rejects WHERE source_file = ?", [gz.name]).fetchall() == [
-        (1, "unreadable_file")]
+        (1, "unreadable_file")
+    ]
     for k in (0, 1, 2, 4, 5, 6):  # every other file: all its good rows (3000 or 200), two rejected lines
         name = f"events_202503{k + 1:02d}.csv"
         assert len(events(con, name)) == (200 if k % 2 else 3000), name

@@ -30,8 +30,7 @@ from puffy.publish import PUBLISH_LOCK, publish, recover
 from puffy.warehouse import PUBLISH_JOURNAL, partition_dates, partition_files, write_partition
 
 DAY, OTHER = date(2025, 3, 2), date(2025, 3, 1)
-TABLES = ["fct_attribution", "fct_order_items", "fct_order_rejects", "fct_orders", "fct_sessions",
-          "rpt_reconciliation"]
+TABLES = ["fct_attribution", "fct_order_items", "fct_order_rejects", "fct_orders", "fct_sessions", "rpt_reconciliation"]
 NOT_YET_PUBLISHED = "fct_order_rejects"
 OLD_VIEW = {t: (None if t == NOT_YET_PUBLISHED else "old") for t in TABLES}
 NEW_VIEW = dict.fromkeys(TABLES, "new")
@@ -74,8 +73,12 @@ def _steps(tmp_path: Path) -> list[str]:
 
 def test_the_steps_are_prepare_each_commit_swap_each_finish(tmp_path):
     steps = _steps(tmp_path)
-    assert steps == ([f"prepared {t}/date={DAY}" for t in TABLES] + ["committed"]
-                     + [f"swapped {t}/date={DAY}" for t in TABLES] + ["finished"])
+    assert steps == (
+        [f"prepared {t}/date={DAY}" for t in TABLES]
+        + ["committed"]
+        + [f"swapped {t}/date={DAY}" for t in TABLES]
+        + ["finished"]
+    )
 
 
 def test_a_whole_publish_replaces_the_day_in_every_table_and_leaves_nothing(tmp_path):
@@ -147,7 +150,7 @@ def test_killed_after_any_step_the_next_reader_sees_a_whole_day(tmp_path, monkey
             if step == name:
                 _die(how)
 
-        _killed_child(lambda: publish(staging, published, on_step=at_step), how)
+        _killed_child(lambda: publish(staging, published, on_step=at_step), how)  # noqa: B023 (called at once)
         committed = k >= steps.index("committed")
         if name != "finished":
             assert (published / PUBLISH_JOURNAL).exists() == committed, name
@@ -167,10 +170,12 @@ def test_killed_inside_a_swap_the_roll_forward_neither_loses_nor_undoes_it(tmp_p
 
     real_rmtree, real_rename = shutil.rmtree, os.rename
     if exchange:
+
         def rmtree(path, *a, **kw):
             if ".prep-" in str(path):
                 os.kill(os.getpid(), signal.SIGKILL)
             return real_rmtree(path, *a, **kw)
+
         monkeypatch.setattr(warehouse.shutil, "rmtree", rmtree)
     else:
         monkeypatch.setattr(warehouse, "_exchange", lambda a, b: False)
@@ -179,6 +184,7 @@ def test_killed_inside_a_swap_the_roll_forward_neither_loses_nor_undoes_it(tmp_p
             if ".prep-" in str(src) and "fct_sessions" in str(dst):
                 os.kill(os.getpid(), signal.SIGKILL)
             return real_rename(src, dst, *a, **kw)
+
         monkeypatch.setattr(warehouse.os, "rename", rename)
     staging, published = _setup(tmp_path)
     _killed_child(lambda: publish(staging, published), "kill")
@@ -226,10 +232,12 @@ def test_a_reader_waits_for_a_publish_that_is_still_running(tmp_path):
     pid = os.fork()
     if pid == 0:
         try:
+
             def pause_after_commit(step):
                 if step == "committed":
                     os.write(write_fd, b"x")
                     time.sleep(0.5)
+
             publish(staging, published, on_step=pause_after_commit)
         finally:
             os._exit(0)
@@ -244,8 +252,10 @@ def test_a_reader_waits_for_a_publish_that_is_still_running(tmp_path):
 
 def test_a_reader_that_cannot_write_refuses_an_unfinished_publish(tmp_path, monkeypatch):
     staging, published = _setup(tmp_path)
-    _killed_child(lambda: publish(staging, published,
-                                  on_step=lambda s: s == f"swapped fct_orders/date={DAY}" and _die("kill")), "kill")
+    _killed_child(
+        lambda: publish(staging, published, on_step=lambda s: s == f"swapped fct_orders/date={DAY}" and _die("kill")),
+        "kill",
+    )
     monkeypatch.setattr(publish_mod, "_writable", lambda root: False)  # as on a read-only mount
     with pytest.raises(UserError, match=r"2025-03-02 of 6 tables\) was interrupted and is unfinished"):
         partition_dates(published, "fct_sessions")
@@ -265,23 +275,34 @@ def test_a_journal_whose_partitions_were_tampered_with_is_refused_not_guessed(tm
 def _interrupted(tmp_path: Path) -> Path:
     """A warehouse whose publish was killed after three of its six swaps (the 2025-03-02 state)."""
     staging, published = _setup(tmp_path)
-    _killed_child(lambda: publish(staging, published,
-                                  on_step=lambda s: s == f"swapped fct_order_items/date={DAY}" and _die("kill")),
-                  "kill")
+    _killed_child(
+        lambda: publish(
+            staging, published, on_step=lambda s: s == f"swapped fct_order_items/date={DAY}" and _die("kill")
+        ),
+        "kill",
+    )
     assert (published / PUBLISH_JOURNAL).exists()
     return published
 
 
 @pytest.mark.parametrize("command", ["monitor", "report", "transform"])
-def test_cli_commands_that_read_a_warehouse_refuse_a_half_day_they_cannot_repair(tmp_path, monkeypatch, capsys,
-                                                                                  command):
+def test_cli_commands_that_read_a_warehouse_refuse_a_half_day_they_cannot_repair(
+    tmp_path, monkeypatch, capsys, command
+):
     from puffy import cli
 
     published = _interrupted(tmp_path)
     monkeypatch.setattr(publish_mod, "_writable", lambda root: False)  # as on a read-only mount
     argv = {
-        "monitor": ["monitor", "--warehouse-dir", str(published), "--output-dir", str(tmp_path / "mon"),
-                    "--expected-run-date", str(DAY)],
+        "monitor": [
+            "monitor",
+            "--warehouse-dir",
+            str(published),
+            "--output-dir",
+            str(tmp_path / "mon"),
+            "--expected-run-date",
+            str(DAY),
+        ],
         "report": ["report", "--outputs-dir", str(tmp_path)],
         "transform": ["transform", "--input-dir", str(tmp_path / "raw"), "--output-dir", str(tmp_path)],
     }[command]
@@ -317,8 +338,12 @@ def test_newest_warehouse_and_monitoring_sources_complete_an_interrupted_publish
     assert not (published / PUBLISH_JOURNAL).exists()
 
     published = _interrupted(tmp_path / "b")
-    sources = Sources(warehouse_dir=tmp_path / "b" / "audited", history_dir=published, intermediate_dir=None,
-                      run_date=date(2025, 3, 3))
+    sources = Sources(
+        warehouse_dir=tmp_path / "b" / "audited",
+        history_dir=published,
+        intermediate_dir=None,
+        run_date=date(2025, 3, 3),
+    )
     files = sources.files("fct_order_rejects", OTHER, DAY)  # the table the old day did not have
     assert sorted(files) == [OTHER, DAY]
     assert pq.read_table(files[DAY]).column("version")[0].as_py() == "new"

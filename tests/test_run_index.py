@@ -17,10 +17,15 @@ def write_run(outputs, day, gate_findings, monitoring_findings=()):
 def test_index_says_what_is_new_today_apart_from_what_persists(tmp_path):
     out = tmp_path / "outputs"
     write_run(out, "2025-03-04", [{"id": "referrer.coverage", "severity": "warn", "state": "new"}])
-    write_run(out, "2025-03-05",
-              [{"id": "referrer.coverage", "severity": "warn", "state": "ongoing"},
-               {"id": "bots.share", "severity": "info", "state": "new"}],  # an info is not a warning
-              [{"id": "segment.channel", "metric": "Paid Search", "severity": "warn", "state": "new"}])
+    write_run(
+        out,
+        "2025-03-05",
+        [
+            {"id": "referrer.coverage", "severity": "warn", "state": "ongoing"},
+            {"id": "bots.share", "severity": "info", "state": "new"},
+        ],  # an info is not a warning
+        [{"id": "segment.channel", "metric": "Paid Search", "severity": "warn", "state": "new"}],
+    )
     page = write_index(out).read_text(encoding="utf-8")
     rows = {line[8:18]: line for line in page.splitlines() if line.startswith("<tr><td>2025")}
     assert "<td>new: referrer.coverage</td>" in rows["2025-03-04"]

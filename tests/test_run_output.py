@@ -30,6 +30,7 @@ def _checkout(root: Path) -> Path:
 
 # --- the project root -----------------------------------------------------------------------------
 
+
 def test_the_project_root_comes_from_the_working_directory_not_the_install(tmp_path):
     """Before: REPO_ROOT was where the package is installed, so a second checkout used the first's
     params/ and outputs/."""
@@ -38,10 +39,18 @@ def test_the_project_root_comes_from_the_working_directory_not_the_install(tmp_p
     for cwd in (second, second / "notebooks", second / "notebooks" / "sub"):
         root = find_project_root(cwd=cwd, environ={})
         assert (root.path, root.source) == (second.resolve(), "from the working directory")
-    out = subprocess.run([sys.executable, "-c", "from puffy.params import REPO_ROOT, DEFAULT_PARAMS_DIR;"
-                          "print(REPO_ROOT); print(DEFAULT_PARAMS_DIR)"],
-                         cwd=second / "notebooks", capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from puffy.params import REPO_ROOT, DEFAULT_PARAMS_DIR;print(REPO_ROOT); print(DEFAULT_PARAMS_DIR)",
+        ],
+        cwd=second / "notebooks",
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert out.stdout.split() == [str(second.resolve()), str(second.resolve() / "params")]
 
 
@@ -52,9 +61,14 @@ def test_puffy_home_wins_and_a_bad_one_is_one_line(tmp_path):
     assert (root.path, root.source, root.problem) == (home.resolve(), "from PUFFY_HOME", None)
     bad = find_project_root(cwd=elsewhere, environ={"PUFFY_HOME": str(tmp_path / "nope")})
     assert bad.problem.startswith(f"PUFFY_HOME={tmp_path / 'nope'}: not a puffy project")
-    done = subprocess.run([sys.executable, "-m", "puffy.cli", "run", "--date", "2025-03-01"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "PUFFY_HOME": str(tmp_path / "nope")})
+    done = subprocess.run(
+        [sys.executable, "-m", "puffy.cli", "run", "--date", "2025-03-01"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PUFFY_HOME": str(tmp_path / "nope")},
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "not a puffy project" in done.stderr
 
 
@@ -65,6 +79,7 @@ def test_outside_any_checkout_the_installed_one_is_used_and_said(tmp_path):
 
 # --- stdout, the run log, crash logs ---------------------------------------------------------------
 
+
 def _raw(tmp_path: Path) -> Path:
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -74,10 +89,18 @@ def _raw(tmp_path: Path) -> Path:
 
 def test_run_prints_each_days_report_directory_and_its_log(tmp_path, capsys, monkeypatch):
     """Before: stdout printed the literal 'reports: …/runs/<date>/' and there was no log file."""
+
     def run_range(start, end, layout, **kw):
         logging.getLogger("puffy.run").info("%s 01_data_quality: ERROR in 1.0s", start)
-        return [runner.DayResult("2025-03-01", 3, "01_data_quality", "1 error finding(s): schema.x",
-                                 alert={"sent": True, "detail": "HTTP 200", "outcome": "stopped"})]
+        return [
+            runner.DayResult(
+                "2025-03-01",
+                3,
+                "01_data_quality",
+                "1 error finding(s): schema.x",
+                alert={"sent": True, "detail": "HTTP 200", "outcome": "stopped"},
+            )
+        ]
 
     monkeypatch.setattr(runner, "run_range", run_range)
     outputs = (tmp_path / "real").resolve()
@@ -85,8 +108,10 @@ def test_run_prints_each_days_report_directory_and_its_log(tmp_path, capsys, mon
     out = capsys.readouterr().out
     assert code == 3
     assert "<date>" not in out
-    assert out.splitlines()[:2] == ["2025-03-01  exit 3  stopped at 01_data_quality: 1 error finding(s): schema.x"
-                                    "  (alert sent)", f"            reports: {outputs / 'runs' / '2025-03-01'}"]
+    assert out.splitlines()[:2] == [
+        "2025-03-01  exit 3  stopped at 01_data_quality: 1 error finding(s): schema.x  (alert sent)",
+        f"            reports: {outputs / 'runs' / '2025-03-01'}",
+    ]
     logs = list((outputs / "logs").glob("run-2025-03-01-*.log"))
     assert len(logs) == 1 and f"log: {logs[0]}" in out
     text = logs[0].read_text()
@@ -96,11 +121,14 @@ def test_run_prints_each_days_report_directory_and_its_log(tmp_path, capsys, mon
 
 def test_a_crash_is_logged_under_the_chosen_outputs_dir(tmp_path, capsys, monkeypatch):
     """Before: the traceback went to <repo>/outputs/logs whatever --outputs-dir said."""
+
     def run_range(*a, **kw):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(runner, "run_range", run_range)
-    before = set((REPO_ROOT / "outputs" / "logs").glob("crash-*")) if (REPO_ROOT / "outputs" / "logs").is_dir() else set()
+    before = (
+        set((REPO_ROOT / "outputs" / "logs").glob("crash-*")) if (REPO_ROOT / "outputs" / "logs").is_dir() else set()
+    )
     outputs = (tmp_path / "elsewhere").resolve()
     assert main(["run", "--date", "2025-03-01", "--input-dir", str(_raw(tmp_path)), "--outputs-dir", str(outputs)]) == 1
     err = capsys.readouterr().err
@@ -114,6 +142,7 @@ def test_a_crash_is_logged_under_the_chosen_outputs_dir(tmp_path, capsys, monkey
 
 
 # --- a quiet, readable stderr ----------------------------------------------------------------------
+
 
 def test_stderr_keeps_puffys_lines_and_drops_the_tools_chatter(tmp_path, capsys):
     """Before: every notebook added papermill's four INFO lines and nbconvert's alt-text WARNING."""
@@ -155,6 +184,7 @@ def test_the_backfill_progress_bar_is_only_for_a_terminal(tmp_path, capsys, monk
 
 # --- end to end: a stopped day, as the scheduler and the on-call person see it --------------------
 
+
 @pytest.mark.slow
 def test_a_gate_error_day_alerts_once_and_stderr_stays_quiet(tmp_path, small_sample):
     from support.webhook import local_webhook
@@ -170,16 +200,37 @@ def test_a_gate_error_day_alerts_once_and_stderr_stays_quiet(tmp_path, small_sam
     with local_webhook(lifetime=120) as (url, received):
         rules["alert"].update(webhook_url=url, format="json", reports_base_url="https://reports.example.com/puffy")
         (params / "monitoring_rules.yaml").write_text(yaml.safe_dump(rules))
-        done = subprocess.run([sys.executable, "-m", "puffy.cli", "run", "--date", "2025-02-25", "--input-dir",
-                               str(raw), "--outputs-dir", str(tmp_path / "out"), "--params-dir", str(params)],
-                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "puffy.cli",
+                "run",
+                "--date",
+                "2025-02-25",
+                "--input-dir",
+                str(raw),
+                "--outputs-dir",
+                str(tmp_path / "out"),
+                "--params-dir",
+                str(params),
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert done.returncode == 3, done.stderr
     for noise in ("IPKernelApp", "without encryption", "papermill", "Input Notebook", "Alternative text", "\r"):
         assert noise not in done.stderr
     assert len(received) == 1
     doc = received[0]["body"]
-    assert (doc["date"], doc["stage"], doc["exit_code"], doc["outcome"]) == \
-        ("2025-02-25", "01_data_quality", 3, "stopped")
+    assert (doc["date"], doc["stage"], doc["exit_code"], doc["outcome"]) == (
+        "2025-02-25",
+        "01_data_quality",
+        3,
+        "stopped",
+    )
     assert doc["report_url"] == "https://reports.example.com/puffy/runs/2025-02-25/01_data_quality.html"
     assert any(f["severity"] == "error" for f in doc["findings"])
     summary = json.loads((tmp_path / "out" / "runs" / "2025-02-25" / "run_summary.json").read_text())
@@ -190,17 +241,23 @@ def test_a_gate_error_day_alerts_once_and_stderr_stays_quiet(tmp_path, small_sam
 
 # --- HTML reports: results first, code on demand --------------------------------------------------
 
+
 def test_html_reports_show_results_first_and_fold_the_code_under_them(tmp_path):
     """Before: the code was either printed above every result or (the runner) left out altogether,
     with no way to see how a number was made from the report."""
     import nbformat
 
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Title"),
-        nbformat.v4.new_code_cell("total = 6 * 7\nprint(f'answer {total}')", outputs=[
-            nbformat.v4.new_output("stream", name="stdout", text="answer 42\n")], execution_count=1),
-        nbformat.v4.new_code_cell("'<script>x</script>'", outputs=[], execution_count=2),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Title"),
+            nbformat.v4.new_code_cell(
+                "total = 6 * 7\nprint(f'answer {total}')",
+                outputs=[nbformat.v4.new_output("stream", name="stdout", text="answer 42\n")],
+                execution_count=1,
+            ),
+            nbformat.v4.new_code_cell("'<script>x</script>'", outputs=[], execution_count=2),
+        ]
+    )
     nbformat.write(nb, tmp_path / "nb.ipynb")
     html = runner.render_html(tmp_path / "nb.ipynb").read_text()
     assert html.count('<details class="puffy-code">') == 2 and "<details open" not in html

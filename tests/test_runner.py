@@ -23,8 +23,11 @@ pytestmark = pytest.mark.slow
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_every_day_runs_all_stages_and_publishes(daily_run):
@@ -59,11 +62,14 @@ def test_rerunning_a_day_is_idempotent(daily_run):
     assert not stale.exists()  # the day's run directory holds this run's reports only
 
 
-@pytest.mark.parametrize("written, expected", [
-    (None, "error"),  # the stage failed before deciding anything
-    ({"status": "pass"}, "warn"),  # a chart failed after the stage had passed
-    ({"status": "error", "message": "reconciliation"}, "error"),
-])
+@pytest.mark.parametrize(
+    "written, expected",
+    [
+        (None, "error"),  # the stage failed before deciding anything
+        ({"status": "pass"}, "warn"),  # a chart failed after the stage had passed
+        ({"status": "error", "message": "reconciliation"}, "error"),
+    ],
+)
 def test_a_cell_failing_after_the_status_is_written_is_a_warning(tmp_path, written, expected):
     stage = runner.DAILY_STAGES[1]
     if written:
@@ -97,8 +103,10 @@ def test_one_run_at_a_time_per_outputs_directory(tmp_path):
 
     from puffy.errors import UserError
 
-    hold = ("import sys, time; from puffy.runner import exclusive_outputs\n"
-            "with exclusive_outputs(sys.argv[1]):\n    print('held', flush=True); time.sleep(30)\n")
+    hold = (
+        "import sys, time; from puffy.runner import exclusive_outputs\n"
+        "with exclusive_outputs(sys.argv[1]):\n    print('held', flush=True); time.sleep(30)\n"
+    )
     other = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout.readline().strip() == "held"
@@ -141,14 +149,20 @@ def test_the_notebook_kernel_dies_with_a_killed_runner(tmp_path):
     import nbformat
 
     ticks, pid_file = tmp_path / "ticks.txt", tmp_path / "kernel.pid"
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(f"""
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                textwrap.dedent(f"""
         import os, time
         open({str(pid_file)!r}, "w").write(str(os.getpid()))
         while True:
             with open({str(ticks)!r}, "a") as fh:
                 fh.write("tick\\n")
             time.sleep(0.02)
-    """))])
+    """)
+            )
+        ]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "busy.ipynb")
     script = textwrap.dedent(f"""
@@ -157,8 +171,9 @@ def test_the_notebook_kernel_dies_with_a_killed_runner(tmp_path):
         runner.notebook_path = lambda name: Path({str(tmp_path)!r}) / f"{{name}}.ipynb"
         runner.execute_notebook("busy", Path({str(tmp_path / "out")!r}), {{}})
     """)
-    the_runner = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    the_runner = subprocess.Popen(
+        [sys.executable, "-c", script], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 60
         while not (pid_file.exists() and pid_file.read_text() and ticks.exists()):
@@ -187,9 +202,12 @@ def test_the_notebook_kernel_dies_with_a_killed_runner(tmp_path):
 def _probe_notebook(path: Path, code: str) -> None:
     import nbformat
 
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("label = None", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(textwrap.dedent(code))])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("label = None", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(textwrap.dedent(code)),
+        ]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
 
@@ -205,12 +223,15 @@ def test_a_session_runs_every_notebook_in_one_kernel_with_an_empty_namespace(tmp
     """A backfill pays for the kernel's start and the imports once (issue 17): inside a
     KernelSession three notebooks run in one kernel process, and a variable one of them left is gone
     before the next (as if each had a kernel of its own)."""
-    _probe_notebook(tmp_path / "probe.ipynb", """
+    _probe_notebook(
+        tmp_path / "probe.ipynb",
+        """
         import os, sys
         print("pid", os.getpid(), "leftover", "seen" in globals(), "wave imported", "wave" in sys.modules)
         seen = label
         import wave
-    """)
+    """,
+    )
     monkeypatch.setattr(runner, "notebook_path", lambda name: tmp_path / f"{name}.ipynb")
     with runner.KernelSession():
         outs = [_stdout(runner.execute_notebook("probe", tmp_path / f"run{i}", {"label": i})) for i in range(3)]
@@ -226,7 +247,7 @@ def test_a_session_starts_a_new_kernel_when_its_kernel_died(tmp_path, monkeypatc
     monkeypatch.setattr(runner, "notebook_path", lambda name: tmp_path / f"{name}.ipynb")
     with runner.KernelSession():
         first = _stdout(runner.execute_notebook("die", tmp_path / "a", {"label": "live"}))
-        with pytest.raises(Exception):  # the kernel dies in the cell: the notebook fails
+        with pytest.raises(Exception):  # noqa: B017 (papermill or nbclient, by when the death is seen)
             runner.execute_notebook("die", tmp_path / "b", {"label": "die"})
         after = _stdout(runner.execute_notebook("die", tmp_path / "c", {"label": "live"}))
     assert first.split()[1] != after.split()[1], (first, after)

@@ -47,8 +47,11 @@ def _live_markup(html: str) -> list[str]:
     """Tags a browser would run or load: <script, an <img (the reports' own charts are inline
     data:image PNGs), a link out of the page (nbconvert's heading anchors, href="#…", are its own),
     any on…= attribute inside a tag."""
-    return re.findall(r'<script|<img(?![^>]*\ssrc="data:image/png;base64,)|<a\s(?![^>]*href="#)|<[^>]*\son\w+\s*=',
-                      html, flags=re.IGNORECASE)
+    return re.findall(
+        r'<script|<img(?![^>]*\ssrc="data:image/png;base64,)|<a\s(?![^>]*href="#)|<[^>]*\son\w+\s*=',
+        html,
+        flags=re.IGNORECASE,
+    )
 
 
 def _render_all(md: str) -> list[str]:
@@ -59,11 +62,21 @@ def _render_all(md: str) -> list[str]:
 # ------------------------------------------------------------------------------------- Markdown
 
 
-@pytest.mark.parametrize("text", [
-    SCRIPT, IMG, "[x](javascript:alert(1))", "![i](http://x/y.png)", "see https://evil.example/p?a=1&b=2",
-    "www.evil.example", "mail me@evil.example", "a|b `code` *em* \\<i>", "<http://evil.example>",
-    "&lt;script&gt;alert(1)&lt;/script&gt;",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        SCRIPT,
+        IMG,
+        "[x](javascript:alert(1))",
+        "![i](http://x/y.png)",
+        "see https://evil.example/p?a=1&b=2",
+        "www.evil.example",
+        "mail me@evil.example",
+        "a|b `code` *em* \\<i>",
+        "<http://evil.example>",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+    ],
+)
 def test_markdown_text_renders_to_its_own_characters_and_nothing_live(text):
     md = f"- {md_text(text)}\n\n| col |\n|---|\n| {md_cell(text)} |\n"
     for html in _render_all(md):
@@ -93,16 +106,29 @@ def _redactor() -> Redactor:
 
 def test_redaction_by_column_payload_key_query_parameter_and_pattern():
     r = _redactor()
-    row = r.row({"event_id": "e1", "client_id": CLIENT_A, "user_email": HASH_A, "revenue": 10.0,
-                 "event_data": '{"transaction_id": "ORD-1", "user_email": "' + HASH_B + '"}'})
+    row = r.row(
+        {
+            "event_id": "e1",
+            "client_id": CLIENT_A,
+            "user_email": HASH_A,
+            "revenue": 10.0,
+            "event_data": '{"transaction_id": "ORD-1", "user_email": "' + HASH_B + '"}',
+        }
+    )
     # numbered in order of first appearance: client A = 1, hash A = 2, hash B = 3
-    assert row == {"event_id": "e1", "client_id": "[redacted:client_id#1]", "user_email": "[redacted:user_email#2]",
-                   "revenue": 10.0,
-                   "event_data": '{"transaction_id": "ORD-1", "user_email": "[redacted:user_email#3]"}'}
+    assert row == {
+        "event_id": "e1",
+        "client_id": "[redacted:client_id#1]",
+        "user_email": "[redacted:user_email#2]",
+        "revenue": 10.0,
+        "event_data": '{"transaction_id": "ORD-1", "user_email": "[redacted:user_email#3]"}',
+    }
     # a raw CSV line: client id by pattern, the doubled-quote JSON key by key; equal values share a number
     raw = f'{CLIENT_A},https://puffy.com/?email=joe@x.example,"{{""user_email"": ""{HASH_A}""}}",ua'
-    assert r.text(raw) == ('[redacted:client_id#1],https://puffy.com/?email=[redacted:email#4],'
-                           '"{""user_email"": ""[redacted:user_email#2]""}",ua')
+    assert r.text(raw) == (
+        "[redacted:client_id#1],https://puffy.com/?email=[redacted:email#4],"
+        '"{""user_email"": ""[redacted:user_email#2]""}",ua'
+    )
     # a truncated payload excerpt still loses its value; null stays null; None stays None
     assert r.text('{"user_email": "' + HASH_B[:30]) == '{"user_email": "[redacted:user_email#5]'
     assert r.text('{"email": null}') == '{"email": null}'
@@ -113,7 +139,11 @@ def test_redaction_by_column_payload_key_query_parameter_and_pattern():
 
 def test_privacy_params_are_validated():
     assert load_pipeline_params(DEFAULT_PARAMS_DIR).privacy.personal_fields == [
-        "user_email", "email", "client_id", "person_id"]
+        "user_email",
+        "email",
+        "client_id",
+        "person_id",
+    ]
     with pytest.raises(ParamsError, match="privacy.personal_value_patterns.*not a valid regular expression"):
         validate_params({"privacy": {"personal_value_patterns": {"x": "("}}}, PipelineParams, "pipeline.yaml")
     with pytest.raises(ParamsError, match="matches the empty string"):
@@ -139,9 +169,16 @@ def _q(s: str) -> str:
 
 
 def _purchase(client: str, hh: str, email: str, revenue: float) -> str:
-    data = json.dumps({"transaction_id": "ORD-20250301-001", "revenue": revenue, "user_email": email,
-                       "items": [{"item_id": "p1", "item_name": "Mattress", "item_variant": "Q", "quantity": 1,
-                                  "item_price": revenue}]})
+    data = json.dumps(
+        {
+            "transaction_id": "ORD-20250301-001",
+            "revenue": revenue,
+            "user_email": email,
+            "items": [
+                {"item_id": "p1", "item_name": "Mattress", "item_variant": "Q", "quantity": 1, "item_price": revenue}
+            ],
+        }
+    )
     return f"{client},https://puffy.com/checkout,,2025-03-01T{hh}:00:00.000Z,checkout_completed,{_q(data)},ua"
 
 
@@ -158,8 +195,8 @@ def _hostile_export(root: Path) -> Path:
         f"{CLIENT_A},{_q('https://puffy.com/?q=' + IMG)},,2025-03-01T00:00:02.000Z,page_viewed,,ua,",
         _purchase(CLIENT_A, "01", HASH_A, 100.0) + ",",
         _purchase(CLIENT_B, "02", HASH_B, 200.0) + ",",
-        f'{CLIENT_A},https://puffy.com/,,2025-03-01T03:00:00.000Z,email_filled_on_popup,'
-        f'{_q(json.dumps({"user_email": HASH_A}))},ua,,{SCRIPT}',
+        f"{CLIENT_A},https://puffy.com/,,2025-03-01T03:00:00.000Z,email_filled_on_popup,"
+        f"{_q(json.dumps({'user_email': HASH_A}))},ua,,{SCRIPT}",
     ]
     (raw / "events_20250301.csv").write_text(DQ_HEADER + ",<b>x</b>\n" + "\n".join(rows) + "\n", encoding="utf-8")
     return raw
@@ -172,8 +209,12 @@ def _assert_no_leak(text: str, what: str) -> None:
 
 def test_gate_reports_carry_no_markup_and_no_personal_data(tmp_path):
     raw = _hostile_export(tmp_path)
-    result = run_gate(raw, DEFAULT_PARAMS_DIR / "dq_rules.yaml", tmp_path / "dq",
-                      engine_params=load_pipeline_params(DEFAULT_PARAMS_DIR))
+    result = run_gate(
+        raw,
+        DEFAULT_PARAMS_DIR / "dq_rules.yaml",
+        tmp_path / "dq",
+        engine_params=load_pipeline_params(DEFAULT_PARAMS_DIR),
+    )
     # the hostile values did reach the findings' samples (so the test tests something)
     samples = json.dumps([f.sample_rows for f in result.findings])
     assert SCRIPT in samples and HASH_A in samples and CLIENT_B in samples
@@ -198,8 +239,12 @@ def test_gate_reports_carry_no_markup_and_no_personal_data(tmp_path):
 
 
 def test_real_export_gate_reports_leak_nothing(real_data_dir, tmp_path):
-    result = run_gate(real_data_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", tmp_path / "dq",
-                      engine_params=load_pipeline_params(DEFAULT_PARAMS_DIR))
+    result = run_gate(
+        real_data_dir,
+        DEFAULT_PARAMS_DIR / "dq_rules.yaml",
+        tmp_path / "dq",
+        engine_params=load_pipeline_params(DEFAULT_PARAMS_DIR),
+    )
     for path in result.report_paths.values():
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"<script|<img|onerror\s*=\s*alert", text, re.IGNORECASE), path.name
@@ -219,10 +264,20 @@ def test_real_export_gate_reports_leak_nothing(real_data_dir, tmp_path):
 
 def test_neutralise_cell_and_frame_touch_strings_only():
     assert [neutralise_cell(v) for v in ("=1+1", "+1", "-x", "@SUM(A1)", "\tx", "\rx", "a=b", "", None, -5)] == [
-        "'=1+1", "'+1", "'-x", "'@SUM(A1)", "'\tx", "'\rx", "a=b", "", None, -5]
-    df = pd.DataFrame({"s": ["=HYPERLINK(\"http://e\",\"x\")", "ok", None], "n": [-1.5, 2.0, None], "i": [-3, 4, 5]})
+        "'=1+1",
+        "'+1",
+        "'-x",
+        "'@SUM(A1)",
+        "'\tx",
+        "'\rx",
+        "a=b",
+        "",
+        None,
+        -5,
+    ]
+    df = pd.DataFrame({"s": ['=HYPERLINK("http://e","x")', "ok", None], "n": [-1.5, 2.0, None], "i": [-3, 4, 5]})
     out = neutralise_frame(df)
-    assert out["s"].tolist()[:2] == ["'=HYPERLINK(\"http://e\",\"x\")", "ok"] and pd.isna(out["s"].iloc[2])
+    assert out["s"].tolist()[:2] == ['\'=HYPERLINK("http://e","x")', "ok"] and pd.isna(out["s"].iloc[2])
     assert out["n"].equals(df["n"]) and out["i"].equals(df["i"])
 
 
@@ -235,18 +290,58 @@ def test_csv_copy_neutralises_formula_cells_and_keeps_numbers(tmp_path):
     wh = tmp_path / "warehouse"
     formula = '=HYPERLINK("http://evil.example","click")'
     d1, d2 = date(2025, 3, 1), date(2025, 3, 2)
-    write_partition(wh, "fct_sessions", d1, _session_partition([
-        {"session_id": "s1", "session_date": d1, "session_start": datetime(2025, 3, 1, 0, 0, 1, 438000),
-         "landing_page_url": formula, "landing_path": "-2+3", "utm_campaign": "@cmd", "entry_referrer": "\tx",
-         "referrer_host": "a=b", "revenue": -5.0, "n_events": 3, "is_bot": False, "session_number": 2},
-        {"session_id": "s2", "session_date": d1, "session_start": datetime(2025, 3, 1, 0, 0, 2),
-         "landing_page_url": "https://puffy.com/", "utm_campaign": "", "revenue": 1.25, "n_events": 1,
-         "is_bot": True, "session_number": None},
-    ]))
-    write_partition(wh, "fct_sessions", d2, _session_partition([
-        {"session_id": "s3", "session_date": d2, "session_start": datetime(2025, 3, 2, 10, 0, 0),
-         "landing_page_url": "+1", "revenue": 0.1, "n_events": 7, "session_number": 4},
-    ]))
+    write_partition(
+        wh,
+        "fct_sessions",
+        d1,
+        _session_partition(
+            [
+                {
+                    "session_id": "s1",
+                    "session_date": d1,
+                    "session_start": datetime(2025, 3, 1, 0, 0, 1, 438000),
+                    "landing_page_url": formula,
+                    "landing_path": "-2+3",
+                    "utm_campaign": "@cmd",
+                    "entry_referrer": "\tx",
+                    "referrer_host": "a=b",
+                    "revenue": -5.0,
+                    "n_events": 3,
+                    "is_bot": False,
+                    "session_number": 2,
+                },
+                {
+                    "session_id": "s2",
+                    "session_date": d1,
+                    "session_start": datetime(2025, 3, 1, 0, 0, 2),
+                    "landing_page_url": "https://puffy.com/",
+                    "utm_campaign": "",
+                    "revenue": 1.25,
+                    "n_events": 1,
+                    "is_bot": True,
+                    "session_number": None,
+                },
+            ]
+        ),
+    )
+    write_partition(
+        wh,
+        "fct_sessions",
+        d2,
+        _session_partition(
+            [
+                {
+                    "session_id": "s3",
+                    "session_date": d2,
+                    "session_start": datetime(2025, 3, 2, 10, 0, 0),
+                    "landing_page_url": "+1",
+                    "revenue": 0.1,
+                    "n_events": 7,
+                    "session_number": 4,
+                },
+            ]
+        ),
+    )
     (path,) = export_csv(wh, tmp_path / "csv", tables=("fct_sessions",))
     got = pd.read_csv(path, dtype=str, keep_default_na=False)
     assert got["landing_page_url"].tolist() == ["'" + formula, "https://puffy.com/", "'+1"]
@@ -261,16 +356,21 @@ def test_csv_copy_neutralises_formula_cells_and_keeps_numbers(tmp_path):
     assert got["n_events"].tolist() == ["3", "1", "7"]
     assert got["session_number"].tolist() == ["2.0", "", "4"]
     assert got["is_bot"].tolist() == ["False", "True", ""]
-    assert got["session_start"].tolist() == ["2025-03-01 00:00:01.438", "2025-03-01 00:00:02.000",
-                                             "2025-03-02 10:00:00"]
+    assert got["session_start"].tolist() == [
+        "2025-03-01 00:00:01.438",
+        "2025-03-01 00:00:02.000",
+        "2025-03-02 10:00:00",
+    ]
     # the same cells as the former pandas writer, apart from the neutralised ones
     import pyarrow.parquet as pq
+
     from puffy.warehouse import partition_files
 
     schema = TABLES["fct_sessions"][0].to_pyarrow()
     expected = pa.Table.from_batches([], schema=schema).to_pandas().to_csv(index=False) + "".join(
         neutralise_frame(pq.read_table(f).cast(schema).to_pandas()).to_csv(index=False, header=False)
-        for f in partition_files(wh, "fct_sessions"))
+        for f in partition_files(wh, "fct_sessions")
+    )
     assert path.read_text(encoding="utf-8") == expected
 
 
@@ -302,8 +402,9 @@ def test_real_export_with_planted_values_leaks_nothing(real_data_dir, tmp_path):
     sessions = pd.read_csv(out / "fct_sessions.csv", dtype=str, keep_default_na=False)
     assert (sessions["landing_page_url"] == "'" + '=HYPERLINK("http://evil.example/?utm_campaign=x","click")').any()
     for table in ("fct_sessions", "fct_orders", "fct_attribution"):
-        df = sessions if table == "fct_sessions" else pd.read_csv(out / f"{table}.csv", dtype=str,
-                                                                   keep_default_na=False)
+        df = (
+            sessions if table == "fct_sessions" else pd.read_csv(out / f"{table}.csv", dtype=str, keep_default_na=False)
+        )
         for col in [c for c, t in TABLES[table][0].items() if t.is_string()]:
             assert not df[col].str.match(r"[=+\-@\t\r]").any(), f"{table}.{col} has a live formula cell"
         numeric = [c for c, t in TABLES[table][0].items() if t.is_numeric()]
@@ -317,14 +418,23 @@ def test_real_export_with_planted_values_leaks_nothing(real_data_dir, tmp_path):
 def hostile_report(tmp_path, monkeypatch):
     """The executive-report fixture with a channel and a product named <script>…, another channel
     and product named "><img onerror…>."""
-    import test_report_fixtures as fx
+    import support.report_outputs as fx
     from puffy.report import build_report
 
     monkeypatch.setattr(fx, "CHANNELS", (SCRIPT, "Paid Search", IMG, "Organic Search", "Paid Social"))
-    monkeypatch.setattr(fx, "PRODUCTS", (("P-LUX", SCRIPT + " Mattress", 1200.0), ("P-CLD", IMG, 900.0),
-                                         ("P-PIL", "Pillow", 80.0), ("P-TOP", "Topper", 250.0)))
-    cfg = fx.FixtureConfig(conversion={SCRIPT: 0.02, "Paid Search": 0.015, IMG: 0.06, "Organic Search": 0.01,
-                                       "Paid Social": 0.004})
+    monkeypatch.setattr(
+        fx,
+        "PRODUCTS",
+        (
+            ("P-LUX", SCRIPT + " Mattress", 1200.0),
+            ("P-CLD", IMG, 900.0),
+            ("P-PIL", "Pillow", 80.0),
+            ("P-TOP", "Topper", 250.0),
+        ),
+    )
+    cfg = fx.FixtureConfig(
+        conversion={SCRIPT: 0.02, "Paid Search": 0.015, IMG: 0.06, "Organic Search": 0.01, "Paid Social": 0.004}
+    )
     return build_report(fx.make_outputs(tmp_path / "outputs", cfg), DEFAULT_PARAMS_DIR)
 
 
@@ -343,15 +453,18 @@ def test_hostile_names_reach_no_rendered_html(hostile_report, tmp_path):
     # the notebook's outputs as nbconvert renders them into executive_summary.html
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("")
-    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": markdown}),
-                    nbformat.v4.new_output("display_data", data={"text/html": P.channel_table_html(
-                        fig, fig.params.attribution_models)}),
-                    nbformat.v4.new_output("display_data", data={"text/html": P.products_table_html(fig)})]
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"text/markdown": markdown}),
+        nbformat.v4.new_output(
+            "display_data", data={"text/html": P.channel_table_html(fig, fig.params.attribution_models)}
+        ),
+        nbformat.v4.new_output("display_data", data={"text/html": P.products_table_html(fig)}),
+    ]
     nb.cells = [cell]
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
     rendered = runner.render_html(path).read_text(encoding="utf-8")
-    body = rendered[rendered.index("<body"):]
+    body = rendered[rendered.index("<body") :]
     assert "&lt;script&gt;" in body and _live_markup(body) == []
 
 
@@ -363,12 +476,14 @@ def test_gate_findings_notebook_html_and_index_escape(tmp_path):
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("")
     table = result.findings_table()
-    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": result.narrative}),
-                    nbformat.v4.new_output("display_data", data={"text/html": table.to_html()})]
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"text/markdown": result.narrative}),
+        nbformat.v4.new_output("display_data", data={"text/html": table.to_html()}),
+    ]
     nb.cells = [cell]
     nbformat.write(nb, tmp_path / "01.ipynb")
     body = runner.render_html(tmp_path / "01.ipynb").read_text(encoding="utf-8")
-    body = body[body.index("<body"):]
+    body = body[body.index("<body") :]
     assert "&lt;b&gt;x&lt;/b&gt;" in body and _live_markup(body) == [] and "<b>x</b>" not in body
     # index.html: a run whose dq_report.json status is hostile
     run = tmp_path / "outputs" / "runs" / "2025-03-01"

@@ -62,8 +62,16 @@ def warehouses(tmp_path_factory, spark):
     results, seconds = {}, {}
     for name, params, con in (("duckdb", PipelineParams(), None), ("pyspark", SPARK, spark)):
         t = time.perf_counter()
-        results[name] = run_transform(root / "stg", root / f"wh_{name}", REPO_ROOT / "params", start=days[0],
-                                      end=days[-1], engine_params=params, mode="rebuild", con=con)
+        results[name] = run_transform(
+            root / "stg",
+            root / f"wh_{name}",
+            REPO_ROOT / "params",
+            start=days[0],
+            end=days[-1],
+            engine_params=params,
+            mode="rebuild",
+            con=con,
+        )
         seconds[name] = round(time.perf_counter() - t, 1)
     print(f"transform seconds: {seconds}")  # shown with -s / -rP
     return root / "wh_duckdb", root / "wh_pyspark", results
@@ -135,9 +143,11 @@ def test_a_local_session_starts_without_log_noise(tmp_path):
     import subprocess
     import sys
 
-    code = ("from puffy.engine import connect; from puffy.params import PipelineParams; "
-            "con = connect(PipelineParams(engine='pyspark', spark_master='local[1]')); "
-            "print(con._session.range(3).count())")
+    code = (
+        "from puffy.engine import connect; from puffy.params import PipelineParams; "
+        "con = connect(PipelineParams(engine='pyspark', spark_master='local[1]')); "
+        "print(con._session.range(3).count())"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "3"
@@ -165,15 +175,21 @@ def test_spark_reads_the_published_warehouse_through_file_uris(warehouses, spark
         assert uri.startswith("file:///")
         frame = session.read.parquet(uri)
         assert "date" in frame.columns  # partition discovery from date=YYYY-MM-DD
-        by_spark = {str(r["date"]): r["n"] for r in frame.groupBy("date").count().withColumnRenamed("count", "n")
-                    .collect()}
+        by_spark = {
+            str(r["date"]): r["n"] for r in frame.groupBy("date").count().withColumnRenamed("count", "n").collect()
+        }
         files = partition_files(published, table)
-        by_duckdb = dict(con.execute(
-            "SELECT regexp_extract(filename, 'date=([0-9-]+)', 1), count(*) FROM read_parquet($1, filename = true) "
-            "GROUP BY 1", [files]).fetchall())
+        by_duckdb = dict(
+            con.execute(
+                "SELECT regexp_extract(filename, 'date=([0-9-]+)', 1), count(*) FROM read_parquet($1, filename = true) "
+                "GROUP BY 1",
+                [files],
+            ).fetchall()
+        )
         assert by_spark == by_duckdb and by_spark, table
     orders_uri = (published / "fct_orders").as_uri()
     spark_revenue = session.read.parquet(orders_uri).selectExpr("round(sum(revenue) * 100)").collect()[0][0]
-    duck_revenue = con.execute("SELECT round(sum(revenue) * 100) FROM read_parquet($1)",
-                               [partition_files(published, "fct_orders")]).fetchone()[0]
+    duck_revenue = con.execute(
+        "SELECT round(sum(revenue) * 100) FROM read_parquet($1)", [partition_files(published, "fct_orders")]
+    ).fetchone()[0]
     assert spark_revenue == duck_revenue > 0

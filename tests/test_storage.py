@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -27,8 +27,16 @@ import pytest
 
 from puffy import publish as publish_mod
 from puffy.errors import UserError
-from puffy.publish import (MANIFEST, ConcurrentPublishError, collect_garbage, publish, published_dates,
-                           published_files, read_manifest, recover)
+from puffy.publish import (
+    MANIFEST,
+    ConcurrentPublishError,
+    collect_garbage,
+    publish,
+    published_dates,
+    published_files,
+    read_manifest,
+    recover,
+)
 from puffy.storage import Location, is_remote, register_duckdb
 from puffy.warehouse import write_partition
 from support.s3_server import S3Server, local_s3
@@ -46,30 +54,41 @@ def test_pathlib_mangles_a_uri_and_location_does_not():
         Location.parse(str(Path("s3://bucket/raw_events")))  # the mangled form is refused, not read as a folder
 
 
-@pytest.mark.parametrize("text, scheme, bucket, key, uri", [
-    ("s3://b/wh", "s3", "b", "wh", "s3://b/wh"),
-    ("s3://b/wh/", "s3", "b", "wh", "s3://b/wh"),  # a trailing slash names the same prefix
-    ("s3a://b/a//b", "s3a", "b", "a/b", "s3a://b/a/b"),  # Spark's scheme is kept; empty segments dropped
-    ("S3://b/x", "s3", "b", "x", "s3://b/x"),  # schemes are case-insensitive
-    ("s3://b", "s3", "b", "", "s3://b"),
-    ("gs://b/k/f.csv", "gs", "b", "k/f.csv", "gs://b/k/f.csv"),
-    ("gcs://b/k", "gcs", "b", "k", "gcs://b/k"),
-    ("abfs://wh@acct.dfs.core.windows.net/d/f", "abfs", "wh@acct.dfs.core.windows.net", "d/f",
-     "abfs://wh@acct.dfs.core.windows.net/d/f"),
-    ("abfss://c/d", "abfss", "c", "d", "abfss://c/d"),
-])
+@pytest.mark.parametrize(
+    "text, scheme, bucket, key, uri",
+    [
+        ("s3://b/wh", "s3", "b", "wh", "s3://b/wh"),
+        ("s3://b/wh/", "s3", "b", "wh", "s3://b/wh"),  # a trailing slash names the same prefix
+        ("s3a://b/a//b", "s3a", "b", "a/b", "s3a://b/a/b"),  # Spark's scheme is kept; empty segments dropped
+        ("S3://b/x", "s3", "b", "x", "s3://b/x"),  # schemes are case-insensitive
+        ("s3://b", "s3", "b", "", "s3://b"),
+        ("gs://b/k/f.csv", "gs", "b", "k/f.csv", "gs://b/k/f.csv"),
+        ("gcs://b/k", "gcs", "b", "k", "gcs://b/k"),
+        (
+            "abfs://wh@acct.dfs.core.windows.net/d/f",
+            "abfs",
+            "wh@acct.dfs.core.windows.net",
+            "d/f",
+            "abfs://wh@acct.dfs.core.windows.net/d/f",
+        ),
+        ("abfss://c/d", "abfss", "c", "d", "abfss://c/d"),
+    ],
+)
 def test_object_store_uris_parse_without_mangling(text, scheme, bucket, key, uri):
     loc = Location.parse(text)
     assert (loc.scheme, loc.bucket, loc.key, loc.uri) == (scheme, bucket, key, uri)
     assert not loc.is_local and is_remote(text)
 
 
-@pytest.mark.parametrize("text, path", [
-    ("file:///tmp/raw_events", "/tmp/raw_events"),
-    ("file://localhost/tmp/raw_events", "/tmp/raw_events"),
-    ("file:///tmp/a%20b/", "/tmp/a b"),  # percent-decoded; trailing slash dropped
-    ("/tmp/raw_events", "/tmp/raw_events"),
-])
+@pytest.mark.parametrize(
+    "text, path",
+    [
+        ("file:///tmp/raw_events", "/tmp/raw_events"),
+        ("file://localhost/tmp/raw_events", "/tmp/raw_events"),
+        ("file:///tmp/a%20b/", "/tmp/a b"),  # percent-decoded; trailing slash dropped
+        ("/tmp/raw_events", "/tmp/raw_events"),
+    ],
+)
 def test_file_uris_and_paths_are_local(text, path):
     loc = Location.parse(text)
     assert loc.is_local and loc.path == Path(path) and not is_remote(text)
@@ -81,15 +100,18 @@ def test_a_relative_path_is_taken_from_the_working_directory(tmp_path, monkeypat
     assert Location.parse("outputs/warehouse").path == tmp_path / "outputs" / "warehouse"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("s3://", "missing bucket"),
-    ("s3:///key", "missing bucket"),
-    ("s3:/b/x", "two slashes"),
-    ("ftp://host/x", "unsupported URI scheme 'ftp'"),
-    ("file://otherhost/x", "host 'otherhost'"),
-    ("s3://b/x?versionId=3", "no '\\?query'"),
-    ("", "empty path"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("s3://", "missing bucket"),
+        ("s3:///key", "missing bucket"),
+        ("s3:/b/x", "two slashes"),
+        ("ftp://host/x", "unsupported URI scheme 'ftp'"),
+        ("file://otherhost/x", "host 'otherhost'"),
+        ("s3://b/x?versionId=3", "no '\\?query'"),
+        ("", "empty path"),
+    ],
+)
 def test_bad_uris_are_one_sentence_errors(text, message):
     with pytest.raises(UserError, match=message):
         Location.parse(text)
@@ -109,7 +131,10 @@ def test_join_parent_name_and_relative_to():
     with pytest.raises(ValueError):
         f.relative_to(Location.parse("s3a://b/other"))
     local = Location.parse("/data/wh").join("t", "date=2025-03-01")
-    assert local.path == Path("/data/wh/t/date=2025-03-01") and local.relative_to(Location.parse("/data")) == "wh/t/date=2025-03-01"
+    assert (
+        local.path == Path("/data/wh/t/date=2025-03-01")
+        and local.relative_to(Location.parse("/data")) == "wh/t/date=2025-03-01"
+    )
     with pytest.raises(TypeError):
         os.fspath(root)  # an object-store location never silently becomes a local path
 
@@ -126,8 +151,14 @@ def s3_server():
 @pytest.fixture
 def bucket(s3_server: S3Server, monkeypatch) -> str:
     """A fresh bucket, and the standard AWS variables pointing at the server (and nothing else)."""
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3",
-                "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    for key in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ):
         monkeypatch.delenv(key, raising=False)
     for key, value in s3_server.env.items():
         monkeypatch.setenv(key, value)
@@ -151,8 +182,11 @@ def test_write_read_list_delete_round_trip(root: Location, tmp_path):
     assert (root / "a.txt").is_file() and not (root / "a.txt").is_dir()
     assert (root / "t").is_dir() and (root / "t").exists() and not (root / "nope").exists()
     assert [c.name for c in root.list()] == ["a.txt", "t"]
-    assert [c.relative_to(root) for c in root.files()] == ["a.txt", "t/date=2025-03-01/x.bin",
-                                                          "t/date=2025-03-02/up.csv"]
+    assert [c.relative_to(root) for c in root.files()] == [
+        "a.txt",
+        "t/date=2025-03-01/x.bin",
+        "t/date=2025-03-02/up.csv",
+    ]
     root.join("t", "date=2025-03-02", "up.csv").copy_to(root / "copy.csv")
     assert (root / "copy.csv").read_text() == "a,b\n1,2\n"
     with (root / "streamed.txt").open("w") as fh:
@@ -197,9 +231,13 @@ def test_duckdb_reads_csv_and_parquet_from_the_bucket(bucket):
         con = duckdb.connect()
         register_duckdb(con, root)
         register_duckdb(con, root)  # idempotent
-        assert con.sql(f"select count(*), sum(amount) from read_csv('{root.uri}/events_20250301.csv')").fetchall()[0] == (2, 3.75)
-        rows = con.sql(f"select date::varchar, count(*), sum(id) from read_parquet('{root.uri}/t/*/*.parquet', "
-                       f"hive_partitioning=true) group by 1 order by 1").fetchall()
+        assert con.sql(f"select count(*), sum(amount) from read_csv('{root.uri}/events_20250301.csv')").fetchall()[
+            0
+        ] == (2, 3.75)
+        rows = con.sql(
+            f"select date::varchar, count(*), sum(id) from read_parquet('{root.uri}/t/*/*.parquet', "
+            f"hive_partitioning=true) group by 1 order by 1"
+        ).fetchall()
         assert rows == [("2025-03-01", 3, 6), ("2025-03-02", 2, 9)]
 
 
@@ -219,8 +257,7 @@ def test_a_changed_endpoint_variable_makes_a_new_client(bucket, s3_server, monke
 # --- the rename-free publish on the bucket --------------------------------------------------------------
 
 DAY, OTHER = date(2025, 3, 2), date(2025, 3, 1)
-TABLES = ["fct_attribution", "fct_order_items", "fct_order_rejects", "fct_orders", "fct_sessions",
-          "rpt_reconciliation"]
+TABLES = ["fct_attribution", "fct_order_items", "fct_order_rejects", "fct_orders", "fct_sessions", "rpt_reconciliation"]
 NOT_YET_PUBLISHED = "fct_order_rejects"
 OLD_VIEW = {t: (None if t == NOT_YET_PUBLISHED else "old") for t in TABLES}
 NEW_VIEW = dict.fromkeys(TABLES, "new")
@@ -252,7 +289,11 @@ def _view(root: Location) -> dict[str, str | None]:
     out = {}
     for table in TABLES:
         files = manifest.files(table, [DAY])
-        versions = {v for (v,) in con.sql(f"select distinct version from read_parquet({files!r})").fetchall()} if files else set()
+        versions = (
+            {v for (v,) in con.sql(f"select distinct version from read_parquet({files!r})").fetchall()}
+            if files
+            else set()
+        )
         assert len(versions) <= 1
         out[table] = versions.pop() if versions else None
     return out
@@ -261,8 +302,13 @@ def _view(root: Location) -> dict[str, str | None]:
 def _other_day_intact(root: Location) -> bool:
     con = duckdb.connect()
     register_duckdb(con, root)
-    return all(con.sql(f"select list(distinct version) from read_parquet({published_files(root, t, [OTHER])!r})").fetchall()[0][0]
-               == ["other"] for t in TABLES)
+    return all(
+        con.sql(f"select list(distinct version) from read_parquet({published_files(root, t, [OTHER])!r})").fetchall()[
+            0
+        ][0]
+        == ["other"]
+        for t in TABLES
+    )
 
 
 def _version_prefixes(root: Location) -> set[str]:
@@ -284,7 +330,9 @@ def test_the_steps_are_prepare_each_commit_collect(tmp_path, bucket):
     manifest = read_manifest(warehouse)
     version = manifest.partitions["fct_sessions"][DAY.isoformat()]["version"]
     assert version.startswith("v-") and "=" not in version  # not taken for a partition column by hive-style readers
-    assert manifest.files("fct_sessions", [DAY]) == [f"{warehouse.uri}/fct_sessions/date={DAY}/{version}/part-0.parquet"]
+    assert manifest.files("fct_sessions", [DAY]) == [
+        f"{warehouse.uri}/fct_sessions/date={DAY}/{version}/part-0.parquet"
+    ]
     assert published[TABLES.index("fct_sessions")].uri == f"{warehouse.uri}/fct_sessions/date={DAY}/{version}"
 
 
@@ -312,24 +360,36 @@ _KILLED_PUBLISH = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kill_after", [f"prepared {TABLES[0]}/date={DAY}", f"prepared {TABLES[-1]}/date={DAY}"],
-                         ids=["first-table-written", "all-tables-written"])
-def test_killed_between_the_data_and_the_manifest_the_day_stays_old_and_a_rerun_replaces_it(tmp_path, bucket,
-                                                                                              kill_after):
+@pytest.mark.parametrize(
+    "kill_after",
+    [f"prepared {TABLES[0]}/date={DAY}", f"prepared {TABLES[-1]}/date={DAY}"],
+    ids=["first-table-written", "all-tables-written"],
+)
+def test_killed_between_the_data_and_the_manifest_the_day_stays_old_and_a_rerun_replaces_it(
+    tmp_path, bucket, kill_after
+):
     """kill -9 of a publishing process (a real one, on the real client) after its data objects but
     before the manifest's PUT: readers see the whole old day, the orphaned objects are collected, and
     re-running the publish gives the new day; re-running it again changes nothing a reader sees."""
     staging, warehouse = _setup(tmp_path, bucket)
     before = _version_prefixes(warehouse)
-    done = subprocess.run([sys.executable, "-c", _KILLED_PUBLISH, str(staging), warehouse.uri, kill_after],
-                          env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_PUBLISH, str(staging), warehouse.uri, kill_after],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     orphans = _version_prefixes(warehouse) - before
     assert orphans and orphans.isdisjoint(_referenced(warehouse))  # written, but not named by the manifest
     assert _view(warehouse) == OLD_VIEW and _other_day_intact(warehouse)
 
     assert collect_garbage(warehouse) == []  # younger than the grace: could be a publish still writing
-    later = lambda: datetime.now(timezone.utc) + publish_mod.GARBAGE_GRACE + timedelta(seconds=1)
+
+    def later():
+        return datetime.now(UTC) + publish_mod.GARBAGE_GRACE + timedelta(seconds=1)
+
     assert sorted(collect_garbage(warehouse, now=later)) == sorted(warehouse.join(p).uri for p in orphans)
     assert _version_prefixes(warehouse) == before and _view(warehouse) == OLD_VIEW
 
@@ -354,7 +414,7 @@ def test_a_reader_that_resolved_the_old_manifest_can_finish_within_the_grace(tmp
     con = duckdb.connect()
     register_duckdb(con, warehouse)
     assert con.sql(f"select distinct version from read_parquet({stale!r})").fetchall() == [("old",)]
-    collect_garbage(warehouse, now=lambda: datetime.now(timezone.utc) + publish_mod.GARBAGE_GRACE + timedelta(seconds=1))
+    collect_garbage(warehouse, now=lambda: datetime.now(UTC) + publish_mod.GARBAGE_GRACE + timedelta(seconds=1))
     assert not Location.parse(stale[0]).exists()
 
 
@@ -384,8 +444,7 @@ def test_a_hand_edited_manifest_is_a_user_error(tmp_path, bucket):
 
 def test_quarantine_into_the_bucket_copies_the_staged_partitions(tmp_path, bucket):
     staging, warehouse = _setup(tmp_path, bucket)
-    target = publish_mod.quarantine(staging, f"s3://{bucket}/quarantine",
-                                    now=datetime(2025, 3, 3, 6, 0, tzinfo=timezone.utc))
+    target = publish_mod.quarantine(staging, f"s3://{bucket}/quarantine", now=datetime(2025, 3, 3, 6, 0, tzinfo=UTC))
     assert target.uri == f"s3://{bucket}/quarantine/warehouse_quarantine_20250303T060000000000Z"
     assert [f.relative_to(target) for f in target.files()] == [f"{t}/date={DAY}/part-0.parquet" for t in TABLES]
     assert _view(warehouse) == OLD_VIEW  # the published warehouse is untouched

@@ -14,8 +14,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
-from support.raw_events import pytestmark  # noqa: F401  (the shared warning filters)
-from support.raw_events import stage
 
 from puffy import ingest, tables
 from puffy.ingest import STAGING_TABLES, RawContract
@@ -24,6 +22,10 @@ from puffy.transform import orders, pipeline, sessions
 from puffy.transform.params import EVENT_FIELDS, TransformParams
 from puffy.transform.pipeline import RECONCILIATION_TABLE, REPORT_TABLES, TABLES, run_transform
 from puffy.warehouse import partition_files
+from support.raw_events import (
+    pytestmark,  # noqa: F401  (the shared warning filters)
+    stage,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,17 +66,20 @@ tables:
     return text
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("type: date", "type: datetime64", "not an Ibis dtype"),
-    ("sort_keys: [thing_id]", "sort_keys: [thing_ts]", "sort_keys names columns the table does not have"),
-    ("partition_column: thing_date", "partition_column: day", "partition_column names columns"),
-    ("{unique: [thing_id]}", "{unique: [id]}", "tests.unique names columns"),
-    ("name: thing_date", "name: thing_id", "columns declared twice"),
-    ("layer: fact", "layer: mart", "Input should be 'staging', 'fact' or 'report'"),
-    ("tests: [not_null]", "tests: [not_empty]", "tests"),
-    ("fct_things:", "things:", "must start with stg_, fct_ or rpt_"),
-    ("grain: One row per thing.", "grian: One row per thing.", "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("type: date", "type: datetime64", "not an Ibis dtype"),
+        ("sort_keys: [thing_id]", "sort_keys: [thing_ts]", "sort_keys names columns the table does not have"),
+        ("partition_column: thing_date", "partition_column: day", "partition_column names columns"),
+        ("{unique: [thing_id]}", "{unique: [id]}", "tests.unique names columns"),
+        ("name: thing_date", "name: thing_id", "columns declared twice"),
+        ("layer: fact", "layer: mart", "Input should be 'staging', 'fact' or 'report'"),
+        ("tests: [not_null]", "tests: [not_empty]", "tests"),
+        ("fct_things:", "things:", "must start with stg_, fct_ or rpt_"),
+        ("grain: One row per thing.", "grian: One row per thing.", "Extra inputs are not permitted"),
+    ],
+)
 def test_a_malformed_registry_is_rejected(tmp_path, old, new, message):
     path = tmp_path / "tables.yaml"
     path.write_text(_registry_text(**{old: new}))
@@ -103,10 +108,14 @@ def test_schema_constants_are_the_registry_s():
     # ingest creates stg_events and stg_parse_rejects (the first part of stg_rejects) with these
     assert ingest._ROW_COLUMNS + ingest._PAYLOAD_COLUMNS == tables.duckdb_columns("stg_events")
     assert ingest._PARSE_REJECTS_COLUMNS == tables.duckdb_columns("stg_rejects")
-    assert tables.duckdb_columns("stg_events")[:3] == (("event_id", "VARCHAR"), ("file_date", "DATE"),
-                                                      ("source_file", "VARCHAR"))
+    assert tables.duckdb_columns("stg_events")[:3] == (
+        ("event_id", "VARCHAR"),
+        ("file_date", "DATE"),
+        ("source_file", "VARCHAR"),
+    )
     # attribute() returns fct_attribution's columns but the partition key, which the pipeline adds
     from puffy.attribution import ATTRIBUTION_COLUMNS
+
     assert ATTRIBUTION_COLUMNS == tuple(c for c in tables.columns("fct_attribution") if c != "order_date")
 
 
@@ -125,15 +134,17 @@ def test_event_taxonomy_defaults_agree():
 
 def _credit(**overrides) -> pd.DataFrame:
     """Two valid rpt_channel_credit rows (worked out by hand), with ``overrides`` per column."""
-    frame = pd.DataFrame({
-        "order_date": pd.to_datetime(["2025-03-01", "2025-03-01"]).date,
-        "identity": ["strict", "strict"],
-        "model": ["linear", "linear"],
-        "channel": ["Direct", "Email"],
-        "orders_credited": [1.5, 0.5],
-        "attributed_revenue": [1500.0, 500.0],
-        "is_configured": [True, True],
-    })
+    frame = pd.DataFrame(
+        {
+            "order_date": pd.to_datetime(["2025-03-01", "2025-03-01"]).date,
+            "identity": ["strict", "strict"],
+            "model": ["linear", "linear"],
+            "channel": ["Direct", "Email"],
+            "orders_credited": [1.5, 0.5],
+            "attributed_revenue": [1500.0, 500.0],
+            "is_configured": [True, True],
+        }
+    )
     for column, values in overrides.items():
         frame[column] = values
     return frame
@@ -147,21 +158,27 @@ def test_check_fails_each_broken_test():
     # the same key (order_date, identity, model, channel) twice
     assert tables.check("rpt_channel_credit", _credit(channel=["Direct", "Direct"])) == [
         "rpt_channel_credit: 2 rows share a key (order_date, identity, model, channel), "
-        "e.g. [datetime.date(2025, 3, 1), 'strict', 'linear', 'Direct']"]
+        "e.g. [datetime.date(2025, 3, 1), 'strict', 'linear', 'Direct']"
+    ]
     # not_null
     assert tables.check("rpt_channel_credit", _credit(orders_credited=[1.0, None])) == [
-        "rpt_channel_credit.orders_credited: 1 NULL values (not_null)"]
+        "rpt_channel_credit.orders_credited: 1 NULL values (not_null)"
+    ]
     # accepted_values (a NULL is no failure of accepted_values, only of not_null)
     assert tables.check("rpt_channel_credit", _credit(identity=["strict", "person"])) == [
-        "rpt_channel_credit.identity: values not accepted: ['person'] (accepted: ['strict', 'stitched'])"]
+        "rpt_channel_credit.identity: values not accepted: ['person'] (accepted: ['strict', 'stitched'])"
+    ]
     assert tables.check("rpt_channel_credit", _credit(identity=["strict", None])) == [
-        "rpt_channel_credit.identity: 1 NULL values (not_null)"]
+        "rpt_channel_credit.identity: 1 NULL values (not_null)"
+    ]
     # columns: missing, extra, out of order
     assert tables.check("rpt_channel_credit", _credit().drop(columns="is_configured").assign(extra=1)) == [
-        "rpt_channel_credit: columns differ from tables.yaml: missing ['is_configured'], extra ['extra']"]
+        "rpt_channel_credit: columns differ from tables.yaml: missing ['is_configured'], extra ['extra']"
+    ]
     swapped = _credit()[["identity", "order_date", *tables.columns("rpt_channel_credit")[2:]]]
     assert tables.check("rpt_channel_credit", swapped) == [
-        "rpt_channel_credit: columns differ from tables.yaml: missing [], extra [], order differs"]
+        "rpt_channel_credit: columns differ from tables.yaml: missing [], extra [], order differs"
+    ]
 
 
 def test_check_unique_column():
@@ -227,9 +244,11 @@ def test_docs_document_every_table():
 def test_render_docs_regenerates_a_block_and_leaves_the_rest():
     text = "intro\n<!-- tables:begin fct_order_items -->\nold text\n<!-- tables:end -->\noutro\n"
     rendered = tables.render_docs(text)
-    assert rendered.startswith("intro\n<!-- tables:begin fct_order_items -->\nGrain: One row per order line. "
-                               "Partition `order_date`; sorted by `order_key`, `line_number`; unique key "
-                               "(`order_key`, `line_number`).\n")
+    assert rendered.startswith(
+        "intro\n<!-- tables:begin fct_order_items -->\nGrain: One row per order line. "
+        "Partition `order_date`; sorted by `order_key`, `line_number`; unique key "
+        "(`order_key`, `line_number`).\n"
+    )
     assert "| `unit_price` | float64 |  | item_price / quantity. |\n<!-- tables:end -->\noutro\n" in rendered
     assert "old text" not in rendered
     assert tables.render_docs(rendered) == rendered

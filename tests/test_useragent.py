@@ -8,49 +8,81 @@ import pytest
 from puffy import useragent
 from puffy.useragent import DEVICE_TYPES, parse_user_agent, parse_user_agents, user_agent_dimension
 
-GOOGLEBOT = ("Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) "
-             "Chrome/133.0.6943.126 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+GOOGLEBOT = (
+    "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/133.0.6943.126 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+)
 AHREFS_AUDIT = "Mozilla/5.0 (compatible; AhrefsSiteAudit/6.1; +http://ahrefs.com/robot/site-audit)"
 AHREFSBOT = "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)"
-HEADLESS = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.6778.33 "
-            "Safari/537.36")
-ADSBOT = ("Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) "
-          "Chrome/133.0.6943.53 Mobile Safari/537.36 (compatible; AdsBot-Google-Mobile; "
-          "+http://www.google.com/mobile/adsbot.html)")
+HEADLESS = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.6778.33 Safari/537.36"
+)
+ADSBOT = (
+    "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/133.0.6943.53 Mobile Safari/537.36 (compatible; AdsBot-Google-Mobile; "
+    "+http://www.google.com/mobile/adsbot.html)"
+)
 ADSBOT_PLAIN = "AdsBot-Google (+http://www.google.com/adsbot.html)"
 FB_PREVIEW = "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"
-IPHONE_SAFARI = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-                 "Version/18.3 Mobile/15E148 Safari/604.1")
-IPAD_GSA = ("Mozilla/5.0 (iPad; CPU OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-            "GSA/357.0.729240823 Mobile/15E148 Safari/604.1")
-IPAD_FBAN = ("Mozilla/5.0 (iPad; CPU OS 17_6_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/21G93 "
-             "[FBAN/FBIOS;FBAV/495.0.0.21.296;FBBV/681969272;FBDV/iPad7,11;FBMD/iPad;FBSN/iPadOS;FBSV/17.6.1;FBSS/2;"
-             "FBID/tablet;FBLC/en_US;FBOP/5;FBRV/683428343]")
-WINDOWS_CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                  "Chrome/133.0.0.0 Safari/537.36")
-MAC_SAFARI = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-              "Version/18.3 Safari/605.1.15")
-ANDROID_PHONE = ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 "
-                 "Mobile Safari/537.36")
-ANDROID_TABLET = ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 "
-                  "Safari/537.36")
-KINDLE = ("Mozilla/5.0 (Linux; Android 9; KFTRWI) AppleWebKit/537.36 (KHTML, like Gecko) Silk/132.1.97 "
-          "like Chrome/132.0.6834.163 Safari/537.36")
-FIRE_TV = ("Mozilla/5.0 (Linux; Android 7.1.2; AFTMM) AppleWebKit/537.36 (KHTML, like Gecko) Silk/118.18.2 "
-           "like Chrome/118.0.5993.155 Safari/537.36")
-INSTAGRAM_IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-                    "Mobile/22E5200s Instagram 368.0.0.27.83 (iPhone16,2; iOS 18_4; en_US; en; scale=3.00; "
-                    "1125x2436; 697963422; IABMV/1)")
-FB_ANDROID = ("Mozilla/5.0 (Linux; Android 14; SM-S928U Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, like "
-              "Gecko) Version/4.0 Chrome/133.0.6943.117 Mobile Safari/537.36 [FB_IAB/FB4A;FBAV/502.0.0.66.79;IABMV/1;]")
-GSA_IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-              "GSA/357.0.729240823 Mobile/15E148 Safari/604.1")
-AFFIRM_IOS = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-              "(Affirm-iOS-3.280.0-4011)")
-AFFIRM_ANDROID = ("Mozilla/5.0 (Linux; Android 14; SM-G998U Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, "
-                  "like Gecko) Version/4.0 Chrome/133.0.6943.137 Mobile Safari/537.36 (Affirm-Android-3.336.1-1203)")
-PLAYSTATION = ("Mozilla/5.0 (PlayStation; PlayStation 5/10.60) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-               "Version/17.0 Safari/605.1.15")
+IPHONE_SAFARI = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.3 Mobile/15E148 Safari/604.1"
+)
+IPAD_GSA = (
+    "Mozilla/5.0 (iPad; CPU OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "GSA/357.0.729240823 Mobile/15E148 Safari/604.1"
+)
+IPAD_FBAN = (
+    "Mozilla/5.0 (iPad; CPU OS 17_6_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/21G93 "
+    "[FBAN/FBIOS;FBAV/495.0.0.21.296;FBBV/681969272;FBDV/iPad7,11;FBMD/iPad;FBSN/iPadOS;FBSV/17.6.1;FBSS/2;"
+    "FBID/tablet;FBLC/en_US;FBOP/5;FBRV/683428343]"
+)
+WINDOWS_CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 Safari/537.36"
+)
+MAC_SAFARI = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.3 Safari/605.1.15"
+)
+ANDROID_PHONE = (
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 Mobile Safari/537.36"
+)
+ANDROID_TABLET = (
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 Safari/537.36"
+)
+KINDLE = (
+    "Mozilla/5.0 (Linux; Android 9; KFTRWI) AppleWebKit/537.36 (KHTML, like Gecko) Silk/132.1.97 "
+    "like Chrome/132.0.6834.163 Safari/537.36"
+)
+FIRE_TV = (
+    "Mozilla/5.0 (Linux; Android 7.1.2; AFTMM) AppleWebKit/537.36 (KHTML, like Gecko) Silk/118.18.2 "
+    "like Chrome/118.0.5993.155 Safari/537.36"
+)
+INSTAGRAM_IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/22E5200s Instagram 368.0.0.27.83 (iPhone16,2; iOS 18_4; en_US; en; scale=3.00; "
+    "1125x2436; 697963422; IABMV/1)"
+)
+FB_ANDROID = (
+    "Mozilla/5.0 (Linux; Android 14; SM-S928U Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, like "
+    "Gecko) Version/4.0 Chrome/133.0.6943.117 Mobile Safari/537.36 [FB_IAB/FB4A;FBAV/502.0.0.66.79;IABMV/1;]"
+)
+GSA_IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "GSA/357.0.729240823 Mobile/15E148 Safari/604.1"
+)
+AFFIRM_IOS = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "(Affirm-iOS-3.280.0-4011)"
+)
+AFFIRM_ANDROID = (
+    "Mozilla/5.0 (Linux; Android 14; SM-G998U Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, "
+    "like Gecko) Version/4.0 Chrome/133.0.6943.137 Mobile Safari/537.36 (Affirm-Android-3.336.1-1203)"
+)
+PLAYSTATION = (
+    "Mozilla/5.0 (PlayStation; PlayStation 5/10.60) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.0 Safari/605.1.15"
+)
 
 # (user agent, is_bot, bot_name, device_type)
 CASES = [
@@ -81,8 +113,13 @@ CASES = [
     (GSA_IPHONE, False, None, "mobile"),
     (AFFIRM_IOS, False, None, "mobile"),
     (AFFIRM_ANDROID, False, None, "mobile"),
-    ("Mozilla/5.0 (Linux; Android 11; CUBOT P50) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile "
-     "Safari/537.36", False, None, "mobile"),
+    (
+        "Mozilla/5.0 (Linux; Android 11; CUBOT P50) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile "
+        "Safari/537.36",
+        False,
+        None,
+        "mobile",
+    ),
 ]
 
 
@@ -93,15 +130,18 @@ def test_bots_and_devices(ua, is_bot, bot_name, device):
     assert got_device in DEVICE_TYPES
 
 
-@pytest.mark.parametrize("ua,browser,os", [
-    (IPHONE_SAFARI, "Mobile Safari", "iOS"),
-    (WINDOWS_CHROME, "Chrome", "Windows"),
-    (MAC_SAFARI, "Safari", "Mac OS X"),
-    (ANDROID_PHONE, "Chrome Mobile", "Android"),
-    (GSA_IPHONE, "Google", "iOS"),
-    (INSTAGRAM_IPHONE, "Instagram", "iOS"),
-    ("garbage", "Other", "Other"),
-])
+@pytest.mark.parametrize(
+    "ua,browser,os",
+    [
+        (IPHONE_SAFARI, "Mobile Safari", "iOS"),
+        (WINDOWS_CHROME, "Chrome", "Windows"),
+        (MAC_SAFARI, "Safari", "Mac OS X"),
+        (ANDROID_PHONE, "Chrome Mobile", "Android"),
+        (GSA_IPHONE, "Google", "iOS"),
+        (INSTAGRAM_IPHONE, "Instagram", "iOS"),
+        ("garbage", "Other", "Other"),
+    ],
+)
 def test_browser_and_os(ua, browser, os):
     assert parse_user_agent(ua)[4:] == (browser, os)
 

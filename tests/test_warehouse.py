@@ -83,8 +83,12 @@ def test_leftovers_of_killed_writers_are_swept_and_a_half_swapped_partition_put_
     # A writer killed between the two renames of the fallback swap: date=DAY moved aside, not back.
     os.rename(table / f"date={DAY}", table / f".date={DAY}.old-{dead}-aaaaaaaa")
     # A killed writer's half-written partition, a running writer's, and one from before pids.
-    for name in (f".date={other}.tmp-{dead}-bbbbbbbb", f".date={other}.tmp-{alive}-cccccccc",
-                 f".date={other}.tmp-dddddddd", f".date={other}.old-{dead}-eeeeeeee"):
+    for name in (
+        f".date={other}.tmp-{dead}-bbbbbbbb",
+        f".date={other}.tmp-{alive}-cccccccc",
+        f".date={other}.tmp-dddddddd",
+        f".date={other}.old-{dead}-eeeeeeee",
+    ):
         shutil.copytree(table / f"date={other}", table / name)
     assert partition_dates(tmp_path, "t") == [other]
 
@@ -93,8 +97,7 @@ def test_leftovers_of_killed_writers_are_swept_and_a_half_swapped_partition_put_
     assert partition_dates(tmp_path, "t") == [DAY, other, date(2025, 3, 3)]
     assert pq.read_table(partition_dir(tmp_path, "t", DAY)).num_rows == 2  # the old partition is back
     assert pq.read_table(partition_dir(tmp_path, "t", other)).num_rows == 4
-    assert sorted(p.name for p in table.iterdir() if p.name.startswith(".")) == [
-        f".date={other}.tmp-{alive}-cccccccc"]
+    assert sorted(p.name for p in table.iterdir() if p.name.startswith(".")) == [f".date={other}.tmp-{alive}-cccccccc"]
 
 
 def test_the_fallback_swap_is_two_renames(tmp_path, monkeypatch):

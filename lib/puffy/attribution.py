@@ -203,24 +203,15 @@ class AttributionParams(StrictModel):
     def _check(self) -> AttributionParams:
         if len(set(self.models)) != len(self.models):
             raise ValueError(f"models contains duplicates: {self.models}")
-        total = (
-            self.position_first_weight
-            + self.position_last_weight
-            + self.position_middle_weight
-        )
+        total = self.position_first_weight + self.position_last_weight + self.position_middle_weight
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"position_based weights must sum to 1, got {total}")
         labels = (self.direct_channel, self.continuation_channel, self.untracked_channel)
         if len(set(labels)) != len(labels):
-            raise ValueError(
-                "direct_channel, continuation_channel and untracked_channel must "
-                f"differ, got {labels}"
-            )
+            raise ValueError(f"direct_channel, continuation_channel and untracked_channel must differ, got {labels}")
         if self.position_first_weight + self.position_last_weight <= 0:
             # Otherwise a 2-touch order would have no weight at all.
-            raise ValueError(
-                "position_first_weight + position_last_weight must be > 0"
-            )
+            raise ValueError("position_first_weight + position_last_weight must be > 0")
         return self
 
 
@@ -239,7 +230,6 @@ def _epoch_seconds(ts: ir.TimestampValue) -> ir.FloatingValue:
     bit-for-bit DuckDB's ``epoch(ts)``.
     """
     return ts.delta(_UNIX_EPOCH, unit="microsecond").cast("float64") / 1e6
-
 
 
 def touch_sessions(sessions: ir.Table, params: AttributionParams | None = None) -> ir.Table:
@@ -293,9 +283,9 @@ def order_touchpoints(
         "revenue",
         order_session_id=orders.session_id,
     )
-    s = sessions.select(
-        *keys, "person_id", "session_id", "session_start", "channel"
-    ).rename(session_person_id="person_id", **({"session_by": by} if by else {}))
+    s = sessions.select(*keys, "person_id", "session_id", "session_start", "channel").rename(
+        session_person_id="person_id", **({"session_by": by} if by else {})
+    )
 
     window_start = o.order_ts - ibis.interval(days=params.lookback_days)
     in_window = (s.session_start >= window_start) & (s.session_start <= o.order_ts)
@@ -312,9 +302,7 @@ def order_touchpoints(
         ],
     )
 
-    seconds_before = _epoch_seconds(joined.order_ts) - _epoch_seconds(
-        joined.session_start
-    )
+    seconds_before = _epoch_seconds(joined.order_ts) - _epoch_seconds(joined.session_start)
     touches = joined.select(
         *keys,
         "order_key",
@@ -326,8 +314,7 @@ def order_touchpoints(
         "session_start",
         # Clamped at 0: only the order's own session can start after the
         # order (clock skew) and it should then count as "at the order".
-        days_before_order=ibis.greatest(seconds_before, 0).cast("float64")
-        / SECONDS_PER_DAY,
+        days_before_order=ibis.greatest(seconds_before, 0).cast("float64") / SECONDS_PER_DAY,
         is_unattributed=ibis.literal(False),
     )
 
@@ -346,9 +333,7 @@ def order_touchpoints(
 
     both = touches.union(unattributed)
     order_group = [both[by], both.order_key] if by else both.order_key
-    by_order = ibis.window(
-        group_by=order_group, order_by=[both.session_start, both.session_id]
-    )
+    by_order = ibis.window(group_by=order_group, order_by=[both.session_start, both.session_id])
     return both.mutate(
         # ibis row_number() is 0-based.
         touch_index=(ibis.row_number().over(by_order) + 1).cast("int64"),
@@ -398,9 +383,7 @@ def markov_transition_counts(
         order_by=conv.touch_index,
     )
     steps = [
-        conv.select(
-            *keys, from_state=prev_channel.fill_null(START), to_state=conv.channel
-        ),
+        conv.select(*keys, from_state=prev_channel.fill_null(START), to_state=conv.channel),
         conv.filter(conv.touch_index == conv.touch_count).select(
             *keys, from_state=conv.channel, to_state=ibis.literal(CONVERSION)
         ),
@@ -409,9 +392,7 @@ def markov_transition_counts(
     if params.markov_include_non_converting:
         touch_ids = conv.select(*keys, "session_id").distinct()
         sessions = touch_sessions(sessions, params)
-        free = sessions.anti_join(
-            touch_ids, [by, "session_id"] if by else "session_id"
-        ).select(
+        free = sessions.anti_join(touch_ids, [by, "session_id"] if by else "session_id").select(
             *keys,
             "session_id",
             "session_start",
@@ -431,10 +412,8 @@ def markov_transition_counts(
             prev_channel=free.channel.lag().over(w),
             # Gap strictly greater than the lookback ends a journey, matching
             # the inclusive lookback boundary of converting journeys.
-            starts_journey=prev_start.isnull()
-            | (free.session_start > prev_start + gap),
-            ends_journey=next_start.isnull()
-            | (next_start > free.session_start + gap),
+            starts_journey=prev_start.isnull() | (free.session_start > prev_start + gap),
+            ends_journey=next_start.isnull() | (next_start > free.session_start + gap),
         )
         steps += [
             free.select(
@@ -442,15 +421,11 @@ def markov_transition_counts(
                 from_state=ibis.ifelse(free.starts_journey, START, free.prev_channel),
                 to_state=free.channel,
             ),
-            free.filter(free.ends_journey).select(
-                *keys, from_state=free.channel, to_state=ibis.literal(NULL_STATE)
-            ),
+            free.filter(free.ends_journey).select(*keys, from_state=free.channel, to_state=ibis.literal(NULL_STATE)),
         ]
 
     all_steps = ibis.union(*steps)
-    return all_steps.group_by(*keys, "from_state", "to_state").aggregate(
-        n=all_steps.count().cast("int64")
-    )
+    return all_steps.group_by(*keys, "from_state", "to_state").aggregate(n=all_steps.count().cast("int64"))
 
 
 def windowed_free_transitions(
@@ -481,7 +456,10 @@ def windowed_free_transitions(
     gap = ibis.interval(days=params.lookback_days)
     sessions = touch_sessions(sessions, params)
     s = sessions.select(
-        "session_id", "session_start", "session_date", "channel",
+        "session_id",
+        "session_start",
+        "session_date",
+        "channel",
         owner=sessions.person_id.fill_null(sessions.session_id),
     )
     w = ibis.window(group_by=s.owner, order_by=[s.session_start, s.session_id])
@@ -499,31 +477,31 @@ def windowed_free_transitions(
             from_state=s._prev_channel, to_state=s.channel, lo=s.session_date, hi=s._prev_date + last
         ),
         s.select(
-            from_state=ibis.literal(START), to_state=s.channel,
-            lo=ibis.ifelse(s._follows, ibis.greatest(s.session_date, s._prev_date + last + ibis.interval(days=1)),
-                           s.session_date),
+            from_state=ibis.literal(START),
+            to_state=s.channel,
+            lo=ibis.ifelse(
+                s._follows, ibis.greatest(s.session_date, s._prev_date + last + ibis.interval(days=1)), s.session_date
+            ),
             hi=s._until,
         ),
         s.select(
-            from_state=s.channel, to_state=ibis.literal(NULL_STATE), lo=s.session_date,
+            from_state=s.channel,
+            to_state=ibis.literal(NULL_STATE),
+            lo=s.session_date,
             hi=ibis.ifelse(s._followed, ibis.least(s._until, s._next_date - ibis.interval(days=1)), s._until),
         ),
     )
     steps = steps.filter(steps.lo <= steps.hi)
     ranges = steps.group_by("from_state", "to_state", "lo", "hi").aggregate(n=steps.count())
     per_date = ranges.join(fit_dates, (fit_dates.fit_date >= ranges.lo) & (fit_dates.fit_date <= ranges.hi))
-    return per_date.group_by("fit_date", "from_state", "to_state").aggregate(
-        n=per_date.n.sum().cast("int64")
-    )
+    return per_date.group_by("fit_date", "from_state", "to_state").aggregate(n=per_date.n.sum().cast("int64"))
 
 
 def _paths_to_transitions(paths: pd.DataFrame) -> pd.DataFrame:
     """Expand a small path-count table into (from_state, to_state, n) counts."""
     rows = []
     # Loop over *distinct paths* (an aggregated, small table), not events.
-    for path, conversions, non_conversions in zip(
-        paths["path"], paths["conversions"], paths["non_conversions"]
-    ):
+    for path, conversions, non_conversions in zip(paths["path"], paths["conversions"], paths["non_conversions"]):
         path = list(path)
         total = int(conversions) + int(non_conversions)
         if not path or total == 0:
@@ -538,9 +516,7 @@ def _paths_to_transitions(paths: pd.DataFrame) -> pd.DataFrame:
     return df.groupby(["from_state", "to_state"], as_index=False)["n"].sum()
 
 
-def _conversion_probability(
-    q: np.ndarray, r: np.ndarray, keep: np.ndarray
-) -> float:
+def _conversion_probability(q: np.ndarray, r: np.ndarray, keep: np.ndarray) -> float:
     """P(absorption in CONVERSION | START) restricted to transient states `keep`.
 
     Dropping a state from `keep` sends every transition into it to NULL, which
@@ -555,9 +531,7 @@ def _conversion_probability(
 def _removal_effects_from_transitions(transitions: pd.DataFrame) -> pd.Series:
     """Removal effect per channel from (from_state, to_state, n) counts."""
     specials = {START, CONVERSION, NULL_STATE}
-    channels = sorted(
-        (set(transitions["from_state"]) | set(transitions["to_state"])) - specials
-    )
+    channels = sorted((set(transitions["from_state"]) | set(transitions["to_state"])) - specials)
     empty = pd.Series(dtype="float64", name="removal_effect")
     empty.index.name = "channel"
     if transitions.empty or not channels:
@@ -623,9 +597,7 @@ def markov_removal_effects(paths: pd.DataFrame) -> pd.Series:
 # ---------------------------------------------------------------------------
 
 
-def _model_weights(
-    tp: ir.Table, model: str, params: AttributionParams, removal: ir.Table | None
-) -> ir.Table:
+def _model_weights(tp: ir.Table, model: str, params: AttributionParams, removal: ir.Table | None) -> ir.Table:
     """Un-normalised weight of every touch for one model.
 
     Returns touchpoints + ``model`` + ``weight``; credits are normalised by
@@ -638,9 +610,7 @@ def _model_weights(
         weight = (idx == n).cast("float64")
     elif model == "last_non_direct_click":
         last_non_direct = (
-            ibis.ifelse(tp.channel != params.direct_channel, idx, ibis.null())
-            .max()
-            .over(group_by=tp.order_key)
+            ibis.ifelse(tp.channel != params.direct_channel, idx, ibis.null()).max().over(group_by=tp.order_key)
         )
         # All-direct journeys fall back to the plain last touch.
         weight = (idx == last_non_direct.fill_null(n)).cast("float64")
@@ -659,9 +629,7 @@ def _model_weights(
     elif model == "time_decay":
         half_life = params.time_decay_half_life_days
         # 2^(-d/h) written as exp(-d ln2 / h); placeholder rows (d NULL) get 1.
-        weight = (
-            (-tp.days_before_order * (math.log(2.0) / half_life)).exp().fill_null(1.0)
-        )
+        weight = (-tp.days_before_order * (math.log(2.0) / half_life)).exp().fill_null(1.0)
     elif model == "markov":
         if "re_order_key" in removal.columns:  # effects given per order (attribute's removal_effects)
             keys = [tp.order_key == removal.re_order_key, tp.channel == removal.re_channel]
@@ -673,9 +641,7 @@ def _model_weights(
         weight = tp.removal_effect.fill_null(0.0) / same_channel.cast("float64")
     else:  # pragma: no cover - guarded by AttributionParams
         raise ValueError(f"unknown model {model!r}")
-    return tp.select(
-        *_TOUCH_COLUMNS, model=ibis.literal(model), weight=weight.cast("float64")
-    )
+    return tp.select(*_TOUCH_COLUMNS, model=ibis.literal(model), weight=weight.cast("float64"))
 
 
 def _allocate(weighted: ir.Table) -> ir.Table:
@@ -712,18 +678,17 @@ def _allocate(weighted: ir.Table) -> ir.Table:
     t = t.mutate(fraction=exact_cents - t.floor_cents)
     t = t.mutate(
         leftover=t.order_cents - t.floor_cents.sum().over(group_by=per_order),
-        remainder_rank=ibis.row_number().over(
-            group_by=per_order, order_by=[ibis.desc(t.fraction), t.touch_index]
-        ),
+        remainder_rank=ibis.row_number().over(group_by=per_order, order_by=[ibis.desc(t.fraction), t.touch_index]),
     )
     cents = t.floor_cents + ibis.ifelse(t.remainder_rank < t.leftover, 1, 0)
-    return t.mutate(attributed_revenue=cents.cast("float64") / 100.0).select(
-        *ATTRIBUTION_COLUMNS
-    )
+    return t.mutate(attributed_revenue=cents.cast("float64") / 100.0).select(*ATTRIBUTION_COLUMNS)
 
 
 def markov_fits(
-    sessions: ir.Table, orders: ir.Table, by: str, params: AttributionParams | None = None,
+    sessions: ir.Table,
+    orders: ir.Table,
+    by: str,
+    params: AttributionParams | None = None,
     extra_transitions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Removal effects of one Markov chain per value of ``by``, in one query.
@@ -748,14 +713,16 @@ def markov_fits(
         transitions = both.groupby([by, "from_state", "to_state"], as_index=False, sort=True)["n"].sum()
     frames = []
     for value, counts in transitions.groupby(by, sort=True):
-        effects = _removal_effects_from_transitions(
-            counts[["from_state", "to_state", "n"]].reset_index(drop=True)
+        effects = _removal_effects_from_transitions(counts[["from_state", "to_state", "n"]].reset_index(drop=True))
+        frames.append(
+            pd.DataFrame(
+                {
+                    by: [value] * len(effects),
+                    "channel": effects.index.astype(str),
+                    "removal_effect": effects.to_numpy(dtype="float64"),
+                }
+            )
         )
-        frames.append(pd.DataFrame({
-            by: [value] * len(effects),
-            "channel": effects.index.astype(str),
-            "removal_effect": effects.to_numpy(dtype="float64"),
-        }))
     if not frames:
         return pd.DataFrame({by: [], "channel": [], "removal_effect": []})
     return pd.concat(frames, ignore_index=True)
@@ -814,9 +781,7 @@ def attribute(
         )
 
     per_model = [
-        _allocate(_model_weights(tp, model, params, removal))
-        for model in MODEL_NAMES
-        if model in params.models
+        _allocate(_model_weights(tp, model, params, removal)) for model in MODEL_NAMES if model in params.models
     ]
     return ibis.union(*per_model) if len(per_model) > 1 else per_model[0]
 
@@ -840,9 +805,7 @@ def attribution_summary(attribution: ir.Table) -> ir.Table:
 JOURNEY_STATUSES: tuple[str, ...] = ("tracked", "stitched", "untracked")
 
 
-def order_journeys(
-    sessions: ir.Table, orders: ir.Table, params: AttributionParams | None = None
-) -> ir.Table:
+def order_journeys(sessions: ir.Table, orders: ir.Table, params: AttributionParams | None = None) -> ir.Table:
     """Journey status and touchpoint count of every order.
 
     ``sessions`` and ``orders`` as for :func:`attribute`, both also carrying
@@ -857,8 +820,9 @@ def order_journeys(
     * ``untracked`` -- no touchpoint: credited to ``params.untracked_channel``.
     """
     params = params or AttributionParams()
-    tp = order_touchpoints(sessions, orders.select("order_key", "person_id", "session_id", "order_ts", "revenue"),
-                           params)
+    tp = order_touchpoints(
+        sessions, orders.select("order_key", "person_id", "session_id", "order_ts", "revenue"), params
+    )
     s = sessions.select(_tsid="session_id", _touch_client="client_id")
     o = orders.select(_ook="order_key", _order_client="client_id")
     tp = tp.left_join(s, tp.session_id == s._tsid).drop("_tsid")
@@ -867,7 +831,5 @@ def order_journeys(
         touchpoint_count=(~tp.is_unattributed).cast("int64").sum(),
         _own=(tp._touch_client == tp._order_client).fill_null(False).any(),
     )
-    status = ibis.cases(
-        (per.touchpoint_count == 0, "untracked"), (per._own, "tracked"), else_=ibis.literal("stitched")
-    )
+    status = ibis.cases((per.touchpoint_count == 0, "untracked"), (per._own, "tracked"), else_=ibis.literal("stitched"))
     return per.select("order_key", touchpoint_count=per.touchpoint_count.cast("int64"), journey_status=status)

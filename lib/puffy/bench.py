@@ -106,7 +106,8 @@ def _stage_bare_sessions(input_dir: Path, work: Path, params: PipelineParams) ->
                     AS ts, {column("page_url")} AS page_url, {column("referrer")} AS referrer,
                     {column("user_agent")} AS user_agent FROM {src}""")
     con.execute(f"""CREATE TABLE sz AS
-        SELECT rid, cid, ts, is_start, sum(is_start) OVER (PARTITION BY cid ORDER BY ts, rid ROWS UNBOUNDED PRECEDING) AS seq
+        SELECT rid, cid, ts, is_start, sum(is_start) OVER (PARTITION BY cid ORDER BY ts, rid
+                                                 ROWS UNBOUNDED PRECEDING) AS seq
         FROM (SELECT rowid AS rid, cid, ts,
                      CASE WHEN ts - lag(ts) OVER (PARTITION BY cid ORDER BY ts, rowid) < INTERVAL {timeout_s} SECOND
                           THEN 0 ELSE 1 END AS is_start
@@ -129,31 +130,57 @@ def _stage_gate(input_dir: Path, work: Path, params: PipelineParams) -> dict:
     from puffy.dq.gate import run_gate
 
     t0 = time.perf_counter()
-    result = run_gate(input_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", work / "dq", staging_root=work / "intermediate",
-                      engine_params=params)
-    return {"events": int(result.summary.get("lines_read", 0)), "seconds": time.perf_counter() - t0,
-            "status": result.status, "days": [d.isoformat() for d in result.days], "phases": result.timings}
+    result = run_gate(
+        input_dir,
+        DEFAULT_PARAMS_DIR / "dq_rules.yaml",
+        work / "dq",
+        staging_root=work / "intermediate",
+        engine_params=params,
+    )
+    return {
+        "events": int(result.summary.get("lines_read", 0)),
+        "seconds": time.perf_counter() - t0,
+        "status": result.status,
+        "days": [d.isoformat() for d in result.days],
+        "phases": result.timings,
+    }
 
 
 def _stage_transform(work: Path, days: list[str], params: PipelineParams) -> dict:
     from puffy.transform.pipeline import run_transform
 
     t0 = time.perf_counter()
-    result = run_transform(work / "intermediate", work / "warehouse", DEFAULT_PARAMS_DIR,
-                           start=date.fromisoformat(days[0]), end=date.fromisoformat(days[-1]),
-                           engine_params=params, mode="rebuild")
+    result = run_transform(
+        work / "intermediate",
+        work / "warehouse",
+        DEFAULT_PARAMS_DIR,
+        start=date.fromisoformat(days[0]),
+        end=date.fromisoformat(days[-1]),
+        engine_params=params,
+        mode="rebuild",
+    )
     seconds = time.perf_counter() - t0
     staged = sum(pq.ParquetFile(f).metadata.num_rows for f in partition_files(work / "intermediate", "stg_events"))
-    return {"events": staged, "seconds": seconds, "status": result.status,
-            "rows_written": result.row_counts, "phases": result.timings}
+    return {
+        "events": staged,
+        "seconds": seconds,
+        "status": result.status,
+        "rows_written": result.row_counts,
+        "phases": result.timings,
+    }
 
 
 def _stage_monitoring(work: Path, days: list[str]) -> dict:
     from puffy.monitoring import run_monitoring
 
     t0 = time.perf_counter()
-    result = run_monitoring(work / "warehouse", DEFAULT_PARAMS_DIR / "monitoring_rules.yaml", work / "monitoring",
-                            run_date=date.fromisoformat(days[-1]), intermediate_dir=work / "intermediate")
+    result = run_monitoring(
+        work / "warehouse",
+        DEFAULT_PARAMS_DIR / "monitoring_rules.yaml",
+        work / "monitoring",
+        run_date=date.fromisoformat(days[-1]),
+        intermediate_dir=work / "intermediate",
+    )
     return {"seconds": time.perf_counter() - t0, "status": result.status}
 
 
@@ -176,9 +203,14 @@ def _stage_daily_run(work: Path, days: int) -> dict:
         for day in [file_date_of(p) for p in discover_raw_files(raw)][:days]:
             t0 = time.perf_counter()
             result = run_day(day, layout)
-            figures.append({"date": day.isoformat(), "seconds": time.perf_counter() - t0,
-                            "exit_code": result.exit_code,
-                            "stages": {st.stage: st.seconds for st in result.stages}})
+            figures.append(
+                {
+                    "date": day.isoformat(),
+                    "seconds": time.perf_counter() - t0,
+                    "exit_code": result.exit_code,
+                    "stages": {st.stage: st.seconds for st in result.stages},
+                }
+            )
     return {"engine": load_pipeline_params(DEFAULT_PARAMS_DIR).engine, "days": figures}
 
 
@@ -192,8 +224,12 @@ def _timed_command(argv: list[str]) -> dict:
     err = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:] if proc.stderr else []
     if proc.stderr:
         proc.stderr.close()
-    return {"seconds": seconds, "exit_code": proc.returncode, "peak_rss_mb": usage.ru_maxrss / 1024.0,
-            **({"stderr_tail": err} if proc.returncode else {})}
+    return {
+        "seconds": seconds,
+        "exit_code": proc.returncode,
+        "peak_rss_mb": usage.ru_maxrss / 1024.0,
+        **({"stderr_tail": err} if proc.returncode else {}),
+    }
 
 
 def _stage_commands(input_dir: Path, work: Path, params: PipelineParams) -> dict:
@@ -215,14 +251,44 @@ def _stage_commands(input_dir: Path, work: Path, params: PipelineParams) -> dict
         shutil.rmtree(out, ignore_errors=True)
         steps = []
         if name == "dq_then_transform":
-            steps.append(("dq", puffy + ["dq", "--input-dir", str(input_dir), "--rules",
-                                          str(params_dir / "dq_rules.yaml"), "--params-dir", str(params_dir),
-                                          "--output-dir", str(out)]))
-        steps.append(("transform", puffy + ["transform", "--input-dir", str(input_dir), "--params-dir",
-                                            str(params_dir), "--output-dir", str(out)]))
+            steps.append(
+                (
+                    "dq",
+                    puffy
+                    + [
+                        "dq",
+                        "--input-dir",
+                        str(input_dir),
+                        "--rules",
+                        str(params_dir / "dq_rules.yaml"),
+                        "--params-dir",
+                        str(params_dir),
+                        "--output-dir",
+                        str(out),
+                    ],
+                )
+            )
+        steps.append(
+            (
+                "transform",
+                puffy
+                + [
+                    "transform",
+                    "--input-dir",
+                    str(input_dir),
+                    "--params-dir",
+                    str(params_dir),
+                    "--output-dir",
+                    str(out),
+                ],
+            )
+        )
         runs = {step: _timed_command(argv) for step, argv in steps}
-        figures[name] = {"seconds": sum(r["seconds"] for r in runs.values()),
-                         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs.values()), "commands": runs}
+        figures[name] = {
+            "seconds": sum(r["seconds"] for r in runs.values()),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs.values()),
+            "commands": runs,
+        }
     return figures
 
 
@@ -249,8 +315,9 @@ def _child(stage: str, payload: dict) -> None:
 
 
 def _run_child(stage: str, payload: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "puffy.bench", stage, json.dumps(payload)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "puffy.bench", stage, json.dumps(payload)], capture_output=True, text=True
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")), None)
     if proc.returncode or line is None:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
@@ -262,8 +329,9 @@ def run_benchmark(args) -> int:
     """Generate (or take) the input, run each stage in its own process, print and save figures."""
     params = load_pipeline_params()
     if args.memory_limit:  # validated like the params file's key
-        params = validate_params({**params.model_dump(), "duckdb_memory_limit": args.memory_limit},
-                                 PipelineParams, "--memory-limit")
+        params = validate_params(
+            {**params.model_dump(), "duckdb_memory_limit": args.memory_limit}, PipelineParams, "--memory-limit"
+        )
     work = Path(args.work_dir).resolve()
     if params.duckdb_temp_directory is None:  # spill next to the benchmark's data, not into the checkout
         params = params.model_copy(update={"duckdb_temp_directory": work / "duckdb_tmp"})
@@ -279,9 +347,13 @@ def run_benchmark(args) -> int:
             print(f"generated scale {args.scale:g} sample in {time.perf_counter() - t0:.1f}s → {input_dir}")
     run = work / "run"
     payload = {"params": json.loads(params.model_dump_json()), "work": str(run), "input_dir": str(input_dir)}
-    figures = {"machine": {"cpus": _cpus(), "python": platform.python_version()},
-               "input_dir": str(input_dir), "memory_limit": params.duckdb_memory_limit,
-               "engine": params.engine, "stages": {}}
+    figures = {
+        "machine": {"cpus": _cpus(), "python": platform.python_version()},
+        "input_dir": str(input_dir),
+        "memory_limit": params.duckdb_memory_limit,
+        "engine": params.engine,
+        "stages": {},
+    }
     scan = _run_child("scan", payload)
     figures["stages"]["bare_scan"] = scan
     events = scan["events"]
@@ -303,7 +375,9 @@ def run_benchmark(args) -> int:
         figures["commands"] = {"error": str(exc)}
     if args.daily_days:
         try:
-            figures["daily_run"] = _run_child("daily_run", {**payload, "work": str(work), "daily_days": args.daily_days})
+            figures["daily_run"] = _run_child(
+                "daily_run", {**payload, "work": str(work), "daily_days": args.daily_days}
+            )
         except (RuntimeError, ImportError) as exc:
             figures["daily_run"] = {"error": str(exc)}
     print(f"\n{'stage':<14}{'events':>12}{'seconds':>10}{'events/s':>14}{'x scan':>9}{'peak MB':>10}")
@@ -312,8 +386,10 @@ def run_benchmark(args) -> int:
             print(f"{name:<14}  failed: {f['error']}")
             continue
         secs = f["seconds"]
-        print(f"{name:<14}{events:>12,}{secs:>10.2f}{events / secs:>14,.0f}{secs / scan['seconds']:>9.1f}"
-              f"{f['peak_rss_mb']:>10.0f}")
+        print(
+            f"{name:<14}{events:>12,}{secs:>10.2f}{events / secs:>14,.0f}{secs / scan['seconds']:>9.1f}"
+            f"{f['peak_rss_mb']:>10.0f}"
+        )
     total = sum(f.get("seconds", 0) for n, f in figures["stages"].items() if n not in REFERENCE_STAGES)
     figures["pipeline_seconds"] = total
     figures["pipeline_x_scan"] = total / scan["seconds"]
@@ -326,18 +402,27 @@ def run_benchmark(args) -> int:
         for name, f in commands.items():
             if not isinstance(f, dict) or "seconds" not in f:
                 continue
-            parts = ", ".join(f"{step} {r['seconds']:.2f} s" + (f" (exit {r['exit_code']})" if r["exit_code"] else "")
-                              for step, r in f["commands"].items())
-            print(f"{'`puffy ' + name.replace('_', ' ') + '`':<32}{f['seconds']:>8.2f} s  {f['seconds'] / scan['seconds']:>6.1f}x scan"
-                  f"  peak {f['peak_rss_mb']:,.0f} MB  ({parts})")
+            parts = ", ".join(
+                f"{step} {r['seconds']:.2f} s" + (f" (exit {r['exit_code']})" if r["exit_code"] else "")
+                for step, r in f["commands"].items()
+            )
+            print(
+                f"{'`puffy ' + name.replace('_', ' ') + '`':<32}{f['seconds']:>8.2f} s  "
+                f"{f['seconds'] / scan['seconds']:>6.1f}x scan"
+                f"  peak {f['peak_rss_mb']:,.0f} MB  ({parts})"
+            )
     daily = figures.get("daily_run")
     if daily and "error" in daily:
         print(f"daily run at 1x failed: {daily['error']}")
     elif daily:
-        print(f"daily run at 1x on {daily['engine']} (puffy run: papermill, the daily notebooks, HTML, publish, "
-              "with params/), seconds per day: "
-              + ", ".join(f"{d['date']} {d['seconds']:.1f}" + (f" (exit {d['exit_code']})" if d["exit_code"] else "")
-                          for d in daily["days"]))
+        print(
+            f"daily run at 1x on {daily['engine']} (puffy run: papermill, the daily notebooks, HTML, publish, "
+            "with params/), seconds per day: "
+            + ", ".join(
+                f"{d['date']} {d['seconds']:.1f}" + (f" (exit {d['exit_code']})" if d["exit_code"] else "")
+                for d in daily["days"]
+            )
+        )
     figures["targets"] = targets(figures)
     for line in figures["targets"]["lines"]:
         print(line)
@@ -378,8 +463,11 @@ def targets(figures: dict) -> dict:
         elif any(d["exit_code"] for d in days):
             why = " (a day did not exit 0)"
         daily_met = not why and slowest <= TARGET_DAILY_SECONDS
-        verdict["daily_seconds"] = {"target": TARGET_DAILY_SECONDS, "measured": round(slowest, 1) if days else None,
-                                    "met": daily_met}
+        verdict["daily_seconds"] = {
+            "target": TARGET_DAILY_SECONDS,
+            "measured": round(slowest, 1) if days else None,
+            "met": daily_met,
+        }
         measured = f" (slowest day {slowest:.1f} s)" if days else ""
         verdict["lines"].append(
             f"target: a daily run at 1x within {TARGET_DAILY_SECONDS:g} s: {'met' if daily_met else 'NOT met'}"
@@ -414,8 +502,12 @@ def generate_scaled(out_dir: Path, scale: float, days: int) -> None:
     generate_sample(partial, SampleConfig(scale=scale / shards, days=days))
     for k in range(1, shards):
         shard_dir = out_dir.parent / f"{out_dir.name}.shard{k}"
-        shard = generate_sample(shard_dir, SampleConfig(scale=scale / shards, days=days, seed=SampleConfig.seed + k,
-                                                        order_number_offset=k * SHARD_ORDER_NUMBERS))
+        shard = generate_sample(
+            shard_dir,
+            SampleConfig(
+                scale=scale / shards, days=days, seed=SampleConfig.seed + k, order_number_offset=k * SHARD_ORDER_NUMBERS
+            ),
+        )
         for part in shard.files:
             with open(part, "rb") as src, open(partial / part.name, "rb+") as dst:
                 src.readline()  # the header: the first shard's file already has it

@@ -44,20 +44,39 @@ from puffy.params import DEFAULT_PARAMS_DIR, StrictModel, load_params
 DEFAULT_RULES_PATH = DEFAULT_PARAMS_DIR / "channels.yaml"
 
 ChannelLabel = Literal[
-    "Paid Search", "Paid Social", "Display", "Affiliates", "Email", "SMS", "Organic Search",
-    "Organic Shopping", "Organic Social", "Referral", "Direct", "Continuation", "Unassigned",
+    "Paid Search",
+    "Paid Social",
+    "Display",
+    "Affiliates",
+    "Email",
+    "SMS",
+    "Organic Search",
+    "Organic Shopping",
+    "Organic Social",
+    "Referral",
+    "Direct",
+    "Continuation",
+    "Unassigned",
 ]
 CHANNEL_LABELS: tuple[str, ...] = get_args(ChannelLabel)
 
 # Column name -> query-string key of the click ids we read. `kx` is Klaviyo's `_kx` (a leading
 # underscore makes an awkward column name); gad_source is Google Ads' own landing marker.
 CLICK_ID_PARAMS: dict[str, str] = {
-    "gclid": "gclid", "gbraid": "gbraid", "wbraid": "wbraid", "msclkid": "msclkid", "fbclid": "fbclid",
-    "irclickid": "irclickid", "srsltid": "srsltid", "kx": "_kx", "gad_source": "gad_source",
+    "gclid": "gclid",
+    "gbraid": "gbraid",
+    "wbraid": "wbraid",
+    "msclkid": "msclkid",
+    "fbclid": "fbclid",
+    "irclickid": "irclickid",
+    "srsltid": "srsltid",
+    "kx": "_kx",
+    "gad_source": "gad_source",
     "cto_pld": "cto_pld",
 }
-ClickId = Literal["gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid", "srsltid", "kx", "gad_source",
-                  "cto_pld"]
+ClickId = Literal[
+    "gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid", "srsltid", "kx", "gad_source", "cto_pld"
+]
 UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 
 ReferrerKind = Literal["internal", "payment", "search", "social", "other"]
@@ -76,8 +95,16 @@ DEFAULT_RULE_ID = "default"
 
 # Columns parse_landing adds, in order (classify_channel needs them).
 LANDING_COLUMNS = (
-    *UTM_PARAMS, "utm_source_decoded", "utm_medium_decoded", *CLICK_ID_PARAMS,
-    "has_marketing_params", "referrer_host", "referrer_host_decoded", "referrer_kind", "landing_host", "landing_kind",
+    *UTM_PARAMS,
+    "utm_source_decoded",
+    "utm_medium_decoded",
+    *CLICK_ID_PARAMS,
+    "has_marketing_params",
+    "referrer_host",
+    "referrer_host_decoded",
+    "referrer_kind",
+    "landing_host",
+    "landing_kind",
 )
 
 
@@ -135,9 +162,8 @@ class RuleCondition(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _not_empty(self) -> "RuleCondition":
-        if all(v is None for v in (self.click_ids, self.source, self.medium, self.referrer, self.tagged,
-                                   self.landing)):
+    def _not_empty(self) -> RuleCondition:
+        if all(v is None for v in (self.click_ids, self.source, self.medium, self.referrer, self.tagged, self.landing)):
             raise ValueError("a rule needs at least one condition")
         return self
 
@@ -177,7 +203,7 @@ class ChannelRules(StrictModel):
         return groups
 
     @model_validator(mode="after")
-    def _rules_consistent(self) -> "ChannelRules":
+    def _rules_consistent(self) -> ChannelRules:
         ids = [r.id for r in self.rules]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:

@@ -83,17 +83,22 @@ def _location(text: str):
         loc = Location.parse(text)
     except UserError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return Path(text) if loc.is_local and not text.strip().lower().startswith("file:") else (
-        loc.path if loc.is_local else loc)
+    return (
+        Path(text)
+        if loc.is_local and not text.strip().lower().startswith("file:")
+        else (loc.path if loc.is_local else loc)
+    )
 
 
 def _local_only(what: str, instead: str):
     """An argparse type for a directory that must be local here: a URI is refused with what to do."""
+
     def parse(text: str) -> Path:
         found = _location(text)
         if not isinstance(found, Path):
             raise argparse.ArgumentTypeError(f"{text}: {what} must be a local directory here; {instead}")
         return found
+
     return parse
 
 
@@ -102,15 +107,18 @@ _INPUT_LOCAL = _local_only("the input", "`puffy run --input-dir s3://…` reads 
 
 def _local_output_dir(text: str) -> Path:
     """``--outputs-dir``/``--output-dir``: local scratch and reports (a URI is refused, not made a folder ``s3:``)."""
-    found = _local_only("the outputs directory (staging, runs, logs)",
-                        "publish to object storage with --warehouse-dir s3://bucket/warehouse")(text)
+    found = _local_only(
+        "the outputs directory (staging, runs, logs)",
+        "publish to object storage with --warehouse-dir s3://bucket/warehouse",
+    )(text)
     return _output_dir(str(found))
 
 
 # What the machine, not the code, is to blame for: a one-line error (exit 2), not a crash log.
 ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
-FULL_DISK_HINT = ("; free space there, or point outputs_dir / duckdb_temp_directory "
-                  "(params/pipeline.yaml) at a larger disk")
+FULL_DISK_HINT = (
+    "; free space there, or point outputs_dir / duckdb_temp_directory (params/pipeline.yaml) at a larger disk"
+)
 
 
 def _whole_number(text: str, minimum: int) -> int:
@@ -139,20 +147,32 @@ def _add(p: argparse.ArgumentParser, flag: str, **kw) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="puffy", description="Puffy daily analytics pipeline.", epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+        prog="puffy",
+        description="Puffy daily analytics pipeline.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, help_: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=help_, epilog=EXIT_CODES_HELP,
-                              formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+        return sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=EXIT_CODES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False,
+        )
 
     p = cmd("demo", "Generate the bundled sample (if needed) and run the daily pipeline over every day of it.")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory (default: params/)")
-    p.add_argument("--fresh", action="store_true",
-                   help="clear previous outputs and regenerate the bundled sample (a real export is never deleted)")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="clear previous outputs and regenerate the bundled sample (a real export is never deleted)",
+    )
 
     p = cmd("sample", "Write a realistic raw export (one CSV per UTC day) with its ground truth in _truth/.")
     p.add_argument("--out", type=Path, required=True, help="output directory")
@@ -161,8 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=_positive_float, default=1.0, help="K times the real volume (default 1)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument("--clean", action="store_true", help="inject no faults, no header rename, keep referrer")
-    p.add_argument("--without", action="append", default=[], metavar="FAULT",
-                   help="switch one fault off (repeatable); see --list-faults")
+    p.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="FAULT",
+        help="switch one fault off (repeatable); see --list-faults",
+    )
     p.add_argument("--list-faults", action="store_true", help="print the fault switches and exit")
 
     p = cmd("dq", "Run the data-quality gate over raw files and write dq_report.md/.json.")
@@ -172,8 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_date, help="first file date (default: all)")
     p.add_argument("--end", type=_date, help="last file date (default: all)")
     _add(p, "--fail-on-error", action="store_true", help="exit 3 when any finding has ERROR severity")
-    _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR,
-         help="params directory whose pipeline.yaml sets the engine and its memory limit")
+    _add(
+        p,
+        "--params-dir",
+        type=Path,
+        default=DEFAULT_PARAMS_DIR,
+        help="params directory whose pipeline.yaml sets the engine and its memory limit",
+    )
 
     p = cmd("transform", "Gate-read raw files and build fct_sessions, fct_orders, fct_attribution (+CSV copies).")
     _add(p, "--input-dir", type=_INPUT_LOCAL, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
@@ -181,13 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
     p.add_argument("--start", type=_date, help="first date (default: all files)")
     p.add_argument("--end", type=_date, help="last date (default: all files)")
-    _add(p, "--fail-on-error", action="store_true",
-         help="stop with exit 3, before transforming, when the gate finds an ERROR")
+    _add(
+        p,
+        "--fail-on-error",
+        action="store_true",
+        help="stop with exit 3, before transforming, when the gate finds an ERROR",
+    )
 
     p = cmd("monitor", "Audit warehouse tables for a run date and write monitoring_report.md/.json.")
-    _add(p, "--warehouse-dir", type=_local_only("the audited warehouse", "`puffy run` audits each day locally "
-                                                 "before publishing it to object storage"),
-         required=True, help="warehouse root (tables/date=... partitions)")
+    _add(
+        p,
+        "--warehouse-dir",
+        type=_local_only(
+            "the audited warehouse", "`puffy run` audits each day locally before publishing it to object storage"
+        ),
+        required=True,
+        help="warehouse root (tables/date=... partitions)",
+    )
     _add(p, "--rules", type=Path, default=DEFAULT_PARAMS_DIR / "monitoring_rules.yaml", help="rules YAML")
     _add(p, "--output-dir", type=_local_output_dir, required=True, help="where the reports go")
     _add(p, "--expected-run-date", type=_date, required=True, help="the date whose partitions must exist")
@@ -198,23 +238,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_date, help="backfill from this date")
     p.add_argument("--end", type=_date, help="backfill to this date (inclusive)")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
-    _add(p, "--input-dir", type=_location,
-         help="override params/pipeline.yaml input_dir (a directory or an object-store URI, s3://bucket/raw_events)")
-    _add(p, "--outputs-dir", type=_local_output_dir,
-         help="override params/pipeline.yaml outputs_dir, e.g. to keep a real export's warehouse apart from the "
-              "sample's (relative to the current directory; always local)")
-    _add(p, "--warehouse-dir", type=_location,
-         help="override params/pipeline.yaml warehouse_dir: where the day is published (a directory or an "
-              "object-store URI, s3://bucket/warehouse; default <outputs-dir>/warehouse)")
+    _add(
+        p,
+        "--input-dir",
+        type=_location,
+        help="override params/pipeline.yaml input_dir (a directory or an object-store URI, s3://bucket/raw_events)",
+    )
+    _add(
+        p,
+        "--outputs-dir",
+        type=_local_output_dir,
+        help="override params/pipeline.yaml outputs_dir, e.g. to keep a real export's warehouse apart from the "
+        "sample's (relative to the current directory; always local)",
+    )
+    _add(
+        p,
+        "--warehouse-dir",
+        type=_location,
+        help="override params/pipeline.yaml warehouse_dir: where the day is published (a directory or an "
+        "object-store URI, s3://bucket/warehouse; default <outputs-dir>/warehouse)",
+    )
     _add(p, "--stop-on-error", action="store_true", help="stop a backfill at the first failing day")
 
     p = cmd("report", "Execute the executive-summary notebook for a period and render HTML + PDF.")
-    p.add_argument("--start", type=_date,
-                   help="period start (default: period_days - 1 days before --end, from report.yaml)")
+    p.add_argument(
+        "--start", type=_date, help="period start (default: period_days - 1 days before --end, from report.yaml)"
+    )
     p.add_argument("--end", type=_date, help="period end (default: last date in the warehouse)")
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
-    _add(p, "--outputs-dir", type=_local_output_dir,
-         help="override params/pipeline.yaml outputs_dir (relative to the current directory)")
+    _add(
+        p,
+        "--outputs-dir",
+        type=_local_output_dir,
+        help="override params/pipeline.yaml outputs_dir (relative to the current directory)",
+    )
 
     p = cmd("bench", "Benchmark gate, transform and monitoring on a scaled sample; print events/s and memory.")
     p.add_argument("--scale", type=_positive_float, default=100.0, help="sample scale (default 100)")
@@ -223,8 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=_positive_int, default=14, help="days to generate (default 14)")
     _add(p, "--json-out", type=Path, help="also write the figures as JSON here")
     _add(p, "--memory-limit", help="DuckDB memory_limit (default from params/pipeline.yaml)")
-    _add(p, "--daily-days", type=_non_negative_int, default=3,
-         help="also time `puffy run` for this many days of a 1x sample (default 3; 0: skip)")
+    _add(
+        p,
+        "--daily-days",
+        type=_non_negative_int,
+        default=3,
+        help="also time `puffy run` for this many days of a 1x sample (default 3; 0: skip)",
+    )
     return parser
 
 
@@ -304,14 +366,16 @@ def _internal_error(args, exc: Exception) -> int:
 
         log_path = Path(tempfile.gettempdir()) / log_path.name
         log_path.write_text(traceback.format_exc(), encoding="utf-8")
-    print(f"puffy {args.command}: internal error: {type(exc).__name__}: {exc} (traceback in {log_path})",
-          file=sys.stderr)
+    print(
+        f"puffy {args.command}: internal error: {type(exc).__name__}: {exc} (traceback in {log_path})", file=sys.stderr
+    )
     if os.environ.get("PUFFY_DEBUG"):
         traceback.print_exc()
     return runner.EXIT_INTERNAL
 
 
 # --- commands ---------------------------------------------------------------------------------
+
 
 def _recover(warehouse: Path) -> None:
     """Complete (or undo) a publish into ``warehouse`` that a killed run left unfinished, before a
@@ -360,8 +424,14 @@ def cmd_dq(args) -> int:
     from puffy.gate_reuse import run_gate_kept  # keeps the staged events for `puffy transform` (issue 21)
 
     _require_landed(args.input_dir, args.start, args.end)
-    result = run_gate_kept(args.input_dir, args.rules, args.output_dir, start=args.start, end=args.end,
-                           engine_params=load_pipeline_params(args.params_dir))
+    result = run_gate_kept(
+        args.input_dir,
+        args.rules,
+        args.output_dir,
+        start=args.start,
+        end=args.end,
+        engine_params=load_pipeline_params(args.params_dir),
+    )
     print(f"engine: {load_pipeline_params(args.params_dir).engine}")
     print(f"data-quality status: {result.status.upper()}")
     for f in result.findings:
@@ -382,8 +452,14 @@ def cmd_transform(args) -> int:
     _require_landed(args.input_dir, args.start, args.end)
     engine_params = load_pipeline_params(args.params_dir)
     # `puffy dq`'s gate of the same input and rules is reused, else the gate runs (issue 21)
-    gate = gate_or_reuse(args.input_dir, args.params_dir / "dq_rules.yaml", out, start=args.start, end=args.end,
-                         engine_params=engine_params)
+    gate = gate_or_reuse(
+        args.input_dir,
+        args.params_dir / "dq_rules.yaml",
+        out,
+        start=args.start,
+        end=args.end,
+        engine_params=engine_params,
+    )
     print(gate.note)
     days = gate.days
     if gate.status == "error":
@@ -392,8 +468,15 @@ def cmd_transform(args) -> int:
             return runner.EXIT_GATE
     if not days:
         raise UserError(f"{args.input_dir}: no events_YYYYMMDD.csv files in the requested range")
-    result = run_transform(staging_root, out / "warehouse", args.params_dir, start=days[0], end=days[-1],
-                           engine_params=engine_params, mode="rebuild")
+    result = run_transform(
+        staging_root,
+        out / "warehouse",
+        args.params_dir,
+        start=days[0],
+        end=days[-1],
+        engine_params=engine_params,
+        mode="rebuild",
+    )
     files = export_csv(out / "warehouse", out, engine_params=engine_params)
     print(f"engine: {result.engine}")
     print(f"transform status: {result.status.upper()} (data-quality: {gate.status.upper()})")
@@ -423,8 +506,12 @@ def _outputs_dir(args, params: PipelineParams) -> Path:
 def _layout(args, params: PipelineParams) -> Layout:
     input_dir = getattr(args, "input_dir", None) or params.input_dir
     warehouse_dir = getattr(args, "warehouse_dir", None) or params.warehouse_dir
-    return Layout(_outputs_dir(args, params), _resolved(input_dir), Path(args.params_dir).resolve(),
-                  None if warehouse_dir is None else _resolved(warehouse_dir))
+    return Layout(
+        _outputs_dir(args, params),
+        _resolved(input_dir),
+        Path(args.params_dir).resolve(),
+        None if warehouse_dir is None else _resolved(warehouse_dir),
+    )
 
 
 def _resolved(place):
@@ -539,8 +626,10 @@ def cmd_demo(args) -> int:
     params = validate_params_dir(args.params_dir)
     layout = _layout(args, params)
     if not isinstance(layout.input_dir, Path):
-        raise UserError(f"{layout.input_dir}: `puffy demo` generates its sample into a local input_dir; "
-                        f"run a bucket's export with `puffy run --input-dir {layout.input_dir}`")
+        raise UserError(
+            f"{layout.input_dir}: `puffy demo` generates its sample into a local input_dir; "
+            f"run a bucket's export with `puffy run --input-dir {layout.input_dir}`"
+        )
     with runner.exclusive_outputs(layout.outputs_dir), run_log(layout.outputs_dir, "demo") as log_file:
         _run_header("demo", layout, "(every day of the sample)")
         if args.fresh:  # under the lock: --fresh must not clear a running run's outputs
@@ -579,8 +668,14 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {
-    "demo": cmd_demo, "sample": cmd_sample, "dq": cmd_dq, "transform": cmd_transform,
-    "monitor": cmd_monitor, "run": cmd_run, "report": cmd_report, "bench": cmd_bench,
+    "demo": cmd_demo,
+    "sample": cmd_sample,
+    "dq": cmd_dq,
+    "transform": cmd_transform,
+    "monitor": cmd_monitor,
+    "run": cmd_run,
+    "report": cmd_report,
+    "bench": cmd_bench,
 }
 
 

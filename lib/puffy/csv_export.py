@@ -44,8 +44,10 @@ _TS_FORMATS = {0: "%Y-%m-%d", 1: "%Y-%m-%d %H:%M:%S", 2: "%Y-%m-%d %H:%M:%S.%g",
 def _ts_level_sql(col: str) -> str:
     """0 = midnight, 1 = whole seconds, 2 = milliseconds, 3 = microseconds (per value)."""
     us = f"epoch_us({col})"
-    return (f"CASE WHEN {us} % 1000 <> 0 THEN 3 WHEN {us} % 1000000 <> 0 THEN 2 "
-            f"WHEN {us} % 86400000000 <> 0 THEN 1 ELSE 0 END")
+    return (
+        f"CASE WHEN {us} % 1000 <> 0 THEN 3 WHEN {us} % 1000000 <> 0 THEN 2 "
+        f"WHEN {us} % 86400000000 <> 0 THEN 1 ELSE 0 END"
+    )
 
 
 def _cell_sql(name: str, dtype: dt.DataType, facts: dict) -> str:
@@ -93,8 +95,7 @@ def write_table_csv(files: list[str], schema, path: Path, config: dict | None = 
     path = Path(path)
     tmp, part = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".part.tmp")
     try:
-        with duckdb.connect(config={**(config or {}), "preserve_insertion_order": True}) as con, \
-                open(tmp, "wb") as out:
+        with duckdb.connect(config={**(config or {}), "preserve_insertion_order": True}) as con, open(tmp, "wb") as out:
             header = io.StringIO()
             csv.writer(header, lineterminator="\n").writerow(schema.names)  # quoted as pandas quoted it
             out.write(header.getvalue().encode())
@@ -103,8 +104,10 @@ def write_table_csv(files: list[str], schema, path: Path, config: dict | None = 
                 facts = _file_facts(con, source, schema)
                 select = ", ".join(f"{_cell_sql(n, dtype, facts)} AS {_quote(n)}" for n, dtype in schema.items())
                 # COMMENT '': DuckDB otherwise quotes every cell holding its default comment character '#'
-                con.execute(f"COPY (SELECT {select} FROM {source}) TO {_literal(str(part))} "
-                            "(FORMAT csv, HEADER false, COMMENT '')")
+                con.execute(
+                    f"COPY (SELECT {select} FROM {source}) TO {_literal(str(part))} "
+                    "(FORMAT csv, HEADER false, COMMENT '')"
+                )
                 with open(part, "rb") as src:
                     shutil.copyfileobj(src, out, 1 << 20)
         os.replace(tmp, path)

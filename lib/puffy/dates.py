@@ -45,10 +45,14 @@ def parse_day(value: object, name: str = "date") -> date | None:
             last = calendar.monthrange(year, month)[1]
             if 1 <= day <= last:
                 return date(year, month, day)
-            raise UserError(f"{name} = {value!r} is not a calendar day ({year}-{month:02d} has {last} days): "
-                            f"set {name} in the parameters cell to a real day, e.g. '{year}-{month:02d}-{last:02d}'")
-    raise UserError(f"{name} = {value!r} is not a day in YYYY-MM-DD form: set {name} in the parameters cell "
-                    "to one, e.g. '2025-03-08'")
+            raise UserError(
+                f"{name} = {value!r} is not a calendar day ({year}-{month:02d} has {last} days): "
+                f"set {name} in the parameters cell to a real day, e.g. '{year}-{month:02d}-{last:02d}'"
+            )
+    raise UserError(
+        f"{name} = {value!r} is not a day in YYYY-MM-DD form: set {name} in the parameters cell "
+        "to one, e.g. '2025-03-08'"
+    )
 
 
 def parse_instant(value: object, name: str = "now") -> datetime | None:
@@ -60,5 +64,7 @@ def parse_instant(value: object, name: str = "now") -> datetime | None:
     try:
         return datetime.fromisoformat(str(value).strip())
     except ValueError:
-        raise UserError(f"{name} = {value!r} is not an ISO timestamp: set {name} in the parameters cell to one, "
-                        "e.g. '2025-03-09T06:00:00+00:00', or to None for the current time") from None
+        raise UserError(
+            f"{name} = {value!r} is not an ISO timestamp: set {name} in the parameters cell to one, "
+            "e.g. '2025-03-09T06:00:00+00:00', or to None for the current time"
+        ) from None

@@ -121,16 +121,19 @@ def _spark(params: PipelineParams) -> ibis.BaseBackend:
     )
     if _local_cores(params.spark_master):
         # Quiet start-up on a local master; a cluster keeps its own driver options and logging.
-        builder = builder.config("spark.driver.extraJavaOptions",
-                                 f"-Dlog4j2.configurationFile={SPARK_LOCAL_LOG4J2.as_uri()}")
+        builder = builder.config(
+            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={SPARK_LOCAL_LOG4J2.as_uri()}"
+        )
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - no JVM, a bad master URL: the environment, not a bug
         from puffy.errors import UserError
 
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"could not start Spark (spark_master {params.spark_master!r}): {first}. Spark needs "
-                        "a Java runtime (java on PATH or JAVA_HOME) and a reachable master") from exc
+        raise UserError(
+            f"could not start Spark (spark_master {params.spark_master!r}): {first}. Spark needs "
+            "a Java runtime (java on PATH or JAVA_HOME) and a reachable master"
+        ) from exc
     session.sparkContext.setLogLevel("ERROR")
     return spark_backend(session)
 
@@ -190,7 +193,6 @@ def _spark_backend_class() -> type:
     if _SPARK_BACKEND is not None:
         return _SPARK_BACKEND
     import pyspark
-
     from ibis.backends.pyspark import Backend
 
     ibis.pyspark  # noqa: B018 - loading it through ibis registers ibis.options.pyspark
@@ -226,10 +228,12 @@ _SPARK_BACKEND: type | None = None
 
 
 def _microsecond_timestamps(schema: sch.Schema) -> sch.Schema:
-    return sch.Schema({
-        name: dtype.copy(scale=6) if dtype.is_timestamp() and dtype.scale is None else dtype
-        for name, dtype in schema.items()
-    })
+    return sch.Schema(
+        {
+            name: dtype.copy(scale=6) if dtype.is_timestamp() and dtype.scale is None else dtype
+            for name, dtype in schema.items()
+        }
+    )
 
 
 def engine_name(expr: ir.Expr) -> str:

@@ -21,4 +21,5 @@ class ParamsError(UserError):
 
 
 class InputDataError(UserError):
-    """Raw input cannot be read at all (missing directory; no raw file at all when no closed start..end range was asked for)."""
+    """Raw input cannot be read at all (missing directory; no raw file at all when no closed
+    start..end range was asked for)."""

@@ -112,12 +112,31 @@ class FindingSchema:
     cleaned: tuple[str, ...] = ()
 
 
-GATE_JSON = FindingSchema("gate", (
-    "id", "check", "severity", "status", "title", "metric", "value", "thresholds", "dates", "files", "sample_rows",
-    "message", "daily", *INCIDENT_FIELDS, "impact"))
-MONITORING_JSON = FindingSchema("monitoring", (
-    "id", "severity", "message", "metric", "value", "band", "dates", "details", *INCIDENT_FIELDS),
-    cleaned=("value", "band", "details"))
+GATE_JSON = FindingSchema(
+    "gate",
+    (
+        "id",
+        "check",
+        "severity",
+        "status",
+        "title",
+        "metric",
+        "value",
+        "thresholds",
+        "dates",
+        "files",
+        "sample_rows",
+        "message",
+        "daily",
+        *INCIDENT_FIELDS,
+        "impact",
+    ),
+)
+MONITORING_JSON = FindingSchema(
+    "monitoring",
+    ("id", "severity", "message", "metric", "value", "band", "dates", "details", *INCIDENT_FIELDS),
+    cleaned=("value", "band", "details"),
+)
 
 
 def finding_from_dict(d: dict) -> Finding:
@@ -127,6 +146,7 @@ def finding_from_dict(d: dict) -> Finding:
 
 
 # --- severity and status ------------------------------------------------------------------------
+
 
 def worst_severity(severities: Iterable[str]) -> str:
     """The worst of ``severities`` on the one scale (``pass`` for none); ``info`` counts."""
@@ -162,6 +182,7 @@ def sort_findings(findings: Iterable[Finding], families: Sequence[str] | None = 
 
 
 # --- JSON ---------------------------------------------------------------------------------------
+
 
 def json_safe(value, digits: int | None = None):
     """``value`` as plain JSON data: NaN, infinities, NaT and NA become None; numpy scalars Python

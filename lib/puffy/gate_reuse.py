@@ -41,8 +41,17 @@ GATE_DIR = ".gate"
 MANIFEST = "manifest.json"
 _MANIFEST_VERSION = 1
 _EDGE_BYTES = 1 << 20  # bytes hashed at each end of a raw file
-_CODE_MODULES = ("ingest.py", "contract.py", "tables.py", "tables.yaml", "findings.py", "dq/gate.py", "dq/checks/*.py",
-                 "dq/checks/messages.yaml", "dq/rules.py")
+_CODE_MODULES = (
+    "ingest.py",
+    "contract.py",
+    "tables.py",
+    "tables.yaml",
+    "findings.py",
+    "dq/gate.py",
+    "dq/checks/*.py",
+    "dq/checks/messages.yaml",
+    "dq/rules.py",
+)
 
 
 @dataclass
@@ -73,8 +82,9 @@ def _bytes_sha(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def gate_fingerprint(input_dir: Path, rules_path: Path, start: date | None, end: date | None,
-                     engine_params: PipelineParams | None) -> dict:
+def gate_fingerprint(
+    input_dir: Path, rules_path: Path, start: date | None, end: date | None, engine_params: PipelineParams | None
+) -> dict:
     """What the staged tables and the gate's status depend on (see the module docstring)."""
     import puffy
 
@@ -122,8 +132,15 @@ def gate_dir(output_dir: Path) -> Path:
     return Path(output_dir) / GATE_DIR
 
 
-def run_gate_kept(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date | None = None,
-                  end: date | None = None, engine_params: PipelineParams | None = None):
+def run_gate_kept(
+    input_dir: Path,
+    rules_path: Path,
+    output_dir: Path,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    engine_params: PipelineParams | None = None,
+):
     """``puffy dq``: run the gate and keep its staged events for a later ``puffy transform``.
 
     The staged tables and the manifest go to ``<output_dir>/.gate/``; the manifest is written
@@ -134,8 +151,15 @@ def run_gate_kept(input_dir: Path, rules_path: Path, output_dir: Path, *, start:
     keep = gate_dir(output_dir)
     (keep / MANIFEST).unlink(missing_ok=True)
     fingerprint = gate_fingerprint(input_dir, rules_path, start, end, engine_params)
-    result = run_gate(input_dir, rules_path, output_dir, start=start, end=end, staging_root=keep / "intermediate",
-                      engine_params=engine_params)
+    result = run_gate(
+        input_dir,
+        rules_path,
+        output_dir,
+        start=start,
+        end=end,
+        staging_root=keep / "intermediate",
+        engine_params=engine_params,
+    )
     manifest = {
         "fingerprint": fingerprint,
         "status": result.status,
@@ -172,8 +196,15 @@ def _adopt_staging(src_root: Path, dst_root: Path, days: list[date]) -> None:
                 raise
 
 
-def gate_or_reuse(input_dir: Path, rules_path: Path, out: Path, *, start: date | None, end: date | None,
-                  engine_params: PipelineParams | None) -> GateOutcome:
+def gate_or_reuse(
+    input_dir: Path,
+    rules_path: Path,
+    out: Path,
+    *,
+    start: date | None,
+    end: date | None,
+    engine_params: PipelineParams | None,
+) -> GateOutcome:
     """``puffy transform``'s gate: reuse ``puffy dq``'s when it gated the same input and rules
     (see the module docstring), else run it, staging into ``out/intermediate``, reports in ``out/dq``."""
     from puffy.dq.gate import run_gate
@@ -188,7 +219,8 @@ def gate_or_reuse(input_dir: Path, rules_path: Path, out: Path, *, start: date |
         except (OSError, ValueError):
             continue
         if manifest.get("fingerprint") != fingerprint:
-            why = f"the gate in {candidate.parent} was not reused: {_difference(manifest.get('fingerprint', {}), fingerprint)}"
+            difference = _difference(manifest.get("fingerprint", {}), fingerprint)
+            why = f"the gate in {candidate.parent} was not reused: {difference}"
             continue
         days = [date.fromisoformat(d) for d in manifest["days"]]
         _adopt_staging(candidate / "intermediate", staging_root, days)
@@ -202,6 +234,7 @@ def gate_or_reuse(input_dir: Path, rules_path: Path, out: Path, *, start: date |
             reports[name] = dst
         note = f"reused the gate of {candidate.parent} (same {len(fingerprint['files'])} raw files and rules)"
         return GateOutcome(manifest["status"], days, candidate, note, reports)
-    result = run_gate(input_dir, rules_path, report_dir, start=start, end=end, staging_root=staging_root,
-                      engine_params=engine_params)
+    result = run_gate(
+        input_dir, rules_path, report_dir, start=start, end=end, staging_root=staging_root, engine_params=engine_params
+    )
     return GateOutcome(result.status, list(result.days), None, f"gated the input ({why})", dict(result.report_paths))

@@ -45,7 +45,7 @@ class Acknowledgement(StrictModel):
     expires: date
 
     @model_validator(mode="after")
-    def _dates_ordered(self) -> "Acknowledgement":
+    def _dates_ordered(self) -> Acknowledgement:
         if self.dates and self.dates[0] > self.dates[1]:
             raise ValueError("dates must be [from, to]")
         return self
@@ -85,8 +85,10 @@ def acknowledge(findings: list, acks: Acknowledgements, run_date: date, today: d
         days = [r for r in getattr(finding, "daily", None) or [] if r.get("severity") in PROBLEMS]
         if not days:
             days = [{"date": run_date.isoformat(), "severity": finding.severity}]
-        covering = {r["date"]: next((a for a in acks.acknowledged
-                                     if a.matches(finding, date.fromisoformat(r["date"]))), None) for r in days}
+        covering = {
+            r["date"]: next((a for a in acks.acknowledged if a.matches(finding, date.fromisoformat(r["date"]))), None)
+            for r in days
+        }
         used = [a for a in covering.values() if a is not None]
         if not used:
             continue
@@ -98,12 +100,18 @@ def acknowledge(findings: list, acks: Acknowledgements, run_date: date, today: d
             if covering[r["date"]] is not None:
                 r["severity"] = "info"
         left = [r["severity"] for r in days if covering[r["date"]] is None]
-        record = {"reason": ack.reason, "owner": ack.owner, "expires": ack.expires.isoformat(),
-                  "severity": finding.severity, "dates": sorted(d for d, a in covering.items() if a is not None)}
+        record = {
+            "reason": ack.reason,
+            "owner": ack.owner,
+            "expires": ack.expires.isoformat(),
+            "severity": finding.severity,
+            "dates": sorted(d for d, a in covering.items() if a is not None),
+        }
         finding.acknowledged = record
         finding.severity = worst_severity(left) if left else "info"
         finding.message += f" [acknowledged by {ack.owner} until {ack.expires}: {ack.reason}" + (
-            f"; not for {', '.join(sorted(d for d, a in covering.items() if a is None))}]" if left else "]")
+            f"; not for {', '.join(sorted(d for d, a in covering.items() if a is None))}]" if left else "]"
+        )
 
 
 def _key(finding_id: str, metric) -> str:
@@ -128,8 +136,11 @@ def open_incidents(report_path: Path | None) -> dict[str, str]:
         findings = json.loads(Path(report_path).read_text(encoding="utf-8")).get("findings", [])
     except (OSError, ValueError):
         return {}
-    return {_key(f["id"], f.get("metric")): f.get("first_seen") or (f.get("dates") or [None])[0]
-            for f in findings if f.get("severity") in RAISED and (f.get("first_seen") or f.get("dates"))}
+    return {
+        _key(f["id"], f.get("metric")): f.get("first_seen") or (f.get("dates") or [None])[0]
+        for f in findings
+        if f.get("severity") in RAISED and (f.get("first_seen") or f.get("dates"))
+    }
 
 
 def track(findings: list, previous: dict[str, str], first_day: date, run_date: date) -> None:
@@ -147,8 +158,9 @@ def track(findings: list, previous: dict[str, str], first_day: date, run_date: d
         # An incident no longer raised at the end of the report lasted until its last date.
         last = run_date if dates[-1] == run_date.isoformat() else date.fromisoformat(dates[-1])
         finding.days_open = (last - date.fromisoformat(finding.first_seen)).days + 1
-        finding.state = ("earlier" if last != run_date
-                         else "new" if finding.first_seen == run_date.isoformat() else "ongoing")
+        finding.state = (
+            "earlier" if last != run_date else "new" if finding.first_seen == run_date.isoformat() else "ongoing"
+        )
 
 
 def since_text(state: str | None, first_seen: str | None, days_open: int | None) -> str:
@@ -166,5 +178,8 @@ def since_text(state: str | None, first_seen: str | None, days_open: int | None)
 def counts(findings: list) -> dict[str, int]:
     """How many raised warnings/errors are new today, ongoing, and acknowledged."""
     raised = [f for f in findings if f.severity in PROBLEMS]
-    return {"new": sum(f.state == "new" for f in raised), "ongoing": sum(f.state == "ongoing" for f in raised),
-            "acknowledged": sum(1 for f in findings if f.acknowledged)}
+    return {
+        "new": sum(f.state == "new" for f in raised),
+        "ongoing": sum(f.state == "ongoing" for f in raised),
+        "acknowledged": sum(1 for f in findings if f.acknowledged),
+    }

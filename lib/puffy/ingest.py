@@ -48,8 +48,8 @@ import duckdb
 import numpy as np
 
 from puffy import tables
-from puffy.errors import InputDataError
 from puffy.contract import RawContract
+from puffy.errors import InputDataError
 from puffy.warehouse import partition_dir, staging_dir_for, swap_in
 
 RAW_FILE_RE = re.compile(r"^events_(\d{8})\.csv(\.gz)?$")
@@ -87,8 +87,9 @@ def file_date_of(path: Path) -> date | None:
         return None
 
 
-def discover_raw_files(input_dir: Path, start: date | None = None, end: date | None = None, *,
-                       cache_dir: Path | None = None) -> list[Path]:
+def discover_raw_files(
+    input_dir: Path, start: date | None = None, end: date | None = None, *, cache_dir: Path | None = None
+) -> list[Path]:
     """Raw files in ``input_dir`` whose date is within [start, end], in date order.
 
     When both a ``.csv`` and a ``.csv.gz`` exist for a day, the plain CSV wins. ``input_dir`` may be
@@ -100,24 +101,33 @@ def discover_raw_files(input_dir: Path, start: date | None = None, end: date | N
         return discover_raw_objects(input_dir, start, end, cache_dir=cache_dir)
     input_dir = Path(input_dir)
     if input_dir.exists() and not input_dir.is_dir():
-        hint = (f"give its folder, {input_dir.parent}" if RAW_FILE_RE.match(input_dir.name)
-                else "give the folder that holds the events_YYYYMMDD.csv files")
+        hint = (
+            f"give its folder, {input_dir.parent}"
+            if RAW_FILE_RE.match(input_dir.name)
+            else "give the folder that holds the events_YYYYMMDD.csv files"
+        )
         raise InputDataError(f"{input_dir}: is a file, not an input directory; {hint}")
     if not input_dir.is_dir():
         parent = input_dir.parent
         if parent.is_dir() and any(RAW_FILE_RE.match(q.name) for q in parent.iterdir()):
             # `puffy sample --out outputs/sample` writes the files one level above the default input_dir
-            raise InputDataError(f"{input_dir}: input directory not found, but {parent} holds events_YYYYMMDD.csv "
-                                 f"files: point input_dir (params/pipeline.yaml, or the notebook's input_dir) at "
-                                 f"{parent}, or write the sample with `puffy sample --out {input_dir}`")
-        raise InputDataError(f"{input_dir}: input directory not found (expected events_YYYYMMDD.csv files; "
-                             f"`puffy sample --out {input_dir}` writes a sample export there, `make demo` the default one)")
+            raise InputDataError(
+                f"{input_dir}: input directory not found, but {parent} holds events_YYYYMMDD.csv "
+                f"files: point input_dir (params/pipeline.yaml, or the notebook's input_dir) at "
+                f"{parent}, or write the sample with `puffy sample --out {input_dir}`"
+            )
+        raise InputDataError(
+            f"{input_dir}: input directory not found (expected events_YYYYMMDD.csv files; "
+            f"`puffy sample --out {input_dir}` writes a sample export there, `make demo` the default one)"
+        )
     by_day: dict[date, Path] = {}
     for p in sorted(input_dir.iterdir()):
         d = file_date_of(p)
         if d is None and RAW_FILE_RE.match(p.name):
-            raise InputDataError(f"{p}: the file name is not a real date (expected events_YYYYMMDD.csv, "
-                                 "e.g. events_20250301.csv); rename or remove it")
+            raise InputDataError(
+                f"{p}: the file name is not a real date (expected events_YYYYMMDD.csv, "
+                "e.g. events_20250301.csv); rename or remove it"
+            )
         if d is None or (start and d < start) or (end and d > end):
             continue
         if d not in by_day or p.suffix == ".csv":
@@ -125,8 +135,9 @@ def discover_raw_files(input_dir: Path, start: date | None = None, end: date | N
     return [by_day[d] for d in sorted(by_day)]
 
 
-def discover_raw_objects(input_dir, start: date | None = None, end: date | None = None, *,
-                         cache_dir: Path | None = None) -> list:
+def discover_raw_objects(
+    input_dir, start: date | None = None, end: date | None = None, *, cache_dir: Path | None = None
+) -> list:
     """``discover_raw_files`` for an object-store prefix (``s3://bucket/raw_events``): one listing,
     the same name rules. Without ``cache_dir`` the objects' ``Location``s (enough for their dates);
     with it, local copies (``puffy.storage.localize``: one download per object, kept by ETag), since
@@ -136,14 +147,18 @@ def discover_raw_objects(input_dir, start: date | None = None, end: date | None 
     input_dir = Location.parse(input_dir)
     objects = input_dir.list()
     if not objects:
-        raise InputDataError(f"{input_dir}: no objects under this prefix (expected events_YYYYMMDD.csv files; "
-                             f"is the bucket or prefix right, and do the AWS credentials reach it?)")
+        raise InputDataError(
+            f"{input_dir}: no objects under this prefix (expected events_YYYYMMDD.csv files; "
+            f"is the bucket or prefix right, and do the AWS credentials reach it?)"
+        )
     by_day: dict = {}
     for obj in objects:
         d = file_date_of(obj)
         if d is None and RAW_FILE_RE.match(obj.name):
-            raise InputDataError(f"{obj}: the file name is not a real date (expected events_YYYYMMDD.csv, "
-                                 "e.g. events_20250301.csv); rename or remove it")
+            raise InputDataError(
+                f"{obj}: the file name is not a real date (expected events_YYYYMMDD.csv, "
+                "e.g. events_20250301.csv); rename or remove it"
+            )
         if d is None or (start and d < start) or (end and d > end):
             continue
         if d not in by_day or obj.name.endswith(".csv"):
@@ -168,7 +183,7 @@ def sniff_header(path: Path, contract: RawContract) -> RawFile:
         return _broken(path, contract, compressed, f"cannot read file: {exc}")
     has_bom = first.startswith(codecs.BOM_UTF8)
     if has_bom:
-        first = first[len(codecs.BOM_UTF8):]
+        first = first[len(codecs.BOM_UTF8) :]
     crlf = first.endswith(b"\r\n")
     try:
         text = first.decode("utf-8").rstrip("\r\n")
@@ -194,8 +209,19 @@ def sniff_header(path: Path, contract: RawContract) -> RawFile:
     error = None
     if any(c in missing for c in contract.required_columns):
         error = "required column(s) missing: " + ", ".join(c for c in contract.required_columns if c in missing)
-    return RawFile(path, file_date_of(path), header, mapping, tuple(renamed), missing, tuple(extra),
-                   has_bom, crlf, compressed, error)
+    return RawFile(
+        path,
+        file_date_of(path),
+        header,
+        mapping,
+        tuple(renamed),
+        missing,
+        tuple(extra),
+        has_bom,
+        crlf,
+        compressed,
+        error,
+    )
 
 
 def _broken(path: Path, contract: RawContract, compressed: bool, why: str) -> RawFile:
@@ -343,7 +369,7 @@ def _load_files(con: duckdb.DuckDBPyConnection, files: list[RawFile], contract: 
                 cur.begin()
                 n = _load_file(cur, i, f, contract)
                 with turn:
-                    turn.wait_for(lambda: errors or committed[0] == i - 1)
+                    turn.wait_for(lambda i=i: errors or committed[0] == i - 1)
                     if errors:
                         cur.rollback()
                         return
@@ -372,12 +398,15 @@ def _trimmed(expr: str) -> str:
     a pure ASCII value (as many bytes as characters) that neither starts nor ends with a space
     is its own trim.
     """
-    return (f"CASE WHEN starts_with({expr}, ' ') OR ends_with({expr}, ' ') OR strlen({expr}) <> length({expr}) "
-            f"THEN trim({expr}) ELSE {expr} END")
+    return (
+        f"CASE WHEN starts_with({expr}, ' ') OR ends_with({expr}, ' ') OR strlen({expr}) <> length({expr}) "
+        f"THEN trim({expr}) ELSE {expr} END"
+    )
 
 
 def _load_file(con: duckdb.DuckDBPyConnection, i: int, f: RawFile, contract: RawContract) -> _Loaded:
     """Append one file's rows to ``stg_events`` / ``stg_parse_rejects``."""
+
     def unreadable(why: str) -> _Loaded:
         con.execute(
             f"INSERT INTO stg_parse_rejects VALUES ({_sql_str(f.file_date.isoformat())}, {_sql_str(f.name)}, 1, "
@@ -406,8 +435,16 @@ class _Parsed:
     bad_lines: int  # lines rejected by the CSV reader
 
 
-def _parse_csv(con: duckdb.DuckDBPyConnection, tag: str, f: RawFile, contract: RawContract, path: Path,
-               rows_before: int, lines_before: int, data_lines: int | None = None) -> _Parsed:
+def _parse_csv(
+    con: duckdb.DuckDBPyConnection,
+    tag: str,
+    f: RawFile,
+    contract: RawContract,
+    path: Path,
+    rows_before: int,
+    lines_before: int,
+    data_lines: int | None = None,
+) -> _Parsed:
     """Parse ``path`` (``f``'s file, or a piece of it after its header) into the staging tables.
 
     Row numbers continue from ``rows_before``; reject line numbers are the file's (``path``'s
@@ -431,10 +468,16 @@ def _parse_csv(con: duckdb.DuckDBPyConnection, tag: str, f: RawFile, contract: R
         # '{stem}:' || lpad(row_number::VARCHAR, 9, '0'), without lpad's cost below a billion rows
         f"CASE WHEN row_number < 1000000000 THEN '{stem}:' || substr((row_number + 1000000000)::VARCHAR, 2) "
         f"ELSE '{stem}:' || lpad(row_number::VARCHAR, 9, '0') END",
-        f"{day}::DATE", name, "row_number",
-        f"nullif({_trimmed(col('client_id'))}, '')", col("page_url"), f"nullif({_trimmed(col('referrer'))}, '')",
-        col("timestamp"), f"try_strptime({_trimmed(col('timestamp'))}, {formats})",
-        f"nullif({_trimmed(col('event_name'))}, '')", f"nullif({_trimmed(col('event_data'))}, '')",
+        f"{day}::DATE",
+        name,
+        "row_number",
+        f"nullif({_trimmed(col('client_id'))}, '')",
+        col("page_url"),
+        f"nullif({_trimmed(col('referrer'))}, '')",
+        col("timestamp"),
+        f"try_strptime({_trimmed(col('timestamp'))}, {formats})",
+        f"nullif({_trimmed(col('event_name'))}, '')",
+        f"nullif({_trimmed(col('event_data'))}, '')",
         col("user_agent"),
     ]
     row = ", ".join(f"CAST({v} AS {t}) AS {n}" for v, (n, t) in zip(values, _ROW_COLUMNS))
@@ -500,14 +543,22 @@ def _parse_csv(con: duckdb.DuckDBPyConnection, tag: str, f: RawFile, contract: R
         lines = [lines_before + (index.record_line(b[1]) if b[1] is not None else b[0]) for b in bad]
     else:
         lines = [lines_before + b[0] for b in bad]
-    con.execute(f"""
+    con.execute(
+        f"""
         INSERT INTO stg_parse_rejects
         SELECT {day}::DATE, {name}, line, NULL, reason,
                coalesce({_header_list(f)}[TRY_CAST(substr(col, 2) AS INTEGER) + 1], col), detail, left(raw, 2000)
         FROM (SELECT unnest(?::BIGINT[]) AS line, unnest(?::VARCHAR[]) AS reason, unnest(?::VARCHAR[]) AS col,
                      unnest(?::VARCHAR[]) AS detail, unnest(?::VARCHAR[]) AS raw)
-    """, [lines, [b[2] for b in bad], [b[3] for b in bad], [b[4] for b in bad],
-          [t.split("\n", 1)[0].rstrip("\r") for t in texts]])
+    """,
+        [
+            lines,
+            [b[2] for b in bad],
+            [b[3] for b in bad],
+            [b[4] for b in bad],
+            [t.split("\n", 1)[0].rstrip("\r") for t in texts],
+        ],
+    )
     # The lines a broken record swallowed are parsed again, as rows of their own, from the file's
     # bytes. DuckDB keeps only the start of a very long record: the lines past it stay a gap.
     for k, (line, text, n) in enumerate(zip(lines, texts, swallows)):
@@ -571,8 +622,9 @@ class _LineIndex:
         """How many of the lines from ``first`` on the reader returned whole (``seen``, its text of
         them): the last may have been cut where DuckDB truncates a long record."""
         n = min(len(seen), len(self.end) - first + 1)
-        if n and self.read_lines(path, first + n - 1, first + n - 1).decode("utf-8", "replace").rstrip("\r\n") \
-                != seen[n - 1].rstrip("\r"):
+        if n and self.read_lines(path, first + n - 1, first + n - 1).decode("utf-8", "replace").rstrip("\r\n") != seen[
+            n - 1
+        ].rstrip("\r"):
             n -= 1
         return n
 
@@ -641,8 +693,9 @@ def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
     """)
     # A row is rejected for the first reason that applies, in this order. One of the first five
     # applies exactly when ``invalid`` holds (an empty timestamp does not parse).
-    invalid = (f"event_ts IS NULL OR CAST(event_ts AS DATE) <> file_date OR event_name IS NULL "
-               f"OR event_name NOT IN ({events})")
+    invalid = (
+        f"event_ts IS NULL OR CAST(event_ts AS DATE) <> file_date OR event_name IS NULL OR event_name NOT IN ({events})"
+    )
     con.execute(f"""
         CREATE OR REPLACE TABLE {_REJECTED_ROWS} AS
         SELECT rid, {_ROW},
@@ -663,8 +716,10 @@ def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
     con.execute(f"DELETE FROM stg_events WHERE rowid IN (SELECT rid FROM {_REJECTED_ROWS})")
     con.execute(f"ALTER TABLE {_REJECTED_ROWS} DROP COLUMN rid")
     # Every parsed row, accepted or not (the checks count dictionary event names over it).
-    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary "
-                   "AND table_name = 'stg_events_all'").fetchone()[0]:
+    if con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary "
+        "AND table_name = 'stg_events_all'"
+    ).fetchone()[0]:
         con.execute("DROP TABLE stg_events_all")
     con.execute(f"""
         CREATE OR REPLACE VIEW stg_events_all AS

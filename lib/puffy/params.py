@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from puffy.errors import ParamsError
 
 
-
 @dataclass(frozen=True)
 class ProjectRoot:
     """The project checkout the pipeline reads ``params/``, ``notebooks/`` from and writes ``outputs/`` into.
@@ -54,15 +53,18 @@ def find_project_root(cwd: Path | None = None, environ: dict | None = None) -> P
     if home:
         path = Path(home).expanduser().resolve()
         if not _is_project(path):
-            return ProjectRoot(installed, "the package's checkout",
-                               f"PUFFY_HOME={home}: not a puffy project (no params/ and notebooks/ in {path}); "
-                               "point it at a checkout of the repository or unset it")
+            return ProjectRoot(
+                installed,
+                "the package's checkout",
+                f"PUFFY_HOME={home}: not a puffy project (no params/ and notebooks/ in {path}); "
+                "point it at a checkout of the repository or unset it",
+            )
         return ProjectRoot(path, "from PUFFY_HOME")
     try:
         here = Path(cwd or Path.cwd()).resolve()
     except OSError:  # the working directory was deleted
         here = None
-    for candidate in ([] if here is None else [here, *here.parents]):
+    for candidate in [] if here is None else [here, *here.parents]:
         if _is_project(candidate):
             return ProjectRoot(candidate, "from the working directory")
     return ProjectRoot(installed, "the package's checkout: neither PUFFY_HOME nor the working directory names one")
@@ -138,8 +140,10 @@ def load_params(path: str | Path, model: type[M]) -> M:
 DEFAULT_PERSONAL_VALUE_PATTERNS = {
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
     "sha256": r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])",
-    "client_id": (r"(?<![\w-])(?:\d{9,11}-[A-Za-z0-9_-]{12}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"
-                  r"-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})(?![\w-])"),
+    "client_id": (
+        r"(?<![\w-])(?:\d{9,11}-[A-Za-z0-9_-]{12}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"
+        r"-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})(?![\w-])"
+    ),
 }
 
 
@@ -147,9 +151,10 @@ class PrivacyParams(StrictModel):
     """``privacy:`` in ``params/pipeline.yaml``: what reports must not carry (see ``puffy.safe_output``)."""
 
     personal_fields: list[str] = Field(
-        ["user_email", "email", "client_id", "person_id"], min_length=1,
+        ["user_email", "email", "client_id", "person_id"],
+        min_length=1,
         description="Sample columns, JSON payload keys and URL query parameters whose values are redacted "
-                    "(matched ignoring case and punctuation: clientId = client_id).",
+        "(matched ignoring case and punctuation: clientId = client_id).",
     )
     personal_value_patterns: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_PERSONAL_VALUE_PATTERNS),
@@ -185,27 +190,31 @@ class PipelineParams(StrictModel):
     input_dir: Path | str = Field(
         Path("outputs/sample/raw_events"),
         description="Directory of raw daily exports events_YYYYMMDD.csv[.gz]; relative to the repo root, or an "
-                    "object-store URI (s3://bucket/raw_events; kept as a str).",
+        "object-store URI (s3://bucket/raw_events; kept as a str).",
     )
     outputs_dir: Path = Field(Path("outputs"), description="Root of everything the pipeline writes.")
     warehouse_dir: Path | str | None = Field(
-        None, description="The published warehouse: a local directory or an object-store URI (kept as a str); "
-                          "null = <outputs_dir>/warehouse.",
+        None,
+        description="The published warehouse: a local directory or an object-store URI (kept as a str); "
+        "null = <outputs_dir>/warehouse.",
     )
     engine: Literal["duckdb", "pyspark"] = Field("duckdb", description="Ibis backend for metrics and transform.")
     duckdb_memory_limit: str = Field(
-        "1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        "1GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="DuckDB memory_limit; above it DuckDB spills to disk instead of failing.",
     )
     duckdb_threads: int | None = Field(None, ge=1, description="DuckDB threads; null = all cores.")
     duckdb_temp_directory: Path | None = Field(
-        None, description="Where DuckDB spills above its memory limit, and where the gate keeps its scratch "
-                          "database; null = .tmp/ in the working directory (DuckDB's default). Relative to the "
-                          "repo root.",
+        None,
+        description="Where DuckDB spills above its memory limit, and where the gate keeps its scratch "
+        "database; null = .tmp/ in the working directory (DuckDB's default). Relative to the "
+        "repo root.",
     )
     spark_master: str = Field("local[2]", description="spark.master when engine is pyspark.")
-    privacy: PrivacyParams = Field(default_factory=PrivacyParams,
-                                   description="Personal data that reports redact (see PrivacyParams).")
+    privacy: PrivacyParams = Field(
+        default_factory=PrivacyParams, description="Personal data that reports redact (see PrivacyParams)."
+    )
 
     @field_validator("input_dir", "warehouse_dir", mode="before")
     @classmethod
@@ -226,16 +235,22 @@ class PipelineParams(StrictModel):
             return loc.uri
         return loc.path if v.strip().lower().startswith("file:") else Path(v)  # a relative path stays relative
 
-    def resolve(self, root: Path = REPO_ROOT) -> "PipelineParams":
+    def resolve(self, root: Path = REPO_ROOT) -> PipelineParams:
         """Return a copy with relative paths anchored at ``root`` (URIs as they are)."""
-        return self.model_copy(update={
-            "input_dir": _anchor(self.input_dir, root),
-            "warehouse_dir": None if self.warehouse_dir is None else _anchor(self.warehouse_dir, root),
-            "outputs_dir": self.outputs_dir if self.outputs_dir.is_absolute() else root / self.outputs_dir,
-            "duckdb_temp_directory": (None if self.duckdb_temp_directory is None
-                                      else self.duckdb_temp_directory if self.duckdb_temp_directory.is_absolute()
-                                      else root / self.duckdb_temp_directory),
-        })
+        return self.model_copy(
+            update={
+                "input_dir": _anchor(self.input_dir, root),
+                "warehouse_dir": None if self.warehouse_dir is None else _anchor(self.warehouse_dir, root),
+                "outputs_dir": self.outputs_dir if self.outputs_dir.is_absolute() else root / self.outputs_dir,
+                "duckdb_temp_directory": (
+                    None
+                    if self.duckdb_temp_directory is None
+                    else self.duckdb_temp_directory
+                    if self.duckdb_temp_directory.is_absolute()
+                    else root / self.duckdb_temp_directory
+                ),
+            }
+        )
 
 
 def _anchor(value: Path | str, root: Path) -> Path | str:

@@ -68,11 +68,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterator
 
 from puffy.errors import UserError
 from puffy.storage import Location, is_remote
@@ -89,13 +89,11 @@ def staged_partitions(staging_root: Path) -> list[Path]:
     if not staging_root.is_dir():
         return []
     return sorted(
-        p for p in staging_root.glob("*/date=*")
-        if p.is_dir() and not p.name.startswith(".") and any(p.iterdir())
+        p for p in staging_root.glob("*/date=*") if p.is_dir() and not p.name.startswith(".") and any(p.iterdir())
     )
 
 
-def publish(staging_root: Path, warehouse_root: Path,
-            on_step: Callable[[str], None] | None = None) -> list[Path]:
+def publish(staging_root: Path, warehouse_root: Path, on_step: Callable[[str], None] | None = None) -> list[Path]:
     """Publish every staged partition into ``warehouse_root`` all-or-nothing (see module doc);
     return the published partition directories.
 
@@ -124,8 +122,7 @@ def publish(staging_root: Path, warehouse_root: Path,
                 _fsync_tree(prepared)
                 swaps[-1]["files"] = fingerprint(prepared)
                 step(f"prepared {part.parent.name}/{part.name}")
-            _write_journal(warehouse_root, {"id": tag, "written": datetime.now(timezone.utc).isoformat(),
-                                            "swaps": swaps})
+            _write_journal(warehouse_root, {"id": tag, "written": datetime.now(UTC).isoformat(), "swaps": swaps})
         except BaseException:  # before the commit point: roll back (a killed process: the next recovery)
             if (warehouse_root / PUBLISH_JOURNAL).exists():  # it failed after the commit point
                 raise
@@ -181,6 +178,7 @@ def fingerprint(partition: Path) -> dict[str, str]:
 
 # --- recovery -------------------------------------------------------------------------------------
 
+
 def _recover_locked(root: Path) -> list[str]:
     done = []
     journal = unfinished_publish(root)
@@ -211,9 +209,11 @@ def _roll_forward_swap(root: Path, swap: dict) -> None:
     if prepared.is_dir() and fingerprint(prepared) == swap["files"]:
         swap_in(prepared, final)
         return
-    raise UserError(f"{final}: the publish journal {root / PUBLISH_JOURNAL} lists this partition but neither "
-                    f"it nor {prepared.name} holds the journalled files (was the warehouse edited by hand?); "
-                    f"re-run the day with `puffy run` after moving the journal aside")
+    raise UserError(
+        f"{final}: the publish journal {root / PUBLISH_JOURNAL} lists this partition but neither "
+        f"it nor {prepared.name} holds the journalled files (was the warehouse edited by hand?); "
+        f"re-run the day with `puffy run` after moving the journal aside"
+    )
 
 
 def _finish(root: Path, swaps: list[dict]) -> None:
@@ -230,9 +230,11 @@ def _writable(root: Path) -> bool:
 
 def _require_writable(root: Path, journal: dict) -> None:
     if not _writable(root):
-        raise UserError(f"{root}: a publish ({_describe(journal)}) was interrupted and is unfinished, and this "
-                        f"process cannot write there to complete it; run any puffy command with write access "
-                        f"to it (e.g. `puffy run` for one of those days) first")
+        raise UserError(
+            f"{root}: a publish ({_describe(journal)}) was interrupted and is unfinished, and this "
+            f"process cannot write there to complete it; run any puffy command with write access "
+            f"to it (e.g. `puffy run` for one of those days) first"
+        )
 
 
 def _describe(journal: dict) -> str:
@@ -242,6 +244,7 @@ def _describe(journal: dict) -> str:
 
 
 # --- the journal and the lock ----------------------------------------------------------------------
+
 
 def _write_journal(root: Path, content: dict) -> None:
     tmp = root / f"{PUBLISH_JOURNAL}.{pid_tag('tmp')}"
@@ -274,8 +277,10 @@ def _publish_lock(root: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterat
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise UserError(f"{root}: a publish into this warehouse is still running after "
-                                    f"{wait_seconds:.0f} s; try again when it has finished") from None
+                    raise UserError(
+                        f"{root}: a publish into this warehouse is still running after "
+                        f"{wait_seconds:.0f} s; try again when it has finished"
+                    ) from None
                 time.sleep(0.05)
         yield
     finally:
@@ -284,6 +289,7 @@ def _publish_lock(root: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterat
 
 
 # --- durability --------------------------------------------------------------------------------------
+
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -321,7 +327,7 @@ def _fsync_dir(directory: Path) -> None:
 def quarantine(staging_root: Path, quarantine_root: Path, now: datetime | None = None) -> Path:
     """Copy the staged partitions to ``quarantine_root/warehouse_quarantine_<UTC timestamp>`` (a
     ``Location`` when either root is in object storage)."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
     if is_remote(staging_root) or is_remote(quarantine_root):
         target = Location.parse(quarantine_root) / f"warehouse_quarantine_{stamp}"
         staging = Location.parse(staging_root)
@@ -375,7 +381,7 @@ class Manifest:
     def files(self, table: str, days: list[date] | None = None) -> list[str]:
         """URIs of the published files of ``table`` for ``days`` (all when None), in date order."""
         out = []
-        for day in (self.dates(table) if days is None else days):
+        for day in self.dates(table) if days is None else days:
             prefix = self.partition(table, day)
             if prefix is not None:
                 entry = self.partitions[table][day.isoformat()]
@@ -383,12 +389,21 @@ class Manifest:
         return out
 
     def to_json(self) -> str:
-        return json.dumps({"format": MANIFEST_FORMAT, "generation": self.generation,
-                           "publish_id": self.publish_id, "written": self.written,
-                           "partitions": self.partitions, "retired": self.retired}, indent=1, sort_keys=True)
+        return json.dumps(
+            {
+                "format": MANIFEST_FORMAT,
+                "generation": self.generation,
+                "publish_id": self.publish_id,
+                "written": self.written,
+                "partitions": self.partitions,
+                "retired": self.retired,
+            },
+            indent=1,
+            sort_keys=True,
+        )
 
 
-def read_manifest(warehouse_root: "str | Path | Location") -> Manifest:
+def read_manifest(warehouse_root: str | Path | Location) -> Manifest:
     """The current manifest of an object-store warehouse (an empty one when nothing was published)."""
     root = Location.parse(warehouse_root)
     obj = root / MANIFEST
@@ -400,30 +415,39 @@ def read_manifest(warehouse_root: "str | Path | Location") -> Manifest:
     try:
         doc = json.loads(raw)
     except ValueError as exc:
-        raise UserError(f"{obj}: the publish manifest is not valid JSON ({exc}); it is written by "
-                        f"puffy in one PUT, so it was edited by hand: restore it from the bucket's "
-                        f"object versions or re-run the days with `puffy run`") from None
+        raise UserError(
+            f"{obj}: the publish manifest is not valid JSON ({exc}); it is written by "
+            f"puffy in one PUT, so it was edited by hand: restore it from the bucket's "
+            f"object versions or re-run the days with `puffy run`"
+        ) from None
     if doc.get("format") != MANIFEST_FORMAT:
-        raise UserError(f"{obj}: format {doc.get('format')!r}, expected {MANIFEST_FORMAT!r} "
-                        f"(written by another version of puffy?)")
+        raise UserError(
+            f"{obj}: format {doc.get('format')!r}, expected {MANIFEST_FORMAT!r} (written by another version of puffy?)"
+        )
     # The ETag read before the body: if another publish committed in between, this one's conditional
     # commit fails rather than overwriting what it did not read.
-    return Manifest(root, doc["generation"], doc.get("publish_id"), doc.get("written"),
-                    doc.get("partitions", {}), doc.get("retired", []), etag)
+    return Manifest(
+        root,
+        doc["generation"],
+        doc.get("publish_id"),
+        doc.get("written"),
+        doc.get("partitions", {}),
+        doc.get("retired", []),
+        etag,
+    )
 
 
-def published_dates(warehouse_root: "str | Path | Location", table: str) -> list[date]:
+def published_dates(warehouse_root: str | Path | Location, table: str) -> list[date]:
     """Dates with a published partition of ``table`` in an object-store warehouse."""
     return read_manifest(warehouse_root).dates(table)
 
 
-def published_files(warehouse_root: "str | Path | Location", table: str,
-                    days: list[date] | None = None) -> list[str]:
+def published_files(warehouse_root: str | Path | Location, table: str, days: list[date] | None = None) -> list[str]:
     """URIs of ``table``'s published files for ``days`` (all when None), in date order."""
     return read_manifest(warehouse_root).files(table, days)
 
 
-def staged_partition_locations(staging_root: "str | Path | Location") -> list[Location]:
+def staged_partition_locations(staging_root: str | Path | Location) -> list[Location]:
     """``<table>/date=YYYY-MM-DD`` partitions holding files in a staging warehouse (local or remote), sorted."""
     staging = Location.parse(staging_root)
     if staging.is_local:
@@ -440,9 +464,12 @@ class ConcurrentPublishError(UserError):
     """Another publish committed to the same warehouse while this one was writing."""
 
 
-def publish_to_object_store(staging_root: "str | Path | Location", warehouse_root: "str | Path | Location",
-                            on_step: Callable[[str], None] | None = None,
-                            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> list[Location]:
+def publish_to_object_store(
+    staging_root: str | Path | Location,
+    warehouse_root: str | Path | Location,
+    on_step: Callable[[str], None] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[Location]:
     """Publish every staged partition into an object-store warehouse all-or-nothing (module doc);
     return the version prefixes published. Re-running a day publishes it again under a new version
     and retires the previous one: the visible result is the same.
@@ -504,7 +531,8 @@ def _commit_manifest(root: Location, manifest: Manifest) -> None:
             raise ConcurrentPublishError(
                 f"{obj}: another publish into this warehouse committed while this one ({manifest.publish_id}) "
                 f"was writing, so this one was not committed and none of its partitions are visible; "
-                f"run the day again (one writer per warehouse at a time)") from None
+                f"run the day again (one writer per warehouse at a time)"
+            ) from None
         raise
 
 
@@ -516,13 +544,16 @@ def _precondition_failed(exc: BaseException) -> bool:
 def _version_time(version: str) -> datetime | None:
     stamp = version.removeprefix(VERSION_PREFIX).split("-", 1)[0]
     try:
-        return datetime.strptime(stamp, _ID_TIME).replace(tzinfo=timezone.utc)
+        return datetime.strptime(stamp, _ID_TIME).replace(tzinfo=UTC)
     except ValueError:
         return None
 
 
-def collect_garbage(warehouse_root: "str | Path | Location", grace: timedelta = GARBAGE_GRACE,
-                    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> list[str]:
+def collect_garbage(
+    warehouse_root: str | Path | Location,
+    grace: timedelta = GARBAGE_GRACE,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[str]:
     """Delete versions no reader can need any more; return their prefixes.
 
     Retired versions (replaced by a publish) go ``grace`` after their retirement; versions that no
@@ -555,8 +586,9 @@ def collect_garbage(warehouse_root: "str | Path | Location", grace: timedelta = 
         prefix = root.join(table, f"date={day}", version)
         prefix.delete(recursive=True)
         removed.append(prefix.uri)
-    still_retired = [r for r in manifest.retired
-                     if (key := (r["table"], r["date"], r["version"])) in present and key not in doomed]
+    still_retired = [
+        r for r in manifest.retired if (key := (r["table"], r["date"], r["version"])) in present and key not in doomed
+    ]
     if len(still_retired) != len(manifest.retired):  # forget what was deleted (best effort: a race only delays it)
         manifest.retired = still_retired
         try:

@@ -13,7 +13,8 @@ from puffy.findings import PROBLEMS
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:64rem;color:#1f2933}
 h1{font-size:1.5rem;margin-bottom:.25rem} p.sub{color:#52606d;margin-top:0}
-table{border-collapse:collapse;width:100%;margin:1rem 0} th,td{padding:.45rem .6rem;border-bottom:1px solid #e4e7eb;text-align:left}
+table{border-collapse:collapse;width:100%;margin:1rem 0}
+th,td{padding:.45rem .6rem;border-bottom:1px solid #e4e7eb;text-align:left}
 th{background:#f5f7fa;font-weight:600} .pass{color:#1e7b34;font-weight:600} .warn{color:#a66300;font-weight:600}
 .error{color:#b42318;font-weight:700} .none{color:#9aa5b1} a{color:#1c64f2}
 """
@@ -42,8 +43,13 @@ def _link(path: Path, base: Path, label: str) -> str:
 def _incident_cell(*reports: dict | None) -> str:
     """What is new today (ids of new warnings and errors) apart from what persists (a count)."""
     raised = [f for r in reports if r for f in r.get("findings", []) if f.get("severity") in PROBLEMS]
-    new = sorted({f["id"] + (f" ({f['metric']})" if f["id"].startswith("segment.") and f.get("metric") else "")
-                  for f in raised if f.get("state") == "new"})
+    new = sorted(
+        {
+            f["id"] + (f" ({f['metric']})" if f["id"].startswith("segment.") and f.get("metric") else "")
+            for f in raised
+            if f.get("state") == "new"
+        }
+    )
     ongoing = sum(1 for f in raised if f.get("state") == "ongoing")
     parts = [("new: " + ", ".join(new)) if new else "nothing new"]
     if ongoing:
@@ -53,13 +59,17 @@ def _incident_cell(*reports: dict | None) -> str:
 
 def _run_row(run_dir: Path, base: Path) -> str:
     summary = _read_json(run_dir / "run_summary.json") or {}
-    links = " · ".join(x for x in (
-        _link(run_dir / "01_data_quality.html", base, "data quality"),
-        _link(run_dir / "dq_report.md", base, "dq.md"),
-        _link(run_dir / "02_transform.html", base, "transform"),
-        _link(run_dir / "04_monitoring.html", base, "monitoring"),
-        _link(run_dir / "monitoring_report.md", base, "monitoring.md"),
-    ) if x)
+    links = " · ".join(
+        x
+        for x in (
+            _link(run_dir / "01_data_quality.html", base, "data quality"),
+            _link(run_dir / "dq_report.md", base, "dq.md"),
+            _link(run_dir / "02_transform.html", base, "transform"),
+            _link(run_dir / "04_monitoring.html", base, "monitoring"),
+            _link(run_dir / "monitoring_report.md", base, "monitoring.md"),
+        )
+        if x
+    )
     if summary.get("published"):
         outcome = "published"
     elif summary.get("quarantine_path"):
@@ -69,8 +79,10 @@ def _run_row(run_dir: Path, base: Path) -> str:
     else:
         outcome = "—"
     gate, monitoring = _read_json(run_dir / "dq_report.json"), _read_json(run_dir / "monitoring_report.json")
-    return (f"<tr><td>{html.escape(run_dir.name)}</td>{_status_cell(gate)}{_status_cell(monitoring)}"
-            f"{_incident_cell(gate, monitoring)}<td>{html.escape(outcome)}</td><td>{links}</td></tr>")
+    return (
+        f"<tr><td>{html.escape(run_dir.name)}</td>{_status_cell(gate)}{_status_cell(monitoring)}"
+        f"{_incident_cell(gate, monitoring)}<td>{html.escape(outcome)}</td><td>{links}</td></tr>"
+    )
 
 
 def write_index(outputs_dir: Path) -> Path:
@@ -79,12 +91,22 @@ def write_index(outputs_dir: Path) -> Path:
     runs = sorted((p for p in (outputs_dir / "runs").glob("????-??-??") if p.is_dir()), reverse=True)
     reports = sorted((p for p in (outputs_dir / "reports").glob("*") if p.is_dir()), reverse=True)
     rows = "\n".join(_run_row(r, outputs_dir) for r in runs) or '<tr><td colspan="6">No runs yet.</td></tr>'
-    report_items = "\n".join(
-        f"<li>{html.escape(r.name.replace('_', ' → '))}: "
-        + " · ".join(x for x in (_link(r / "executive_summary.html", outputs_dir, "HTML"),
-                                 _link(r / "executive_summary.pdf", outputs_dir, "PDF")) if x)
-        + "</li>" for r in reports
-    ) or "<li>No executive summary yet (<code>puffy report</code>).</li>"
+    report_items = (
+        "\n".join(
+            f"<li>{html.escape(r.name.replace('_', ' → '))}: "
+            + " · ".join(
+                x
+                for x in (
+                    _link(r / "executive_summary.html", outputs_dir, "HTML"),
+                    _link(r / "executive_summary.pdf", outputs_dir, "PDF"),
+                )
+                if x
+            )
+            + "</li>"
+            for r in reports
+        )
+        or "<li>No executive summary yet (<code>puffy report</code>).</li>"
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Puffy pipeline — runs</title><style>{_STYLE}</style></head>
 <body><h1>Puffy daily pipeline</h1><p class="sub">Every run date, newest first. Status: PASS, WARN, ERROR.

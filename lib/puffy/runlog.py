@@ -88,8 +88,9 @@ def run_log(outputs_dir: Path, label: str):
     except BaseException as exc:
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)) and not getattr(exc, "exit_code", None):
             # A crash: its traceback belongs in this run's log (not on the console: the CLI prints one line).
-            handler.handle(logging.LogRecord("puffy", logging.ERROR, __file__, 0, "the run crashed",
-                                             None, sys.exc_info()))
+            handler.handle(
+                logging.LogRecord("puffy", logging.ERROR, __file__, 0, "the run crashed", None, sys.exc_info())
+            )
         raise
     finally:
         _active_log = previous

@@ -46,8 +46,8 @@ from pathlib import Path
 from puffy.dates import date_range
 from puffy.errors import UserError
 from puffy.params import REPO_ROOT
-from puffy.runlog import active_log
 from puffy.run_index import write_index
+from puffy.runlog import active_log
 from puffy.stage import STATUS_FILES, Layout
 
 log = logging.getLogger("puffy.run")
@@ -74,8 +74,12 @@ def _published_warehouse(layout: Layout) -> dict:
 
 def _transform_parameters(layout: Layout, day: date) -> dict:
     # The identity-stitching comparison is an analysis, and a second transform: off in the daily run.
-    return {"warehouse_root": str(layout.staging_warehouse(day)), "mode": "incremental",
-            "compare_identity_stitching": False, **_published_warehouse(layout)}
+    return {
+        "warehouse_root": str(layout.staging_warehouse(day)),
+        "mode": "incremental",
+        "compare_identity_stitching": False,
+        **_published_warehouse(layout),
+    }
 
 
 def _monitoring_parameters(layout: Layout, day: date) -> dict:
@@ -95,8 +99,14 @@ class Stage:
 DAILY_STAGES = [
     Stage("01_data_quality", STATUS_FILES["dq"], EXIT_GATE, _gate_parameters),
     Stage("02_transform", STATUS_FILES["transform"], EXIT_TRANSFORM, _transform_parameters, quarantine=True),
-    Stage("04_monitoring", STATUS_FILES["monitoring"], EXIT_MONITORING, _monitoring_parameters, optional=True,
-          quarantine=True),
+    Stage(
+        "04_monitoring",
+        STATUS_FILES["monitoring"],
+        EXIT_MONITORING,
+        _monitoring_parameters,
+        optional=True,
+        quarantine=True,
+    ),
 ]
 
 
@@ -136,17 +146,24 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / f"{name}.ipynb"
-    common = {"parameters": parameters, "cwd": str(REPO_ROOT), "kernel_name": "python3", "progress_bar": False,
-              "log_output": False}
+    common = {
+        "parameters": parameters,
+        "cwd": str(REPO_ROOT),
+        "kernel_name": "python3",
+        "progress_bar": False,
+        "log_output": False,
+    }
     session = KernelSession.active
     if session is None:
-        pm.execute_notebook(str(notebook_path(name)), str(executed),
-                            kernel_manager_class=quiet_shutdown_kernel_manager(), **common)
+        pm.execute_notebook(
+            str(notebook_path(name)), str(executed), kernel_manager_class=quiet_shutdown_kernel_manager(), **common
+        )
     else:
         session.prepare()
         _register_shared_kernel_engine()
-        pm.execute_notebook(str(notebook_path(name)), str(executed), engine_name=_SHARED_KERNEL_ENGINE,
-                            km=session.km, **common)
+        pm.execute_notebook(
+            str(notebook_path(name)), str(executed), engine_name=_SHARED_KERNEL_ENGINE, km=session.km, **common
+        )
     return executed
 
 
@@ -223,15 +240,32 @@ def _register_shared_kernel_engine() -> None:
 
     class SharedKernelEngine(NBClientEngine):
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
-                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+        def execute_managed_notebook(
+            cls,
+            nb_man,
+            kernel_name,
+            log_output=False,
+            stdout_file=None,
+            stderr_file=None,
+            start_timeout=60,
+            execution_timeout=None,
+            **kwargs,
+        ):
             from papermill.engines import logger
 
             kwargs.pop("input_path", None)
-            client = PapermillNotebookClient(nb_man, km=kwargs.pop("km"), timeout=execution_timeout,
-                                             startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
-                                             log_output=log_output, stdout_file=stdout_file,
-                                             stderr_file=stderr_file, **kwargs)
+            client = PapermillNotebookClient(
+                nb_man,
+                km=kwargs.pop("km"),
+                timeout=execution_timeout,
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+                **kwargs,
+            )
             try:
                 return client.execute()
             finally:
@@ -355,8 +389,11 @@ def _html_exporter(no_input: bool):
 
     options = {"exclude_input_prompt": True, "exclude_output_prompt": True}
     if no_input:
-        options.update(exclude_input=True, template_file="puffy_results_first.html.j2",
-                       extra_loaders=[jinja2.DictLoader({"puffy_results_first.html.j2": _RESULTS_FIRST_TEMPLATE})])
+        options.update(
+            exclude_input=True,
+            template_file="puffy_results_first.html.j2",
+            extra_loaders=[jinja2.DictLoader({"puffy_results_first.html.j2": _RESULTS_FIRST_TEMPLATE})],
+        )
     return HTMLExporter(template_name="lab", **options)
 
 
@@ -398,8 +435,12 @@ def run_day(day: date, layout: Layout) -> DayResult:
     staging_wh = layout.staging_warehouse(day)
     shutil.rmtree(staging_wh, ignore_errors=True)
     shutil.rmtree(run_dir, ignore_errors=True)  # reports of an earlier run of the day must not linger
-    common = {"run_date": day.isoformat(), "params_dir": str(layout.params_dir),
-              "outputs_dir": str(layout.outputs_dir), "output_dir": str(run_dir)}
+    common = {
+        "run_date": day.isoformat(),
+        "params_dir": str(layout.params_dir),
+        "outputs_dir": str(layout.outputs_dir),
+        "output_dir": str(run_dir),
+    }
     for stage in DAILY_STAGES:
         t0 = time.perf_counter()
         html = None
@@ -421,8 +462,9 @@ def run_day(day: date, layout: Layout) -> DayResult:
                 log.warning("could not render %s: %s", executed.name, exc)
         seconds = time.perf_counter() - t0
         result.stages.append(StageResult(stage.notebook, status, round(seconds, 2), str(executed), html, message))
-        log.info("%s %s: %s in %.1fs%s", day, stage.notebook, status.upper(), seconds,
-                 f" — {message}" if message else "")
+        log.info(
+            "%s %s: %s in %.1fs%s", day, stage.notebook, status.upper(), seconds, f" — {message}" if message else ""
+        )
         if status == "error":
             result.exit_code, result.stopped_at, result.reason = stage.exit_code, stage.notebook, message
             if stage.quarantine and staging_wh.exists():
@@ -458,8 +500,9 @@ def send_alert(result: DayResult, layout: RunLayout) -> dict | None:
         return {"sent": False, "detail": f"{type(exc).__name__}: {exc}", "outcome": None}
 
 
-def run_range(start: date, end: date, layout: RunLayout, stop_on_error: bool = False,
-              progress: bool | None = None) -> list[DayResult]:
+def run_range(
+    start: date, end: date, layout: RunLayout, stop_on_error: bool = False, progress: bool | None = None
+) -> list[DayResult]:
     """Backfill: run each day in order, every notebook in one kernel (``KernelSession``). A day
     stopped by its gate does not stop later days unless ``stop_on_error``; the caller exits with the
     worst exit code.
@@ -507,8 +550,7 @@ def exclusive_outputs(outputs_dir: Path):
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise UserError(f"{outputs_dir}: another puffy run is using it ({holder}); "
-                            "wait for it to finish") from None
+            raise UserError(f"{outputs_dir}: another puffy run is using it ({holder}); wait for it to finish") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}\n")

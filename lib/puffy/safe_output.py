@@ -60,13 +60,20 @@ class Redactor:
         names = "|".join(re.escape(f) for f in sorted(self.fields, key=len, reverse=True))
         # "key": "value" in JSON, ""key"": ""value"" in a CSV-quoted JSON, \"key\": \"value\" in JSON
         # inside JSON; the value may be cut off by a truncated excerpt (then it runs to the end).
-        self._json_pair = re.compile(
-            rf'(?P<q>\\"|""|")(?P<key>{names})(?P=q)\s*:\s*'
-            rf'(?:(?P=q)(?P<sval>(?:(?!(?P=q)).)*)|(?P<bare>-?[0-9][^,}}\]\s"]*))',
-            re.IGNORECASE | re.DOTALL,
-        ) if self.fields else None
-        self._query_pair = re.compile(rf"(?P<pre>[?&;](?P<key>{names})=)(?P<val>[^&#,;\s\"']+)",
-                                      re.IGNORECASE) if self.fields else None
+        self._json_pair = (
+            re.compile(
+                rf'(?P<q>\\"|""|")(?P<key>{names})(?P=q)\s*:\s*'
+                rf'(?:(?P=q)(?P<sval>(?:(?!(?P=q)).)*)|(?P<bare>-?[0-9][^,}}\]\s"]*))',
+                re.IGNORECASE | re.DOTALL,
+            )
+            if self.fields
+            else None
+        )
+        self._query_pair = (
+            re.compile(rf"(?P<pre>[?&;](?P<key>{names})=)(?P<val>[^&#,;\s\"']+)", re.IGNORECASE)
+            if self.fields
+            else None
+        )
         self._patterns = [(name, re.compile(p)) for name, p in (value_patterns or {}).items()]
 
     def is_personal(self, key: str) -> bool:
@@ -81,12 +88,13 @@ class Redactor:
         if not s:
             return s
         if self._json_pair is not None:
+
             def pair(m: re.Match) -> str:
                 value = m.group("sval") if m.group("sval") is not None else m.group("bare")
                 if not value or value.lower() == "null":
                     return m.group(0)
                 start = m.start("sval") if m.group("sval") is not None else m.start("bare")
-                return m.group(0)[:start - m.start()] + self.token(m.group("key"), value)
+                return m.group(0)[: start - m.start()] + self.token(m.group("key"), value)
 
             s = self._json_pair.sub(pair, s)
             s = self._query_pair.sub(lambda m: m.group("pre") + self.token(m.group("key"), m.group("val")), s)
@@ -149,7 +157,7 @@ def md_cell(value: Any, max_chars: int | None = None) -> str:
         return ""
     s = str(value)
     if max_chars is not None and len(s) > max_chars:
-        s = s[:max_chars - 1] + "…"
+        s = s[: max_chars - 1] + "…"
     return md_text(s)
 
 
@@ -161,8 +169,7 @@ def json_dumps_html_safe(obj: Any, **kwargs) -> str:
     """``json.dumps`` whose output holds no ``<``, ``>``, ``&`` (nor U+2028/2029): they can only occur
     inside strings, where ``\\u003c`` etc. decode to the same characters."""
     text = json.dumps(obj, ensure_ascii=False, **kwargs)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                    ("\u2029", "\\u2029")):
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
     return text
 

@@ -44,7 +44,7 @@ def repo_path(path: str | Path | None) -> Path | None:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def repo_location(value: "str | Path | Location | None") -> "Path | Location | None":
+def repo_location(value: str | Path | Location | None) -> Path | Location | None:
     """``repo_path`` for a setting that may also be an object-store URI: a local path (or ``file://``
     URI) becomes a ``Path`` (relative ones from the project root), a URI a ``Location`` (never
     ``Path("s3://b/x")``, which is ``s3:/b/x``); a mangled or unsupported URI is a ``UserError``."""
@@ -117,17 +117,27 @@ class Layout:
             self.warehouse_dir = _path_or_location(self.warehouse_dir)
 
     @classmethod
-    def resolve(cls, params_dir: str | Path = DEFAULT_PARAMS_DIR, outputs_dir: str | Path | None = None,
-                input_dir: str | Path | None = None, warehouse_dir: str | Path | None = None) -> Layout:
+    def resolve(
+        cls,
+        params_dir: str | Path = DEFAULT_PARAMS_DIR,
+        outputs_dir: str | Path | None = None,
+        input_dir: str | Path | None = None,
+        warehouse_dir: str | Path | None = None,
+    ) -> Layout:
         """Relative paths from the project root; ``outputs_dir`` / ``input_dir`` / ``warehouse_dir``
         default to ``params/pipeline.yaml``'s; ``input_dir`` and ``warehouse_dir`` may be URIs."""
         params_dir = repo_path(params_dir)
-        pipeline = (load_pipeline_params(params_dir)
-                    if outputs_dir is None or input_dir is None or warehouse_dir is None else None)
-        return cls(repo_path(outputs_dir) if outputs_dir is not None else Path(pipeline.outputs_dir),
-                   repo_location(input_dir) if input_dir is not None else repo_location(pipeline.input_dir),
-                   params_dir,
-                   repo_location(warehouse_dir) if warehouse_dir is not None else repo_location(pipeline.warehouse_dir))
+        pipeline = (
+            load_pipeline_params(params_dir)
+            if outputs_dir is None or input_dir is None or warehouse_dir is None
+            else None
+        )
+        return cls(
+            repo_path(outputs_dir) if outputs_dir is not None else Path(pipeline.outputs_dir),
+            repo_location(input_dir) if input_dir is not None else repo_location(pipeline.input_dir),
+            params_dir,
+            repo_location(warehouse_dir) if warehouse_dir is not None else repo_location(pipeline.warehouse_dir),
+        )
 
     @property
     def pipeline(self) -> PipelineParams:
@@ -188,6 +198,7 @@ def write_status(output_dir: str | Path, status_file: str, status: str, message:
     """``<output_dir>/<status_file>``: ``{"status", "message", **details}``, what the runner reads."""
     path = Path(output_dir) / status_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"status": status, "message": message, **details}, indent=2, default=str) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps({"status": status, "message": message, **details}, indent=2, default=str) + "\n", encoding="utf-8"
+    )
     return path

@@ -28,25 +28,40 @@ import functools
 import os
 import posixpath
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 from urllib.parse import unquote, urlsplit
 
 from puffy.errors import UserError
 
 #: URI scheme -> fsspec protocol, for the object stores a Location accepts.
 REMOTE_SCHEMES = {
-    "s3": "s3", "s3a": "s3",  # s3a:// is Hadoop's (Spark's) name for the same buckets
-    "gs": "gcs", "gcs": "gcs",
-    "abfs": "abfs", "abfss": "abfs", "az": "abfs",
+    "s3": "s3",
+    "s3a": "s3",  # s3a:// is Hadoop's (Spark's) name for the same buckets
+    "gs": "gcs",
+    "gcs": "gcs",
+    "abfs": "abfs",
+    "abfss": "abfs",
+    "az": "abfs",
 }
 #: The package that provides each protocol's fsspec filesystem (for the message when it is missing).
 _FSSPEC_PACKAGE = {"s3": "s3fs", "gcs": "gcsfs", "abfs": "adlfs"}
 #: Environment variables that choose the S3 account or endpoint: a change makes a new client.
-_S3_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                   "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
-                   "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+_S3_ENVIRONMENT = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//)?")
 
@@ -63,7 +78,7 @@ class Location:
     # --- parsing ------------------------------------------------------------------------------------
 
     @classmethod
-    def parse(cls, value: "str | os.PathLike | Location") -> "Location":
+    def parse(cls, value: str | os.PathLike | Location) -> Location:
         """A Location from a local path, a ``file://`` URI or an object-store URI.
 
         Raises ``UserError`` for an unsupported scheme, a URI without a bucket, and for ``s3:/b/x``
@@ -83,12 +98,16 @@ class Location:
         if scheme == "file":
             return cls._parse_file_uri(text)
         if scheme not in REMOTE_SCHEMES:
-            raise UserError(f"{text}: unsupported URI scheme {scheme!r}; use a local path or one of "
-                            f"{', '.join(sorted({*REMOTE_SCHEMES, 'file'}))}")
+            raise UserError(
+                f"{text}: unsupported URI scheme {scheme!r}; use a local path or one of "
+                f"{', '.join(sorted({*REMOTE_SCHEMES, 'file'}))}"
+            )
         if match.group(2) is None:
-            raise UserError(f"{text}: an object-store URI needs '{scheme}://' (two slashes) and a bucket, "
-                            f"e.g. {scheme}://my-bucket/warehouse; was it passed through a path that "
-                            f"collapsed the double slash?")
+            raise UserError(
+                f"{text}: an object-store URI needs '{scheme}://' (two slashes) and a bucket, "
+                f"e.g. {scheme}://my-bucket/warehouse; was it passed through a path that "
+                f"collapsed the double slash?"
+            )
         parts = urlsplit(text)
         if not parts.netloc:
             raise UserError(f"{text}: missing bucket name (expected {scheme}://<bucket>/<prefix>)")
@@ -98,11 +117,13 @@ class Location:
         return cls(scheme, parts.netloc, key)
 
     @classmethod
-    def _parse_file_uri(cls, text: str) -> "Location":
+    def _parse_file_uri(cls, text: str) -> Location:
         parts = urlsplit(text)
         if parts.netloc not in ("", "localhost"):
-            raise UserError(f"{text}: a file:// URI names a file on this machine (file:///path); "
-                            f"host {parts.netloc!r} is not supported")
+            raise UserError(
+                f"{text}: a file:// URI names a file on this machine (file:///path); "
+                f"host {parts.netloc!r} is not supported"
+            )
         path = unquote(parts.path)
         if not path.startswith("/"):
             raise UserError(f"{text}: a file:// URI needs an absolute path (file:///path/to/dir)")
@@ -151,12 +172,12 @@ class Location:
         return posixpath.basename(self.key) if not self.is_local else self.path.name
 
     @property
-    def parent(self) -> "Location":
+    def parent(self) -> Location:
         if self.is_local:
             return Location("file", "", str(self.path.parent))
         return Location(self.scheme, self.bucket, posixpath.dirname(self.key))
 
-    def join(self, *parts: str) -> "Location":
+    def join(self, *parts: str) -> Location:
         """A location under this one; each part may hold ``/`` (not ``..``, not absolute)."""
         segments = [s for part in parts for s in str(part).split("/") if s]
         if any(s in (".", "..") for s in segments):
@@ -165,10 +186,10 @@ class Location:
             return Location("file", "", str(self.path.joinpath(*segments)))
         return Location(self.scheme, self.bucket, "/".join([*([self.key] if self.key else []), *segments]))
 
-    def __truediv__(self, part: str) -> "Location":
+    def __truediv__(self, part: str) -> Location:
         return self.join(part)
 
-    def relative_to(self, base: "Location") -> str:
+    def relative_to(self, base: Location) -> str:
         """This location's path below ``base`` (``/``-separated)."""
         if (self.scheme, self.bucket) != (base.scheme, base.bucket) and not (self.is_local and base.is_local):
             raise ValueError(f"{self} is not under {base}")
@@ -176,9 +197,9 @@ class Location:
             return self.path.relative_to(base.path).as_posix()
         if base.key and not (self.key == base.key or self.key.startswith(base.key + "/")):
             raise ValueError(f"{self} is not under {base}")
-        return self.key[len(base.key):].lstrip("/")
+        return self.key[len(base.key) :].lstrip("/")
 
-    def _child(self, fs_path: str) -> "Location":
+    def _child(self, fs_path: str) -> Location:
         """The Location of a path that ``self.fs`` returned."""
         if self.is_local:
             return Location("file", "", fs_path)
@@ -222,7 +243,7 @@ class Location:
     def is_file(self) -> bool:
         return self.fs.isfile(self.fs_path)
 
-    def list(self) -> list["Location"]:
+    def list(self) -> list[Location]:
         """The direct children (files and sub-directories / common prefixes), sorted; [] when missing."""
         try:
             names = self.fs.ls(self.fs_path, detail=False)
@@ -231,7 +252,7 @@ class Location:
         own = self.fs_path.rstrip("/")
         return sorted((self._child(n) for n in names if n.rstrip("/") != own), key=lambda loc: loc.uri)
 
-    def files(self) -> list["Location"]:
+    def files(self) -> list[Location]:
         """Every file below this location (recursive), sorted."""
         try:
             found = self.fs.find(self.fs_path)
@@ -263,13 +284,13 @@ class Location:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         return self.fs.open(self.fs_path, mode)
 
-    def upload(self, local_file: "str | os.PathLike") -> None:
+    def upload(self, local_file: str | os.PathLike) -> None:
         """Copy a local file here (one PUT for small files, multipart for large ones)."""
         if self.is_local:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fs.put_file(os.fspath(local_file), self.fs_path)
 
-    def copy_to(self, target: "Location") -> None:
+    def copy_to(self, target: Location) -> None:
         """Copy this file to ``target``: server-side within one store, else through this machine."""
         if self.protocol == target.protocol and not self.is_local:
             self.fs.copy(self.fs_path, target.fs_path)
@@ -307,7 +328,7 @@ class Location:
         return info.get("ETag")
 
 
-def localize(loc: "str | os.PathLike | Location", cache_dir: "str | os.PathLike") -> Path:
+def localize(loc: str | os.PathLike | Location, cache_dir: str | os.PathLike) -> Path:
     """A local path holding ``loc``'s file: the path itself when local, else a copy downloaded into
     ``cache_dir`` (``<bucket>/<key>``), fetched again only when the object's ETag or size changed.
 
@@ -336,12 +357,12 @@ def localize(loc: "str | os.PathLike | Location", cache_dir: "str | os.PathLike"
     return target
 
 
-def location(value: "str | os.PathLike | Location") -> Location:
+def location(value: str | os.PathLike | Location) -> Location:
     """``Location.parse``, for brevity at call sites."""
     return Location.parse(value)
 
 
-def is_remote(value: "str | os.PathLike | Location") -> bool:
+def is_remote(value: str | os.PathLike | Location) -> bool:
     """Whether ``value`` names object storage (not a local path or ``file://`` URI)."""
     return not Location.parse(value).is_local
 
@@ -367,13 +388,16 @@ def _fsspec_filesystem(protocol: str, _environment: tuple):
         # bucket since; each listing asks the store, which is strongly consistent.
         return fsspec.filesystem(protocol, skip_instance_cache=True, use_listings_cache=False)
     except ImportError as exc:
-        raise UserError(f"reading or writing {protocol}:// needs the package {_FSSPEC_PACKAGE[protocol]} "
-                        f"(pip install {_FSSPEC_PACKAGE[protocol]}): {exc}") from None
+        raise UserError(
+            f"reading or writing {protocol}:// needs the package {_FSSPEC_PACKAGE[protocol]} "
+            f"(pip install {_FSSPEC_PACKAGE[protocol]}): {exc}"
+        ) from None
 
 
 # --- DuckDB ---------------------------------------------------------------------------------------
 
-def register_duckdb(con, *locations: "str | os.PathLike | Location") -> None:
+
+def register_duckdb(con, *locations: str | os.PathLike | Location) -> None:
     """Let DuckDB connection ``con`` read (``read_parquet``, ``read_csv``, globs) the object stores of
     ``locations`` under their ``duckdb_uri``; local locations need nothing. Idempotent per connection.
 

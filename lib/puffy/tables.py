@@ -16,7 +16,7 @@ import sys
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -35,7 +35,7 @@ class AcceptedValues(StrictModel):
     accepted_values: list[str] = Field(min_length=1, description="Every non-NULL value is one of these.")
 
 
-ColumnTest = Union[Literal["not_null", "unique"], AcceptedValues]
+ColumnTest = Literal["not_null", "unique"] | AcceptedValues
 
 
 class Column(StrictModel):
@@ -86,13 +86,16 @@ class Table(StrictModel):
     columns: list[Column] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _columns_known(self) -> "Table":
+    def _columns_known(self) -> Table:
         names = [c.name for c in self.columns]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"columns declared twice: {duplicates}")
-        for what, cols in (("partition_column", [self.partition_column]), ("sort_keys", self.sort_keys),
-                           ("tests.unique", self.tests.unique)):
+        for what, cols in (
+            ("partition_column", [self.partition_column]),
+            ("sort_keys", self.sort_keys),
+            ("tests.unique", self.tests.unique),
+        ):
             unknown = [c for c in cols if c not in names]
             if unknown:
                 raise ValueError(f"{what} names columns the table does not have: {unknown}")
@@ -162,8 +165,13 @@ def spec(name: str) -> tuple[ibis.Schema, str, tuple[str, ...]]:
 
 # DuckDB's names of the types the staging tables use (as ingest's CREATE TABLE spells them).
 _DUCKDB_TYPES = {
-    dt.String(): "VARCHAR", dt.Date(): "DATE", dt.Int64(): "BIGINT", dt.UInt64(): "UBIGINT",
-    dt.Float64(): "DOUBLE", dt.Boolean(): "BOOLEAN", dt.Timestamp(scale=6): "TIMESTAMP",
+    dt.String(): "VARCHAR",
+    dt.Date(): "DATE",
+    dt.Int64(): "BIGINT",
+    dt.UInt64(): "UBIGINT",
+    dt.Float64(): "DOUBLE",
+    dt.Boolean(): "BOOLEAN",
+    dt.Timestamp(scale=6): "TIMESTAMP",
 }
 
 
@@ -195,8 +203,10 @@ def check(name: str, frame: pd.DataFrame, spec: Table | None = None) -> list[str
     if list(frame.columns) != expected:
         missing = [c for c in expected if c not in frame.columns]
         extra = [c for c in frame.columns if c not in expected]
-        failures.append(f"{name}: columns differ from {REGISTRY_FILE}: missing {missing}, extra {extra}"
-                        + ("" if missing or extra else ", order differs"))
+        failures.append(
+            f"{name}: columns differ from {REGISTRY_FILE}: missing {missing}, extra {extra}"
+            + ("" if missing or extra else ", order differs")
+        )
     key = spec_.tests.unique
     if key and all(k in frame.columns for k in key):
         dup = frame.duplicated(subset=key, keep=False)
@@ -212,8 +222,10 @@ def check(name: str, frame: pd.DataFrame, spec: Table | None = None) -> list[str
         if c.unique:
             dup = values.dropna().duplicated(keep=False)
             if dup.any():
-                failures.append(f"{name}.{c.name}: {int(dup.sum())} rows share a value (unique), "
-                                f"e.g. {values.dropna()[dup].iloc[0]!r}")
+                failures.append(
+                    f"{name}.{c.name}: {int(dup.sum())} rows share a value (unique), "
+                    f"e.g. {values.dropna()[dup].iloc[0]!r}"
+                )
         if c.accepted_values is not None:
             bad = sorted({str(v) for v in values.dropna().unique()} - set(c.accepted_values))
             if bad:
@@ -227,10 +239,15 @@ def check(name: str, frame: pd.DataFrame, spec: Table | None = None) -> list[str
 def markdown_columns(name: str) -> str:
     """The column table of ``name`` for the docs (what ``--write-docs`` puts between the markers)."""
     spec_ = table(name)
-    lines = [f"Grain: {spec_.grain} Partition `{spec_.partition_column}`"
-             + (f"; sorted by {', '.join(f'`{k}`' for k in spec_.sort_keys)}" if spec_.sort_keys else "")
-             + (f"; unique key ({', '.join(f'`{k}`' for k in spec_.tests.unique)})" if spec_.tests.unique else "")
-             + ".", "", "| column | type | tests | meaning |", "|---|---|---|---|"]
+    lines = [
+        f"Grain: {spec_.grain} Partition `{spec_.partition_column}`"
+        + (f"; sorted by {', '.join(f'`{k}`' for k in spec_.sort_keys)}" if spec_.sort_keys else "")
+        + (f"; unique key ({', '.join(f'`{k}`' for k in spec_.tests.unique)})" if spec_.tests.unique else "")
+        + ".",
+        "",
+        "| column | type | tests | meaning |",
+        "|---|---|---|---|",
+    ]
     for c in spec_.columns:
         tests = [t for t in ("not_null", "unique") if t in c.tests]
         if c.accepted_values is not None:

@@ -91,15 +91,22 @@ _TABLET_RE = re.compile(r"ipad|tablet|kindle|silk/", re.IGNORECASE)
 _KINDLE_MODEL_RE = re.compile(r"\bKF[A-Z]{2,}")  # Kindle Fire models (KFTRWI, …); case matters
 _ANDROID_RE = re.compile(r"android", re.IGNORECASE)
 # FBAN/FB4A and FBAN/FBIOS: the Facebook app's bare UA (no Mozilla part) on a phone.
-_MOBILE_RE = re.compile(r"iphone|ipod|mobile|windows phone|kaios|blackberry|opera mini|fban/fb4a|fban/fbios",
-                        re.IGNORECASE)
+_MOBILE_RE = re.compile(
+    r"iphone|ipod|mobile|windows phone|kaios|blackberry|opera mini|fban/fb4a|fban/fbios", re.IGNORECASE
+)
 _DESKTOP_RE = re.compile(r"windows nt|macintosh|mac os x|x11|cros|linux", re.IGNORECASE)
 
 COLUMNS = ("user_agent", "is_bot", "bot_name", "device_type", "browser", "os")
-SCHEMA = ibis.schema({
-    "user_agent": "string", "is_bot": "boolean", "bot_name": "string",
-    "device_type": "string", "browser": "string", "os": "string",
-})
+SCHEMA = ibis.schema(
+    {
+        "user_agent": "string",
+        "is_bot": "boolean",
+        "bot_name": "string",
+        "device_type": "string",
+        "browser": "string",
+        "os": "string",
+    }
+)
 
 
 def _device_type(ua: str) -> str:

@@ -27,7 +27,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
 #: Written by ``puffy.publish.publish`` while a day's partitions are being swapped in; its
 #: presence means a publish is running or was interrupted (see ``puffy.publish``).
 PUBLISH_JOURNAL = ".publish-journal.json"
@@ -187,7 +186,7 @@ class PartitionWriter:
             raise
         self._committed = False
 
-    def __enter__(self) -> "PartitionWriter":
+    def __enter__(self) -> PartitionWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -281,6 +280,7 @@ def partition_files(root: Path, table: str, days: list[date] | None = None) -> l
 
 
 # --- object storage (puffy.storage): readers resolve partitions through the publish manifest --------
+
 
 def _is_object_store(root) -> bool:
     """Whether ``root`` is an object-store warehouse (a ``Location`` or URI; a ``Path`` never is)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,9 +25,10 @@ from puffy.params import DEFAULT_PARAMS_DIR
 COLUMNS = ["client_id", "page_url", "referrer", "timestamp", "event_name", "event_data", "user_agent"]
 DAYS = [date(2025, 3, 1) + timedelta(days=i) for i in range(5)]
 LAST = DAYS[-1]
-NOW = datetime(2025, 4, 1, tzinfo=timezone.utc)
-HUMAN = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 "
-         "Safari/537.36")
+NOW = datetime(2025, 4, 1, tzinfo=UTC)
+HUMAN = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 Safari/537.36"
+)
 BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 # Keep the clean export quiet: it is far smaller than the dictionary's 2,000-2,500 events a day,
 # and its purchase event is the contract's.
@@ -43,10 +44,16 @@ def iso(ts: datetime) -> str:
 
 
 def order_payload(tx: str, prices: list[float | None], revenue="sum") -> str:
-    items = [{"item_id": f"SKU-{i}", "item_name": f"Item {i}", "item_variant": "Std", "quantity": 1, "item_price": p}
-             for i, p in enumerate(prices)]
-    data = {"transaction_id": tx, "revenue": sum(p or 0 for p in prices) if revenue == "sum" else revenue,
-            "items": items, "user_email": "e" * 64}
+    items = [
+        {"item_id": f"SKU-{i}", "item_name": f"Item {i}", "item_variant": "Std", "quantity": 1, "item_price": p}
+        for i, p in enumerate(prices)
+    ]
+    data = {
+        "transaction_id": tx,
+        "revenue": sum(p or 0 for p in prices) if revenue == "sum" else revenue,
+        "items": items,
+        "user_email": "e" * 64,
+    }
     if revenue is None:
         del data["revenue"]
     return json.dumps(data)
@@ -57,9 +64,17 @@ def clean_day(day: date) -> list[dict]:
     rows = []
 
     def add(i, minute, event, url="https://puffy.com/products/puffy-mattress", referrer="", data=""):
-        rows.append({"client_id": client(i), "page_url": url, "referrer": referrer,
-                     "timestamp": iso(start + timedelta(minutes=minute, seconds=i % 60)), "event_name": event,
-                     "event_data": data, "user_agent": HUMAN})
+        rows.append(
+            {
+                "client_id": client(i),
+                "page_url": url,
+                "referrer": referrer,
+                "timestamp": iso(start + timedelta(minutes=minute, seconds=i % 60)),
+                "event_name": event,
+                "event_data": data,
+                "user_agent": HUMAN,
+            }
+        )
 
     for i in range(120):
         url = f"https://puffy.com/p{i % 7}" + ("?utm_source=26CAE7&utm_medium=76E084" if i % 3 == 0 else "")
@@ -72,8 +87,7 @@ def clean_day(day: date) -> list[dict]:
     for i in range(4):
         add(i, 500 + i, "email_filled_on_popup", data=json.dumps({"user_email": "f" * 64}))
     for k in range(3):
-        add(k, 600 + k, "checkout_completed",
-            data=order_payload(f"ORD-{day:%Y%m%d}-{k:03d}", [1000.0 + k, 99.0]))
+        add(k, 600 + k, "checkout_completed", data=order_payload(f"ORD-{day:%Y%m%d}-{k:03d}", [1000.0 + k, 99.0]))
     return sorted(rows, key=lambda r: r["timestamp"])
 
 
@@ -222,7 +236,9 @@ def test_missing_and_extra_columns(tmp_path, export):
     result = gate(tmp_path, export, headers={LAST: header})
     # A nullable column gone is processable (WARN); a required one makes the file unreadable.
     assert (finding(result, "schema.column_missing").severity, finding(result, "schema.column_missing").dates) == (
-        "warn", iso_days(LAST))
+        "warn",
+        iso_days(LAST),
+    )
     assert "referrer" in finding(result, "schema.column_missing").message
     assert finding(result, "schema.column_extra").dates == iso_days(LAST)
     assert finding(result, "schema.day_over_day_dropped").dates == iso_days(LAST)
@@ -297,7 +313,7 @@ def test_unparseable_outside_day_and_future_timestamps(tmp_path, export):
     assert finding(result, "timestamps.future").severity == "pass"
     # The same export seen from the middle of the last day: its afternoon is in the future.
     raw = tmp_path / "raw"
-    early = run_gate(raw, rules_file(tmp_path), tmp_path / "out2", now=datetime(2025, 3, 5, 2, 0, tzinfo=timezone.utc))
+    early = run_gate(raw, rules_file(tmp_path), tmp_path / "out2", now=datetime(2025, 3, 5, 2, 0, tzinfo=UTC))
     f = finding(early, "timestamps.future")
     assert (f.severity, f.dates) == ("error", iso_days(LAST))
 
@@ -314,7 +330,9 @@ def test_day_coverage_flags_a_file_cut_short_and_one_starting_late(tmp_path, exp
     f = finding(result, "timestamps.day_coverage")
     assert (f.severity, f.dates) == ("error", iso_days(DAYS[1], LAST))
     assert [(r["date"], r["severity"], round(r["value"], 2)) for r in f.daily] == [
-        (DAYS[1].isoformat(), "warn", 2.5), (LAST.isoformat(), "error", 13.97)]
+        (DAYS[1].isoformat(), "warn", 2.5),
+        (LAST.isoformat(), "error", 13.97),
+    ]
     assert f"{DAYS[1]}: no event before 02:30 UTC (2.5 h into the day)" in f.message
     assert f"{LAST}: no event after 10:02 UTC (14.0 h before the day ends)" in f.message
     # Days with fewer events than edge_gap_min_events are not graded (the clean export has 143 a day).
@@ -390,8 +408,12 @@ def test_exact_duplicate_and_same_key_rows(tmp_path, export):
 def test_transaction_id_replay_vs_collision(tmp_path, export):
     first, second, _ = orders(export[LAST])
     replay = dict(first, timestamp=first["timestamp"].replace("T10:", "T11:"))  # same client, same payload
-    collision = dict(second, client_id=client(99), timestamp=second["timestamp"].replace("T10:", "T12:"),
-                     event_data=second["event_data"].replace("1001.0", "1500.0"))
+    collision = dict(
+        second,
+        client_id=client(99),
+        timestamp=second["timestamp"].replace("T10:", "T12:"),
+        event_data=second["event_data"].replace("1001.0", "1500.0"),
+    )
     export[LAST] = sorted(export[LAST] + [replay, collision], key=lambda r: r["timestamp"])
     result = gate(tmp_path, export)
     rep = finding(result, "duplicates.transaction_id_replay")
@@ -404,8 +426,11 @@ def test_transaction_id_replay_vs_collision(tmp_path, export):
 
 def test_collision_with_same_client_but_other_payload(tmp_path, export):
     first = orders(export[LAST])[0]
-    again = dict(first, timestamp=first["timestamp"].replace("T10:", "T13:"),
-                 event_data=first["event_data"].replace("1000.0", "1200.0"))
+    again = dict(
+        first,
+        timestamp=first["timestamp"].replace("T10:", "T13:"),
+        event_data=first["event_data"].replace("1000.0", "1200.0"),
+    )
     export[LAST].append(again)
     result = gate(tmp_path, export)
     assert finding(result, "duplicates.transaction_id_collision").dates == iso_days(LAST)
@@ -419,6 +444,7 @@ def test_collision_with_same_client_but_other_payload(tmp_path, export):
 def _set_payload(payload: str):
     def apply(rows):
         orders(rows)[0]["event_data"] = payload
+
     return apply
 
 
@@ -427,10 +453,18 @@ PAYLOAD_CASES = {
     "payload.revenue_missing": _set_payload(order_payload("ORD-M", [10.0], revenue=None)),
     "payload.revenue_non_numeric": _set_payload(order_payload("ORD-S", [10.0], revenue="10.00")),
     "payload.revenue_negative": _set_payload(order_payload("ORD-N", [-10.0])),
-    "payload.revenue_zero": _set_payload(json.dumps({
-        "transaction_id": "ORD-Z", "revenue": 0, "user_email": "e",
-        "items": [{"item_id": None, "item_name": None, "item_variant": None, "quantity": None, "item_price": None}],
-    })),
+    "payload.revenue_zero": _set_payload(
+        json.dumps(
+            {
+                "transaction_id": "ORD-Z",
+                "revenue": 0,
+                "user_email": "e",
+                "items": [
+                    {"item_id": None, "item_name": None, "item_variant": None, "quantity": None, "item_price": None}
+                ],
+            }
+        )
+    ),
     "payload.revenue_item_mismatch": _set_payload(order_payload("ORD-D", [10.0, 5.0], revenue=20)),
     "payload.items_missing": _set_payload(json.dumps({"transaction_id": "ORD-E", "revenue": 5, "items": []})),
     "payload.item_price_missing": _set_payload(order_payload("ORD-P", [None, None], revenue=1099)),
@@ -493,8 +527,10 @@ def test_referrer_and_utm_drift(tmp_path, export):
     assert finding(result, "referrer.coverage").severity == "warn"
     assert finding(result, "referrer.anonymised_share").severity == "warn"
     assert finding(result, "referrer.utm_coverage").severity == "warn"
-    assert all(finding(result, i).dates == iso_days(LAST)
-               for i in ("referrer.coverage", "referrer.anonymised_share", "referrer.utm_coverage"))
+    assert all(
+        finding(result, i).dates == iso_days(LAST)
+        for i in ("referrer.coverage", "referrer.anonymised_share", "referrer.utm_coverage")
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -513,20 +549,55 @@ def test_report_json_and_markdown(tmp_path, export):
     null_ids(export[LAST], 0.2)
     result = gate(tmp_path, export)
     data = json.loads(result.report_paths["json"].read_text())
-    assert set(data) >= {"status", "generated_at", "input_dir", "period", "files", "rejects", "reconciliation",
-                         "findings"}
+    assert set(data) >= {
+        "status",
+        "generated_at",
+        "input_dir",
+        "period",
+        "files",
+        "rejects",
+        "reconciliation",
+        "findings",
+    }
     assert data["period"] == {"start": DAYS[0].isoformat(), "end": LAST.isoformat()}
     assert data["reconciliation"]["ok"] and data["reconciliation"]["lines_read"] == sum(len(r) for r in export.values())
     f0 = data["files"][0]
-    assert set(f0) >= {"name", "date", "lines_read", "events", "rejects_by_reason", "header", "renamed", "missing",
-                       "extra", "bom", "crlf"}
+    assert set(f0) >= {
+        "name",
+        "date",
+        "lines_read",
+        "events",
+        "rejects_by_reason",
+        "header",
+        "renamed",
+        "missing",
+        "extra",
+        "bom",
+        "crlf",
+    }
     f = next(x for x in data["findings"] if x["id"] == "client_id.null_rate")
-    assert set(f) >= {"id", "check", "severity", "title", "metric", "value", "thresholds", "dates", "files",
-                      "sample_rows", "message"}
+    assert set(f) >= {
+        "id",
+        "check",
+        "severity",
+        "title",
+        "metric",
+        "value",
+        "thresholds",
+        "dates",
+        "files",
+        "sample_rows",
+        "message",
+    }
     assert f["check"] == "client_id" and len(f["sample_rows"]) <= 5
     md = result.report_paths["md"].read_text()
-    for section in ("## What happened", "## Findings", "## What the findings mean downstream", "## Files",
-                    "## Rejected lines by reason"):
+    for section in (
+        "## What happened",
+        "## Findings",
+        "## What the findings mean downstream",
+        "## Files",
+        "## Rejected lines by reason",
+    ):
         assert section in md
     assert f"**From {LAST.isoformat()}**" in md or f"**On {LAST.isoformat()}**" in md
 
@@ -570,11 +641,14 @@ def test_daily_summary_for_the_notebook(tmp_path, export):
     assert d.loc[d.date == LAST, "page_view_null_rate"].item() == pytest.approx(0.3, abs=0.01)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"client_ids": {"null_rte": {"warn": 0.1}}}, "unknown key 'client_ids.null_rte'"),
-    ({"client_ids": {"null_rate": {"warn": 0.5, "error": 0.1}}}, "client_ids.null_rate"),
-    ({"schema": {"missing_column": "fatal"}}, "schema.missing_column"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"client_ids": {"null_rte": {"warn": 0.1}}}, "unknown key 'client_ids.null_rte'"),
+        ({"client_ids": {"null_rate": {"warn": 0.5, "error": 0.1}}}, "client_ids.null_rate"),
+        ({"schema": {"missing_column": "fatal"}}, "schema.missing_column"),
+    ],
+)
 def test_bad_rules_are_one_line_params_errors(tmp_path, overrides, message):
     with pytest.raises(ParamsError) as err:
         run_gate(tmp_path, rules_file(tmp_path, overrides), tmp_path / "out")
@@ -592,11 +666,16 @@ def test_shipped_rules_validate_and_match_the_model_defaults():
 
 
 FAULT_FINDINGS = {
-    "bots": "bots.share", "client_id_rename": "schema.column_renamed", "exact_duplicate_rows": "duplicates.exact_row",
-    "item_price_null": "payload.item_price_missing", "non_integer_revenue": "payload.revenue_non_integer",
-    "referrer_dropped": "schema.column_missing", "same_key_duplicates": "duplicates.same_key",
+    "bots": "bots.share",
+    "client_id_rename": "schema.column_renamed",
+    "exact_duplicate_rows": "duplicates.exact_row",
+    "item_price_null": "payload.item_price_missing",
+    "non_integer_revenue": "payload.revenue_non_integer",
+    "referrer_dropped": "schema.column_missing",
+    "same_key_duplicates": "duplicates.same_key",
     "transaction_id_collisions": "duplicates.transaction_id_collision",
-    "transaction_id_replays": "duplicates.transaction_id_replay", "zero_revenue_orders": "payload.revenue_zero",
+    "transaction_id_replays": "duplicates.transaction_id_replay",
+    "zero_revenue_orders": "payload.revenue_zero",
 }
 
 
@@ -612,10 +691,13 @@ def test_generated_sample_faults_are_found_with_their_dates(small_sample, tmp_pa
         assert finding(result, fid).dates == expected, fault["name"]
 
 
-@pytest.mark.parametrize("content", [
-    "",  # an empty file: no header either
-    "client_id,page_url,referrer,timestamp,event_name,event_data,user_agent\n",  # a header only
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",  # an empty file: no header either
+        "client_id,page_url,referrer,timestamp,event_name,event_data,user_agent\n",  # a header only
+    ],
+)
 def test_a_day_without_data_is_an_error_not_a_crash(tmp_path, content):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -632,7 +714,8 @@ def test_a_file_without_user_agents_is_graded(tmp_path):
     raw.mkdir()
     (raw / "events_20250301.csv").write_text(
         "client_id,page_url,referrer,timestamp,event_name,event_data\n"
-        "1740000000-aaaaaaaaaaaa,https://puffy.com/,,2025-03-01T10:00:00.000Z,page_viewed,\n")
+        "1740000000-aaaaaaaaaaaa,https://puffy.com/,,2025-03-01T10:00:00.000Z,page_viewed,\n"
+    )
     result = run_gate(raw, rules_file(tmp_path), tmp_path / "out", now=NOW)
     assert finding(result, "schema.column_missing").severity == "warn"
     assert finding(result, "bots.share").severity == "pass"
@@ -729,8 +812,20 @@ def test_a_fault_on_two_days_in_a_row_is_new_then_ongoing(tmp_path, export):
 
 def test_an_acknowledged_gate_finding_is_info_and_the_day_passes(tmp_path, export):
     views(export[LAST])[0]["client_id"] = "not-a-cookie"
-    (tmp_path / "acknowledged.yaml").write_text(yaml.safe_dump({"acknowledged": [{
-        "check": "client_id.bad_format", "reason": "a test client id", "owner": "qa", "expires": "2025-04-30"}]}))
+    (tmp_path / "acknowledged.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "acknowledged": [
+                    {
+                        "check": "client_id.bad_format",
+                        "reason": "a test client id",
+                        "owner": "qa",
+                        "expires": "2025-04-30",
+                    }
+                ]
+            }
+        )
+    )
     result = gate(tmp_path, export)
     f = finding(result, "client_id.bad_format")
     assert (f.severity, f.acknowledged["severity"]) == ("info", "warn")
@@ -758,9 +853,21 @@ def test_a_revenue_written_as_a_numeric_string_is_not_lost(tmp_path, export):
 def test_an_acknowledgement_covers_only_its_dates_in_a_multi_day_report(tmp_path, export):
     for day in DAYS[-2:]:
         views(export[day])[0]["client_id"] = "not-a-cookie"
-    (tmp_path / "acknowledged.yaml").write_text(yaml.safe_dump({"acknowledged": [{
-        "check": "client_id.bad_format", "dates": [LAST.isoformat(), LAST.isoformat()], "reason": "test id",
-        "owner": "qa", "expires": "2025-04-30"}]}))
+    (tmp_path / "acknowledged.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "acknowledged": [
+                    {
+                        "check": "client_id.bad_format",
+                        "dates": [LAST.isoformat(), LAST.isoformat()],
+                        "reason": "test id",
+                        "owner": "qa",
+                        "expires": "2025-04-30",
+                    }
+                ]
+            }
+        )
+    )
     f = finding(gate(tmp_path, export), "client_id.bad_format")
     assert f.severity == "warn"  # the day before is not covered
     assert {r["date"]: r["severity"] for r in f.daily} == {DAYS[-2].isoformat(): "warn", LAST.isoformat(): "info"}

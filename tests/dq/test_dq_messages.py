@@ -6,7 +6,7 @@ gate run over the shared generated sample lists every id the checks can produce.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,7 +15,7 @@ from puffy.dq.checks.messages import MessagesError, impact, validate
 from puffy.dq.gate import run_gate
 from puffy.params import DEFAULT_PARAMS_DIR
 
-NOW = datetime(2025, 3, 9, 6, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 9, 6, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +49,19 @@ def test_a_check_id_without_a_message_stops_the_gate(small_sample, tmp_path, mon
         run_gate(small_sample, DEFAULT_PARAMS_DIR / "dq_rules.yaml", tmp_path, now=NOW)
 
 
-@pytest.mark.parametrize("data, error", [
-    (["a list"], "expected a mapping"),
-    ({"sessions": {"x": "a text"}}, "unknown check family 'sessions'"),
-    ({"payload": {}}, "must map finding names"),
-    ({"payload": {"Revenue Zero": "a text"}}, "lowercase identifier"),
-    ({"payload": {"revenue_zero": ""}}, "non-empty"),
-    ({"payload": {"revenue_zero": 3}}, "non-empty string"),
-    ({"payload": {"revenue_zero": "ends with a full stop."}}, "no final full stop"),
-    ({"payload": {"revenue_zero": "two\nlines"}}, "one line"),
-])
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        (["a list"], "expected a mapping"),
+        ({"sessions": {"x": "a text"}}, "unknown check family 'sessions'"),
+        ({"payload": {}}, "must map finding names"),
+        ({"payload": {"Revenue Zero": "a text"}}, "lowercase identifier"),
+        ({"payload": {"revenue_zero": ""}}, "non-empty"),
+        ({"payload": {"revenue_zero": 3}}, "non-empty string"),
+        ({"payload": {"revenue_zero": "ends with a full stop."}}, "no final full stop"),
+        ({"payload": {"revenue_zero": "two\nlines"}}, "one line"),
+    ],
+)
 def test_validate_rejects_a_malformed_file(data, error):
     with pytest.raises(MessagesError, match=error):
         validate(data)
@@ -66,5 +69,7 @@ def test_validate_rejects_a_malformed_file(data, error):
 
 def test_validate_flattens_family_and_name():
     assert validate({"payload": {"revenue_zero": "lowers revenue"}, "bots": {"share": "b"}}) == {
-        "payload.revenue_zero": "lowers revenue", "bots.share": "b"}
+        "payload.revenue_zero": "lowers revenue",
+        "bots.share": "b",
+    }
     assert set(f.split(".")[0] for f in messages.messages()) == set(CHECK_ORDER)

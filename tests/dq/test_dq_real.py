@@ -7,7 +7,7 @@ is unset, failed when it is set but the directory holds no readable export.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -16,7 +16,7 @@ from puffy.params import DEFAULT_PARAMS_DIR
 
 pytestmark = pytest.mark.real_data
 
-NOW = datetime(2025, 3, 10, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 10, tzinfo=UTC)
 
 
 def days(first: str, last: str) -> list[str]:
@@ -133,22 +133,42 @@ def test_item10_non_integer_revenue_is_info(result):
 
 def test_narrative_tells_the_story_in_order(result):
     text = result.narrative
-    order = [text.index(s) for s in ("**From 2025-02-27**", "**On 2025-02-28 … 2025-03-03**", "**From 2025-03-02**",
-                                     "**From 2025-03-04**", "**From 2025-03-06**")]
+    order = [
+        text.index(s)
+        for s in (
+            "**From 2025-02-27**",
+            "**On 2025-02-28 … 2025-03-03**",
+            "**From 2025-03-02**",
+            "**From 2025-03-04**",
+            "**From 2025-03-06**",
+        )
+    ]
     assert order == sorted(order)
 
 
 def test_a_day_gets_the_same_severities_alone_as_in_the_backfill(result, real_data_dir, tmp_path):
     """Daily runs and a backfill agree (baseline checks aside: they see the same trailing days here)."""
-    alone = run_gate(real_data_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", tmp_path, start=date(2025, 2, 26),
-                     end=date(2025, 2, 26), now=NOW)
+    alone = run_gate(
+        real_data_dir,
+        DEFAULT_PARAMS_DIR / "dq_rules.yaml",
+        tmp_path,
+        start=date(2025, 2, 26),
+        end=date(2025, 2, 26),
+        now=NOW,
+    )
     for f in alone.findings:
         assert f.severity == severity_on(get(result, f.id), "2025-02-26") or f.id.startswith("volume."), f.id
 
 
 def test_single_day_run_uses_earlier_files_as_baseline(real_data_dir, tmp_path):
-    r = run_gate(real_data_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", tmp_path, start=date(2025, 3, 8),
-                 end=date(2025, 3, 8), now=NOW)
+    r = run_gate(
+        real_data_dir,
+        DEFAULT_PARAMS_DIR / "dq_rules.yaml",
+        tmp_path,
+        start=date(2025, 3, 8),
+        end=date(2025, 3, 8),
+        now=NOW,
+    )
     assert r.days == [date(2025, 3, 8)]
     assert [d.isoformat() for d in r.baseline_days] == days("2025-03-01", "2025-03-07")
     assert get(r, "client_id.null_rate").dates == ["2025-03-08"]

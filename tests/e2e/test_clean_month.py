@@ -7,7 +7,7 @@ ordinary day-to-day noise.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -28,12 +28,19 @@ START, DAYS = date(2025, 2, 23), 28
 @pytest.fixture(scope="module")
 def month(tmp_path_factory):
     root = tmp_path_factory.mktemp("clean_month")
-    config = SampleConfig(start=START, days=DAYS, seed=3, faults=frozenset(), rename_client_id_from=None,
-                          drop_referrer_from=None)
+    config = SampleConfig(
+        start=START, days=DAYS, seed=3, faults=frozenset(), rename_client_id_from=None, drop_referrer_from=None
+    )
     generate_sample(root / "raw", config)
     gate = run_gate(root / "raw", DEFAULT_PARAMS_DIR / "dq_rules.yaml", root / "dq", staging_root=root / "intermediate")
-    transform = run_transform(root / "intermediate", root / "warehouse", DEFAULT_PARAMS_DIR,
-                              start=gate.days[0], end=gate.days[-1], mode="rebuild")
+    transform = run_transform(
+        root / "intermediate",
+        root / "warehouse",
+        DEFAULT_PARAMS_DIR,
+        start=gate.days[0],
+        end=gate.days[-1],
+        mode="rebuild",
+    )
     return root, gate, transform
 
 
@@ -47,10 +54,15 @@ def test_the_gate_passes_every_day(month):
 def test_monitoring_passes_every_day(month):
     root, _, transform = month
     assert transform.status != "error", transform.message
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for day in (START + timedelta(days=i) for i in range(1, DAYS)):
-        result = run_monitoring(root / "warehouse", DEFAULT_PARAMS_DIR / "monitoring_rules.yaml",
-                                root / "runs" / day.isoformat(), run_date=day,
-                                intermediate_dir=root / "intermediate", now=now)
+        result = run_monitoring(
+            root / "warehouse",
+            DEFAULT_PARAMS_DIR / "monitoring_rules.yaml",
+            root / "runs" / day.isoformat(),
+            run_date=day,
+            intermediate_dir=root / "intermediate",
+            now=now,
+        )
         raised = [(f.id, f.metric, f.message) for f in result.findings if f.severity in ("warn", "error")]
         assert raised == [], (day, [r[2] for r in raised])

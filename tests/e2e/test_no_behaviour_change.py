@@ -31,8 +31,9 @@ MONTH = {"start": date(2025, 2, 23), "days": 28, "scale": 0.5, "seed": 5}
 
 
 def _check(name: str, outputs: Path, input_dir: Path) -> None:
-    got = snapshot(outputs, {str(input_dir): "<input>", str(input_dir.resolve()): "<input>",
-                             str(REPO_ROOT): "<project>"})
+    got = snapshot(
+        outputs, {str(input_dir): "<input>", str(input_dir.resolve()): "<input>", str(REPO_ROOT): "<project>"}
+    )
     path = GOLDEN / f"{name}.json"
     if os.environ.get("PUFFY_UPDATE_GOLDEN"):
         path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -61,8 +62,9 @@ def test_a_generated_month_publishes_and_reports_what_it_did(tmp_path):
     from puffy.sample import SampleConfig, generate_sample
 
     raw = tmp_path / "raw"
-    generate_sample(raw, SampleConfig(start=MONTH["start"], days=MONTH["days"], scale=MONTH["scale"],
-                                      seed=MONTH["seed"]))
+    generate_sample(
+        raw, SampleConfig(start=MONTH["start"], days=MONTH["days"], scale=MONTH["scale"], seed=MONTH["seed"])
+    )
     end = date.fromordinal(MONTH["start"].toordinal() + MONTH["days"] - 1)
     _run(raw, tmp_path / "outputs", MONTH["start"], end)
     _check("generated_month", tmp_path / "outputs", raw)

@@ -52,8 +52,18 @@ def raw_sample(tmp_path_factory) -> Path:
     from puffy.sample import SampleConfig, generate_sample
 
     raw = tmp_path_factory.mktemp("raw") / "raw_events"
-    generate_sample(raw, SampleConfig(start=START, days=DAYS, scale=0.3, seed=11, faults=frozenset(),
-                                      rename_client_id_from=None, drop_referrer_from=None))
+    generate_sample(
+        raw,
+        SampleConfig(
+            start=START,
+            days=DAYS,
+            scale=0.3,
+            seed=11,
+            faults=frozenset(),
+            rename_client_id_from=None,
+            drop_referrer_from=None,
+        ),
+    )
     return raw
 
 
@@ -81,14 +91,16 @@ def bucket_run(tmp_path_factory, s3, raw_bucket):
 def _rows(files: list[str]) -> pa.Table:
     """The rows of a table's files in one canonical order (every column, sorted), for comparison."""
     table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
-    return table.sort_by([(c, "ascending") for c in table.column_names
-                          if not pa.types.is_nested(table.schema.field(c).type)])
+    return table.sort_by(
+        [(c, "ascending") for c in table.column_names if not pa.types.is_nested(table.schema.field(c).type)]
+    )
 
 
 def test_the_daily_run_reads_a_bucket_and_publishes_to_one(bucket_run):
     layout, results = bucket_run
     assert [(r.date, r.exit_code, r.published) for r in results] == [
-        (d.isoformat(), 0, True) for d in (START + timedelta(days=i) for i in range(DAYS))]
+        (d.isoformat(), 0, True) for d in (START + timedelta(days=i) for i in range(DAYS))
+    ]
     manifest = read_manifest(layout.warehouse)
     assert manifest.generation == DAYS  # one commit per day
     assert manifest.dates("fct_sessions") == [START + timedelta(days=i) for i in range(DAYS)]
@@ -107,7 +119,10 @@ def test_the_bucket_run_publishes_the_same_rows_as_the_local_run(local_run, buck
         days = partition_dates(local.warehouse, table)
         assert partition_dates(remote.warehouse, table) == days, table
         for day in days:
-            mine, theirs = partition_files(local.warehouse, table, [day]), partition_files(remote.warehouse, table, [day])
+            mine, theirs = (
+                partition_files(local.warehouse, table, [day]),
+                partition_files(remote.warehouse, table, [day]),
+            )
             assert all(f.startswith("s3://") and "/v-" in f for f in theirs)
             assert _rows(mine).equals(_rows(theirs)), f"{table} {day}: the rows differ"
 
@@ -124,7 +139,8 @@ def test_monitoring_read_the_published_history_from_the_bucket(local_run, bucket
     assert remote_doc["inputs"]["history_dir"].startswith("s3://")
     # The trend chart holds every earlier day's value, read from the history: all three days here.
     assert [p["date"] for p in remote_doc["charts"]["trend"]["sessions"]] == [
-        (START + timedelta(days=i)).isoformat() for i in range(DAYS)]
+        (START + timedelta(days=i)).isoformat() for i in range(DAYS)
+    ]
     assert json.dumps(remote_doc["charts"], sort_keys=True) == json.dumps(local_doc["charts"], sort_keys=True)
     assert json.dumps(remote_doc["metrics"], sort_keys=True) == json.dumps(local_doc["metrics"], sort_keys=True)
     assert remote_doc["status"] == local_doc["status"]
@@ -174,15 +190,30 @@ def test_a_run_killed_during_its_publish_leaves_a_whole_day(s3, raw_bucket, buck
     same rows, so "old" and "new" are told apart by the manifest's version of each table."""
     layout, _ = bucket_run
     before = read_manifest(layout.warehouse)
-    old_versions = {t: before.partitions[t][END.isoformat()]["version"] for t in before.tables()
-                    if END in before.dates(t)}
+    old_versions = {
+        t: before.partitions[t][END.isoformat()]["version"] for t in before.tables() if END in before.dates(t)
+    }
     old_rows = _published_day(layout.warehouse, END)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "lib"), os.environ.get("PYTHONPATH", "")])}
     # The same outputs directory (a re-run on the same machine): the day's rpt_channel_credit also
     # depends on the earlier days staged in its intermediate/, so a fresh one would rebuild other rows.
-    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(layout.outputs_dir), raw_bucket.uri,
-                           layout.warehouse.uri, END.isoformat(), kill_after],
-                          env=env, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_RUN,
+            str(layout.outputs_dir),
+            raw_bucket.uri,
+            layout.warehouse.uri,
+            END.isoformat(),
+            kill_after,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO_ROOT,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
 
     after = read_manifest(layout.warehouse)
@@ -191,9 +222,13 @@ def test_a_run_killed_during_its_publish_leaves_a_whole_day(s3, raw_bucket, buck
         assert len(set(new_versions.values())) == 1 and set(new_versions.values()).isdisjoint(old_versions.values())
     else:
         assert new_versions == old_versions  # nothing of the killed publish is visible
-        orphans = [f for f in layout.warehouse.files() if "/v-" in f.uri
-                   and f.uri.split("/v-")[1].split("/")[0] not in {v[2:] for v in old_versions.values()}
-                   and f"date={END}" in f.uri]
+        orphans = [
+            f
+            for f in layout.warehouse.files()
+            if "/v-" in f.uri
+            and f.uri.split("/v-")[1].split("/")[0] not in {v[2:] for v in old_versions.values()}
+            and f"date={END}" in f.uri
+        ]
         assert orphans, "the killed publish uploaded nothing before its commit: the test killed too early"
     assert _published_day(layout.warehouse, END).keys() == old_rows.keys()
     for table, rows in _published_day(layout.warehouse, END).items():
@@ -201,25 +236,44 @@ def test_a_run_killed_during_its_publish_leaves_a_whole_day(s3, raw_bucket, buck
 
 
 def _puffy(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "puffy"), *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=900, env=os.environ.copy())
+    return subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "puffy"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=900,
+        env=os.environ.copy(),
+    )
 
 
 def test_puffy_run_takes_an_input_uri_from_the_command_line(tmp_path, s3, raw_bucket):
     warehouse = f"s3://{s3.new_bucket('cli')}/warehouse"
-    done = _puffy("run", "--date", START.isoformat(), "--input-dir", raw_bucket.uri, "--warehouse-dir", warehouse,
-                  "--outputs-dir", str(tmp_path / "outputs"), cwd=tmp_path)
+    done = _puffy(
+        "run",
+        "--date",
+        START.isoformat(),
+        "--input-dir",
+        raw_bucket.uri,
+        "--warehouse-dir",
+        warehouse,
+        "--outputs-dir",
+        str(tmp_path / "outputs"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"{START}  exit 0  published" in done.stdout
     assert "engine: duckdb" in done.stderr
     assert read_manifest(warehouse).dates("fct_sessions") == [START]
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--input-dir", "s3:/bucket/raw_events", "two slashes"),  # what Path made of s3://bucket/raw_events
-    ("--outputs-dir", "s3://bucket/outputs", "must be a local directory"),
-    ("--input-dir", "ftp://host/raw", "unsupported URI scheme"),
-])
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--input-dir", "s3:/bucket/raw_events", "two slashes"),  # what Path made of s3://bucket/raw_events
+        ("--outputs-dir", "s3://bucket/outputs", "must be a local directory"),
+        ("--input-dir", "ftp://host/raw", "unsupported URI scheme"),
+    ],
+)
 def test_a_uri_where_it_is_not_supported_is_a_one_line_error(tmp_path, flag, value, message):
     done = _puffy("run", "--date", START.isoformat(), flag, value, cwd=tmp_path)
     assert done.returncode == 2

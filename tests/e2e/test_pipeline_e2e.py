@@ -22,8 +22,11 @@ pytestmark = pytest.mark.slow
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_monitoring_error_quarantines_and_leaves_the_warehouse_untouched(tmp_path, daily_run):
@@ -62,23 +65,39 @@ def test_monitoring_error_quarantines_and_leaves_the_warehouse_untouched(tmp_pat
 def test_clean_generated_month_raises_no_error(tmp_path):
     start, days = date(2025, 1, 6), 28
     raw = tmp_path / "raw"
-    generate_sample(raw, SampleConfig(start=start, days=days, scale=0.5, seed=23, faults=frozenset(),
-                                      rename_client_id_from=None, drop_referrer_from=None))
+    generate_sample(
+        raw,
+        SampleConfig(
+            start=start,
+            days=days,
+            scale=0.5,
+            seed=23,
+            faults=frozenset(),
+            rename_client_id_from=None,
+            drop_referrer_from=None,
+        ),
+    )
     staging, warehouse = tmp_path / "intermediate", tmp_path / "warehouse"
     gate = run_gate(raw, DEFAULT_PARAMS_DIR / "dq_rules.yaml", tmp_path / "dq", staging_root=staging)
     gate_errors = [f.id for f in gate.findings if f.severity == "error"]
     assert gate_errors == [], gate_errors
 
     end = start + timedelta(days=days - 1)
-    transform = run_transform(staging, warehouse, DEFAULT_PARAMS_DIR, start=start, end=end, mode="rebuild",
-                              engine_params=PipelineParams())
+    transform = run_transform(
+        staging, warehouse, DEFAULT_PARAMS_DIR, start=start, end=end, mode="rebuild", engine_params=PipelineParams()
+    )
     assert transform.status != "error", transform.message
 
     alarms = {}
     for offset in range(days):
         day = start + timedelta(days=offset)
-        result = run_monitoring(warehouse, DEFAULT_PARAMS_DIR / "monitoring_rules.yaml", tmp_path / "mon" / str(day),
-                                run_date=day, intermediate_dir=staging)
+        result = run_monitoring(
+            warehouse,
+            DEFAULT_PARAMS_DIR / "monitoring_rules.yaml",
+            tmp_path / "mon" / str(day),
+            run_date=day,
+            intermediate_dir=staging,
+        )
         errors = [f.id for f in result.findings if f.severity == "error"]
         if errors:
             alarms[str(day)] = errors

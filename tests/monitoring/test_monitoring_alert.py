@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import yaml
 
 from conftest import REPO_ROOT
 from puffy.monitoring import alert, run_monitoring
-from puffy.findings import Finding
 from support.monitoring_warehouse import DaySpec, build_warehouse, write_day
 from support.webhook import local_webhook
 
 DAY = date(2025, 3, 8)
-
-
 
 
 def closed_port() -> int:
@@ -64,6 +58,7 @@ def test_malformed_url_is_reported_not_raised():
 
 # --- which days alert, and what the alert says (hand-built run directories) -------------------------
 
+
 def _stage(stage: str, run_dir, html: bool = True):
     from puffy.runner import StageResult
 
@@ -74,8 +69,16 @@ def _stage(stage: str, run_dir, html: bool = True):
 
 
 def _finding(fid, severity, state, first_seen="2025-03-08", message="m", **kw):
-    return {"id": fid, "severity": severity, "state": state, "first_seen": first_seen,
-            "days_open": 1 if state == "new" else 3, "message": message, "acknowledged": None, **kw}
+    return {
+        "id": fid,
+        "severity": severity,
+        "state": state,
+        "first_seen": first_seen,
+        "days_open": 1 if state == "new" else 3,
+        "message": message,
+        "acknowledged": None,
+        **kw,
+    }
 
 
 def _run_dir(tmp_path, dq=(), monitoring=(), transform_message=None):
@@ -98,25 +101,41 @@ def _rules(**kw):
 def _day(run_dir, exit_code=0, stopped_at=None, reason="", published=True, quarantine_path=None, stages=()):
     from puffy.runner import DayResult
 
-    return DayResult("2025-03-08", exit_code, stopped_at, reason,
-                     [_stage(s, run_dir) for s in stages], published, quarantine_path)
+    return DayResult(
+        "2025-03-08", exit_code, stopped_at, reason, [_stage(s, run_dir) for s in stages], published, quarantine_path
+    )
 
 
 def test_a_gate_error_alerts_as_stopped_with_exit_code_and_a_link(tmp_path):
     """Before: a gate ERROR (exit 3) sent nothing; the monitoring alert named neither exit code nor outcome."""
-    run_dir = _run_dir(tmp_path, dq=[
-        _finding("bots.share", "warn", "ongoing", "2025-03-01"),
-        _finding("schema.required_columns", "error", "new", message="event_name is missing"),
-        _finding("volume.insufficient_history", "info", "new"),
-        _finding("client_id.null_rate", "warn", "new"),
-    ], monitoring=None)
-    day = _day(run_dir, 3, "01_data_quality", "1 error finding(s): schema.required_columns", published=False,
-               stages=["01_data_quality"])
-    doc = alert.alert_for_day(day, run_dir, tmp_path / "outputs",
-                              _rules(reports_base_url="https://reports.example.com/puffy/"))
+    run_dir = _run_dir(
+        tmp_path,
+        dq=[
+            _finding("bots.share", "warn", "ongoing", "2025-03-01"),
+            _finding("schema.required_columns", "error", "new", message="event_name is missing"),
+            _finding("volume.insufficient_history", "info", "new"),
+            _finding("client_id.null_rate", "warn", "new"),
+        ],
+        monitoring=None,
+    )
+    day = _day(
+        run_dir,
+        3,
+        "01_data_quality",
+        "1 error finding(s): schema.required_columns",
+        published=False,
+        stages=["01_data_quality"],
+    )
+    doc = alert.alert_for_day(
+        day, run_dir, tmp_path / "outputs", _rules(reports_base_url="https://reports.example.com/puffy/")
+    )
     assert doc["schema"] == "puffy.alert/1"
-    assert (doc["date"], doc["outcome"], doc["stage"], doc["exit_code"]) == \
-        ("2025-03-08", "stopped", "01_data_quality", 3)
+    assert (doc["date"], doc["outcome"], doc["stage"], doc["exit_code"]) == (
+        "2025-03-08",
+        "stopped",
+        "01_data_quality",
+        3,
+    )
     # the error that stopped the day first, then what else is new; the ongoing WARN and the INFO are left out
     assert [f["id"] for f in doc["findings"]] == ["schema.required_columns", "client_id.null_rate"]
     assert doc["report_url"] == "https://reports.example.com/puffy/runs/2025-03-08/01_data_quality.html"
@@ -128,11 +147,20 @@ def test_a_gate_error_alerts_as_stopped_with_exit_code_and_a_link(tmp_path):
 
 
 def test_a_monitoring_error_alerts_as_quarantined(tmp_path):
-    run_dir = _run_dir(tmp_path, dq=[_finding("bots.share", "warn", "ongoing", "2025-03-01")],
-                       monitoring=[_finding("trend.orders", "error", "new", message="0 orders, expected 41")])
-    day = _day(run_dir, 5, "04_monitoring", "1 error(s)", published=False,
-               quarantine_path=str(tmp_path / "outputs" / "quarantine" / "x"),
-               stages=["01_data_quality", "02_transform", "04_monitoring"])
+    run_dir = _run_dir(
+        tmp_path,
+        dq=[_finding("bots.share", "warn", "ongoing", "2025-03-01")],
+        monitoring=[_finding("trend.orders", "error", "new", message="0 orders, expected 41")],
+    )
+    day = _day(
+        run_dir,
+        5,
+        "04_monitoring",
+        "1 error(s)",
+        published=False,
+        quarantine_path=str(tmp_path / "outputs" / "quarantine" / "x"),
+        stages=["01_data_quality", "02_transform", "04_monitoring"],
+    )
     doc = alert.alert_for_day(day, run_dir, tmp_path / "outputs", _rules())
     assert (doc["outcome"], doc["stage"], doc["exit_code"]) == ("quarantined", "04_monitoring", 5)
     assert [f["id"] for f in doc["findings"]] == ["trend.orders"]
@@ -142,8 +170,15 @@ def test_a_monitoring_error_alerts_as_quarantined(tmp_path):
 
 def test_a_transform_that_did_not_reconcile_alerts_even_without_findings(tmp_path):
     run_dir = _run_dir(tmp_path, monitoring=None, transform_message="fct_orders revenue off by 12.00")
-    day = _day(run_dir, 4, "02_transform", "fct_orders revenue off by 12.00", published=False,
-               quarantine_path="q", stages=["01_data_quality", "02_transform"])
+    day = _day(
+        run_dir,
+        4,
+        "02_transform",
+        "fct_orders revenue off by 12.00",
+        published=False,
+        quarantine_path="q",
+        stages=["01_data_quality", "02_transform"],
+    )
     doc = alert.alert_for_day(day, run_dir, tmp_path / "outputs", _rules())
     assert (doc["outcome"], doc["stage"], doc["exit_code"], doc["findings"]) == ("quarantined", "02_transform", 4, [])
     assert "reason: fct_orders revenue off by 12.00" in alert.summary_text(doc)
@@ -151,15 +186,21 @@ def test_a_transform_that_did_not_reconcile_alerts_even_without_findings(tmp_pat
 
 def test_ongoing_and_acknowledged_warnings_do_not_alert_a_published_day(tmp_path):
     """Before: every WARN day alerted, every day (the demo's 14 days all WARN)."""
-    run_dir = _run_dir(tmp_path, dq=[_finding("bots.share", "warn", "ongoing", "2025-03-01")],
-                       monitoring=[_finding("trend.sessions", "info", "new", acknowledged={"owner": "ana"})])
+    run_dir = _run_dir(
+        tmp_path,
+        dq=[_finding("bots.share", "warn", "ongoing", "2025-03-01")],
+        monitoring=[_finding("trend.sessions", "info", "new", acknowledged={"owner": "ana"})],
+    )
     day = _day(run_dir, stages=["01_data_quality", "02_transform", "04_monitoring"])
     assert alert.alert_for_day(day, run_dir, tmp_path / "outputs", _rules()) is None
 
 
 def test_a_new_warning_alerts_a_published_day_unless_below_min_severity(tmp_path):
-    run_dir = _run_dir(tmp_path, dq=[_finding("bots.share", "warn", "ongoing", "2025-03-01")],
-                       monitoring=[_finding("trend.client_id_null_rate", "warn", "new", message="20% null")])
+    run_dir = _run_dir(
+        tmp_path,
+        dq=[_finding("bots.share", "warn", "ongoing", "2025-03-01")],
+        monitoring=[_finding("trend.client_id_null_rate", "warn", "new", message="20% null")],
+    )
     day = _day(run_dir, stages=["01_data_quality", "02_transform", "04_monitoring"])
     doc = alert.alert_for_day(day, run_dir, tmp_path / "outputs", _rules())
     assert (doc["outcome"], doc["stage"], doc["exit_code"]) == ("published with warnings", "04_monitoring", 0)
@@ -171,8 +212,9 @@ def test_a_new_warning_alerts_a_published_day_unless_below_min_severity(tmp_path
 
 def test_the_list_is_truncated_with_a_count(tmp_path):
     run_dir = _run_dir(tmp_path, monitoring=[_finding(f"trend.m{i}", "warn", "new") for i in range(5)])
-    doc = alert.alert_for_day(_day(run_dir, stages=["04_monitoring"]), run_dir, tmp_path / "outputs",
-                              _rules(max_findings=2))
+    doc = alert.alert_for_day(
+        _day(run_dir, stages=["04_monitoring"]), run_dir, tmp_path / "outputs", _rules(max_findings=2)
+    )
     assert len(doc["findings"]) == 2 and doc["more_findings"] == 3
     assert "… and 3 more" in alert.summary_text(doc)
 
@@ -180,19 +222,25 @@ def test_the_list_is_truncated_with_a_count(tmp_path):
 def test_slack_payload_escapes_markup_from_the_data(tmp_path):
     """A finding quoting the export's strings must not ping the channel or plant a link."""
     run_dir = _run_dir(tmp_path, monitoring=[_finding("x.y", "warn", "new", message="<!channel> <http://evil|x> & co")])
-    doc = alert.alert_for_day(_day(run_dir, stages=["04_monitoring"]), run_dir, tmp_path / "outputs",
-                              _rules(reports_base_url="https://r.example.com"))
+    doc = alert.alert_for_day(
+        _day(run_dir, stages=["04_monitoring"]),
+        run_dir,
+        tmp_path / "outputs",
+        _rules(reports_base_url="https://r.example.com"),
+    )
     body = alert.slack_payload(doc)
     assert "<!channel>" not in json.dumps(body) and "&lt;!channel&gt;" in body["text"] and "&amp; co" in body["text"]
     block = body["blocks"][0]["text"]["text"]
-    assert block.endswith("<https://r.example.com/runs/2025-03-08/04_monitoring.html|report> · "
-                          "<https://r.example.com/index.html|all runs>")
+    assert block.endswith(
+        "<https://r.example.com/runs/2025-03-08/04_monitoring.html|report> · "
+        "<https://r.example.com/index.html|all runs>"
+    )
 
 
 def test_reports_base_url_must_be_http():
     from puffy.errors import ParamsError
-    from puffy.params import validate_params
     from puffy.monitoring.rules import AlertRules
+    from puffy.params import validate_params
 
     with pytest.raises(ParamsError, match="reports_base_url"):
         validate_params({"reports_base_url": "/srv/reports"}, AlertRules, "monitoring_rules.yaml")
@@ -201,8 +249,9 @@ def test_reports_base_url_must_be_http():
 @pytest.mark.parametrize("fmt", ["slack", "json"])
 def test_deliver_posts_the_chosen_format_and_writes_alert_json(tmp_path, fmt):
     run_dir = _run_dir(tmp_path, monitoring=[_finding("trend.orders", "error", "new")])
-    day = _day(run_dir, 5, "04_monitoring", "1 error(s)", published=False, quarantine_path="q",
-               stages=["04_monitoring"])
+    day = _day(
+        run_dir, 5, "04_monitoring", "1 error(s)", published=False, quarantine_path="q", stages=["04_monitoring"]
+    )
     with local_webhook() as (url, received):
         rules = _rules(webhook_url=url, format=fmt, timeout_seconds=2)
         doc = alert.alert_for_day(day, run_dir, tmp_path / "outputs", rules)
@@ -219,8 +268,9 @@ def test_deliver_posts_the_chosen_format_and_writes_alert_json(tmp_path, fmt):
 
 def test_deliver_reads_the_webhook_from_the_environment_and_reports_failures(tmp_path, monkeypatch):
     run_dir = _run_dir(tmp_path, monitoring=[_finding("trend.orders", "error", "new")])
-    doc = alert.alert_for_day(_day(run_dir, 5, "04_monitoring", "e", False, "q", ["04_monitoring"]),
-                              run_dir, tmp_path / "outputs", _rules())
+    doc = alert.alert_for_day(
+        _day(run_dir, 5, "04_monitoring", "e", False, "q", ["04_monitoring"]), run_dir, tmp_path / "outputs", _rules()
+    )
     monkeypatch.delenv("PUFFY_ALERT_WEBHOOK_URL", raising=False)
     assert alert.deliver(doc, run_dir, _rules())["sent"] is None  # no webhook anywhere: written, not posted
     with local_webhook(status=503) as (url, received):
@@ -251,9 +301,10 @@ def test_run_monitoring_posts_nothing_the_runner_alerts_for_the_day(warehouse, t
     WARN day; a gate ERROR day, which never reaches monitoring, sent nothing."""
     wh, inter, days = warehouse
     write_day(wh, inter, days[-1], DaySpec(null_rate=0.2))  # client-id null spike: a warning
-    now = datetime.now(timezone.utc) + timedelta(hours=1)
+    now = datetime.now(UTC) + timedelta(hours=1)
     with local_webhook() as (url, received):
-        result = run_monitoring(wh, rules_with(tmp_path, url), tmp_path / "out", run_date=days[-1],
-                                intermediate_dir=inter, now=now)
+        result = run_monitoring(
+            wh, rules_with(tmp_path, url), tmp_path / "out", run_date=days[-1], intermediate_dir=inter, now=now
+        )
     assert result.status == "warn" and received == []
     assert "alert.delivery_failed" not in [f.id for f in result.findings]

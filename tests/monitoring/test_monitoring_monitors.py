@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -12,7 +12,7 @@ from puffy.monitoring import monitors as mon
 from puffy.monitoring.rules import FreshnessRules, FunnelRules, MixRules, RevenueRules, TrendMetric, TrendRules
 
 DAY = date(2025, 3, 8)
-NOW = datetime(2025, 3, 9, 6, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 9, 6, 0, tzinfo=UTC)
 TABLES = ["fct_sessions", "fct_orders", "fct_attribution"]
 
 
@@ -26,6 +26,7 @@ def days_back(n: int, end: date = DAY) -> list[date]:
 
 # --- freshness & completeness ---------------------------------------------------------------------
 
+
 def fresh(mtime=NOW - timedelta(hours=2)):
     return {t: mtime for t in TABLES}
 
@@ -38,7 +39,9 @@ def test_freshness_quiet_when_everything_is_there():
 def test_missing_run_date_partition_is_an_error():
     mtimes = fresh() | {"fct_attribution": None}
     found = mon.check_partitions(DAY, NOW, mtimes, {t: days_back(3) for t in TABLES}, FreshnessRules())
-    assert [(f.id, f.severity, f.metric) for f in found] == [("freshness.partition_missing", "error", "fct_attribution")]
+    assert [(f.id, f.severity, f.metric) for f in found] == [
+        ("freshness.partition_missing", "error", "fct_attribution")
+    ]
 
 
 def test_partition_older_than_the_sla_is_stale():
@@ -50,8 +53,13 @@ def test_partition_older_than_the_sla_is_stale():
 
 def test_missing_days_are_listed_but_the_start_of_history_is_not_a_gap():
     have = [d for d in days_back(10) if d not in (DAY - timedelta(days=3), DAY - timedelta(days=4))]
-    found = mon.check_partitions(DAY, NOW, fresh(), {"fct_sessions": have, "fct_orders": days_back(10),
-                                                     "fct_attribution": days_back(10)}, FreshnessRules())
+    found = mon.check_partitions(
+        DAY,
+        NOW,
+        fresh(),
+        {"fct_sessions": have, "fct_orders": days_back(10), "fct_attribution": days_back(10)},
+        FreshnessRules(),
+    )
     assert ids(found) == ["freshness.missing_days"]
     assert found[0].dates == ["2025-03-04", "2025-03-05"] and found[0].metric == "fct_sessions"
     # first run ever: nothing before the run date is not a gap
@@ -60,25 +68,38 @@ def test_missing_days_are_listed_but_the_start_of_history_is_not_a_gap():
 
 def test_gap_window_limits_how_far_back_gaps_count():
     have = [DAY - timedelta(days=30)] + days_back(5)
-    found = mon.check_partitions(DAY, NOW, fresh(), {t: have for t in TABLES},
-                                 FreshnessRules(tables=["fct_sessions"], gap_window_days=7))
+    found = mon.check_partitions(
+        DAY, NOW, fresh(), {t: have for t in TABLES}, FreshnessRules(tables=["fct_sessions"], gap_window_days=7)
+    )
     assert found[0].dates == ["2025-03-01", "2025-03-02"]
 
 
 def test_empty_sessions_partition_is_an_error():
-    found = mon.check_partitions(DAY, NOW, fresh(), {t: [DAY] for t in TABLES}, FreshnessRules(),
-                                 {"fct_sessions": 0, "fct_orders": 0, "fct_attribution": 0})
+    found = mon.check_partitions(
+        DAY,
+        NOW,
+        fresh(),
+        {t: [DAY] for t in TABLES},
+        FreshnessRules(),
+        {"fct_sessions": 0, "fct_orders": 0, "fct_attribution": 0},
+    )
     assert [(f.id, f.metric) for f in found] == [("completeness.empty_partition", "fct_sessions")]
 
 
 # --- revenue integrity ----------------------------------------------------------------------------
 
+
 def orders(n=5, revenue=100.0, **cols) -> pd.DataFrame:
-    df = pd.DataFrame({
-        "order_key": [f"ORD-{i}" for i in range(n)], "transaction_id": [f"ORD-{i}" for i in range(n)],
-        "revenue": [revenue] * n, "session_id": [f"s{i}" for i in range(n)],
-        "is_transaction_id_collision": [False] * n, "has_missing_item_prices": [False] * n,
-    })
+    df = pd.DataFrame(
+        {
+            "order_key": [f"ORD-{i}" for i in range(n)],
+            "transaction_id": [f"ORD-{i}" for i in range(n)],
+            "revenue": [revenue] * n,
+            "session_id": [f"s{i}" for i in range(n)],
+            "is_transaction_id_collision": [False] * n,
+            "has_missing_item_prices": [False] * n,
+        }
+    )
     for k, v in cols.items():
         df[k] = v
     return df
@@ -121,9 +142,14 @@ def test_unflagged_reused_transaction_id_is_an_error():
 
 
 def rejects(zero: int, other: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({"order_key": [None] * (zero + other), "transaction_id": ["t"] * (zero + other),
-                         "reason": ["zero_revenue_empty_items"] * zero + ["replay"] * other,
-                         "revenue": [0.0] * zero + [50.0] * other})
+    return pd.DataFrame(
+        {
+            "order_key": [None] * (zero + other),
+            "transaction_id": ["t"] * (zero + other),
+            "reason": ["zero_revenue_empty_items"] * zero + ["replay"] * other,
+            "revenue": [0.0] * zero + [50.0] * other,
+        }
+    )
 
 
 def test_revenue_values_quiet_on_normal_orders():
@@ -133,17 +159,21 @@ def test_revenue_values_quiet_on_normal_orders():
 def test_negative_revenue_is_an_error():
     o = orders()
     o.loc[2, "revenue"] = -5.0
-    attr = pd.DataFrame({"model": ["last_click"], "orders": [5], "attributed_revenue": [495.0],
-                         "min_attributed_revenue": [-5.0]})
+    attr = pd.DataFrame(
+        {"model": ["last_click"], "orders": [5], "attributed_revenue": [495.0], "min_attributed_revenue": [-5.0]}
+    )
     found = mon.check_revenue_values(o, None, attr, DAY, RevenueRules())
     assert [(f.id, f.severity, f.value) for f in found] == [("revenue.negative_revenue", "error", 2)]
 
 
-@pytest.mark.parametrize("n_orders, zero, fires", [
-    (18, 2, True),    # 2 of 20 = 10% > 5%, and 2 >= min_count
-    (19, 1, False),   # 5% but only one: a stray zero order pages nobody
-    (98, 2, False),   # 2 of 100 = 2% <= 5%
-])
+@pytest.mark.parametrize(
+    "n_orders, zero, fires",
+    [
+        (18, 2, True),  # 2 of 20 = 10% > 5%, and 2 >= min_count
+        (19, 1, False),  # 5% but only one: a stray zero order pages nobody
+        (98, 2, False),  # 2 of 100 = 2% <= 5%
+    ],
+)
 def test_zero_revenue_spike(n_orders, zero, fires):
     found = mon.check_revenue_values(orders(n_orders), rejects(zero, other=0), None, DAY, RevenueRules())
     assert (ids(found) == ["revenue.zero_revenue_orders"]) is fires
@@ -157,14 +187,20 @@ def test_missing_item_prices():
 
 
 def totals(**by_model) -> pd.DataFrame:
-    return pd.DataFrame({"model": list(by_model), "orders": [5] * len(by_model),
-                         "attributed_revenue": list(by_model.values()),
-                         "min_attributed_revenue": [0.0] * len(by_model)})
+    return pd.DataFrame(
+        {
+            "model": list(by_model),
+            "orders": [5] * len(by_model),
+            "attributed_revenue": list(by_model.values()),
+            "min_attributed_revenue": [0.0] * len(by_model),
+        }
+    )
 
 
 def test_reconciliation_quiet_within_tolerance():
-    found = mon.check_reconciliation(500.0, 0.0, 500.004, totals(last_click=500.0, markov=499.995), 5, DAY,
-                                     RevenueRules())
+    found = mon.check_reconciliation(
+        500.0, 0.0, 500.004, totals(last_click=500.0, markov=499.995), 5, DAY, RevenueRules()
+    )
     assert found == []
 
 
@@ -174,10 +210,10 @@ def test_raw_revenue_must_equal_orders_plus_rejects():
 
 
 def test_each_attribution_model_is_reconciled_separately():
-    found = mon.check_reconciliation(500.0, 0.0, 500.0, totals(last_click=500.0, markov=480.0), 5, DAY,
-                                     RevenueRules())
+    found = mon.check_reconciliation(500.0, 0.0, 500.0, totals(last_click=500.0, markov=480.0), 5, DAY, RevenueRules())
     assert [(f.id, f.metric, f.value) for f in found] == [
-        ("revenue.reconciliation_attribution", "attributed_revenue[markov]", -20.0)]
+        ("revenue.reconciliation_attribution", "attributed_revenue[markov]", -20.0)
+    ]
 
 
 def test_a_required_model_that_is_absent_fails_reconciliation():
@@ -192,13 +228,20 @@ def test_reconciliation_without_staged_events_is_skipped_with_info():
 
 
 def test_transform_reconciliation_rows_that_are_not_ok_surface():
-    report = pd.DataFrame({"check": ["raw_rows", "item_prices_vs_revenue", "revenue_orders"],
-                           "left": [10.0, 5.0, 100.0], "right": [10.0, 4.0, 90.0], "difference": [0.0, -1.0, -10.0],
-                           "status": ["ok", "warn", "error"]})
+    report = pd.DataFrame(
+        {
+            "check": ["raw_rows", "item_prices_vs_revenue", "revenue_orders"],
+            "left": [10.0, 5.0, 100.0],
+            "right": [10.0, 4.0, 90.0],
+            "difference": [0.0, -1.0, -10.0],
+            "status": ["ok", "warn", "error"],
+        }
+    )
     found = mon.check_transform_reconciliation(report, DAY)
     assert [(f.id, f.severity, f.metric) for f in found] == [
         ("revenue.transform_reconciliation", "warn", "item_prices_vs_revenue"),
-        ("revenue.transform_reconciliation", "error", "revenue_orders")]
+        ("revenue.transform_reconciliation", "error", "revenue_orders"),
+    ]
 
 
 # --- funnel ---------------------------------------------------------------------------------------
@@ -214,7 +257,8 @@ def test_non_monotone_funnel_is_an_error():
     counts = GOOD_FUNNEL | {"purchased": 45}
     found = mon.check_funnel(counts, 45, 0, DAY, FunnelRules(bands={}))
     assert [(f.id, f.severity, f.metric, f.value) for f in found] == [
-        ("funnel.non_monotone", "error", "purchased>started_checkout", 5)]
+        ("funnel.non_monotone", "error", "purchased>started_checkout", 5)
+    ]
 
 
 def test_stage_rate_outside_its_band():
@@ -241,8 +285,11 @@ BASE_MIX = {"Organic Search": 300, "Paid Search": 250, "Direct": 200, "Paid Soci
 
 
 def mix_counts(per_day: dict[date, dict[str, float]]) -> pd.DataFrame:
-    rows = [{"d": d, "channel": c, "value": float(v), "orders": float(v)}
-            for d, mix in per_day.items() for c, v in mix.items()]
+    rows = [
+        {"d": d, "channel": c, "value": float(v), "orders": float(v)}
+        for d, mix in per_day.items()
+        for c, v in mix.items()
+    ]
     return pd.DataFrame(rows)
 
 
@@ -312,24 +359,30 @@ def test_revenue_mix_tests_order_counts_not_currency():
 
 # --- trends ---------------------------------------------------------------------------------------
 
+
 def metric_frame(n: int = 15, **last_values) -> pd.DataFrame:
     days = days_back(n - 1)
     wiggle = [(i % 3) - 1 for i in range(n)]
-    df = pd.DataFrame({
-        "sessions": [1000.0 + 20 * w for w in wiggle],
-        "client_id_null_rate": [0.01 + 0.001 * w for w in wiggle],
-        "rows_fct_orders": [20.0 + w for w in wiggle],
-    }, index=pd.Index(days, name="date"))
+    df = pd.DataFrame(
+        {
+            "sessions": [1000.0 + 20 * w for w in wiggle],
+            "client_id_null_rate": [0.01 + 0.001 * w for w in wiggle],
+            "rows_fct_orders": [20.0 + w for w in wiggle],
+        },
+        index=pd.Index(days, name="date"),
+    )
     for k, v in last_values.items():
         df.loc[DAY, k] = v
     return df
 
 
-TREND_RULES = TrendRules(metrics={
-    "sessions": TrendMetric(min_abs_change=100),
-    "client_id_null_rate": TrendMetric(min_abs_change=0.02, direction="up"),
-    "rows_fct_orders": TrendMetric(min_abs_change=5),
-})
+TREND_RULES = TrendRules(
+    metrics={
+        "sessions": TrendMetric(min_abs_change=100),
+        "client_id_null_rate": TrendMetric(min_abs_change=0.02, direction="up"),
+        "rows_fct_orders": TrendMetric(min_abs_change=5),
+    }
+)
 
 
 def test_trends_quiet_on_normal_days():
@@ -366,8 +419,15 @@ def test_per_metric_severity_overrides_the_default():
 
 
 def test_finding_serialises_to_plain_json_types():
-    f = Finding("trend.sessions", "warn", "m", metric="sessions", value=float("inf"), band=(float("nan"), 2.0),
-                details={"z": float("-inf"), "n": 3})
+    f = Finding(
+        "trend.sessions",
+        "warn",
+        "m",
+        metric="sessions",
+        value=float("inf"),
+        band=(float("nan"), 2.0),
+        details={"z": float("-inf"), "n": 3},
+    )
     out = f.to_dict(MONITORING_JSON)
     assert out["value"] is None and out["band"] == [None, 2.0]
     assert out["details"] == {"z": None, "n": 3}
@@ -424,8 +484,12 @@ def test_drift_baseline_leaves_out_days_the_direct_share_monitor_flagged():
     # Before the fix they entered the drift baseline (7 days 03-01..03-07, Direct 34.7%).
     counts = eight_days(DIRECT_CREEP)
     per_day = mon.direct_share_days(counts, DAY, MixRules())
-    assert [d.isoformat() for d, r in per_day.items() if r["flagged"]] == \
-        ["2025-03-05", "2025-03-06", "2025-03-07", "2025-03-08"]
+    assert [d.isoformat() for d, r in per_day.items() if r["flagged"]] == [
+        "2025-03-05",
+        "2025-03-06",
+        "2025-03-07",
+        "2025-03-08",
+    ]
     walked = mon.mix_drift(counts, DAY, MixRules(), min_total=MixRules().min_sessions)
     assert not any(walked[d].flagged for d in days_back(3, DAY - timedelta(days=1)))  # 03-04..03-07: no drift
     _, day = mon.check_mix(counts, DAY, MixRules(), what="sessions")
@@ -443,6 +507,7 @@ def test_baseline_days_text_names_ranges_and_gaps():
 
 # --- error levels: monitoring stops what the gate let through -----------------------------------
 # metric_frame's sessions cycle 980, 1,000, 1,020: expected 1,000, sample sd 20·sqrt(14/13 · 2/3) ≈ 16.9.
+
 
 def test_an_extreme_fall_is_an_error_and_a_large_one_a_warning():
     # 400: z ≈ -35 and 0.4 of expected (beyond 1/2) → ERROR; 800: z ≈ -12 but 0.8 of expected → WARN.
@@ -480,12 +545,14 @@ def test_shipped_rules_never_stop_a_day_on_missing_client_ids():
 # Eight baseline days of Paid Search 400 (±10), Organic Search 200 (±10, all of them recognised by
 # their referrer), Direct 400 (±10); the run date changes one thing.
 
+
 def segment_counts(last: dict[str, float], by_referrer_last: float = 200.0) -> pd.DataFrame:
     rows = []
     for i, d in enumerate(days_back(8)):
         w = (i % 3) - 1
-        day = last if d == DAY else {"Paid Search": 400 + 10 * w, "Organic Search": 200 + 10 * w,
-                                     "Direct": 400 - 10 * w}
+        day = (
+            last if d == DAY else {"Paid Search": 400 + 10 * w, "Organic Search": 200 + 10 * w, "Direct": 400 - 10 * w}
+        )
         for channel, value in day.items():
             by_ref = (by_referrer_last if d == DAY else value) if channel == "Organic Search" else 0.0
             rows.append({"d": d, "channel": channel, "value": float(value), "by_referrer": float(by_ref)})
@@ -541,4 +608,4 @@ def test_a_count_is_never_judged_against_less_than_its_poisson_noise():
     found, trend = mon.check_trends(frame, DAY, TrendRules(metrics={"orders": TrendMetric(min_abs_change=5)}))
     assert found == []
     last = trend[trend.date == DAY].iloc[0]
-    assert last.sd == pytest.approx(20 ** 0.5) and last.z == pytest.approx(-6 / 20 ** 0.5)
+    assert last.sd == pytest.approx(20**0.5) and last.z == pytest.approx(-6 / 20**0.5)

@@ -19,7 +19,7 @@ Run: cd /work/main && PUFFY_REAL_DATA_DIR=../shared/data/raw_events PYTHONPATH=l
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -42,19 +42,26 @@ REFERRER_LOST = date(2025, 3, 4)
 @pytest.fixture(scope="module")
 def monitored(real_data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("monitoring_real")
-    gate = run_gate(real_data_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", root / "dq",
-                    staging_root=root / "intermediate")
+    gate = run_gate(
+        real_data_dir, DEFAULT_PARAMS_DIR / "dq_rules.yaml", root / "dq", staging_root=root / "intermediate"
+    )
     days = gate.days
     assert len(days) == 14
-    transform = run_transform(root / "intermediate", root / "warehouse", DEFAULT_PARAMS_DIR,
-                              start=days[0], end=days[-1], mode="rebuild")
+    transform = run_transform(
+        root / "intermediate", root / "warehouse", DEFAULT_PARAMS_DIR, start=days[0], end=days[-1], mode="rebuild"
+    )
     assert transform.status != "error", transform.message
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     results = {}
     for day in DAYS:
-        results[day] = run_monitoring(root / "warehouse", DEFAULT_PARAMS_DIR / "monitoring_rules.yaml",
-                                      root / "runs" / day.isoformat(), run_date=day,
-                                      intermediate_dir=root / "intermediate", now=now)
+        results[day] = run_monitoring(
+            root / "warehouse",
+            DEFAULT_PARAMS_DIR / "monitoring_rules.yaml",
+            root / "runs" / day.isoformat(),
+            run_date=day,
+            intermediate_dir=root / "intermediate",
+            now=now,
+        )
     return results
 
 

@@ -15,10 +15,12 @@ def test_monitoring_rules_name_only_real_tables_and_models():
     from puffy.transform.pipeline import TABLES
 
     assert set(get_args(WarehouseTable)) == set(TABLES)
-    for bad, key in [({"mix": {"attribution_model": "lastclick"}}, "mix.attribution_model"),
-                     ({"revenue": {"attribution_models": ["linear", "markof"]}}, "revenue.attribution_models"),
-                     ({"freshness": {"tables": ["fct_session"]}}, "freshness.tables"),
-                     ({"mix": {"min_baseline_days": 9}}, "mix"),
-                     ({"trend": {"min_history_days": 40}}, "trend")]:
+    for bad, key in [
+        ({"mix": {"attribution_model": "lastclick"}}, "mix.attribution_model"),
+        ({"revenue": {"attribution_models": ["linear", "markof"]}}, "revenue.attribution_models"),
+        ({"freshness": {"tables": ["fct_session"]}}, "freshness.tables"),
+        ({"mix": {"min_baseline_days": 9}}, "mix"),
+        ({"trend": {"min_history_days": 40}}, "trend"),
+    ]:
         with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
             validate_params(bad, MonitoringRules, "monitoring_rules.yaml")

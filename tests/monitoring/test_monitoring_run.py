@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -32,7 +32,7 @@ def wh(base_warehouse, tmp_path):
     """A private copy: (warehouse, intermediate, days, now)."""
     root, days = base_warehouse
     shutil.copytree(root, tmp_path / "data")
-    now = datetime.now(timezone.utc) + timedelta(hours=1)
+    now = datetime.now(UTC) + timedelta(hours=1)
     return tmp_path / "data" / "warehouse", tmp_path / "data" / "intermediate", days, now
 
 
@@ -87,13 +87,23 @@ def test_every_day_of_a_normal_history_is_quiet(wh, tmp_path):
 def test_injected_problems_are_flagged(wh, tmp_path):
     warehouse, intermediate, days, now = wh
     lost_referrer = {"Organic Search": 0.0, "Paid Search": 0.25, "Direct": 0.50, "Paid Social": 0.15, "Email": 0.10}
-    write_day(warehouse, intermediate, days[-1],
-              DaySpec(channels=lost_referrer, null_rate=0.16, zero_revenue=3, sessions=400, purchased=12))
+    write_day(
+        warehouse,
+        intermediate,
+        days[-1],
+        DaySpec(channels=lost_referrer, null_rate=0.16, zero_revenue=3, sessions=400, purchased=12),
+    )
     result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
     assert result.status == "warn"
     # (the day's buyers all come from Paid Search now, so the revenue mix moved as well)
-    assert ids(result, "warn") == ["mix.channel_share_drift", "mix.direct_share_jump", "mix.revenue_share_drift",
-                                   "revenue.zero_revenue_orders", "segment.channel", "trend.client_id_null_rate"]
+    assert ids(result, "warn") == [
+        "mix.channel_share_drift",
+        "mix.direct_share_jump",
+        "mix.revenue_share_drift",
+        "revenue.zero_revenue_orders",
+        "segment.channel",
+        "trend.client_id_null_rate",
+    ]
     # Organic Search emptied into Direct on a steady total: each channel named, a WARN, not lost data.
     moved = {f.metric: f.severity for f in result.findings if f.id == "segment.channel"}
     assert moved["Organic Search"] == "warn" and moved["Direct"] == "warn", moved
@@ -113,8 +123,12 @@ def test_duplicate_order_key_is_an_error(wh, tmp_path):
     result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
     assert result.status == "error"
     # the copied row also reuses its transaction id (unflagged) and breaks both reconciliations
-    assert ids(result, "error") == ["revenue.duplicate_order_key", "revenue.duplicate_transaction_id",
-                                    "revenue.reconciliation_attribution", "revenue.reconciliation_raw"]
+    assert ids(result, "error") == [
+        "revenue.duplicate_order_key",
+        "revenue.duplicate_transaction_id",
+        "revenue.reconciliation_attribution",
+        "revenue.reconciliation_raw",
+    ]
 
 
 def test_missing_partition_of_the_run_date_is_an_error(wh, tmp_path):
@@ -123,7 +137,8 @@ def test_missing_partition_of_the_run_date_is_an_error(wh, tmp_path):
     result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
     assert result.status == "error"
     assert [(f.id, f.metric) for f in result.findings if f.severity == "error"] == [
-        ("freshness.partition_missing", "fct_attribution")]
+        ("freshness.partition_missing", "fct_attribution")
+    ]
 
 
 def test_stale_partition_is_a_warning(wh, tmp_path):
@@ -232,8 +247,9 @@ def test_disabled_groups_do_not_run(wh, tmp_path):
     rules["freshness"]["enabled"] = False
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rules))
-    result = run_monitoring(warehouse, path, tmp_path / "out", run_date=days[-1], intermediate_dir=intermediate,
-                            now=now)
+    result = run_monitoring(
+        warehouse, path, tmp_path / "out", run_date=days[-1], intermediate_dir=intermediate, now=now
+    )
     assert not [f for f in result.findings if f.id.startswith("freshness.")]
 
 
@@ -241,13 +257,33 @@ def test_cli_monitor(wh, tmp_path, capsys):
     from puffy.cli import main
 
     warehouse, _, days, _ = wh
-    code = main(["monitor", "--warehouse-dir", str(warehouse), "--output-dir", str(tmp_path / "out"),
-                 "--expected-run-date", str(days[-1]), "--fail-on-error"])
+    code = main(
+        [
+            "monitor",
+            "--warehouse-dir",
+            str(warehouse),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--expected-run-date",
+            str(days[-1]),
+            "--fail-on-error",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "monitoring status: PASS" in out
     assert (tmp_path / "out" / "monitoring_report.json").exists()
-    code = main(["monitor", "--warehouse-dir", str(warehouse), "--output-dir", str(tmp_path / "out"),
-                 "--expected-run-date", str(days[-1] + timedelta(days=1)), "--fail-on-error"])
+    code = main(
+        [
+            "monitor",
+            "--warehouse-dir",
+            str(warehouse),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--expected-run-date",
+            str(days[-1] + timedelta(days=1)),
+            "--fail-on-error",
+        ]
+    )
     assert code == 5 and "monitoring status: ERROR" in capsys.readouterr().out
 
 
@@ -259,8 +295,9 @@ def test_metric_history_reads_only_the_columns_it_needs(wh):
     sources = m.Sources(warehouse, warehouse, intermediate, days[-1])
     con = m.connect()
     con.execute("PRAGMA enable_profiling = 'json'")
-    plan = con.execute(f"EXPLAIN SELECT count(*) FILTER (WHERE NOT is_bot) FROM "
-                       f"{m.scan_sql(sources.files('fct_sessions', days[0]))}").fetchall()
+    plan = con.execute(
+        f"EXPLAIN SELECT count(*) FILTER (WHERE NOT is_bot) FROM {m.scan_sql(sources.files('fct_sessions', days[0]))}"
+    ).fetchall()
     text = str(plan)
     assert "landing_page_url" not in text and "is_bot" in text
     assert os.path.exists(sources.audited_file("fct_sessions"))
@@ -279,11 +316,28 @@ def test_a_repeated_problem_is_ongoing_and_an_acknowledged_one_does_not_fail_the
     # The same day with the spike acknowledged in the params directory: INFO, the day passes.
     params = tmp_path / "params"
     shutil.copytree(REPO_ROOT / "params", params)
-    (params / "acknowledged.yaml").write_text(yaml.safe_dump({"acknowledged": [{
-        "check": "trend.client_id_null_rate", "reason": "tag manager outage", "owner": "on-call",
-        "expires": (now.date() + timedelta(days=30)).isoformat()}]}))
-    acked = run_monitoring(warehouse, params / "monitoring_rules.yaml", tmp_path / "acked", run_date=days[-1],
-                           intermediate_dir=intermediate, now=now)
+    (params / "acknowledged.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "acknowledged": [
+                    {
+                        "check": "trend.client_id_null_rate",
+                        "reason": "tag manager outage",
+                        "owner": "on-call",
+                        "expires": (now.date() + timedelta(days=30)).isoformat(),
+                    }
+                ]
+            }
+        )
+    )
+    acked = run_monitoring(
+        warehouse,
+        params / "monitoring_rules.yaml",
+        tmp_path / "acked",
+        run_date=days[-1],
+        intermediate_dir=intermediate,
+        now=now,
+    )
     assert acked.status == "pass", [(f.id, f.severity) for f in acked.findings]
     f = next(f for f in acked.findings if f.id == "trend.client_id_null_rate")
     assert f.severity == "info" and f.acknowledged["owner"] == "on-call"
@@ -296,12 +350,25 @@ def test_the_untracked_journey_share_is_a_daily_metric(tmp_path):
     from puffy.monitoring.metrics import Sources, daily_metrics
 
     days = [date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3)]
-    statuses = [["untracked", "tracked", "tracked", "stitched"], ["untracked", "untracked", "tracked", "tracked"],
-                ["tracked"] * 4]
+    statuses = [
+        ["untracked", "tracked", "tracked", "stitched"],
+        ["untracked", "untracked", "tracked", "tracked"],
+        ["tracked"] * 4,
+    ]
     for day, status in zip(days, statuses):
-        write_table(tmp_path, "fct_orders", day, pd.DataFrame({
-            "order_key": [f"{day}-{i}" for i in range(4)], "revenue": [100.0, 300.0, 200.0, 400.0],
-            "session_id": ["s"] * 4, "journey_status": status}))
+        write_table(
+            tmp_path,
+            "fct_orders",
+            day,
+            pd.DataFrame(
+                {
+                    "order_key": [f"{day}-{i}" for i in range(4)],
+                    "revenue": [100.0, 300.0, 200.0, 400.0],
+                    "session_id": ["s"] * 4,
+                    "journey_status": status,
+                }
+            ),
+        )
     metrics = daily_metrics(Sources(tmp_path, tmp_path, None, days[-1]), days[0])
     assert metrics["untracked_order_share"].tolist() == [0.25, 0.5, 0.0]
     assert metrics["untracked_revenue_share"].tolist() == [0.1, 0.4, 0.0]  # 100/1000, 400/1000, 0

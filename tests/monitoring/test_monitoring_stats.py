@@ -24,6 +24,7 @@ def walk(values, **kw):
 
 # --- PSI ------------------------------------------------------------------------------------------
 
+
 def test_psi_matches_hand_computation():
     # day shares a = (.3, .5, .2), baseline e = (.5, .3, .2)
     # PSI = (.3-.5) ln(.3/.5) + (.5-.3) ln(.5/.3) + 0 = .2 ln(5/3) + .2 ln(5/3) = .4 * 0.5108256 = 0.2043302
@@ -44,6 +45,7 @@ def test_psi_floors_a_vanished_category_at_epsilon():
 
 
 # --- chi-square -----------------------------------------------------------------------------------
+
 
 def test_chi_square_matches_hand_computation():
     # 2 x 3 table: day (30, 50, 20), baseline (50, 30, 20); row totals 100 / 100, column totals 80 / 80 / 40,
@@ -73,6 +75,7 @@ def test_chi_square_drops_categories_empty_on_both_sides():
 
 
 # --- z-score: trailing window, the day and flagged days excluded ----------------------------------
+
 
 def test_trailing_baseline_is_mean_and_sample_sd():
     # 10, 12, 14, 16, 18: mean 14, deviations^2 16+4+0+4+16 = 40, sample variance 40/4 = 10
@@ -180,10 +183,18 @@ def test_min_abs_change_keeps_tiny_moves_quiet():
 
 def test_direction_up_ignores_drops_and_has_no_low_edge():
     values = [0.01, 0.011, 0.009, 0.01, 0.012]
-    drop = stats.trend_series(series(values + [0.0]), window_days=28, min_history=5, min_same_weekday=3,
-                              z_threshold=3.0, direction="up")[-1]
-    rise = stats.trend_series(series(values + [0.15]), window_days=28, min_history=5, min_same_weekday=3,
-                              z_threshold=3.0, direction="up", min_abs_change=0.02)[-1]
+    drop = stats.trend_series(
+        series(values + [0.0]), window_days=28, min_history=5, min_same_weekday=3, z_threshold=3.0, direction="up"
+    )[-1]
+    rise = stats.trend_series(
+        series(values + [0.15]),
+        window_days=28,
+        min_history=5,
+        min_same_weekday=3,
+        z_threshold=3.0,
+        direction="up",
+        min_abs_change=0.02,
+    )[-1]
     assert not drop.flagged and drop.low is None
     assert rise.flagged
 

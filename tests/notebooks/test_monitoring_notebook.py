@@ -11,15 +11,16 @@ from conftest import REPO_ROOT
 from support.monitoring_warehouse import DaySpec, build_warehouse, write_day
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "04_monitoring.ipynb"
-PARAMETERS = {"run_date", "params_dir", "outputs_dir", "warehouse_root", "output_dir", "now"}
+PARAMETERS = {"run_date", "params_dir", "outputs_dir", "warehouse_dir", "warehouse_root", "output_dir", "now"}
 
 
 def test_notebook_is_thin_clean_and_parameterised():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", [])
-    names = {line.split("=")[0].strip() for line in code[0].source.splitlines() if "=" in line and
-             not line.startswith("#")}
+    names = {
+        line.split("=")[0].strip() for line in code[0].source.splitlines() if "=" in line and not line.startswith("#")
+    }
     assert names == PARAMETERS
     assert all(not c.outputs and c.execution_count is None for c in code), "clear outputs before saving"
     assert sum(len(c.source.splitlines()) for c in code) < 100
@@ -32,11 +33,20 @@ def test_notebook_runs_and_writes_the_report_the_runner_reads(tmp_path):
     warehouse, intermediate, days = build_warehouse(tmp_path / "data", 15)
     write_day(warehouse, intermediate, days[-1], DaySpec(null_rate=0.2))
     out = tmp_path / "run"
-    pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), cwd=str(REPO_ROOT), kernel_name="python3",
-                        progress_bar=False, parameters={
-                            "run_date": days[-1].isoformat(), "output_dir": str(out),
-                            "outputs_dir": str(tmp_path / "data"), "warehouse_root": str(warehouse),
-                            "now": "2030-01-01T00:00:00+00:00"})
+    pm.execute_notebook(
+        str(NOTEBOOK),
+        str(tmp_path / "executed.ipynb"),
+        cwd=str(REPO_ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+        parameters={
+            "run_date": days[-1].isoformat(),
+            "output_dir": str(out),
+            "outputs_dir": str(tmp_path / "data"),
+            "warehouse_root": str(warehouse),
+            "now": "2030-01-01T00:00:00+00:00",
+        },
+    )
     report = json.loads((out / "monitoring_report.json").read_text())
     assert report["status"] == "warn" and report["generated_at"] == "2030-01-01T00:00:00+00:00"
     # stale partitions (now is years later) and the null spike, both warnings

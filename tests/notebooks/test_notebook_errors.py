@@ -15,24 +15,37 @@ from puffy.dates import parse_day, parse_instant
 from puffy.errors import InputDataError, UserError
 
 
-@pytest.mark.parametrize("value, expected", [
-    (None, None), ("", None), ("2025-03-08", date(2025, 3, 8)), (date(2025, 3, 8), date(2025, 3, 8)),
-    (datetime(2025, 3, 8, 6, 30), date(2025, 3, 8)), (" 2024-02-29 ", date(2024, 2, 29)),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (None, None),
+        ("", None),
+        ("2025-03-08", date(2025, 3, 8)),
+        (date(2025, 3, 8), date(2025, 3, 8)),
+        (datetime(2025, 3, 8, 6, 30), date(2025, 3, 8)),
+        (" 2024-02-29 ", date(2024, 2, 29)),
+    ],
+)
 def test_parse_day_accepts_days(value, expected):
     assert parse_day(value, "run_date") == expected
 
 
-@pytest.mark.parametrize("value, message", [
-    # worked by hand: February 2025 has 28 days, February 2024 29 (leap year), April 30
-    ("2025-02-30", "run_date = '2025-02-30' is not a calendar day (2025-02 has 28 days): set run_date in the "
-                   "parameters cell to a real day, e.g. '2025-02-28'"),
-    ("2024-02-30", "(2024-02 has 29 days)"),
-    ("2025-04-31", "e.g. '2025-04-30'"),
-    ("2025-13-01", "run_date = '2025-13-01' is not a day in YYYY-MM-DD form"),
-    ("03/08/2025", "run_date = '03/08/2025' is not a day in YYYY-MM-DD form: set run_date in the parameters cell"),
-    (20250308, "run_date = 20250308 is not a day in YYYY-MM-DD form"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        # worked by hand: February 2025 has 28 days, February 2024 29 (leap year), April 30
+        (
+            "2025-02-30",
+            "run_date = '2025-02-30' is not a calendar day (2025-02 has 28 days): set run_date in the "
+            "parameters cell to a real day, e.g. '2025-02-28'",
+        ),
+        ("2024-02-30", "(2024-02 has 29 days)"),
+        ("2025-04-31", "e.g. '2025-04-30'"),
+        ("2025-13-01", "run_date = '2025-13-01' is not a day in YYYY-MM-DD form"),
+        ("03/08/2025", "run_date = '03/08/2025' is not a day in YYYY-MM-DD form: set run_date in the parameters cell"),
+        (20250308, "run_date = 20250308 is not a day in YYYY-MM-DD form"),
+    ],
+)
 def test_parse_day_refuses_with_one_sentence(value, message):
     with pytest.raises(UserError) as err:
         parse_day(value, "run_date")
@@ -60,9 +73,16 @@ def test_transform_on_an_unstaged_day_says_to_run_01_first(tmp_path):
     from puffy.transform.pipeline import run_transform
 
     with pytest.raises(InputDataError) as err:
-        run_transform(tmp_path / "intermediate", tmp_path / "warehouse", DEFAULT_PARAMS_DIR,
-                      start=date(2025, 3, 8), end=date(2025, 3, 8))
-    assert "no staged events for 2025-03-08..2025-03-08; stage them first with notebook 01_data_quality" in str(err.value)
+        run_transform(
+            tmp_path / "intermediate",
+            tmp_path / "warehouse",
+            DEFAULT_PARAMS_DIR,
+            start=date(2025, 3, 8),
+            end=date(2025, 3, 8),
+        )
+    assert "no staged events for 2025-03-08..2025-03-08; stage them first with notebook 01_data_quality" in str(
+        err.value
+    )
 
 
 def test_a_sample_written_one_level_up_is_found_and_named(tmp_path):
@@ -75,9 +95,11 @@ def test_a_sample_written_one_level_up_is_found_and_named(tmp_path):
     (sample / "events_20250223.csv").write_text("x\n")
     with pytest.raises(InputDataError) as err:
         discover_raw_files(sample / "raw_events")
-    assert str(err.value) == (f"{sample / 'raw_events'}: input directory not found, but {sample} holds "
-                              f"events_YYYYMMDD.csv files: point input_dir (params/pipeline.yaml, or the notebook's "
-                              f"input_dir) at {sample}, or write the sample with `puffy sample --out {sample / 'raw_events'}`")
+    assert str(err.value) == (
+        f"{sample / 'raw_events'}: input directory not found, but {sample} holds "
+        f"events_YYYYMMDD.csv files: point input_dir (params/pipeline.yaml, or the notebook's "
+        f"input_dir) at {sample}, or write the sample with `puffy sample --out {sample / 'raw_events'}`"
+    )
     with pytest.raises(InputDataError, match=f"`puffy sample --out {tmp_path / 'none' / 'raw'}` writes a sample"):
         discover_raw_files(tmp_path / "none" / "raw")
 
@@ -102,8 +124,9 @@ def test_a_bad_run_date_in_a_notebook_is_one_sentence(tmp_path, notebook):
     assert err.value.ename == "UserError"
     assert err.value.evalue.startswith("run_date = '2025-02-30' is not a calendar day (2025-02 has 28 days)")
     executed = nbformat.read(tmp_path / f"{notebook}.ipynb", as_version=4)
-    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.output_type == "error"]
+    errors = [
+        o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"
+    ]
     assert len(errors) == 1 and len(errors[0].traceback) == 1  # the sentence, no frames
 
 
@@ -114,7 +137,10 @@ def test_02_without_staged_events_says_to_run_01_first(tmp_path):
     from puffy import runner
 
     with pytest.raises(pm.PapermillExecutionError) as err:
-        runner.execute_notebook("02_transform", tmp_path, {"outputs_dir": str(tmp_path / "nothing_staged"),
-                                                           "warehouse_root": str(tmp_path / "wh")})
+        runner.execute_notebook(
+            "02_transform",
+            tmp_path,
+            {"outputs_dir": str(tmp_path / "nothing_staged"), "warehouse_root": str(tmp_path / "wh")},
+        )
     assert err.value.ename == "UserError"
     assert "run 01_data_quality (the gate) first" in err.value.evalue

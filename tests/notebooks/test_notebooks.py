@@ -35,8 +35,12 @@ def test_a_notebook_is_parameters_one_stage_call_and_presentation(name):
     runner that executes it; the stage resolves its defaults and writes its status."""
     nb = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    stage = {"01_data_quality": "dq", "02_transform": "transform", "04_monitoring": "monitoring",
-             "03_executive_analysis": "report"}[name]
+    stage = {
+        "01_data_quality": "dq",
+        "02_transform": "transform",
+        "04_monitoring": "monitoring",
+        "03_executive_analysis": "report",
+    }[name]
     assert source.count(f"{stage}.run(") == 1
     assert "puffy.runner" not in source and "write_status" not in source and "def " not in source
 
@@ -52,10 +56,25 @@ def test_executed_notebook_reproduces_its_outputs(name, daily_run):
     nb = nbformat.read(target, as_version=4)
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "executed notebook has no outputs"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval", str(target), "--nbval-sanitize-with",
-         str(REPO_ROOT / "tests" / "nbval_sanitize.cfg"), "-p", "no:cacheprovider", "-q",
-         "--nbval-current-env", "-o", "addopts="],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            str(target),
+            "--nbval-sanitize-with",
+            str(REPO_ROOT / "tests" / "nbval_sanitize.cfg"),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--nbval-current-env",
+            "-o",
+            "addopts=",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 

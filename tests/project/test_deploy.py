@@ -15,7 +15,7 @@ import os
 import shlex
 import shutil
 import subprocess
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,20 +43,21 @@ def scratch_checkout(tmp_path) -> Path:
 
 
 def _yesterday_utc() -> str:
-    return (datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat()
+    return (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
 
 
 def _expect_the_day_was_asked_for(done: subprocess.CompletedProcess, day: str, home: Path) -> None:
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip() == (f"puffy run: error: {home.parent / 'raw'}: no raw file for {day} "
-                                   f"(events_{day.replace('-', '')}.csv)")
+    assert done.stderr.strip() == (
+        f"puffy run: error: {home.parent / 'raw'}: no raw file for {day} (events_{day.replace('-', '')}.csv)"
+    )
 
 
 def _puffy_args(command: str) -> list[str]:
     """The arguments after `puffy` in a shell command line (dates already substituted)."""
     words = shlex.split(command)
     at = next(i for i, w in enumerate(words) if w.endswith("bin/puffy") or w == "puffy")
-    return words[at + 1:]
+    return words[at + 1 :]
 
 
 def test_the_cron_line_runs_yesterdays_day(scratch_checkout):
@@ -68,8 +69,13 @@ def test_the_cron_line_runs_yesterdays_day(scratch_checkout):
     command = fields[5]
     assert "%" not in command.replace("\\%", ""), "a bare % ends a cron command"
     as_cron_runs_it = command.replace("\\%", "%").replace(CHECKOUT, str(scratch_checkout))
-    done = subprocess.run(["/bin/sh", "-c", as_cron_runs_it], capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(scratch_checkout.parent)})
+    done = subprocess.run(
+        ["/bin/sh", "-c", as_cron_runs_it],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(scratch_checkout.parent)},
+    )
     _expect_the_day_was_asked_for(done, _yesterday_utc(), scratch_checkout)
 
 
@@ -94,8 +100,14 @@ def test_the_systemd_service_runs_yesterdays_day(scratch_checkout):
     # systemd's own expansion: %% is a literal %, $$ a literal $; a lone % or $ would be a specifier
     assert "%" not in exec_start.replace("%%", "") and "$" not in exec_start.replace("$$", "")
     argv = shlex.split(exec_start.replace("%%", "%").replace("$$", "$").replace(CHECKOUT, str(scratch_checkout)))
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=scratch_checkout,
-                          env={"PATH": "/usr/bin:/bin", "PUFFY_HOME": str(scratch_checkout)})
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=scratch_checkout,
+        env={"PATH": "/usr/bin:/bin", "PUFFY_HOME": str(scratch_checkout)},
+    )
     _expect_the_day_was_asked_for(done, _yesterday_utc(), scratch_checkout)
 
 
@@ -107,8 +119,12 @@ def test_systemd_accepts_the_units(tmp_path):
         text = (DEPLOY / name).read_text().replace(CHECKOUT, str(REPO_ROOT))
         text = text.replace("User=puffy", f"User={user}").replace("Group=puffy", "Group=root")
         (tmp_path / name).write_text(text)
-    done = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "puffy-daily.service"),
-                           str(tmp_path / "puffy-daily.timer")], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "puffy-daily.service"), str(tmp_path / "puffy-daily.timer")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "puffy-daily" not in done.stderr, done.stderr  # no complaint about our units
 
@@ -132,6 +148,11 @@ def test_the_airflow_dag_parses_and_runs_the_logical_days_command(scratch_checko
     assert "puffy run --date {{ ds }}" in command
     rendered = Template(command).render(ds="2025-03-08", params={"puffy_home": str(scratch_checkout)})
     assert build_parser().parse_args(_puffy_args(rendered)).date == date(2025, 3, 8)
-    done = subprocess.run(["/bin/bash", "-c", rendered], capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "PUFFY_HOME": str(scratch_checkout)})
+    done = subprocess.run(
+        ["/bin/bash", "-c", rendered],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PUFFY_HOME": str(scratch_checkout)},
+    )
     _expect_the_day_was_asked_for(done, "2025-03-08", scratch_checkout)

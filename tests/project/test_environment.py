@@ -57,8 +57,11 @@ def _lock() -> dict[str, str]:
 
 def _conda_python_packages() -> dict[str, str]:
     """PyPI name -> pinned version of every Python package environment.yml takes from conda-forge."""
-    return {_norm(CONDA_TO_PYPI.get(name, name)): version
-            for name, version in _conda_specs().items() if name not in SYSTEM_PACKAGES}
+    return {
+        _norm(CONDA_TO_PYPI.get(name, name)): version
+        for name, version in _conda_specs().items()
+        if name not in SYSTEM_PACKAGES
+    }
 
 
 def _pip_requirements() -> set[str]:
@@ -72,8 +75,12 @@ def test_environment_yml_mirrors_pyproject():
     from_pip = {_norm(Requirement(r).name) for r in _pip_requirements()}
     assert from_conda & from_pip == set(), f"listed for both conda and pip: {sorted(from_conda & from_pip)}"
     listed = from_conda | from_pip
-    assert set(declared) - listed == set(), f"in pyproject.toml but not environment.yml: {sorted(set(declared) - listed)}"
-    assert listed - set(declared) == set(), f"in environment.yml but not pyproject.toml: {sorted(listed - set(declared))}"
+    assert set(declared) - listed == set(), (
+        f"in pyproject.toml but not environment.yml: {sorted(set(declared) - listed)}"
+    )
+    assert listed - set(declared) == set(), (
+        f"in environment.yml but not pyproject.toml: {sorted(listed - set(declared))}"
+    )
     for text in _pip_requirements():  # pip lines keep pyproject's spelling (extras and ranges)
         assert text in {str(r) for r in declared.values()}, f"{text} differs from pyproject.toml"
 

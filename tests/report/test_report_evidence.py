@@ -22,14 +22,20 @@ from puffy.report.narrative import Narrative, Statement, validate_recommendation
 def test_holm_over_one_family_by_hand():
     """p = 0.01, 0.04, 0.03, 0.5 (m = 4). Holm, sorted: 0.01·4 = 0.04; 0.03·3 = 0.09;
     0.04·2 = 0.08 → raised to 0.09 (monotone); 0.5·1 = 0.5. Only the first survives at 5%."""
-    fam = control([comparison(k, "x", k, 1.0, p, "t") for k, p in
-                   (("a", 0.01), ("b", 0.04), ("c", 0.03), ("d", 0.5))], "holm", 0.05)
+    fam = control(
+        [comparison(k, "x", k, 1.0, p, "t") for k, p in (("a", 0.01), ("b", 0.04), ("c", 0.03), ("d", 0.5))],
+        "holm",
+        0.05,
+    )
     assert [round(fam.get(k).adjusted_p, 6) for k in "abcd"] == [0.04, 0.09, 0.09, 0.5]
     assert [fam.survives(k) for k in "abcd"] == [True, False, False, False]
     # Benjamini–Hochberg: sorted 0.01·4/1 = 0.04, 0.03·4/2 = 0.06, 0.04·4/3 = 0.0533 → 0.0533,
     # 0.5 → min from the top: c = min(0.06, 0.0533) = 0.0533.
-    bh = control([comparison(k, "x", k, 1.0, p, "t") for k, p in
-                  (("a", 0.01), ("b", 0.04), ("c", 0.03), ("d", 0.5))], "fdr_bh", 0.05)
+    bh = control(
+        [comparison(k, "x", k, 1.0, p, "t") for k, p in (("a", 0.01), ("b", 0.04), ("c", 0.03), ("d", 0.5))],
+        "fdr_bh",
+        0.05,
+    )
     assert bh.get("c").adjusted_p == pytest.approx(0.04 * 4 / 3)
     # An untested comparison (NaN p) is not counted in the family.
     fam = control([comparison("a", "x", "a", 1.0, 0.02, "t"), comparison("b", "x", "b", 1.0, math.nan, "t")])
@@ -54,21 +60,38 @@ def test_a_recommendation_fails_when_its_evidence_does_not_survive_or_the_model_
     # The adjusted model pointing the other way is a problem of its own.
     fam = _issue_family(0.0001, 1.5)
     fam.get("device:mobile").adjusted_p = 0.001  # as if the gap survived
-    assert any("points the other way" in p for p in
-               recommendation_problems(fam, ("device:mobile",), ("logit:device:mobile",)))
+    assert any(
+        "points the other way" in p for p in recommendation_problems(fam, ("device:mobile",), ("logit:device:mobile",))
+    )
     # Both surviving and agreeing: no problem.
-    comps = [comparison("device:mobile", "device", "m", -0.01, 1e-6, "z"),
-             comparison("logit:device:mobile", "logit", "m", -0.4, 1e-5, "logit")]
+    comps = [
+        comparison("device:mobile", "device", "m", -0.01, 1e-6, "z"),
+        comparison("logit:device:mobile", "logit", "m", -0.4, 1e-5, "logit"),
+    ]
     assert recommendation_problems(control(comps), ("device:mobile",), ("logit:device:mobile",)) == []
 
 
 def test_validate_recommendations_rejects_an_unsupported_action():
     fig = SimpleNamespace(family=_issue_family(0.31, 0.88))
-    bad = Narrative(recommendations=[Statement("device_gap", "Fix mobile.", 1.0, kind="action",
-                                               evidence=("device:mobile",), adjusted=("logit:device:mobile",))])
+    bad = Narrative(
+        recommendations=[
+            Statement(
+                "device_gap",
+                "Fix mobile.",
+                1.0,
+                kind="action",
+                evidence=("device:mobile",),
+                adjusted=("logit:device:mobile",),
+            )
+        ]
+    )
     assert validate_recommendations(fig, bad)
-    ok = Narrative(recommendations=[Statement("incrementality", "Run a holdout.", 1.0, kind="test"),
-                                    Statement("caveat_x", "Fix tracking.", 1.0, kind="fix")])
+    ok = Narrative(
+        recommendations=[
+            Statement("incrementality", "Run a holdout.", 1.0, kind="test"),
+            Statement("caveat_x", "Fix tracking.", 1.0, kind="fix"),
+        ]
+    )
     assert validate_recommendations(fig, ok) == []
     hyp = Narrative(recommendations=[Statement("x", "Maybe.", 1.0, kind="hypothesis")])
     assert validate_recommendations(fig, hyp)
@@ -106,16 +129,23 @@ def test_nested_funnel_counts_skipped_purchases_apart():
     """4 sessions: a full path; view+cart only; a purchase with no earlier step (checkout host);
     a purchase after a view and a checkout but no cart. Nested: 2 views, 1 cart, 1 checkout,
     1 purchase through the funnel; 2 purchases skipped a step; conversion 3/4."""
-    s = pd.DataFrame({
-        "device_type": ["mobile"] * 4,
-        "viewed_product": [True, True, False, True],
-        "added_to_cart": [True, True, False, False],
-        "started_checkout": [True, False, False, True],
-        "purchased": [True, False, True, True],
-    })
+    s = pd.DataFrame(
+        {
+            "device_type": ["mobile"] * 4,
+            "viewed_product": [True, True, False, True],
+            "added_to_cart": [True, True, False, False],
+            "started_checkout": [True, False, False, True],
+            "purchased": [True, False, True, True],
+        }
+    )
     f = funnel_by_device(s).loc["mobile"]
     assert (f["sessions"], f["viewed_product"], f["added_to_cart"], f["started_checkout"], f["purchased"]) == (
-        4, 3, 2, 1, 1)
+        4,
+        3,
+        2,
+        1,
+        1,
+    )
     assert f["purchased_skipped"] == 2 and f["purchased_all"] == 3
     assert f["conversion_rate"] == pytest.approx(0.75)
     assert f["purchased_rate"] == pytest.approx(1.0)  # of the one nested checkout, one bought
@@ -127,14 +157,23 @@ def test_comparison_windows_and_decomposition():
     w = comparison_windows(no_prev, days)
     assert w.basis == "halves" and w.current == (days[2],) and w.base == (days[0],)  # middle day left out
     assert w.label == "last 1 vs first 1 days"
-    with_prev = Period(days[0], days[-1], tuple(days), date(2025, 2, 26), date(2025, 2, 28),
-                       tuple(date(2025, 2, 26) + timedelta(days=i) for i in range(3)), True)
+    with_prev = Period(
+        days[0],
+        days[-1],
+        tuple(days),
+        date(2025, 2, 26),
+        date(2025, 2, 28),
+        tuple(date(2025, 2, 26) + timedelta(days=i) for i in range(3)),
+        True,
+    )
     assert comparison_windows(with_prev, days).basis == "previous"
     # Sessions 10 → 6: Paid Search −5 (125% of the change), Email +1 (−25%).
-    base = pd.DataFrame({"session_id": range(10), "channel": ["Paid Search"] * 8 + ["Email"] * 2,
-                         "n_orders": 0, "revenue": 0.0})
-    cur = pd.DataFrame({"session_id": range(6), "channel": ["Paid Search"] * 3 + ["Email"] * 3,
-                        "n_orders": 0, "revenue": 0.0})
+    base = pd.DataFrame(
+        {"session_id": range(10), "channel": ["Paid Search"] * 8 + ["Email"] * 2, "n_orders": 0, "revenue": 0.0}
+    )
+    cur = pd.DataFrame(
+        {"session_id": range(6), "channel": ["Paid Search"] * 3 + ["Email"] * 3, "n_orders": 0, "revenue": 0.0}
+    )
     d = decompose(cur, base, "channel")
     assert list(d.index) == ["Paid Search", "Email"]
     assert d.loc["Paid Search", "sessions_change"] == -5 and d.loc["Paid Search", "sessions_share_of_change"] == 1.25

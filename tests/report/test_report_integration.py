@@ -34,8 +34,14 @@ def _build(raw, root, last_day: str | None = None):
     dates) lands where the report reads a day's findings, runs/<last_day>/dq_report.json."""
     out = root / "runs" / last_day if last_day else root / "runs_dq"
     gate = run_gate(raw, DEFAULT_PARAMS_DIR / "dq_rules.yaml", out, staging_root=root / "intermediate")
-    result = run_transform(root / "intermediate", root / "warehouse", DEFAULT_PARAMS_DIR,
-                           start=gate.days[0], end=gate.days[-1], mode="rebuild")
+    result = run_transform(
+        root / "intermediate",
+        root / "warehouse",
+        DEFAULT_PARAMS_DIR,
+        start=gate.days[0],
+        end=gate.days[-1],
+        mode="rebuild",
+    )
     assert result.status != "error", result.message
     return root
 
@@ -72,8 +78,19 @@ def _renderings(value: float) -> set[str]:
     if value is None or value != value or value in (float("inf"), float("-inf")):
         return set()
     v = float(value)
-    forms = {money(v), money(v, cents=True), count(v), pct(v, 0), pct(v, 1), pct(v, 2), points(v, 1), points(v, 2),
-             f"{v:.1f}", f"{v:.2f}", f"{v:.3f}"}
+    forms = {
+        money(v),
+        money(v, cents=True),
+        count(v),
+        pct(v, 0),
+        pct(v, 1),
+        pct(v, 2),
+        points(v, 1),
+        points(v, 2),
+        f"{v:.1f}",
+        f"{v:.2f}",
+        f"{v:.3f}",
+    }
     return {re.sub(r"[^\d.]", "", f).lstrip(".") for f in forms}
 
 
@@ -84,8 +101,7 @@ def _table_values(fig, data) -> set[str]:
     s = data.human_sessions
     o = data.orders
     # regenerated from the warehouse rows
-    values += [len(s), s["purchased"].sum(), len(o), o["revenue"].sum(), o["revenue"].mean(),
-               s["purchased"].mean()]
+    values += [len(s), s["purchased"].sum(), len(o), o["revenue"].sum(), o["revenue"].mean(), s["purchased"].mean()]
     for frame, col in ((s, "channel"), (s, "device_type"), (s, "is_returning_client")):
         g = frame.groupby(col).agg(n=("session_id", "size"), buy=("purchased", "sum"), rev=("revenue", "sum"))
         values += list(g["n"]) + list(g["buy"]) + list(g["buy"] / g["n"]) + list(g["n"] / len(s))
@@ -109,8 +125,15 @@ def _table_values(fig, data) -> set[str]:
         values.append(c.size)
     values += [v for v in fig.journeys.values() if isinstance(v, (int, float))]
     p = fig.params
-    values += [p.alpha, p.power, p.confidence_level, p.fold_threshold, p.client_id_null_caveat,
-               p.incrementality_detectable_drop, p.incrementality_holdout_share]
+    values += [
+        p.alpha,
+        p.power,
+        p.confidence_level,
+        p.fold_threshold,
+        p.client_id_null_caveat,
+        p.incrementality_detectable_drop,
+        p.incrementality_holdout_share,
+    ]
     out = set()
     for v in values:
         try:
@@ -136,9 +159,13 @@ def _derived(fig, data) -> set[str]:
         on = s["session_date"] >= ref.start
         share_on, share_off = s.loc[on, "channel"].eq("Direct").mean(), s.loc[~on, "channel"].eq("Direct").mean()
         days_on, days_off = s.loc[on, "session_date"].nunique(), s.loc[~on, "session_date"].nunique()
-        values += [share_on, share_off, (share_on - share_off) * on.sum(),
-                   s.loc[on, "channel"].eq("Organic Search").sum() / days_on,
-                   s.loc[~on, "channel"].eq("Organic Search").sum() / max(1, days_off)]
+        values += [
+            share_on,
+            share_off,
+            (share_on - share_off) * on.sum(),
+            s.loc[on, "channel"].eq("Organic Search").sum() / days_on,
+            s.loc[~on, "channel"].eq("Organic Search").sum() / max(1, days_off),
+        ]
     cid = caveats.get("client_id_loss")
     if cid is not None and data.client_id_null is not None:  # page views without a client id, per day
         t = data.client_id_null
@@ -154,8 +181,13 @@ def _derived(fig, data) -> set[str]:
             continue
     h = fig.holdout
     if h is not None:
-        for v in (h.sessions_needed, h.days_needed, h.sessions_per_day, h.credited_revenue_low,
-                  h.credited_revenue_high):
+        for v in (
+            h.sessions_needed,
+            h.days_needed,
+            h.sessions_per_day,
+            h.credited_revenue_low,
+            h.credited_revenue_high,
+        ):
             out |= _renderings(v) | {str(int(-(-v // 1)))}
     return out
 
@@ -181,6 +213,7 @@ def test_every_number_the_narrative_states_is_regenerated_from_the_tables(sample
 def test_sample_pdf_one_or_two_pages_and_recommendations_are_supported(sample_report, tmp_path):
     written = write_outputs(sample_report, tmp_path)
     import json
+
     kpis = json.loads(written["kpis"].read_text())
     assert 1 <= kpis["pdf_pages"] <= 2
     assert validate_recommendations(sample_report.figures, sample_report.narrative) == []
@@ -195,8 +228,10 @@ def test_no_channel_above_the_threshold_is_folded(sample_report):
     share_revenue = ch["credit_high"] / fig.current["revenue"]
     must = set(ch.index[(share_sessions >= fig.params.fold_threshold) | (share_revenue >= fig.params.fold_threshold)])
     must |= {c for c in ("Direct", "Untracked journey") if c in ch.index}
-    for layout_html in (channel_table_html(fig, fig.params.pdf_attribution_models, 3),
-                        print_html(fig, sample_report.narrative)):
+    for layout_html in (
+        channel_table_html(fig, fig.params.pdf_attribution_models, 3),
+        print_html(fig, sample_report.narrative),
+    ):
         for channel in must:
             assert f"<tr><td>{channel}</td>" in layout_html, channel
 
@@ -206,6 +241,7 @@ def test_three_day_period_stays_within_two_pages(sample_outputs, tmp_path):
     assert rep.figures.windows.basis == "previous"  # the three days before are in the warehouse
     written = write_outputs(rep, tmp_path)
     import json
+
     assert 1 <= json.loads(written["kpis"].read_text())["pdf_pages"] <= 2
     assert not _check_narrative_numbers(rep)
     first = build_report(sample_outputs, DEFAULT_PARAMS_DIR, start="2025-02-23", end="2025-02-25")
@@ -220,6 +256,7 @@ def test_real_export_report(real_data_dir, tmp_path_factory):
     fig = rep.figures
     written = write_outputs(rep, root / "report")
     import json
+
     assert 1 <= json.loads(written["kpis"].read_text())["pdf_pages"] <= 2
     assert validate_recommendations(fig, rep.narrative) == []
     assert not _check_narrative_numbers(rep)

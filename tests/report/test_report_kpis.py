@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from puffy.errors import ParamsError, UserError
+from puffy.params import REPO_ROOT
 from puffy.report import kpis
 from puffy.report.data import (
     ReportParams,
@@ -18,7 +19,6 @@ from puffy.report.data import (
     read_table,
     resolve_period,
 )
-from puffy.params import REPO_ROOT
 from support.report_outputs import FixtureConfig, build_tables, make_outputs
 
 
@@ -29,6 +29,7 @@ def outputs(tmp_path_factory):
 
 
 # --- params and period -----------------------------------------------------------------------
+
 
 def test_repository_params_file_is_valid_and_fully_commented():
     params = load_report_params(REPO_ROOT / "params")
@@ -94,12 +95,19 @@ def test_findings_are_read_per_day_with_severity(outputs):
 
 # --- figures ---------------------------------------------------------------------------------
 
+
 def test_headline_kpis_by_hand():
     s = pd.DataFrame({"session_id": list("abcd"), "purchased": [True, False, False, True]})
     o = pd.DataFrame({"order_key": ["o1", "o2", "o3"], "revenue": [100.0, 300.0, 200.0]})
     h = kpis.headline(s, o)
-    assert h == {"revenue": 600.0, "orders": 3, "aov": 200.0, "sessions": 4, "purchasing_sessions": 2,
-                 "conversion_rate": 0.5}
+    assert h == {
+        "revenue": 600.0,
+        "orders": 3,
+        "aov": 200.0,
+        "sessions": 4,
+        "purchasing_sessions": 2,
+        "conversion_rate": 0.5,
+    }
     changes = kpis.with_changes(h, {**h, "revenue": 500.0, "conversion_rate": 0.4})
     assert changes["revenue"]["change_pct"] == pytest.approx(0.2)
     assert changes["conversion_rate"]["change"] == pytest.approx(0.1)
@@ -135,11 +143,20 @@ def test_figures_match_the_tables(outputs):
 
 
 def test_product_mix_separates_orders_without_prices():
-    orders = pd.DataFrame({"order_key": ["a", "b", "c"], "revenue": [100.0, 50.0, 70.0],
-                           "has_missing_item_prices": [False, False, True]})
-    items = pd.DataFrame({"order_key": ["a", "a", "b", "c"], "line_number": [1, 2, 1, 1],
-                          "item_id": ["X", "Y", "X", "Y"], "item_name": ["Mattress", "Pillow", "Mattress", "Pillow"],
-                          "item_variant": None, "quantity": [1.0, 2.0, 1.0, 1.0], "item_price": [80.0, 20.0, 50.0, None]})
+    orders = pd.DataFrame(
+        {"order_key": ["a", "b", "c"], "revenue": [100.0, 50.0, 70.0], "has_missing_item_prices": [False, False, True]}
+    )
+    items = pd.DataFrame(
+        {
+            "order_key": ["a", "a", "b", "c"],
+            "line_number": [1, 2, 1, 1],
+            "item_id": ["X", "Y", "X", "Y"],
+            "item_name": ["Mattress", "Pillow", "Mattress", "Pillow"],
+            "item_variant": None,
+            "quantity": [1.0, 2.0, 1.0, 1.0],
+            "item_price": [80.0, 20.0, 50.0, None],
+        }
+    )
     mix = kpis.product_mix(items, orders, top=5)
     assert mix["orders_missing"] == 1 and mix["revenue_missing"] == 70.0
     assert mix["orders_priced"] == 2 and mix["share_missing"] == pytest.approx(70 / 220)
@@ -152,11 +169,20 @@ def test_product_mix_names_a_single_leftover_product():
     """Four priced products: Mattress $500, Topper $200, Pillow $50, Sheet $30 ($780). With room for
     three, "Other (1 products)" would only rename Sheet: it keeps its row. With room for two, Pillow
     and Sheet fold into "Other (2 products)": $80, 80/780 of the revenue."""
-    orders = pd.DataFrame({"order_key": ["a", "b", "c", "d"], "revenue": [500.0, 200.0, 50.0, 30.0],
-                           "has_missing_item_prices": False})
-    items = pd.DataFrame({"order_key": ["a", "b", "c", "d"], "line_number": 1, "item_id": ["M", "T", "P", "S"],
-                          "item_name": ["Mattress", "Topper", "Pillow", "Sheet"], "item_variant": None,
-                          "quantity": 1.0, "item_price": [500.0, 200.0, 50.0, 30.0]})
+    orders = pd.DataFrame(
+        {"order_key": ["a", "b", "c", "d"], "revenue": [500.0, 200.0, 50.0, 30.0], "has_missing_item_prices": False}
+    )
+    items = pd.DataFrame(
+        {
+            "order_key": ["a", "b", "c", "d"],
+            "line_number": 1,
+            "item_id": ["M", "T", "P", "S"],
+            "item_name": ["Mattress", "Topper", "Pillow", "Sheet"],
+            "item_variant": None,
+            "quantity": 1.0,
+            "item_price": [500.0, 200.0, 50.0, 30.0],
+        }
+    )
     assert list(kpis.product_mix(items, orders, top=3)["table"].index) == ["Mattress", "Topper", "Pillow", "Sheet"]
     table = kpis.product_mix(items, orders, top=2)["table"]
     assert list(table.index) == ["Mattress", "Topper", "Other (2 products)"]
@@ -185,11 +211,13 @@ def test_id_collisions_count_only_the_later_order_of_each_id():
     F, F#2 from a partition without transaction_variant: the flag is all there is -> 2
     Flags set: 2 + 1 + 1 + 0 + 3 + 2 = 9; orders sharing an id with an earlier one: 7.
     """
-    orders = pd.DataFrame({
-        "order_key": ["A", "A#2", "B", "B#2", "C#2", "D", "E", "E#2", "E#3", "F", "F#2"],
-        "transaction_variant": [1, 2, 1, 2, 2, 1, 1, 2, 3, None, None],
-        "is_transaction_id_collision": [True, True, False, True, True, False, True, True, True, True, True],
-    })
+    orders = pd.DataFrame(
+        {
+            "order_key": ["A", "A#2", "B", "B#2", "C#2", "D", "E", "E#2", "E#3", "F", "F#2"],
+            "transaction_variant": [1, 2, 1, 2, 2, 1, 1, 2, 3, None, None],
+            "is_transaction_id_collision": [True, True, False, True, True, False, True, True, True, True, True],
+        }
+    )
     assert int(orders["is_transaction_id_collision"].sum()) == 9
     assert kpis.later_id_collisions(orders) == 7
     assert kpis.later_id_collisions(orders.iloc[:0]) == 0

@@ -10,18 +10,23 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from puffy.params import REPO_ROOT
 from puffy.report import build_report
 from puffy.report.narrative import Statement, _channel_statements, _top, data_caveats, money, pct, to_markdown
-from puffy.params import REPO_ROOT
 from support.report_outputs import FixtureConfig, make_outputs
 
 PARAMS = REPO_ROOT / "params"
 
 # A: healthy site, clean data. B: mobile checkout broken, tracking problems, prices lost.
 CLEAN = FixtureConfig(seed=5, mobile_penalty=1.0, write_findings=False)
-TROUBLED = FixtureConfig(seed=5, mobile_penalty=0.25, mobile_share=0.7, missing_prices_from=date(2025, 3, 6),
-                         client_id_null_days={date(2025, 3, 5): 0.15, date(2025, 3, 6): 0.09},
-                         referrer_lost_from=date(2025, 3, 5))
+TROUBLED = FixtureConfig(
+    seed=5,
+    mobile_penalty=0.25,
+    mobile_share=0.7,
+    missing_prices_from=date(2025, 3, 6),
+    client_id_null_days={date(2025, 3, 5): 0.15, date(2025, 3, 6): 0.09},
+    referrer_lost_from=date(2025, 3, 5),
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,9 @@ def test_different_data_gives_different_wording_and_numbers(clean, troubled):
     a, b = to_markdown(clean.narrative), to_markdown(troubled.narrative)
     assert a != b
     # The mobile problem is found, worded and turned into a recommendation only where it exists.
-    assert "device_gap" in rules(troubled.narrative.concerning) and "device_gap" in rules(troubled.narrative.recommendations)
+    assert "device_gap" in rules(troubled.narrative.concerning) and "device_gap" in rules(
+        troubled.narrative.recommendations
+    )
     assert "device_gap" not in rules(clean.narrative.concerning)
     # Tracking problems reach page 1 (the narrative's tracking caveats) only in the troubled fixture.
     assert {"tracking_client_id_loss", "tracking_referrer_loss"} <= rules(troubled.narrative.tracking)
@@ -71,7 +78,9 @@ def test_caveats_are_sized_from_the_data(troubled):
     share = (150 + 90 + 10) / 3000
     assert caveats["client_id_loss"].size == pytest.approx(share)
     assert caveats["client_id_loss"].start == date(2025, 3, 5)
-    assert f"about {pct(share)}" in caveats["client_id_loss"].text and "from Wed 5 Mar" in caveats["client_id_loss"].text
+    assert (
+        f"about {pct(share)}" in caveats["client_id_loss"].text and "from Wed 5 Mar" in caveats["client_id_loss"].text
+    )
     assert "15.0% on Wed 5 Mar" in caveats["client_id_loss"].text
     # Referrer: Direct's share from the day the shift starts (found in the data: 5 Mar) vs before.
     assert caveats["referrer_loss"].start == date(2025, 3, 5)
@@ -110,8 +119,10 @@ def test_changes_vs_previous_period_are_tested_and_worded(tmp_path):
     k = second.figures.kpis["conversion_rate"]
     assert k["previous"] == pytest.approx(first.figures.current["conversion_rate"])
     text = next(s.text for s in second.narrative.moved if s.rule == "moved_conversion_rate")
-    assert text.startswith(f"Conversion rate rose {k['change_pct'] * 100:+.1f}% (vs previous 7 days: "
-                           f"{pct(k['value'], 2)} vs {pct(k['previous'], 2)})")
+    assert text.startswith(
+        f"Conversion rate rose {k['change_pct'] * 100:+.1f}% (vs previous 7 days: "
+        f"{pct(k['value'], 2)} vs {pct(k['previous'], 2)})"
+    )
     assert "beyond noise (p < 0.001, adjusted p < 0.001)" in text
     # The first week has no previous period: changes compare its last 3 days with its first 3.
     assert "no_previous" in rules(first.narrative.concerning)
@@ -145,16 +156,28 @@ def test_every_percentage_in_the_narrative_is_a_figure(troubled):
 
 # --- small hand-built cases -------------------------------------------------------------------
 
+
 def _caveat_inputs(orders: pd.DataFrame):
     """The minimum ``data_caveats`` reads: one clean day, no findings, the given orders."""
     from puffy.report.data import Period, PeriodData, ReportParams
 
     day = date(2025, 3, 1)
     period = Period(day, day, (day,), date(2025, 2, 28), date(2025, 2, 28), (), False)
-    data = PeriodData(period, sessions=pd.DataFrame(), orders=orders, items=pd.DataFrame(),
-                      attribution=pd.DataFrame(), rejects=pd.DataFrame({"reason": pd.Series(dtype=object)}))
-    fig = SimpleNamespace(params=ReportParams(), products={"orders_missing": 0}, orders_without_session=0,
-                          current={"sessions": 100, "revenue": 1000.0}, bot_sessions=0)
+    data = PeriodData(
+        period,
+        sessions=pd.DataFrame(),
+        orders=orders,
+        items=pd.DataFrame(),
+        attribution=pd.DataFrame(),
+        rejects=pd.DataFrame({"reason": pd.Series(dtype=object)}),
+    )
+    fig = SimpleNamespace(
+        params=ReportParams(),
+        products={"orders_missing": 0},
+        orders_without_session=0,
+        current={"sessions": 100, "revenue": 1000.0},
+        bot_sessions=0,
+    )
     return data, fig
 
 
@@ -162,11 +185,13 @@ def test_collision_caveat_counts_the_later_order_of_each_pair():
     """The UAT case: 4 transaction ids each used by two different orders on the same day, plus 2
     ordinary orders (10 orders, 6 ids). The transform flags all 8 orders of the pairs; the sentence
     says "sharing a transaction id with an *earlier*, different order", which is true of 4."""
-    orders = pd.DataFrame({
-        "order_key": ["T1", "T1#2", "T2", "T2#2", "T3", "T3#2", "T4", "T4#2", "U1", "U2"],
-        "transaction_variant": [1, 2] * 4 + [1, 1],
-        "is_transaction_id_collision": [True] * 8 + [False] * 2,
-    })
+    orders = pd.DataFrame(
+        {
+            "order_key": ["T1", "T1#2", "T2", "T2#2", "T3", "T3#2", "T4", "T4#2", "U1", "U2"],
+            "transaction_variant": [1, 2] * 4 + [1, 1],
+            "is_transaction_id_collision": [True] * 8 + [False] * 2,
+        }
+    )
     data, fig = _caveat_inputs(orders)
     caveat = next(c for c in data_caveats(data, fig) if c.id == "order_hygiene")
     assert "4 orders sharing a transaction id with an earlier, different order" in caveat.text
@@ -178,21 +203,27 @@ def _channels_fig(rows: dict) -> SimpleNamespace:
     channels = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
     from puffy.report.data import ReportParams
     from puffy.report.evidence import comparison, control
-    family = control([comparison(f"channel:{c}", "channel", c, r["diff_vs_rest"], r["p_vs_rest"], "z")
-                      for c, r in channels.iterrows()])
-    return SimpleNamespace(params=ReportParams(), channels=channels, current={"conversion_rate": 0.02},
-                           family=family)
+
+    family = control(
+        [
+            comparison(f"channel:{c}", "channel", c, r["diff_vs_rest"], r["p_vs_rest"], "z")
+            for c, r in channels.iterrows()
+        ]
+    )
+    return SimpleNamespace(params=ReportParams(), channels=channels, current={"conversion_rate": 0.02}, family=family)
 
 
 def test_best_converting_channel_is_worded_best_and_comes_first():
     """Email converts at 6% on 500 sessions (+4 pp vs the rest: 20 extra buyers), Affiliates at 3%
     on 3,000 (+1.5 pp: 45 extra buyers). Email "converts best"; Affiliates, though bigger in impact,
     "also converts" and must not be listed before it."""
-    fig = _channels_fig({
-        "Affiliates": [3000, 0.03, 0.025, 0.037, 0.6, 0.015, 0.001],
-        "Email": [500, 0.06, 0.043, 0.083, 0.1, 0.04, 0.001],
-        "Direct": [1500, 0.012, 0.008, 0.018, 0.3, -0.01, 0.2],
-    })
+    fig = _channels_fig(
+        {
+            "Affiliates": [3000, 0.03, 0.025, 0.037, 0.6, 0.015, 0.001],
+            "Email": [500, 0.06, 0.043, 0.083, 0.1, 0.04, 0.001],
+            "Direct": [1500, 0.012, 0.008, 0.018, 0.3, -0.01, 0.2],
+        }
+    )
     working, _ = _channel_statements(fig)
     ordered = _top(working + [Statement("other", "A 30-weight sentence.", 30.0)], 4)
     texts = [s.text for s in ordered if s.rule == "channel_high"]

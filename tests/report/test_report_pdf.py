@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 
 from puffy.params import REPO_ROOT
-from puffy.report import build_report, write_outputs
-from puffy.report import charts
+from puffy.report import build_report, charts, write_outputs
 from puffy.report.data import ReportParams
 from puffy.report.narrative import Narrative, Statement
 from puffy.report.pdf import (
@@ -33,8 +32,12 @@ from puffy.report.pdf import (
 )
 from support.report_outputs import FixtureConfig, count_pdf_pages, make_outputs
 
-CONFIG = FixtureConfig(seed=3, missing_prices_from=date(2025, 3, 6),
-                       client_id_null_days={date(2025, 3, 5): 0.12}, referrer_lost_from=date(2025, 3, 6))
+CONFIG = FixtureConfig(
+    seed=3,
+    missing_prices_from=date(2025, 3, 6),
+    client_id_null_days={date(2025, 3, 5): 0.12},
+    referrer_lost_from=date(2025, 3, 6),
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +70,14 @@ def test_pdf_text_shows_the_period_kpis(report, written):
     # The headline numbers are the period's: recompute them from the tables.
     assert kpi_value_text("revenue", report.data.orders["revenue"].sum(), "$") in laid_out
     assert kpi_value_text("orders", len(report.data.orders), "$") in laid_out
-    for heading in ("What moved", "What is working", "What is concerning", "Recommendations", "Other data caveats",
-                    "Attribution is not incrementality"):
+    for heading in (
+        "What moved",
+        "What is working",
+        "What is concerning",
+        "Recommendations",
+        "Other data caveats",
+        "Attribution is not incrementality",
+    ):
         assert heading in laid_out
     # Narrative sentences and the sized caveats reach the page.
     assert report.narrative.working[0].text[:40] in " ".join(laid_out.split())
@@ -104,16 +113,25 @@ def test_shorter_layouts_when_the_page_limit_is_tight(report, tmp_path):
 
 # --- the channel table on small hand-built figures ------------------------------------------------
 
+
 def _channels_fig(rows: dict) -> SimpleNamespace:
     """Channels indexed by name: sessions, purchasing sessions, then orders / revenue of last click
     (whole orders) and Markov (shared orders)."""
-    cols = ["sessions", "purchasing_sessions", "orders_last_click", "orders_markov",
-            "revenue_last_click", "revenue_markov"]
+    cols = [
+        "sessions",
+        "purchasing_sessions",
+        "orders_last_click",
+        "orders_markov",
+        "revenue_last_click",
+        "revenue_markov",
+    ]
     ch = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
     ch["conversion_rate"] = ch["purchasing_sessions"] / ch["sessions"]
     ch["ci_low"], ch["ci_high"] = ch["conversion_rate"] * 0.8, ch["conversion_rate"] * 1.2
-    current = {"sessions": int(ch["sessions"].sum()),
-               "conversion_rate": ch["purchasing_sessions"].sum() / ch["sessions"].sum()}
+    current = {
+        "sessions": int(ch["sessions"].sum()),
+        "conversion_rate": ch["purchasing_sessions"].sum() / ch["sessions"].sum(),
+    }
     return SimpleNamespace(params=ReportParams(), channels=ch, current=current)
 
 
@@ -124,11 +142,13 @@ def _cells(table: str) -> list[list[str]]:
 def test_channel_table_prints_order_counts_as_integers():
     """Last click credits whole orders: 1,200 / 90 / 256, total 1,546 — never "90.0". Markov shares
     orders out (10.5, 3.25, ...): that column keeps its decimals."""
-    fig = _channels_fig({
-        "Direct": [40000, 1200, 1200.0, 1180.5, 900000.0, 880000.0],
-        "Email": [3000, 90, 90.0, 110.25, 70000.0, 80000.0],
-        "Paid Search": [20000, 256, 256.0, 255.25, 200000.0, 210000.0],
-    })
+    fig = _channels_fig(
+        {
+            "Direct": [40000, 1200, 1200.0, 1180.5, 900000.0, 880000.0],
+            "Email": [3000, 90, 90.0, 110.25, 70000.0, 80000.0],
+            "Paid Search": [20000, 256, 256.0, 255.25, 200000.0, 210000.0],
+        }
+    )
     rows = _cells(channel_table_html(fig, ["last_click", "markov"]))
     assert [r[3] for r in rows] == ["1,200", "90", "256", "1,546"]  # orders, last click
     assert rows[1][4:] == ["$70,000", "$80,000"]
@@ -157,8 +177,13 @@ def test_only_channels_below_the_threshold_are_folded_and_named_ones_never():
     assert [r[0] for r in rows] == ["Direct", "Paid Search", "Organic", "Paid Social", "Email", "Total"]
     # With Email's revenue at 1% of the total and Paid Social's sessions at 2.9%, both are below 3%
     # of sessions and of revenue: they are folded, 2 channels, 200 + 260 sessions, 12 + 4 orders.
-    small = {**FIVE_CHANNELS, "Paid Social": [260, 4, 4.0, 4.0, 1.0, 1.0], "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
-             "Direct": [5000, 100, 100.0, 100.0, 60.0, 60.0], "Paid Search": [3000, 50, 50.0, 50.0, 37.0, 37.0]}
+    small = {
+        **FIVE_CHANNELS,
+        "Paid Social": [260, 4, 4.0, 4.0, 1.0, 1.0],
+        "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
+        "Direct": [5000, 100, 100.0, 100.0, 60.0, 60.0],
+        "Paid Search": [3000, 50, 50.0, 50.0, 37.0, 37.0],
+    }
     rows = _cells(channel_table_html(_channels_fig(small), ["last_click"]))
     assert [r[0] for r in rows] == ["Direct", "Paid Search", "Organic", "Other (2, each &lt; 3%)", "Total"]
     assert rows[3][1] == "460" and rows[3][3] == "16"
@@ -169,19 +194,22 @@ def test_only_channels_below_the_threshold_are_folded_and_named_ones_never():
     rows = _cells(channel_table_html(_channels_fig(small), ["last_click"], keep_channels=keep))
     assert [r[0] for r in rows] == ["Direct", "Paid Search", "Organic", "Paid Social", "Email", "Total"]
     # "Paid Social" is named only as a whole: "Paid Search" alone does not match "Paid Social".
-    assert named_channels(Narrative(concerning=[Statement("x", "Paid Search closes sales.")]),
-                          fig.channels.index) == ["Paid Search"]
+    assert named_channels(Narrative(concerning=[Statement("x", "Paid Search closes sales.")]), fig.channels.index) == [
+        "Paid Search"
+    ]
 
 
 def test_a_single_leftover_channel_keeps_its_name():
     """Three channels, room for one row + "Other", and the narrative names Organic and Email: both
     keep their rows, which leaves Direct alone. "Other (1)" would hide Direct for no row saved, so
     Direct (5,000 sessions, 100 orders) shows under its name, in its place by sessions."""
-    fig = _channels_fig({
-        "Direct": [5000, 100, 100.0, 100.0, 1.0, 1.0],
-        "Organic": [400, 5, 5.0, 5.0, 1.0, 1.0],
-        "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
-    })
+    fig = _channels_fig(
+        {
+            "Direct": [5000, 100, 100.0, 100.0, 1.0, 1.0],
+            "Organic": [400, 5, 5.0, 5.0, 1.0, 1.0],
+            "Email": [200, 12, 12.0, 12.0, 1.0, 1.0],
+        }
+    )
     rows = _cells(channel_table_html(fig, ["last_click"], max_channels=2, keep_channels=["Organic", "Email"]))
     assert [r[0] for r in rows] == ["Direct", "Organic", "Email", "Total"]
     assert rows[0][1] == "5,000" and rows[0][3] == "100"
@@ -213,8 +241,9 @@ def test_conversion_chart_shows_the_channels_the_narrative_names():
     so it is drawn too, last by sessions; Paid Search, named and already in, is not drawn twice, and
     Paid Social, not named, stays off."""
     fig = _channels_fig(FIVE_CHANNELS)
-    chart = charts.channel_conversion_chart(fig.channels, fig.current["conversion_rate"], max_channels=3,
-                                            keep_channels=["Paid Search", "Email"])
+    chart = charts.channel_conversion_chart(
+        fig.channels, fig.current["conversion_rate"], max_channels=3, keep_channels=["Paid Search", "Email"]
+    )
     assert _chart_channels(chart) == ["Direct (5,000)", "Paid Search (3,000)", "Organic (400)", "Email (200)"]
     chart = charts.channel_conversion_chart(fig.channels, fig.current["conversion_rate"], max_channels=3)
     assert _chart_channels(chart) == ["Direct (5,000)", "Paid Search (3,000)", "Organic (400)"]
@@ -246,13 +275,21 @@ def test_pdf_chart_shows_the_channels_its_narrative_names(report, monkeypatch):
 
 # --- the product table ----------------------------------------------------------------------------
 
+
 def test_a_single_leftover_product_keeps_its_name():
     """Three products, room for two: "All other products" would hold Topper alone, so Topper keeps
     its row. With room for one, Pillow and Topper fold: 4 + 1 units, $300 + $100, 30% + 10%."""
-    table = pd.DataFrame({"lines": [3, 2, 1], "quantity": [3.0, 4.0, 1.0], "revenue": [600.0, 300.0, 100.0],
-                          "share": [0.6, 0.3, 0.1]}, index=["Mattress", "Pillow", "Topper"])
+    table = pd.DataFrame(
+        {"lines": [3, 2, 1], "quantity": [3.0, 4.0, 1.0], "revenue": [600.0, 300.0, 100.0], "share": [0.6, 0.3, 0.1]},
+        index=["Mattress", "Pillow", "Topper"],
+    )
     fig = SimpleNamespace(params=ReportParams(), products={"table": table, "orders_missing": 0})
     assert _cells(products_table_html(fig, top=2)) == [
-        ["Mattress", "3", "$600", "60.0%"], ["Pillow", "4", "$300", "30.0%"], ["Topper", "1", "$100", "10.0%"]]
+        ["Mattress", "3", "$600", "60.0%"],
+        ["Pillow", "4", "$300", "30.0%"],
+        ["Topper", "1", "$100", "10.0%"],
+    ]
     assert _cells(products_table_html(fig, top=1)) == [
-        ["Mattress", "3", "$600", "60.0%"], ["All other products", "5", "$400", "40.0%"]]
+        ["Mattress", "3", "$600", "60.0%"],
+        ["All other products", "5", "$400", "40.0%"],
+    ]

@@ -17,8 +17,13 @@ from puffy.params import REPO_ROOT
 from puffy.report import build_report, run_report
 from support.report_outputs import FixtureConfig, count_pdf_pages, make_outputs
 
-CONFIG = FixtureConfig(seed=4, days=7, sessions_per_day=300, missing_prices_from=date(2025, 3, 7),
-                       client_id_null_days={date(2025, 3, 4): 0.1})
+CONFIG = FixtureConfig(
+    seed=4,
+    days=7,
+    sessions_per_day=300,
+    missing_prices_from=date(2025, 3, 7),
+    client_id_null_days={date(2025, 3, 4): 0.1},
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +66,25 @@ def test_html_shows_no_code_but_the_whole_story(result):
     for code in ("build_report(", "display(", "import ", "write_outputs("):
         assert code not in html, f"code leaked into the HTML: {code}"
     text = re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>|<script.*?</script>", "", html, flags=re.S))
-    for section in ("Executive summary", "What is working", "What is concerning", "Recommendations",
-                    "Daily trend", "Channel performance", "Funnel by device", "New vs returning",
-                    "Product mix", "Data caveats", "Supporting statistics", "Attribution is not incrementality",
-                    "geo holdout", "audience suppression", "branded-search lift test",
-                    "Every comparison, controlled together", "Purchases that skipped steps"):
+    for section in (
+        "Executive summary",
+        "What is working",
+        "What is concerning",
+        "Recommendations",
+        "Daily trend",
+        "Channel performance",
+        "Funnel by device",
+        "New vs returning",
+        "Product mix",
+        "Data caveats",
+        "Supporting statistics",
+        "Attribution is not incrementality",
+        "geo holdout",
+        "audience suppression",
+        "branded-search lift test",
+        "Every comparison, controlled together",
+        "Purchases that skipped steps",
+    ):
         assert section in text, section
     assert "Item prices missing" in text and "Client ids missing" in text
     assert "Traceback" not in text and "Warning" not in text
@@ -75,8 +94,13 @@ def test_source_notebook_is_thin_parameterized_and_clean():
     nb = nbformat.read(REPO_ROOT / "notebooks" / "03_executive_analysis.ipynb", as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", [])
-    for name in ("start_date = None", "end_date = None", 'outputs_dir = "outputs"', 'params_dir = "params"',
-                 "output_dir = None"):
+    for name in (
+        "start_date = None",
+        "end_date = None",
+        'outputs_dir = "outputs"',
+        'params_dir = "params"',
+        "output_dir = None",
+    ):
         assert name in code[0].source
     assert all(not c.outputs and c.execution_count is None for c in code), "commit the notebook without outputs"
     assert sum(len(c.source.splitlines()) for c in code) < 80, "logic belongs in lib/puffy/report"
@@ -86,13 +110,22 @@ def test_executed_notebook_is_deterministic(outputs, result, tmp_path):
     """Same data, same outputs: a second run into another folder renders the same report."""
     from puffy import runner
 
-    again = runner.execute_notebook("03_executive_analysis", tmp_path, {
-        "start_date": "2025-03-01", "end_date": "2025-03-07", "outputs_dir": str(outputs),
-        "params_dir": str(REPO_ROOT / "params"), "output_dir": str(tmp_path)})
+    again = runner.execute_notebook(
+        "03_executive_analysis",
+        tmp_path,
+        {
+            "start_date": "2025-03-01",
+            "end_date": "2025-03-07",
+            "outputs_dir": str(outputs),
+            "params_dir": str(REPO_ROOT / "params"),
+            "output_dir": str(tmp_path),
+        },
+    )
 
     def outputs_of(path):
         nb = nbformat.read(path, as_version=4)
         return [o.get("data", o.get("text")) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
     assert outputs_of(again) == outputs_of(result.pdf.parent / "03_executive_analysis.ipynb")
 
 

@@ -61,8 +61,15 @@ def _sessions_from_2x2(a: int, b: int, c: int, d: int) -> pd.DataFrame:
     bought = [True] * a + [False] * b + [True] * c + [False] * d
     returning = [True] * (a + b) + [False] * (c + d)
     n = len(bought)
-    return pd.DataFrame({"purchased": bought, "is_returning_client": returning, "channel": ["Direct"] * n,
-                         "device_type": ["desktop"] * n, "session_date": [date(2025, 3, 3)] * n})
+    return pd.DataFrame(
+        {
+            "purchased": bought,
+            "is_returning_client": returning,
+            "channel": ["Direct"] * n,
+            "device_type": ["desktop"] * n,
+            "session_date": [date(2025, 3, 3)] * n,
+        }
+    )
 
 
 def test_logit_odds_ratio_equals_the_2x2_odds_ratio():
@@ -85,10 +92,15 @@ def test_logit_pools_levels_without_purchases_instead_of_failing():
     n = 4000
     channel = rng.choice(["Direct", "Email", "Paid Social", "SMS"], size=n, p=[0.5, 0.2, 0.2, 0.1])
     p = np.select([channel == "Email", channel == "Direct"], [0.08, 0.03], 0.0)  # two levels never buy
-    df = pd.DataFrame({"purchased": rng.random(n) < p, "channel": channel,
-                       "device_type": rng.choice(["mobile", "desktop"], size=n),
-                       "is_returning_client": rng.random(n) < 0.2,
-                       "session_date": [date(2025, 3, 1) + timedelta(days=int(i)) for i in rng.integers(0, 7, n)]})
+    df = pd.DataFrame(
+        {
+            "purchased": rng.random(n) < p,
+            "channel": channel,
+            "device_type": rng.choice(["mobile", "desktop"], size=n),
+            "is_returning_client": rng.random(n) < 0.2,
+            "session_date": [date(2025, 3, 1) + timedelta(days=int(i)) for i in rng.integers(0, 7, n)],
+        }
+    )
     res = stats.conversion_logit(df, min_level_conversions=5)
     assert res.pooled["channel"] == ["Paid Social", "SMS"]
     assert set(res.table.loc[res.table["variable"] == "channel", "level"]) == {"Email"}
@@ -111,7 +123,7 @@ def test_bootstrap_interval_contains_the_mean_and_is_reproducible():
     c = stats.bootstrap_mean(values, n_resamples=1000, seed=43)
     assert a.estimate == pytest.approx(values.mean())
     assert a.low < values.mean() < a.high
-    assert a == b                       # seeded: same data, same interval
+    assert a == b  # seeded: same data, same interval
     assert (a.low, a.high) != (c.low, c.high)
     # Roughly the normal-theory interval (mean ± 1.96·sd/√n) for a sample this size.
     se = values.std(ddof=1) / math.sqrt(len(values))

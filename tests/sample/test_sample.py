@@ -29,6 +29,7 @@ SMALL = dict(scale=0.3)  # ~1,000 events a day: enough orders for every fault
 # --------------------------------------------------------------------------
 # helpers
 
+
 def load(out: Path) -> pd.DataFrame:
     """All day files as one frame (clientId renamed back, missing referrer as NA)."""
     frames = []
@@ -50,9 +51,13 @@ def sessionize(df: pd.DataFrame) -> pd.DataFrame:
     new = (d["client_id"] != d["client_id"].shift()) | (gap > pd.Timedelta(minutes=30))
     d = d.assign(sid=new.cumsum())
     return d.groupby("sid").agg(
-        client_id=("client_id", "first"), session_start=("timestamp", "first"),
-        session_end=("timestamp", "last"), n_events=("timestamp", "size"),
-        page_url=("page_url", "first"), referrer=("referrer", "first"), is_bot=("is_bot", "first"),
+        client_id=("client_id", "first"),
+        session_start=("timestamp", "first"),
+        session_end=("timestamp", "last"),
+        n_events=("timestamp", "size"),
+        page_url=("page_url", "first"),
+        referrer=("referrer", "first"),
+        is_bot=("is_bot", "first"),
     )
 
 
@@ -124,6 +129,7 @@ def truth(out: Path, name: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------
 # hashing helpers
 
+
 def test_hashing_helpers():
     assert hash_param("") == "D41D8C"
     assert hash_param("1") == "C4CA42"
@@ -135,6 +141,7 @@ def test_hashing_helpers():
 
 # --------------------------------------------------------------------------
 # format
+
 
 def test_files_and_header_variants(full):
     out, summary, _ = full
@@ -179,8 +186,13 @@ def test_timestamps_sorted_within_day(full):
 
 def test_field_vocabularies(full):
     _, _, df = full
-    assert set(df["event_name"]) == {"page_viewed", "product_added_to_cart", "checkout_started",
-                                     "email_filled_on_popup", "checkout_completed"}
+    assert set(df["event_name"]) == {
+        "page_viewed",
+        "product_added_to_cart",
+        "checkout_started",
+        "email_filled_on_popup",
+        "checkout_completed",
+    }
     ids = df.loc[df["client_id"] != "", "client_id"].drop_duplicates()
     is_uuid = ids.str.match(UUID_RE)
     assert (ids.str.match(CLIENT_RE) | is_uuid).all()
@@ -194,8 +206,11 @@ def test_field_vocabularies(full):
     refs = df.loc[df["referrer"].fillna("") != "", "referrer"].drop_duplicates()
     for ref in refs:
         host = urlsplit(ref).netloc
-        assert (host in SEARCH_HOSTS | {"puffy.com", "checkout.puffy.com"} or ref.startswith("android-app://")
-                or re.fullmatch(r"source-[0-9a-f]{8}\.com", host)), ref
+        assert (
+            host in SEARCH_HOSTS | {"puffy.com", "checkout.puffy.com"}
+            or ref.startswith("android-app://")
+            or re.fullmatch(r"source-[0-9a-f]{8}\.com", host)
+        ), ref
 
 
 def test_event_data_shapes(full):
@@ -203,8 +218,9 @@ def test_event_data_shapes(full):
     other = ~df["event_name"].isin(["email_filled_on_popup", "checkout_completed"])
     assert (df.loc[other, "event_data"] == "").all()
     emails = df.loc[df["event_name"] == "email_filled_on_popup", "event_data"].map(json.loads)
-    assert emails.map(lambda d: list(d) == ["user_email"] and re.fullmatch(r"[0-9a-f]{64}", d["user_email"])
-                      is not None).all()
+    assert emails.map(
+        lambda d: list(d) == ["user_email"] and re.fullmatch(r"[0-9a-f]{64}", d["user_email"]) is not None
+    ).all()
     p = purchases(df)
     for _, row in p.iterrows():
         d = row["data"]
@@ -220,6 +236,7 @@ def test_event_data_shapes(full):
 
 # --------------------------------------------------------------------------
 # determinism
+
 
 def test_same_seed_same_bytes(tmp_path):
     config = SampleConfig(days=3, scale=0.2)
@@ -243,6 +260,7 @@ def test_regenerating_fewer_days_removes_stale_day_files(tmp_path):
 
 # --------------------------------------------------------------------------
 # ground truth
+
 
 def test_sessions_truth_equals_30_minute_rule(full):
     out, _, df = full
@@ -337,8 +355,10 @@ def test_orders_truth(full):
     sessions = truth(out, "sessions.csv")
     human = sessions[~sessions["is_bot"] & (sessions["channel"] != "Continuation")]
     j = orders.merge(human, on="client_id")
-    j = j[(j["session_start"] <= j["order_ts"])
-          & (pd.to_datetime(j["session_start"]) >= pd.to_datetime(j["order_ts"]) - pd.Timedelta(days=7))]
+    j = j[
+        (j["session_start"] <= j["order_ts"])
+        & (pd.to_datetime(j["session_start"]) >= pd.to_datetime(j["order_ts"]) - pd.Timedelta(days=7))
+    ]
     j = j.sort_values("session_start")
     g = j.groupby(["transaction_id", "client_id"])["channel"]
     touches = pd.DataFrame({"first": g.first(), "last": g.last()}).reset_index()
@@ -370,29 +390,36 @@ def test_faults_json(full):
 # --------------------------------------------------------------------------
 # faults: each present when on, absent when off (checked on the data itself)
 
+
 def _items(df):
     return [i for d in purchases(df)["data"] for i in d["items"]]
 
 
 DETECTORS = {
-    "client_id_rename": lambda out, df: any(
-        f.read_text().startswith("clientId,") for f in out.glob("events_*.csv")),
+    "client_id_rename": lambda out, df: any(f.read_text().startswith("clientId,") for f in out.glob("events_*.csv")),
     "referrer_dropped": lambda out, df: any(
-        ",referrer," not in f.read_text().split("\n", 1)[0] for f in out.glob("events_*.csv")),
+        ",referrer," not in f.read_text().split("\n", 1)[0] for f in out.glob("events_*.csv")
+    ),
     "client_id_nulls": lambda out, df: (df["client_id"] == "").any(),
-    "item_price_null": lambda out, df: any(i["item_price"] is None and i["item_name"] is not None
-                                           for i in _items(df)),
+    "item_price_null": lambda out, df: any(i["item_price"] is None and i["item_name"] is not None for i in _items(df)),
     "zero_revenue_orders": lambda out, df: any(
         d["revenue"] == 0 and len(d["items"]) == 1 and set(d["items"][0].values()) == {None}
-        for d in purchases(df)["data"]),
+        for d in purchases(df)["data"]
+    ),
     "transaction_id_collisions": lambda out, df: (
-        purchases(df).groupby("transaction_id")["client_id"].nunique() > 1).any(),
-    "transaction_id_replays": lambda out, df: purchases(df).duplicated(
-        ["transaction_id", "client_id", "event_data"]).any(),
+        purchases(df).groupby("transaction_id")["client_id"].nunique() > 1
+    ).any(),
+    "transaction_id_replays": lambda out, df: (
+        purchases(df).duplicated(["transaction_id", "client_id", "event_data"]).any()
+    ),
     "exact_duplicate_rows": lambda out, df: df.drop(columns=["ts", "is_bot"]).duplicated().any(),
     "same_key_duplicates": lambda out, df: (
-        df[df["client_id"] != ""].drop(columns=["ts", "is_bot"]).drop_duplicates()
-        .duplicated(["client_id", "timestamp", "event_name"]).any()),
+        df[df["client_id"] != ""]
+        .drop(columns=["ts", "is_bot"])
+        .drop_duplicates()
+        .duplicated(["client_id", "timestamp", "event_name"])
+        .any()
+    ),
     "bots": lambda out, df: df["is_bot"].any(),
     "non_integer_revenue": lambda out, df: (purchases(df)["revenue"] % 1 != 0).any(),
 }
@@ -445,6 +472,7 @@ def test_referrer_mix_shifts_before_the_drop(full):
 # --------------------------------------------------------------------------
 # realism
 
+
 def test_scale_multiplies_volume(tmp_path):
     small = generate_sample(tmp_path / "a", SampleConfig(days=3, scale=0.5))
     big = generate_sample(tmp_path / "b", SampleConfig(days=3, scale=1.0))
@@ -469,8 +497,9 @@ def test_event_mix_and_conversion(full):
     human = sessions[~sessions["is_bot"]]
     orders = truth(out, "orders.csv")
     converting = orders.merge(human, on="client_id")
-    converting = converting[(converting["session_start"] <= converting["order_ts"])
-                            & (converting["session_end"] >= converting["order_ts"])]
+    converting = converting[
+        (converting["session_start"] <= converting["order_ts"]) & (converting["session_end"] >= converting["order_ts"])
+    ]
     rate = converting[["client_id", "session_start"]].drop_duplicates().shape[0] / len(human)
     assert 0.005 < rate < 0.012
     # a few sessions cross midnight; some visitors come back on other days
@@ -504,7 +533,9 @@ def test_checkout_break_shares_close_to_the_real_export(full):
     assert (new_id.journey_client_id != new_id.client_id).all()
     timeout = broke[broke.checkout_break == "timeout"]
     assert (timeout.journey_client_id == timeout.client_id).all()
-    assert (orders[orders.checkout_break == ""].journey_client_id == orders[orders.checkout_break == ""].client_id).all()
+    assert (
+        orders[orders.checkout_break == ""].journey_client_id == orders[orders.checkout_break == ""].client_id
+    ).all()
     sessions = truth(out, "sessions.csv")
     person = sessions.drop_duplicates("client_id").set_index("client_id").person_id
     assert (new_id.client_id.map(person) == new_id.journey_client_id.map(person)).all()

@@ -8,7 +8,6 @@ whole path a daily run takes.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections import defaultdict
@@ -16,7 +15,6 @@ from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
-import ibis
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -33,15 +31,16 @@ pytestmark = [
 ]
 
 HEADER = ["client_id", "page_url", "referrer", "timestamp", "event_name", "event_data", "user_agent"]
-CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-          "Chrome/133.0.0.0 Safari/537.36")
-IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-          "Version/18.3 Mobile/15E148 Safari/604.1")
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 Safari/537.36"
+)
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_3_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.3 Mobile/15E148 Safari/604.1"
+)
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 SITE = "https://puffy.com"
 D1, D2, D3 = date(2025, 2, 23), date(2025, 2, 24), date(2025, 2, 25)
-
-
 
 
 def ev(client, ts, event="page_viewed", url="/", referrer="", data="", ua=CHROME) -> dict:
@@ -50,15 +49,26 @@ def ev(client, ts, event="page_viewed", url="/", referrer="", data="", ua=CHROME
         ts = ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
     if url.startswith("/"):
         url = SITE + url
-    return {"client_id": client or "", "page_url": url, "referrer": referrer, "timestamp": ts,
-            "event_name": event, "event_data": data, "user_agent": ua}
+    return {
+        "client_id": client or "",
+        "page_url": url,
+        "referrer": referrer,
+        "timestamp": ts,
+        "event_name": event,
+        "event_data": data,
+        "user_agent": ua,
+    }
 
 
 def purchase(client, ts, txn, revenue, items=None, email="e" * 64, ua=CHROME, url="/thank-you") -> dict:
-    items = [{"item_id": "1", "item_name": "Puffy Mattress", "item_variant": "Queen", "quantity": 1,
-              "item_price": revenue}] if items is None else items
-    data = json.dumps({"transaction_id": txn, "revenue": revenue, "items": items, "user_email": email},
-                      separators=(",", ":"))
+    items = (
+        [{"item_id": "1", "item_name": "Puffy Mattress", "item_variant": "Queen", "quantity": 1, "item_price": revenue}]
+        if items is None
+        else items
+    )
+    data = json.dumps(
+        {"transaction_id": txn, "revenue": revenue, "items": items, "user_email": email}, separators=(",", ":")
+    )
     return ev(client, ts, "checkout_completed", url, data=data, ua=ua)
 
 
@@ -106,8 +116,9 @@ def transform(tmp_path: Path, rows: list[dict], *, name="wh", **params) -> tuple
     """Stage rows and run a rebuild over all their days with ``params`` overrides."""
     staging, days = stage_rows(tmp_path, rows)
     wh = tmp_path / name
-    result = run_transform(staging, wh, DEFAULT_PARAMS_DIR, start=min(days), end=max(days),
-                           transform_params=TransformParams(**params))
+    result = run_transform(
+        staging, wh, DEFAULT_PARAMS_DIR, start=min(days), end=max(days), transform_params=TransformParams(**params)
+    )
     assert result.status != "error", result.reconciliation[result.reconciliation.status != "ok"]
     return wh, result
 

@@ -23,19 +23,31 @@ MS = pd.Timedelta(milliseconds=1)
 CO, BUY = "checkout_started", "checkout_completed"
 
 EVENTS = [  # event_id, client_id, event_name, event_ts, user_agent
-    ("e1", "B", BUY, T, "ua1"), ("s1", "A", CO, T - 10 * M, "ua1"),
-    ("e2", "D", BUY, T, "ua2"), ("s2a", "C1", CO, T - 3 * M, "ua2"), ("s2b", "C2", CO, T - 30 * M, "ua2"),
-    ("e3", "F", BUY, T, "ua3"), ("s3a", "F", CO, T - 5 * M, "ua3"), ("s3b", "G", CO, T - 7 * M, "ua3"),
-    ("e4", "H", BUY, T, "ua4"), ("s4a", "I", CO, T - 60 * M - MS, "ua4"), ("s4b", "J", CO, T - 60 * M, "ua4"),
-    ("e5", "K", BUY, T, "ua5"), ("s5", "L", CO, T - 2 * M, "ua5 other"),
-    ("e6", "M", BUY, T, "ua6"), ("s6", "N", CO, T + M, "ua6"),
-    ("e7", "P", BUY, T, "ua7"), ("s7a", "Q1", CO, T - 4 * M, "ua7"), ("s7b", "Q2", CO, T - 4 * M, "ua7"),
+    ("e1", "B", BUY, T, "ua1"),
+    ("s1", "A", CO, T - 10 * M, "ua1"),
+    ("e2", "D", BUY, T, "ua2"),
+    ("s2a", "C1", CO, T - 3 * M, "ua2"),
+    ("s2b", "C2", CO, T - 30 * M, "ua2"),
+    ("e3", "F", BUY, T, "ua3"),
+    ("s3a", "F", CO, T - 5 * M, "ua3"),
+    ("s3b", "G", CO, T - 7 * M, "ua3"),
+    ("e4", "H", BUY, T, "ua4"),
+    ("s4a", "I", CO, T - 60 * M - MS, "ua4"),
+    ("s4b", "J", CO, T - 60 * M, "ua4"),
+    ("e5", "K", BUY, T, "ua5"),
+    ("s5", "L", CO, T - 2 * M, "ua5 other"),
+    ("e6", "M", BUY, T, "ua6"),
+    ("s6", "N", CO, T + M, "ua6"),
+    ("e7", "P", BUY, T, "ua7"),
+    ("s7a", "Q1", CO, T - 4 * M, "ua7"),
+    ("s7b", "Q2", CO, T - 4 * M, "ua7"),
 ]
 
 
 def _events() -> ibis.Table:
-    return ibis.memtable(pd.DataFrame(EVENTS, columns=["event_id", "client_id", "event_name", "event_ts",
-                                                       "user_agent"]))
+    return ibis.memtable(
+        pd.DataFrame(EVENTS, columns=["event_id", "client_id", "event_name", "event_ts", "user_agent"])
+    )
 
 
 def test_links_only_the_single_candidate():

@@ -18,12 +18,15 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from support.raw_events import pytestmark  # noqa: F401  (the shared warning filters)
-from support.raw_events import read_table, stage
 
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.sample import SampleConfig, generate_sample
 from puffy.transform import TransformParams, run_transform
+from support.raw_events import (
+    pytestmark,  # noqa: F401  (the shared warning filters)
+    read_table,
+    stage,
+)
 
 SAMPLE = SampleConfig(start=date(2025, 2, 23), days=14, scale=1.0, seed=7)
 
@@ -35,8 +38,14 @@ def runs(tmp_path_factory):
     days = stage(root / "raw", root / "stg")
     strict = run_transform(root / "stg", root / "strict", DEFAULT_PARAMS_DIR, start=days[0], end=days[-1])
     stitched_params = TransformParams(identity_stitching=True, probabilistic_link=True)
-    stitched = run_transform(root / "stg", root / "stitched", DEFAULT_PARAMS_DIR, start=days[0], end=days[-1],
-                             transform_params=stitched_params)
+    stitched = run_transform(
+        root / "stg",
+        root / "stitched",
+        DEFAULT_PARAMS_DIR,
+        start=days[0],
+        end=days[-1],
+        transform_params=stitched_params,
+    )
     assert strict.status != "error" and stitched.status != "error"
     truth = pd.read_csv(root / "raw" / "_truth" / "orders.csv", dtype=str, keep_default_na=False)
     truth = truth[truth.fault != "zero_revenue"]
@@ -86,8 +95,10 @@ def test_probabilistic_link_precision_and_recall(runs):
     right = linked & (buyer == journey)
     precision = right.sum() / max(linked.sum(), 1)
     recall = right.sum() / len(broken)
-    print(f"probabilistic link on the sample: {len(broken)} broken orders, {int(linked.sum())} linked, "
-          f"precision {precision:.3f}, recall {recall:.3f}")
+    print(
+        f"probabilistic link on the sample: {len(broken)} broken orders, {int(linked.sum())} linked, "
+        f"precision {precision:.3f}, recall {recall:.3f}"
+    )
     assert len(broken) >= 30
     assert precision >= 0.9 and recall >= 0.9
 

@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from support.raw_events import pytestmark  # noqa: F401  (the shared warning filters)
-from support.raw_events import D1, D2, D3, ev, purchase, read_table, run_transform, sessions_of, stage_rows, t, transform
 
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.transform import TransformParams
+from support.raw_events import (
+    D1,
+    D2,
+    D3,
+    ev,
+    purchase,
+    pytestmark,  # noqa: F401  (the shared warning filters)
+    read_table,
+    run_transform,
+    sessions_of,
+    stage_rows,
+    t,
+    transform,
+)
 
 A, B, C = "100-aaaaaaaaaaaa", "200-bbbbbbbbbbbb", "300-cccccccccccc"
 
@@ -55,9 +67,13 @@ def test_replay_collision_and_zero_revenue_policy(tmp_path):
         ev(B, t(D1, "11:00:00.000")),
         purchase(B, t(D1, "11:01:00.000"), "ORD-1", 70, email="f" * 64),  # collision: other client
         ev(C, t(D1, "12:00:00.000")),
-        purchase(C, t(D1, "12:01:00.000"), "ORD-9", 0,
-                 items=[{"item_id": None, "item_name": None, "item_variant": None, "quantity": None,
-                         "item_price": None}]),
+        purchase(
+            C,
+            t(D1, "12:01:00.000"),
+            "ORD-9",
+            0,
+            items=[{"item_id": None, "item_name": None, "item_variant": None, "quantity": None, "item_price": None}],
+        ),
     ]
     wh, result = transform(tmp_path, rows)
     o = orders_of(wh)
@@ -192,20 +208,46 @@ def test_order_and_identity_expressions_compile_for_pyspark(monkeypatch):
 
     if ibis.options.pyspark is None:
         monkeypatch.setattr(ibis.options, "pyspark", _PySparkOptions())
-    purchases = ibis.table({
-        "event_id": "string", "client_id": "string", "is_bot": "boolean", "payload_error": "string",
-        "revenue": "float64", "event_data": "string", "transaction_id": "string", "event_ts": "timestamp(6)",
-        "item_count": "int64", "user_email": "string",
-    }, name="purchases")
-    items = ibis.table({
-        "event_id": "string", "transaction_id": "string", "line_number": "int64", "item_id": "string",
-        "item_name": "string", "item_variant": "string", "quantity": "float64", "item_price": "float64",
-    }, name="items")
-    ledger = ibis.table({"transaction_id": "string", "client_id": "string", "payload_hash": "string",
-                         "order_ts": "timestamp(6)", "event_id": "string"}, name="ledger")
+    purchases = ibis.table(
+        {
+            "event_id": "string",
+            "client_id": "string",
+            "is_bot": "boolean",
+            "payload_error": "string",
+            "revenue": "float64",
+            "event_data": "string",
+            "transaction_id": "string",
+            "event_ts": "timestamp(6)",
+            "item_count": "int64",
+            "user_email": "string",
+        },
+        name="purchases",
+    )
+    items = ibis.table(
+        {
+            "event_id": "string",
+            "transaction_id": "string",
+            "line_number": "int64",
+            "item_id": "string",
+            "item_name": "string",
+            "item_variant": "string",
+            "quantity": "float64",
+            "item_price": "float64",
+        },
+        name="items",
+    )
+    ledger = ibis.table(
+        {
+            "transaction_id": "string",
+            "client_id": "string",
+            "payload_hash": "string",
+            "order_ts": "timestamp(6)",
+            "event_id": "string",
+        },
+        name="ledger",
+    )
     event_sessions = ibis.table({"event_id": "string", "session_id": "string"}, name="event_sessions")
     built = build_orders(purchases, items, ledger, event_sessions, TransformParams())
     mapping = ibis.table({"client_id": "string", "person_id": "string"}, name="person_map")
-    for expr in (apply_identity(built.orders, mapping), built.items, built.rejects,
-                 identity_edges(purchases)):
+    for expr in (apply_identity(built.orders, mapping), built.items, built.rejects, identity_edges(purchases)):
         assert "SELECT" in ibis.to_sql(expr, dialect="pyspark")

@@ -14,17 +14,28 @@ import ibis
 import pandas as pd
 import pyarrow as pa
 import pytest
-from support.raw_events import pytestmark  # noqa: F401  (the shared warning filters)
-from support.raw_events import D1, D2, IPHONE, ev, purchase, read_table, sessions_of, stage, t, transform
 
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.sample import SampleConfig, generate_sample
 from puffy.transform import TABLES, TransformParams, export_csv, run_transform
-from puffy.transform.pipeline import REPORT_TABLES
 from puffy.transform import pipeline as pipeline_module
 from puffy.transform.identity import person_map
+from puffy.transform.pipeline import REPORT_TABLES
 from puffy.transform.reconcile import Check, overall_status, reconciliation_frame
 from puffy.warehouse import partition_files
+from support.raw_events import (
+    D1,
+    D2,
+    IPHONE,
+    ev,
+    purchase,
+    pytestmark,  # noqa: F401  (the shared warning filters)
+    read_table,
+    sessions_of,
+    stage,
+    t,
+    transform,
+)
 
 # Starts 2025-03-01 so the referrer column disappears (03-04) inside the sample.
 SAMPLE = SampleConfig(start=date(2025, 3, 1), days=5, scale=0.4, seed=11)
@@ -48,17 +59,26 @@ def _ts(col: pd.Series) -> pd.Series:
 def test_sample_sessions_equal_ground_truth(sample, tmp_path):
     root, days, _, _ = sample
     wh = tmp_path / "with_bots"
-    result = run_transform(root / "stg", wh, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1],
-                           transform_params=TransformParams(exclude_bots=False))
+    result = run_transform(
+        root / "stg",
+        wh,
+        DEFAULT_PARAMS_DIR,
+        start=days[0],
+        end=days[-1],
+        transform_params=TransformParams(exclude_bots=False),
+    )
     assert result.status != "error"
     truth = pd.read_csv(root / "raw" / "_truth" / "sessions.csv", dtype=str)
-    truth = truth.assign(session_start=_ts(truth.session_start), session_end=_ts(truth.session_end),
-                         n_events=truth.n_events.astype(int), n_fault_rows=truth.n_fault_rows.astype(int),
-                         is_bot=truth.is_bot == "true")
+    truth = truth.assign(
+        session_start=_ts(truth.session_start),
+        session_end=_ts(truth.session_end),
+        n_events=truth.n_events.astype(int),
+        n_fault_rows=truth.n_fault_rows.astype(int),
+        is_bot=truth.is_bot == "true",
+    )
     ours = read_table(wh, "fct_sessions")
     assert len(ours) == len(truth)
-    m = truth.merge(ours, on=["client_id", "session_start"], how="left", suffixes=("_truth", ""),
-                    validate="one_to_one")
+    m = truth.merge(ours, on=["client_id", "session_start"], how="left", suffixes=("_truth", ""), validate="one_to_one")
     assert m.session_id.notna().all(), "every true session starts where we start one"
     assert (m.session_end == m.session_end_truth).all()
     clean = m[m.n_fault_rows == 0]
@@ -101,8 +121,9 @@ def test_incremental_day_by_day_equals_rebuild_and_reruns_change_nothing(sample,
     before = {f: Path(f).read_bytes() for table in TABLES for f in partition_files(inc, table)}
     mid = days[len(days) // 2]
     again = run_transform(root / "stg", inc, DEFAULT_PARAMS_DIR, start=mid, end=mid, mode="incremental")
-    assert [p.name for p in again.tables["fct_sessions"]] == [f"date={d}" for d in days if mid.toordinal()
-                                                              - d.toordinal() in (0, 1)]
+    assert [p.name for p in again.tables["fct_sessions"]] == [
+        f"date={d}" for d in days if mid.toordinal() - d.toordinal() in (0, 1)
+    ]
     after = {f: Path(f).read_bytes() for table in TABLES for f in partition_files(inc, table)}
     assert before == after
 
@@ -145,11 +166,20 @@ def test_history_root_separate_from_output_root(sample, tmp_path):
     root, days, rebuild, _ = sample
     last = days[-1]
     staged = tmp_path / "staging_wh"
-    r = run_transform(root / "stg", staged, DEFAULT_PARAMS_DIR, start=last, end=last, mode="incremental",
-                      history_root=rebuild)
+    r = run_transform(
+        root / "stg", staged, DEFAULT_PARAMS_DIR, start=last, end=last, mode="incremental", history_root=rebuild
+    )
     assert sorted(p.parent.name for p in staged.glob("*/date=*")) == sorted(
-        ["fct_sessions"] * 2 + ["fct_orders", "fct_order_items", "fct_order_rejects", "fct_attribution",
-                                "rpt_channel_credit", "rpt_reconciliation"])
+        ["fct_sessions"] * 2
+        + [
+            "fct_orders",
+            "fct_order_items",
+            "fct_order_rejects",
+            "fct_attribution",
+            "rpt_channel_credit",
+            "rpt_reconciliation",
+        ]
+    )
     for table in TABLES:
         for f in partition_files(staged, table):
             twin = Path(str(f).replace(str(staged), str(rebuild)))
@@ -228,8 +258,14 @@ def test_sample_identity_stitching_joins_each_shopper_s_devices_and_nobody_else_
     joins exactly those devices (truth: sessions.csv person_id), and never two people."""
     root, days, _, _ = sample
     wh = tmp_path / "stitched"
-    run_transform(root / "stg", wh, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1],
-                  transform_params=TransformParams(identity_stitching=True))
+    run_transform(
+        root / "stg",
+        wh,
+        DEFAULT_PARAMS_DIR,
+        start=days[0],
+        end=days[-1],
+        transform_params=TransformParams(identity_stitching=True),
+    )
     truth = pd.read_csv(root / "raw" / "_truth" / "sessions.csv", dtype=str)
     true_person = truth.drop_duplicates("client_id").set_index("client_id").person_id
     ours = read_table(wh, "fct_sessions")[["client_id", "person_id"]].drop_duplicates()
@@ -243,10 +279,14 @@ def test_sample_identity_stitching_joins_each_shopper_s_devices_and_nobody_else_
 
 
 def test_person_map_is_connected_components():
-    edges = ibis.memtable(pd.DataFrame({
-        "client_id": ["c3", "c2", "c2", "c1", "c4", "c5"],
-        "email": ["e2", "e2", "e1", "e1", "e3", "e3"],
-    }))
+    edges = ibis.memtable(
+        pd.DataFrame(
+            {
+                "client_id": ["c3", "c2", "c2", "c1", "c4", "c5"],
+                "email": ["e2", "e2", "e1", "e1", "e3", "e3"],
+            }
+        )
+    )
     got = person_map(edges).to_pandas().sort_values("client_id")
     assert got.person_id.tolist() == ["c1", "c1", "c1", "c4", "c4"]
 
@@ -285,11 +325,15 @@ def test_incremental_run_never_writes_an_unpublished_previous_day(sample, tmp_pa
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(Path(f).read_bytes())
     out = tmp_path / "out"
-    run_transform(root / "stg", out, DEFAULT_PARAMS_DIR, start=days[2], end=days[2], mode="incremental",
-                  history_root=history)
+    run_transform(
+        root / "stg", out, DEFAULT_PARAMS_DIR, start=days[2], end=days[2], mode="incremental", history_root=history
+    )
     assert [p.parent.name for p in map(Path, partition_files(out, "fct_sessions"))] == [f"date={days[2]}"]
     out2 = tmp_path / "out2"
-    run_transform(root / "stg", out2, DEFAULT_PARAMS_DIR, start=days[3], end=days[3], mode="incremental",
-                  history_root=history)  # days[2] is published: rewritten with its successor
+    run_transform(
+        root / "stg", out2, DEFAULT_PARAMS_DIR, start=days[3], end=days[3], mode="incremental", history_root=history
+    )  # days[2] is published: rewritten with its successor
     assert [p.parent.name for p in map(Path, partition_files(out2, "fct_sessions"))] == [
-        f"date={days[2]}", f"date={days[3]}"]
+        f"date={days[2]}",
+        f"date={days[3]}",
+    ]

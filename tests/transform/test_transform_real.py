@@ -17,12 +17,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from support.raw_events import pytestmark as _shared_marks
-from support.raw_events import read_table, stage
 
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.transform import TABLES, TransformParams, run_transform
 from puffy.warehouse import partition_files
+from support.raw_events import pytestmark as _shared_marks
+from support.raw_events import read_table, stage
 
 pytestmark = [*_shared_marks, pytest.mark.real_data]
 
@@ -32,8 +32,14 @@ def real(real_data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
     days = stage(real_data_dir, root / "stg")
     assert len(days) == 14
-    with_bots = run_transform(root / "stg", root / "with_bots", DEFAULT_PARAMS_DIR, start=days[0], end=days[-1],
-                              transform_params=TransformParams(exclude_bots=False))
+    with_bots = run_transform(
+        root / "stg",
+        root / "with_bots",
+        DEFAULT_PARAMS_DIR,
+        start=days[0],
+        end=days[-1],
+        transform_params=TransformParams(exclude_bots=False),
+    )
     default = run_transform(root / "stg", root / "default", DEFAULT_PARAMS_DIR, start=days[0], end=days[-1])
     return root, days, with_bots, default
 
@@ -136,8 +142,10 @@ def test_checkout_continuations_are_never_direct_and_untracked_share_is_reported
     assert all(keys == set(untracked.order_key) for keys in per_model)
     share_orders = len(untracked) / len(orders)
     share_revenue = untracked.revenue.sum() / orders.revenue.sum()
-    print(f"real export untracked journeys: {len(untracked)} of {len(orders)} orders ({share_orders:.1%}), "
-          f"{untracked.revenue.sum():,.2f} ({share_revenue:.1%} of revenue)")
+    print(
+        f"real export untracked journeys: {len(untracked)} of {len(orders)} orders ({share_orders:.1%}), "
+        f"{untracked.revenue.sum():,.2f} ({share_revenue:.1%} of revenue)"
+    )
     assert 0.15 < share_orders < 0.35 and 0.15 < share_revenue < 0.35
     # the purchase sessions on the checkout host are continuations; most of their orders have no journey
     on_checkout_orders = orders.merge(sessions[on_checkout][["session_id"]], on="session_id")

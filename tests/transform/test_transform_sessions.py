@@ -7,32 +7,39 @@ and ``run_transform``, so the tests cover the whole path a daily run takes.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
-from collections import defaultdict
-from datetime import date, datetime
-from pathlib import Path
 
-import duckdb
 import ibis
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from puffy.ingest import RawContract, discover_raw_files, ingest, write_staging
 from puffy.params import DEFAULT_PARAMS_DIR
 from puffy.transform import TransformParams, run_transform
 from puffy.transform.sessions import build_sessions, session_event_flags, sessionize_events
 from puffy.warehouse import partition_files
 
 # ibis 12 on pandas 3 / duckdb 2 warns on every query; not ours.
-
-from support.raw_events import (CHROME, D1, D2, D3, GOOGLEBOT, HEADER, IPHONE, SITE, ev, purchase, pytestmark,  # noqa: F401
-                                 read_table, sessions_of, stage, stage_rows, t, transform, write_raw)
-
-
+from support.raw_events import (  # noqa: F401
+    CHROME,
+    D1,
+    D2,
+    D3,
+    GOOGLEBOT,
+    HEADER,
+    IPHONE,
+    SITE,
+    ev,
+    purchase,
+    pytestmark,
+    read_table,
+    sessions_of,
+    stage,
+    stage_rows,
+    t,
+    transform,
+    write_raw,
+)
 
 
 def test_gap_of_exactly_the_timeout_starts_a_new_session(tmp_path):
@@ -45,8 +52,7 @@ def test_gap_of_exactly_the_timeout_starts_a_new_session(tmp_path):
     wh, _ = transform(tmp_path, rows)
     s = sessions_of(wh)
     assert list(s.n_events) == [2, 1, 1]
-    assert [x.strftime("%H:%M:%S.%f")[:-3] for x in s.session_start] == ["10:00:00.000", "10:59:59.999",
-                                                                            "11:30:00.000"]
+    assert [x.strftime("%H:%M:%S.%f")[:-3] for x in s.session_start] == ["10:00:00.000", "10:59:59.999", "11:30:00.000"]
     assert s.duration_seconds.tolist() == [1799.999, 0.0, 0.0]
     assert s.session_number.tolist() == [1, 2, 3]
     assert s.is_returning_client.tolist() == [False, True, True]
@@ -176,12 +182,25 @@ def test_session_expressions_compile_for_pyspark(monkeypatch):
 
     if ibis.options.pyspark is None:
         monkeypatch.setattr(ibis.options, "pyspark", _PySparkOptions())
-    events = ibis.table({
-        "event_id": "string", "file_date": "date", "client_id": "string", "page_url": "string",
-        "referrer": "string", "timestamp_raw": "string", "event_ts": "timestamp(6)",
-        "event_name": "string", "user_agent": "string", "is_bot": "boolean", "bot_name": "string",
-        "device_type": "string", "browser": "string", "os": "string",
-    }, name="events")
+    events = ibis.table(
+        {
+            "event_id": "string",
+            "file_date": "date",
+            "client_id": "string",
+            "page_url": "string",
+            "referrer": "string",
+            "timestamp_raw": "string",
+            "event_ts": "timestamp(6)",
+            "event_name": "string",
+            "user_agent": "string",
+            "is_bot": "boolean",
+            "bot_name": "string",
+            "device_type": "string",
+            "browser": "string",
+            "os": "string",
+        },
+        name="events",
+    )
     for split in (False, True):
         params = TransformParams(split_on_campaign_change=split)
         sev = sessionize_events(session_event_flags(events, params), params)
@@ -209,11 +228,23 @@ def test_path_matches_agrees_with_the_extracted_path(pattern):
     from puffy.transform.sessions import path_matches, url_path
 
     urls = [
-        "https://puffy.com/products/puffy-mattress", "https://puffy.com/products", "https://products/x",
-        "https://products/products/x", "https://puffy.com/?next=/products/x", "https://puffy.com/#/products/x",
-        "puffy.com/products/x", "/products/x", "products/x", "https://puffy.com", "", None,
-        "android-app://com.google/products/x", "HTTPS://PUFFY.COM/products/x?a=1#b",
-        "https://puffy.com/a/products/b?/products/", "https://puffy.com/prodx", "://products/x",
+        "https://puffy.com/products/puffy-mattress",
+        "https://puffy.com/products",
+        "https://products/x",
+        "https://products/products/x",
+        "https://puffy.com/?next=/products/x",
+        "https://puffy.com/#/products/x",
+        "puffy.com/products/x",
+        "/products/x",
+        "products/x",
+        "https://puffy.com",
+        "",
+        None,
+        "android-app://com.google/products/x",
+        "HTTPS://PUFFY.COM/products/x?a=1#b",
+        "https://puffy.com/a/products/b?/products/",
+        "https://puffy.com/prodx",
+        "://products/x",
     ]
     t = ibis.memtable({"url": urls}, schema={"url": "string"})
     con = ibis.duckdb.connect()

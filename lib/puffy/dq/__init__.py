@@ -7,8 +7,8 @@
 * ``stage``  — ``run``, the stage entry (``puffy.stage``): the gate over a layout and period.
 """
 
-from puffy.findings import Finding
 from puffy.dq.gate import GateResult, run_gate
 from puffy.dq.stage import run
+from puffy.findings import Finding
 
 __all__ = ["Finding", "GateResult", "run", "run_gate"]

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from puffy.dq.checks import CheckContext, daily_summary, file_facts, fmt_dates, run_checks
 from puffy.dates import date_range
+from puffy.dq.checks import CheckContext, daily_summary, file_facts, fmt_dates, run_checks
 from puffy.dq.report import build_report, narrative, write_reports
 from puffy.dq.rules import load_rules
 from puffy.engine import scratch_duckdb
@@ -36,8 +36,8 @@ from puffy.errors import InputDataError, UserError
 from puffy.findings import SEVERITY_RANK, Finding, overall_status
 from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
 from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
-from puffy.storage import is_remote_location
 from puffy.params import PipelineParams
+from puffy.storage import is_remote_location
 
 
 @dataclass
@@ -63,15 +63,22 @@ class GateResult:
     def findings_table(self, include_pass: bool = False) -> pd.DataFrame:
         """Findings as a small table (worst first, then in check order)."""
         shown = [f for f in self.findings if include_pass or f.severity != "pass"]
-        rows = [{"severity": f.severity, "id": f.id, "dates": fmt_dates(f.dates) if f.dates else "",
-                 "value": f.value, "message": f.message}
-                for f in sorted(shown, key=lambda f: -SEVERITY_RANK[f.severity])]  # stable: check order kept
+        rows = [
+            {
+                "severity": f.severity,
+                "id": f.id,
+                "dates": fmt_dates(f.dates) if f.dates else "",
+                "value": f.value,
+                "message": f.message,
+            }
+            for f in sorted(shown, key=lambda f: -SEVERITY_RANK[f.severity])
+        ]  # stable: check order kept
         return pd.DataFrame(rows, columns=["severity", "id", "dates", "value", "message"])
 
 
 def _naive_utc(now: datetime | None) -> datetime:
-    now = now or datetime.now(timezone.utc)
-    return now.astimezone(timezone.utc).replace(tzinfo=None) if now.tzinfo else now
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
 
 
 def _expected_days(days: list[date], start: date | None, end: date | None) -> list[date]:
@@ -96,9 +103,17 @@ def _incidents(findings: list[Finding], params_dir: Path, output_dir: Path, days
     track(findings, open_incidents(previous_report(output_dir, days[0], "dq_report.json")), days[0], days[-1])
 
 
-def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date | None = None,
-             end: date | None = None, staging_root: Path | None = None, now: datetime | None = None,
-             engine_params: PipelineParams | None = None) -> GateResult:
+def run_gate(
+    input_dir: Path,
+    rules_path: Path,
+    output_dir: Path,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    staging_root: Path | None = None,
+    now: datetime | None = None,
+    engine_params: PipelineParams | None = None,
+) -> GateResult:
     """Gate the raw files of [start, end] (all files when both are None); see the module docstring."""
     if start and end and end < start:
         raise UserError(f"end {end} is before start {start}")
@@ -115,8 +130,13 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     days = [file_date_of(p) for p in paths]
     first = start or days[0]
     # Earlier files feed the baselines (and the header-vs-previous-file check) only.
-    baseline_paths = (discover_raw_files(input_dir, first - timedelta(days=rules.baseline_days),
-                                         first - timedelta(days=1), cache_dir=raw_cache) if rules.baseline_days else [])
+    baseline_paths = (
+        discover_raw_files(
+            input_dir, first - timedelta(days=rules.baseline_days), first - timedelta(days=1), cache_dir=raw_cache
+        )
+        if rules.baseline_days
+        else []
+    )
     timings, clock = {}, time.perf_counter()
 
     def lap(step: str) -> None:
@@ -128,8 +148,17 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     ingested = ingest(con, baseline_paths + paths, rules.contract)
     lap("ingest")
     expected_days = _expected_days(days, start, end)
-    ctx = CheckContext(con, rules, ingested.files, ingested.lines_read, days, expected_days, _naive_utc(now),
-                       engine_params=engine_params, scratch_dir=Path(output_dir))
+    ctx = CheckContext(
+        con,
+        rules,
+        ingested.files,
+        ingested.lines_read,
+        days,
+        expected_days,
+        _naive_utc(now),
+        engine_params=engine_params,
+        scratch_dir=Path(output_dir),
+    )
     findings = run_checks(ctx)
     _incidents(findings, Path(rules_path).parent, Path(output_dir), expected_days, ctx.now.date())
     lap("checks")
@@ -139,9 +168,15 @@ def run_gate(input_dir: Path, rules_path: Path, output_dir: Path, *, start: date
     summary = _summary(files, findings, days, rules.baseline_days)
     baseline_days = [file_date_of(p) for p in baseline_paths]
     report = build_report(
-        status=status, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), input_dir=input_dir,
-        period=(expected_days[0], expected_days[-1]), baseline_days=baseline_days, files=files, findings=findings,
-        summary=summary, privacy=engine_params.privacy if engine_params else None,
+        status=status,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        input_dir=input_dir,
+        period=(expected_days[0], expected_days[-1]),
+        baseline_days=baseline_days,
+        files=files,
+        findings=findings,
+        summary=summary,
+        privacy=engine_params.privacy if engine_params else None,
     )
     report_paths = write_reports(report, findings, output_dir)
     daily = daily_summary(ctx, findings)

@@ -39,8 +39,18 @@ from puffy.dq.rules import DqRules
 from puffy.engine import connect
 from puffy.params import PipelineParams
 
-METRIC_COLUMNS = ("events", "null_client_id", "bad_client_id", "bot_events", "with_referrer",
-                  "anonymised_referrer", "with_utm", "future_ts", "null_page_url", "null_user_agent")
+METRIC_COLUMNS = (
+    "events",
+    "null_client_id",
+    "bad_client_id",
+    "bot_events",
+    "with_referrer",
+    "anonymised_referrer",
+    "with_utm",
+    "future_ts",
+    "null_page_url",
+    "null_user_agent",
+)
 
 
 def _full_match(pattern: str) -> str:
@@ -65,22 +75,31 @@ def day_event_metrics(events: ir.Table, user_agents: ir.Table, rules: DqRules, n
     has_utm = ibis.literal(False)
     for marker in rules.referrer.utm_markers:
         has_utm = has_utm | e.page_url.contains(marker)
-    return e.group_by("file_date", "event_name").aggregate(
-        events=e.count(),
-        null_client_id=e.count(where=e.client_id.isnull()),
-        bad_client_id=e.count(where=~e.client_id.re_search(_full_match(rules.contract.client_id_pattern))),
-        bot_events=e.count(where=e._is_bot),
-        with_referrer=e.count(where=e.referrer.notnull()),
-        anonymised_referrer=e.count(where=e.referrer.re_search(rules.referrer.anonymised_pattern)),
-        with_utm=e.count(where=has_utm),
-        future_ts=e.count(where=e.event_ts > ibis.timestamp(future_cut)),
-        null_page_url=e.count(where=_blank(e.page_url)),
-        null_user_agent=e.count(where=_blank(e.user_agent)),
-    ).order_by("file_date", "event_name")
+    return (
+        e.group_by("file_date", "event_name")
+        .aggregate(
+            events=e.count(),
+            null_client_id=e.count(where=e.client_id.isnull()),
+            bad_client_id=e.count(where=~e.client_id.re_search(_full_match(rules.contract.client_id_pattern))),
+            bot_events=e.count(where=e._is_bot),
+            with_referrer=e.count(where=e.referrer.notnull()),
+            anonymised_referrer=e.count(where=e.referrer.re_search(rules.referrer.anonymised_pattern)),
+            with_utm=e.count(where=has_utm),
+            future_ts=e.count(where=e.event_ts > ibis.timestamp(future_cut)),
+            null_page_url=e.count(where=_blank(e.page_url)),
+            null_user_agent=e.count(where=_blank(e.user_agent)),
+        )
+        .order_by("file_date", "event_name")
+    )
 
 
-def compute_day_event(con: duckdb.DuckDBPyConnection, rules: DqRules, now: datetime,
-                      engine_params: PipelineParams | None = None, scratch_dir: Path | None = None) -> pd.DataFrame:
+def compute_day_event(
+    con: duckdb.DuckDBPyConnection,
+    rules: DqRules,
+    now: datetime,
+    engine_params: PipelineParams | None = None,
+    scratch_dir: Path | None = None,
+) -> pd.DataFrame:
     """Run ``day_event_metrics`` over the gate's ``stg_events`` / ``dq_user_agents`` tables.
 
     On DuckDB it reads them in place. On PySpark the events are first copied to a Parquet
@@ -96,8 +115,10 @@ def compute_day_event(con: duckdb.DuckDBPyConnection, rules: DqRules, now: datet
     try:
         path = snapshot / "stg_events.parquet"
         quoted = "'" + str(path).replace("'", "''") + "'"
-        con.execute(f"COPY (SELECT file_date, event_name, client_id, user_agent, referrer, page_url, event_ts "
-                    f"FROM stg_events) TO {quoted} (FORMAT parquet)")
+        con.execute(
+            f"COPY (SELECT file_date, event_name, client_id, user_agent, referrer, page_url, event_ts "
+            f"FROM stg_events) TO {quoted} (FORMAT parquet)"
+        )
         backend = connect(engine_params)
         user_agents = ibis.memtable(con.sql("SELECT user_agent, is_bot FROM dq_user_agents").to_arrow_table())
         return _frame(day_event_metrics(backend.read_parquet(str(path)), user_agents, rules, now))

@@ -40,9 +40,18 @@ def redact_finding(d: dict, redactor: Redactor) -> dict:
     return {k: ([redactor.row(r) for r in v] if k == "sample_rows" else redactor.walk(v)) for k, v in d.items()}
 
 
-def build_report(*, status: str, generated_at: str, input_dir: Path, period: tuple[date, date],
-                 baseline_days: list[date], files: list[dict], findings: list[Finding], summary: dict,
-                 privacy: PrivacyParams | None = None) -> dict:
+def build_report(
+    *,
+    status: str,
+    generated_at: str,
+    input_dir: Path,
+    period: tuple[date, date],
+    baseline_days: list[date],
+    files: list[dict],
+    findings: list[Finding],
+    summary: dict,
+    privacy: PrivacyParams | None = None,
+) -> dict:
     """The JSON document (see ``puffy.dq.gate``); ``period`` is the requested [start, end].
 
     Personal values (``privacy``, default ``PrivacyParams()``) are redacted throughout.
@@ -64,11 +73,17 @@ def build_report(*, status: str, generated_at: str, input_dir: Path, period: tup
         "baseline": {"days": [d.isoformat() for d in baseline_days]},
         "summary": summary,
         # File facts are header names and counts, not data: only a header error quotes raw text.
-        "files": [{**f, "header_error": redactor.text(f["header_error"]) if f.get("header_error") else
-                   f.get("header_error")} for f in files],
+        "files": [
+            {**f, "header_error": redactor.text(f["header_error"]) if f.get("header_error") else f.get("header_error")}
+            for f in files
+        ],
         "rejects": dict(sorted(rejects.items())),
-        "reconciliation": {"lines_read": lines, "events": events, "rejects": data_rejects,
-                           "ok": all(f["reconciled"] for f in files)},
+        "reconciliation": {
+            "lines_read": lines,
+            "events": events,
+            "rejects": data_rejects,
+            "ok": all(f["reconciled"] for f in files),
+        },
         "findings": [redact_finding(f.to_dict(GATE_JSON), redactor) for f in findings],
     }
 
@@ -110,9 +125,15 @@ def narrative(report: dict, findings: list[Finding]) -> str:
         "",
     ]
     base = report["baseline"]["days"]
-    parts += [f"Baselines compare each day with up to {s['baseline_window']} trailing days"
-              + (f", including {len(base)} earlier file(s) read for that purpose ({fmt_dates(base)})." if base
-                 else " inside the period (no earlier file was available)."), ""]
+    parts += [
+        f"Baselines compare each day with up to {s['baseline_window']} trailing days"
+        + (
+            f", including {len(base)} earlier file(s) read for that purpose ({fmt_dates(base)})."
+            if base
+            else " inside the period (no earlier file was available)."
+        ),
+        "",
+    ]
     days = s["days"]
     issues = [f for f in findings if f.severity in ("error", "warn")]
     notes = [f for f in findings if f.severity == "info"]
@@ -130,8 +151,9 @@ def narrative(report: dict, findings: list[Finding]) -> str:
     if every_day:
         parts += ["Throughout the period:", ""] + [f"- {message(f)} {tag(f)}" for f in every_day] + [""]
     if changes:
-        heading = ("What went wrong during the period, in order of first appearance:" if len(days) > 1
-                   else "What went wrong:")
+        heading = (
+            "What went wrong during the period, in order of first appearance:" if len(days) > 1 else "What went wrong:"
+        )
         parts += [heading, ""]
         parts += [f"- **{_when(f.dates, period['end'])}** — {message(f)} {tag(f)}" for f in sorted(changes, key=order)]
         parts.append("")
@@ -165,8 +187,12 @@ def _incident_narrative(issues: list[Finding], notes: list[Finding], message, ta
     if fresh:
         parts += ["Worth knowing:", ""] + [f"- {message(f)} {tag(f)}" for f in fresh] + [""]
     if standing:
-        parts += ["Standing notes, stated in full when first seen: "
-                  + ", ".join(f"`{f.id}` (first seen {f.first_seen})" for f in standing) + ".", ""]
+        parts += [
+            "Standing notes, stated in full when first seen: "
+            + ", ".join(f"`{f.id}` (first seen {f.first_seen})" for f in standing)
+            + ".",
+            "",
+        ]
     return parts
 
 
@@ -210,12 +236,15 @@ def _sample_sections(raised: list[Finding]) -> list[str]:
     with_rows = [f for f in raised if f.sample_rows]
     if not with_rows:
         return []
-    out = ["", "## Sample rows", "",
-           "The first rows behind each finding (all columns and whole values are in `dq_report.json`)."]
+    out = [
+        "",
+        "## Sample rows",
+        "",
+        "The first rows behind each finding (all columns and whole values are in `dq_report.json`).",
+    ]
     for f in with_rows:
         columns = list(dict.fromkeys(k for r in f.sample_rows for k in r))
-        out += ["", f"`{f.id}`:", "", "| " + " | ".join(_cell(c) for c in columns) + " |",
-                "|" + "---|" * len(columns)]
+        out += ["", f"`{f.id}`:", "", "| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
         for r in f.sample_rows:
             out.append("| " + " | ".join(_cell(r.get(c), SAMPLE_CELL_CHARS) for c in columns) + " |")
     return out
@@ -245,32 +274,44 @@ def render_markdown(report: dict, findings: list[Finding] | None = None) -> str:
     ]
     raised = [f for f in findings if f.severity != "pass"]
     if raised:
-        out += ["| Severity | Finding | Dates | Open | Value | Thresholds | Message |",
-                "|---|---|---|---|---|---|---|"]
-        out += [f"| {f.severity.upper()} | `{f.id}` — {_cell(f.title)} | {fmt_dates(f.dates)} | {_since(f)} | "
-                f"{_fmt_value(f)} | {_cell(_fmt_thresholds(f.thresholds))} | {_cell(f.message)} |" for f in raised]
+        out += ["| Severity | Finding | Dates | Open | Value | Thresholds | Message |", "|---|---|---|---|---|---|---|"]
+        out += [
+            f"| {f.severity.upper()} | `{f.id}` — {_cell(f.title)} | {fmt_dates(f.dates)} | {_since(f)} | "
+            f"{_fmt_value(f)} | {_cell(_fmt_thresholds(f.thresholds))} | {_cell(f.message)} |"
+            for f in raised
+        ]
     else:
         out.append("No findings.")
     out += ["", "## What the findings mean downstream", ""]
     out += [f"- `{f.id}`: {md_text(f.impact)}." for f in raised] or ["Nothing: every check passed."]
     out += _sample_sections(raised)
-    out += ["", "## Files", "",
-            "| File | Date | Lines | Events | Rejects | Renamed | Missing | Extra | BOM | CRLF | Reconciled |",
-            "|---|---|---:|---:|---:|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Files",
+        "",
+        "| File | Date | Lines | Events | Rejects | Renamed | Missing | Extra | BOM | CRLF | Reconciled |",
+        "|---|---|---:|---:|---:|---|---|---|---|---|---|",
+    ]
     for f in report["files"]:
         renamed = ", ".join(f"{a}→{b}" for a, b in f["renamed"].items())
-        out.append(f"| {_cell(f['name'])} | {f['date']} | {f['lines_read']:,} | {f['events']:,} | {f['rejects']:,} | "
-                   f"{_cell(renamed)} | {_cell(', '.join(f['missing']))} | {_cell(', '.join(f['extra']))} | "
-                   f"{'yes' if f['bom'] else ''} | {'yes' if f['crlf'] else ''} | "
-                   f"{'yes' if f['reconciled'] else '**NO**'} |")
+        out.append(
+            f"| {_cell(f['name'])} | {f['date']} | {f['lines_read']:,} | {f['events']:,} | {f['rejects']:,} | "
+            f"{_cell(renamed)} | {_cell(', '.join(f['missing']))} | {_cell(', '.join(f['extra']))} | "
+            f"{'yes' if f['bom'] else ''} | {'yes' if f['crlf'] else ''} | "
+            f"{'yes' if f['reconciled'] else '**NO**'} |"
+        )
     rec = report["reconciliation"]
     out += ["", "## Rejected lines by reason", ""]
     if report["rejects"]:
         out += ["| Reason | Lines |", "|---|---:|"] + [f"| {_cell(r)} | {n:,} |" for r, n in report["rejects"].items()]
     else:
         out.append("No line was rejected.")
-    out += ["", f"Reconciliation: {rec['lines_read']:,} lines read = {rec['events']:,} events + "
-                f"{rec['rejects']:,} rejects → {'OK' if rec['ok'] else 'MISMATCH'}.", ""]
+    out += [
+        "",
+        f"Reconciliation: {rec['lines_read']:,} lines read = {rec['events']:,} events + "
+        f"{rec['rejects']:,} rejects → {'OK' if rec['ok'] else 'MISMATCH'}.",
+        "",
+    ]
     passed = [f.id for f in findings if f.severity == "pass"]
     out += ["## Checks that passed", "", ", ".join(f"`{i}`" for i in passed) if passed else "None.", ""]
     return "\n".join(out)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from puffy.findings import RAISED, RaisedSeverity
 from puffy.contract import RawContract
+from puffy.findings import RAISED, RaisedSeverity
 from puffy.params import StrictModel, require_within
 
 Severity = RaisedSeverity  # what a rule may set (puffy.findings)
@@ -33,7 +33,7 @@ class Threshold(StrictModel):
     error: float | None = Field(None, ge=0, description="At or above: ERROR.")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Threshold":
+    def _ordered(self) -> Threshold:
         set_levels = [getattr(self, lvl) for lvl in LEVELS if getattr(self, lvl) is not None]
         if set_levels != sorted(set_levels):
             raise ValueError("levels must not decrease: info <= warn <= error")
@@ -63,7 +63,7 @@ class RatioBand(StrictModel):
     error: tuple[float, float] = Field(description="[low, high] ratio band; outside it: ERROR.")
 
     @model_validator(mode="after")
-    def _nested(self) -> "RatioBand":
+    def _nested(self) -> RatioBand:
         (wl, wh), (el, eh) = self.warn, self.error
         if not (0 <= el <= wl <= wh <= eh):
             raise ValueError("bands must nest: 0 <= error.low <= warn.low <= warn.high <= error.high")
@@ -208,7 +208,7 @@ class DqRules(StrictModel):
     materiality: MaterialityRules = Field(default_factory=MaterialityRules)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "DqRules":
+    def _consistent(self) -> DqRules:
         low, high = self.dictionary_daily_events
         if low > high:
             raise ValueError("dictionary_daily_events must be [low, high]")

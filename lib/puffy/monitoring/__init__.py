@@ -12,8 +12,8 @@ json), ``alert`` (the daily run's on-call alert, sent by the runner for the whol
 here). What each finding means and what to do about it: ``docs/monitoring.md``.
 """
 
-from puffy.monitoring.audit import MonitoringResult, run_monitoring
 from puffy.findings import Finding
+from puffy.monitoring.audit import MonitoringResult, run_monitoring
 from puffy.monitoring.rules import MonitoringRules, load_rules
 from puffy.monitoring.stage import run
 

@@ -88,9 +88,15 @@ def _stage_findings(run_dir: Path, stage: str) -> list[dict]:
 
 
 def _brief(finding: dict) -> dict:
-    return {"stage": finding["stage"], "severity": finding.get("severity"), "id": finding.get("id"),
-            "message": finding.get("message", ""), "state": finding.get("state"),
-            "first_seen": finding.get("first_seen"), "days_open": finding.get("days_open")}
+    return {
+        "stage": finding["stage"],
+        "severity": finding.get("severity"),
+        "id": finding.get("id"),
+        "message": finding.get("message", ""),
+        "state": finding.get("state"),
+        "first_seen": finding.get("first_seen"),
+        "days_open": finding.get("days_open"),
+    }
 
 
 def alert_for_day(result, run_dir: Path, outputs_dir: Path, rules) -> dict | None:
@@ -177,8 +183,7 @@ def post_json(url: str, body: dict, timeout: float = 5.0) -> Delivery:
     """POST ``body`` as JSON to ``url``; never raises."""
     data = json.dumps(body).encode("utf-8")
     try:
-        request = urllib.request.Request(url, data=data, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - URL from params
             code = response.status
         if 200 <= code < 300:
@@ -203,13 +208,21 @@ def deliver(doc: dict, run_dir: Path, rules) -> dict:
     (Path(run_dir) / "alert.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     url = webhook_url(rules)
     if not url:
-        log.info("%s alert (%s) written to %s; no webhook configured", doc["date"], doc["outcome"],
-                 Path(run_dir) / "alert.json")
+        log.info(
+            "%s alert (%s) written to %s; no webhook configured",
+            doc["date"],
+            doc["outcome"],
+            Path(run_dir) / "alert.json",
+        )
         return {"sent": None, "detail": "no webhook configured", "outcome": doc["outcome"]}
     delivery = post_json(url, payload(doc, rules.format), rules.timeout_seconds)
     if delivery.ok:
         log.info("%s alert sent (%s, %s)", doc["date"], doc["outcome"], delivery.detail)
     else:
-        log.warning("%s alert could not be delivered: %s (it is in %s)", doc["date"], delivery.detail,
-                    Path(run_dir) / "alert.json")
+        log.warning(
+            "%s alert could not be delivered: %s (it is in %s)",
+            doc["date"],
+            delivery.detail,
+            Path(run_dir) / "alert.json",
+        )
     return {"sent": delivery.ok, "detail": delivery.detail, "outcome": doc["outcome"]}

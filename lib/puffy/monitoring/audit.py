@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,9 +51,16 @@ class MonitoringResult:
         return pd.DataFrame([{k: f.to_dict()[k] for k in cols} for f in self.findings], columns=cols)
 
 
-def run_monitoring(warehouse_dir: Path, rules_path: Path | None, output_dir: Path, *, run_date: date,
-                   history_dir: Path | None = None, intermediate_dir: Path | None = None,
-                   now: datetime | None = None) -> MonitoringResult:
+def run_monitoring(
+    warehouse_dir: Path,
+    rules_path: Path | None,
+    output_dir: Path,
+    *,
+    run_date: date,
+    history_dir: Path | None = None,
+    intermediate_dir: Path | None = None,
+    now: datetime | None = None,
+) -> MonitoringResult:
     """Audit ``warehouse_dir`` for ``run_date`` and write the reports into ``output_dir``.
 
     ``history_dir``: the published warehouse used for baselines (default: ``warehouse_dir``);
@@ -66,26 +73,43 @@ def run_monitoring(warehouse_dir: Path, rules_path: Path | None, output_dir: Pat
     (``monitoring.monitor_failed``) rather than an exception, so a report is always written.
     """
     rules = load_rules(rules_path)
-    now = now or datetime.now(timezone.utc)
-    now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(UTC)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
     warehouse_dir = Path(warehouse_dir)
     if history_dir is not None and not is_remote_location(history_dir):  # a bucket's history stays a Location
         history_dir = Path(history_dir)
     history_dir = history_dir if history_dir is not None else warehouse_dir
-    intermediate_dir = Path(intermediate_dir) if intermediate_dir is not None else m.infer_intermediate_dir(warehouse_dir)
+    intermediate_dir = (
+        Path(intermediate_dir) if intermediate_dir is not None else m.infer_intermediate_dir(warehouse_dir)
+    )
     sources = m.Sources(warehouse_dir, history_dir, intermediate_dir, run_date)
     outcome = _run_monitors(sources, rules, now)
     findings = outcome.findings
     if rules_path is not None:
         acknowledge(findings, load_acknowledgements(Path(rules_path).parent), run_date, now.date())
-    track(findings, open_incidents(previous_report(Path(output_dir), run_date, "monitoring_report.json")),
-          run_date, run_date)
+    track(
+        findings,
+        open_incidents(previous_report(Path(output_dir), run_date, "monitoring_report.json")),
+        run_date,
+        run_date,
+    )
     status = overall_status(findings)
     findings = sort_findings(findings)
-    inputs = {"warehouse_dir": str(warehouse_dir), "history_dir": str(history_dir),
-              "intermediate_dir": None if intermediate_dir is None else str(intermediate_dir)}
-    report = build_report(status=status, run_date=run_date, generated_at=now, findings=findings,
-                          metrics=outcome.metrics, trend=outcome.trend, mix_tables=outcome.mix, inputs=inputs)
+    inputs = {
+        "warehouse_dir": str(warehouse_dir),
+        "history_dir": str(history_dir),
+        "intermediate_dir": None if intermediate_dir is None else str(intermediate_dir),
+    }
+    report = build_report(
+        status=status,
+        run_date=run_date,
+        generated_at=now,
+        findings=findings,
+        metrics=outcome.metrics,
+        trend=outcome.trend,
+        mix_tables=outcome.mix,
+        inputs=inputs,
+    )
     written = write_reports(Path(output_dir), report, render_markdown(report, outcome.trend, outcome.mix))
     log.info("monitoring %s: %s — %s", run_date, status.upper(), report["message"])
     return MonitoringResult(status, findings, written, outcome.metrics, outcome.trend, outcome.mix, report)
@@ -114,9 +138,15 @@ def _run_monitors(sources: m.Sources, rules: MonitoringRules, now: datetime) -> 
             return fn()
         except Exception as exc:  # one broken monitor must not hide the others' findings
             log.exception("monitor %s failed", name)
-            findings.append(Finding("monitoring.monitor_failed", "error",
-                                    f"the {name} monitor could not run: {type(exc).__name__}: {exc}",
-                                    metric=name, dates=[run_date.isoformat()]))
+            findings.append(
+                Finding(
+                    "monitoring.monitor_failed",
+                    "error",
+                    f"the {name} monitor could not run: {type(exc).__name__}: {exc}",
+                    metric=name,
+                    dates=[run_date.isoformat()],
+                )
+            )
             return default
 
     empty_days = pd.DataFrame(index=pd.Index([run_date], name="date"))
@@ -134,13 +164,15 @@ def _run_monitors(sources: m.Sources, rules: MonitoringRules, now: datetime) -> 
         findings += guarded("segments", lambda: _segments(sources, rules, start, con), [])
     trend = pd.DataFrame()
     if rules.trend.enabled:
-        trend_findings, trend = guarded("trend", lambda: monitors.check_trends(metrics, run_date, rules.trend),
-                                        ([], pd.DataFrame()))
+        trend_findings, trend = guarded(
+            "trend", lambda: monitors.check_trends(metrics, run_date, rules.trend), ([], pd.DataFrame())
+        )
         findings += trend_findings
     return _Outcome(findings, metrics, trend if trend is not None else pd.DataFrame(), mix_tables)
 
 
 # --- gathering each monitor's inputs --------------------------------------------------------------
+
 
 def _freshness(sources: m.Sources, rules: MonitoringRules, start: date, now: datetime) -> list[Finding]:
     fr = rules.freshness
@@ -148,7 +180,7 @@ def _freshness(sources: m.Sources, rules: MonitoringRules, start: date, now: dat
     mtimes, rows, available = {}, {}, {}
     for table in fr.tables:
         path = sources.audited_file(table)
-        mtimes[table] = None if path is None else datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        mtimes[table] = None if path is None else datetime.fromtimestamp(path.stat().st_mtime, UTC)
         rows[table] = None if path is None else pq.ParquetFile(path).metadata.num_rows
         available[table] = list(sources.files(table, window_start))
     return monitors.check_partitions(sources.run_date, now, mtimes, available, fr, rows)
@@ -161,9 +193,18 @@ def _revenue(sources: m.Sources, rules: MonitoringRules, start: date, con) -> li
         return []  # freshness reports the missing partition
     out = monitors.check_duplicates(day.orders, day.order_key_history, sources.run_date, rr)
     out += monitors.check_revenue_values(day.orders, day.rejects, day.attribution_totals, sources.run_date, rr)
-    rejected = 0.0 if day.rejects is None or "revenue" not in day.rejects else float(day.rejects["revenue"].fillna(0).sum())
-    out += monitors.check_reconciliation(float(day.orders["revenue"].fillna(0).sum()), rejected, day.raw_purchase_revenue,
-                                         day.attribution_totals, len(day.orders), sources.run_date, rr)
+    rejected = (
+        0.0 if day.rejects is None or "revenue" not in day.rejects else float(day.rejects["revenue"].fillna(0).sum())
+    )
+    out += monitors.check_reconciliation(
+        float(day.orders["revenue"].fillna(0).sum()),
+        rejected,
+        day.raw_purchase_revenue,
+        day.attribution_totals,
+        len(day.orders),
+        sources.run_date,
+        rr,
+    )
     out += monitors.check_transform_reconciliation(day.reconciliation, sources.run_date)
     return out
 
@@ -178,7 +219,9 @@ def _funnel(metrics: pd.DataFrame, run_date: date, rules: MonitoringRules) -> li
     return monitors.check_funnel(counts, orders, without, run_date, rules.funnel)
 
 
-def _mix(sources: m.Sources, rules: MonitoringRules, start: date, con, tables: dict[str, pd.DataFrame]) -> list[Finding]:
+def _mix(
+    sources: m.Sources, rules: MonitoringRules, start: date, con, tables: dict[str, pd.DataFrame]
+) -> list[Finding]:
     mr = rules.mix
     sessions = m.session_channel_counts(sources, start, con)
     revenue = m.attributed_channel_revenue(sources, start, mr.attribution_model, con)
@@ -195,6 +238,6 @@ def _mix(sources: m.Sources, rules: MonitoringRules, start: date, con, tables: d
 
 def _segments(sources: m.Sources, rules: MonitoringRules, start: date, con) -> list[Finding]:
     run_date, sr, tr = sources.run_date, rules.segments, rules.trend
-    return (monitors.check_segments(m.session_channel_counts(sources, start, con), run_date, sr, tr, "channel")
-            + monitors.check_segments(m.click_id_landings(sources, start, sr.click_ids, con), run_date, sr, tr,
-                                      "click_id"))
+    return monitors.check_segments(
+        m.session_channel_counts(sources, start, con), run_date, sr, tr, "channel"
+    ) + monitors.check_segments(m.click_id_landings(sources, start, sr.click_ids, con), run_date, sr, tr, "click_id")

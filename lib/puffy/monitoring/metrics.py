@@ -31,9 +31,19 @@ from puffy.warehouse import partition_dates, partition_dir
 
 #: Metrics the trend monitor can watch (columns of ``daily_metrics``).
 TREND_METRICS: tuple[str, ...] = (
-    "sessions", "orders", "revenue", "conversion_rate", "aov", "client_id_null_rate", "bot_share",
-    "returning_visitor_share", "untracked_order_share", "untracked_revenue_share",
-    "rows_fct_sessions", "rows_fct_orders", "rows_fct_attribution",
+    "sessions",
+    "orders",
+    "revenue",
+    "conversion_rate",
+    "aov",
+    "client_id_null_rate",
+    "bot_share",
+    "returning_visitor_share",
+    "untracked_order_share",
+    "untracked_revenue_share",
+    "rows_fct_sessions",
+    "rows_fct_orders",
+    "rows_fct_attribution",
 )
 
 #: Funnel stages, widest first; each is a count of the day's non-bot sessions.
@@ -80,8 +90,11 @@ class Sources:
         if self.intermediate_dir is None:
             return {}
         end = min(end or self.run_date, self.run_date)
-        return {d: partition_dir(self.intermediate_dir, STG_EVENTS, d) / "part-0.parquet"
-                for d in partition_dates(self.intermediate_dir, STG_EVENTS) if start <= d <= end}
+        return {
+            d: partition_dir(self.intermediate_dir, STG_EVENTS, d) / "part-0.parquet"
+            for d in partition_dates(self.intermediate_dir, STG_EVENTS)
+            if start <= d <= end
+        }
 
 
 def _partition_files(root, table: str) -> dict:
@@ -109,8 +122,10 @@ def scan_sql(files: dict[date, Path] | list[Path]) -> str:
     """
     paths = [str(p) for p in (files.values() if isinstance(files, dict) else files)]
     listing = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-    return (f"(SELECT {_DATE_SQL} AS d, * EXCLUDE (filename) "
-            f"FROM read_parquet([{listing}], filename = true, union_by_name = true))")
+    return (
+        f"(SELECT {_DATE_SQL} AS d, * EXCLUDE (filename) "
+        f"FROM read_parquet([{listing}], filename = true, union_by_name = true))"
+    )
 
 
 def query(con: duckdb.DuckDBPyConnection, files: dict[date, Path] | list[Path], sql: str) -> pd.DataFrame:
@@ -137,7 +152,11 @@ def _by_date(df: pd.DataFrame) -> pd.DataFrame:
 
 def session_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
     """Per date: non-bot sessions and funnel stage counts, bot sessions, returning non-bot sessions."""
-    return _by_date(query(con, files, """
+    return _by_date(
+        query(
+            con,
+            files,
+            """
         SELECT d,
                count(*) FILTER (WHERE NOT coalesce(is_bot, false)) AS sessions,
                count(*) FILTER (WHERE NOT coalesce(is_bot, false) AND viewed_product) AS viewed_product,
@@ -146,7 +165,9 @@ def session_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
                count(*) FILTER (WHERE NOT coalesce(is_bot, false) AND purchased) AS purchased,
                count(*) FILTER (WHERE coalesce(is_bot, false)) AS bot_sessions,
                count(*) FILTER (WHERE NOT coalesce(is_bot, false) AND is_returning_client) AS returning_sessions
-        FROM {t} GROUP BY d"""))
+        FROM {t} GROUP BY d""",
+        )
+    )
 
 
 def order_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
@@ -155,7 +176,11 @@ def order_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
     partitions written before it existed)."""
     columns = _columns_of(files)
     untracked = "journey_status = 'untracked'" if "journey_status" in columns else "NULL"
-    return _by_date(query(con, files, f"""
+    return _by_date(
+        query(
+            con,
+            files,
+            f"""
         SELECT d, count(*) AS orders, coalesce(sum(revenue), 0) AS revenue,
                coalesce(sum(revenue * revenue), 0) AS revenue_squares,
                count(*) FILTER (WHERE session_id IS NULL) AS orders_without_session,
@@ -163,15 +188,23 @@ def order_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
                    AS untracked_orders,
                CASE WHEN bool_or({untracked} IS NOT NULL)
                     THEN coalesce(sum(revenue) FILTER (WHERE {untracked}), 0) END AS untracked_revenue
-        FROM {{t}} GROUP BY d"""))
+        FROM {{t}} GROUP BY d""",
+        )
+    )
 
 
 def reject_metrics(con, files: dict[date, Path]) -> pd.DataFrame:
     """Per date: rejected purchases and how many of them had revenue exactly 0."""
-    return _by_date(query(con, files, """
+    return _by_date(
+        query(
+            con,
+            files,
+            """
         SELECT d, count(*) AS order_rejects, count(*) FILTER (WHERE revenue = 0) AS zero_revenue_purchases,
                coalesce(sum(revenue), 0) AS rejected_revenue
-        FROM {t} GROUP BY d"""))
+        FROM {t} GROUP BY d""",
+        )
+    )
 
 
 def event_metrics(con, files: dict[date, Path], purchase_event: str) -> pd.DataFrame:
@@ -188,20 +221,29 @@ def event_metrics(con, files: dict[date, Path], purchase_event: str) -> pd.DataF
     dim = parse_user_agents(uas["user_agent"].tolist())[["user_agent", "is_bot"]]
     con.register("_ua_dim", dim)
     try:
-        return _by_date(con.execute(f"""
+        return _by_date(
+            con.execute(
+                f"""
             SELECT e.d, count(*) AS events,
                    avg(CASE WHEN e.client_id IS NULL THEN 1.0 ELSE 0.0 END) AS client_id_null_rate,
                    avg(CASE WHEN coalesce(u.is_bot, false) THEN 1.0 ELSE 0.0 END) AS bot_share,
                    count(*) FILTER (WHERE e.event_name = ?) AS raw_purchases,
                    coalesce(sum(e.revenue) FILTER (WHERE e.event_name = ?), 0) AS raw_purchase_revenue
             FROM {scan_sql(files)} e LEFT JOIN _ua_dim u ON e.user_agent = u.user_agent
-            GROUP BY e.d""", [purchase_event, purchase_event]).df())
+            GROUP BY e.d""",
+                [purchase_event, purchase_event],
+            ).df()
+        )
     finally:
         con.unregister("_ua_dim")
 
 
-def daily_metrics(sources: Sources, start: date, purchase_event: str = "checkout_completed",
-                  con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+def daily_metrics(
+    sources: Sources,
+    start: date,
+    purchase_event: str = "checkout_completed",
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pd.DataFrame:
     """One row per date in [start, run date] with every daily metric (NaN where unknown).
 
     Columns: the ``TREND_METRICS``, the funnel stage counts, orders_without_session,
@@ -228,17 +270,35 @@ def daily_metrics(sources: Sources, start: date, purchase_event: str = "checkout
     out["rows_fct_sessions"] = row_counts(session_files)
     out["rows_fct_orders"] = row_counts(order_files)
     out["rows_fct_attribution"] = row_counts(attribution_files)
-    for col in ("sessions", *FUNNEL_STAGES[1:], "bot_sessions", "returning_sessions", "orders", "revenue_squares",
-                "untracked_orders", "untracked_revenue", "revenue", "orders_without_session",
-                "order_rejects", "zero_revenue_purchases", "rejected_revenue", "events", "client_id_null_rate",
-                "bot_share", "raw_purchases", "raw_purchase_revenue"):
+    for col in (
+        "sessions",
+        *FUNNEL_STAGES[1:],
+        "bot_sessions",
+        "returning_sessions",
+        "orders",
+        "revenue_squares",
+        "untracked_orders",
+        "untracked_revenue",
+        "revenue",
+        "orders_without_session",
+        "order_rejects",
+        "zero_revenue_purchases",
+        "rejected_revenue",
+        "events",
+        "client_id_null_rate",
+        "bot_share",
+        "raw_purchases",
+        "raw_purchase_revenue",
+    ):
         if col not in out:
             out[col] = np.nan
     # An existing but empty partition means zero (no orders that day), not unknown: GROUP BY
     # returns no row for it, so fill those dates in.
-    for files, cols in ((session_files, FUNNEL_STAGES + ("bot_sessions", "returning_sessions")),
-                        (order_files, ("orders", "revenue", "revenue_squares", "orders_without_session")),
-                        (reject_files, ("order_rejects", "zero_revenue_purchases", "rejected_revenue"))):
+    for files, cols in (
+        (session_files, FUNNEL_STAGES + ("bot_sessions", "returning_sessions")),
+        (order_files, ("orders", "revenue", "revenue_squares", "orders_without_session")),
+        (reject_files, ("order_rejects", "zero_revenue_purchases", "rejected_revenue")),
+    ):
         present = out.index.isin(list(files))
         for col in cols:
             out.loc[present, col] = out.loc[present, col].fillna(0.0)
@@ -260,11 +320,19 @@ def session_channel_counts(sources: Sources, start: date, con=None) -> pd.DataFr
     con = con or connect()
     files = sources.files(SESSIONS, start)
     columns = _columns_of(files)
-    by_referrer = ("count(*) FILTER (WHERE entry_referrer IS NOT NULL AND NOT coalesce(has_marketing_params, false))"
-                   if {"entry_referrer", "has_marketing_params"} <= columns else "0")
-    df = query(con, files, f"""
-        SELECT d, coalesce(channel, '(none)') AS channel, count(*)::DOUBLE AS value, {by_referrer}::DOUBLE AS by_referrer
-        FROM {{t}} WHERE NOT coalesce(is_bot, false) GROUP BY ALL ORDER BY d, channel""")
+    by_referrer = (
+        "count(*) FILTER (WHERE entry_referrer IS NOT NULL AND NOT coalesce(has_marketing_params, false))"
+        if {"entry_referrer", "has_marketing_params"} <= columns
+        else "0"
+    )
+    df = query(
+        con,
+        files,
+        f"""
+        SELECT d, coalesce(channel, '(none)') AS channel, count(*)::DOUBLE AS value,
+               {by_referrer}::DOUBLE AS by_referrer
+        FROM {{t}} WHERE NOT coalesce(is_bot, false) GROUP BY ALL ORDER BY d, channel""",
+    )
     return _long(df)
 
 
@@ -291,10 +359,14 @@ def attributed_channel_revenue(sources: Sources, start: date, model: str, con=No
     Columns d, channel, value (revenue), orders.
     """
     con = con or connect()
-    df = query(con, sources.files(ATTRIBUTION, start), f"""
+    df = query(
+        con,
+        sources.files(ATTRIBUTION, start),
+        f"""
         SELECT d, coalesce(channel, '(none)') AS channel, coalesce(sum(attributed_revenue), 0) AS value,
                coalesce(sum(credit), 0) AS orders
-        FROM {{t}} WHERE model = '{model.replace("'", "''")}' GROUP BY ALL ORDER BY d, channel""")
+        FROM {{t}} WHERE model = '{model.replace("'", "''")}' GROUP BY ALL ORDER BY d, channel""",
+    )
     return _long(df)
 
 
@@ -306,6 +378,7 @@ def _long(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- the run date's own tables (small: one day) ---------------------------------------------------
+
 
 @dataclass
 class DayTables:
@@ -319,8 +392,14 @@ class DayTables:
     raw_purchase_revenue: float | None
 
 
-_ORDER_COLUMNS = ("order_key", "transaction_id", "revenue", "session_id", "is_transaction_id_collision",
-                  "has_missing_item_prices")
+_ORDER_COLUMNS = (
+    "order_key",
+    "transaction_id",
+    "revenue",
+    "session_id",
+    "is_transaction_id_collision",
+    "has_missing_item_prices",
+)
 
 
 def _columns(path: Path) -> list[str]:
@@ -350,19 +429,26 @@ def read_day_tables(sources: Sources, start: date, purchase_event: str, con=None
     attribution_file = sources.audited_file(ATTRIBUTION)
     totals = None
     if attribution_file is not None:
-        totals = query(con, [attribution_file], """
+        totals = query(
+            con,
+            [attribution_file],
+            """
             SELECT model, count(DISTINCT order_key) AS orders,
                    coalesce(sum(attributed_revenue), 0) AS attributed_revenue,
                    min(attributed_revenue) AS min_attributed_revenue
-            FROM {t} GROUP BY model ORDER BY model""")
+            FROM {t} GROUP BY model ORDER BY model""",
+        )
     recon_file = sources.audited_file(RECONCILIATION)
     recon = pq.read_table(recon_file).to_pandas() if recon_file is not None else None
     raw = None
     events = sources.staged_event_files(sources.run_date)
     if sources.run_date in events:
-        raw = float(con.execute(
-            f"SELECT coalesce(sum(revenue), 0) FROM {scan_sql([events[sources.run_date]])} WHERE event_name = ?",
-            [purchase_event]).fetchone()[0])
+        raw = float(
+            con.execute(
+                f"SELECT coalesce(sum(revenue), 0) FROM {scan_sql([events[sources.run_date]])} WHERE event_name = ?",
+                [purchase_event],
+            ).fetchone()[0]
+        )
     return DayTables(orders, history, rejects, totals, recon, raw)
 
 
@@ -370,4 +456,3 @@ def infer_intermediate_dir(warehouse_dir: Path) -> Path | None:
     """``<outputs>/intermediate`` next to ``<outputs>/warehouse`` (what ``puffy transform`` writes)."""
     candidate = Path(warehouse_dir).parent / "intermediate"
     return candidate if (candidate / STG_EVENTS).is_dir() else None
-

@@ -45,9 +45,17 @@ def _records(df: pd.DataFrame) -> list[dict]:
     return out
 
 
-def build_report(*, status: str, run_date: date, generated_at: datetime, findings: list[Finding],
-                 metrics: pd.DataFrame, trend: pd.DataFrame, mix_tables: dict[str, pd.DataFrame],
-                 inputs: dict[str, str | None]) -> dict:
+def build_report(
+    *,
+    status: str,
+    run_date: date,
+    generated_at: datetime,
+    findings: list[Finding],
+    metrics: pd.DataFrame,
+    trend: pd.DataFrame,
+    mix_tables: dict[str, pd.DataFrame],
+    inputs: dict[str, str | None],
+) -> dict:
     """The JSON document (plain Python types only)."""
     day_metrics = {}
     if run_date in metrics.index:
@@ -62,8 +70,10 @@ def build_report(*, status: str, run_date: date, generated_at: datetime, finding
         "message": status_message(findings),
         "run_date": run_date.isoformat(),
         "generated_at": generated_at.isoformat(),
-        "counts": {**{s: sum(f.severity == s for f in findings) for s in ("error", "warn", "info")},
-                   **incident_counts(findings)},
+        "counts": {
+            **{s: sum(f.severity == s for f in findings) for s in ("error", "warn", "info")},
+            **incident_counts(findings),
+        },
         "findings": [f.to_dict(MONITORING_JSON) for f in findings],
         "metrics": day_metrics,
         "charts": {"trend": charts, "mix": {k: _records(v) for k, v in mix_tables.items()}},
@@ -111,26 +121,44 @@ def render_markdown(report: dict, trend: pd.DataFrame, mix_tables: dict[str, pd.
     if report["findings"]:
         lines += ["| severity | id | metric | open | value | band | message |", "|---|---|---|---|---|---|---|"]
         for f in report["findings"]:
-            lines.append(f"| {f['severity'].upper()} | `{f['id']}` | {_cell(f['metric'] or '')} | {_since(f)} | "
-                         f"{_fmt(f['value'])} | {_band(f['band'])} | {_cell(f['message'])} |")
+            lines.append(
+                f"| {f['severity'].upper()} | `{f['id']}` | {_cell(f['metric'] or '')} | {_since(f)} | "
+                f"{_fmt(f['value'])} | {_band(f['band'])} | {_cell(f['message'])} |"
+            )
     else:
         lines.append("No findings.")
     day = trend[trend["date"].astype(str) == report["run_date"]] if not trend.empty else trend
     if not day.empty:
-        lines += ["", "## Metrics on the run date", "",
-                  "| metric | value | expected | band | z | vs same weekday last week | flagged |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Metrics on the run date",
+            "",
+            "| metric | value | expected | band | z | vs same weekday last week | flagged |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in day.itertuples():
-            wow = "" if r.wow_change is None or (isinstance(r.wow_change, float) and math.isnan(r.wow_change)) \
+            wow = (
+                ""
+                if r.wow_change is None or (isinstance(r.wow_change, float) and math.isnan(r.wow_change))
                 else f"{r.wow_change:+.1%}"
-            band = _band((r.low, r.high)) if r.expected is not None and not pd.isna(r.expected) else "insufficient history"
-            lines.append(f"| {r.metric} | {_fmt(r.value)} | {_fmt(r.expected)} | {band} | {_fmt(r.z)} | {wow} | "
-                         f"{'yes' if r.flagged else ''} |")
+            )
+            band = (
+                _band((r.low, r.high)) if r.expected is not None and not pd.isna(r.expected) else "insufficient history"
+            )
+            lines.append(
+                f"| {r.metric} | {_fmt(r.value)} | {_fmt(r.expected)} | {band} | {_fmt(r.z)} | {wow} | "
+                f"{'yes' if r.flagged else ''} |"
+            )
     for name, table in mix_tables.items():
         if table.empty:
             continue
-        lines += ["", f"## Channel mix ({name}): run date vs baseline", "",
-                  "| channel | run date | baseline | change (points) |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Channel mix ({name}): run date vs baseline",
+            "",
+            "| channel | run date | baseline | change (points) |",
+            "|---|---|---|---|",
+        ]
         for r in table.itertuples():
             lines.append(f"| {_cell(r.channel)} | {r.day_share:.1%} | {r.baseline_share:.1%} | {r.change * 100:+.1f} |")
     lines += ["", "## Inputs", ""]
@@ -150,6 +178,7 @@ def write_reports(output_dir: Path, report: dict, markdown: str) -> dict[str, Pa
 
 
 # --- charts (the notebook's small multiples) ------------------------------------------------------
+
 
 def plot_trend_bands(trend: pd.DataFrame, metrics: list[str] | None = None, col_wrap: int = 3):
     """Small multiples: each metric's daily history, its band (what would not fire) and flagged days.
@@ -171,8 +200,9 @@ def plot_trend_bands(trend: pd.DataFrame, metrics: list[str] | None = None, col_
 
     def draw(data, color=None, **_):
         ax = plt.gca()
-        ax.fill_between(data["date"], data["low"], data["high"], color="tab:blue", alpha=0.15, linewidth=0,
-                        label="band")
+        ax.fill_between(
+            data["date"], data["low"], data["high"], color="tab:blue", alpha=0.15, linewidth=0, label="band"
+        )
         ax.plot(data["date"], data["expected"], color="tab:blue", linestyle="--", linewidth=0.8, label="expected")
         ax.plot(data["date"], data["value"], color="black", marker="o", markersize=2.5, linewidth=1, label="value")
         flagged = data[data["flagged"].astype(bool)]

@@ -33,19 +33,29 @@ class AlertRules(StrictModel):
     """The daily run's on-call alert (``puffy.monitoring.alert``): every stopped or quarantined day,
     and a published day with new incidents."""
 
-    webhook_url: str | None = Field(None, description="Slack-compatible incoming webhook; null = the variable "
-                                                      "webhook_url_env names, else no POST.")
-    webhook_url_env: str | None = Field("PUFFY_ALERT_WEBHOOK_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-                                        description="Environment variable holding the webhook URL when "
-                                                    "webhook_url is null (keeps the secret out of git).")
-    format: Literal["slack", "json"] = Field("slack", description="slack: {text, blocks}; json: the plain "
-                                                                  "puffy.alert/1 document.")
-    reports_base_url: str | None = Field(None, pattern=r"^https?://\S+$",
-                                         description="URL at which outputs_dir is served; links are this + "
-                                                     "runs/<date>/<stage>.html. null = file:// links.")
+    webhook_url: str | None = Field(
+        None, description="Slack-compatible incoming webhook; null = the variable webhook_url_env names, else no POST."
+    )
+    webhook_url_env: str | None = Field(
+        "PUFFY_ALERT_WEBHOOK_URL",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the webhook URL when "
+        "webhook_url is null (keeps the secret out of git).",
+    )
+    format: Literal["slack", "json"] = Field(
+        "slack", description="slack: {text, blocks}; json: the plain puffy.alert/1 document."
+    )
+    reports_base_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="URL at which outputs_dir is served; links are this + "
+        "runs/<date>/<stage>.html. null = file:// links.",
+    )
     min_severity: Literal["warn", "error"] = Field(
-        "warn", description="A published day alerts for new incidents of at least this severity "
-                            "(stopped and quarantined days always alert).")
+        "warn",
+        description="A published day alerts for new incidents of at least this severity "
+        "(stopped and quarantined days always alert).",
+    )
     timeout_seconds: float = Field(5.0, gt=0, le=60, description="HTTP timeout of the POST.")
     max_findings: int = Field(10, ge=1, description="At most this many findings are listed in the alert.")
 
@@ -60,8 +70,9 @@ class FreshnessRules(StrictModel):
     stale_partition_severity: Severity = "warn"
     gap_window_days: int = Field(14, ge=1, description="Look for missing days this far back.")
     gap_severity: Severity = "warn"
-    nonempty_tables: list[WarehouseTable] = Field(["fct_sessions"],
-                                                  description="Tables whose day partition must have rows.")
+    nonempty_tables: list[WarehouseTable] = Field(
+        ["fct_sessions"], description="Tables whose day partition must have rows."
+    )
     empty_partition_severity: Severity = "error"
 
 
@@ -89,7 +100,8 @@ class RevenueRules(StrictModel):
     reconciliation_tolerance: float = Field(0.01, ge=0, description="Absolute currency units per check.")
     reconciliation_severity: Severity = "error"
     attribution_models: list[ModelName] | None = Field(
-        None, description="Models to reconcile; null = every model present in fct_attribution.")
+        None, description="Models to reconcile; null = every model present in fct_attribution."
+    )
 
 
 class FunnelRules(StrictModel):
@@ -99,21 +111,24 @@ class FunnelRules(StrictModel):
     non_monotone_severity: Severity = "error"
     min_sessions: int = Field(50, ge=1, description="Rates are checked only with this many sessions.")
     min_denominator: int = Field(20, ge=1, description="A stage rate is checked only with this many at its base.")
-    bands: dict[Literal["product_view_rate", "add_to_cart_rate", "checkout_rate", "purchase_rate",
-                        "session_conversion_rate"], tuple[float, float]] = Field(
+    bands: dict[
+        Literal["product_view_rate", "add_to_cart_rate", "checkout_rate", "purchase_rate", "session_conversion_rate"],
+        tuple[float, float],
+    ] = Field(
         default_factory=lambda: {
             "product_view_rate": (0.05, 0.95),
             "add_to_cart_rate": (0.01, 0.60),
             "checkout_rate": (0.05, 0.95),
             "purchase_rate": (0.05, 0.95),
             "session_conversion_rate": (0.0005, 0.10),
-        })
+        }
+    )
     band_severity: Severity = "warn"
     max_orders_without_session_share: float = Field(0.05, ge=0, le=1)
     orders_without_session_severity: Severity = "warn"
 
     @model_validator(mode="after")
-    def _bands_ordered(self) -> "FunnelRules":
+    def _bands_ordered(self) -> FunnelRules:
         for name, (low, high) in self.bands.items():
             if not 0 <= low <= high <= 1:
                 raise ValueError(f"bands.{name} must be [low, high] with 0 <= low <= high <= 1")
@@ -141,7 +156,7 @@ class MixRules(StrictModel):
     psi_epsilon: float = Field(1e-4, gt=0, lt=0.01, description="Floor of a share inside the PSI's log.")
 
     @model_validator(mode="after")
-    def _baseline_reachable(self) -> "MixRules":
+    def _baseline_reachable(self) -> MixRules:
         require_within(self, "min_baseline_days", "baseline_days", "no baseline could ever form")
         return self
 
@@ -196,7 +211,7 @@ class TrendRules(StrictModel):
     metrics: dict[str, TrendMetric] = Field(default_factory=_default_trend_metrics)
 
     @model_validator(mode="after")
-    def _history_reachable(self) -> "TrendRules":
+    def _history_reachable(self) -> TrendRules:
         require_within(self, "min_history_days", "window_days", "the trend could never be judged")
         return self
 
@@ -204,8 +219,10 @@ class TrendRules(StrictModel):
         """(error_z, error_ratio) of ``metric``: its own, else the trend's; (None, None) = no error level."""
         if not metric.error:
             return None, None
-        return (metric.error_z if metric.error_z is not None else self.error_z,
-                metric.error_ratio if metric.error_ratio is not None else self.error_ratio)
+        return (
+            metric.error_z if metric.error_z is not None else self.error_z,
+            metric.error_ratio if metric.error_ratio is not None else self.error_ratio,
+        )
 
 
 class SegmentRules(StrictModel):
@@ -216,10 +233,13 @@ class SegmentRules(StrictModel):
     min_abs_change: float = Field(100, ge=0, description="Ignore moves smaller than this many sessions.")
     z_threshold: float = Field(2.0, gt=0, description="A move fires from this |z| ...")
     min_ratio: float | None = Field(1.5, gt=1, description="... and this multiple (or 1/it) of expected.")
-    error_min_net_loss: float = Field(0.5, ge=0, le=1,
-                                      description="Share of an extreme shortfall the total must lose to be an ERROR.")
-    click_ids: list[str] = Field(["gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid"],
-                                 description="fct_sessions click-id columns whose landings are watched.")
+    error_min_net_loss: float = Field(
+        0.5, ge=0, le=1, description="Share of an extreme shortfall the total must lose to be an ERROR."
+    )
+    click_ids: list[str] = Field(
+        ["gclid", "gbraid", "wbraid", "msclkid", "fbclid", "irclickid"],
+        description="fct_sessions click-id columns whose landings are watched.",
+    )
 
 
 class MonitoringRules(StrictModel):
@@ -235,13 +255,14 @@ class MonitoringRules(StrictModel):
     segments: SegmentRules = SegmentRules()
 
     @model_validator(mode="after")
-    def _known_metrics(self) -> "MonitoringRules":
+    def _known_metrics(self) -> MonitoringRules:
         from puffy.monitoring.metrics import TREND_METRICS
 
         unknown = sorted(set(self.trend.metrics) - set(TREND_METRICS))
         if unknown:
-            raise ValueError(f"trend.metrics has unknown metric(s) {', '.join(unknown)}; "
-                             f"choose from {', '.join(TREND_METRICS)}")
+            raise ValueError(
+                f"trend.metrics has unknown metric(s) {', '.join(unknown)}; choose from {', '.join(TREND_METRICS)}"
+            )
         return self
 
 
@@ -255,12 +276,14 @@ def load_rules(path: str | Path | None) -> MonitoringRules:
         return MonitoringRules()
     rules = load_params(path, MonitoringRules)
     if "purchase_event" in rules.revenue.model_fields_set:
-        raise ParamsError(f"{path}: key 'revenue.purchase_event': event names come from the contract in "
-                          "dq_rules.yaml")
+        raise ParamsError(f"{path}: key 'revenue.purchase_event': event names come from the contract in dq_rules.yaml")
     contract_path = Path(path).parent / "dq_rules.yaml"
     if not contract_path.exists():
-        log.warning("%s: no dq_rules.yaml beside it; the purchase event is the default contract's %r",
-                    path, rules.revenue.purchase_event)
+        log.warning(
+            "%s: no dq_rules.yaml beside it; the purchase event is the default contract's %r",
+            path,
+            rules.revenue.purchase_event,
+        )
         return rules
     event = load_dq_rules(contract_path).contract.purchase_event
     return rules.model_copy(update={"revenue": rules.revenue.model_copy(update={"purchase_event": event})})

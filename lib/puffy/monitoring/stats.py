@@ -26,9 +26,12 @@ from scipy import stats as sps
 R = TypeVar("R")
 
 
-def walk_clean(days: Sequence[date], evaluate: Callable[[date, list[date]], R],
-               baseline_for: Callable[[date, list[date]], list[date]],
-               is_flagged: Callable[[R], bool]) -> dict[date, R]:
+def walk_clean(
+    days: Sequence[date],
+    evaluate: Callable[[date, list[date]], R],
+    baseline_for: Callable[[date, list[date]], list[date]],
+    is_flagged: Callable[[R], bool],
+) -> dict[date, R]:
     """Evaluate ``days`` in order; each day's baseline is chosen among earlier unflagged days.
 
     ``baseline_for(day, clean_days_so_far)`` picks the baseline days, ``evaluate(day, baseline)``
@@ -46,6 +49,7 @@ def walk_clean(days: Sequence[date], evaluate: Callable[[date, list[date]], R],
 
 
 # --- trend: z-score against a trailing, flag-excluding window ------------------------------------
+
 
 @dataclass(frozen=True)
 class Baseline:
@@ -86,8 +90,9 @@ def weekday_profile(history: pd.Series, min_same_weekday: int) -> dict[int, floa
     return {int(w): float(v) for w, v in by_weekday.median().items()}
 
 
-def trailing_baseline(history: pd.Series, day: date, *, min_history: int,
-                      profile: dict[int, float] | None = None) -> Baseline | None:
+def trailing_baseline(
+    history: pd.Series, day: date, *, min_history: int, profile: dict[int, float] | None = None
+) -> Baseline | None:
     """Baseline of ``day`` from ``history`` (date -> value; the day itself must not be in it).
 
     Without a weekday ``profile``: expected = mean, sd = sample sd of the history. With one
@@ -102,8 +107,9 @@ def trailing_baseline(history: pd.Series, day: date, *, min_history: int,
     if profile is None:
         return Baseline(float(values.mean()), float(values.std(ddof=1)), len(values), "trailing")
     adjusted = values - [profile[d.weekday()] for d in values.index]
-    return Baseline(float(adjusted.mean()) + profile[day.weekday()], float(adjusted.std(ddof=1)), len(values),
-                    "weekday")
+    return Baseline(
+        float(adjusted.mean()) + profile[day.weekday()], float(adjusted.std(ddof=1)), len(values), "weekday"
+    )
 
 
 @dataclass(frozen=True)
@@ -145,9 +151,17 @@ def beyond_ratio(value: float, expected: float, ratio: float) -> bool:
     return value >= expected * ratio or value <= expected / ratio
 
 
-def evaluate_trend(value: float, baseline: Baseline | None, *, z_threshold: float, min_abs_change: float,
-                   direction: str, error_z: float | None = None, error_ratio: float | None = None,
-                   min_ratio: float | None = None) -> dict:
+def evaluate_trend(
+    value: float,
+    baseline: Baseline | None,
+    *,
+    z_threshold: float,
+    min_abs_change: float,
+    direction: str,
+    error_z: float | None = None,
+    error_ratio: float | None = None,
+    min_ratio: float | None = None,
+) -> dict:
     """Score one value against its baseline; the keys are TrendPoint fields.
 
     It fires when |z| >= z_threshold AND |value - expected| >= min_abs_change AND the move is in a
@@ -164,25 +178,47 @@ def evaluate_trend(value: float, baseline: Baseline | None, *, z_threshold: floa
     z = zscore(value, baseline.expected, baseline.sd)
     deviation = value - baseline.expected
     watched = direction == "both" or (direction == "up" and deviation > 0) or (direction == "down" and deviation < 0)
-    fired = (watched and abs(z) >= z_threshold and abs(deviation) >= min_abs_change
-             and (min_ratio is None or beyond_ratio(value, baseline.expected, min_ratio)))
-    extreme = (fired and (error_z is not None or error_ratio is not None)
-               and (error_z is None or abs(z) >= error_z)
-               and (error_ratio is None or beyond_ratio(value, baseline.expected, error_ratio)))
+    fired = (
+        watched
+        and abs(z) >= z_threshold
+        and abs(deviation) >= min_abs_change
+        and (min_ratio is None or beyond_ratio(value, baseline.expected, min_ratio))
+    )
+    extreme = (
+        fired
+        and (error_z is not None or error_ratio is not None)
+        and (error_z is None or abs(z) >= error_z)
+        and (error_ratio is None or beyond_ratio(value, baseline.expected, error_ratio))
+    )
     half = max(z_threshold * baseline.sd, min_abs_change)
     return {
-        "expected": baseline.expected, "sd": baseline.sd, "z": z, "flagged": bool(fired), "extreme": bool(extreme),
+        "expected": baseline.expected,
+        "sd": baseline.sd,
+        "z": z,
+        "flagged": bool(fired),
+        "extreme": bool(extreme),
         "low": None if direction == "up" else baseline.expected - half,
         "high": None if direction == "down" else baseline.expected + half,
-        "method": baseline.method, "n_baseline": baseline.n,
+        "method": baseline.method,
+        "n_baseline": baseline.n,
     }
 
 
-def trend_series(series: pd.Series, *, window_days: int, min_history: int, min_same_weekday: int,
-                 z_threshold: float, min_abs_change: float = 0.0, direction: str = "both",
-                 baseline_start: date | None = None, error_z: float | None = None,
-                 error_ratio: float | None = None, min_ratio: float | None = None,
-                 sd_floor: Callable[[date, float], float] | None = None) -> list[TrendPoint]:
+def trend_series(
+    series: pd.Series,
+    *,
+    window_days: int,
+    min_history: int,
+    min_same_weekday: int,
+    z_threshold: float,
+    min_abs_change: float = 0.0,
+    direction: str = "both",
+    baseline_start: date | None = None,
+    error_z: float | None = None,
+    error_ratio: float | None = None,
+    min_ratio: float | None = None,
+    sd_floor: Callable[[date, float], float] | None = None,
+) -> list[TrendPoint]:
     """Walk a daily series (date -> value, the run date last) and score every day with a value.
 
     Each day's baseline: values in the ``window_days`` days before it (never the day itself), on or
@@ -213,16 +249,29 @@ def trend_series(series: pd.Series, *, window_days: int, min_history: int, min_s
         wow = None
         if week_ago is not None and not pd.isna(week_ago) and week_ago != 0:
             wow = (value - float(week_ago)) / abs(float(week_ago))
-        return TrendPoint(day, value, week_ago=None if week_ago is None else float(week_ago), wow_change=wow,
-                          **evaluate_trend(value, baseline, z_threshold=z_threshold,
-                                           min_abs_change=min_abs_change, direction=direction,
-                                           error_z=error_z, error_ratio=error_ratio, min_ratio=min_ratio))
+        return TrendPoint(
+            day,
+            value,
+            week_ago=None if week_ago is None else float(week_ago),
+            wow_change=wow,
+            **evaluate_trend(
+                value,
+                baseline,
+                z_threshold=z_threshold,
+                min_abs_change=min_abs_change,
+                direction=direction,
+                error_z=error_z,
+                error_ratio=error_ratio,
+                min_ratio=min_ratio,
+            ),
+        )
 
     result = walk_clean(list(series.index), evaluate, baseline_for, lambda p: p.flagged)
     return [result[d] for d in sorted(result)]
 
 
 # --- category mix: PSI and chi-square -------------------------------------------------------------
+
 
 def _aligned(actual: Mapping[str, float], expected: Mapping[str, float]) -> tuple[list[str], np.ndarray, np.ndarray]:
     cats = sorted(set(actual) | set(expected))

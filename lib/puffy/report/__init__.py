@@ -30,12 +30,25 @@ from puffy.report.kpis import Figures, compute_figures
 from puffy.report.narrative import Narrative, build_narrative, data_caveats
 from puffy.stage import repo_path
 
-__all__ = ["Report", "ReportError", "ReportResult", "build_report", "default_output_dir", "kpi_summary",
-           "run", "run_report", "write_outputs"]
+__all__ = [
+    "Report",
+    "ReportError",
+    "ReportResult",
+    "build_report",
+    "default_output_dir",
+    "kpi_summary",
+    "run",
+    "run_report",
+    "write_outputs",
+]
 
 NOTEBOOK = "03_executive_analysis"
 HTML_NAME, PDF_NAME, PRINT_HTML_NAME, KPIS_NAME = (
-    "executive_summary.html", "executive_summary.pdf", "executive_summary_print.html", "kpis.json")
+    "executive_summary.html",
+    "executive_summary.pdf",
+    "executive_summary_print.html",
+    "kpis.json",
+)
 
 
 class ReportError(UserError):
@@ -68,8 +81,9 @@ def build_report(outputs_dir: str | Path, params_dir: str | Path, start=None, en
     """Load the period, compute every figure, size the data caveats, derive the narrative."""
     outputs_dir, params_dir = repo_path(outputs_dir), repo_path(params_dir)
     params = load_report_params(params_dir)
-    period = resolve_period(outputs_dir / "warehouse", start, end, params.period_days,
-                            params.previous_period_min_coverage)
+    period = resolve_period(
+        outputs_dir / "warehouse", start, end, params.period_days, params.previous_period_min_coverage
+    )
     data = load_period(outputs_dir, period)
     figures = compute_figures(data, params)
     figures.caveats = data_caveats(data, figures)
@@ -90,8 +104,9 @@ def kpi_summary(fig: Figures) -> dict:
         out[f"{name}_previous"] = _json_number(k["previous"])
         out[f"{name}_change_pct"] = _json_number(k["change_pct"])
     out["purchasing_sessions"] = fig.current["purchasing_sessions"]
-    out["previous_period"] = (None if fig.previous is None else
-                              [fig.period.previous_start.isoformat(), fig.period.previous_end.isoformat()])
+    out["previous_period"] = (
+        None if fig.previous is None else [fig.period.previous_start.isoformat(), fig.period.previous_end.isoformat()]
+    )
     return out
 
 
@@ -123,17 +138,26 @@ def run_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=
     log = logging.getLogger("puffy.report")
     outputs_dir, params_dir = Path(outputs_dir).resolve(), Path(params_dir).resolve()
     params = load_report_params(params_dir)
-    period = resolve_period(outputs_dir / "warehouse", start, end, params.period_days,
-                            params.previous_period_min_coverage)
+    period = resolve_period(
+        outputs_dir / "warehouse", start, end, params.period_days, params.previous_period_min_coverage
+    )
     out_dir = outputs_dir / "reports" / period.label
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in (HTML_NAME, PDF_NAME, PRINT_HTML_NAME, KPIS_NAME):  # never show a stale report
         (out_dir / name).unlink(missing_ok=True)
     t0 = time.perf_counter()
     try:
-        executed = runner.execute_notebook(NOTEBOOK, out_dir, {
-            "start_date": period.start.isoformat(), "end_date": period.end.isoformat(),
-            "outputs_dir": str(outputs_dir), "params_dir": str(params_dir), "output_dir": str(out_dir)})
+        executed = runner.execute_notebook(
+            NOTEBOOK,
+            out_dir,
+            {
+                "start_date": period.start.isoformat(),
+                "end_date": period.end.isoformat(),
+                "outputs_dir": str(outputs_dir),
+                "params_dir": str(params_dir),
+                "output_dir": str(out_dir),
+            },
+        )
     except Exception as exc:  # a failing cell: one line, the executed notebook stays for inspection
         ename = getattr(exc, "ename", type(exc).__name__)
         evalue = getattr(exc, "evalue", str(exc))

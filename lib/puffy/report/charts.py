@@ -26,9 +26,9 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from puffy.report.kpis import FUNNEL_LABELS, FUNNEL_STEPS  # noqa: E402
 
-ACCENT = "#1f4e79"      # this period's series
+ACCENT = "#1f4e79"  # this period's series
 ACCENT_LIGHT = "#9dc3e6"
-MUTED = "#7f8c8d"       # references: site average, fitted lines
+MUTED = "#7f8c8d"  # references: site average, fitted lines
 BAND = "#d6e4f0"
 PALETTE = ["#1f4e79", "#c55a11", "#548235", "#7030a0", "#bf9000", "#2e75b6", "#a5a5a5"]
 
@@ -61,8 +61,9 @@ def apply_style() -> None:
 
 
 def _money_axis(ax, symbol: str) -> None:
-    ax.yaxis.set_major_formatter(mticker.FuncFormatter(
-        lambda v, _: f"{symbol}{v / 1000:,.0f}k" if abs(v) >= 1000 else f"{symbol}{v:,.0f}"))
+    ax.yaxis.set_major_formatter(
+        mticker.FuncFormatter(lambda v, _: f"{symbol}{v / 1000:,.0f}k" if abs(v) >= 1000 else f"{symbol}{v:,.0f}")
+    )
 
 
 def _day_labels(index, max_labels: int = 5) -> list[str]:
@@ -71,8 +72,14 @@ def _day_labels(index, max_labels: int = 5) -> list[str]:
     return [f"{d:%a}\n{d.day} {d:%b}" if i % step == 0 else "" for i, d in enumerate(index)]
 
 
-def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: float = 7.2,
-                height: float = 3.0, markers: list[tuple] | tuple = ()) -> Figure:
+def trend_chart(
+    daily: pd.DataFrame,
+    trends: dict,
+    symbol: str = "$",
+    width: float = 7.2,
+    height: float = 3.0,
+    markers: list[tuple] | tuple = (),
+) -> Figure:
     """Daily revenue (bars), orders and sessions (lines), each with its OLS trend line (dashed)
     and the confidence band of that line (shaded, drawn *behind* the bars so no bar is hidden).
 
@@ -85,8 +92,11 @@ def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: flo
     x = np.arange(len(daily))
     position = {d: i for i, d in enumerate(daily.index)}
     marks = [(position[d], label) for d, label in markers if d in position]
-    specs = (("revenue", "Revenue per day", True), ("orders", "Orders per day", False),
-             ("sessions", "Sessions per day", False))
+    specs = (
+        ("revenue", "Revenue per day", True),
+        ("orders", "Orders per day", False),
+        ("sessions", "Sessions per day", False),
+    )
     for ax, (metric, title, money) in zip(axes, specs):
         values = daily[metric].astype("float64").to_numpy()
         t = trends.get(metric)
@@ -100,8 +110,16 @@ def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: flo
             ax.plot(x, t.fitted["fit"], color=MUTED, linestyle="--", linewidth=1.0, zorder=4)
         for n, (i, _) in enumerate(marks, start=1):
             ax.axvline(i - 0.5, color="#b42318", linestyle=":", linewidth=1.0, zorder=5)
-            ax.text(i - 0.45, 1.0, str(n), transform=ax.get_xaxis_transform(), color="#b42318", fontsize=6,
-                    va="top", ha="left")
+            ax.text(
+                i - 0.45,
+                1.0,
+                str(n),
+                transform=ax.get_xaxis_transform(),
+                color="#b42318",
+                fontsize=6,
+                va="top",
+                ha="left",
+            )
         ax.set_title(title, loc="left")
         ax.set_xticks(x)
         ax.set_xticklabels(_day_labels(daily.index), fontsize=6)
@@ -112,14 +130,23 @@ def trend_chart(daily: pd.DataFrame, trends: dict, symbol: str = "$", width: flo
             ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
         ax.grid(axis="x", visible=False)
     if marks:
-        fig.supxlabel("   ".join(f"{n}: {label} from {daily.index[i]:%-d %b}" for n, (i, label) in
-                                 enumerate(marks, start=1)), fontsize=6.5, color="#b42318")
+        fig.supxlabel(
+            "   ".join(f"{n}: {label} from {daily.index[i]:%-d %b}" for n, (i, label) in enumerate(marks, start=1)),
+            fontsize=6.5,
+            color="#b42318",
+        )
     return fig
 
 
-def channel_conversion_chart(channels: pd.DataFrame, site_rate: float, max_channels: int = 10,
-                             width: float = 3.6, height: float = 2.9, level: float = 0.95,
-                             keep_channels: list[str] | tuple = ()) -> Figure:
+def channel_conversion_chart(
+    channels: pd.DataFrame,
+    site_rate: float,
+    max_channels: int = 10,
+    width: float = 3.6,
+    height: float = 2.9,
+    level: float = 0.95,
+    keep_channels: list[str] | tuple = (),
+) -> Figure:
     """Conversion rate per channel with its Wilson interval; the site's rate as a reference line.
 
     The ``max_channels`` largest channels by sessions, plus ``keep_channels`` (those the narrative
@@ -134,12 +161,10 @@ def channel_conversion_chart(channels: pd.DataFrame, site_rate: float, max_chann
     rate = ch["conversion_rate"].to_numpy() * 100
     # Clipped at 0: a Wilson bound of a 0% rate can come back as -1e-18 from floating point.
     err = np.clip(np.vstack([rate - ch["ci_low"].to_numpy() * 100, ch["ci_high"].to_numpy() * 100 - rate]), 0, None)
-    ax.errorbar(rate, y, xerr=err, fmt="o", color=ACCENT, ecolor=ACCENT_LIGHT, elinewidth=2.5, capsize=0,
-                markersize=4)
+    ax.errorbar(rate, y, xerr=err, fmt="o", color=ACCENT, ecolor=ACCENT_LIGHT, elinewidth=2.5, capsize=0, markersize=4)
     if not math.isnan(site_rate):
         ax.axvline(site_rate * 100, color=MUTED, linestyle="--", linewidth=1)
-        ax.text(site_rate * 100, len(ch) - 0.4, f" site {site_rate * 100:.2f}%", color=MUTED, fontsize=6.5,
-                va="bottom")
+        ax.text(site_rate * 100, len(ch) - 0.4, f" site {site_rate * 100:.2f}%", color=MUTED, fontsize=6.5, va="bottom")
     ax.set_yticks(y)
     ax.set_yticklabels([f"{name} ({int(n):,})" for name, n in zip(ch.index, ch["sessions"])])
     ax.set_xlabel(f"Conversion % (bar: {level * 100:g}% range)")
@@ -170,8 +195,15 @@ def funnel_chart(funnel: pd.DataFrame, width: float = 3.6, height: float = 2.9) 
         label = f"{device} ({int(r['sessions']):,}): {r['purchased'] / r['sessions'] * 100:.2f}% through checkout"
         if skipped:
             label += f", +{skipped:,} skipped steps"
-        ax.plot(x, share, marker=markers[i % len(markers)], color=PALETTE[i % len(PALETTE)], linewidth=1.2,
-                markersize=3.5, label=label)
+        ax.plot(
+            x,
+            share,
+            marker=markers[i % len(markers)],
+            color=PALETTE[i % len(PALETTE)],
+            linewidth=1.2,
+            markersize=3.5,
+            label=label,
+        )
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}%"))
     ax.set_xticks(x)
@@ -185,8 +217,14 @@ def funnel_chart(funnel: pd.DataFrame, width: float = 3.6, height: float = 2.9) 
     return fig
 
 
-def attribution_chart(channels: pd.DataFrame, models: list[str], labels: dict[str, str],
-                      max_channels: int = 10, width: float = 7.2, height: float = 3.0) -> Figure:
+def attribution_chart(
+    channels: pd.DataFrame,
+    models: list[str],
+    labels: dict[str, str],
+    max_channels: int = 10,
+    width: float = 7.2,
+    height: float = 3.0,
+) -> Figure:
     """Share of attributed revenue per channel under each model (grouped bars)."""
     apply_style()
     cols = [f"share_{m}" for m in models if f"share_{m}" in channels.columns]
@@ -197,8 +235,11 @@ def attribution_chart(channels: pd.DataFrame, models: list[str], labels: dict[st
         ax.set_axis_off()
         return fig
     top = channels.sort_values(cols[0], ascending=False).head(max_channels)
-    long = (top[cols].rename(columns={c: labels.get(c[6:], c[6:]) for c in cols}) * 100).reset_index().melt(
-        id_vars="channel", var_name="model", value_name="share")
+    long = (
+        (top[cols].rename(columns={c: labels.get(c[6:], c[6:]) for c in cols}) * 100)
+        .reset_index()
+        .melt(id_vars="channel", var_name="model", value_name="share")
+    )
     sns.barplot(data=long, x="channel", y="share", hue="model", ax=ax, palette=PALETTE[: len(cols)], width=0.8)
     ax.set_xlabel("")
     ax.set_ylabel("Share of attributed revenue (%)")

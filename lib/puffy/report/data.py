@@ -37,23 +37,56 @@ from puffy.warehouse import partition_dates, partition_files
 # NULL (``union_by_name``), one missing from every partition is added as an all-NULL column, so a
 # schema that grew over time never breaks the report.
 SESSION_COLUMNS = (
-    "session_id", "session_date", "session_start", "channel", "device_type", "is_bot",
-    "is_returning_client", "viewed_product", "added_to_cart", "started_checkout", "purchased",
-    "n_orders", "revenue",
+    "session_id",
+    "session_date",
+    "session_start",
+    "channel",
+    "device_type",
+    "is_bot",
+    "is_returning_client",
+    "viewed_product",
+    "added_to_cart",
+    "started_checkout",
+    "purchased",
+    "n_orders",
+    "revenue",
 )
 ORDER_COLUMNS = (
-    "order_key", "order_date", "order_ts", "session_id", "revenue", "item_count", "quantity",
-    "has_missing_item_prices", "is_transaction_id_collision", "transaction_variant", "is_bot",
-    "journey_status", "touchpoint_count",
+    "order_key",
+    "order_date",
+    "order_ts",
+    "session_id",
+    "revenue",
+    "item_count",
+    "quantity",
+    "has_missing_item_prices",
+    "is_transaction_id_collision",
+    "transaction_variant",
+    "is_bot",
+    "journey_status",
+    "touchpoint_count",
 )
 ITEM_COLUMNS = ("order_key", "line_number", "item_id", "item_name", "item_variant", "quantity", "item_price")
 ATTRIBUTION_COLUMNS = ("order_key", "model", "channel", "credit", "attributed_revenue", "is_unattributed")
 REJECT_COLUMNS = ("order_key", "reason", "revenue")
-CREDIT_COLUMNS = ("order_date", "identity", "model", "channel", "orders_credited", "attributed_revenue",
-                  "is_configured")
+CREDIT_COLUMNS = (
+    "order_date",
+    "identity",
+    "model",
+    "channel",
+    "orders_credited",
+    "attributed_revenue",
+    "is_configured",
+)
 
 SESSIONS, ORDERS, ITEMS, ATTRIBUTION, REJECTS, CREDIT = (
-    "fct_sessions", "fct_orders", "fct_order_items", "fct_attribution", "fct_order_rejects", "rpt_channel_credit")
+    "fct_sessions",
+    "fct_orders",
+    "fct_order_items",
+    "fct_attribution",
+    "fct_order_rejects",
+    "rpt_channel_credit",
+)
 
 #: Models ``fct_attribution`` may hold (see ``docs/attribution.md``).
 ALL_MODELS = MODEL_NAMES
@@ -61,10 +94,18 @@ ALL_MODELS = MODEL_NAMES
 
 #: Daily-run findings that change no number of the report (defaults of ``ignore_findings``).
 HARMLESS_FINDINGS = (
-    "schema.column_renamed", "schema.day_over_day_renamed", "schema.column_extra",
-    "taxonomy.dictionary_purchase_name", "taxonomy.dictionary_daily_volume", "timestamps.unsorted",
-    "payload.revenue_non_integer", "duplicates.exact_row", "volume.insufficient_history",
-    "trend.insufficient_history", "trend.metric_unavailable", "mix.insufficient_history",
+    "schema.column_renamed",
+    "schema.day_over_day_renamed",
+    "schema.column_extra",
+    "taxonomy.dictionary_purchase_name",
+    "taxonomy.dictionary_daily_volume",
+    "timestamps.unsorted",
+    "payload.revenue_non_integer",
+    "duplicates.exact_row",
+    "volume.insufficient_history",
+    "trend.insufficient_history",
+    "trend.metric_unavailable",
+    "mix.insufficient_history",
     "revenue.reconciliation_skipped",
 )
 
@@ -86,7 +127,8 @@ class ReportParams(StrictModel):
     reference_device: str = "desktop"
     attribution_models: list[str] = Field(default_factory=lambda: list(ALL_MODELS), min_length=1)
     pdf_attribution_models: list[str] = Field(
-        default_factory=lambda: ["first_click", "last_click", "markov"], min_length=1, max_length=4)
+        default_factory=lambda: ["first_click", "last_click", "markov"], min_length=1, max_length=4
+    )
     attribution_gap_points: float = Field(5.0, gt=0, le=100)
     pdf_channels: int = Field(8, ge=2, le=15)
     top_products: int = Field(8, ge=1, le=30)
@@ -104,7 +146,7 @@ class ReportParams(StrictModel):
     incrementality_holdout_share: float = Field(0.2, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _known_models(self) -> "ReportParams":
+    def _known_models(self) -> ReportParams:
         unknown = sorted(set(self.attribution_models + self.pdf_attribution_models) - set(ALL_MODELS))
         if unknown:
             raise ValueError(f"unknown attribution model(s) {', '.join(unknown)}; choose from {', '.join(ALL_MODELS)}")
@@ -119,17 +161,18 @@ def load_report_params(params_dir: str | Path) -> ReportParams:
 
 # --- the period ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Period:
     """The analysed dates and the previous period of equal length (when the warehouse has it)."""
 
     start: date
     end: date
-    available: tuple[date, ...]          # dates of the period with an fct_sessions partition
+    available: tuple[date, ...]  # dates of the period with an fct_sessions partition
     previous_start: date
     previous_end: date
     previous_available: tuple[date, ...]  # dates of the previous period with a partition
-    has_previous: bool                    # enough previous days to compare (see params)
+    has_previous: bool  # enough previous days to compare (see params)
 
     @property
     def days(self) -> int:
@@ -157,8 +200,9 @@ def _as_date(value, what: str) -> date | None:
         raise UserError(f"{what} '{value}' is not a date in YYYY-MM-DD form") from None
 
 
-def resolve_period(warehouse_root: Path, start=None, end=None, period_days: int = 14,
-                   min_previous_coverage: float = 1.0) -> Period:
+def resolve_period(
+    warehouse_root: Path, start=None, end=None, period_days: int = 14, min_previous_coverage: float = 1.0
+) -> Period:
     """The period to analyse; ``UserError`` (one line) when the warehouse cannot serve it.
 
     Defaults: ``end`` = the last date with an ``fct_sessions`` partition, ``start`` = ``end`` minus
@@ -169,10 +213,12 @@ def resolve_period(warehouse_root: Path, start=None, end=None, period_days: int 
     start, end = _as_date(start, "start date"), _as_date(end, "end date")
     dates = partition_dates(warehouse_root, SESSIONS)
     if not dates:
-        raise UserError(f"{warehouse_root}: the warehouse has no {SESSIONS} partitions yet "
-                        f"(run `puffy run` or `puffy demo` first; to summarise what notebook 02_transform "
-                        f"built without publishing it, use outputs_dir 'outputs/staging' in the notebook or "
-                        f"`puffy report --outputs-dir outputs/staging`)")
+        raise UserError(
+            f"{warehouse_root}: the warehouse has no {SESSIONS} partitions yet "
+            f"(run `puffy run` or `puffy demo` first; to summarise what notebook 02_transform "
+            f"built without publishing it, use outputs_dir 'outputs/staging' in the notebook or "
+            f"`puffy report --outputs-dir outputs/staging`)"
+        )
     first, last = dates[0], dates[-1]
     if start is not None and end is not None and end < start:
         raise UserError(f"end date {end} is before start date {start}")
@@ -193,12 +239,14 @@ def resolve_period(warehouse_root: Path, start=None, end=None, period_days: int 
 
 # --- tables -------------------------------------------------------------------------------------
 
+
 def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def read_table(warehouse_root: Path, table: str, days: list[date], columns: tuple[str, ...],
-               where: str | None = None) -> pd.DataFrame:
+def read_table(
+    warehouse_root: Path, table: str, days: list[date], columns: tuple[str, ...], where: str | None = None
+) -> pd.DataFrame:
     """The ``columns`` of ``table`` for ``days`` as pandas; an empty frame with those columns when
     no partition exists. ``where`` is an optional SQL filter on those columns."""
     files, present = [], set()
@@ -253,7 +301,7 @@ class PeriodData:
     """The tables of one period (current) plus the previous period's sessions and orders."""
 
     period: Period
-    sessions: pd.DataFrame            # all sessions, bots included (``is_bot`` says which)
+    sessions: pd.DataFrame  # all sessions, bots included (``is_bot`` says which)
     orders: pd.DataFrame
     items: pd.DataFrame
     attribution: pd.DataFrame
@@ -323,8 +371,15 @@ def load_findings(runs_dir: Path, days: list[date]) -> list[dict]:
                     continue
                 severity = normalise_status(f.get("severity") or f.get("status") or "info")
                 dates = f.get("dates") or [day.isoformat()]
-                out.append({**f, "severity": severity, "source": source, "run_date": day.isoformat(),
-                            "dates": [str(d) for d in dates]})
+                out.append(
+                    {
+                        **f,
+                        "severity": severity,
+                        "source": source,
+                        "run_date": day.isoformat(),
+                        "dates": [str(d) for d in dates],
+                    }
+                )
     return out
 
 

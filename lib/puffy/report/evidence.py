@@ -38,13 +38,13 @@ class Comparison:
     """One test the report makes. ``direction`` is the sign of the effect (+1 / -1 / 0);
     ``adjusted_p`` is filled by :func:`control`."""
 
-    key: str                 # e.g. "device:mobile", "logit:device:mobile", "change:sessions"
-    kind: str                # change, trend, changepoint, channel, device, visitor, logit
-    label: str               # what is compared, in words
-    estimate: float          # the effect (difference, ratio-1, odds ratio-1, slope ...)
+    key: str  # e.g. "device:mobile", "logit:device:mobile", "change:sessions"
+    kind: str  # change, trend, changepoint, channel, device, visitor, logit
+    label: str  # what is compared, in words
+    estimate: float  # the effect (difference, ratio-1, odds ratio-1, slope ...)
     p_value: float
     direction: int
-    test: str                # the test used, in words
+    test: str  # the test used, in words
     adjusted_p: float = math.nan
 
     def survives(self, alpha: float) -> bool:
@@ -76,9 +76,20 @@ class Family:
 
     def table(self) -> pd.DataFrame:
         """One row per comparison (tested ones), smallest adjusted p first."""
-        rows = [{"key": c.key, "kind": c.kind, "comparison": c.label, "estimate": c.estimate,
-                 "p_value": c.p_value, "adjusted_p": c.adjusted_p, "survives": c.survives(self.alpha),
-                 "test": c.test} for c in self.comparisons.values() if not math.isnan(c.p_value)]
+        rows = [
+            {
+                "key": c.key,
+                "kind": c.kind,
+                "comparison": c.label,
+                "estimate": c.estimate,
+                "p_value": c.p_value,
+                "adjusted_p": c.adjusted_p,
+                "survives": c.survives(self.alpha),
+                "test": c.test,
+            }
+            for c in self.comparisons.values()
+            if not math.isnan(c.p_value)
+        ]
         cols = ["key", "kind", "comparison", "estimate", "p_value", "adjusted_p", "survives", "test"]
         return pd.DataFrame(rows, columns=cols).sort_values(["adjusted_p", "p_value"]).reset_index(drop=True)
 
@@ -121,8 +132,10 @@ def recommendation_problems(family: Family, evidence: tuple[str, ...], adjusted:
         if c is None or math.isnan(c.p_value):
             problems.append(f"{key}: not tested")
         elif not c.survives(family.alpha):
-            problems.append(f"{key}: p = {c.p_value:.3f} does not survive {family.method_label} over "
-                            f"{family.size} comparisons (adjusted p = {c.adjusted_p:.3f})")
+            problems.append(
+                f"{key}: p = {c.p_value:.3f} does not survive {family.method_label} over "
+                f"{family.size} comparisons (adjusted p = {c.adjusted_p:.3f})"
+            )
     direction = {family.get(k).direction for k in evidence if family.get(k) is not None}
     for key in adjusted:
         c = family.get(key)
@@ -132,8 +145,9 @@ def recommendation_problems(family: Family, evidence: tuple[str, ...], adjusted:
         if direction and c.direction not in direction:
             problems.append(f"{key}: the adjusted model points the other way")
         if not c.survives(family.alpha):
-            problems.append(f"{key}: the adjusted model does not confirm it (p = {c.p_value:.3f}, "
-                            f"adjusted p = {c.adjusted_p:.3f})")
+            problems.append(
+                f"{key}: the adjusted model does not confirm it (p = {c.p_value:.3f}, adjusted p = {c.adjusted_p:.3f})"
+            )
     return problems
 
 
@@ -146,8 +160,9 @@ def sessions_to_detect(rate1: float, rate2: float, alpha: float, power: float = 
     h = abs(proportion_effectsize(rate1, rate2))
     if h == 0:
         return math.nan
-    return float(NormalIndPower().solve_power(effect_size=h, alpha=alpha, power=power, ratio=ratio,
-                                              alternative="two-sided"))
+    return float(
+        NormalIndPower().solve_power(effect_size=h, alpha=alpha, power=power, ratio=ratio, alternative="two-sided")
+    )
 
 
 @dataclass(frozen=True)
@@ -157,19 +172,27 @@ class HoldoutDesign:
     channel: str
     credited_revenue_low: float
     credited_revenue_high: float
-    baseline_rate: float         # conversion of the channel's sessions
-    detectable_drop: float       # relative drop of the held-out group's conversion to detect
+    baseline_rate: float  # conversion of the channel's sessions
+    detectable_drop: float  # relative drop of the held-out group's conversion to detect
     holdout_share: float
-    sessions_needed: float       # total (exposed + held out)
+    sessions_needed: float  # total (exposed + held out)
     sessions_per_day: float
     days_needed: float
     alpha: float
     power: float
 
 
-def holdout_design(channel: str, baseline_rate: float, sessions_per_day: float, revenue_low: float,
-                   revenue_high: float, detectable_drop: float, holdout_share: float, alpha: float,
-                   power: float) -> HoldoutDesign | None:
+def holdout_design(
+    channel: str,
+    baseline_rate: float,
+    sessions_per_day: float,
+    revenue_low: float,
+    revenue_high: float,
+    detectable_drop: float,
+    holdout_share: float,
+    alpha: float,
+    power: float,
+) -> HoldoutDesign | None:
     """Size a suppression test: hold ``holdout_share`` of the channel's audience out and detect a
     ``detectable_drop`` relative fall of their conversion (the channel causing that share of its
     credited orders). Returns None when there is nothing to size (no conversions, no traffic)."""
@@ -181,5 +204,16 @@ def holdout_design(channel: str, baseline_rate: float, sessions_per_day: float, 
     if math.isnan(n_holdout):
         return None
     total = n_holdout * (1 + ratio)
-    return HoldoutDesign(channel, revenue_low, revenue_high, baseline_rate, detectable_drop, holdout_share, total,
-                         sessions_per_day, total / sessions_per_day, alpha, power)
+    return HoldoutDesign(
+        channel,
+        revenue_low,
+        revenue_high,
+        baseline_rate,
+        detectable_drop,
+        holdout_share,
+        total,
+        sessions_per_day,
+        total / sessions_per_day,
+        alpha,
+        power,
+    )

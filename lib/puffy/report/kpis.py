@@ -28,11 +28,21 @@ from puffy.report.evidence import Family, HoldoutDesign, comparison, control, ho
 from puffy.report.movements import Windows, change_point, comparison_windows, decompose
 
 KPI_NAMES = ("revenue", "orders", "aov", "sessions", "conversion_rate")
-KPI_LABELS = {"revenue": "Revenue", "orders": "Orders", "aov": "Average order value",
-              "sessions": "Sessions", "conversion_rate": "Conversion rate"}
+KPI_LABELS = {
+    "revenue": "Revenue",
+    "orders": "Orders",
+    "aov": "Average order value",
+    "sessions": "Sessions",
+    "conversion_rate": "Conversion rate",
+}
 FUNNEL_STEPS = ("sessions", "viewed_product", "added_to_cart", "started_checkout", "purchased")
-FUNNEL_LABELS = {"sessions": "Session", "viewed_product": "Product view", "added_to_cart": "Add to cart",
-                 "started_checkout": "Checkout", "purchased": "Purchase"}
+FUNNEL_LABELS = {
+    "sessions": "Session",
+    "viewed_product": "Product view",
+    "added_to_cart": "Add to cart",
+    "started_checkout": "Checkout",
+    "purchased": "Purchase",
+}
 
 
 def _ratio(num: float, den: float) -> float:
@@ -68,8 +78,13 @@ def with_changes(current: dict, previous: dict | None) -> dict[str, dict]:
         prev = None if previous is None else previous[name]
         change = None if prev is None or _nan(prev) or _nan(value) else value - prev
         change_pct = None if change is None or not prev else change / prev
-        out[name] = {"label": KPI_LABELS[name], "value": value, "previous": prev,
-                     "change": change, "change_pct": change_pct}
+        out[name] = {
+            "label": KPI_LABELS[name],
+            "value": value,
+            "previous": prev,
+            "change": change,
+            "change_pct": change_pct,
+        }
     return out
 
 
@@ -80,12 +95,12 @@ def _nan(x) -> bool:
 def daily(human_sessions: pd.DataFrame, orders: pd.DataFrame, days: list[date]) -> pd.DataFrame:
     """One row per calendar day of the period: sessions, purchasing sessions, orders, revenue,
     conversion rate, AOV. Days without data show 0 sessions/orders (and NaN rates)."""
-    s = human_sessions.groupby("session_date").agg(sessions=("session_id", "size"),
-                                                    purchasing_sessions=("purchased", "sum"))
+    s = human_sessions.groupby("session_date").agg(
+        sessions=("session_id", "size"), purchasing_sessions=("purchased", "sum")
+    )
     o = orders.groupby("order_date").agg(orders=("order_key", "size"), revenue=("revenue", "sum"))
     out = pd.DataFrame(index=pd.Index(days, name="date")).join(s).join(o).fillna(0)
-    out = out.astype({"sessions": "int64", "purchasing_sessions": "int64", "orders": "int64",
-                      "revenue": "float64"})
+    out = out.astype({"sessions": "int64", "purchasing_sessions": "int64", "orders": "int64", "revenue": "float64"})
     out["conversion_rate"] = out["purchasing_sessions"] / out["sessions"].where(out["sessions"] > 0)
     out["aov"] = out["revenue"] / out["orders"].where(out["orders"] > 0)
     return out
@@ -95,8 +110,11 @@ def conversion_table(human_sessions: pd.DataFrame, by: str, level: float = 0.95)
     """Sessions, purchasing sessions, conversion rate with its Wilson interval, orders and session
     revenue per value of ``by``; sorted by sessions, largest first."""
     g = human_sessions.groupby(by, dropna=False).agg(
-        sessions=("session_id", "size"), purchasing_sessions=("purchased", "sum"),
-        orders=("n_orders", "sum"), revenue=("revenue", "sum"))
+        sessions=("session_id", "size"),
+        purchasing_sessions=("purchased", "sum"),
+        orders=("n_orders", "sum"),
+        revenue=("revenue", "sum"),
+    )
     g = g.sort_values(["sessions", "purchasing_sessions"], ascending=False)
     rates = [stats.wilson_interval(int(x), int(n), level) for x, n in zip(g["purchasing_sessions"], g["sessions"])]
     g["conversion_rate"] = [r.rate for r in rates]
@@ -122,8 +140,9 @@ def funnel_by_device(human_sessions: pd.DataFrame) -> pd.DataFrame:
     for step in FUNNEL_STEPS:
         reached = reached & df[step].astype(bool)
         nested[step] = reached
-    frame = pd.DataFrame(nested).assign(device_type=df["device_type"].to_numpy(),
-                                        purchased_all=df["purchased"].astype(bool).to_numpy())
+    frame = pd.DataFrame(nested).assign(
+        device_type=df["device_type"].to_numpy(), purchased_all=df["purchased"].astype(bool).to_numpy()
+    )
     frame["purchased_skipped"] = frame["purchased_all"] & ~frame["purchased"]
     counts = frame.groupby("device_type")[list(FUNNEL_STEPS) + ["purchased_all", "purchased_skipped"]].sum()
     counts = counts.astype("int64").sort_values("sessions", ascending=False)
@@ -180,16 +199,23 @@ def product_mix(items: pd.DataFrame, orders: pd.DataFrame, top: int = 8) -> dict
     flagged = set(orders.loc[orders["has_missing_item_prices"], "order_key"])
     missing = orders["order_key"].isin(null_price_orders | flagged)
     priced_lines = in_period[~in_period["order_key"].isin(null_price_orders | flagged)]
-    name = priced_lines["item_name"].astype("object").where(priced_lines["item_name"].notna(),
-                                                            priced_lines["item_id"].astype("object"))
-    by_product = (priced_lines.assign(product=name.fillna("(unnamed)"))
-                  .groupby("product").agg(lines=("order_key", "size"), quantity=("quantity", "sum"),
-                                          revenue=("item_price", "sum"))
-                  .sort_values(["revenue", "lines"], ascending=False))
+    name = (
+        priced_lines["item_name"]
+        .astype("object")
+        .where(priced_lines["item_name"].notna(), priced_lines["item_id"].astype("object"))
+    )
+    by_product = (
+        priced_lines.assign(product=name.fillna("(unnamed)"))
+        .groupby("product")
+        .agg(lines=("order_key", "size"), quantity=("quantity", "sum"), revenue=("item_price", "sum"))
+        .sort_values(["revenue", "lines"], ascending=False)
+    )
     if len(by_product) > top + 1:  # one product past ``top`` keeps its name: "Other (1 products)" saves no row
         rest = by_product.iloc[top:]
-        other = pd.DataFrame({"lines": [rest["lines"].sum()], "quantity": [rest["quantity"].sum()],
-                              "revenue": [rest["revenue"].sum()]}, index=pd.Index([f"Other ({len(rest)} products)"]))
+        other = pd.DataFrame(
+            {"lines": [rest["lines"].sum()], "quantity": [rest["quantity"].sum()], "revenue": [rest["revenue"].sum()]},
+            index=pd.Index([f"Other ({len(rest)} products)"]),
+        )
         by_product = pd.concat([by_product.iloc[:top], other])
     by_product.index.name = "product"
     total = by_product["revenue"].sum()
@@ -230,9 +256,12 @@ def attribution_by_channel(attribution: pd.DataFrame, models: list[str]) -> pd.D
     present = [m for m in models if m in set(attribution["model"])]
     if not present:
         return pd.DataFrame(index=pd.Index([], name="channel"))
-    g = (attribution[attribution["model"].isin(present)]
-         .groupby(["channel", "model"]).agg(orders=("credit", "sum"), revenue=("attributed_revenue", "sum"))
-         .reset_index())
+    g = (
+        attribution[attribution["model"].isin(present)]
+        .groupby(["channel", "model"])
+        .agg(orders=("credit", "sum"), revenue=("attributed_revenue", "sum"))
+        .reset_index()
+    )
     wide = g.pivot(index="channel", columns="model", values=["orders", "revenue"]).fillna(0.0)
     out = pd.DataFrame(index=wide.index)
     for m in present:
@@ -244,13 +273,15 @@ def attribution_by_channel(attribution: pd.DataFrame, models: list[str]) -> pd.D
     return out
 
 
-def channel_performance(human_sessions: pd.DataFrame, attribution: pd.DataFrame, models: list[str],
-                        level: float = 0.95) -> pd.DataFrame:
+def channel_performance(
+    human_sessions: pd.DataFrame, attribution: pd.DataFrame, models: list[str], level: float = 0.95
+) -> pd.DataFrame:
     """Sessions, conversion rate (Wilson interval) and, side by side, the orders and revenue each
     attribution model credits to every channel. A channel credited with orders but without a
     session in the period (e.g. Direct for orders with no session) still gets a row."""
     conv = conversion_table(human_sessions, "channel", level)[
-        ["sessions", "purchasing_sessions", "conversion_rate", "ci_low", "ci_high", "share_of_sessions"]]
+        ["sessions", "purchasing_sessions", "conversion_rate", "ci_low", "ci_high", "share_of_sessions"]
+    ]
     attr = attribution_by_channel(attribution, models)
     out = conv.join(attr, how="outer")
     out[["sessions", "purchasing_sessions"]] = out[["sessions", "purchasing_sessions"]].fillna(0).astype("int64")
@@ -270,8 +301,11 @@ def credit_ranges(attribution: pd.DataFrame, channel_credit: pd.DataFrame | None
         g = channel_credit.groupby(["identity", "model", "channel"])["attributed_revenue"].sum()
         configured = channel_credit[channel_credit["is_configured"].astype("boolean").fillna(False).astype(bool)]
     else:
-        g = attribution.assign(identity="configured").groupby(["identity", "model", "channel"])[
-            "attributed_revenue"].sum()
+        g = (
+            attribution.assign(identity="configured")
+            .groupby(["identity", "model", "channel"])["attributed_revenue"]
+            .sum()
+        )
         configured = attribution.assign(attributed_revenue=attribution["attributed_revenue"])
     if g.empty:
         return pd.DataFrame(columns=["credit_low", "credit_high", "credit_configured", "n_views"])
@@ -284,15 +318,24 @@ def credit_ranges(attribution: pd.DataFrame, channel_credit: pd.DataFrame | None
     return out.round(2)
 
 
-def kept_channels(channels: pd.DataFrame, revenue_total: float, threshold: float,
-                  always: tuple[str, ...] = ("Direct", "Untracked journey")) -> list[str]:
+def kept_channels(
+    channels: pd.DataFrame,
+    revenue_total: float,
+    threshold: float,
+    always: tuple[str, ...] = ("Direct", "Untracked journey"),
+) -> list[str]:
     """Channels the tables must show on their own row: at least ``threshold`` of sessions, or of
     revenue under *any* model or identity (``credit_high``), and ``always`` when present. Every
     other channel may be folded into "Other"."""
     share_sessions = channels["sessions"] / max(1, channels["sessions"].sum())
     revenue_cols = [c for c in channels.columns if c.startswith("revenue_")]
-    high = (channels["credit_high"] if "credit_high" in channels.columns else
-            channels[revenue_cols].max(axis=1) if revenue_cols else pd.Series(0.0, index=channels.index))
+    high = (
+        channels["credit_high"]
+        if "credit_high" in channels.columns
+        else channels[revenue_cols].max(axis=1)
+        if revenue_cols
+        else pd.Series(0.0, index=channels.index)
+    )
     share_revenue = high / revenue_total if revenue_total else high * 0
     keep = (share_sessions >= threshold) | (share_revenue >= threshold) | channels.index.isin(always)
     return [c for c in channels.index if keep[c]]
@@ -300,44 +343,45 @@ def kept_channels(channels: pd.DataFrame, revenue_total: float, threshold: float
 
 # --- everything the report shows, in one object -------------------------------------------------
 
+
 @dataclass
 class Figures:
     """Every figure of one report, computed once and shared by the notebook, narrative and PDF."""
 
     period: Period
     params: ReportParams
-    current: dict                       # headline() of the period
-    previous: dict | None               # headline() of the previous period (None: not in warehouse)
-    kpis: dict                          # value of the period; change = recent window vs base window
-    daily: pd.DataFrame                 # daily() of the period
-    trends: dict                        # metric -> stats.Trend over the daily series
-    aov: stats.Interval                 # bootstrap interval of the AOV
-    conversion_vs_previous: stats.ZTest | None   # the tests of the window comparison (see windows)
+    current: dict  # headline() of the period
+    previous: dict | None  # headline() of the previous period (None: not in warehouse)
+    kpis: dict  # value of the period; change = recent window vs base window
+    daily: pd.DataFrame  # daily() of the period
+    trends: dict  # metric -> stats.Trend over the daily series
+    aov: stats.Interval  # bootstrap interval of the AOV
+    conversion_vs_previous: stats.ZTest | None  # the tests of the window comparison (see windows)
     aov_vs_previous: stats.Interval | None
     orders_vs_previous: stats.Interval | None
     revenue_per_day_vs_previous: stats.Interval | None
     sessions_per_day_vs_previous: stats.Interval | None
-    channels: pd.DataFrame              # channel_performance() + z-test vs the rest + credit ranges
-    funnel: pd.DataFrame                # funnel_by_device() (nested)
-    device_tests: dict                  # device -> stats.ZTest vs the reference device
+    channels: pd.DataFrame  # channel_performance() + z-test vs the rest + credit ranges
+    funnel: pd.DataFrame  # funnel_by_device() (nested)
+    device_tests: dict  # device -> stats.ZTest vs the reference device
     reference_device: str | None
-    visitors: pd.DataFrame              # new_vs_returning()
-    visitor_test: stats.ZTest | None    # returning vs new
-    products: dict                      # product_mix()
+    visitors: pd.DataFrame  # new_vs_returning()
+    visitor_test: stats.ZTest | None  # returning vs new
+    products: dict  # product_mix()
     logit: stats.LogitResult
     orders_without_session: int
     revenue_without_session: float
     bot_sessions: int
-    models: list[str]                   # attribution models present, in params order
-    windows: Windows | None = None      # what changes are measured between
-    base: dict | None = None            # headline() of the base window
-    recent: dict | None = None          # headline() of the recent window
-    by_channel: pd.DataFrame | None = None   # decompose() by channel
-    by_device: pd.DataFrame | None = None    # decompose() by device
+    models: list[str]  # attribution models present, in params order
+    windows: Windows | None = None  # what changes are measured between
+    base: dict | None = None  # headline() of the base window
+    recent: dict | None = None  # headline() of the recent window
+    by_channel: pd.DataFrame | None = None  # decompose() by channel
+    by_device: pd.DataFrame | None = None  # decompose() by device
     change_points: dict = field(default_factory=dict)  # series -> ChangePoint
-    channel_daily: pd.DataFrame | None = None          # sessions per day and channel
-    family: Family | None = None        # every comparison, controlled together
-    journeys: dict = field(default_factory=dict)       # untracked / stitched orders and revenue
+    channel_daily: pd.DataFrame | None = None  # sessions per day and channel
+    family: Family | None = None  # every comparison, controlled together
+    journeys: dict = field(default_factory=dict)  # untracked / stitched orders and revenue
     kept_channels: list = field(default_factory=list)  # channels never folded into "Other"
     holdout: HoldoutDesign | None = None
     caveats: list = field(default_factory=list)  # filled by narrative.data_caveats
@@ -386,7 +430,7 @@ class _WindowFrames(NamedTuple):
     """The rows of the two windows a change is measured between (base, then recent)."""
 
     windows: Windows
-    previous: dict | None           # headline() of the previous period when it is the base window
+    previous: dict | None  # headline() of the previous period when it is the base window
     base_sessions: pd.DataFrame
     base_orders: pd.DataFrame
     base_daily: pd.DataFrame
@@ -412,21 +456,36 @@ def _window_frames(data: PeriodData, days: list[date], day_table: pd.DataFrame) 
     if windows.basis == "previous" and data.previous_sessions is not None and data.previous_orders is not None:
         base_sessions = data.previous_sessions[~data.previous_sessions["is_bot"]]
         base_orders = data.previous_orders
-        return _WindowFrames(windows, headline(base_sessions, base_orders), base_sessions, base_orders,
-                             daily(base_sessions, base_orders, list(windows.base)), human, data.orders, day_table)
+        return _WindowFrames(
+            windows,
+            headline(base_sessions, base_orders),
+            base_sessions,
+            base_orders,
+            daily(base_sessions, base_orders, list(windows.base)),
+            human,
+            data.orders,
+            day_table,
+        )
     if windows.basis == "previous":  # flagged complete but not loaded: fall back on halves
-        windows = comparison_windows(Period(period.start, period.end, period.available, period.previous_start,
-                                            period.previous_end, (), False), days)
+        windows = comparison_windows(
+            Period(period.start, period.end, period.available, period.previous_start, period.previous_end, (), False),
+            days,
+        )
     return _WindowFrames(
-        windows, None,
-        _window(human, "session_date", windows.base), _window(data.orders, "order_date", windows.base),
+        windows,
+        None,
+        _window(human, "session_date", windows.base),
+        _window(data.orders, "order_date", windows.base),
         day_table.loc[list(windows.base)],
-        _window(human, "session_date", windows.current), _window(data.orders, "order_date", windows.current),
-        day_table.loc[list(windows.current)])
+        _window(human, "session_date", windows.current),
+        _window(data.orders, "order_date", windows.current),
+        day_table.loc[list(windows.current)],
+    )
 
 
-def _kpis_between_windows(current: dict, previous: dict | None, base: dict | None, recent: dict | None,
-                          basis: str) -> dict[str, dict]:
+def _kpis_between_windows(
+    current: dict, previous: dict | None, base: dict | None, recent: dict | None, basis: str
+) -> dict[str, dict]:
     """with_changes() of the period, each change restated as recent window vs base window: the
     windows the tests compare (without a previous period, with_changes alone has no change)."""
     kpis = with_changes(current, previous)
@@ -435,18 +494,25 @@ def _kpis_between_windows(current: dict, previous: dict | None, base: dict | Non
     for name, k in kpis.items():
         prev, now = base[name], recent[name]
         change = None if _nan(prev) or _nan(now) else now - prev
-        k.update(base=prev, recent=now, change=change, change_pct=(None if change is None or not prev
-                                                                   else change / prev), basis=basis)
+        k.update(
+            base=prev,
+            recent=now,
+            change=change,
+            change_pct=(None if change is None or not prev else change / prev),
+            basis=basis,
+        )
     return kpis
 
 
 def _window_tests(frames: _WindowFrames, base: dict, recent: dict, params: ReportParams) -> _WindowTests:
     level, seed, reps = params.confidence_level, params.bootstrap_seed, params.bootstrap_resamples
     return _WindowTests(
-        conversion=stats.two_proportion_ztest(recent["purchasing_sessions"], recent["sessions"],
-                                              base["purchasing_sessions"], base["sessions"], level),
-        aov=stats.bootstrap_mean_difference(frames.recent_orders["revenue"], frames.base_orders["revenue"], reps,
-                                            seed, level),
+        conversion=stats.two_proportion_ztest(
+            recent["purchasing_sessions"], recent["sessions"], base["purchasing_sessions"], base["sessions"], level
+        ),
+        aov=stats.bootstrap_mean_difference(
+            frames.recent_orders["revenue"], frames.base_orders["revenue"], reps, seed, level
+        ),
         revenue_per_day=stats.welch_test(frames.recent_daily["revenue"], frames.base_daily["revenue"], level),
         sessions_per_day=stats.welch_test(frames.recent_daily["sessions"], frames.base_daily["sessions"], level),
         orders=stats.count_ratio_test(recent["orders"], base["orders"], level),
@@ -460,10 +526,12 @@ def _channel_table(data: PeriodData, models: list[str], level: float) -> pd.Data
     channels = channels.join(channel_vs_rest(channels, level))
     ranges = credit_ranges(data.attribution, data.channel_credit)
     channels = channels.join(ranges, how="outer")
-    channels[["sessions", "purchasing_sessions"]] = channels[["sessions", "purchasing_sessions"]].fillna(0).astype(
-        "int64")
-    channels = channels.fillna({c: 0.0 for c in channels.columns
-                                if c.startswith(("orders_", "revenue_", "share_", "credit_"))})
+    channels[["sessions", "purchasing_sessions"]] = (
+        channels[["sessions", "purchasing_sessions"]].fillna(0).astype("int64")
+    )
+    channels = channels.fillna(
+        {c: 0.0 for c in channels.columns if c.startswith(("orders_", "revenue_", "share_", "credit_"))}
+    )
     channels.index.name = "channel"
     return channels
 
@@ -471,15 +539,15 @@ def _channel_table(data: PeriodData, models: list[str], level: float) -> pd.Data
 def _device_tests(funnel: pd.DataFrame, reference_device: str, level: float) -> tuple[str | None, dict]:
     """The reference device (the configured one when present, else the first of the funnel) and each
     other device's conversion tested against it."""
-    ref_device = reference_device if reference_device in funnel.index else (
-        funnel.index[0] if len(funnel) else None)
+    ref_device = reference_device if reference_device in funnel.index else (funnel.index[0] if len(funnel) else None)
     device_tests = {}
     if ref_device is not None:
         rx, rn = int(funnel.loc[ref_device, "purchased_all"]), int(funnel.loc[ref_device, "sessions"])
         for dev, r in funnel.iterrows():
             if dev != ref_device:
-                device_tests[dev] = stats.two_proportion_ztest(int(r["purchased_all"]), int(r["sessions"]), rx, rn,
-                                                               level)
+                device_tests[dev] = stats.two_proportion_ztest(
+                    int(r["purchased_all"]), int(r["sessions"]), rx, rn, level
+                )
     return ref_device, device_tests
 
 
@@ -487,17 +555,26 @@ def _returning_vs_new(visitors: pd.DataFrame, level: float) -> stats.ZTest | Non
     if not {"New", "Returning"} <= set(visitors.index):
         return None
     ret, new = visitors.loc["Returning"], visitors.loc["New"]
-    return stats.two_proportion_ztest(int(ret["purchasing_sessions"]), int(ret["sessions"]),
-                                      int(new["purchasing_sessions"]), int(new["sessions"]), level)
+    return stats.two_proportion_ztest(
+        int(ret["purchasing_sessions"]),
+        int(ret["sessions"]),
+        int(new["purchasing_sessions"]),
+        int(new["sessions"]),
+        level,
+    )
 
 
-def _change_points(day_table: pd.DataFrame, channel_daily: pd.DataFrame, channels: pd.DataFrame,
-                   params: ReportParams) -> dict:
+def _change_points(
+    day_table: pd.DataFrame, channel_daily: pd.DataFrame, channels: pd.DataFrame, params: ReportParams
+) -> dict:
     """Change points of the headline daily series, and of the daily sessions of each acquisition
     channel with at least ``fold_threshold`` of the sessions."""
     cps = {}
-    cp_args = dict(min_segment=params.change_point_min_days, permutations=params.change_point_permutations,
-                   seed=params.bootstrap_seed)
+    cp_args = dict(
+        min_segment=params.change_point_min_days,
+        permutations=params.change_point_permutations,
+        seed=params.bootstrap_seed,
+    )
     for metric in ("sessions", "orders", "revenue", "conversion_rate"):
         cps[metric] = change_point(day_table[metric], metric, **cp_args)
     share = channels["sessions"] / max(1, channels["sessions"].sum())
@@ -510,17 +587,25 @@ def _change_points(day_table: pd.DataFrame, channel_daily: pd.DataFrame, channel
 def _holdout_for_top_channel(channels: pd.DataFrame, n_days: int, params: ReportParams) -> HoldoutDesign | None:
     """A holdout test sized for the channel with the most configured credit. Direct and the rows
     that are not acquisition channels are not candidates: there is no campaign to hold anyone out of."""
-    candidates = channels.drop(index=[c for c in ("Direct", "Untracked journey", "Continuation", "(none)")
-                                      if c in channels.index])
+    candidates = channels.drop(
+        index=[c for c in ("Direct", "Untracked journey", "Continuation", "(none)") if c in channels.index]
+    )
     candidates = candidates[candidates["sessions"] > 0]
     if not len(candidates) or "credit_configured" not in candidates.columns:
         return None
     top = candidates["credit_configured"].idxmax()
     r = candidates.loc[top]
-    return holdout_design(str(top), float(r["conversion_rate"]), float(r["sessions"]) / n_days,
-                          float(r["credit_low"]), float(r["credit_high"]),
-                          params.incrementality_detectable_drop, params.incrementality_holdout_share,
-                          params.alpha, params.power)
+    return holdout_design(
+        str(top),
+        float(r["conversion_rate"]),
+        float(r["sessions"]) / n_days,
+        float(r["credit_low"]),
+        float(r["credit_high"]),
+        params.incrementality_detectable_drop,
+        params.incrementality_holdout_share,
+        params.alpha,
+        params.power,
+    )
 
 
 def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
@@ -547,75 +632,205 @@ def compute_figures(data: PeriodData, params: ReportParams) -> Figures:
     ref_device, device_tests = _device_tests(funnel, params.reference_device, level)
     visitors = new_vs_returning(human, level)
     visitor_test = _returning_vs_new(visitors, level)
-    logit = stats.conversion_logit(human, params.reference_channel, params.reference_device,
-                                   params.min_level_conversions, level)
+    logit = stats.conversion_logit(
+        human, params.reference_channel, params.reference_device, params.min_level_conversions, level
+    )
 
     # What moved: decomposition between the windows, change points of the daily series.
     by_channel = by_device = None
     if base is not None:
         by_channel = decompose(frames.recent_sessions, frames.base_sessions, "channel")
         by_device = decompose(frames.recent_sessions, frames.base_sessions, "device_type")
-    channel_daily = (human.groupby(["session_date", "channel"]).size().unstack(fill_value=0)
-                     .reindex(days, fill_value=0))
+    channel_daily = human.groupby(["session_date", "channel"]).size().unstack(fill_value=0).reindex(days, fill_value=0)
     cps = _change_points(day_table, channel_daily, channels, params)
-    family = _family(params, windows, kpis, trends, cps, channels, funnel, device_tests, visitor_test, logit,
-                     tests.conversion, tests.aov, tests.revenue_per_day, tests.sessions_per_day, tests.orders)
+    family = _family(
+        params,
+        windows,
+        kpis,
+        trends,
+        cps,
+        channels,
+        funnel,
+        device_tests,
+        visitor_test,
+        logit,
+        tests.conversion,
+        tests.aov,
+        tests.revenue_per_day,
+        tests.sessions_per_day,
+        tests.orders,
+    )
 
     no_session = data.orders["session_id"].isna()
     return Figures(
-        period=period, params=params, current=current, previous=frames.previous,
-        kpis=kpis, daily=day_table, trends=trends, aov=aov,
-        conversion_vs_previous=tests.conversion, aov_vs_previous=tests.aov, orders_vs_previous=tests.orders,
+        period=period,
+        params=params,
+        current=current,
+        previous=frames.previous,
+        kpis=kpis,
+        daily=day_table,
+        trends=trends,
+        aov=aov,
+        conversion_vs_previous=tests.conversion,
+        aov_vs_previous=tests.aov,
+        orders_vs_previous=tests.orders,
         revenue_per_day_vs_previous=tests.revenue_per_day,
-        sessions_per_day_vs_previous=tests.sessions_per_day, channels=channels, funnel=funnel,
-        device_tests=device_tests, reference_device=ref_device, visitors=visitors, visitor_test=visitor_test,
-        products=product_mix(data.items, data.orders, params.top_products), logit=logit,
+        sessions_per_day_vs_previous=tests.sessions_per_day,
+        channels=channels,
+        funnel=funnel,
+        device_tests=device_tests,
+        reference_device=ref_device,
+        visitors=visitors,
+        visitor_test=visitor_test,
+        products=product_mix(data.items, data.orders, params.top_products),
+        logit=logit,
         orders_without_session=int(no_session.sum()),
         revenue_without_session=float(data.orders.loc[no_session, "revenue"].sum()),
-        bot_sessions=int(data.sessions["is_bot"].sum()), models=models,
-        windows=windows, base=base, recent=recent, by_channel=by_channel, by_device=by_device,
-        change_points=cps, channel_daily=channel_daily, family=family, journeys=journey_summary(data.orders),
+        bot_sessions=int(data.sessions["is_bot"].sum()),
+        models=models,
+        windows=windows,
+        base=base,
+        recent=recent,
+        by_channel=by_channel,
+        by_device=by_device,
+        change_points=cps,
+        channel_daily=channel_daily,
+        family=family,
+        journeys=journey_summary(data.orders),
         kept_channels=kept_channels(channels, current["revenue"], params.fold_threshold),
         holdout=_holdout_for_top_channel(channels, len(days), params),
     )
 
 
-def _family(params, windows, kpis, trends, cps, channels, funnel, device_tests, visitor_test, logit,
-            conv_test, aov_test, rev_test, sess_test, orders_test) -> Family:
+def _family(
+    params,
+    windows,
+    kpis,
+    trends,
+    cps,
+    channels,
+    funnel,
+    device_tests,
+    visitor_test,
+    logit,
+    conv_test,
+    aov_test,
+    rev_test,
+    sess_test,
+    orders_test,
+) -> Family:
     """Every comparison the report makes, in one family under ``multiple_comparison_method``."""
     out = []
     label = windows.label
     if conv_test is not None:
-        out.append(comparison("change:conversion_rate", "change", f"conversion rate, {label}", conv_test.diff,
-                              conv_test.p_value, "two-proportion z-test"))
-        out.append(comparison("change:aov", "change", f"average order value, {label}", aov_test.estimate,
-                              aov_test.p_value, "bootstrap of orders"))
-        out.append(comparison("change:revenue", "change", f"revenue per day, {label}", rev_test.estimate,
-                              rev_test.p_value, "Welch t-test on days"))
-        out.append(comparison("change:sessions", "change", f"sessions per day, {label}", sess_test.estimate,
-                              sess_test.p_value, "Welch t-test on days"))
-        out.append(comparison("change:orders", "change", f"orders, {label}", orders_test.estimate - 1,
-                              orders_test.p_value, "exact test of two counts"))
+        out.append(
+            comparison(
+                "change:conversion_rate",
+                "change",
+                f"conversion rate, {label}",
+                conv_test.diff,
+                conv_test.p_value,
+                "two-proportion z-test",
+            )
+        )
+        out.append(
+            comparison(
+                "change:aov",
+                "change",
+                f"average order value, {label}",
+                aov_test.estimate,
+                aov_test.p_value,
+                "bootstrap of orders",
+            )
+        )
+        out.append(
+            comparison(
+                "change:revenue",
+                "change",
+                f"revenue per day, {label}",
+                rev_test.estimate,
+                rev_test.p_value,
+                "Welch t-test on days",
+            )
+        )
+        out.append(
+            comparison(
+                "change:sessions",
+                "change",
+                f"sessions per day, {label}",
+                sess_test.estimate,
+                sess_test.p_value,
+                "Welch t-test on days",
+            )
+        )
+        out.append(
+            comparison(
+                "change:orders",
+                "change",
+                f"orders, {label}",
+                orders_test.estimate - 1,
+                orders_test.p_value,
+                "exact test of two counts",
+            )
+        )
     for metric, t in trends.items():
-        out.append(comparison(f"trend:{metric}", "trend", f"daily {metric} trend", t.slope, t.p_value,
-                              "OLS slope"))
+        out.append(comparison(f"trend:{metric}", "trend", f"daily {metric} trend", t.slope, t.p_value, "OLS slope"))
     for key, cp in cps.items():
         if cp.day is not None:
-            out.append(comparison(f"changepoint:{key}", "changepoint", f"{cp.series} level shift from {cp.day}",
-                                  cp.after - cp.before, cp.p_value, "change point, permutation test"))
+            out.append(
+                comparison(
+                    f"changepoint:{key}",
+                    "changepoint",
+                    f"{cp.series} level shift from {cp.day}",
+                    cp.after - cp.before,
+                    cp.p_value,
+                    "change point, permutation test",
+                )
+            )
     big = channels[(channels["sessions"] >= params.min_group_sessions) & ~channels.index.isin(NOT_ACQUISITION)]
     for ch, r in big.iterrows():
-        out.append(comparison(f"channel:{ch}", "channel", f"{ch} conversion vs the rest of the site",
-                              r["diff_vs_rest"], r["p_vs_rest"], "two-proportion z-test"))
+        out.append(
+            comparison(
+                f"channel:{ch}",
+                "channel",
+                f"{ch} conversion vs the rest of the site",
+                r["diff_vs_rest"],
+                r["p_vs_rest"],
+                "two-proportion z-test",
+            )
+        )
     for dev, t in device_tests.items():
         if funnel.loc[dev, "sessions"] >= params.min_group_sessions:
-            out.append(comparison(f"device:{dev}", "device", f"{dev} conversion vs the reference device", t.diff,
-                                  t.p_value, "two-proportion z-test"))
+            out.append(
+                comparison(
+                    f"device:{dev}",
+                    "device",
+                    f"{dev} conversion vs the reference device",
+                    t.diff,
+                    t.p_value,
+                    "two-proportion z-test",
+                )
+            )
     if visitor_test is not None:
-        out.append(comparison("visitor:Returning", "visitor", "returning vs new visitors' conversion",
-                              visitor_test.diff, visitor_test.p_value, "two-proportion z-test"))
+        out.append(
+            comparison(
+                "visitor:Returning",
+                "visitor",
+                "returning vs new visitors' conversion",
+                visitor_test.diff,
+                visitor_test.p_value,
+                "two-proportion z-test",
+            )
+        )
     for _, r in logit.table.iterrows():
-        out.append(comparison(f"logit:{r['variable']}:{r['level']}", "logit",
-                              f"odds ratio of {r['variable']} {r['level']} (adjusted model)", r["odds_ratio"] - 1,
-                              r["p_value"], "logistic regression"))
+        out.append(
+            comparison(
+                f"logit:{r['variable']}:{r['level']}",
+                "logit",
+                f"odds ratio of {r['variable']} {r['level']} (adjusted model)",
+                r["odds_ratio"] - 1,
+                r["p_value"],
+                "logistic regression",
+            )
+        )
     return control(out, params.multiple_comparison_method, params.alpha)

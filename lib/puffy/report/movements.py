@@ -31,9 +31,9 @@ from puffy.report.data import Period
 class Windows:
     """The two windows a change is measured between."""
 
-    basis: str                  # "previous" | "halves" | "none"
-    current: tuple[date, ...]   # the later window
-    base: tuple[date, ...]      # the earlier window
+    basis: str  # "previous" | "halves" | "none"
+    current: tuple[date, ...]  # the later window
+    base: tuple[date, ...]  # the earlier window
 
     @property
     def label(self) -> str:
@@ -57,17 +57,24 @@ def comparison_windows(period: Period, days: list[date]) -> Windows:
     return Windows("halves", tuple(days[-half:]), tuple(days[:half]))
 
 
-def decompose(current: pd.DataFrame, base: pd.DataFrame, by: str, metrics=("sessions", "orders", "revenue"),
-              ) -> pd.DataFrame:
+def decompose(
+    current: pd.DataFrame,
+    base: pd.DataFrame,
+    by: str,
+    metrics=("sessions", "orders", "revenue"),
+) -> pd.DataFrame:
     """Per value of ``by`` (channel or device_type): each metric in both windows and its change.
 
     ``current`` / ``base`` are non-bot sessions of the two windows (``n_orders``, ``revenue`` per
     session). Columns ``<metric>_base``, ``<metric>_current``, ``<metric>_change``, and
     ``<metric>_share_of_change`` (the segment's change / the total change; NaN when the total did
     not move). Sorted by the absolute change of sessions."""
+
     def agg(df):
-        return df.groupby(by).agg(sessions=("session_id", "size"), orders=("n_orders", "sum"),
-                                  revenue=("revenue", "sum"))
+        return df.groupby(by).agg(
+            sessions=("session_id", "size"), orders=("n_orders", "sum"), revenue=("revenue", "sum")
+        )
+
     a, b = agg(current), agg(base)
     out = pd.DataFrame(index=a.index.union(b.index))
     out.index.name = by
@@ -85,11 +92,11 @@ class ChangePoint:
     """The strongest single level shift of a daily series."""
 
     series: str
-    day: date | None          # first day of the new level
-    before: float             # mean before
-    after: float              # mean from ``day`` on
+    day: date | None  # first day of the new level
+    before: float  # mean before
+    after: float  # mean from ``day`` on
     statistic: float
-    p_value: float            # permutation p of the max statistic
+    p_value: float  # permutation p of the max statistic
     n_days: int
 
     @property
@@ -110,8 +117,9 @@ def _split_statistics(y: np.ndarray, min_segment: int) -> np.ndarray:
     return ks * (n - ks) / n * (left - right) ** 2
 
 
-def change_point(series: pd.Series, name: str, min_segment: int = 3, permutations: int = 4999,
-                 seed: int = 0) -> ChangePoint:
+def change_point(
+    series: pd.Series, name: str, min_segment: int = 3, permutations: int = 4999, seed: int = 0
+) -> ChangePoint:
     """The best single mean-shift split of ``series`` (index = days) with its permutation p-value.
 
     Needs 2 × ``min_segment`` days; otherwise, or for a constant series, p is NaN."""
@@ -126,5 +134,4 @@ def change_point(series: pd.Series, name: str, min_segment: int = 3, permutation
     shuffled = np.array([rng.permutation(y) for _ in range(permutations)])
     null_max = _split_statistics(shuffled, min_segment).max(axis=1)
     p = (1 + int((null_max >= stats[best] - 1e-9 * abs(stats[best])).sum())) / (permutations + 1)
-    return ChangePoint(name, series.index[k], float(y[:k].mean()), float(y[k:].mean()), float(stats[best]),
-                       float(p), n)
+    return ChangePoint(name, series.index[k], float(y[:k].mean()), float(y[k:].mean()), float(stats[best]), float(p), n)

@@ -54,7 +54,8 @@ table.px-table tr.px-total td{font-weight:700;border-top:1px solid #9aa5b1}
 .px-note{font-size:0.85em;color:#3e4c59}
 """
 
-PRINT_CSS = """
+PRINT_CSS = (
+    """
 @page { size: __PAGE_SIZE__; margin: 11mm 12mm 12mm 12mm;
   @bottom-left { content: "Puffy — executive summary __PERIOD__"; font: 7pt "DejaVu Sans"; color: #7b8794 }
   @bottom-right { content: "page " counter(page) " of " counter(pages); font: 7pt "DejaVu Sans"; color: #7b8794 } }
@@ -68,10 +69,13 @@ img { display: block } img.px-wide { width: 100% } .px-pair { display: flex; gap
 figure, table, .px-pair { break-inside: avoid; margin: 4px 0 }
 .px-small { font-size: 0.86em; color: #3e4c59 } .px-small li { margin-bottom: 1.5px }
 p, li { orphans: 2; widows: 2 } .px-note { break-inside: avoid }
-""" + FRAGMENT_CSS
+"""
+    + FRAGMENT_CSS
+)
 
 
 # --- fragments ----------------------------------------------------------------------------------
+
 
 def _delta_html(name: str, k: dict, symbol: str) -> str:
     """The tile's change and what it compares: the previous period, or the period's last days
@@ -111,16 +115,19 @@ def kpi_tiles_html(fig: Figures) -> str:
         tiles.append(
             f'<div class="px-tile"><div class="px-label">{html.escape(k["label"])}</div>'
             f'<div class="px-value">{html.escape(kpi_value_text(name, k["value"], sym))}</div>'
-            f'{_delta_html(name, k, sym)}</div>')
+            f"{_delta_html(name, k, sym)}</div>"
+        )
     return '<div class="px-tiles">' + "".join(tiles) + "</div>"
 
 
 def narrative_html(narrative: Narrative, two_columns: bool = True) -> str:
     """What moved (full width), then working / concerning beside the recommendations and the
     hypotheses still to test, then the tracking caveats that change a number of this page."""
+
     def items(stmts, tag="ul"):
         body = "".join(f"<li>{html.escape(s.text)}</li>" for s in stmts) or "<li>Nothing to report.</li>"
         return f"<{tag}>{body}</{tag}>"
+
     moved = f"<h2>What moved</h2>{items(narrative.moved)}" if narrative.moved else ""
     left = f"<h2>What is working</h2>{items(narrative.working)}<h2>What is concerning</h2>{items(narrative.concerning)}"
     right = f"<h2>Recommendations</h2>{items(narrative.recommendations, 'ol')}"
@@ -128,8 +135,10 @@ def narrative_html(narrative: Narrative, two_columns: bool = True) -> str:
         right += f"<h2>Not established — test before acting</h2>{items(narrative.hypotheses)}"
     tracking = ""
     if narrative.tracking:
-        tracking = (f'<h2>Tracking caveats that change the numbers on this page</h2>'
-                    f'<div class="px-small">{items(narrative.tracking)}</div>')
+        tracking = (
+            f"<h2>Tracking caveats that change the numbers on this page</h2>"
+            f'<div class="px-small">{items(narrative.tracking)}</div>'
+        )
     if two_columns:
         return f'{moved}<div class="px-cols"><div>{left}</div><div>{right}</div></div>{tracking}'
     return moved + left + right + tracking
@@ -141,8 +150,9 @@ def named_channels(narrative: Narrative, channels) -> list[str]:
     return [str(c) for c in channels if re.search(rf"(?<!\w){re.escape(str(c))}(?!\w)", text)]
 
 
-def channel_rows(fig: Figures, models: list[str], max_channels: int | None = None,
-                 keep_channels: list[str] | tuple = ()) -> pd.DataFrame:
+def channel_rows(
+    fig: Figures, models: list[str], max_channels: int | None = None, keep_channels: list[str] | tuple = ()
+) -> pd.DataFrame:
     """Channels by sessions with the chosen models' columns; only channels below ``fold_threshold``
     of sessions *and* of revenue (under every model and identity) may be summed into "Other".
 
@@ -159,6 +169,7 @@ def channel_rows(fig: Figures, models: list[str], max_channels: int | None = Non
     kept = getattr(fig, "kept_channels", None)
     if kept is None:  # figures built by hand: the rule of kpis.kept_channels on what they hold
         from puffy.report.kpis import kept_channels
+
         revenue = fig.current.get("revenue") or (ch[f"revenue_{models[0]}"].sum() if models else 0)
         kept = kept_channels(fig.channels, revenue, fig.params.fold_threshold)
     kept = set(kept) | set(keep_channels)
@@ -166,17 +177,24 @@ def channel_rows(fig: Figures, models: list[str], max_channels: int | None = Non
     if len(rest) > 1:
         other = rest.sum(numeric_only=True)
         from puffy.report.stats import wilson_interval
+
         w = wilson_interval(int(other["purchasing_sessions"]), int(other["sessions"]), fig.params.confidence_level)
         other["conversion_rate"], other["ci_low"], other["ci_high"] = w.rate, w.low, w.high
         if "credit_low" in ch.columns:  # a range of a sum is not the sum of ranges: show the bounds' sums
             other["credit_low"], other["credit_high"] = rest["credit_low"].sum(), rest["credit_high"].sum()
-        ch = pd.concat([head, pd.DataFrame([other], index=[f"Other ({len(rest)}, each < "
-                                                          f"{pct(fig.params.fold_threshold, 0)})"])])
+        ch = pd.concat(
+            [head, pd.DataFrame([other], index=[f"Other ({len(rest)}, each < {pct(fig.params.fold_threshold, 0)})"])]
+        )
     return ch
 
 
-def channel_table_html(fig: Figures, models: list[str], max_channels: int | None = None,
-                       measure: str = "revenue", keep_channels: list[str] | tuple = ()) -> str:
+def channel_table_html(
+    fig: Figures,
+    models: list[str],
+    max_channels: int | None = None,
+    measure: str = "revenue",
+    keep_channels: list[str] | tuple = (),
+) -> str:
     """Channel performance: sessions and conversion (with its interval), then, side by side under
     each attribution model, the revenue (``measure="revenue"``, plus the orders credited by last
     click) or the orders credited (``measure="orders"``, sums of fractional credit).
@@ -192,18 +210,24 @@ def channel_table_html(fig: Figures, models: list[str], max_channels: int | None
         columns = [("orders", m) for m in models]
     else:
         columns = ([("orders", orders_model)] if orders_model else []) + [("revenue", m) for m in models]
-    ch = channel_rows(fig, sorted(set(models) | ({orders_model} - {None}), key=list(MODEL_LABELS).index),
-                      max_channels, keep_channels)
+    ch = channel_rows(
+        fig, sorted(set(models) | ({orders_model} - {None}), key=list(MODEL_LABELS).index), max_channels, keep_channels
+    )
     level = level_text(fig.params.confidence_level)
     has_range = "credit_low" in ch.columns and measure == "revenue"
     views = int(fig.channels["n_views"].max()) if "n_views" in fig.channels.columns and len(fig.channels) else 0
-    head = (f"<tr><th>Channel</th><th>Sessions</th><th>Conversion<br>({level} range)</th>"
-            + (f"<th>Revenue credited<br>(range, {views} views)</th>" if has_range else "")
-            + "".join(f"<th>{kind.capitalize()}<br>{html.escape(MODEL_LABELS[m])}</th>" for kind, m in columns)
-            + "</tr>")
+    head = (
+        f"<tr><th>Channel</th><th>Sessions</th><th>Conversion<br>({level} range)</th>"
+        + (f"<th>Revenue credited<br>(range, {views} views)</th>" if has_range else "")
+        + "".join(f"<th>{kind.capitalize()}<br>{html.escape(MODEL_LABELS[m])}</th>" for kind, m in columns)
+        + "</tr>"
+    )
 
-    whole = {m: bool(((fig.channels[f"orders_{m}"] - fig.channels[f"orders_{m}"].round()).abs() < 1e-9).all())
-             for kind, m in columns if kind == "orders"}
+    whole = {
+        m: bool(((fig.channels[f"orders_{m}"] - fig.channels[f"orders_{m}"].round()).abs() < 1e-9).all())
+        for kind, m in columns
+        if kind == "orders"
+    }
 
     def cell(kind: str, m: str, value: float) -> str:
         if kind == "revenue":
@@ -212,8 +236,11 @@ def channel_table_html(fig: Figures, models: list[str], max_channels: int | None
 
     rows = []
     for name, r in ch.iterrows():
-        conv = "n/a" if not r["sessions"] or math.isnan(r["conversion_rate"]) else (
-            f"{pct(r['conversion_rate'], 2)} ({pct(r['ci_low'], 1)}–{pct(r['ci_high'], 1)})")
+        conv = (
+            "n/a"
+            if not r["sessions"] or math.isnan(r["conversion_rate"])
+            else (f"{pct(r['conversion_rate'], 2)} ({pct(r['ci_low'], 1)}–{pct(r['ci_high'], 1)})")
+        )
         cells = [html.escape(str(name)), count(r["sessions"]) if r["sessions"] else "—", conv]
         if has_range:
             low, high = money(r["credit_low"], sym), money(r["credit_high"], sym)
@@ -233,13 +260,26 @@ def visitors_table_html(fig: Figures) -> str:
     sym = fig.params.currency_symbol
     rows = []
     for name, r in fig.visitors.iterrows():
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in (
-            html.escape(str(name)), count(r["sessions"]),
-            f"{pct(r['conversion_rate'], 2)} ({pct(r['ci_low'], 1)}–{pct(r['ci_high'], 1)})",
-            count(r["orders"]), money(r["revenue"], sym), money(r["aov"], sym))) + "</tr>")
-    head = (f"<tr><th>Visitor</th><th>Sessions</th>"
-            f"<th>Conversion ({level_text(fig.params.confidence_level)} range)</th><th>Orders</th>"
-            "<th>Revenue</th><th>AOV</th></tr>")
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{c}</td>"
+                for c in (
+                    html.escape(str(name)),
+                    count(r["sessions"]),
+                    f"{pct(r['conversion_rate'], 2)} ({pct(r['ci_low'], 1)}–{pct(r['ci_high'], 1)})",
+                    count(r["orders"]),
+                    money(r["revenue"], sym),
+                    money(r["aov"], sym),
+                )
+            )
+            + "</tr>"
+        )
+    head = (
+        f"<tr><th>Visitor</th><th>Sessions</th>"
+        f"<th>Conversion ({level_text(fig.params.confidence_level)} range)</th><th>Orders</th>"
+        "<th>Revenue</th><th>AOV</th></tr>"
+    )
     return f'<table class="px-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -252,15 +292,31 @@ def products_table_html(fig: Figures, top: int | None = None) -> str:
     table = prod["table"]
     if top is not None and len(table) > top + 1:
         rest = table.iloc[top:]
-        table = pd.concat([table.iloc[:top], pd.DataFrame(
-            {"lines": [rest["lines"].sum()], "quantity": [rest["quantity"].sum()], "revenue": [rest["revenue"].sum()],
-             "share": [rest["share"].sum()]}, index=["All other products"])])
-    rows = "".join(f"<tr><td>{html.escape(str(name))}</td><td>{count(r['quantity'])}</td>"
-                   f"<td>{money(r['revenue'], sym)}</td><td>{pct(r['share'])}</td></tr>" for name, r in table.iterrows())
+        table = pd.concat(
+            [
+                table.iloc[:top],
+                pd.DataFrame(
+                    {
+                        "lines": [rest["lines"].sum()],
+                        "quantity": [rest["quantity"].sum()],
+                        "revenue": [rest["revenue"].sum()],
+                        "share": [rest["share"].sum()],
+                    },
+                    index=["All other products"],
+                ),
+            ]
+        )
+    rows = "".join(
+        f"<tr><td>{html.escape(str(name))}</td><td>{count(r['quantity'])}</td>"
+        f"<td>{money(r['revenue'], sym)}</td><td>{pct(r['share'])}</td></tr>"
+        for name, r in table.iterrows()
+    )
     note = ""
     if prod["orders_missing"]:
-        note = (f'<p class="px-small">Excludes {count(prod["orders_missing"])} orders '
-                f'({money(prod["revenue_missing"], sym)}) without item prices: their product mix is unknown.</p>')
+        note = (
+            f'<p class="px-small">Excludes {count(prod["orders_missing"])} orders '
+            f"({money(prod['revenue_missing'], sym)}) without item prices: their product mix is unknown.</p>"
+        )
     head = "<tr><th>Product</th><th>Units</th><th>Revenue</th><th>Share</th></tr>"
     return f'<table class="px-table"><thead>{head}</thead><tbody>{rows}</tbody></table>{note}'
 
@@ -276,11 +332,26 @@ def _table(head: list[str], rows: list[list[str]], total: list[str] | None = Non
 def daily_table_html(fig: Figures) -> str:
     """One row per day: sessions, conversion, orders, revenue, AOV; the period total last."""
     sym = fig.params.currency_symbol
-    rows = [[f"{d:%a %-d %b}", count(r["sessions"]), pct(r["conversion_rate"], 2), count(r["orders"]),
-             money(r["revenue"], sym), money(r["aov"], sym)] for d, r in fig.daily.iterrows()]
+    rows = [
+        [
+            f"{d:%a %-d %b}",
+            count(r["sessions"]),
+            pct(r["conversion_rate"], 2),
+            count(r["orders"]),
+            money(r["revenue"], sym),
+            money(r["aov"], sym),
+        ]
+        for d, r in fig.daily.iterrows()
+    ]
     c = fig.current
-    total = ["Total", count(c["sessions"]), pct(c["conversion_rate"], 2), count(c["orders"]),
-             money(c["revenue"], sym), money(c["aov"], sym)]
+    total = [
+        "Total",
+        count(c["sessions"]),
+        pct(c["conversion_rate"], 2),
+        count(c["orders"]),
+        money(c["revenue"], sym),
+        money(c["aov"], sym),
+    ]
     return _table(["Day", "Sessions", "Conversion", "Orders", "Revenue", "AOV"], rows, total)
 
 
@@ -289,7 +360,7 @@ def funnel_table_html(fig: Figures) -> str:
     step-to-step rates, and the purchases that skipped an observed step, apart."""
     from puffy.report.kpis import FUNNEL_LABELS, FUNNEL_STEPS
 
-    head = (["Device"] + [FUNNEL_LABELS[s] for s in FUNNEL_STEPS] + ["Purchases that skipped steps", "Conversion"])
+    head = ["Device"] + [FUNNEL_LABELS[s] for s in FUNNEL_STEPS] + ["Purchases that skipped steps", "Conversion"]
     rows = []
     for dev, r in fig.funnel.iterrows():
         cells = [html.escape(str(dev)), count(r["sessions"])]
@@ -299,9 +370,11 @@ def funnel_table_html(fig: Figures) -> str:
     skipped, buyers = int(fig.funnel["purchased_skipped"].sum()), int(fig.funnel["purchased_all"].sum())
     return _table(head, rows) + (
         f'<p class="px-small">Nested: a session counts at a step only if it reached every earlier step; in brackets, '
-        f'the share of the previous step. {count(skipped)} of {count(buyers)} purchasing sessions show no product view, '
-        f'cart or checkout before the purchase (mostly purchases on the checkout host in a session of their own): '
-        f'they are counted apart, and in the conversion rate.</p>')
+        f"the share of the previous step. {count(skipped)} of {count(buyers)} purchasing sessions show no product "
+        "view, "
+        f"cart or checkout before the purchase (mostly purchases on the checkout host in a session of their own): "
+        f"they are counted apart, and in the conversion rate.</p>"
+    )
 
 
 def family_table_html(fig: Figures) -> str:
@@ -310,12 +383,25 @@ def family_table_html(fig: Figures) -> str:
     if fam is None or not fam.size:
         return "<p>No comparison could be tested in this period.</p>"
     t = fam.table()
-    rows = [[html.escape(r["comparison"]), f"{r['estimate']:+.4g}", html.escape(r["test"]), p_value_text(r["p_value"]),
-             p_value_text(r["adjusted_p"]), "yes" if r["survives"] else "no"] for _, r in t.iterrows()]
-    return (_table(["Comparison", "Effect", "Test", "p", f"p adjusted ({fam.method_label})",
-                    f"Real at α = {fam.alpha:g}"], rows)
-            + f'<p class="px-small">{fam.size} comparisons in one family. A sentence calls a difference real only '
-              f'when it survives; a recommendation also needs the logistic regression to agree.</p>')
+    rows = [
+        [
+            html.escape(r["comparison"]),
+            f"{r['estimate']:+.4g}",
+            html.escape(r["test"]),
+            p_value_text(r["p_value"]),
+            p_value_text(r["adjusted_p"]),
+            "yes" if r["survives"] else "no",
+        ]
+        for _, r in t.iterrows()
+    ]
+    return (
+        _table(
+            ["Comparison", "Effect", "Test", "p", f"p adjusted ({fam.method_label})", f"Real at α = {fam.alpha:g}"],
+            rows,
+        )
+        + f'<p class="px-small">{fam.size} comparisons in one family. A sentence calls a difference real only '
+        f"when it survives; a recommendation also needs the logistic regression to agree.</p>"
+    )
 
 
 def logit_table_html(fig: Figures) -> str:
@@ -324,9 +410,16 @@ def logit_table_html(fig: Figures) -> str:
     if lg.table.empty:
         return f"<p>The regression was not fitted: {html.escape('; '.join(lg.notes) or 'no data')}.</p>"
     level = level_text(fig.params.confidence_level)
-    rows = [[html.escape(r["variable"]), html.escape(str(r["level"])) + (" *" if r["p_value"] < fig.params.alpha else ""),
-             f"{r['odds_ratio']:.2f}", f"{r['ci_low']:.2f}–{r['ci_high']:.2f}", p_value_text(r["p_value"])]
-            for _, r in lg.table.iterrows()]
+    rows = [
+        [
+            html.escape(r["variable"]),
+            html.escape(str(r["level"])) + (" *" if r["p_value"] < fig.params.alpha else ""),
+            f"{r['odds_ratio']:.2f}",
+            f"{r['ci_low']:.2f}–{r['ci_high']:.2f}",
+            p_value_text(r["p_value"]),
+        ]
+        for _, r in lg.table.iterrows()
+    ]
     refs = "; ".join(f"{k}: {html.escape(v)}" for k, v in lg.references.items())
     pooled = "; ".join(f"{k}: {html.escape(', '.join(v))}" for k, v in lg.pooled.items())
     notes = f"Reference levels — {refs}."
@@ -334,9 +427,11 @@ def logit_table_html(fig: Figures) -> str:
         notes += f" Pooled into 'Other' (too few purchases to estimate alone) — {pooled}."
     if lg.notes:
         notes += " " + html.escape(" ".join(lg.notes))
-    return (_table(["Variable", "Level", "Odds ratio", f"{level} range", "p"], rows)
-            + f'<p class="px-small">{notes} * p &lt; {fig.params.alpha:g}. {count(lg.n_sessions)} sessions, '
-            f"{count(lg.n_conversions)} with a purchase.</p>")
+    return (
+        _table(["Variable", "Level", "Odds ratio", f"{level} range", "p"], rows)
+        + f'<p class="px-small">{notes} * p &lt; {fig.params.alpha:g}. {count(lg.n_sessions)} sessions, '
+        f"{count(lg.n_conversions)} with a purchase.</p>"
+    )
 
 
 def p_value_text(p: float) -> str:
@@ -352,24 +447,60 @@ def tests_table_html(fig: Figures) -> str:
     b, n_cur, n_base = fig.base, len(fig.windows.current), len(fig.windows.base)
     rows = []
     c = fig.conversion_vs_previous
-    rows.append(["Conversion rate", f"{pct(c.rate1, 2)} vs {pct(c.rate2, 2)}", points(c.diff),
-                 f"{points(c.diff_low)} to {points(c.diff_high)}", "two-proportion z-test", p_value_text(c.p_value)])
+    rows.append(
+        [
+            "Conversion rate",
+            f"{pct(c.rate1, 2)} vs {pct(c.rate2, 2)}",
+            points(c.diff),
+            f"{points(c.diff_low)} to {points(c.diff_high)}",
+            "two-proportion z-test",
+            p_value_text(c.p_value),
+        ]
+    )
     a = fig.aov_vs_previous
-    rows.append(["Average order value", f"{money(fig.recent['aov'], sym)} vs {money(b['aov'], sym)}",
-                 money(a.estimate, sym), f"{money(a.low, sym)} to {money(a.high, sym)}", "bootstrap of orders",
-                 p_value_text(a.p_value)])
+    rows.append(
+        [
+            "Average order value",
+            f"{money(fig.recent['aov'], sym)} vs {money(b['aov'], sym)}",
+            money(a.estimate, sym),
+            f"{money(a.low, sym)} to {money(a.high, sym)}",
+            "bootstrap of orders",
+            p_value_text(a.p_value),
+        ]
+    )
     r = fig.revenue_per_day_vs_previous
-    rows.append(["Revenue per day", f"{money(fig.recent['revenue'] / n_cur, sym)} vs "
-                 f"{money(b['revenue'] / n_base, sym)}", money(r.estimate, sym),
-                 f"{money(r.low, sym)} to {money(r.high, sym)}", "Welch t-test on days", p_value_text(r.p_value)])
+    rows.append(
+        [
+            "Revenue per day",
+            f"{money(fig.recent['revenue'] / n_cur, sym)} vs {money(b['revenue'] / n_base, sym)}",
+            money(r.estimate, sym),
+            f"{money(r.low, sym)} to {money(r.high, sym)}",
+            "Welch t-test on days",
+            p_value_text(r.p_value),
+        ]
+    )
     s_ = fig.sessions_per_day_vs_previous
-    rows.append(["Sessions per day", f"{count(fig.recent['sessions'] / n_cur)} vs "
-                 f"{count(b['sessions'] / n_base)}", f"{s_.estimate:+,.0f}",
-                 f"{s_.low:+,.0f} to {s_.high:+,.0f}", "Welch t-test on days", p_value_text(s_.p_value)])
+    rows.append(
+        [
+            "Sessions per day",
+            f"{count(fig.recent['sessions'] / n_cur)} vs {count(b['sessions'] / n_base)}",
+            f"{s_.estimate:+,.0f}",
+            f"{s_.low:+,.0f} to {s_.high:+,.0f}",
+            "Welch t-test on days",
+            p_value_text(s_.p_value),
+        ]
+    )
     o = fig.orders_vs_previous
-    rows.append(["Orders", f"{count(fig.recent['orders'])} vs {count(b['orders'])}",
-                 f"×{o.estimate:.2f}", f"×{o.low:.2f} to ×{o.high:.2f}", "exact test of two counts",
-                 p_value_text(o.p_value)])
+    rows.append(
+        [
+            "Orders",
+            f"{count(fig.recent['orders'])} vs {count(b['orders'])}",
+            f"×{o.estimate:.2f}",
+            f"×{o.low:.2f} to ×{o.high:.2f}",
+            "exact test of two counts",
+            p_value_text(o.p_value),
+        ]
+    )
     level = level_text(fig.params.confidence_level)
     return _table(["KPI", fig.windows.label, "Difference", f"{level} range", "Test", "p"], rows)
 
@@ -380,8 +511,15 @@ def trend_table_html(fig: Figures) -> str:
     rows = []
     for metric, t in fig.trends.items():
         fmt = (lambda v: money(v, sym)) if metric == "revenue" else (lambda v: f"{v:+,.1f}")
-        rows.append([metric.capitalize(), fmt(t.slope), f"{fmt(t.slope_low)} to {fmt(t.slope_high)}",
-                     p_value_text(t.p_value), signed_pct(t.change_over_period)])
+        rows.append(
+            [
+                metric.capitalize(),
+                fmt(t.slope),
+                f"{fmt(t.slope_low)} to {fmt(t.slope_high)}",
+                p_value_text(t.p_value),
+                signed_pct(t.change_over_period),
+            ]
+        )
     level = level_text(fig.params.confidence_level)
     return _table(["Daily series", "Slope per day", f"{level} range", "p", "First → last day (fitted)"], rows)
 
@@ -392,36 +530,48 @@ def trend_caption(fig: Figures) -> str:
     sym = fig.params.currency_symbol
     if math.isnan(t.slope):
         return "Too few days for a trend."
-    verdict = ("a real trend" if t.significant(fig.params.alpha) else "no clear trend")
-    return (f"Revenue trend: {money(t.slope, sym)} a day ({level_text(fig.params.confidence_level)} range "
-            f"{money(t.slope_low, sym)} to "
-            f"{money(t.slope_high, sym)}) — {verdict}.")
+    verdict = "a real trend" if t.significant(fig.params.alpha) else "no clear trend"
+    return (
+        f"Revenue trend: {money(t.slope, sym)} a day ({level_text(fig.params.confidence_level)} range "
+        f"{money(t.slope_low, sym)} to "
+        f"{money(t.slope_high, sym)}) — {verdict}."
+    )
 
 
 def caveats_html(caveats: list[Caveat], limit: int | None = None) -> str:
     if not caveats:
         return "<p>No data-quality problem was flagged for this period.</p>"
     shown = caveats if limit is None else caveats[:limit]
-    more = "" if limit is None or len(caveats) <= limit else (
-        f"<li>{len(caveats) - limit} smaller caveat(s) in the HTML report.</li>")
-    return "<ul>" + "".join(
-        f"<li><b>{html.escape(c.title)}</b> — {html.escape(c.text)}</li>" for c in shown) + more + "</ul>"
+    more = (
+        ""
+        if limit is None or len(caveats) <= limit
+        else (f"<li>{len(caveats) - limit} smaller caveat(s) in the HTML report.</li>")
+    )
+    return (
+        "<ul>"
+        + "".join(f"<li><b>{html.escape(c.title)}</b> — {html.escape(c.text)}</li>" for c in shown)
+        + more
+        + "</ul>"
+    )
 
 
 def period_text(fig: Figures) -> str:
-    """"23 Feb 2025 – 8 Mar 2025 (14 days)" plus what it is compared with."""
+    """ "23 Feb 2025 – 8 Mar 2025 (14 days)" plus what it is compared with."""
     p = fig.period
     main = f"{p.start:%-d %b %Y} – {p.end:%-d %b %Y} ({p.days} days)"
     if fig.previous is not None:
         return main + f" · compared with {p.previous_start:%-d %b} – {p.previous_end:%-d %b %Y}"
     w = fig.windows
     if w is not None and w.basis == "halves":
-        return main + (f" · no previous period in the warehouse: changes compare {w.current[0]:%-d %b} – "
-                       f"{w.current[-1]:%-d %b} with {w.base[0]:%-d %b} – {w.base[-1]:%-d %b}")
+        return main + (
+            f" · no previous period in the warehouse: changes compare {w.current[0]:%-d %b} – "
+            f"{w.current[-1]:%-d %b} with {w.base[0]:%-d %b} – {w.base[-1]:%-d %b}"
+        )
     return main + " · too short to compare"
 
 
 # --- the print page -----------------------------------------------------------------------------
+
 
 @dataclass
 class Layout:
@@ -434,8 +584,8 @@ class Layout:
     stats_notes: bool = True
     chart_height: float = 2.5
     products: int = 5
-    pair_charts: bool = True       # conversion-by-channel and funnel charts
-    side_tables: bool = True       # new vs returning, product mix
+    pair_charts: bool = True  # conversion-by-channel and funnel charts
+    side_tables: bool = True  # new vs returning, product mix
 
 
 #: Tried in order until the page count fits ``pdf_max_pages``: the full layout, a compact one
@@ -443,8 +593,17 @@ class Layout:
 LAYOUTS = (
     Layout(),
     Layout(font="7.6pt", max_items=3, max_channels=6, caveats=4, stats_notes=False, chart_height=2.2, products=3),
-    Layout(font="6.6pt", max_items=2, max_channels=5, caveats=0, stats_notes=False, chart_height=1.6, products=3,
-           pair_charts=False, side_tables=False),
+    Layout(
+        font="6.6pt",
+        max_items=2,
+        max_channels=5,
+        caveats=0,
+        stats_notes=False,
+        chart_height=1.6,
+        products=3,
+        pair_charts=False,
+        side_tables=False,
+    ),
 )
 
 
@@ -453,29 +612,56 @@ def print_html(fig: Figures, narrative: Narrative, layout: Layout = LAYOUTS[0]) 
     p = fig.params
     dpi = p.chart_dpi
     max_channels = min(layout.max_channels, p.pdf_channels)
-    trim = Narrative(narrative.working[: layout.max_items], narrative.concerning[: layout.max_items],
-                     narrative.recommendations[: layout.max_items + 1], moved=narrative.moved[: layout.max_items],
-                     hypotheses=narrative.hypotheses[: max(1, layout.max_items - 2)], tracking=narrative.tracking)
+    trim = Narrative(
+        narrative.working[: layout.max_items],
+        narrative.concerning[: layout.max_items],
+        narrative.recommendations[: layout.max_items + 1],
+        moved=narrative.moved[: layout.max_items],
+        hypotheses=narrative.hypotheses[: max(1, layout.max_items - 2)],
+        tracking=narrative.tracking,
+    )
     named = named_channels(trim, fig.channels.index)  # kept out of the table's "Other" row and on the chart
-    trend = charts.data_uri(charts.trend_chart(fig.daily, fig.trends, p.currency_symbol, height=layout.chart_height,
-                                               markers=chart_markers(fig)), dpi)
+    trend = charts.data_uri(
+        charts.trend_chart(
+            fig.daily, fig.trends, p.currency_symbol, height=layout.chart_height, markers=chart_markers(fig)
+        ),
+        dpi,
+    )
     pair = side = ""
     if layout.pair_charts:
-        conv = charts.data_uri(charts.channel_conversion_chart(
-            fig.channels, fig.current["conversion_rate"], level=p.confidence_level, max_channels=max_channels + 2,
-            keep_channels=named, height=layout.chart_height + 0.4), dpi)
+        conv = charts.data_uri(
+            charts.channel_conversion_chart(
+                fig.channels,
+                fig.current["conversion_rate"],
+                level=p.confidence_level,
+                max_channels=max_channels + 2,
+                keep_channels=named,
+                height=layout.chart_height + 0.4,
+            ),
+            dpi,
+        )
         funnel = charts.data_uri(charts.funnel_chart(fig.funnel, height=layout.chart_height + 0.4), dpi)
-        pair = (f'<div class="px-pair"><img src="{conv}" alt="Conversion by channel">'
-                f'<img src="{funnel}" alt="Funnel by device"></div>')
+        pair = (
+            f'<div class="px-pair"><img src="{conv}" alt="Conversion by channel">'
+            f'<img src="{funnel}" alt="Funnel by device"></div>'
+        )
     if layout.side_tables:
-        side = (f'<div class="px-cols"><div><h2>New vs returning visitors</h2>{visitors_table_html(fig)}</div>'
-                f'<div><h2>Product mix</h2>{products_table_html(fig, layout.products)}</div></div>')
+        side = (
+            f'<div class="px-cols"><div><h2>New vs returning visitors</h2>{visitors_table_html(fig)}</div>'
+            f"<div><h2>Product mix</h2>{products_table_html(fig, layout.products)}</div></div>"
+        )
     notes = ""
     if layout.stats_notes:
-        notes = ("<h2>Reading the statistics</h2><ul class='px-small'>"
-                 + "".join(f"<li>{html.escape(n)}</li>" for n in statistics_explained(fig)) + "</ul>")
-    css = (PRINT_CSS.replace("__PAGE_SIZE__", p.pdf_page_size).replace("__FONT__", layout.font)
-           .replace("__PERIOD__", f"{fig.period.start.isoformat()} to {fig.period.end.isoformat()}"))
+        notes = (
+            "<h2>Reading the statistics</h2><ul class='px-small'>"
+            + "".join(f"<li>{html.escape(n)}</li>" for n in statistics_explained(fig))
+            + "</ul>"
+        )
+    css = (
+        PRINT_CSS.replace("__PAGE_SIZE__", p.pdf_page_size)
+        .replace("__FONT__", layout.font)
+        .replace("__PERIOD__", f"{fig.period.start.isoformat()} to {fig.period.end.isoformat()}")
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Executive summary {fig.period.label}</title>
 <style>{css}</style></head><body>
@@ -532,12 +718,14 @@ def document_text(document) -> str:
     Used by the tests in place of a PDF text extractor (none is installed): it is the same text
     WeasyPrint writes into the PDF.
     """
+
     def walk(box):
         text = getattr(box, "text", None)
         if isinstance(text, str):
             yield text
         for child in getattr(box, "children", []) or []:
             yield from walk(child)
+
     return " ".join(" ".join(walk(page._page_box)) for page in document.pages)
 
 
@@ -562,5 +750,7 @@ def write_pdf(fig: Figures, narrative: Narrative, path: Path) -> PdfResult:
             doc.write_pdf(tmp)
             tmp.replace(path)
             return PdfResult(path, len(doc.pages), i > 0, text)
-    raise RuntimeError(f"the executive summary needs {len(doc.pages)} pages even in its shortest layout "
-                       f"(limit {limit} in params/report.yaml pdf_max_pages)")
+    raise RuntimeError(
+        f"the executive summary needs {len(doc.pages)} pages even in its shortest layout "
+        f"(limit {limit} in params/report.yaml pdf_max_pages)"
+    )

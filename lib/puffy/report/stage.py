@@ -16,7 +16,11 @@ def run(layout: Layout, period: Period | None = None, *, output_dir: str | Path 
     status of its own (what is wrong with the data is on its page 1, from the stages' reports)."""
     from puffy.report import build_report, default_output_dir, write_outputs
 
-    report = build_report(layout.outputs_dir, layout.params_dir, start=period.start if period else None,
-                          end=period.end if period else None)
+    report = build_report(
+        layout.outputs_dir,
+        layout.params_dir,
+        start=period.start if period else None,
+        end=period.end if period else None,
+    )
     output_dir = Path(output_dir) if output_dir is not None else default_output_dir(layout.outputs_dir, report)
     return StageResult("report", "pass", report.label, write_outputs(report, output_dir), report)

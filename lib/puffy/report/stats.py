@@ -59,8 +59,8 @@ class ZTest:
 
     rate1: float
     rate2: float
-    diff: float          # rate1 - rate2
-    diff_low: float      # interval of the difference (Newcombe)
+    diff: float  # rate1 - rate2
+    diff_low: float  # interval of the difference (Newcombe)
     diff_high: float
     z: float
     p_value: float
@@ -127,8 +127,9 @@ def bootstrap_mean_difference(a, b, n_resamples: int = 2000, seed: int = 0, leve
     diffs = da - db
     tail = (1 - level) / 2
     p = min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))
-    return Interval(float(xa.mean() - xb.mean()), float(np.quantile(diffs, tail)),
-                    float(np.quantile(diffs, 1 - tail)), float(p))
+    return Interval(
+        float(xa.mean() - xb.mean()), float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1 - tail)), float(p)
+    )
 
 
 def welch_test(a, b, level: float = 0.95) -> Interval:
@@ -163,13 +164,13 @@ def count_ratio_test(n1: int, n2: int, level: float = 0.95) -> Interval:
 class Trend:
     """OLS line through a daily series: value = intercept + slope × day number."""
 
-    slope: float              # change per day
+    slope: float  # change per day
     slope_low: float
     slope_high: float
     p_value: float
-    mean: float               # mean of the series
+    mean: float  # mean of the series
     n_days: int
-    fitted: pd.DataFrame      # index = the series' index; columns fit, low, high (band of the line)
+    fitted: pd.DataFrame  # index = the series' index; columns fit, low, high (band of the line)
 
     @property
     def change_over_period(self) -> float:
@@ -193,24 +194,32 @@ def linear_trend(series: pd.Series, level: float = 0.95) -> Trend:
     t = np.arange(len(y), dtype="float64")
     nan_frame = pd.DataFrame({"fit": np.nan, "low": np.nan, "high": np.nan}, index=y.index)
     if usable.sum() < 3:
-        return Trend(math.nan, math.nan, math.nan, math.nan, float(y.mean()) if usable.any() else math.nan,
-                     len(y), nan_frame)
+        return Trend(
+            math.nan, math.nan, math.nan, math.nan, float(y.mean()) if usable.any() else math.nan, len(y), nan_frame
+        )
     X = sm.add_constant(t)
     model = sm.OLS(y.to_numpy()[usable], X[usable]).fit()
     ci = model.conf_int(alpha=1 - level)
     pred = model.get_prediction(X).summary_frame(alpha=1 - level)
-    fitted = pd.DataFrame({"fit": pred["mean"].to_numpy(), "low": pred["mean_ci_lower"].to_numpy(),
-                           "high": pred["mean_ci_upper"].to_numpy()}, index=y.index)
+    fitted = pd.DataFrame(
+        {
+            "fit": pred["mean"].to_numpy(),
+            "low": pred["mean_ci_lower"].to_numpy(),
+            "high": pred["mean_ci_upper"].to_numpy(),
+        },
+        index=y.index,
+    )
     p_value = float(model.pvalues[1]) if not math.isnan(model.pvalues[1]) else 1.0
-    return Trend(float(model.params[1]), float(ci[1, 0]), float(ci[1, 1]), p_value,
-                 float(y[usable].mean()), len(y), fitted)
+    return Trend(
+        float(model.params[1]), float(ci[1, 0]), float(ci[1, 1]), p_value, float(y[usable].mean()), len(y), fitted
+    )
 
 
 @dataclass
 class LogitResult:
     """Logistic regression of session conversion, reported as odds ratios."""
 
-    table: pd.DataFrame       # variable, level, odds_ratio, ci_low, ci_high, p_value (no intercept)
+    table: pd.DataFrame  # variable, level, odds_ratio, ci_low, ci_high, p_value (no intercept)
     n_sessions: int
     n_conversions: int
     references: dict[str, str]
@@ -240,8 +249,13 @@ LOGIT_COLUMNS = ["variable", "level", "odds_ratio", "ci_low", "ci_high", "p_valu
 LOGIT_VARIABLES = ("channel", "device", "weekday", "visitor")
 
 
-def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", reference_device: str = "desktop",
-                     min_level_conversions: int = 5, level: float = 0.95) -> LogitResult:
+def conversion_logit(
+    sessions: pd.DataFrame,
+    reference_channel: str = "Direct",
+    reference_device: str = "desktop",
+    min_level_conversions: int = 5,
+    level: float = 0.95,
+) -> LogitResult:
     """Logit of ``purchased`` on channel + device + weekday + returning visitor.
 
     ``sessions`` needs channel, device_type, session_date, is_returning_client, purchased (non-bot
@@ -254,8 +268,9 @@ def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", 
     n, k = int(len(y)), int(y.sum())
     empty = pd.DataFrame(columns=LOGIT_COLUMNS)
     if n == 0 or k == 0 or k == n:
-        return LogitResult(empty, n, k, {}, notes=["no variation in conversion: the model cannot be fitted"],
-                           converged=False)
+        return LogitResult(
+            empty, n, k, {}, notes=["no variation in conversion: the model cannot be fitted"], converged=False
+        )
     frame = _logit_factors(sessions)
     y = y.reset_index(drop=True)
     pooled = {}
@@ -272,8 +287,9 @@ def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", 
         try:
             fit = sm.Logit(y, X).fit(disp=0, maxiter=200)
         except (np.linalg.LinAlgError, ValueError) as exc:
-            return LogitResult(empty, n, k, references, pooled, notes + [f"model could not be fitted ({exc})"],
-                               converged=False)
+            return LogitResult(
+                empty, n, k, references, pooled, notes + [f"model could not be fitted ({exc})"], converged=False
+            )
     converged = bool(fit.mle_retvals.get("converged", True))
     for w in caught:
         if "separation" in str(w.message).lower() or "converge" in str(w.message).lower():
@@ -284,17 +300,21 @@ def conversion_logit(sessions: pd.DataFrame, reference_channel: str = "Direct", 
 def _logit_factors(sessions: pd.DataFrame) -> pd.DataFrame:
     """The model's categorical variables, one row per session (positional index)."""
     weekday = pd.to_datetime(pd.Series(sessions["session_date"])).dt.day_of_week.map(
-        dict(enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))))
-    return pd.DataFrame({
-        "channel": sessions["channel"].astype(str).to_numpy(),
-        "device": sessions["device_type"].astype(str).to_numpy(),
-        "weekday": weekday.to_numpy(),
-        "visitor": np.where(sessions["is_returning_client"].to_numpy(dtype=bool), "Returning", "New"),
-    })
+        dict(enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")))
+    )
+    return pd.DataFrame(
+        {
+            "channel": sessions["channel"].astype(str).to_numpy(),
+            "device": sessions["device_type"].astype(str).to_numpy(),
+            "weekday": weekday.to_numpy(),
+            "visitor": np.where(sessions["is_returning_client"].to_numpy(dtype=bool), "Returning", "New"),
+        }
+    )
 
 
-def _drop_never_converting(frame: pd.DataFrame, y: pd.Series,
-                           pooled: dict[str, list[str]]) -> tuple[pd.DataFrame, pd.Series, list[str]]:
+def _drop_never_converting(
+    frame: pd.DataFrame, y: pd.Series, pooled: dict[str, list[str]]
+) -> tuple[pd.DataFrame, pd.Series, list[str]]:
     """``frame`` and ``y`` without the sessions of levels that never convert, and a note per variable.
 
     Such a level (e.g. "Other" made only of non-buying channels) has no finite odds ratio, so its
@@ -315,8 +335,9 @@ def _drop_never_converting(frame: pd.DataFrame, y: pd.Series,
     return frame, y, notes
 
 
-def _dummies_against_references(frame: pd.DataFrame,
-                                preferred: dict[str, str]) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
+def _dummies_against_references(
+    frame: pd.DataFrame, preferred: dict[str, str]
+) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
     """The design matrix (constant + one dummy per non-reference level), the reference of each
     variable, and a note per variable left out for having a single level.
 
@@ -347,7 +368,14 @@ def _odds_ratios(fit, level: float) -> pd.DataFrame:
             if name == "const":
                 continue
             var, lvl = name.split("\x1f", 1)
-            rows.append({"variable": var, "level": lvl, "odds_ratio": float(np.exp(fit.params[name])),
-                         "ci_low": float(np.exp(ci.loc[name, 0])), "ci_high": float(np.exp(ci.loc[name, 1])),
-                         "p_value": float(fit.pvalues[name])})
+            rows.append(
+                {
+                    "variable": var,
+                    "level": lvl,
+                    "odds_ratio": float(np.exp(fit.params[name])),
+                    "ci_low": float(np.exp(ci.loc[name, 0])),
+                    "ci_high": float(np.exp(ci.loc[name, 1])),
+                    "p_value": float(fit.pvalues[name]),
+                }
+            )
     return pd.DataFrame(rows, columns=LOGIT_COLUMNS)

@@ -18,7 +18,8 @@ The model (details in `traffic`, `orders`, `faults`):
 * A session's marketing channel is fixed by its landing page view: URL
   parameters shaped like the real ones (values hashed) and/or the referrer
   (hosts anonymised).  Later page views carry no marketing parameters and an
-  internal referrer (or, often, none: the export tracks referrers patchily).  About 0.9% of human sessions end in a purchase.
+  internal referrer (or, often, none: the export tracks referrers patchily).  About 0.9% of human
+  sessions end in a purchase.
 * ~12% of events come from bots (Googlebot, Ahrefs, headless Chrome, AdsBot).
 * The real export's faults are injected on request (see ALL_FAULTS); with no
   faults the data is clean.  The purchase event is `checkout_completed`, not
@@ -76,20 +77,46 @@ from . import vocab as V
 from .vocab import AFFIRM_HOST, CHANNELS, REFERRAL_HOSTS, SOCIAL_HOSTS
 
 __all__ = [
-    "ALL_FAULTS", "SampleConfig", "SampleSummary", "generate_sample",
-    "CHANNELS", "SOCIAL_HOSTS", "REFERRAL_HOSTS", "AFFIRM_HOST",
+    "ALL_FAULTS",
+    "SampleConfig",
+    "SampleSummary",
+    "generate_sample",
+    "CHANNELS",
+    "SOCIAL_HOSTS",
+    "REFERRAL_HOSTS",
+    "AFFIRM_HOST",
 ]
 
-ALL_FAULTS: frozenset[str] = frozenset({
-    "client_id_rename", "referrer_dropped", "client_id_nulls", "item_price_null",
-    "zero_revenue_orders", "transaction_id_collisions", "transaction_id_replays",
-    "exact_duplicate_rows", "same_key_duplicates", "bots", "non_integer_revenue",
-})
+ALL_FAULTS: frozenset[str] = frozenset(
+    {
+        "client_id_rename",
+        "referrer_dropped",
+        "client_id_nulls",
+        "item_price_null",
+        "zero_revenue_orders",
+        "transaction_id_collisions",
+        "transaction_id_replays",
+        "exact_duplicate_rows",
+        "same_key_duplicates",
+        "bots",
+        "non_integer_revenue",
+    }
+)
 # Days before the referrer column disappears during which its null/anonymised mix shifts.
 REFERRER_SHIFT_DAYS = 4
 TOUCH_WINDOW_MS = 7 * T.DAY_MS
-SESSION_COLUMNS = ("client_id", "session_start", "session_end", "n_events", "n_fault_rows",
-                   "channel", "true_channel", "is_bot", "landing_page_url", "person_id")
+SESSION_COLUMNS = (
+    "client_id",
+    "session_start",
+    "session_end",
+    "n_events",
+    "n_fault_rows",
+    "channel",
+    "true_channel",
+    "is_bot",
+    "landing_page_url",
+    "person_id",
+)
 # Observable channel of a session split off at the checkout (code after the CHANNELS codes), and
 # the first / last touch of an order without any touch.
 CONTINUATION, UNTRACKED = "Continuation", "Untracked journey"
@@ -128,9 +155,11 @@ class SampleSummary:
     revenue: float = 0.0  # over the real orders: a replayed purchase counts once
 
     def __str__(self) -> str:
-        return (f"{self.n_events:,} events in {len(self.files)} files, {self.n_sessions:,} sessions "
-                f"({self.n_bot_sessions:,} bot), {self.n_orders:,} orders, revenue {self.revenue:,.2f}; "
-                f"ground truth in {self.truth_dir}")
+        return (
+            f"{self.n_events:,} events in {len(self.files)} files, {self.n_sessions:,} sessions "
+            f"({self.n_bot_sessions:,} bot), {self.n_orders:,} orders, revenue {self.revenue:,.2f}; "
+            f"ground truth in {self.truth_dir}"
+        )
 
 
 def _ms(day: dt.date) -> int:
@@ -170,15 +199,22 @@ def generate_sample(out_dir: Path, config: SampleConfig) -> SampleSummary:
     renderer = R.Renderer(traffic.sessions, traffic.client_ids, traffic.person, O.order_json(orders, items))
     n_events = len(events)
     events = events.sort_values("ts", kind="stable", ignore_index=True)
-    files, per_day = _write_days(out_dir, truth_dir / "sessions.csv", config, events, sessions, renderer,
-                                 start_ms, rename_ms, drop_ms)
+    files, per_day = _write_days(
+        out_dir, truth_dir / "sessions.csv", config, events, sessions, renderer, start_ms, rename_ms, drop_ms
+    )
     order_rows = _write_orders(truth_dir / "orders.csv", orders, items, sessions, traffic)
     _write_faults_json(truth_dir / "faults.json", config, records)
 
     return SampleSummary(
-        out_dir=out_dir, files=tuple(files), truth_dir=truth_dir, n_events=n_events,
-        events_per_day=per_day, n_sessions=len(sessions), n_bot_sessions=int(sessions["is_bot"].sum()),
-        n_orders=order_rows, revenue=float(O.revenue(orders, items).sum()),
+        out_dir=out_dir,
+        files=tuple(files),
+        truth_dir=truth_dir,
+        n_events=n_events,
+        events_per_day=per_day,
+        n_sessions=len(sessions),
+        n_bot_sessions=int(sessions["is_bot"].sum()),
+        n_orders=order_rows,
+        revenue=float(O.revenue(orders, items).sum()),
     )
 
 
@@ -199,17 +235,26 @@ def _referrer_shift_window(start_ms: int, drop_ms: int | None) -> tuple[int, int
     return max(start_ms, drop_ms - REFERRER_SHIFT_DAYS * T.DAY_MS), drop_ms
 
 
-def _traffic_fault_records(ctx: F.Context, on: frozenset[str], sessions: pd.DataFrame, events: pd.DataFrame,
-                           start_ms: int, end_ms: int, rename_ms: int | None, drop_ms: int | None,
-                           shift_window: tuple[int, int] | None) -> list[dict]:
+def _traffic_fault_records(
+    ctx: F.Context,
+    on: frozenset[str],
+    sessions: pd.DataFrame,
+    events: pd.DataFrame,
+    start_ms: int,
+    end_ms: int,
+    rename_ms: int | None,
+    drop_ms: int | None,
+    shift_window: tuple[int, int] | None,
+) -> list[dict]:
     """The records of the faults shaped by the simulation or the file headers rather than injected
     into rows: bots, the client-id header rename and the referrer drop."""
     records = []
     if "bots" in on:
         records.append(_bots_record(ctx, sessions, events))
     if rename_ms is not None:
-        records.append(_header_record("client_id_rename", ctx, rename_ms, end_ms,
-                                      "header column client_id renamed to clientId"))
+        records.append(
+            _header_record("client_id_rename", ctx, rename_ms, end_ms, "header column client_id renamed to clientId")
+        )
     if drop_ms is not None:
         rec = _header_record("referrer_dropped", ctx, drop_ms, end_ms, "referrer column absent")
         in_window = shift_window is not None and shift_window[0] < end_ms
@@ -220,20 +265,27 @@ def _traffic_fault_records(ctx: F.Context, on: frozenset[str], sessions: pd.Data
 
 def _write_faults_json(path: Path, config: SampleConfig, records: list[dict]) -> None:
     """faults.json: the config (JSON-friendly), one record per fault by name, and the inherent mismatch."""
-    config_json = {k: (sorted(v) if isinstance(v, frozenset) else v.isoformat() if isinstance(v, dt.date) else v)
-                   for k, v in asdict(config).items()}
+    config_json = {
+        k: (sorted(v) if isinstance(v, frozenset) else v.isoformat() if isinstance(v, dt.date) else v)
+        for k, v in asdict(config).items()
+    }
     faults_json = {
         "config": config_json,
         "faults": sorted(records, key=lambda r: r["name"]),
-        "inherent": [{"name": "dictionary_mismatch",
-                      "note": "purchase event is checkout_completed (dictionary says purchase); "
-                              "volumes and the clientId header are not in the dictionary either"}],
+        "inherent": [
+            {
+                "name": "dictionary_mismatch",
+                "note": "purchase event is checkout_completed (dictionary says purchase); "
+                "volumes and the clientId header are not in the dictionary either",
+            }
+        ],
     }
     R.write_atomic(path, json.dumps(faults_json, indent=2) + "\n")
 
 
-def _inject_faults(ctx: F.Context, on: frozenset[str], events: pd.DataFrame, orders: pd.DataFrame,
-                   items: pd.DataFrame, end_ms: int) -> tuple[pd.DataFrame, list[dict]]:
+def _inject_faults(
+    ctx: F.Context, on: frozenset[str], events: pd.DataFrame, orders: pd.DataFrame, items: pd.DataFrame, end_ms: int
+) -> tuple[pd.DataFrame, list[dict]]:
     """Apply the switched-on data faults; return the events and one record per fault.
 
     Order matters: each order fault draws from the orders still clean.
@@ -250,9 +302,11 @@ def _inject_faults(ctx: F.Context, on: frozenset[str], events: pd.DataFrame, ord
         records.append(F.non_integer_revenue(ctx, orders, items))
     if "item_price_null" in on:
         records.append(F.item_price_null(ctx, orders))
-    for name, inject in (("same_key_duplicates", F.same_key_duplicates),
-                         ("exact_duplicate_rows", F.exact_duplicate_rows),
-                         ("client_id_nulls", F.client_id_nulls)):
+    for name, inject in (
+        ("same_key_duplicates", F.same_key_duplicates),
+        ("exact_duplicate_rows", F.exact_duplicate_rows),
+        ("client_id_nulls", F.client_id_nulls),
+    ):
         if name in on:
             events, rec = inject(ctx, events)
             records.append(rec)
@@ -266,20 +320,24 @@ def _session_truth(sessions: pd.DataFrame, events: pd.DataFrame, drop_ms: int | 
     sess = sess[in_session]
     n = len(sessions)
     span = pd.Series(events["ts"].to_numpy()[in_session]).groupby(sess).agg(["min", "max"])
-    out = pd.DataFrame({
-        "client": sessions["client"].to_numpy(),
-        "start": span["min"].to_numpy(),
-        "end": span["max"].to_numpy(),
-        "n_events": np.bincount(sess, minlength=n),
-        "n_fault_rows": np.bincount(sess, weights=events["extra"].to_numpy()[in_session] != F.GENUINE,
-                                    minlength=n).astype(np.int64),
-        "true_channel": sessions["channel"].to_numpy(),
-        "is_bot": sessions["is_bot"].to_numpy(),
-    })
+    out = pd.DataFrame(
+        {
+            "client": sessions["client"].to_numpy(),
+            "start": span["min"].to_numpy(),
+            "end": span["max"].to_numpy(),
+            "n_events": np.bincount(sess, minlength=n),
+            "n_fault_rows": np.bincount(
+                sess, weights=events["extra"].to_numpy()[in_session] != F.GENUINE, minlength=n
+            ).astype(np.int64),
+            "true_channel": sessions["channel"].to_numpy(),
+            "is_bot": sessions["is_bot"].to_numpy(),
+        }
+    )
     observed = out["true_channel"].to_numpy().copy()
     if drop_ms is not None:
-        hidden = (np.isin(sessions["template"].to_numpy(), list(V.REFERRER_ONLY_TEMPLATES))
-                  & (out["start"].to_numpy() >= drop_ms))
+        hidden = np.isin(sessions["template"].to_numpy(), list(V.REFERRER_ONLY_TEMPLATES)) & (
+            out["start"].to_numpy() >= drop_ms
+        )
         observed[hidden] = V.CH["Direct"]
     observed = observed.astype(np.int16)
     observed[sessions["parent"].to_numpy() >= 0] = CONTINUATION_CODE
@@ -289,9 +347,17 @@ def _session_truth(sessions: pd.DataFrame, events: pd.DataFrame, drop_ms: int | 
     return out
 
 
-def _write_days(out_dir: Path, truth_path: Path, config: SampleConfig, events: pd.DataFrame,
-                sessions: pd.DataFrame, renderer: R.Renderer, start_ms: int,
-                rename_ms: int | None, drop_ms: int | None) -> tuple[list[Path], dict[str, int]]:
+def _write_days(
+    out_dir: Path,
+    truth_path: Path,
+    config: SampleConfig,
+    events: pd.DataFrame,
+    sessions: pd.DataFrame,
+    renderer: R.Renderer,
+    start_ms: int,
+    rename_ms: int | None,
+    drop_ms: int | None,
+) -> tuple[list[Path], dict[str, int]]:
     """Day files, and sessions.csv alongside: a session's row is written with the day
     of its landing event, reusing that row's rendered URL."""
     cols = {c: events[c].to_numpy() for c in ("ts", "sess", "kind", "client", "ua", "page", "ref", "order", "extra")}
@@ -310,12 +376,13 @@ def _write_days(out_dir: Path, truth_path: Path, config: SampleConfig, events: p
         truth.write(",".join(SESSION_COLUMNS))
         for d in range(config.days):
             day_ms = start_ms + d * T.DAY_MS
-            ev = {c: a[bounds[d]:bounds[d + 1]] for c, a in cols.items()}
+            ev = {c: a[bounds[d] : bounds[d + 1]] for c, a in cols.items()}
             day = (config.start + dt.timedelta(days=d)).strftime("%Y%m%d")
             path = out_dir / f"events_{day}.csv"
-            landing = is_first[bounds[d]:bounds[d + 1]]
+            landing = is_first[bounds[d] : bounds[d + 1]]
             landing_urls = renderer.write_day(
-                path, ev,
+                path,
+                ev,
                 client_col="clientId" if rename_ms is not None and day_ms >= rename_ms else "client_id",
                 with_referrer=drop_ms is None or day_ms < drop_ms,
                 want_url=landing,
@@ -325,30 +392,39 @@ def _write_days(out_dir: Path, truth_path: Path, config: SampleConfig, events: p
 
             idx = ev["sess"][landing]
             if len(idx):
-                truth.write("\n" + R.rows_text([
-                    renderer.client_id(truth_cols["client"][idx]),
-                    R.iso(truth_cols["start"][idx]), R.iso(truth_cols["end"][idx]),
-                    truth_cols["n_events"][idx].astype(str).astype(object),
-                    truth_cols["n_fault_rows"][idx].astype(str).astype(object),
-                    channel_names[truth_cols["channel"][idx]], channel_names[truth_cols["true_channel"][idx]],
-                    np.where(truth_cols["is_bot"][idx], "true", "false").astype(object),
-                    landing_urls,
-                    renderer.client_id(renderer.person[truth_cols["client"][idx]]),
-                ]))
+                truth.write(
+                    "\n"
+                    + R.rows_text(
+                        [
+                            renderer.client_id(truth_cols["client"][idx]),
+                            R.iso(truth_cols["start"][idx]),
+                            R.iso(truth_cols["end"][idx]),
+                            truth_cols["n_events"][idx].astype(str).astype(object),
+                            truth_cols["n_fault_rows"][idx].astype(str).astype(object),
+                            channel_names[truth_cols["channel"][idx]],
+                            channel_names[truth_cols["true_channel"][idx]],
+                            np.where(truth_cols["is_bot"][idx], "true", "false").astype(object),
+                            landing_urls,
+                            renderer.client_id(renderer.person[truth_cols["client"][idx]]),
+                        ]
+                    )
+                )
     os.replace(truth_tmp, truth_path)
     for stale in set(out_dir.glob("events_????????.csv")) - set(files):
         stale.unlink()
     return files, per_day
 
 
-def _write_orders(path: Path, orders: pd.DataFrame, items: pd.DataFrame, sessions: pd.DataFrame,
-                  traffic: T.Traffic) -> int:
+def _write_orders(
+    path: Path, orders: pd.DataFrame, items: pd.DataFrame, sessions: pd.DataFrame, traffic: T.Traffic
+) -> int:
     """orders.csv with first/last touch over the 7 days before each order, the checkout break
     and the true journey (see the module docstring)."""
     client_ids, person = traffic.client_ids, traffic.person
     o = pd.DataFrame({"order": np.arange(len(orders)), "client": orders["client"], "ts": orders["ts"]})
-    touchable = sessions.loc[~sessions["is_bot"] & (sessions["channel"] != CONTINUATION_CODE),
-                             ["client", "start", "channel"]]
+    touchable = sessions.loc[
+        ~sessions["is_bot"] & (sessions["channel"] != CONTINUATION_CODE), ["client", "start", "channel"]
+    ]
 
     def in_window(t: pd.DataFrame) -> pd.DataFrame:
         return t[(t["start"] <= t["ts"]) & (t["start"] >= t["ts"] - TOUCH_WINDOW_MS)]
@@ -368,21 +444,28 @@ def _write_orders(path: Path, orders: pd.DataFrame, items: pd.DataFrame, session
     true_journey = np.where(tracked, "tracked", np.where(stitchable, "stitchable", "untracked"))
     sess = orders["sess"].to_numpy()
     parent = sessions["parent"].to_numpy()[sess]
-    journey_client = np.where(parent >= 0, sessions["client"].to_numpy()[np.maximum(parent, 0)],
-                              orders["client"].to_numpy())
-    table = pd.DataFrame({
-        "transaction_id": orders["transaction_id"],
-        "client_id": [c.decode() for c in client_ids[orders["client"].to_numpy()]],
-        "order_ts": R.iso(orders["ts"].to_numpy()),
-        "revenue": O.format_number(O.revenue(orders, items)),
-        "first_touch_channel": names[first.fillna(untracked_code).to_numpy().astype(int)],
-        "last_touch_channel": names[last.fillna(untracked_code).to_numpy().astype(int)],
-        "fault": orders["fault"],
-        "journey_client_id": [c.decode() for c in client_ids[journey_client]],
-        "checkout_break": BREAK_NAMES[sessions["break_kind"].to_numpy()[sess]],
-        "true_journey": true_journey,
-        "_ts": orders["ts"],
-    }).sort_values(["_ts", "transaction_id"], kind="stable").drop(columns="_ts")
+    journey_client = np.where(
+        parent >= 0, sessions["client"].to_numpy()[np.maximum(parent, 0)], orders["client"].to_numpy()
+    )
+    table = (
+        pd.DataFrame(
+            {
+                "transaction_id": orders["transaction_id"],
+                "client_id": [c.decode() for c in client_ids[orders["client"].to_numpy()]],
+                "order_ts": R.iso(orders["ts"].to_numpy()),
+                "revenue": O.format_number(O.revenue(orders, items)),
+                "first_touch_channel": names[first.fillna(untracked_code).to_numpy().astype(int)],
+                "last_touch_channel": names[last.fillna(untracked_code).to_numpy().astype(int)],
+                "fault": orders["fault"],
+                "journey_client_id": [c.decode() for c in client_ids[journey_client]],
+                "checkout_break": BREAK_NAMES[sessions["break_kind"].to_numpy()[sess]],
+                "true_journey": true_journey,
+                "_ts": orders["ts"],
+            }
+        )
+        .sort_values(["_ts", "transaction_id"], kind="stable")
+        .drop(columns="_ts")
+    )
     R.write_atomic(path, table.to_csv(index=False, lineterminator="\n"))
     return len(table)
 
@@ -392,7 +475,9 @@ def _bots_record(ctx: F.Context, sessions: pd.DataFrame, events: pd.DataFrame) -
     kinds = events["kind"].to_numpy()[bot_ua]
     agents = pd.Series(events["ua"].to_numpy()[bot_ua]).value_counts()
     return F.record(
-        "bots", ctx.dates(events["ts"].to_numpy()[bot_ua]), int(bot_ua.sum()),
+        "bots",
+        ctx.dates(events["ts"].to_numpy()[bot_ua]),
+        int(bot_ua.sum()),
         [V.AGENTS[i] for i in agents.index[:5]],
         n_sessions=int(sessions["is_bot"].sum()),
         share_of_events=round(float(bot_ua.mean()), 4),
@@ -403,5 +488,11 @@ def _bots_record(ctx: F.Context, sessions: pd.DataFrame, events: pd.DataFrame) -
 def _header_record(name: str, ctx: F.Context, from_ms: int, end_ms: int, note: str) -> dict:
     first = max(0, (from_ms - ctx.start_ms) // T.DAY_MS)
     dates = [ctx.date(d) for d in range(first, ctx.days)] if from_ms < end_ms else []
-    return F.record(name, dates, len(dates), [f"events_{d.replace('-', '')}.csv" for d in dates[:3]],
-                    from_date=str(np.datetime64(from_ms, "ms").astype("datetime64[D]")), note=note)
+    return F.record(
+        name,
+        dates,
+        len(dates),
+        [f"events_{d.replace('-', '')}.csv" for d in dates[:3]],
+        from_date=str(np.datetime64(from_ms, "ms").astype("datetime64[D]")),
+        note=note,
+    )

@@ -69,8 +69,11 @@ def record(name, dates, count, examples, **extra) -> dict:
 
 
 def _event_key(ctx: Context, row) -> dict:
-    return {"client_id": ctx.client(row.client), "timestamp": ctx.iso(row.ts),
-            "event_name": V.EVENT_NAMES[T.KIND_EVENT[row.kind]]}
+    return {
+        "client_id": ctx.client(row.client),
+        "timestamp": ctx.iso(row.ts),
+        "event_name": V.EVENT_NAMES[T.KIND_EVENT[row.kind]],
+    }
 
 
 def _append(events: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +89,7 @@ def client_id_nulls(ctx: Context, events: pd.DataFrame) -> tuple[pd.DataFrame, d
     spike = ctx.days // 2
     rate = np.full(ctx.days, NULL_ID_RATES[0])
     rate[spike] = NULL_ID_RATES[1]
-    rate[spike + 1:] = NULL_ID_RATES[2]
+    rate[spike + 1 :] = NULL_ID_RATES[2]
     if ctx.days - 1 > spike:
         rate[-1] = NULL_ID_RATES[3]
     per_day = np.bincount(ctx.day_index(events["ts"]), minlength=ctx.days)
@@ -95,40 +98,54 @@ def client_id_nulls(ctx: Context, events: pd.DataFrame) -> tuple[pd.DataFrame, d
     day = np.repeat(np.arange(ctx.days), n_null)
     hour = T.weighted_choice(ctx.rng, V.HOUR_WEIGHTS, n)
     ids, p = V.BROWSE_TABLE
-    rows = pd.DataFrame({
-        "ts": ctx.start_ms + day * T.DAY_MS + hour * T.HOUR_MS + ctx.rng.integers(0, T.HOUR_MS, n),
-        "sess": np.int32(-1), "kind": np.int8(T.BROWSE), "client": np.int32(-1),
-        "ua": T.weighted_choice(ctx.rng, [w for _, w in V.HUMAN_AGENTS], n).astype(np.int16),
-        "page": ids[ctx.rng.choice(len(ids), size=n, p=p)],
-        "ref": np.where(ctx.rng.random(n) < 0.7, 0, V.REF_SITE).astype(np.int16),
-        "order": np.int32(-1), "extra": np.int8(NULL_ID),
-    })
-    share = {ctx.date(d): round(float(n_null[d] / (per_day[d] + n_null[d])), 4)
-             for d in range(ctx.days) if per_day[d]}
-    rec = record("client_id_nulls", [ctx.date(d) for d in range(ctx.days) if n_null[d]], n,
-                 [_event_key(ctx, r) for r in rows.sort_values("ts").head(3).itertuples()],
-                 share_by_date=share, spike_date=ctx.date(spike),
-                 note="extra page views with empty client_id; they belong to no session")
+    rows = pd.DataFrame(
+        {
+            "ts": ctx.start_ms + day * T.DAY_MS + hour * T.HOUR_MS + ctx.rng.integers(0, T.HOUR_MS, n),
+            "sess": np.int32(-1),
+            "kind": np.int8(T.BROWSE),
+            "client": np.int32(-1),
+            "ua": T.weighted_choice(ctx.rng, [w for _, w in V.HUMAN_AGENTS], n).astype(np.int16),
+            "page": ids[ctx.rng.choice(len(ids), size=n, p=p)],
+            "ref": np.where(ctx.rng.random(n) < 0.7, 0, V.REF_SITE).astype(np.int16),
+            "order": np.int32(-1),
+            "extra": np.int8(NULL_ID),
+        }
+    )
+    share = {ctx.date(d): round(float(n_null[d] / (per_day[d] + n_null[d])), 4) for d in range(ctx.days) if per_day[d]}
+    rec = record(
+        "client_id_nulls",
+        [ctx.date(d) for d in range(ctx.days) if n_null[d]],
+        n,
+        [_event_key(ctx, r) for r in rows.sort_values("ts").head(3).itertuples()],
+        share_by_date=share,
+        spike_date=ctx.date(spike),
+        note="extra page views with empty client_id; they belong to no session",
+    )
     return _append(events, rows), rec
 
 
 def exact_duplicate_rows(ctx: Context, events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Copies of page views on the last day (a byte-identical row)."""
     day = ctx.day_index(events["ts"])
-    pool = np.flatnonzero((events["kind"].to_numpy() == T.BROWSE) & (events["client"].to_numpy() >= 0)
-                          & (day == day.max()))
+    pool = np.flatnonzero(
+        (events["kind"].to_numpy() == T.BROWSE) & (events["client"].to_numpy() >= 0) & (day == day.max())
+    )
     pick = ctx.rng.choice(pool, size=min(ctx.count("exact_duplicate_rows"), len(pool)), replace=False)
     rows = events.iloc[np.sort(pick)].copy()
     rows["extra"] = np.int8(EXACT_DUPLICATE)
-    rec = record("exact_duplicate_rows", ctx.dates(rows["ts"]), len(rows),
-                 [_event_key(ctx, r) for r in rows.itertuples()])
+    rec = record(
+        "exact_duplicate_rows", ctx.dates(rows["ts"]), len(rows), [_event_key(ctx, r) for r in rows.itertuples()]
+    )
     return _append(events, rows), rec
 
 
 def same_key_duplicates(ctx: Context, events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """A second page view with the same client, timestamp and event but another URL."""
-    pool = np.flatnonzero((events["kind"].to_numpy() == T.BROWSE) & (events["client"].to_numpy() >= 0)
-                          & (events["extra"].to_numpy() == GENUINE))
+    pool = np.flatnonzero(
+        (events["kind"].to_numpy() == T.BROWSE)
+        & (events["client"].to_numpy() >= 0)
+        & (events["extra"].to_numpy() == GENUINE)
+    )
     pick = ctx.rng.choice(pool, size=min(ctx.count("same_key_duplicates"), len(pool)), replace=False)
     rows = events.iloc[np.sort(pick)].copy()
     ids, p = V.BROWSE_TABLE
@@ -137,9 +154,13 @@ def same_key_duplicates(ctx: Context, events: pd.DataFrame) -> tuple[pd.DataFram
     rows["page"] = np.where(other == rows["page"].to_numpy(), V.FAMILY_PAGE[0], other).astype(np.int16)
     rows["ref"] = np.int16(0)
     rows["extra"] = np.int8(SAME_KEY_DUPLICATE)
-    rec = record("same_key_duplicates", ctx.dates(rows["ts"]), len(rows),
-                 [_event_key(ctx, r) for r in rows.itertuples()],
-                 note="each example key appears twice, with different page_url/referrer")
+    rec = record(
+        "same_key_duplicates",
+        ctx.dates(rows["ts"]),
+        len(rows),
+        [_event_key(ctx, r) for r in rows.itertuples()],
+        note="each example key appears twice, with different page_url/referrer",
+    )
     return _append(events, rows), rec
 
 
@@ -163,10 +184,11 @@ def transaction_id_collisions(ctx: Context, orders: pd.DataFrame) -> dict:
         orders.at[b, "transaction_id"] = orders.at[a, "transaction_id"]
         orders.loc[[a, b], "fault"] = "collision"
     hit = orders["fault"] == "collision"
-    examples = [{"transaction_id": orders.at[a, "transaction_id"],
-                 "client_ids": [ctx.client(client[a]), ctx.client(client[b])]} for a, b in chosen]
-    return record("transaction_id_collisions", ctx.dates(orders.loc[hit, "ts"]), n, examples,
-                  n_events=int(hit.sum()))
+    examples = [
+        {"transaction_id": orders.at[a, "transaction_id"], "client_ids": [ctx.client(client[a]), ctx.client(client[b])]}
+        for a, b in chosen
+    ]
+    return record("transaction_id_collisions", ctx.dates(orders.loc[hit, "ts"]), n, examples, n_events=int(hit.sum()))
 
 
 def _pick_orders(ctx: Context, orders: pd.DataFrame, name: str, label: str, mask=None) -> np.ndarray:
@@ -179,18 +201,27 @@ def _pick_orders(ctx: Context, orders: pd.DataFrame, name: str, label: str, mask
     return pick
 
 
-def transaction_id_replays(ctx: Context, events: pd.DataFrame, orders: pd.DataFrame,
-                           end_ms: int) -> tuple[pd.DataFrame, dict]:
+def transaction_id_replays(
+    ctx: Context, events: pd.DataFrame, orders: pd.DataFrame, end_ms: int
+) -> tuple[pd.DataFrame, dict]:
     """The same purchase event sent again by the same visitor a few seconds later."""
-    pick = _pick_orders(ctx, orders, "transaction_id_replays", "replay",
-                        mask=(orders["ts"] < end_ms - 10_000).to_numpy())
+    pick = _pick_orders(
+        ctx, orders, "transaction_id_replays", "replay", mask=(orders["ts"] < end_ms - 10_000).to_numpy()
+    )
     rows = events.iloc[orders.loc[pick, "event"].to_numpy()].copy()
     rows["ts"] = rows["ts"].to_numpy() + ctx.rng.integers(2_000, 8_000, len(rows))
     rows["extra"] = np.int8(REPLAY)
-    examples = [{"transaction_id": orders.at[i, "transaction_id"], "client_id": ctx.client(orders.at[i, "client"])}
-                for i in pick]
-    rec = record("transaction_id_replays", ctx.dates(rows["ts"]), len(rows), examples,
-                 note="not in the real export: identical checkout_completed row re-sent 2-8 s later")
+    examples = [
+        {"transaction_id": orders.at[i, "transaction_id"], "client_id": ctx.client(orders.at[i, "client"])}
+        for i in pick
+    ]
+    rec = record(
+        "transaction_id_replays",
+        ctx.dates(rows["ts"]),
+        len(rows),
+        examples,
+        note="not in the real export: identical checkout_completed row re-sent 2-8 s later",
+    )
     return _append(events, rows), rec
 
 
@@ -198,8 +229,9 @@ def zero_revenue_orders(ctx: Context, orders: pd.DataFrame) -> dict:
     """Completed checkouts with revenue 0 and a single all-null item."""
     pick = _pick_orders(ctx, orders, "zero_revenue_orders", "zero_revenue")
     orders.loc[pick, "zero_revenue"] = True
-    return record("zero_revenue_orders", ctx.dates(orders.loc[pick, "ts"]), len(pick),
-                  orders.loc[pick, "transaction_id"].tolist())
+    return record(
+        "zero_revenue_orders", ctx.dates(orders.loc[pick, "ts"]), len(pick), orders.loc[pick, "transaction_id"].tolist()
+    )
 
 
 def non_integer_revenue(ctx: Context, orders: pd.DataFrame, items: pd.DataFrame) -> dict:
@@ -211,8 +243,9 @@ def non_integer_revenue(ctx: Context, orders: pd.DataFrame, items: pd.DataFrame)
     first_item = np.flatnonzero(T.segment_arange(np.bincount(items["order"], minlength=len(orders))) == 0)
     rows = first_item[pick]
     items.loc[rows, "price"] = items.loc[rows, "price"] - ctx.rng.choice([0.2, 0.4], size=len(rows))
-    return record("non_integer_revenue", ctx.dates(orders.loc[pick, "ts"]), len(pick),
-                  orders.loc[pick, "transaction_id"].tolist())
+    return record(
+        "non_integer_revenue", ctx.dates(orders.loc[pick, "ts"]), len(pick), orders.loc[pick, "transaction_id"].tolist()
+    )
 
 
 def _item_price_null_day(ctx: Context) -> int:
@@ -224,5 +257,10 @@ def item_price_null(ctx: Context, orders: pd.DataFrame) -> dict:
     from_day = _item_price_null_day(ctx)
     hit = ctx.day_index(orders["ts"]) >= from_day
     orders.loc[hit, "price_null"] = True
-    return record("item_price_null", ctx.dates(orders.loc[hit, "ts"]), int(hit.sum()),
-                  orders.loc[hit, "transaction_id"].head(5).tolist(), from_date=ctx.date(from_day))
+    return record(
+        "item_price_null",
+        ctx.dates(orders.loc[hit, "ts"]),
+        int(hit.sum()),
+        orders.loc[hit, "transaction_id"].head(5).tolist(),
+        from_date=ctx.date(from_day),
+    )

@@ -35,8 +35,9 @@ def email_hash(client_ids: np.ndarray) -> np.ndarray:
     return np.array([hashlib.sha256(b"shopper:" + c).hexdigest() for c in client_ids], dtype=object)
 
 
-def build_orders(rng, traffic: T.Traffic, events: pd.DataFrame,
-                 number_offset: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_orders(
+    rng, traffic: T.Traffic, events: pd.DataFrame, number_offset: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One order per checkout_completed event, and its line items.
 
     Adds an `order` column to the events (-1 for other events).
@@ -50,21 +51,31 @@ def build_orders(rng, traffic: T.Traffic, events: pd.DataFrame,
     order_col[ev_idx] = np.arange(n)
     events["order"] = order_col
 
-    orders = pd.DataFrame({
-        "event": ev_idx, "ts": ts, "sess": sess, "client": client,
-        "email": email_hash(traffic.client_ids[traffic.person[client]]),
-        "transaction_id": _transaction_ids(rng, ts, number_offset),
-        # fault flags, set by the fault injectors
-        "zero_revenue": False, "price_null": False, "fault": "",
-    })
+    orders = pd.DataFrame(
+        {
+            "event": ev_idx,
+            "ts": ts,
+            "sess": sess,
+            "client": client,
+            "email": email_hash(traffic.client_ids[traffic.person[client]]),
+            "transaction_id": _transaction_ids(rng, ts, number_offset),
+            # fault flags, set by the fault injectors
+            "zero_revenue": False,
+            "price_null": False,
+            "fault": "",
+        }
+    )
 
     # Items: the focus product first, then add-ons.
     n_addons = rng.choice(3, size=n, p=ADDON_COUNT_P)
     n_items = 1 + n_addons
     item_order = np.repeat(np.arange(n), n_items)
     first = T.segment_arange(n_items) == 0
-    family = np.where(first, traffic.sessions["family"].to_numpy()[sess][item_order],
-                      T.weighted_choice(rng, V.FAMILY_ADDON_WEIGHT, len(item_order)))
+    family = np.where(
+        first,
+        traffic.sessions["family"].to_numpy()[sess][item_order],
+        T.weighted_choice(rng, V.FAMILY_ADDON_WEIGHT, len(item_order)),
+    )
     sku = np.zeros(len(item_order), dtype=np.int64)
     for f in np.unique(family):
         m = family == f
@@ -106,15 +117,31 @@ def order_json(orders: pd.DataFrame, items: pd.DataFrame) -> np.ndarray:
     sku = items["sku"].to_numpy()
     price_null = orders["price_null"].to_numpy()[items["order"].to_numpy()]
     price = np.where(price_null, "null", format_number(items["price"].to_numpy()))
-    item_json = ('{"item_id":"' + _SKU_ID[sku] + '","item_name":"' + _SKU_NAME[sku]
-                 + '","item_variant":"' + _SKU_VARIANT_JSON[sku]
-                 + '","quantity":' + items["quantity"].to_numpy().astype(str).astype(object)
-                 + ',"item_price":' + price.astype(object) + "}")
+    item_json = (
+        '{"item_id":"'
+        + _SKU_ID[sku]
+        + '","item_name":"'
+        + _SKU_NAME[sku]
+        + '","item_variant":"'
+        + _SKU_VARIANT_JSON[sku]
+        + '","quantity":'
+        + items["quantity"].to_numpy().astype(str).astype(object)
+        + ',"item_price":'
+        + price.astype(object)
+        + "}"
+    )
     joined = pd.Series(item_json).groupby(items["order"].to_numpy()).agg(",".join)
     items_json = joined.reindex(range(len(orders))).to_numpy()
-    null_item = ('{"item_id":null,"item_name":null,"item_variant":null,'
-                 '"quantity":null,"item_price":null}')
+    null_item = '{"item_id":null,"item_name":null,"item_variant":null,"quantity":null,"item_price":null}'
     items_json = np.where(orders["zero_revenue"], null_item, items_json)
-    return ('{"transaction_id":"' + orders["transaction_id"].to_numpy()
-            + '","revenue":' + format_number(revenue(orders, items))
-            + ',"items":[' + items_json + '],"user_email":"' + orders["email"].to_numpy() + '"}')
+    return (
+        '{"transaction_id":"'
+        + orders["transaction_id"].to_numpy()
+        + '","revenue":'
+        + format_number(revenue(orders, items))
+        + ',"items":['
+        + items_json
+        + '],"user_email":"'
+        + orders["email"].to_numpy()
+        + '"}'
+    )

@@ -38,12 +38,16 @@ def csv_fields(values: np.ndarray) -> np.ndarray:
 AGENT_FIELD = csv_fields(V.AGENTS)
 EVENT_NAME = np.array(V.EVENT_NAMES, dtype=object)[T.KIND_EVENT]
 
-CHECKOUT_START_QUERY = (f"?auto_redirect={H('false')}&edge_redirect={H('true')}"
-                        f"&locale={H('en-US')}&skip_shop_pay={H('true')}")
-PROCESSING_SUFFIX = (f"/processing?completed={H('true')}&reload_receipt={H('false')}"
-                     f"&skip_shop_pay={H('true')}")
-CHECKOUT_SUFFIX = {T.PAGE_CO_START: CHECKOUT_START_QUERY, T.PAGE_CO: "",
-                   T.PAGE_PROCESSING: PROCESSING_SUFFIX, T.PAGE_THANKS: "/thank-you"}
+CHECKOUT_START_QUERY = (
+    f"?auto_redirect={H('false')}&edge_redirect={H('true')}&locale={H('en-US')}&skip_shop_pay={H('true')}"
+)
+PROCESSING_SUFFIX = f"/processing?completed={H('true')}&reload_receipt={H('false')}&skip_shop_pay={H('true')}"
+CHECKOUT_SUFFIX = {
+    T.PAGE_CO_START: CHECKOUT_START_QUERY,
+    T.PAGE_CO: "",
+    T.PAGE_PROCESSING: PROCESSING_SUFFIX,
+    T.PAGE_THANKS: "/thank-you",
+}
 
 _HEX = np.frombuffer(b"0123456789ABCDEF", np.uint8)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -86,7 +90,9 @@ class Renderer:
         template = s["template"][sess]
         channel = s["channel"][sess]
         fields = {
-            "c": hex6(s["tok_c"][sess]), "a": hex6(s["tok_a"][sess]), "b": hex6(s["tok_b"][sess]),
+            "c": hex6(s["tok_c"][sess]),
+            "a": hex6(s["tok_a"][sess]),
+            "b": hex6(s["tok_b"][sess]),
             "camp": CAMPAIGN_TABLE[channel, s["campaign"][sess]],
             "src": SOURCE_TABLE[channel, s["source"][sess]],
         }
@@ -128,8 +134,9 @@ class Renderer:
         m = page <= T.PAGE_CO_START
         if m.any():
             base = self._by_session(self.checkout_base, sess[m])
-            suffix = np.array([CHECKOUT_SUFFIX[p] for p in range(T.PAGE_THANKS, T.PAGE_CO_START + 1)],
-                              dtype=object)[page[m] - T.PAGE_THANKS]
+            suffix = np.array([CHECKOUT_SUFFIX[p] for p in range(T.PAGE_THANKS, T.PAGE_CO_START + 1)], dtype=object)[
+                page[m] - T.PAGE_THANKS
+            ]
             url[m] = base + suffix
         return url
 
@@ -142,8 +149,9 @@ class Renderer:
         uniq, inverse = np.unique(sess, return_inverse=True)
         return build(uniq)[inverse]
 
-    def write_day(self, path: Path, ev: dict[str, np.ndarray], client_col: str, with_referrer: bool,
-                  want_url: np.ndarray) -> np.ndarray:
+    def write_day(
+        self, path: Path, ev: dict[str, np.ndarray], client_col: str, with_referrer: bool, want_url: np.ndarray
+    ) -> np.ndarray:
         """Write one day file (events already sorted) atomically, in chunks to bound memory.
 
         Returns the page URLs of the rows flagged in `want_url`.
@@ -155,9 +163,9 @@ class Renderer:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(",".join(header))
             for i in range(0, len(ev["ts"]), WRITE_CHUNK):
-                chunk = {c: a[i:i + WRITE_CHUNK] for c, a in ev.items()}
+                chunk = {c: a[i : i + WRITE_CHUNK] for c, a in ev.items()}
                 fields = self._fields(chunk, with_referrer)
-                wanted.append(fields[1][want_url[i:i + WRITE_CHUNK]])
+                wanted.append(fields[1][want_url[i : i + WRITE_CHUNK]])
                 f.write("\n" + rows_text(fields))
         os.replace(tmp, path)
         return np.concatenate(wanted) if wanted else np.array([], dtype=object)

@@ -71,13 +71,24 @@ EMAIL_P_BROWSE, EMAIL_P_FUNNEL = 0.015, 0.06
 MULTI_PAGE_P = 0.075
 
 # Event kinds: a kind fixes the event name and how page and referrer are chosen.
-(LANDING, BROWSE, EMAIL, PRODUCT, ATC, CART, ATC_CART, CO_START, CO_PAGE,
- PROCESSING, THANKS, COMPLETED) = range(12)
-KIND_EVENT = np.array([
-    V.PAGE_VIEWED, V.PAGE_VIEWED, V.EMAIL_FILLED, V.PAGE_VIEWED, V.ADD_TO_CART, V.PAGE_VIEWED,
-    V.ADD_TO_CART, V.CHECKOUT_STARTED, V.PAGE_VIEWED, V.PAGE_VIEWED, V.PAGE_VIEWED,
-    V.CHECKOUT_COMPLETED,
-], dtype=np.int8)
+(LANDING, BROWSE, EMAIL, PRODUCT, ATC, CART, ATC_CART, CO_START, CO_PAGE, PROCESSING, THANKS, COMPLETED) = range(12)
+KIND_EVENT = np.array(
+    [
+        V.PAGE_VIEWED,
+        V.PAGE_VIEWED,
+        V.EMAIL_FILLED,
+        V.PAGE_VIEWED,
+        V.ADD_TO_CART,
+        V.PAGE_VIEWED,
+        V.ADD_TO_CART,
+        V.CHECKOUT_STARTED,
+        V.PAGE_VIEWED,
+        V.PAGE_VIEWED,
+        V.PAGE_VIEWED,
+        V.CHECKOUT_COMPLETED,
+    ],
+    dtype=np.int8,
+)
 # Kinds that happen on the page of the previous event (they share its URL and referrer).
 SAME_PAGE_KINDS = np.array([EMAIL, ATC, ATC_CART, COMPLETED])
 # Page codes below zero are rendered from the session: the landing URL or a checkout page.
@@ -103,14 +114,22 @@ BOT_CHECKOUT_TAIL = len(TAILS) - 1
 TAIL_LEN = np.array([len(t) for t, _, _ in TAILS])
 TAIL_KINDS = np.full((len(TAILS), TAIL_LEN.max()), -1, dtype=np.int8)
 for _i, (_t, _, _) in enumerate(TAILS):
-    TAIL_KINDS[_i, :len(_t)] = _t
+    TAIL_KINDS[_i, : len(_t)] = _t
 BOT_CHECKOUT_P = 0.12  # of headless-browser sessions
 
 # Time before an event of each kind (median seconds, log-normal sigma, max seconds).
 GAP_BY_KIND = {
-    BROWSE: (50, 1.3, 1200), EMAIL: (20, 1.0, 600), PRODUCT: (45, 1.2, 1200), ATC: (40, 1.0, 900),
-    CART: (8, 0.8, 600), ATC_CART: (15, 0.8, 600), CO_START: (30, 1.0, 900), CO_PAGE: (0.2, 0.8, 2),
-    PROCESSING: (240, 0.7, 1200), THANKS: (8, 0.5, 120), COMPLETED: (0.3, 0.6, 2),
+    BROWSE: (50, 1.3, 1200),
+    EMAIL: (20, 1.0, 600),
+    PRODUCT: (45, 1.2, 1200),
+    ATC: (40, 1.0, 900),
+    CART: (8, 0.8, 600),
+    ATC_CART: (15, 0.8, 600),
+    CO_START: (30, 1.0, 900),
+    CO_PAGE: (0.2, 0.8, 2),
+    PROCESSING: (240, 0.7, 1200),
+    THANKS: (8, 0.5, 120),
+    COMPLETED: (0.3, 0.6, 2),
 }
 BOT_GAP = (5, 1.0, 600)
 # Share of human visitors with two or more sessions in the window who use a second device,
@@ -253,8 +272,9 @@ def _session_starts(rng, first_ms, n_sessions, duration, return_hours) -> np.nda
     return np.repeat(first_ms, n_sessions) + segment_cumsum(step, n_sessions)
 
 
-def simulate(rng, start_ms: int, days: int, scale: float, bots: bool,
-             shift_window: tuple[int, int] | None) -> tuple[Traffic, pd.DataFrame]:
+def simulate(
+    rng, start_ms: int, days: int, scale: float, bots: bool, shift_window: tuple[int, int] | None
+) -> tuple[Traffic, pd.DataFrame]:
     """Simulate visitors; return them with the sessions, and the events (ordered by
     session then time), that fall in the window."""
     end_ms = start_ms + days * DAY_MS
@@ -270,8 +290,9 @@ def simulate(rng, start_ms: int, days: int, scale: float, bots: bool,
     return Traffic(sessions=sessions, client_ids=visitors["ids"], person=person), events
 
 
-def _checkout_breaks(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFrame, events: pd.DataFrame,
-                     person: np.ndarray, end_ms: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+def _checkout_breaks(
+    rng, visitors: dict[str, np.ndarray], sessions: pd.DataFrame, events: pd.DataFrame, person: np.ndarray, end_ms: int
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Split the end of some purchases' checkouts into sessions of their own on the checkout host.
 
     For a share CHECKOUT_BREAK_P of human sessions with a purchase, the events from the first
@@ -297,8 +318,9 @@ def _checkout_breaks(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFram
 
     pause, timeout = _timeout_pauses(rng, sessions, sess, ts, broken, end_ms)
     # the cookie of a new client id is set at the continuation's first event
-    person, new_client = _continuation_clients(rng, visitors, person, sessions["client"].to_numpy(), broken,
-                                               timeout, ts[first[~timeout]])
+    person, new_client = _continuation_clients(
+        rng, visitors, person, sessions["client"].to_numpy(), broken, timeout, ts[first[~timeout]]
+    )
     sessions = _append_continuations(sessions, broken, new_client, timeout)
 
     slot = np.searchsorted(broken, sess[tail])
@@ -306,8 +328,9 @@ def _checkout_breaks(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFram
     ev_sess[tail] = (n + slot).astype(sess.dtype)
     ev_client[tail] = new_client[slot].astype(ev_client.dtype)
     ev_ts[tail] = ts[tail] + np.where(timeout[slot], pause[slot], 0)
-    ref = _continuation_referrers(rng, events["ref"].to_numpy().copy(), kind, ev_sess, first,
-                                  sessions["affirm"].to_numpy()[broken])
+    ref = _continuation_referrers(
+        rng, events["ref"].to_numpy().copy(), kind, ev_sess, first, sessions["affirm"].to_numpy()[broken]
+    )
     events = events.assign(sess=ev_sess, client=ev_client, ts=ev_ts, ref=ref)
     events = events.sort_values(["sess", "ts"], kind="stable", ignore_index=True)
     return sessions, events, person
@@ -321,8 +344,9 @@ def _pick_broken_checkouts(rng, sessions: pd.DataFrame, kind: np.ndarray, sess: 
     return np.sort(buying[rng.random(len(buying)) < CHECKOUT_BREAK_P])
 
 
-def _timeout_pauses(rng, sessions: pd.DataFrame, sess: np.ndarray, ts: np.ndarray, broken: np.ndarray,
-                    end_ms: int) -> tuple[np.ndarray, np.ndarray]:
+def _timeout_pauses(
+    rng, sessions: pd.DataFrame, sess: np.ndarray, ts: np.ndarray, broken: np.ndarray, end_ms: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per broken session: the pause before its continuation, and whether the continuation keeps
     the client id (a timeout) rather than getting a new one.
 
@@ -345,9 +369,15 @@ def _timeout_pauses(rng, sessions: pd.DataFrame, sess: np.ndarray, ts: np.ndarra
     return pause, fits & (rng.random(len(broken)) >= BREAK_NEW_CLIENT_P)
 
 
-def _continuation_clients(rng, visitors: dict[str, np.ndarray], person: np.ndarray, client: np.ndarray,
-                          broken: np.ndarray, timeout: np.ndarray,
-                          cookie_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _continuation_clients(
+    rng,
+    visitors: dict[str, np.ndarray],
+    person: np.ndarray,
+    client: np.ndarray,
+    broken: np.ndarray,
+    timeout: np.ndarray,
+    cookie_ms: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """The client of each continuation: the parent's after a timeout, otherwise a new client id on
     the same browser and of the same person (appended to ``visitors``). Returns person and the
     continuations' clients."""
@@ -367,16 +397,20 @@ def _append_visitors(rng, visitors: dict[str, np.ndarray], first_ms: np.ndarray,
     """
     n = len(first_ms)
     extra = {
-        "first_ms": first_ms, "k_sessions": np.zeros(n, dtype=visitors["k_sessions"].dtype),
-        "is_bot": np.zeros(n, dtype=bool), "old_cookie": np.zeros(n, dtype=bool),
-        "ua": ua, "ids": make_client_ids(rng, first_ms, np.zeros(n, dtype=bool)),
+        "first_ms": first_ms,
+        "k_sessions": np.zeros(n, dtype=visitors["k_sessions"].dtype),
+        "is_bot": np.zeros(n, dtype=bool),
+        "old_cookie": np.zeros(n, dtype=bool),
+        "ua": ua,
+        "ids": make_client_ids(rng, first_ms, np.zeros(n, dtype=bool)),
     }
     for key, values in extra.items():
         visitors[key] = np.concatenate([visitors[key], values])
 
 
-def _append_continuations(sessions: pd.DataFrame, broken: np.ndarray, new_client: np.ndarray,
-                          timeout: np.ndarray) -> pd.DataFrame:
+def _append_continuations(
+    sessions: pd.DataFrame, broken: np.ndarray, new_client: np.ndarray, timeout: np.ndarray
+) -> pd.DataFrame:
     """One new session per broken one, a copy of its parent (so the true channel is the parent's)
     under the continuation's client, numbered after the existing sessions."""
     n = len(sessions)
@@ -388,14 +422,16 @@ def _append_continuations(sessions: pd.DataFrame, broken: np.ndarray, new_client
     return pd.concat([sessions, added])
 
 
-def _continuation_referrers(rng, ref: np.ndarray, kind: np.ndarray, ev_sess: np.ndarray, first: np.ndarray,
-                            affirm: np.ndarray) -> np.ndarray:
+def _continuation_referrers(
+    rng, ref: np.ndarray, kind: np.ndarray, ev_sess: np.ndarray, first: np.ndarray, affirm: np.ndarray
+) -> np.ndarray:
     """``ref`` with the continuation's first page coming back from Affirm, from our own site, or
     with no referrer; events on that same page (``SAME_PAGE_KINDS``) share its referrer."""
     u = rng.random(len(first))
     internal = np.where(rng.random(len(first)) < 0.5, V.REF_SITE, V.REF_CHECKOUT)
-    landing_ref = np.select([affirm & (u < AFFIRM_RETURN_P), u >= 1 - INTERNAL_RETURN_P],
-                            [V.REF_AFFIRM, internal], 0).astype(ref.dtype)
+    landing_ref = np.select(
+        [affirm & (u < AFFIRM_RETURN_P), u >= 1 - INTERNAL_RETURN_P], [V.REF_AFFIRM, internal], 0
+    ).astype(ref.dtype)
     ref[first] = landing_ref
     same_page = first + 1 < len(kind)
     nxt = first[same_page] + 1
@@ -404,8 +440,9 @@ def _continuation_referrers(rng, ref: np.ndarray, kind: np.ndarray, ev_sess: np.
     return ref
 
 
-def _second_devices(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFrame,
-                    events: pd.DataFrame, end_ms: int) -> tuple[np.ndarray, pd.DataFrame]:
+def _second_devices(
+    rng, visitors: dict[str, np.ndarray], sessions: pd.DataFrame, events: pd.DataFrame, end_ms: int
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Move some later sessions of multi-session visitors to a second device.
 
     The new devices are appended to ``visitors`` (id, agent, ...) and the sessions that move are
@@ -446,8 +483,9 @@ def _second_devices(rng, visitors: dict[str, np.ndarray], sessions: pd.DataFrame
     return person, _repeat_emails(rng, sessions, events, person, chosen, end_ms)
 
 
-def _repeat_emails(rng, sessions: pd.DataFrame, events: pd.DataFrame, person: np.ndarray,
-                   two_device_people: np.ndarray, end_ms: int) -> pd.DataFrame:
+def _repeat_emails(
+    rng, sessions: pd.DataFrame, events: pd.DataFrame, person: np.ndarray, two_device_people: np.ndarray, end_ms: int
+) -> pd.DataFrame:
     """An email fill on the first session of each device of a two-device person that has none,
     when the person gave it on another device (probability REPEAT_EMAIL_P).
 
@@ -462,8 +500,9 @@ def _repeat_emails(rng, sessions: pd.DataFrame, events: pd.DataFrame, person: np
     person_email = np.zeros(len(person), dtype=bool)
     np.logical_or.at(person_email, person, device_email)
     devices = np.flatnonzero(np.isin(person, two_device_people))
-    devices = devices[~device_email[devices] & person_email[person[devices]]
-                      & (rng.random(len(devices)) < REPEAT_EMAIL_P)]
+    devices = devices[
+        ~device_email[devices] & person_email[person[devices]] & (rng.random(len(devices)) < REPEAT_EMAIL_P)
+    ]
     s_client = sessions["client"].to_numpy()
     in_scope = np.flatnonzero(np.isin(s_client, devices))
     if not len(in_scope):
@@ -478,8 +517,14 @@ def _repeat_emails(rng, sessions: pd.DataFrame, events: pd.DataFrame, person: np
     room = np.where(has_next, (e_ts[np.minimum(landing + 1, len(e_ts) - 1)] - e_ts[landing]) // 2, 0)
     ts = e_ts[landing] + np.minimum(lognormal_ms(rng, *GAP_BY_KIND[EMAIL], len(first)), room)
     keep = ts < end_ms
-    added = pd.DataFrame({"ts": ts[keep], "sess": first[keep].astype(e_sess.dtype),
-                          "kind": np.int8(EMAIL), "client": s_client[first[keep]]})
+    added = pd.DataFrame(
+        {
+            "ts": ts[keep],
+            "sess": first[keep].astype(e_sess.dtype),
+            "kind": np.int8(EMAIL),
+            "client": s_client[first[keep]],
+        }
+    )
     out = pd.concat([events, added], ignore_index=True)
     # stable: a fill at its landing's very millisecond stays after it
     return out.sort_values(["sess", "ts"], kind="stable", ignore_index=True)
@@ -499,16 +544,26 @@ def _visitors(rng, sim_start: int, n_days: int, scale: float, bots: bool) -> dic
     n_clients = len(first_ms)
     is_bot = np.arange(n_clients) >= len(first_h)
     old_cookie = (rng.random(n_clients) < OLD_COOKIE_SHARE) & ~is_bot
-    k_sessions = np.concatenate([
-        rng.choice(SESSIONS_PER_VISITOR, size=len(first_h), p=SESSIONS_PER_VISITOR_P),
-        rng.choice([1, 2, 3], size=len(first_b), p=[0.96, 0.035, 0.005]),
-    ])
-    ua = np.concatenate([
-        weighted_choice(rng, [w for _, w in V.HUMAN_AGENTS], len(first_h)),
-        V.N_HUMAN_AGENTS + weighted_choice(rng, [w for _, w in V.BOT_AGENTS], len(first_b)),
-    ]).astype(np.int16)
-    return {"first_ms": first_ms, "k_sessions": k_sessions, "is_bot": is_bot, "old_cookie": old_cookie,
-            "ua": ua, "ids": make_client_ids(rng, first_ms, old_cookie)}
+    k_sessions = np.concatenate(
+        [
+            rng.choice(SESSIONS_PER_VISITOR, size=len(first_h), p=SESSIONS_PER_VISITOR_P),
+            rng.choice([1, 2, 3], size=len(first_b), p=[0.96, 0.035, 0.005]),
+        ]
+    )
+    ua = np.concatenate(
+        [
+            weighted_choice(rng, [w for _, w in V.HUMAN_AGENTS], len(first_h)),
+            V.N_HUMAN_AGENTS + weighted_choice(rng, [w for _, w in V.BOT_AGENTS], len(first_b)),
+        ]
+    ).astype(np.int16)
+    return {
+        "first_ms": first_ms,
+        "k_sessions": k_sessions,
+        "is_bot": is_bot,
+        "old_cookie": old_cookie,
+        "ua": ua,
+        "ids": make_client_ids(rng, first_ms, old_cookie),
+    }
 
 
 def _plan_sessions(rng, visitors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -518,9 +573,11 @@ def _plan_sessions(rng, visitors: dict[str, np.ndarray]) -> dict[str, np.ndarray
     n = len(client)
     bot = visitors["is_bot"][client]
     returning = (segment_arange(k_sessions) > 0) | visitors["old_cookie"][client]
-    channel = np.where(returning,
-                       weighted_choice(rng, [V.CHANNEL_MIX_RETURNING[c] for c in V.CHANNELS], n),
-                       weighted_choice(rng, [V.CHANNEL_MIX_NEW[c] for c in V.CHANNELS], n)).astype(np.int8)
+    channel = np.where(
+        returning,
+        weighted_choice(rng, [V.CHANNEL_MIX_RETURNING[c] for c in V.CHANNELS], n),
+        weighted_choice(rng, [V.CHANNEL_MIX_NEW[c] for c in V.CHANNELS], n),
+    ).astype(np.int8)
     channel[bot] = V.CH["Direct"]
     intent = np.array([V.CHANNEL_INTENT[c] for c in V.CHANNELS])[channel] * np.where(returning, RETURN_INTENT, 1)
     u = rng.random(n) / intent
@@ -538,21 +595,27 @@ def _plan_sessions(rng, visitors: dict[str, np.ndarray]) -> dict[str, np.ndarray
     tail[headless & (rng.random(n) < BOT_CHECKOUT_P)] = BOT_CHECKOUT_TAIL
 
     funnel = tail > 0
-    n_browse = np.where(funnel, rng.geometric(0.7, n),
-                        1 + (rng.random(n) < MULTI_PAGE_P) * rng.geometric(0.62, n)).astype(np.int32)
+    n_browse = np.where(
+        funnel, rng.geometric(0.7, n), 1 + (rng.random(n) < MULTI_PAGE_P) * rng.geometric(0.62, n)
+    ).astype(np.int32)
     n_bot = int(bot.sum())
     n_browse[bot] = np.where(rng.random(n_bot) < 0.97, 1, rng.integers(2, 5, n_bot))
     n_browse[tail == BOT_CHECKOUT_TAIL] = 0  # the script lands on a product page and adds it to the cart
     has_email = (rng.random(n) < np.where(funnel, EMAIL_P_FUNNEL, EMAIL_P_BROWSE)) & ~bot & (n_browse > 0)
-    return {"client": client, "is_bot": bot, "channel": channel, "tail": tail,
-            "n_browse": n_browse, "has_email": has_email.astype(np.int32)}
+    return {
+        "client": client,
+        "is_bot": bot,
+        "channel": channel,
+        "tail": tail,
+        "n_browse": n_browse,
+        "has_email": has_email.astype(np.int32),
+    }
 
 
 def _schedule(rng, visitors, plan, start_ms: int, end_ms: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Time every session and event; keep the sessions that start in the window and
     their events before its end."""
-    e_sess, e_kind, e_offset = _expand_events(rng, plan["n_browse"], plan["has_email"], plan["tail"],
-                                              plan["is_bot"])
+    e_sess, e_kind, e_offset = _expand_events(rng, plan["n_browse"], plan["has_email"], plan["tail"], plan["is_bot"])
     n_events = plan["n_browse"] + plan["has_email"] + TAIL_LEN[plan["tail"]]
     duration = e_offset[np.cumsum(n_events) - 1]
     del n_events
@@ -560,8 +623,9 @@ def _schedule(rng, visitors, plan, start_ms: int, end_ms: int) -> tuple[pd.DataF
     s_start = np.empty(len(s_client), dtype=np.int64)
     for mask, hours in ((~s_bot, HUMAN_RETURN_HOURS), (s_bot, BOT_RETURN_HOURS)):
         clients = np.unique(s_client[mask])
-        s_start[mask] = _session_starts(rng, visitors["first_ms"][clients], visitors["k_sessions"][clients],
-                                        duration[mask], hours)
+        s_start[mask] = _session_starts(
+            rng, visitors["first_ms"][clients], visitors["k_sessions"][clients], duration[mask], hours
+        )
     del duration
 
     keep_sess = (s_start >= start_ms) & (s_start < end_ms)
@@ -569,10 +633,15 @@ def _schedule(rng, visitors, plan, start_ms: int, end_ms: int) -> tuple[pd.DataF
     del e_offset
     keep_ev = keep_sess[e_sess] & (e_ts < end_ms)
     new_id = (np.cumsum(keep_sess) - 1).astype(np.int32)
-    sessions = pd.DataFrame({
-        "client": s_client[keep_sess], "start": s_start[keep_sess], "is_bot": s_bot[keep_sess],
-        "channel": plan["channel"][keep_sess], "tail": plan["tail"][keep_sess],
-    })
+    sessions = pd.DataFrame(
+        {
+            "client": s_client[keep_sess],
+            "start": s_start[keep_sess],
+            "is_bot": s_bot[keep_sess],
+            "channel": plan["channel"][keep_sess],
+            "tail": plan["tail"][keep_sess],
+        }
+    )
     events = pd.DataFrame({"ts": e_ts[keep_ev], "sess": new_id[e_sess[keep_ev]], "kind": e_kind[keep_ev]})
     events["client"] = s_client[keep_sess][events["sess"].to_numpy()]
     return sessions, events
@@ -650,8 +719,12 @@ def _assign_pages(rng, sessions: pd.DataFrame, events: pd.DataFrame, shift_windo
     m = kind == PRODUCT
     page[m] = V.FAMILY_PAGE[sessions["family"].to_numpy()[sess[m]]]
     page[kind == CART] = V.CART_PAGE
-    for k, code in ((CO_START, PAGE_CO_START), (CO_PAGE, PAGE_CO), (PROCESSING, PAGE_PROCESSING),
-                    (THANKS, PAGE_THANKS)):
+    for k, code in (
+        (CO_START, PAGE_CO_START),
+        (CO_PAGE, PAGE_CO),
+        (PROCESSING, PAGE_PROCESSING),
+        (THANKS, PAGE_THANKS),
+    ):
         page[kind == k] = code
     same_page = np.isin(kind, SAME_PAGE_KINDS)
     page[same_page] = page[np.flatnonzero(same_page) - 1]
@@ -662,10 +735,14 @@ def _assign_pages(rng, sessions: pd.DataFrame, events: pd.DataFrame, shift_windo
     prev = page[idx - 1]
     prev_sess = sess[idx - 1]
     landing_path = sessions["landing_path"].to_numpy()
-    prev_base = np.select([prev == PAGE_LANDING, prev < PAGE_LANDING],
-                          [landing_path[prev_sess], V.REF_CHECKOUT], V.PATH_ONLY[np.maximum(prev, 0)])
-    null_p = np.where(_in_window(events["ts"].to_numpy()[idx], shift_window),
-                      INTERNAL_REF_NULL_P[1], INTERNAL_REF_NULL_P[0])
+    prev_base = np.select(
+        [prev == PAGE_LANDING, prev < PAGE_LANDING],
+        [landing_path[prev_sess], V.REF_CHECKOUT],
+        V.PATH_ONLY[np.maximum(prev, 0)],
+    )
+    null_p = np.where(
+        _in_window(events["ts"].to_numpy()[idx], shift_window), INTERNAL_REF_NULL_P[1], INTERNAL_REF_NULL_P[0]
+    )
     ref[idx] = np.where((rng.random(len(idx)) < null_p) | bot[idx], 0, prev_base)
 
     affirm = sessions["affirm"].to_numpy()[sess]

@@ -50,9 +50,7 @@ def identity_edges(events: ir.Table, email_col: str = "user_email") -> ir.Table:
 LINK_KEY_PREFIX = "link:"
 
 
-def checkout_link_edges(
-    events: ir.Table, window_minutes: float, checkout_event: str, purchase_event: str
-) -> ir.Table:
+def checkout_link_edges(events: ir.Table, window_minutes: float, checkout_event: str, purchase_event: str) -> ir.Table:
     """(client_id, email) edges joining a purchase's client id to the client id that started a
     checkout on the same user agent latest within ``window_minutes`` before it (module docstring).
 
@@ -65,9 +63,7 @@ def checkout_link_edges(
     buys = ev.filter(ev.event_name == purchase_event).select(
         _pid="event_id", _pclient="client_id", _pts="event_ts", _pua="user_agent"
     )
-    starts = ev.filter(ev.event_name == checkout_event).select(
-        _sclient="client_id", _sts="event_ts", _sua="user_agent"
-    )
+    starts = ev.filter(ev.event_name == checkout_event).select(_sclient="client_id", _sts="event_ts", _sua="user_agent")
     in_window = (starts._sts <= buys._pts) & (starts._sts >= buys._pts - window)
     # purchases whose own client started the checkout: no break, nothing to link
     own = buys.join(starts, [buys._pclient == starts._sclient, in_window]).select("_pid").distinct()
@@ -94,18 +90,10 @@ def person_map(edges: ir.Table, max_rounds: int = MAX_ROUNDS) -> ir.Table:
     edges = edges.select("client_id", "email").cache()
     labels = edges.select("client_id").distinct().mutate(person_id=lambda t: t.client_id).cache()
     for _ in range(max_rounds):
-        by_email = (
-            edges.join(labels, "client_id")
-            .group_by("email")
-            .aggregate(label=lambda t: t.person_id.min())
-        )
-        relabel = edges.join(by_email, "email").group_by("client_id").aggregate(
-            new_label=lambda t: t.label.min()
-        )
+        by_email = edges.join(labels, "client_id").group_by("email").aggregate(label=lambda t: t.person_id.min())
+        relabel = edges.join(by_email, "email").group_by("client_id").aggregate(new_label=lambda t: t.label.min())
         joined = labels.join(relabel, "client_id")
-        new = joined.select(
-            "client_id", person_id=ibis.least(joined.person_id, joined.new_label)
-        ).cache()
+        new = joined.select("client_id", person_id=ibis.least(joined.person_id, joined.new_label)).cache()
         changed = (
             labels.join(new.rename(new_person_id="person_id"), "client_id")
             .filter(lambda t: t.person_id != t.new_person_id)
@@ -129,6 +117,4 @@ def apply_identity(t: ir.Table, mapping: ir.Table | None, client_col: str = "cli
         return base.mutate(person_id=base[client_col])
     m = mapping.select(_map_client="client_id", _map_person="person_id")
     joined = base.left_join(m, base[client_col] == m._map_client)
-    return joined.mutate(person_id=joined._map_person.fill_null(joined[client_col])).drop(
-        "_map_client", "_map_person"
-    )
+    return joined.mutate(person_id=joined._map_person.fill_null(joined[client_col])).drop("_map_client", "_map_person")

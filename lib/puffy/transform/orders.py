@@ -64,7 +64,11 @@ ORDER_REJECT_SCHEMA = tables.ibis_schema("fct_order_rejects")
 LEDGER_COLUMNS = ("transaction_id", "client_id", "payload_hash", "order_ts", "event_id")
 
 REJECT_REASONS = (
-    "invalid_payload", "missing_transaction_id", "replay", "missing_revenue", "negative_revenue",
+    "invalid_payload",
+    "missing_transaction_id",
+    "replay",
+    "missing_revenue",
+    "negative_revenue",
     "zero_revenue_empty_items",
 )
 
@@ -114,7 +118,12 @@ def build_orders(
 def _purchase_rows(purchases: ir.Table) -> ir.Table:
     """The purchase events' columns orders need, with the trimmed transaction id and payload hash."""
     p = purchases.select(
-        "event_id", "client_id", "is_bot", "payload_error", "revenue", "event_data",
+        "event_id",
+        "client_id",
+        "is_bot",
+        "payload_error",
+        "revenue",
+        "event_data",
         transaction_id=purchases.transaction_id.strip().nullif(""),
         order_ts=purchases.event_ts,
         item_count=purchases.item_count.cast("int64"),
@@ -126,9 +135,12 @@ def _numbered_variants(p: ir.Table, ledger: ir.Table, params: TransformParams) -
     """Per current purchase event with a transaction id (``_neid``): its variant number, occurrence,
     collision flag, same-day replays collapsed into it and order key, numbered over the history
     ledger and the current events together."""
+
     def variant_frame(t: ir.Table, is_history: bool) -> ir.Table:
         return t.select(
-            "transaction_id", "order_ts", "event_id",
+            "transaction_id",
+            "order_ts",
+            "event_id",
             _client_key=t.client_id.fill_null(""),
             _payload=t.payload_hash if params.dedupe_exact_replays else t.payload_hash + ":" + t.event_id,
             _hist=ibis.literal(is_history),
@@ -137,8 +149,9 @@ def _numbered_variants(p: ir.Table, ledger: ir.Table, params: TransformParams) -
     current = p.filter(p.transaction_id.notnull() & p.payload_error.isnull())
     hist = ledger.filter(ledger.transaction_id.notnull())
     allv = variant_frame(hist, True).union(variant_frame(current, False))
-    occ_w = ibis.window(group_by=[allv.transaction_id, allv._client_key, allv._payload],
-                        order_by=[allv.order_ts, allv.event_id])
+    occ_w = ibis.window(
+        group_by=[allv.transaction_id, allv._client_key, allv._payload], order_by=[allv.order_ts, allv.event_id]
+    )
     allv = allv.mutate(_occurrence=ibis.row_number().over(occ_w) + 1)
     vkeys = _variant_keys(allv.filter(allv._occurrence == 1))
 
@@ -149,9 +162,9 @@ def _numbered_variants(p: ir.Table, ledger: ir.Table, params: TransformParams) -
     )
     same_day_replay = (cur._occurrence > 1) & (cur.order_ts.date() == cur._first_date)
     cur = cur.mutate(
-        _n_same_day_replays=same_day_replay.cast("int64").sum().over(
-            group_by=[cur.transaction_id, cur._client_key, cur._payload]
-        )
+        _n_same_day_replays=same_day_replay.cast("int64")
+        .sum()
+        .over(group_by=[cur.transaction_id, cur._client_key, cur._payload])
     )
     return cur.select(
         _neid="event_id",
@@ -180,8 +193,12 @@ def _variant_keys(firsts: ir.Table) -> ir.Table:
         )
     ).select(_kt="transaction_id", _kd="_first_date", _known="_known")
     vkeys = firsts.select(
-        _vt="transaction_id", _vc="_client_key", _vp="_payload", _variant="_variant",
-        _first_date="_first_date", _first_event_id="event_id",
+        _vt="transaction_id",
+        _vc="_client_key",
+        _vp="_payload",
+        _variant="_variant",
+        _first_date="_first_date",
+        _first_event_id="event_id",
     )
     return vkeys.join(cum, (vkeys._vt == cum._kt) & (vkeys._first_date == cum._kd)).drop("_kt", "_kd")
 
@@ -189,8 +206,11 @@ def _variant_keys(firsts: ir.Table) -> ir.Table:
 def _item_stats(items: ir.Table) -> ir.Table:
     """Per purchase event (``_ieid``): items carrying any value, whether a price is missing, quantity."""
     it = items.mutate(
-        _has_value=items.item_id.notnull() | items.item_name.notnull() | items.item_variant.notnull()
-        | items.quantity.notnull() | items.item_price.notnull()
+        _has_value=items.item_id.notnull()
+        | items.item_name.notnull()
+        | items.item_variant.notnull()
+        | items.quantity.notnull()
+        | items.item_price.notnull()
     )
     return it.group_by(_ieid=it.event_id).aggregate(
         _valued_items=it._has_value.cast("int64").sum(),
@@ -247,8 +267,10 @@ def _reject_rows(rej: ir.Table) -> ir.Table:
     detail = ibis.cases(
         (rej.reason == "invalid_payload", "payload: " + rej.payload_error.fill_null("")),
         (rej.reason == "replay", "repeat #" + (rej._occurrence - 1).cast("string") + " of " + rej._order_key),
-        (rej.reason == "zero_revenue_empty_items",
-         "revenue 0 and " + rej.item_count.fill_null(0).cast("string") + " item(s) without any value"),
+        (
+            rej.reason == "zero_revenue_empty_items",
+            "revenue 0 and " + rej.item_count.fill_null(0).cast("string") + " item(s) without any value",
+        ),
         else_=ibis.null("string"),
     )
     return rej.select(

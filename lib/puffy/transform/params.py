@@ -31,39 +31,51 @@ class TransformParams(StrictModel):
 
     # --- sessionization
     session_timeout_minutes: float = Field(
-        30.0, ge=1 / 60, le=24 * 60,
+        30.0,
+        ge=1 / 60,
+        le=24 * 60,
         description="Inactivity timeout: an event at least this long after the client's previous event "
-                    "starts a new session (a gap of exactly the timeout starts a new session). At least "
-                    "one second, so a client's sessions never overlap.",
+        "starts a new session (a gap of exactly the timeout starts a new session). At least "
+        "one second, so a client's sessions never overlap.",
     )
     split_on_campaign_change: bool = Field(
-        False, description="Also start a new session when an event lands with a campaign "
-                           "(utm_source|utm_medium|utm_campaign) different from the session's current one.",
+        False,
+        description="Also start a new session when an event lands with a campaign "
+        "(utm_source|utm_medium|utm_campaign) different from the session's current one.",
     )
     exclude_bots: bool = Field(
-        True, description="Drop events whose user agent is a bot before sessionization (they are counted "
-                          "in rpt_reconciliation). False keeps bot sessions, flagged is_bot.",
+        True,
+        description="Drop events whose user agent is a bot before sessionization (they are counted "
+        "in rpt_reconciliation). False keeps bot sessions, flagged is_bot.",
     )
     identity_stitching: bool = Field(
-        False, description="Join client ids sharing a hashed email (popup or purchase) into one person "
-                           "(person_id = smallest client_id of the connected component).",
+        False,
+        description="Join client ids sharing a hashed email (popup or purchase) into one person "
+        "(person_id = smallest client_id of the connected component).",
     )
     probabilistic_link: bool = Field(
-        False, description="Add the probabilistic checkout link to the stitched identity: a purchase whose "
-                           "client id started no checkout in the window is joined to the one other client id "
-                           "that did, with the same user agent (puffy.transform.identity.checkout_link_edges).",
+        False,
+        description="Add the probabilistic checkout link to the stitched identity: a purchase whose "
+        "client id started no checkout in the window is joined to the one other client id "
+        "that did, with the same user agent (puffy.transform.identity.checkout_link_edges).",
     )
     probabilistic_link_minutes: float = Field(
-        60.0, gt=0, le=24 * 60,
+        60.0,
+        gt=0,
+        le=24 * 60,
         description="Window of the probabilistic link: checkout starts at most this long before the purchase.",
     )
     context_days: int = Field(
-        2, ge=1, le=7,
+        2,
+        ge=1,
+        le=7,
         description="Days of staged events read before the first date written, so that sessions "
-                    "continuing from earlier days are not mis-started.",
+        "continuing from earlier days are not mis-started.",
     )
     product_path_regex: str = Field(
-        r"/products/", min_length=1, description="A page_viewed whose URL path matches this is a product view.",
+        r"/products/",
+        min_length=1,
+        description="A page_viewed whose URL path matches this is a product view.",
     )
 
     # --- event taxonomy: the contract's (puffy.contract; load_transform_params fills them from
@@ -76,26 +88,30 @@ class TransformParams(StrictModel):
 
     # --- orders
     dedupe_exact_replays: bool = Field(
-        True, description="Collapse repeated purchase events with the same transaction id, client and "
-                          "payload into the first one (the rest go to fct_order_rejects, reason 'replay').",
+        True,
+        description="Collapse repeated purchase events with the same transaction id, client and "
+        "payload into the first one (the rest go to fct_order_rejects, reason 'replay').",
     )
     exclude_zero_revenue_empty_orders: bool = Field(
-        True, description="Send purchase events with revenue 0 and no item carrying any value to "
-                          "fct_order_rejects (reason 'zero_revenue_empty_items') instead of fct_orders.",
+        True,
+        description="Send purchase events with revenue 0 and no item carrying any value to "
+        "fct_order_rejects (reason 'zero_revenue_empty_items') instead of fct_orders.",
     )
 
     # --- attribution
     markov_fit_days: int = Field(
-        28, ge=1,
+        28,
+        ge=1,
         description="The Markov chain for orders of day D is fitted on sessions and orders of the "
-                    "markov_fit_days days ending on D (same window for both, as attribution.md advises).",
+        "markov_fit_days days ending on D (same window for both, as attribution.md advises).",
     )
-    attribution: AttributionParams = Field(default_factory=AttributionParams,
-                                           description="puffy.attribution.AttributionParams.")
+    attribution: AttributionParams = Field(
+        default_factory=AttributionParams, description="puffy.attribution.AttributionParams."
+    )
     channels_file: str = Field("channels.yaml", description="Channel rules file, relative to the params dir.")
 
     @model_validator(mode="after")
-    def _fit_covers_lookback(self) -> "TransformParams":
+    def _fit_covers_lookback(self) -> TransformParams:
         if "markov" in self.attribution.models and self.markov_fit_days <= self.attribution.lookback_days:
             raise ValueError(
                 f"markov_fit_days ({self.markov_fit_days}) must exceed attribution.lookback_days "

@@ -88,10 +88,10 @@ from puffy.dates import date_range
 from puffy.engine import connect, engine_name, record_batches
 from puffy.errors import InputDataError, UserError
 from puffy.params import PipelineParams, load_pipeline_params
+from puffy.storage import is_remote_location, register_duckdb
 from puffy.transform.identity import apply_identity, checkout_link_edges, identity_edges, person_map
 from puffy.transform.orders import (
     LEDGER_COLUMNS,
-    ORDER_ITEM_SCHEMA,
     ORDER_REJECT_SCHEMA,
     ORDER_SCHEMA,
     build_orders,
@@ -112,7 +112,6 @@ from puffy.transform.sessions import (
 )
 from puffy.useragent import user_agent_dimension
 from puffy.warehouse import PartitionWriter, partition_dates, partition_files, write_partition
-from puffy.storage import is_remote_location, register_duckdb
 
 log = logging.getLogger("puffy.transform")
 
@@ -124,9 +123,7 @@ IDENTITIES = ("strict", "stitched")
 RECONCILIATION_SCHEMA = tables.arrow_schema("rpt_reconciliation")
 
 #: Warehouse tables: (schema, partition column, sort keys).
-TABLES: dict[str, tuple[ibis.Schema, str, tuple[str, ...]]] = {
-    t: tables.spec(t) for t in tables.names("fact")
-}
+TABLES: dict[str, tuple[ibis.Schema, str, tuple[str, ...]]] = {t: tables.spec(t) for t in tables.names("fact")}
 #: Date-partitioned report tables written like TABLES (they are not monitored fct tables).
 REPORT_TABLES: dict[str, tuple[ibis.Schema, str, tuple[str, ...]]] = {
     "rpt_channel_credit": tables.spec("rpt_channel_credit"),
@@ -192,7 +189,11 @@ class _Timer:
 
 
 def read_partitions(
-    con: ibis.BaseBackend, root: Path, table: str, days: list[date] | None, schema: ibis.Schema | None = None,
+    con: ibis.BaseBackend,
+    root: Path,
+    table: str,
+    days: list[date] | None,
+    schema: ibis.Schema | None = None,
     columns: list[str] | None = None,
 ) -> ir.Table:
     """The Parquet partitions of ``table`` for ``days`` (all when None) as one Ibis table.
@@ -218,7 +219,6 @@ def read_partitions(
     return t
 
 
-
 def _read_remote_parquet(con: ibis.BaseBackend, files: list[str]) -> ir.Table:
     """Object-store files (a published history in a bucket) on the DuckDB backend, read through the
     filesystem ``puffy.storage.register_duckdb`` gives the connection. Not Ibis' ``read_parquet``:
@@ -226,8 +226,10 @@ def _read_remote_parquet(con: ibis.BaseBackend, files: list[str]) -> ir.Table:
     register_duckdb(con.con, *files)
     name = ibis.util.gen_name("remote_parquet")
     listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    con.con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], '
-                    "hive_partitioning = false, union_by_name = true)")
+    con.con.execute(
+        f'CREATE TEMP VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], '
+        "hive_partitioning = false, union_by_name = true)"
+    )
     return con.table(name)
 
 
@@ -243,7 +245,7 @@ def _day_chunks(days: list[date], rows_per_day: dict[date, int] | None, duckdb: 
     ``SORT_ROWS_PER_QUERY`` rows (all of them without ``rows_per_day``), else
     ``DRIVER_COLLECT_DAYS``."""
     if not duckdb:
-        return [days[i:i + DRIVER_COLLECT_DAYS] for i in range(0, len(days), DRIVER_COLLECT_DAYS)]
+        return [days[i : i + DRIVER_COLLECT_DAYS] for i in range(0, len(days), DRIVER_COLLECT_DAYS)]
     if rows_per_day is None:
         return [days]
     chunks: list[list[date]] = [[]]
@@ -267,8 +269,9 @@ def _day_runs(chunk: pa.Table, key: str) -> list[tuple[date, pa.Table]]:
     return [(chunk.column(key)[a].as_py(), chunk.slice(a, b - a)) for a, b in zip(starts[:-1], starts[1:])]
 
 
-def _write_table(root: Path, table: str, t: ir.Table, days: list[date],
-                 rows_per_day: dict[date, int] | None = None) -> tuple[list[Path], int]:
+def _write_table(
+    root: Path, table: str, t: ir.Table, days: list[date], rows_per_day: dict[date, int] | None = None
+) -> tuple[list[Path], int]:
     """Write one partition per day of ``days`` (empty ones too: the day was processed).
 
     Sorted by the engine on the partition key then the table's sort keys (unique per table, so
@@ -384,8 +387,19 @@ def run_transform(
     tables, counts = _write_outputs(warehouse_root, outputs, ses.scoped)
     timer.lap("write")
 
-    checks = _reconcile_checks(con, events, ses, staging_root, plan, tp, counts["fct_sessions"],
-                               orders_out, items_out, rejects_out, attribution)
+    checks = _reconcile_checks(
+        con,
+        events,
+        ses,
+        staging_root,
+        plan,
+        tp,
+        counts["fct_sessions"],
+        orders_out,
+        items_out,
+        rejects_out,
+        attribution,
+    )
     frame = reconciliation_frame(checks, mode)
     frame["run_start"], frame["run_end"] = start, end
     rec = pa.Table.from_pandas(frame, schema=RECONCILIATION_SCHEMA, preserve_index=False).replace_schema_metadata(None)
@@ -394,8 +408,9 @@ def run_transform(
     timer.lap("reconcile")
 
     status = overall_status(frame)
-    result = TransformResult(status, mode, start, end, tables, counts, frame, timer.timings, plan.warnings, tp,
-                             con.name)
+    result = TransformResult(
+        status, mode, start, end, tables, counts, frame, timer.timings, plan.warnings, tp, con.name
+    )
     log.info("transform %s %s..%s: %s (%s)", mode, start, end, status, counts)
     return result
 
@@ -413,16 +428,19 @@ class _DatePlan:
     warnings: list[str]
 
 
-def _plan_dates(staging_root: Path, history_root: Path, start: date, end: date, mode: str,
-                tp: TransformParams) -> _DatePlan:
+def _plan_dates(
+    staging_root: Path, history_root: Path, start: date, end: date, mode: str, tp: TransformParams
+) -> _DatePlan:
     """The dates of ``start..end`` a run writes, and those it reads for context."""
     warnings: list[str] = []
     staged = set(partition_dates(staging_root, STG_EVENTS))
     requested = date_range(start, end)
     order_dates = [d for d in requested if d in staged]
     if not order_dates:
-        raise InputDataError(f"{staging_root}/{STG_EVENTS}: no staged events for {start}..{end}; stage them first with "
-                             "notebook 01_data_quality (same dates) or `puffy run`")
+        raise InputDataError(
+            f"{staging_root}/{STG_EVENTS}: no staged events for {start}..{end}; stage them first with "
+            "notebook 01_data_quality (same dates) or `puffy run`"
+        )
     missing = [d for d in requested if d not in staged]
     if missing:
         warnings.append(f"no staged events for {', '.join(map(str, missing))}: nothing written for them")
@@ -453,8 +471,14 @@ class _Sessions:
     history: ir.Table  # published sessions before the first date written (narrow columns)
 
 
-def _sessions_step(con: ibis.BaseBackend, events: ir.Table, history_root: Path, plan: _DatePlan,
-                   tp: TransformParams, rules: ChannelRules) -> _Sessions:
+def _sessions_step(
+    con: ibis.BaseBackend,
+    events: ir.Table,
+    history_root: Path,
+    plan: _DatePlan,
+    tp: TransformParams,
+    rules: ChannelRules,
+) -> _Sessions:
     """Sessionize the window's events and number the sessions this run writes."""
     sessionizable = events.filter(events.client_id.notnull())
     if tp.exclude_bots:
@@ -468,7 +492,10 @@ def _sessions_step(con: ibis.BaseBackend, events: ir.Table, history_root: Path, 
     scoped = window_sessions.filter(window_sessions.session_date.isin(plan.session_dates))
 
     hist_sessions = read_partitions(
-        con, history_root, "fct_sessions", _history_dates(history_root, "fct_sessions", min(plan.session_dates)),
+        con,
+        history_root,
+        "fct_sessions",
+        _history_dates(history_root, "fct_sessions", min(plan.session_dates)),
         SESSION_SCHEMA,
         columns=["session_id", "client_id", "session_start", "session_date", "channel", "is_bot"],
     )
@@ -494,20 +521,31 @@ class _Orders:
 _KNOWN_ORDER_COLUMNS = ["order_key", "client_id", "session_id", "order_ts", "order_date", "revenue"]
 
 
-def _orders_step(con: ibis.BaseBackend, events: ir.Table, ses: _Sessions, staging_root: Path, history_root: Path,
-                 plan: _DatePlan, tp: TransformParams, pmap: ir.Table | None) -> _Orders:
+def _orders_step(
+    con: ibis.BaseBackend,
+    events: ir.Table,
+    ses: _Sessions,
+    staging_root: Path,
+    history_root: Path,
+    plan: _DatePlan,
+    tp: TransformParams,
+    pmap: ir.Table | None,
+) -> _Orders:
     """Build the orders of ``plan.order_compute`` against the history ledger."""
     order_compute = plan.order_compute
-    purchases = events.filter(
-        (events.event_name == tp.purchase_event) & events.file_date.isin(order_compute)
-    )
+    purchases = events.filter((events.event_name == tp.purchase_event) & events.file_date.isin(order_compute))
     items = read_partitions(con, staging_root, STG_ITEMS, order_compute, STG_ITEMS_SCHEMA)
     ledger_days = _history_dates(history_root, "fct_orders", min(order_compute))
-    ledger_orders = read_partitions(con, history_root, "fct_orders", ledger_days, ORDER_SCHEMA,
-                                    columns=list(LEDGER_COLUMNS))
-    rej_hist = read_partitions(con, history_root, "fct_order_rejects",
-                               _history_dates(history_root, "fct_order_rejects", min(order_compute)),
-                               ORDER_REJECT_SCHEMA)
+    ledger_orders = read_partitions(
+        con, history_root, "fct_orders", ledger_days, ORDER_SCHEMA, columns=list(LEDGER_COLUMNS)
+    )
+    rej_hist = read_partitions(
+        con,
+        history_root,
+        "fct_order_rejects",
+        _history_dates(history_root, "fct_order_rejects", min(order_compute)),
+        ORDER_REJECT_SCHEMA,
+    )
     rej_hist = rej_hist.filter((rej_hist.reason != "replay") & rej_hist.transaction_id.notnull())
     ledger = ledger_orders.union(rej_hist.select(*LEDGER_COLUMNS))
     sessionized_purchases = purchases.filter(purchases.client_id.notnull())
@@ -520,16 +558,21 @@ def _orders_step(con: ibis.BaseBackend, events: ir.Table, ses: _Sessions, stagin
     orders_new = apply_identity(built.orders, pmap).cache()
 
     hist_orders = read_partitions(
-        con, history_root, "fct_orders", _history_dates(history_root, "fct_orders", plan.start),
-        ORDER_SCHEMA, columns=_KNOWN_ORDER_COLUMNS,
+        con,
+        history_root,
+        "fct_orders",
+        _history_dates(history_root, "fct_orders", plan.start),
+        ORDER_SCHEMA,
+        columns=_KNOWN_ORDER_COLUMNS,
     )
     hist_orders = hist_orders.filter(~hist_orders.order_date.isin(order_compute))
     orders_known = hist_orders.union(orders_new.select(*_KNOWN_ORDER_COLUMNS))
     return _Orders(orders_new, built.items.cache(), built.rejects.cache(), orders_known)
 
 
-def _attribution_step(ses: _Sessions, ords: _Orders, plan: _DatePlan, tp: TransformParams,
-                      stitched_map: ir.Table) -> tuple[ir.Table, ir.Table, ir.Table]:
+def _attribution_step(
+    ses: _Sessions, ords: _Orders, plan: _DatePlan, tp: TransformParams, stitched_map: ir.Table
+) -> tuple[ir.Table, ir.Table, ir.Table]:
     """fct_orders of the written dates with their journeys, fct_attribution under the configured
     identity, and rpt_channel_credit under both."""
     ap = tp.attribution
@@ -539,8 +582,10 @@ def _attribution_step(ses: _Sessions, ords: _Orders, plan: _DatePlan, tp: Transf
     horizon = max(ap.lookback_days + 1, tp.markov_fit_days if "markov" in ap.models else 0)
     hist = ses.history
     cols = ("session_id", "client_id", "session_start", "session_date", "channel", "is_bot")
-    att_sessions = hist.filter(hist.session_date >= min(order_dates) - timedelta(days=horizon)).select(*cols).union(
-        ses.scoped.select(*cols)
+    att_sessions = (
+        hist.filter(hist.session_date >= min(order_dates) - timedelta(days=horizon))
+        .select(*cols)
+        .union(ses.scoped.select(*cols))
     )
     att_sessions = att_sessions.filter(~att_sessions.is_bot)
     maps = {"strict": None, "stitched": stitched_map}
@@ -549,32 +594,46 @@ def _attribution_step(ses: _Sessions, ords: _Orders, plan: _DatePlan, tp: Transf
     for identity, mapping in maps.items():
         id_sessions = apply_identity(att_sessions, mapping).cache()
         id_orders = apply_identity(orders_out, mapping)
-        attributions[identity] = _attribution(id_sessions, apply_identity(ords.known, mapping), id_orders,
-                                              order_dates, tp)
+        attributions[identity] = _attribution(
+            id_sessions, apply_identity(ords.known, mapping), id_orders, order_dates, tp
+        )
         if identity == configured:
-            journeys = order_journeys(id_sessions.filter(id_sessions.session_date >= lookback_from),
-                                      id_orders, ap).cache()
+            journeys = order_journeys(
+                id_sessions.filter(id_sessions.session_date >= lookback_from), id_orders, ap
+            ).cache()
     j = journeys.rename(_jok="order_key")
     orders_out = orders_out.left_join(j, orders_out.order_key == j._jok).drop("_jok")
     return orders_out, attributions[configured], _channel_credit(attributions, configured)
 
 
-def _write_outputs(warehouse_root: Path, outputs: dict[str, tuple[ir.Table, list[date]]],
-                   scoped: ir.Table) -> tuple[dict[str, list[Path]], dict[str, int]]:
+def _write_outputs(
+    warehouse_root: Path, outputs: dict[str, tuple[ir.Table, list[date]]], scoped: ir.Table
+) -> tuple[dict[str, list[Path]], dict[str, int]]:
     """Write each output table's partitions; the partition dirs and row counts per table."""
     tables: dict[str, list[Path]] = {}
     counts: dict[str, int] = {}
     per_day = scoped.group_by("session_date").aggregate(n=scoped.count()).to_pyarrow().to_pylist()
     session_rows = {r["session_date"]: r["n"] for r in per_day}
     for name, (t, days) in outputs.items():
-        tables[name], counts[name] = _write_table(warehouse_root, name, t, days,
-                                                  session_rows if name == "fct_sessions" else None)
+        tables[name], counts[name] = _write_table(
+            warehouse_root, name, t, days, session_rows if name == "fct_sessions" else None
+        )
     return tables, counts
 
 
-def _reconcile_checks(con: ibis.BaseBackend, events: ir.Table, ses: _Sessions, staging_root: Path, plan: _DatePlan,
-                      tp: TransformParams, sessions_written: int, orders_out: ir.Table, items_out: ir.Table,
-                      rejects_out: ir.Table, attribution: ir.Table):
+def _reconcile_checks(
+    con: ibis.BaseBackend,
+    events: ir.Table,
+    ses: _Sessions,
+    staging_root: Path,
+    plan: _DatePlan,
+    tp: TransformParams,
+    sessions_written: int,
+    orders_out: ir.Table,
+    items_out: ir.Table,
+    rejects_out: ir.Table,
+    attribution: ir.Table,
+):
     """The reconciliation checks of what this run wrote (``puffy.transform.reconcile``)."""
     session_dates, order_dates = plan.session_dates, plan.order_dates
     n_stg_rejects = 0
@@ -605,8 +664,7 @@ def _reconcile_checks(con: ibis.BaseBackend, events: ir.Table, ses: _Sessions, s
     )
 
 
-def _stitched_person_map(con: ibis.BaseBackend, staging_root: Path, days: list[date],
-                         tp: TransformParams) -> ir.Table:
+def _stitched_person_map(con: ibis.BaseBackend, staging_root: Path, days: list[date], tp: TransformParams) -> ir.Table:
     """client_id -> person_id of the stitched identity: client ids sharing a hashed email, plus the
     probabilistic checkout links when ``probabilistic_link`` is on (``puffy.transform.identity``).
 
@@ -623,8 +681,7 @@ def _stitched_person_map(con: ibis.BaseBackend, staging_root: Path, days: list[d
     ev = ev.filter(~ev.is_bot)
     edges = identity_edges(ev)
     if tp.probabilistic_link:
-        links = checkout_link_edges(ev, tp.probabilistic_link_minutes, tp.checkout_started_event,
-                                    tp.purchase_event)
+        links = checkout_link_edges(ev, tp.probabilistic_link_minutes, tp.checkout_started_event, tp.purchase_event)
         edges = edges.union(links)
     return person_map(edges).cache()
 
@@ -639,17 +696,25 @@ def _channel_credit(attributions: dict[str, ir.Table], configured: str) -> ir.Ta
         per = att.group_by("order_date", "model", "channel").aggregate(
             orders_credited=att.credit.sum(), _cents=cents.sum()
         )
-        parts.append(per.select(
-            "order_date", identity=ibis.literal(identity), model=per.model, channel=per.channel,
-            orders_credited=per.orders_credited.round(CREDIT_DECIMALS),
-            attributed_revenue=per._cents.cast("float64") / 100.0,
-            is_configured=ibis.literal(identity == configured),
-        ))
+        parts.append(
+            per.select(
+                "order_date",
+                identity=ibis.literal(identity),
+                model=per.model,
+                channel=per.channel,
+                orders_credited=per.orders_credited.round(CREDIT_DECIMALS),
+                attributed_revenue=per._cents.cast("float64") / 100.0,
+                is_configured=ibis.literal(identity == configured),
+            )
+        )
     return ibis.union(*parts)
 
 
 def _attribution(
-    sessions: ir.Table, orders_known: ir.Table, orders_out: ir.Table, order_dates: list[date],
+    sessions: ir.Table,
+    orders_known: ir.Table,
+    orders_out: ir.Table,
+    order_dates: list[date],
     tp: TransformParams,
 ) -> ir.Table:
     """fct_attribution for ``orders_out``: every model in one pass, the Markov chain fitted per order date.
@@ -682,26 +747,35 @@ def _attribution(
             buying = in_span.semi_join(buyers, "person_id")
             if mp.markov_include_non_converting:
                 dates = ibis.memtable(pa.table({"fit_date": pa.array(fit_dates, pa.date32())}))
-                free = windowed_free_transitions(in_span.anti_join(buyers, "person_id"), dates,
-                                                 tp.markov_fit_days, mp).to_pandas()
+                free = windowed_free_transitions(
+                    in_span.anti_join(buyers, "person_id"), dates, tp.markov_fit_days, mp
+                ).to_pandas()
         for i in range(0, len(fit_dates), MARKOV_FITS_PER_QUERY):
-            chunk = fit_dates[i:i + MARKOV_FITS_PER_QUERY]
-            windows = ibis.memtable(pa.table({
-                "fit_date": pa.array(chunk, pa.date32()),
-                "fit_from": pa.array([d - timedelta(days=tp.markov_fit_days - 1) for d in chunk], pa.date32()),
-            }))
-            s = buying.join(windows, [buying.session_date >= windows.fit_from,
-                                      buying.session_date <= windows.fit_date])
-            o = orders_known.join(windows, [orders_known.order_date >= windows.fit_from,
-                                            orders_known.order_date <= windows.fit_date])
+            chunk = fit_dates[i : i + MARKOV_FITS_PER_QUERY]
+            windows = ibis.memtable(
+                pa.table(
+                    {
+                        "fit_date": pa.array(chunk, pa.date32()),
+                        "fit_from": pa.array([d - timedelta(days=tp.markov_fit_days - 1) for d in chunk], pa.date32()),
+                    }
+                )
+            )
+            s = buying.join(windows, [buying.session_date >= windows.fit_from, buying.session_date <= windows.fit_date])
+            o = orders_known.join(
+                windows, [orders_known.order_date >= windows.fit_from, orders_known.order_date <= windows.fit_date]
+            )
             extra = free[free["fit_date"].dt.date.isin(chunk)] if free is not None else None
             fitted.append(markov_fits(s, o.select("fit_date", *att_cols), "fit_date", mp, extra_transitions=extra))
         fits = pd.concat(fitted, ignore_index=True) if fitted else pd.DataFrame()
-        fits = ibis.memtable(pa.table({
-            "fit_date": pa.array(list(fits.get("fit_date", [])), pa.date32()),
-            "channel": pa.array(list(fits.get("channel", [])), pa.string()),
-            "removal_effect": pa.array(list(fits.get("removal_effect", [])), pa.float64()),
-        }))
+        fits = ibis.memtable(
+            pa.table(
+                {
+                    "fit_date": pa.array(list(fits.get("fit_date", [])), pa.date32()),
+                    "channel": pa.array(list(fits.get("channel", [])), pa.string()),
+                    "removal_effect": pa.array(list(fits.get("removal_effect", [])), pa.float64()),
+                }
+            )
+        )
         od = orders_out.select("order_key", "order_date")
         removal = od.join(fits, od.order_date == fits.fit_date).select("order_key", "channel", "removal_effect")
     s = sessions.filter(sessions.session_date >= lookback_from)
@@ -717,8 +791,12 @@ def _attribution(
 # ----------------------------------------------------------------------------------- export
 
 
-def export_csv(warehouse_root: Path, out_dir: Path, tables: tuple[str, ...] = CSV_EXPORTS,
-               engine_params: PipelineParams | None = None) -> list[Path]:
+def export_csv(
+    warehouse_root: Path,
+    out_dir: Path,
+    tables: tuple[str, ...] = CSV_EXPORTS,
+    engine_params: PipelineParams | None = None,
+) -> list[Path]:
     """Write ``<table>.csv`` for each table (all partitions, in partition order); return the paths.
 
     DuckDB writes them (``puffy.csv_export``, within ``engine_params``' memory and threads): the
@@ -731,8 +809,10 @@ def export_csv(warehouse_root: Path, out_dir: Path, tables: tuple[str, ...] = CS
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = duckdb_config(engine_params)
-    return [write_table_csv(partition_files(warehouse_root, table), TABLES[table][0], out_dir / f"{table}.csv",
-                            config) for table in tables]
+    return [
+        write_table_csv(partition_files(warehouse_root, table), TABLES[table][0], out_dir / f"{table}.csv", config)
+        for table in tables
+    ]
 
 
 # ----------------------------------------------------------------------------------- summaries
@@ -750,15 +830,17 @@ def load_table(root: Path, table: str, days: list[date] | None = None) -> pd.Dat
 def session_summary(sessions: pd.DataFrame) -> pd.DataFrame:
     """Per channel: sessions, share, conversion rate, orders, revenue (sorted by sessions)."""
     g = sessions.groupby("channel", observed=True)
-    out = pd.DataFrame({
-        "sessions": g.size(),
-        "returning_share": g["is_returning_client"].mean(),
-        "product_view_rate": g["viewed_product"].mean(),
-        "add_to_cart_rate": g["added_to_cart"].mean(),
-        "conversion_rate": g["purchased"].mean(),
-        "orders": g["n_orders"].sum(),
-        "revenue": g["revenue"].sum().round(2),
-    })
+    out = pd.DataFrame(
+        {
+            "sessions": g.size(),
+            "returning_share": g["is_returning_client"].mean(),
+            "product_view_rate": g["viewed_product"].mean(),
+            "add_to_cart_rate": g["added_to_cart"].mean(),
+            "conversion_rate": g["purchased"].mean(),
+            "orders": g["n_orders"].sum(),
+            "revenue": g["revenue"].sum().round(2),
+        }
+    )
     out.insert(1, "share", out["sessions"] / out["sessions"].sum())
     return out.sort_values(["sessions", "revenue"], ascending=False).reset_index()
 
@@ -766,6 +848,6 @@ def session_summary(sessions: pd.DataFrame) -> pd.DataFrame:
 def channel_revenue_by_model(attribution: pd.DataFrame) -> pd.DataFrame:
     """Attributed revenue per (channel, model), long format, summed in cents; sorted."""
     cents = (attribution["attributed_revenue"] * 100).round().astype("int64")
-    out = (attribution.assign(cents=cents).groupby(["channel", "model"], as_index=False)["cents"].sum())
+    out = attribution.assign(cents=cents).groupby(["channel", "model"], as_index=False)["cents"].sum()
     out["revenue"] = out.pop("cents") / 100.0
     return out.sort_values(["channel", "model"]).reset_index(drop=True)

@@ -45,8 +45,17 @@ from datetime import date
 import pandas as pd
 
 STATUS_ORDER = {"ok": 0, "warn": 1, "error": 2}
-RECONCILIATION_COLUMNS = ("check", "left", "right", "difference", "status", "detail", "scope_start",
-                          "scope_end", "mode")
+RECONCILIATION_COLUMNS = (
+    "check",
+    "left",
+    "right",
+    "difference",
+    "status",
+    "detail",
+    "scope_start",
+    "scope_end",
+    "mode",
+)
 
 
 @dataclass(frozen=True)
@@ -85,17 +94,19 @@ def reconciliation_frame(checks: list[Check], mode: str) -> pd.DataFrame:
     rows = []
     for c in checks:
         start, end = c.scope if c.scope else (None, None)
-        rows.append({
-            "check": c.check,
-            "left": float(c.left),
-            "right": float(c.right),
-            "difference": round(float(c.right) - float(c.left), 6),
-            "status": c.status(),
-            "detail": c.detail,
-            "scope_start": start,
-            "scope_end": end,
-            "mode": mode,
-        })
+        rows.append(
+            {
+                "check": c.check,
+                "left": float(c.left),
+                "right": float(c.right),
+                "difference": round(float(c.right) - float(c.left), 6),
+                "status": c.status(),
+                "detail": c.detail,
+                "scope_start": start,
+                "scope_end": end,
+                "mode": mode,
+            }
+        )
     return pd.DataFrame(rows, columns=list(RECONCILIATION_COLUMNS))
 
 
@@ -116,27 +127,48 @@ def _cents(revenue) -> object:
     return (revenue.fill_null(0) * 100).round().cast("int64")
 
 
-def _event_checks(events_e, rejects_e_count: int, continuing_events, sessions_out, sessions_written: int | None,
-                  exclude_bots: bool, scope) -> list[Check]:
+def _event_checks(
+    events_e,
+    rejects_e_count: int,
+    continuing_events,
+    sessions_out,
+    sessions_written: int | None,
+    exclude_bots: bool,
+    scope,
+) -> list[Check]:
     """raw_rows, session_ids_unique and sessions_written over the dates whose sessions the run writes."""
     n_events = int(_scalar(events_e.count()))
     no_id = int(_scalar(events_e.filter(events_e.client_id.isnull()).count()))
-    bots = int(_scalar(events_e.filter(events_e.client_id.notnull() & events_e.is_bot).count())) \
-        if exclude_bots else 0
+    bots = int(_scalar(events_e.filter(events_e.client_id.notnull() & events_e.is_bot).count())) if exclude_bots else 0
     in_sessions = int(_scalar(sessions_out.n_events.sum()))
     continuing = int(_scalar(continuing_events.count()))
     n_sessions = int(_scalar(sessions_out.count()))
     checks = [
-        Check("raw_rows", n_events + rejects_e_count, in_sessions + continuing + bots + no_id + rejects_e_count,
-              breakdown({"in_sessions": in_sessions, "continuing_earlier_sessions": continuing,
-                         "bot_events": bots, "no_client_id": no_id, "stg_rejects": rejects_e_count}),
-              scope=scope),
-        Check("session_ids_unique", n_sessions, int(_scalar(sessions_out.session_id.nunique())),
-              f"sessions={n_sessions}", scope=scope),
+        Check(
+            "raw_rows",
+            n_events + rejects_e_count,
+            in_sessions + continuing + bots + no_id + rejects_e_count,
+            breakdown(
+                {
+                    "in_sessions": in_sessions,
+                    "continuing_earlier_sessions": continuing,
+                    "bot_events": bots,
+                    "no_client_id": no_id,
+                    "stg_rejects": rejects_e_count,
+                }
+            ),
+            scope=scope,
+        ),
+        Check(
+            "session_ids_unique",
+            n_sessions,
+            int(_scalar(sessions_out.session_id.nunique())),
+            f"sessions={n_sessions}",
+            scope=scope,
+        ),
     ]
     if sessions_written is not None:  # numbering and order metrics are 1:1 joins: none lost or doubled
-        checks.append(Check("sessions_written", n_sessions, sessions_written, "fct_sessions rows written",
-                            scope=scope))
+        checks.append(Check("sessions_written", n_sessions, sessions_written, "fct_sessions rows written", scope=scope))
     return checks
 
 
@@ -148,22 +180,26 @@ class _Purchases:
     n_purchases: int
     raw_cents: int
     n_orders: int
-    rejected_by_reason: dict[str, int]      # rejected_<reason> -> purchase events
-    excluded_by_reason: dict[str, float]    # excluded_<reason> -> revenue (amount)
+    rejected_by_reason: dict[str, int]  # rejected_<reason> -> purchase events
+    excluded_by_reason: dict[str, float]  # excluded_<reason> -> revenue (amount)
     excluded_cents: int
 
 
 def _purchases(purchases_o, orders_out, rejects_out) -> _Purchases:
-    by_reason = rejects_out.group_by("reason").aggregate(
-        n=rejects_out.count(), cents=_cents(rejects_out.revenue).sum()
-    ).order_by("reason").to_pandas()
+    by_reason = (
+        rejects_out.group_by("reason")
+        .aggregate(n=rejects_out.count(), cents=_cents(rejects_out.revenue).sum())
+        .order_by("reason")
+        .to_pandas()
+    )
     return _Purchases(
         n_purchases=int(_scalar(purchases_o.count())),
         raw_cents=int(_scalar(_cents(purchases_o.revenue).sum())),
         n_orders=int(_scalar(orders_out.count())),
         rejected_by_reason={f"rejected_{r}": int(n) for r, n in zip(by_reason["reason"], by_reason["n"])},
-        excluded_by_reason={f"excluded_{r}": cents_to_amount(c)
-                            for r, c in zip(by_reason["reason"], by_reason["cents"])},
+        excluded_by_reason={
+            f"excluded_{r}": cents_to_amount(c) for r, c in zip(by_reason["reason"], by_reason["cents"])
+        },
         excluded_cents=int(by_reason["cents"].sum()) if len(by_reason) else 0,
     )
 
@@ -175,15 +211,35 @@ def _order_checks(p: _Purchases, orders_out, known_session_ids, scope) -> list[C
     linked = eligible.filter(eligible.session_id.isin(known_session_ids.session_id))
     n_eligible = int(_scalar(eligible.count()))
     return [
-        Check("purchase_events", p.n_purchases, p.n_orders + sum(p.rejected_by_reason.values()),
-              breakdown({"orders": p.n_orders, **p.rejected_by_reason}), scope=scope),
-        Check("revenue_orders", cents_to_amount(p.raw_cents), cents_to_amount(order_cents + p.excluded_cents),
-              breakdown({"order_revenue": cents_to_amount(order_cents), **p.excluded_by_reason}), tolerance=0.001,
-              scope=scope),
-        Check("order_keys_unique", p.n_orders, int(_scalar(orders_out.order_key.nunique())),
-              f"orders={p.n_orders}", scope=scope),
-        Check("orders_in_sessions", n_eligible, int(_scalar(linked.count())),
-              f"orders with a client id and a human user agent={n_eligible}", scope=scope),
+        Check(
+            "purchase_events",
+            p.n_purchases,
+            p.n_orders + sum(p.rejected_by_reason.values()),
+            breakdown({"orders": p.n_orders, **p.rejected_by_reason}),
+            scope=scope,
+        ),
+        Check(
+            "revenue_orders",
+            cents_to_amount(p.raw_cents),
+            cents_to_amount(order_cents + p.excluded_cents),
+            breakdown({"order_revenue": cents_to_amount(order_cents), **p.excluded_by_reason}),
+            tolerance=0.001,
+            scope=scope,
+        ),
+        Check(
+            "order_keys_unique",
+            p.n_orders,
+            int(_scalar(orders_out.order_key.nunique())),
+            f"orders={p.n_orders}",
+            scope=scope,
+        ),
+        Check(
+            "orders_in_sessions",
+            n_eligible,
+            int(_scalar(linked.count())),
+            f"orders with a client id and a human user agent={n_eligible}",
+            scope=scope,
+        ),
     ]
 
 
@@ -191,19 +247,39 @@ def _attribution_checks(p: _Purchases, attribution_out, models: list[str], scope
     """Per model: its revenue and its credit balance against the orders. A model missing from the
     table counts as attributing nothing, so its checks fail (when there was anything to attribute)
     instead of disappearing."""
-    per_model = attribution_out.group_by("model").aggregate(
-        cents=_cents(attribution_out.attributed_revenue).sum(), credit=attribution_out.credit.sum(),
-    ).to_pandas().set_index("model")
+    per_model = (
+        attribution_out.group_by("model")
+        .aggregate(
+            cents=_cents(attribution_out.attributed_revenue).sum(),
+            credit=attribution_out.credit.sum(),
+        )
+        .to_pandas()
+        .set_index("model")
+    )
     checks = []
     for model in models:
         cents = int(per_model["cents"].get(model, 0))
         credit = float(per_model["credit"].get(model, 0.0))
-        checks.append(Check(
-            f"attribution_revenue_{model}", cents_to_amount(p.raw_cents), cents_to_amount(cents + p.excluded_cents),
-            breakdown({"attributed": cents_to_amount(cents), **p.excluded_by_reason}), tolerance=0.001, scope=scope,
-        ))
-        checks.append(Check(f"attribution_credit_{model}", p.n_orders, round(credit, 6),
-                            "Σ credit over orders", tolerance=1e-6, scope=scope))
+        checks.append(
+            Check(
+                f"attribution_revenue_{model}",
+                cents_to_amount(p.raw_cents),
+                cents_to_amount(cents + p.excluded_cents),
+                breakdown({"attributed": cents_to_amount(cents), **p.excluded_by_reason}),
+                tolerance=0.001,
+                scope=scope,
+            )
+        )
+        checks.append(
+            Check(
+                f"attribution_credit_{model}",
+                p.n_orders,
+                round(credit, 6),
+                "Σ credit over orders",
+                tolerance=1e-6,
+                scope=scope,
+            )
+        )
     return checks
 
 
@@ -214,8 +290,15 @@ def _item_price_check(orders_out, items_out, scope) -> Check:
     priced_cents = int(_scalar(_cents(priced.revenue).sum()))
     priced_items = items_out.filter(items_out.order_key.isin(priced.order_key))
     items_cents = int(_scalar(_cents(priced_items.item_price).sum()))
-    return Check("item_prices_vs_revenue", cents_to_amount(priced_cents), cents_to_amount(items_cents),
-                 f"orders with every item priced={n_priced}", tolerance=0.001, severity="warn", scope=scope)
+    return Check(
+        "item_prices_vs_revenue",
+        cents_to_amount(priced_cents),
+        cents_to_amount(items_cents),
+        f"orders with every item priced={n_priced}",
+        tolerance=0.001,
+        severity="warn",
+        scope=scope,
+    )
 
 
 def compute_checks(
@@ -239,8 +322,15 @@ def compute_checks(
     """Compute every check with small Ibis aggregates (one tiny query each)."""
     checks: list[Check] = []
     if session_dates:
-        checks += _event_checks(events_e, rejects_e_count, continuing_events, sessions_out, sessions_written,
-                                exclude_bots, (min(session_dates), max(session_dates)))
+        checks += _event_checks(
+            events_e,
+            rejects_e_count,
+            continuing_events,
+            sessions_out,
+            sessions_written,
+            exclude_bots,
+            (min(session_dates), max(session_dates)),
+        )
     o_scope = (min(order_dates), max(order_dates)) if order_dates else None
     purchases = _purchases(purchases_o, orders_out, rejects_out)
     checks += _order_checks(purchases, orders_out, known_session_ids, o_scope)

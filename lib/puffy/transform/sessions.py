@@ -100,8 +100,12 @@ def annotate_events(events: ir.Table, ua_dim: ir.Table) -> ir.Table:
     A NULL / unknown user agent is not called a bot (is_bot false, device NULL): we cannot tell.
     """
     dim = ua_dim.select(
-        _ua="user_agent", _is_bot="is_bot", bot_name="bot_name", device_type="device_type",
-        browser="browser", os="os",
+        _ua="user_agent",
+        _is_bot="is_bot",
+        bot_name="bot_name",
+        device_type="device_type",
+        browser="browser",
+        os="os",
     )
     j = events.left_join(dim, events.user_agent == dim._ua)
     return j.mutate(is_bot=j._is_bot.fill_null(False)).drop("_ua", "_is_bot")
@@ -110,8 +114,7 @@ def annotate_events(events: ir.Table, ua_dim: ir.Table) -> ir.Table:
 def _campaign_key(t: ir.Table) -> ir.StringValue:
     """utm_source|utm_medium|utm_campaign of an event, NULL when it carries none of them."""
     tagged = t.utm_source.notnull() | t.utm_medium.notnull() | t.utm_campaign.notnull()
-    key = (t.utm_source.fill_null("") + "|" + t.utm_medium.fill_null("") + "|"
-           + t.utm_campaign.fill_null(""))
+    key = t.utm_source.fill_null("") + "|" + t.utm_medium.fill_null("") + "|" + t.utm_campaign.fill_null("")
     return ibis.ifelse(tagged, key, ibis.null("string"))
 
 
@@ -128,7 +131,12 @@ def session_event_flags(events: ir.Table, params: TransformParams) -> ir.Table:
     is_pv = events.event_name == params.page_view_event
     extra = ("page_url", "referrer") if params.split_on_campaign_change else ()
     return events.select(
-        "event_id", "client_id", "event_ts", "is_bot", "bot_name", *extra,
+        "event_id",
+        "client_id",
+        "event_ts",
+        "is_bot",
+        "bot_name",
+        *extra,
         is_page_view=is_pv,
         is_product_view=is_pv & path_matches(events.page_url, params.product_path_regex).fill_null(False),
         is_add_to_cart=events.event_name == params.add_to_cart_event,
@@ -182,16 +190,14 @@ def _add_campaign_splits(ev: ir.Table, rules: ChannelRules | None) -> ir.Table:
     """
     cw = ibis.cumulative_window(group_by=ev.client_id, order_by=[ev.event_ts, ev.event_id])
     ev = ev.mutate(_gap_seq=ev._gap_start.cast("int64").sum().over(cw))
-    parsed = parse_landing(ev.select("event_id", "client_id", "event_ts", "_gap_seq", "_gap_start",
-                                     "_prev_ts", "page_url", "referrer"), rules=rules)
+    parsed = parse_landing(
+        ev.select("event_id", "client_id", "event_ts", "_gap_seq", "_gap_start", "_prev_ts", "page_url", "referrer"),
+        rules=rules,
+    )
     keyed = parsed.mutate(_key=_campaign_key(parsed)).filter(lambda t: t._key.notnull())
     kw = ibis.window(group_by=[keyed.client_id, keyed._gap_seq], order_by=[keyed.event_ts, keyed.event_id])
     prev_key = keyed._key.lag().over(kw)
-    split = (
-        ~keyed._gap_start
-        & (keyed.event_ts > keyed._prev_ts)
-        & (prev_key.isnull() | (prev_key != keyed._key))
-    )
+    split = ~keyed._gap_start & (keyed.event_ts > keyed._prev_ts) & (prev_key.isnull() | (prev_key != keyed._key))
     splits = keyed.select(_split_event_id=keyed.event_id, _split=split)
     j = ev.left_join(splits, ev.event_id == splits._split_event_id)
     return j.mutate(is_session_start=j._gap_start | j._split.fill_null(False)).drop(
@@ -227,8 +233,13 @@ def build_sessions(sessionized: ir.Table, events: ir.Table, rules: ChannelRules 
         first_event_id=ibis.ifelse(ev.is_session_start, ev.event_id, ibis.null("string")).max(),
     )
     landing = events.select(
-        _landing_id="event_id", _start_raw="timestamp_raw", landing_page_url="page_url",
-        entry_referrer="referrer", device_type="device_type", browser="browser", os="os",
+        _landing_id="event_id",
+        _start_raw="timestamp_raw",
+        landing_page_url="page_url",
+        entry_referrer="referrer",
+        device_type="device_type",
+        browser="browser",
+        os="os",
     )
     agg = agg.join(landing, agg.first_event_id == landing._landing_id).drop("_landing_id", "session_seq")
     agg = agg.mutate(session_id=session_id(agg.client_id, agg._start_raw)).drop("_start_raw")
@@ -255,9 +266,7 @@ def events_in_sessions(events: ir.Table, sessions: ir.Table) -> ir.Table:
     few (purchases) or the join selective, as it is a hash join on client_id plus a range filter.
     """
     s = sessions.select(_sc="client_id", _sid="session_id", _ss="session_start", _se="session_end")
-    j = events.left_join(
-        s, (events.client_id == s._sc) & (events.event_ts >= s._ss) & (events.event_ts <= s._se)
-    )
+    j = events.left_join(s, (events.client_id == s._sc) & (events.event_ts >= s._ss) & (events.event_ts <= s._se))
     return j.rename(session_id="_sid").drop("_sc", "_ss", "_se")
 
 
@@ -278,8 +287,9 @@ def session_numbers(sessions: ir.Table, prior_counts: ir.Table | None) -> ir.Tab
     else:
         keys = keys.mutate(_n_prior=ibis.literal(0, "int64"))
     w = ibis.window(group_by=keys.client_id, order_by=[keys.session_start, keys.session_id])
-    return keys.select("session_id", "session_date",
-                       session_number=keys._n_prior + ibis.row_number().over(w).cast("int64") + 1)
+    return keys.select(
+        "session_id", "session_date", session_number=keys._n_prior + ibis.row_number().over(w).cast("int64") + 1
+    )
 
 
 def add_session_history(sessions: ir.Table, numbers: ir.Table) -> ir.Table:
@@ -296,9 +306,7 @@ def add_session_history(sessions: ir.Table, numbers: ir.Table) -> ir.Table:
 def add_order_metrics(sessions: ir.Table, orders: ir.Table) -> ir.Table:
     """n_orders, revenue (summed in integer cents) and purchased, from included orders' session_id."""
     o = orders.filter(orders.session_id.notnull())
-    per = o.group_by(_osid=o.session_id).aggregate(
-        _n=o.count(), _cents=(o.revenue * 100).round().cast("int64").sum()
-    )
+    per = o.group_by(_osid=o.session_id).aggregate(_n=o.count(), _cents=(o.revenue * 100).round().cast("int64").sum())
     s = sessions.left_join(per, sessions.session_id == per._osid).drop("_osid")
     s = s.mutate(
         n_orders=s._n.fill_null(0).cast("int64"),

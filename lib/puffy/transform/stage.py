@@ -18,7 +18,6 @@ from puffy.transform.pipeline import TransformResult, channel_revenue_by_model, 
 from puffy.warehouse import partition_dates
 
 
-
 def staged_period(layout: Layout) -> Period:
     """Every day the gate has staged (``stg_events`` partitions)."""
     staged = partition_dates(layout.intermediate, "stg_events")
@@ -27,21 +26,43 @@ def staged_period(layout: Layout) -> Period:
     return Period(staged[0], staged[-1])
 
 
-def run(layout: Layout, period: Period | None = None, *, warehouse: str | Path | None = None,
-        mode: Literal["incremental", "rebuild"] = "rebuild", output_dir: str | Path | None = None) -> StageResult:
+def run(
+    layout: Layout,
+    period: Period | None = None,
+    *,
+    warehouse: str | Path | None = None,
+    mode: Literal["incremental", "rebuild"] = "rebuild",
+    output_dir: str | Path | None = None,
+) -> StageResult:
     """Build ``period``'s partitions (None: every staged day) from ``layout.intermediate`` into
     ``warehouse`` (default: the layout's build warehouse; the daily runner passes the day's staging
     warehouse), with ``layout.warehouse`` as the published history; write ``transform_status.json``
     into ``output_dir`` when given. ``value`` is the ``TransformResult``."""
     period = period or staged_period(layout)
     warehouse = Path(warehouse) if warehouse is not None else layout.build_warehouse
-    result = run_transform(layout.intermediate, warehouse, layout.params_dir, start=period.start, end=period.end,
-                           history_root=layout.warehouse, mode=mode)
+    result = run_transform(
+        layout.intermediate,
+        warehouse,
+        layout.params_dir,
+        start=period.start,
+        end=period.end,
+        history_root=layout.warehouse,
+        mode=mode,
+    )
     status = normalise_status(result.status)  # the reconciliation's 'ok' is the stage's 'pass'
     paths = {"warehouse": warehouse}
     if output_dir is not None:
-        paths["status"] = write_status(output_dir, STATUS_FILES["transform"], status, result.message, start=period.start,
-                                       end=period.end, mode=mode, engine=result.engine, row_counts=result.row_counts)
+        paths["status"] = write_status(
+            output_dir,
+            STATUS_FILES["transform"],
+            status,
+            result.message,
+            start=period.start,
+            end=period.end,
+            mode=mode,
+            engine=result.engine,
+            row_counts=result.row_counts,
+        )
     return StageResult("transform", status, result.message, paths, result)
 
 
@@ -66,8 +87,16 @@ def compare_identity_stitching(layout: Layout, period: Period, transformed: Stag
     session_days, order_days = partition_days(result, "fct_sessions"), partition_days(result, "fct_orders")
     flipped = result.params.model_copy(update={"identity_stitching": not result.params.identity_stitching})
     with tempfile.TemporaryDirectory() as tmp:
-        run_transform(layout.intermediate, Path(tmp), layout.params_dir, start=period.start, end=period.end,
-                      history_root=layout.warehouse, mode=result.mode, transform_params=flipped)
+        run_transform(
+            layout.intermediate,
+            Path(tmp),
+            layout.params_dir,
+            start=period.start,
+            end=period.end,
+            history_root=layout.warehouse,
+            mode=result.mode,
+            transform_params=flipped,
+        )
         alt_attribution = load_table(Path(tmp), "fct_attribution", order_days)
         alt_sessions = load_table(Path(tmp), "fct_sessions", session_days)
     attribution = load_table(warehouse, "fct_attribution", order_days)
@@ -80,15 +109,32 @@ def compare_identity_stitching(layout: Layout, period: Period, transformed: Stag
         return a[a.model == "linear"].groupby("order_key")["touch_count"].first()
 
     more = int((touches(on) > touches(off).reindex(touches(on).index)).sum())
-    summary = pd.DataFrame({
-        "without stitching": [off_s.client_id.nunique(), off_s.person_id.nunique(), touches(off).size, 0,
-                              f"{touches(off).mean():.3f}"],
-        "with stitching": [on_s.client_id.nunique(), on_s.person_id.nunique(), touches(on).size, more,
-                           f"{touches(on).mean():.3f}"],
-    }, index=["clients", "persons", "orders", "orders with more touchpoints", "mean touchpoints per order"])
-    compare = channel_revenue_by_model(off).merge(channel_revenue_by_model(on), on=["channel", "model"], how="outer",
-                                                  suffixes=("_without", "_with")).fillna(0.0)
+    summary = pd.DataFrame(
+        {
+            "without stitching": [
+                off_s.client_id.nunique(),
+                off_s.person_id.nunique(),
+                touches(off).size,
+                0,
+                f"{touches(off).mean():.3f}",
+            ],
+            "with stitching": [
+                on_s.client_id.nunique(),
+                on_s.person_id.nunique(),
+                touches(on).size,
+                more,
+                f"{touches(on).mean():.3f}",
+            ],
+        },
+        index=["clients", "persons", "orders", "orders with more touchpoints", "mean touchpoints per order"],
+    )
+    compare = (
+        channel_revenue_by_model(off)
+        .merge(channel_revenue_by_model(on), on=["channel", "model"], how="outer", suffixes=("_without", "_with"))
+        .fillna(0.0)
+    )
     compare["change"] = (compare["revenue_with"] - compare["revenue_without"]).round(2)
     change = compare[compare.model.isin(["first_click", "last_click", "linear", "markov"])].pivot(
-        index="channel", columns="model", values="change")
+        index="channel", columns="model", values="change"
+    )
     return StitchingComparison(summary, change)

@@ -42,11 +42,37 @@ from puffy.findings import Finding
 from puffy.findings import sort_findings as _sort_findings
 
 # In the order they run (the report orders findings by CHECK_ORDER, whatever the order here).
-CHECKS = (check_ingest, check_schema, check_taxonomy, check_timestamps, check_client_ids, check_duplicates,
-          check_payload, check_volume, check_bots, check_referrer, check_coverage, check_materiality)
+CHECKS = (
+    check_ingest,
+    check_schema,
+    check_taxonomy,
+    check_timestamps,
+    check_client_ids,
+    check_duplicates,
+    check_payload,
+    check_volume,
+    check_bots,
+    check_referrer,
+    check_coverage,
+    check_materiality,
+)
 
-__all__ = ["CHECKS", "CHECK_ORDER", "ROW_REJECTS", "CheckContext", "counted", "daily_summary", "file_facts",
-           "fixed", "fmt_dates", "graded", "impact", "pct", "run_checks", "sort_findings"]
+__all__ = [
+    "CHECKS",
+    "CHECK_ORDER",
+    "ROW_REJECTS",
+    "CheckContext",
+    "counted",
+    "daily_summary",
+    "file_facts",
+    "fixed",
+    "fmt_dates",
+    "graded",
+    "impact",
+    "pct",
+    "run_checks",
+    "sort_findings",
+]
 
 
 def sort_findings(findings: list[Finding]) -> list[Finding]:

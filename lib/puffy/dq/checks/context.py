@@ -25,13 +25,29 @@ from puffy.ingest import RawFile
 from puffy.params import PipelineParams
 
 # The check families, in the reports' order (a finding id is ``family.name``; one module each).
-CHECK_ORDER = ("materiality", "ingest", "schema", "taxonomy", "timestamps", "client_id", "coverage", "duplicates",
-               "payload", "volume", "bots", "referrer")
+CHECK_ORDER = (
+    "materiality",
+    "ingest",
+    "schema",
+    "taxonomy",
+    "timestamps",
+    "client_id",
+    "coverage",
+    "duplicates",
+    "payload",
+    "volume",
+    "bots",
+    "referrer",
+)
 # Reject reasons that belong to a specific check (the rest are malformed CSV lines).
 ROW_REJECTS = {
-    "missing_timestamp": "timestamps", "unparseable_timestamp": "timestamps",
-    "timestamp_outside_file_day": "timestamps", "missing_event_name": "taxonomy",
-    "unknown_event_name": "taxonomy", "exact_duplicate": "duplicates", "unreadable_file": "schema",
+    "missing_timestamp": "timestamps",
+    "unparseable_timestamp": "timestamps",
+    "timestamp_outside_file_day": "timestamps",
+    "missing_event_name": "taxonomy",
+    "unknown_event_name": "taxonomy",
+    "exact_duplicate": "duplicates",
+    "unreadable_file": "schema",
 }
 # The gate's JSON keeps 6 decimals of a float (rates, ratios and sample values).
 DIGITS = 6
@@ -80,14 +96,17 @@ class CheckContext:
     def in_range(self, column: str = "file_date") -> str:
         return f"{column} >= DATE '{self.first_day.isoformat()}'"
 
-    def samples(self, sql_where: str, columns: str, dates: list[str], table: str = "stg_events",
-                order: str = "event_id") -> list[dict]:
+    def samples(
+        self, sql_where: str, columns: str, dates: list[str], table: str = "stg_events", order: str = "event_id"
+    ) -> list[dict]:
         """Up to ``rules.sample_rows`` rows of ``table`` matching ``sql_where`` on ``dates``."""
         if not dates or not self.rules.sample_rows:
             return []
         days = ", ".join(f"DATE '{d}'" for d in sorted(set(dates)))
-        return self.rows(f"SELECT {columns} FROM {table} WHERE ({sql_where}) AND file_date IN ({days}) "
-                         f"ORDER BY {order} LIMIT {self.rules.sample_rows}")
+        return self.rows(
+            f"SELECT {columns} FROM {table} WHERE ({sql_where}) AND file_date IN ({days}) "
+            f"ORDER BY {order} LIMIT {self.rules.sample_rows}"
+        )
 
     # Per-day series from the metrics table (all ingested days, baseline included).
     def per_day(self, column: str, event_name: str | None = None) -> pd.Series:
@@ -119,8 +138,12 @@ def register_user_agents(con: duckdb.DuckDBPyConnection) -> None:
     """``dq_user_agents(user_agent, is_bot, bot_name)``: each distinct user agent parsed once."""
     from puffy.useragent import parse_user_agents
 
-    uas = [r[0] for r in con.execute(
-        "SELECT DISTINCT user_agent FROM stg_events WHERE user_agent IS NOT NULL ORDER BY 1").fetchall()]
+    uas = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT user_agent FROM stg_events WHERE user_agent IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    ]
     dim = parse_user_agents(uas)[["user_agent", "is_bot", "bot_name"]]
     # Typed explicitly: with no user agent at all (an empty file, no user_agent column) the frame
     # is empty and its columns would be typed NULL.
@@ -144,4 +167,3 @@ def build_metrics(ctx: CheckContext) -> None:
         SELECT file_date, source_file, reason, count(*) AS n FROM stg_rejects GROUP BY ALL ORDER BY ALL
     """).df()
     ctx.rejects["file_date"] = pd.to_datetime(ctx.rejects["file_date"]).dt.date
-

@@ -17,14 +17,23 @@ def check_coverage(ctx: CheckContext) -> list[Finding]:
         ("page_url", rules.page_url_null_rate, "landing pages, paths, UTMs, click ids and channels"),
         ("user_agent", rules.user_agent_null_rate, "bot filtering and device, browser and OS"),
     ):
-        out.append(counted(
-            ctx, f"coverage.{column}", f"Missing {column}", f"{column}_null_rate", rule,
-            ctx.per_day(f"null_{column}").to_dict(), events,
-            lambda n, span, ds, column=column, feeds=feeds: (
-                f"{n:,} event(s) ({span} of a day's) have no {column} ({fmt_dates(ds)}), so {feeds} are unknown "
-                f"for them"),
-            f"Every event has a {column}.",
-            lambda ds, column=column: ctx.samples(f"{column} IS NULL",
-                                                  "event_id, source_file, row_number, event_name", ds),
-        ))
+        out.append(
+            counted(
+                ctx,
+                f"coverage.{column}",
+                f"Missing {column}",
+                f"{column}_null_rate",
+                rule,
+                ctx.per_day(f"null_{column}").to_dict(),
+                events,
+                lambda n, span, ds, column=column, feeds=feeds: (
+                    f"{n:,} event(s) ({span} of a day's) have no {column} ({fmt_dates(ds)}), so {feeds} are unknown "
+                    f"for them"
+                ),
+                f"Every event has a {column}.",
+                lambda ds, column=column: ctx.samples(
+                    f"{column} IS NULL", "event_id, source_file, row_number, event_name", ds
+                ),
+            )
+        )
     return out

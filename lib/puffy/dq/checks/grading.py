@@ -31,38 +31,68 @@ def pct(x: float) -> str:
     return f"{x:.1%}" if x >= 0.001 or x == 0 else f"{x:.2%}"
 
 
-def graded(ctx: CheckContext, fid: str, title: str, metric: str, rule: Threshold | RatioBand,
-           values: dict[date, float | None], what: Callable[[list[dict]], str], quiet: str,
-           samples: Callable[[list[str]], list[dict]] | None = None,
-           key: Callable[[float], float] = lambda v: v) -> Finding:
+def graded(
+    ctx: CheckContext,
+    fid: str,
+    title: str,
+    metric: str,
+    rule: Threshold | RatioBand,
+    values: dict[date, float | None],
+    what: Callable[[list[dict]], str],
+    quiet: str,
+    samples: Callable[[list[str]], list[dict]] | None = None,
+    key: Callable[[float], float] = lambda v: v,
+) -> Finding:
     """A finding graded day by day: each in-range day's value against ``rule``.
 
     ``what(flagged)`` describes the flagged days (list of {date, value, severity}); the message
     appends the finding's downstream impact. ``key`` ranks values (the worst one is ``value``).
     """
     days = set(ctx.days)
-    daily = [{"date": d.isoformat(), "value": json_safe(v, DIGITS), "severity": rule.grade(v)}
-             for d, v in sorted(values.items()) if d in days and v is not None and not pd.isna(v)]
+    daily = [
+        {"date": d.isoformat(), "value": json_safe(v, DIGITS), "severity": rule.grade(v)}
+        for d, v in sorted(values.items())
+        if d in days and v is not None and not pd.isna(v)
+    ]
     flagged = [r for r in daily if r["severity"] != "pass"]
     if not flagged:
         top = max((r["value"] for r in daily), key=key, default=None)
-        return Finding(fid, "pass", quiet, title=title, metric=metric, value=top, thresholds=rule.as_dict(),
-                       impact=impact(fid))
+        return Finding(
+            fid, "pass", quiet, title=title, metric=metric, value=top, thresholds=rule.as_dict(), impact=impact(fid)
+        )
     dates = [r["date"] for r in flagged]
     severity = worst_severity(r["severity"] for r in flagged)
     # Over several days of mixed severity, say which days carry the worst one (the days that stop).
     worst_days = [r["date"] for r in flagged if r["severity"] == severity]
     which = f" ({severity.upper()} on {fmt_dates(worst_days)})" if len(worst_days) < len(flagged) else ""
     return Finding(
-        fid, severity, f"{what(flagged)}{which}; {impact(fid)}.", title=title, metric=metric,
-        value=max((r["value"] for r in flagged), key=key), thresholds=rule.as_dict(), dates=dates,
-        files=ctx.files_for(dates), sample_rows=samples(dates) if samples else [], daily=flagged, impact=impact(fid),
+        fid,
+        severity,
+        f"{what(flagged)}{which}; {impact(fid)}.",
+        title=title,
+        metric=metric,
+        value=max((r["value"] for r in flagged), key=key),
+        thresholds=rule.as_dict(),
+        dates=dates,
+        files=ctx.files_for(dates),
+        sample_rows=samples(dates) if samples else [],
+        daily=flagged,
+        impact=impact(fid),
     )
 
 
-def counted(ctx: CheckContext, fid: str, title: str, metric: str, rule: Threshold, counts: dict, totals: dict,
-            what: Callable[[int, str, list[str]], str], quiet: str,
-            samples: Callable[[list[str]], list[dict]] | None = None) -> Finding:
+def counted(
+    ctx: CheckContext,
+    fid: str,
+    title: str,
+    metric: str,
+    rule: Threshold,
+    counts: dict,
+    totals: dict,
+    what: Callable[[int, str, list[str]], str],
+    quiet: str,
+    samples: Callable[[list[str]], list[dict]] | None = None,
+) -> Finding:
     """A finding graded day by day on the rate counts / totals, described in counts.
 
     Grading per day (never over the whole period) keeps a day's severity the same whether it is
@@ -79,17 +109,46 @@ def counted(ctx: CheckContext, fid: str, title: str, metric: str, rule: Threshol
     return graded(ctx, fid, title, metric, rule, rates, describe, quiet, samples)
 
 
-def fixed(ctx: CheckContext, fid: str, title: str, metric: str, severity: str, dates: list[str], value,
-          message: str, quiet: str, samples: list[dict] | None = None) -> Finding:
+def fixed(
+    ctx: CheckContext,
+    fid: str,
+    title: str,
+    metric: str,
+    severity: str,
+    dates: list[str],
+    value,
+    message: str,
+    quiet: str,
+    samples: list[dict] | None = None,
+) -> Finding:
     """A yes/no finding with a configured severity (schema changes, dictionary mismatches, …)."""
     if not dates:
-        return Finding(fid, "pass", quiet, title=title, metric=metric, value=0, thresholds={"severity": severity},
-                       impact=impact(fid))
+        return Finding(
+            fid,
+            "pass",
+            quiet,
+            title=title,
+            metric=metric,
+            value=0,
+            thresholds={"severity": severity},
+            impact=impact(fid),
+        )
     dates = sorted(set(dates))
     daily = [{"date": d, "value": None, "severity": severity} for d in dates]
-    return Finding(fid, severity, f"{message}; {impact(fid)}.", title=title, metric=metric, value=value,
-                   thresholds={"severity": severity}, dates=dates, files=ctx.files_for(dates),
-                   sample_rows=samples or [], daily=daily, impact=impact(fid))
+    return Finding(
+        fid,
+        severity,
+        f"{message}; {impact(fid)}.",
+        title=title,
+        metric=metric,
+        value=value,
+        thresholds={"severity": severity},
+        dates=dates,
+        files=ctx.files_for(dates),
+        sample_rows=samples or [],
+        daily=daily,
+        impact=impact(fid),
+    )
 
 
 def ratio_by_day(num: pd.Series, den: pd.Series) -> dict[date, float]:
@@ -120,4 +179,3 @@ def on_days(flagged: list[dict]) -> str:
     dates = [r["date"] for r in flagged]
     n = len(dates)
     return f"on {fmt_dates(dates)}" + (f" ({n} days)" if n > 2 else "")
-

@@ -63,14 +63,16 @@ def lost_purchases(ctx: CheckContext) -> pd.DataFrame:
     # and a revenue that reads as a non-negative number ("1449" as a string reads as 1449).
     fault = "payload_error IS NOT NULL OR transaction_id IS NULL OR revenue IS NULL OR revenue < 0"
     text_revenue = f"TRY_CAST(regexp_extract(event_data, '{_REVENUE_IN_TEXT}', 1) AS DOUBLE)"
-    return _day_frame(ctx, f"""
+    return _day_frame(
+        ctx,
+        f"""
         WITH accepted AS (
             SELECT file_date, ({fault}) AS lost,
                    CASE WHEN ({fault}) THEN abs(coalesce(revenue, {text_revenue})) ELSE revenue END AS amount
             FROM stg_events WHERE event_name = {purchase}
         ), rejected AS (
             -- rows parsed but rejected (their event_data is intact) ...
-            SELECT r.file_date, abs({text_revenue.replace('event_data', 'a.event_data')}) AS amount
+            SELECT r.file_date, abs({text_revenue.replace("event_data", "a.event_data")}) AS amount
             FROM stg_rejects r JOIN stg_events_all a
               ON a.source_file = r.source_file AND a.row_number = r.row_number
             WHERE r.reason IN ({_LOST_ROW_REASONS}) AND a.event_name = {purchase}
@@ -92,7 +94,8 @@ def lost_purchases(ctx: CheckContext) -> pd.DataFrame:
             UNION ALL
             SELECT file_date, 0, 0, 1, coalesce(amount, 0), CASE WHEN amount IS NULL THEN 1 ELSE 0 END FROM lost
         ) GROUP BY 1 ORDER BY 1
-    """)
+    """,
+    )
 
 
 def _aov(ctx: CheckContext, purchases: pd.DataFrame, day: date) -> float | None:
@@ -139,25 +142,43 @@ def _orders_and_revenue_lost(ctx: CheckContext, purchases: pd.DataFrame) -> list
         note = ""
         if guesses:
             k = sum(g[0] for g in guesses)
-            note = (f", {k:,} of them priced at the average order value because their revenue is unreadable"
-                    if all(g[1] is not None for g in guesses) else
-                    f", {k:,} of them unpriced (no order value to estimate from): the loss is larger")
-        return (f"${amount:,.2f} of purchase revenue ({span} of the day's) would be missing from the "
-                f"published orders ({fmt_dates(dates)}){note}")
+            note = (
+                f", {k:,} of them priced at the average order value because their revenue is unreadable"
+                if all(g[1] is not None for g in guesses)
+                else f", {k:,} of them unpriced (no order value to estimate from): the loss is larger"
+            )
+        return (
+            f"${amount:,.2f} of purchase revenue ({span} of the day's) would be missing from the "
+            f"published orders ({fmt_dates(dates)}){note}"
+        )
 
     totals_orders = {d: kept.get(d, 0.0) + lost.get(d, 0.0) for d in ctx.days}
     orders_f = counted(
-        ctx, "materiality.orders_lost", "Purchases that would be lost", "orders_lost_rate", rules.orders_lost_rate,
-        lost.to_dict(), totals_orders,
-        lambda n, span, ds: (f"{n:,} {name} event(s) ({span} of the day's purchases) cannot become orders: "
-                             f"rejected rows, malformed lines, or payloads without a readable transaction id or "
-                             f"revenue ({fmt_dates(ds)})"),
+        ctx,
+        "materiality.orders_lost",
+        "Purchases that would be lost",
+        "orders_lost_rate",
+        rules.orders_lost_rate,
+        lost.to_dict(),
+        totals_orders,
+        lambda n, span, ds: (
+            f"{n:,} {name} event(s) ({span} of the day's purchases) cannot become orders: "
+            f"rejected rows, malformed lines, or payloads without a readable transaction id or "
+            f"revenue ({fmt_dates(ds)})"
+        ),
         "Every purchase event can become an order.",
     )
     # The revenue share is graded on amounts: ``counted`` takes the lost amount over the day's total.
     revenue_f = counted(
-        ctx, "materiality.revenue_lost", "Revenue that would be lost", "revenue_lost_rate", rules.revenue_lost_rate,
-        revenue_lost, revenue_total, revenue_what, "No purchase revenue is lost to data faults.",
+        ctx,
+        "materiality.revenue_lost",
+        "Revenue that would be lost",
+        "revenue_lost_rate",
+        rules.revenue_lost_rate,
+        revenue_lost,
+        revenue_total,
+        revenue_what,
+        "No purchase revenue is lost to data faults.",
     )
     return [orders_f, revenue_f]
 
@@ -165,11 +186,13 @@ def _orders_and_revenue_lost(ctx: CheckContext, purchases: pd.DataFrame) -> list
 def _sessions_at_risk(ctx: CheckContext) -> Finding:
     """Client ids with a rejected row, plus one per malformed line, as a share of the day's client ids."""
     rules = ctx.rules.materiality
-    clients = _day_frame(ctx, f"""
+    clients = _day_frame(
+        ctx,
+        f"""
         WITH lost_rows AS (
             SELECT r.file_date, a.client_id FROM stg_rejects r JOIN stg_events_all a
               ON a.source_file = r.source_file AND a.row_number = r.row_number
-            WHERE r.reason IN ({_LOST_ROW_REASONS}) AND {ctx.in_range('r.file_date')}
+            WHERE r.reason IN ({_LOST_ROW_REASONS}) AND {ctx.in_range("r.file_date")}
         )
         SELECT d.file_date, d.clients, coalesce(l.at_risk, 0) + coalesce(m.malformed, 0) AS at_risk
         FROM (SELECT file_date, count(DISTINCT client_id) AS clients FROM stg_events
@@ -178,14 +201,20 @@ def _sessions_at_risk(ctx: CheckContext) -> Finding:
           USING (file_date)
         LEFT JOIN (SELECT file_date, count(*) AS malformed FROM stg_rejects
                    WHERE reason NOT IN ({_ROW_REASONS}) AND {ctx.in_range()} GROUP BY 1) m USING (file_date)
-    """)
+    """,
+    )
     return counted(
-        ctx, "materiality.sessions_at_risk", "Sessions that would be wrong", "sessions_at_risk_rate",
+        ctx,
+        "materiality.sessions_at_risk",
+        "Sessions that would be wrong",
+        "sessions_at_risk_rate",
         rules.sessions_at_risk_rate,
         clients["at_risk"].to_dict() if not clients.empty else {},
         clients["clients"].to_dict() if not clients.empty else {},
-        lambda n, span, ds: (f"{n:,} client(s) ({span} of the day's) lose a rejected or malformed row, so their "
-                             f"sessions are missing, split or cut short ({fmt_dates(ds)})"),
+        lambda n, span, ds: (
+            f"{n:,} client(s) ({span} of the day's) lose a rejected or malformed row, so their "
+            f"sessions are missing, split or cut short ({fmt_dates(ds)})"
+        ),
         "No client loses an event to a rejected row.",
     )
 
@@ -202,9 +231,16 @@ def _no_purchases(ctx: CheckContext) -> Finding:
             no_purchase_days.append(day.isoformat())
             baselines[day.isoformat()] = base
     return fixed(
-        ctx, "materiality.no_purchases", "A day without purchases", "days_without_purchases", rules.no_purchases,
-        no_purchase_days, len(no_purchase_days),
-        "No " + name + " event on " + ", ".join(f"{d} (trailing median {baselines[d]:,.0f} a day)"
-                                                 for d in no_purchase_days),
+        ctx,
+        "materiality.no_purchases",
+        "A day without purchases",
+        "days_without_purchases",
+        rules.no_purchases,
+        no_purchase_days,
+        len(no_purchase_days),
+        "No "
+        + name
+        + " event on "
+        + ", ".join(f"{d} (trailing median {baselines[d]:,.0f} a day)" for d in no_purchase_days),
         "Every day with a purchase baseline has purchases.",
     )

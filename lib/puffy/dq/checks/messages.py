@@ -43,8 +43,9 @@ def validate(data: object, source: str = MESSAGES_FILE) -> dict[str, str]:
             if not isinstance(text, str) or not text.strip():
                 raise MessagesError(f"{source}: {fid}: the text must be a non-empty string")
             if "\n" in text or text != text.strip() or text.endswith("."):
-                raise MessagesError(f"{source}: {fid}: one line, no surrounding spaces, no final full stop "
-                                    "(the message adds it)")
+                raise MessagesError(
+                    f"{source}: {fid}: one line, no surrounding spaces, no final full stop (the message adds it)"
+                )
             out[fid] = text
     return out
 
@@ -61,5 +62,6 @@ def impact(finding_id: str) -> str:
     try:
         return messages()[finding_id]
     except KeyError:
-        raise MessagesError(f"{MESSAGES_FILE} has no message for check id {finding_id!r}: add one under "
-                            f"{finding_id.split('.', 1)[0]}:") from None
+        raise MessagesError(
+            f"{MESSAGES_FILE} has no message for check id {finding_id!r}: add one under {finding_id.split('.', 1)[0]}:"
+        ) from None

@@ -26,9 +26,15 @@ def check_volume(ctx: CheckContext) -> list[Finding]:
         return abs(math.log(r)) if r and r > 0 else float("inf")
 
     daily = graded(
-        ctx, "volume.daily_events", "Daily event volume vs baseline", "events_ratio", rules.daily_events_ratio, ratios,
+        ctx,
+        "volume.daily_events",
+        "Daily event volume vs baseline",
+        "events_ratio",
+        rules.daily_events_ratio,
+        ratios,
         lambda fl: "Daily events broke the trailing baseline: " + day_notes(fl, notes),
-        "Daily event volumes are in line with the trailing baseline.", key=far,
+        "Daily event volumes are in line with the trailing baseline.",
+        key=far,
     )
     # Per day, the event whose volume is furthest from its own baseline is the one graded.
     per_event, event_notes = {}, {}
@@ -43,14 +49,25 @@ def check_volume(ctx: CheckContext) -> list[Finding]:
                 per_event[d] = ratio
                 event_notes[d] = f"{name} {int(series.get(d, 0)):,} on {d.isoformat()} (×{ratio:.2f} of {base:,.0f})"
     event_name = graded(
-        ctx, "volume.event_name", "Event-name volume vs baseline", "event_ratio", rules.event_name_ratio, per_event,
+        ctx,
+        "volume.event_name",
+        "Event-name volume vs baseline",
+        "event_ratio",
+        rules.event_name_ratio,
+        per_event,
         lambda fl: "Event volumes broke their trailing baseline: " + day_notes(fl, event_notes),
-        "Every event's daily volume is in line with its trailing baseline.", key=far,
+        "Every event's daily volume is in line with its trailing baseline.",
+        key=far,
     )
     short_dates = [d.isoformat() for d in short]
     insufficient = fixed(
-        ctx, "volume.insufficient_history", "Too little history for baselines", "days_without_baseline",
-        rules.insufficient_history, short_dates, len(short),
+        ctx,
+        "volume.insufficient_history",
+        "Too little history for baselines",
+        "days_without_baseline",
+        rules.insufficient_history,
+        short_dates,
+        len(short),
         f"{len(short)} day(s) have fewer than {ctx.rules.min_baseline_days} earlier days of data within "
         f"{ctx.rules.baseline_days} days ({fmt_dates(short_dates)})",
         "Every day has a trailing baseline.",
