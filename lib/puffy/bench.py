@@ -188,9 +188,10 @@ def _stage_daily_run(work: Path, days: int) -> dict:
     """Wall seconds of ``puffy run`` for each of the first ``days`` days of a 1x sample.
 
     Days run in order into a fresh outputs directory, so from the second day on each runs as it
-    does in production: incrementally, on top of the days published before it.
+    does in production: incrementally, on top of the days published before it; each day in a kernel
+    of its own, as the scheduler's ``puffy run --date D`` runs it.
     """
-    from puffy.runner import RunLayout, exclusive_outputs, run_day
+    from puffy.runner import KernelSession, RunLayout, exclusive_outputs, run_day
 
     raw = work / f"raw_scale1_days{days}"
     if not any(raw.glob("events_*.csv")):
@@ -202,7 +203,8 @@ def _stage_daily_run(work: Path, days: int) -> dict:
     with exclusive_outputs(outputs):
         for day in [file_date_of(p) for p in discover_raw_files(raw)][:days]:
             t0 = time.perf_counter()
-            result = run_day(day, layout)
+            with KernelSession():
+                result = run_day(day, layout)
             figures.append(
                 {
                     "date": day.isoformat(),
