@@ -406,7 +406,8 @@ def read_status(run_dir: Path, status_file: str) -> tuple[str, str]:
     return data.get("status", "error"), data.get("message", "")
 
 
-def _notebook_error(exc: Exception) -> str:
+def notebook_error(exc: Exception) -> str:
+    """A failed notebook's error in one line: the exception's name and value from the failing cell."""
     ename = getattr(exc, "ename", type(exc).__name__)
     evalue = getattr(exc, "evalue", str(exc))
     return f"{ename}: {evalue}".strip()
@@ -454,7 +455,7 @@ def run_day(day: date, layout: Layout) -> DayResult:
                 execute_notebook(stage.notebook, run_dir, {**common, **stage.parameters(layout, day)})
                 status, message = read_status(run_dir, stage.status_file)
             except Exception as exc:  # a failing cell: report it, keep the partial notebook
-                status, message = _after_failed_cell(run_dir, stage, _notebook_error(exc))
+                status, message = _after_failed_cell(run_dir, stage, notebook_error(exc))
         if executed.exists():
             try:
                 html = str(render_html(executed))

@@ -21,24 +21,8 @@ import re
 import sys
 from pathlib import Path
 
-# Keys whose values are clocks, durations, places on disk or machine facts: removed before hashing.
-VOLATILE_KEYS = {
-    "generated_at",
-    "seconds",
-    "duration_seconds",
-    "elapsed_seconds",
-    "started_at",
-    "finished_at",
-    "notebook",
-    "html",
-    "quarantine_path",
-    "log_file",
-    "now",
-    "run_started",
-    "run_finished",
-    "peak_rss_mb",
-    "wall_seconds",
-}
+# Keys whose values are clocks, durations or places on disk: removed before hashing.
+VOLATILE_KEYS = {"generated_at", "seconds", "notebook", "html", "quarantine_path"}
 _CLOCK = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?\s*(UTC)?")
 _DURATION = re.compile(r"\b\d+(\.\d+)?\s?(s|ms|seconds)\b")
 REPORT_SUFFIXES = (".json", ".md")

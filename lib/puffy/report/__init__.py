@@ -159,9 +159,8 @@ def run_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=
             },
         )
     except Exception as exc:  # a failing cell: one line, the executed notebook stays for inspection
-        ename = getattr(exc, "ename", type(exc).__name__)
-        evalue = getattr(exc, "evalue", str(exc))
-        raise ReportError(f"{NOTEBOOK} failed: {ename}: {evalue} (see {out_dir / (NOTEBOOK + '.ipynb')})") from None
+        error = runner.notebook_error(exc)
+        raise ReportError(f"{NOTEBOOK} failed: {error} (see {out_dir / (NOTEBOOK + '.ipynb')})") from None
     rendered = runner.render_html(executed, no_input=True)
     html = out_dir / HTML_NAME
     rendered.replace(html)
