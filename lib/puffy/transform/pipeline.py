@@ -661,6 +661,7 @@ def _reconcile_checks(
         models=list(tp.attribution.models),
         session_dates=session_dates,
         order_dates=order_dates,
+        window_sessions=window.select("session_id", "session_date"),  # tells unpublished days apart
     )
 
 

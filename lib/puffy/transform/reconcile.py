@@ -9,8 +9,9 @@ Checks (E = dates whose fct_sessions partitions the run writes, O = dates of its
 
 ``raw_rows``
     stg_events + stg_rejects rows of E  =  events in written sessions + events continuing a session
-    of an earlier partition + bot events (dropped with exclude_bots) + events without client id
-    + stg_rejects rows. Nothing is silently dropped.
+    of an earlier partition (``continuing_earlier_sessions``; those continuing a session of an
+    unpublished day apart, ``continuing_unpublished_day_sessions``) + bot events (dropped with
+    exclude_bots) + events without client id + stg_rejects rows. Nothing is silently dropped.
 ``session_ids_unique``
     written sessions = distinct session ids.
 ``sessions_written``
@@ -23,7 +24,12 @@ Checks (E = dates whose fct_sessions partitions the run writes, O = dates of its
     fct_orders rows = distinct order_key.
 ``orders_in_sessions``
     orders with a client id and a human user agent (all, without exclude_bots) = those whose
-    session_id is a session in fct_sessions (written now or earlier).
+    session_id is a session in fct_sessions (written now or earlier). An order whose session began
+    on an *unpublished* day (a staged day before the run's dates that has no published session:
+    the gate stopped it or its outputs were quarantined) is a correct order, published with all its
+    revenue, whose session is not in fct_sessions: such orders make the check a 'warn' that names,
+    per unpublished day, the orders, their order keys and their revenue (and its share of the
+    orders' revenue). Any other order without a published session is an 'error'.
 ``attribution_revenue_<model>``
     raw revenue  =  the model's attributed revenue + excluded revenue (cents; attribution is
     exact to the cent per order).
@@ -134,6 +140,7 @@ def _event_checks(
     sessions_out,
     sessions_written: int | None,
     exclude_bots: bool,
+    unpublished_sessions,
     scope,
 ) -> list[Check]:
     """raw_rows, session_ids_unique and sessions_written over the dates whose sessions the run writes."""
@@ -142,6 +149,11 @@ def _event_checks(
     bots = int(_scalar(events_e.filter(events_e.client_id.notnull() & events_e.is_bot).count())) if exclude_bots else 0
     in_sessions = int(_scalar(sessions_out.n_events.sum()))
     continuing = int(_scalar(continuing_events.count()))
+    # Events continuing a session that began on an unpublished day are in no published session.
+    continuing_unpublished = 0
+    if unpublished_sessions is not None:
+        on_unpublished = continuing_events.session_id.isin(unpublished_sessions.session_id)
+        continuing_unpublished = int(_scalar(continuing_events.filter(on_unpublished).count()))
     n_sessions = int(_scalar(sessions_out.count()))
     checks = [
         Check(
@@ -151,7 +163,8 @@ def _event_checks(
             breakdown(
                 {
                     "in_sessions": in_sessions,
-                    "continuing_earlier_sessions": continuing,
+                    "continuing_earlier_sessions": continuing - continuing_unpublished,
+                    "continuing_unpublished_day_sessions": continuing_unpublished,
                     "bot_events": bots,
                     "no_client_id": no_id,
                     "stg_rejects": rejects_e_count,
@@ -204,12 +217,89 @@ def _purchases(purchases_o, orders_out, rejects_out) -> _Purchases:
     )
 
 
-def _order_checks(p: _Purchases, orders_out, known_session_ids, scope) -> list[Check]:
+def unpublished_day_sessions(window_sessions, known_session_ids):
+    """The sessions of ``window_sessions`` (every session the run built from the staged days it
+    read, context days included: session_id, session_date) that began on an *unpublished* day: a
+    day none of whose sessions is published or written by the run (``known_session_ids``). Such a
+    day was staged but stopped by its gate or quarantined, and a run never writes it for its
+    successor (``puffy.transform.pipeline``)."""
+    w = window_sessions.select("session_id", "session_date")
+    known_days = w.filter(w.session_id.isin(known_session_ids.session_id)).select("session_date").distinct()
+    return w.filter(~w.session_date.isin(known_days.session_date))
+
+
+@dataclass(frozen=True)
+class UnpublishedDayOrders:
+    """The orders of one run whose session began on one unpublished day."""
+
+    day: date
+    order_keys: tuple[str, ...]
+    cents: int
+
+
+#: Order keys a detail names per unpublished day before it says how many more there are.
+MAX_ORDER_KEYS_NAMED = 10
+
+
+def _orders_on_unpublished_days(unlinked, unpublished_sessions) -> list[UnpublishedDayOrders]:
+    """``unlinked`` orders whose session began on an unpublished day, per day (tiny: a few rows)."""
+    s = unpublished_sessions.select(_sid="session_id", _day="session_date")
+    j = unlinked.inner_join(s, unlinked.session_id == s._sid)
+    rows = j.select("order_key", "_day", cents=_cents(j.revenue)).to_pandas()
+    out = []
+    for day, g in rows.sort_values(["_day", "order_key"]).groupby("_day", sort=True):
+        out.append(UnpublishedDayOrders(pd.Timestamp(day).date(), tuple(g["order_key"]), int(g["cents"].sum())))
+    return out
+
+
+def _unpublished_detail(days: list[UnpublishedDayOrders], order_cents: int) -> str:
+    """Per unpublished day: how many orders, their revenue and its share, and which orders."""
+    parts = []
+    for d in days:
+        keys = ", ".join(d.order_keys[:MAX_ORDER_KEYS_NAMED])
+        if len(d.order_keys) > MAX_ORDER_KEYS_NAMED:
+            keys += f" and {len(d.order_keys) - MAX_ORDER_KEYS_NAMED} more"
+        share = d.cents / order_cents if order_cents else 0.0
+        n = len(d.order_keys)
+        parts.append(
+            f"session began on {d.day}, a day not published: {n} order{'s' if n != 1 else ''}, "
+            f"revenue {cents_to_amount(d.cents):.2f} ({share:.1%} of order revenue) ({keys})"
+        )
+    last = max(d.day for d in days)
+    return (
+        "; ".join(parts)
+        + ". These orders and their revenue are published; their session is not in fct_sessions and "
+        + f"their journeys and attribution miss it until their order date is run again after {last} is published"
+    )
+
+
+def _order_checks(p: _Purchases, orders_out, known_session_ids, unpublished_sessions, scope) -> list[Check]:
     """purchase_events, revenue_orders, order_keys_unique and orders_in_sessions."""
     order_cents = int(_scalar(_cents(orders_out.revenue).sum()))
     eligible = orders_out.filter(orders_out.client_id.notnull() & ~orders_out.is_bot)
-    linked = eligible.filter(eligible.session_id.isin(known_session_ids.session_id))
+    is_linked = eligible.session_id.isin(known_session_ids.session_id).fill_null(False)
     n_eligible = int(_scalar(eligible.count()))
+    n_linked = int(_scalar(eligible.filter(is_linked).count()))
+    sessions_detail, sessions_severity = f"orders with a client id and a human user agent={n_eligible}", "error"
+    if n_linked < n_eligible:
+        on_unpublished = []
+        if unpublished_sessions is not None:
+            on_unpublished = _orders_on_unpublished_days(eligible.filter(~is_linked), unpublished_sessions)
+        n_unpublished = sum(len(d.order_keys) for d in on_unpublished)
+        n_unexplained = n_eligible - n_linked - n_unpublished
+        sessions_detail += "; " + breakdown(
+            {
+                "linked": n_linked,
+                "session_on_unpublished_day": n_unpublished,
+                "no_published_session": n_unexplained,
+            }
+        )
+        if on_unpublished:
+            sessions_detail += "; " + _unpublished_detail(on_unpublished, order_cents)
+        # Orders on an unpublished day are correct and published with every cent: quarantining the
+        # day would not link them (publishing that day and running this one again does), so they
+        # warn, with their count and revenue; an order whose session is simply missing is an error.
+        sessions_severity = "warn" if n_unexplained == 0 else "error"
     return [
         Check(
             "purchase_events",
@@ -236,8 +326,9 @@ def _order_checks(p: _Purchases, orders_out, known_session_ids, scope) -> list[C
         Check(
             "orders_in_sessions",
             n_eligible,
-            int(_scalar(linked.count())),
-            f"orders with a client id and a human user agent={n_eligible}",
+            n_linked,
+            sessions_detail,
+            severity=sessions_severity,
             scope=scope,
         ),
     ]
@@ -318,8 +409,15 @@ def compute_checks(
     models: list[str],
     session_dates: list[date],
     order_dates: list[date],
+    window_sessions=None,
 ) -> list[Check]:
-    """Compute every check with small Ibis aggregates (one tiny query each)."""
+    """Compute every check with small Ibis aggregates (one tiny query each).
+
+    ``window_sessions`` (session_id, session_date): every session the run built, context days
+    included. With it, orders and continuing events whose session began on an unpublished day
+    (``unpublished_day_sessions``) are told apart from lost ones; without it they count as lost.
+    """
+    unpublished = None if window_sessions is None else unpublished_day_sessions(window_sessions, known_session_ids)
     checks: list[Check] = []
     if session_dates:
         checks += _event_checks(
@@ -329,11 +427,12 @@ def compute_checks(
             sessions_out,
             sessions_written,
             exclude_bots,
+            unpublished,
             (min(session_dates), max(session_dates)),
         )
     o_scope = (min(order_dates), max(order_dates)) if order_dates else None
     purchases = _purchases(purchases_o, orders_out, rejects_out)
-    checks += _order_checks(purchases, orders_out, known_session_ids, o_scope)
+    checks += _order_checks(purchases, orders_out, known_session_ids, unpublished, o_scope)
     checks += _attribution_checks(purchases, attribution_out, models, o_scope)
     checks.append(_item_price_check(orders_out, items_out, o_scope))
     return checks
