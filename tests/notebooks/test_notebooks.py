@@ -45,6 +45,32 @@ def test_a_notebook_is_parameters_one_stage_call_and_presentation(name):
     assert "puffy.runner" not in source and "write_status" not in source and "def " not in source
 
 
+def _bound_names(source: str) -> set[str]:
+    """Names a cell binds at its top level: assignments, imports, loop targets, ``with … as``."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("name", [*DAILY_NOTEBOOKS, "03_executive_analysis"])
+def test_no_cell_rebinds_a_parameter(name):
+    """papermill sets the parameters before the first cell runs; a later cell that binds the same
+    name silently replaces what the caller passed. (02_transform imported the function
+    ``compare_identity_stitching`` over the flag of that name, so the daily run, which passes
+    False, ran a second transform every day.)"""
+    nb = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    parameters = _bound_names(code[0].source)
+    rebound = {n for cell in code[1:] for n in _bound_names(cell.source) & parameters}
+    assert not rebound, f"{name}: cells after the parameters rebind {sorted(rebound)}"
+
+
 @pytest.mark.parametrize("name", DAILY_NOTEBOOKS)
 def test_executed_notebook_reproduces_its_outputs(name, daily_run):
     layout, results = daily_run
