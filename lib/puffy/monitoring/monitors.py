@@ -336,12 +336,14 @@ def check_transform_reconciliation(report: pd.DataFrame | None, run_date: date) 
         if status in _OK_STATUSES:
             continue
         severity = "warn" if status in {"warn", "warning"} else "error"
+        detail = row.get("detail")  # the check's breakdown: what the difference is made of
         out.append(
             Finding(
                 "revenue.transform_reconciliation",
                 severity,
                 f"transform check '{row.get('check')}' is {status}: left {row.get('left')} vs right "
-                f"{row.get('right')} (difference {row.get('difference')})",
+                f"{row.get('right')} (difference {row.get('difference')})"
+                + (f": {detail}" if isinstance(detail, str) and detail else ""),
                 metric=str(row.get("check")),
                 value=json_safe(row.get("difference")),
                 dates=[run_date.isoformat()],
