@@ -22,12 +22,16 @@ Run: cd /work/main && .venv/bin/python -m pytest -q tests/transform/test_transfo
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from datetime import date
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from puffy.params import DEFAULT_PARAMS_DIR
+from puffy.sample import SampleConfig, generate_sample
 from puffy.warehouse import partition_files
 from support.raw_events import (
     D1,
@@ -150,3 +154,97 @@ def test_the_fixture_is_what_the_docstring_says(tmp_path):
         (C, str(D3)),
         (E, str(D2)),
     ]
+
+
+# ------------------------------------------------------------------ integration: the daily runner
+
+RUN_DAYS = (date(2025, 3, 10), date(2025, 3, 11), date(2025, 3, 12))
+PLANTED = "ORD-20250312-901"
+
+
+def _append_rows(path: Path, rows: list[dict]) -> None:
+    """Append rows to a generated day file, in its header's column order."""
+    with path.open(newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    buf = io.StringIO()
+    csv.DictWriter(buf, fieldnames=header, lineterminator="\n").writerows(rows)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.rstrip("\n") + "\n" + buf.getvalue(), encoding="utf-8")
+
+
+def _generated_days_with_a_stopped_day(raw: Path) -> None:
+    """A clean generated sample of RUN_DAYS, then: a shopper whose session begins on the second day
+    at 23:50 and who buys at 00:04 on the third (PLANTED, 1,234.56), and the second day stopped by
+    its gate: every purchase of that day sent twice by the same client (replays: above the gate's
+    error share of 0.5)."""
+    generate_sample(
+        raw,
+        SampleConfig(
+            start=RUN_DAYS[0],
+            days=len(RUN_DAYS),
+            scale=0.3,
+            seed=21,
+            faults=frozenset(),
+            rename_client_id_from=None,
+            drop_referrer_from=None,
+        ),
+    )
+    d2, d3 = (raw / f"events_{d:%Y%m%d}.csv" for d in RUN_DAYS[1:])
+    with d2.open(newline="", encoding="utf-8") as f:
+        d2_purchases = [r for r in csv.DictReader(f) if r["event_name"] == "checkout_completed"]
+    assert d2_purchases, "the sample's second day has orders to replay"
+    replays = [{**r, "timestamp": r["timestamp"][:17] + "59.999Z"} for r in d2_purchases]
+    shopper = "1741737000-plantedshopr"
+    _append_rows(
+        d2,
+        replays
+        + [
+            ev(shopper, t(RUN_DAYS[1], "23:50:00.000"), url="/?utm_source=newsletter&utm_medium=email"),
+            ev(shopper, t(RUN_DAYS[1], "23:58:00.000"), url="/products/puffy-mattress"),
+        ],
+    )
+    _append_rows(d3, [purchase(shopper, t(RUN_DAYS[2], "00:04:00.000"), PLANTED, 1234.56)])
+
+
+def test_a_day_after_a_gate_stopped_day_is_published_with_a_warning(tmp_path):
+    """The daily runner over three generated days, the second stopped by its gate: the third used
+    to fail orders_in_sessions and be quarantined (exit 4); it is published, every cent of it."""
+    from puffy import runner
+
+    raw = tmp_path / "raw"
+    _generated_days_with_a_stopped_day(raw)
+    layout = runner.RunLayout(tmp_path / "outputs", raw, DEFAULT_PARAMS_DIR)
+    results = runner.run_range(RUN_DAYS[0], RUN_DAYS[-1], layout, progress=False)
+    assert [r.exit_code for r in results] == [runner.EXIT_OK, runner.EXIT_GATE, runner.EXIT_OK], [
+        r.reason for r in results
+    ]
+    wh = layout.warehouse
+    assert not [f for f in partition_files(wh, "fct_sessions") if f"date={RUN_DAYS[1]}" in f]
+    orders = read_table(wh, "fct_orders")
+    d3 = orders[orders.order_date == RUN_DAYS[2]]
+    assert d3.set_index("order_key").loc[PLANTED, "revenue"] == 1234.56
+    published_sessions = set(read_table(wh, "fct_sessions").session_id)
+    orphans = d3[~d3.session_id.isin(published_sessions) & d3.client_id.notna() & ~d3.is_bot]
+    assert PLANTED in set(orphans.order_key)
+    rec = read_table(wh, "rpt_reconciliation")
+    rec = rec[rec.run_end == RUN_DAYS[2]].set_index("check")
+    row = rec.loc["orders_in_sessions"]
+    assert row.status == "warn" and row.left - row.right == len(orphans)
+    cents = round(orphans.revenue.sum() * 100)
+    n = len(orphans)
+    assert (
+        f"session began on {RUN_DAYS[1]}, a day not published: {n} order{'s' if n != 1 else ''}, "
+        f"revenue {cents / 100:.2f}"
+    ) in row.detail
+    assert PLANTED in row.detail
+    assert rec.loc["revenue_orders", "status"] == "ok"
+    assert rec.loc["revenue_orders", "left"] == round(d3.revenue.sum(), 2)
+    assert (rec.drop(index="orders_in_sessions").status == "ok").all(), rec[rec.status != "ok"]
+    run_dir = layout.run_dir(RUN_DAYS[2])
+    status = json.loads((run_dir / "transform_status.json").read_text(encoding="utf-8"))
+    assert status["status"] == "warn" and "orders_in_sessions" in status["message"]
+    # Monitoring relays the warning with its detail, and the day's alert carries it to on-call.
+    alert = json.loads((run_dir / "alert.json").read_text(encoding="utf-8"))
+    assert alert["outcome"] == "published with warnings"
+    relayed = [f["message"] for f in alert["findings"] if f["id"] == "revenue.transform_reconciliation"]
+    assert len(relayed) == 1 and f"session began on {RUN_DAYS[1]}" in relayed[0] and PLANTED in relayed[0]

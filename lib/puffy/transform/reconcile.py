@@ -217,15 +217,20 @@ def _purchases(purchases_o, orders_out, rejects_out) -> _Purchases:
     )
 
 
-def unpublished_day_sessions(window_sessions, known_session_ids):
-    """The sessions of ``window_sessions`` (every session the run built from the staged days it
-    read, context days included: session_id, session_date) that began on an *unpublished* day: a
-    day none of whose sessions is published or written by the run (``known_session_ids``). Such a
-    day was staged but stopped by its gate or quarantined, and a run never writes it for its
-    successor (``puffy.transform.pipeline``)."""
+def unpublished_days(window_sessions, known_session_ids, session_dates: list[date]) -> list[date]:
+    """The *unpublished* days among the context days of a run: days before the dates it writes
+    on which it built sessions (``window_sessions``: session_id, session_date; every session of the
+    staged days it read) none of which is published or written (``known_session_ids``). Such a day
+    was staged but stopped by its gate or quarantined, and a run never writes it for its successor
+    (``puffy.transform.pipeline``). Two tiny queries; the context days are two or three."""
     w = window_sessions.select("session_id", "session_date")
-    known_days = w.filter(w.session_id.isin(known_session_ids.session_id)).select("session_date").distinct()
-    return w.filter(~w.session_date.isin(known_days.session_date))
+    context = w.filter(~w.session_date.isin(session_dates))
+    built = set(context.select("session_date").distinct().to_pandas()["session_date"])
+    if not built:
+        return []
+    known = context.filter(context.session_id.isin(known_session_ids.session_id))
+    published = set(known.select("session_date").distinct().to_pandas()["session_date"])
+    return sorted(pd.Timestamp(d).date() for d in built - published)
 
 
 @dataclass(frozen=True)
@@ -415,9 +420,13 @@ def compute_checks(
 
     ``window_sessions`` (session_id, session_date): every session the run built, context days
     included. With it, orders and continuing events whose session began on an unpublished day
-    (``unpublished_day_sessions``) are told apart from lost ones; without it they count as lost.
+    (``unpublished_days``) are told apart from lost ones; without it they count as lost.
     """
-    unpublished = None if window_sessions is None else unpublished_day_sessions(window_sessions, known_session_ids)
+    unpublished = None  # the sessions that began on an unpublished day (None: there are none)
+    if window_sessions is not None:
+        days = unpublished_days(window_sessions, known_session_ids, session_dates)
+        if days:
+            unpublished = window_sessions.filter(window_sessions.session_date.isin(days))
     checks: list[Check] = []
     if session_dates:
         checks += _event_checks(
