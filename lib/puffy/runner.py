@@ -36,6 +36,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -185,6 +186,8 @@ class KernelSession:
         if KernelSession.active is not None:
             return KernelSession.active
         KernelSession.active = self
+        self._start()  # the kernel starts and imports while this process imports papermill and nbconvert
+        threading.Thread(target=_warm_html_exporter, name="puffy-warm-html", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -198,8 +201,7 @@ class KernelSession:
             log.warning("the notebook kernel died; starting a new one")
             self._shutdown()
         if self.km is None:
-            self.km = quiet_shutdown_kernel_manager()(kernel_name="python3")
-            _run_sync(self.km.start_kernel(cwd=str(REPO_ROOT)))
+            self._start()
             return
         client = self.km.blocking_client()
         client.start_channels()
@@ -208,6 +210,13 @@ class KernelSession:
             client.execute_interactive("get_ipython().run_line_magic('reset', '-f')", store_history=False, timeout=60)
         finally:
             client.stop_channels()
+
+    def _start(self) -> None:
+        """Start the kernel and have it import what the notebooks import, without waiting: the
+        first notebook's request queues behind the imports."""
+        self.km = quiet_shutdown_kernel_manager()(kernel_name="python3")
+        _run_sync(self.km.start_kernel(cwd=str(REPO_ROOT)))
+        threading.Thread(target=_warm_kernel, args=(self.km,), name="puffy-warm-kernel", daemon=True).start()
 
     def _shutdown(self) -> None:
         if self.km is not None:
@@ -229,6 +238,41 @@ def _run_sync(awaitable):
 
 
 _SHARED_KERNEL_ENGINE = "puffy-shared-kernel"
+
+# What the daily notebooks import (their first use costs ~2 s): a warm kernel pays it while the
+# runner is busy with its own imports. A module that fails to import fails in its notebook instead.
+_KERNEL_WARM_UP = """
+try:
+    import matplotlib.pyplot, pandas, seaborn, IPython.display
+    import puffy.dq.stage, puffy.transform.stage, puffy.transform.pipeline, puffy.monitoring.stage
+    import puffy.monitoring.report
+except Exception:
+    pass
+"""
+
+
+def _warm_kernel(km) -> None:
+    """Run ``_KERNEL_WARM_UP`` in ``km``'s kernel (a thread: the runner goes on meanwhile)."""
+    client = km.blocking_client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        client.execute_interactive(_KERNEL_WARM_UP, silent=True, store_history=False, timeout=120)
+    except Exception as exc:  # the notebooks import what they need anyway
+        log.debug("kernel warm-up: %s", exc)
+    finally:
+        client.stop_channels()
+
+
+def _warm_html_exporter() -> None:
+    """Build the HTML exporter and render an empty notebook once (its templates load and compile
+    on first use, ~2.5 s), in a thread while the kernel runs the first notebook."""
+    try:
+        import nbformat
+
+        _html_exporter(True).from_notebook_node(nbformat.v4.new_notebook())
+    except Exception as exc:  # the first real rendering reports any problem
+        log.debug("HTML exporter warm-up: %s", exc)
 
 
 @functools.cache
