@@ -492,7 +492,7 @@ def cmd_monitor(args) -> int:
         raise UserError(f"{args.warehouse_dir}: warehouse directory not found")
     _recover(args.warehouse_dir)  # an interrupted publish: completed (or refused) before reading
     result = run_monitoring(args.warehouse_dir, args.rules, args.output_dir, run_date=args.expected_run_date)
-    print("engine: duckdb")  # monitoring's metric queries run on DuckDB whatever the params' engine
+    print(f"engine: {result.engine}")  # of the metric queries: pipeline.yaml beside --rules
     print(f"monitoring status: {result.status.upper()}")
     for name, path in sorted(result.report_paths.items()):
         print(f"  {name}: {path}")

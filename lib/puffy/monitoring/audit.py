@@ -5,6 +5,7 @@ publishing them)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from puffy.monitoring import metrics as m
 from puffy.monitoring import monitors
 from puffy.monitoring.report import build_report, overall_status, render_markdown, sort_findings, write_reports
 from puffy.monitoring.rules import MonitoringRules, load_rules
+from puffy.params import PipelineParams, load_pipeline_params
 from puffy.storage import is_remote_location
 
 log = logging.getLogger("puffy.monitoring")
@@ -34,7 +36,8 @@ class MonitoringResult:
 
     ``metrics``: the daily metric history (one row per date, the run date last) the monitors used;
     ``trend``: every scored day of every trend metric with its expected value and band (charts);
-    ``mix``: channel shares on the run date vs the baseline, per mix ('sessions', 'revenue').
+    ``mix``: channel shares on the run date vs the baseline, per mix ('sessions', 'revenue');
+    ``engine``: the engine the metric queries ran on ('duckdb', 'pyspark').
     """
 
     status: str
@@ -44,6 +47,7 @@ class MonitoringResult:
     trend: pd.DataFrame = field(default_factory=pd.DataFrame)
     mix: dict[str, pd.DataFrame] = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+    engine: str = "duckdb"
 
     def findings_frame(self) -> pd.DataFrame:
         """Findings as a table (severity, id, metric, value, band, message)."""
@@ -60,6 +64,7 @@ def run_monitoring(
     history_dir: Path | None = None,
     intermediate_dir: Path | None = None,
     now: datetime | None = None,
+    engine_params: PipelineParams | None = None,
 ) -> MonitoringResult:
     """Audit ``warehouse_dir`` for ``run_date`` and write the reports into ``output_dir``.
 
@@ -68,6 +73,8 @@ def run_monitoring(
     ``stg_events`` partitions are (raw purchase revenue, client-id null rate, bot share); default:
     ``<warehouse_dir>/../intermediate`` when it exists. ``now``: the clock for the freshness SLA
     and ``generated_at`` (default: the current UTC time; pass it for reproducible reports).
+    ``engine_params``: the engine the metric queries run on (``engine``: duckdb | pyspark); default:
+    the ``pipeline.yaml`` beside the rules file (the params directory), as the transform's.
 
     A bad rules file raises ``ParamsError``; a monitor that crashes becomes an ERROR finding
     (``monitoring.monitor_failed``) rather than an exception, so a report is always written.
@@ -83,7 +90,10 @@ def run_monitoring(
         Path(intermediate_dir) if intermediate_dir is not None else m.infer_intermediate_dir(warehouse_dir)
     )
     sources = m.Sources(warehouse_dir, history_dir, intermediate_dir, run_date)
-    outcome = _run_monitors(sources, rules, now)
+    if engine_params is None:
+        engine_params = load_pipeline_params(Path(rules_path).parent) if rules_path is not None else PipelineParams()
+    con = m.connect(engine_params)
+    outcome = _run_monitors(sources, rules, now, con)
     findings = outcome.findings
     if rules_path is not None:
         acknowledge(findings, load_acknowledgements(Path(rules_path).parent), run_date, now.date())
@@ -111,8 +121,9 @@ def run_monitoring(
         inputs=inputs,
     )
     written = write_reports(Path(output_dir), report, render_markdown(report, outcome.trend, outcome.mix))
-    log.info("monitoring %s: %s — %s", run_date, status.upper(), report["message"])
-    return MonitoringResult(status, findings, written, outcome.metrics, outcome.trend, outcome.mix, report)
+    engine = m.engine_of(con)
+    log.info("monitoring %s: %s — %s (engine %s)", run_date, status.upper(), report["message"], engine)
+    return MonitoringResult(status, findings, written, outcome.metrics, outcome.trend, outcome.mix, report, engine)
 
 
 @dataclass
@@ -125,13 +136,14 @@ class _Outcome:
     mix: dict[str, pd.DataFrame]
 
 
-def _run_monitors(sources: m.Sources, rules: MonitoringRules, now: datetime) -> _Outcome:
+def _run_monitors(sources: m.Sources, rules: MonitoringRules, now: datetime, con) -> _Outcome:
     """Every enabled monitor, each guarded: one that crashes becomes a ``monitoring.monitor_failed``
-    ERROR finding and the others still run."""
+    ERROR finding and the others still run. ``con``: the backend of ``metrics.connect``."""
     run_date = sources.run_date
     start = run_date - timedelta(days=rules.history_days)
-    con = m.connect()
     findings: list[Finding] = []
+    # Non-bot sessions per (date, channel): read once for the mix and the segment monitors.
+    channel_counts = functools.cache(lambda: m.session_channel_counts(sources, start, con))
 
     def guarded(name: str, fn: Callable[[], T], default: T) -> T:
         try:
@@ -159,9 +171,9 @@ def _run_monitors(sources: m.Sources, rules: MonitoringRules, now: datetime) -> 
         findings += guarded("funnel", lambda: _funnel(metrics, run_date, rules), [])
     mix_tables: dict[str, pd.DataFrame] = {}
     if rules.mix.enabled:
-        findings += guarded("mix", lambda: _mix(sources, rules, start, con, mix_tables), [])
+        findings += guarded("mix", lambda: _mix(sources, rules, start, con, channel_counts(), mix_tables), [])
     if rules.segments.enabled:
-        findings += guarded("segments", lambda: _segments(sources, rules, start, con), [])
+        findings += guarded("segments", lambda: _segments(sources, rules, start, con, channel_counts()), [])
     trend = pd.DataFrame()
     if rules.trend.enabled:
         trend_findings, trend = guarded(
@@ -220,10 +232,15 @@ def _funnel(metrics: pd.DataFrame, run_date: date, rules: MonitoringRules) -> li
 
 
 def _mix(
-    sources: m.Sources, rules: MonitoringRules, start: date, con, tables: dict[str, pd.DataFrame]
+    sources: m.Sources,
+    rules: MonitoringRules,
+    start: date,
+    con,
+    sessions: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
 ) -> list[Finding]:
+    """``sessions``: ``metrics.session_channel_counts``."""
     mr = rules.mix
-    sessions = m.session_channel_counts(sources, start, con)
     revenue = m.attributed_channel_revenue(sources, start, mr.attribution_model, con)
     out, day = monitors.check_mix(sessions, sources.run_date, mr, what="sessions")
     if day is not None and day.baseline_days:
@@ -236,8 +253,9 @@ def _mix(
     return out
 
 
-def _segments(sources: m.Sources, rules: MonitoringRules, start: date, con) -> list[Finding]:
+def _segments(sources: m.Sources, rules: MonitoringRules, start: date, con, sessions: pd.DataFrame) -> list[Finding]:
+    """``sessions``: ``metrics.session_channel_counts``."""
     run_date, sr, tr = sources.run_date, rules.segments, rules.trend
-    return monitors.check_segments(
-        m.session_channel_counts(sources, start, con), run_date, sr, tr, "channel"
-    ) + monitors.check_segments(m.click_id_landings(sources, start, sr.click_ids, con), run_date, sr, tr, "click_id")
+    return monitors.check_segments(sessions, run_date, sr, tr, "channel") + monitors.check_segments(
+        m.click_id_landings(sources, start, sr.click_ids, con), run_date, sr, tr, "click_id"
+    )
