@@ -45,6 +45,8 @@ the run's outputs; nothing is published); 'warn' is reported and does not stop.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -140,7 +142,7 @@ def _event_checks(
     sessions_out,
     sessions_written: int | None,
     exclude_bots: bool,
-    unpublished_sessions,
+    unpublished_sessions: Callable[[], object | None],
     scope,
 ) -> list[Check]:
     """raw_rows, session_ids_unique and sessions_written over the dates whose sessions the run writes."""
@@ -151,8 +153,8 @@ def _event_checks(
     continuing = int(_scalar(continuing_events.count()))
     # Events continuing a session that began on an unpublished day are in no published session.
     continuing_unpublished = 0
-    if unpublished_sessions is not None:
-        on_unpublished = continuing_events.session_id.isin(unpublished_sessions.session_id)
+    if continuing and (unpublished := unpublished_sessions()) is not None:
+        on_unpublished = continuing_events.session_id.isin(unpublished.session_id)
         continuing_unpublished = int(_scalar(continuing_events.filter(on_unpublished).count()))
     n_sessions = int(_scalar(sessions_out.count()))
     checks = [
@@ -278,7 +280,9 @@ def _unpublished_detail(days: list[UnpublishedDayOrders], order_cents: int) -> s
     )
 
 
-def _order_checks(p: _Purchases, orders_out, known_session_ids, unpublished_sessions, scope) -> list[Check]:
+def _order_checks(
+    p: _Purchases, orders_out, known_session_ids, unpublished_sessions: Callable[[], object | None], scope
+) -> list[Check]:
     """purchase_events, revenue_orders, order_keys_unique and orders_in_sessions."""
     order_cents = int(_scalar(_cents(orders_out.revenue).sum()))
     eligible = orders_out.filter(orders_out.client_id.notnull() & ~orders_out.is_bot)
@@ -288,8 +292,8 @@ def _order_checks(p: _Purchases, orders_out, known_session_ids, unpublished_sess
     sessions_detail, sessions_severity = f"orders with a client id and a human user agent={n_eligible}", "error"
     if n_linked < n_eligible:
         on_unpublished = []
-        if unpublished_sessions is not None:
-            on_unpublished = _orders_on_unpublished_days(eligible.filter(~is_linked), unpublished_sessions)
+        if (unpublished := unpublished_sessions()) is not None:
+            on_unpublished = _orders_on_unpublished_days(eligible.filter(~is_linked), unpublished)
         n_unpublished = sum(len(d.order_keys) for d in on_unpublished)
         n_unexplained = n_eligible - n_linked - n_unpublished
         sessions_detail += "; " + breakdown(
@@ -422,11 +426,16 @@ def compute_checks(
     included. With it, orders and continuing events whose session began on an unpublished day
     (``unpublished_days``) are told apart from lost ones; without it they count as lost.
     """
-    unpublished = None  # the sessions that began on an unpublished day (None: there are none)
-    if window_sessions is not None:
+
+    @functools.cache
+    def unpublished() -> object | None:
+        """The sessions that began on an unpublished day (None: there are none), found when first
+        asked: a run without continuing events and with every order linked never asks."""
+        if window_sessions is None:
+            return None
         days = unpublished_days(window_sessions, known_session_ids, session_dates)
-        if days:
-            unpublished = window_sessions.filter(window_sessions.session_date.isin(days))
+        return window_sessions.filter(window_sessions.session_date.isin(days)) if days else None
+
     checks: list[Check] = []
     if session_dates:
         checks += _event_checks(
