@@ -1,5 +1,5 @@
-"""engine: pyspark — the whole transform and the gate's metric pass on Spark (Ibis' PySpark
-backend) equal DuckDB's.
+"""engine: pyspark — the whole transform, the gate's metric pass (and so its report) and monitoring's
+metric queries on Spark (Ibis' PySpark backend) equal DuckDB's.
 
 A generated fortnight is gated once, then transformed on DuckDB and on a local Spark session
 (``local[2]``) into two warehouses. Every table must hold the same rows; floats are compared
@@ -14,10 +14,12 @@ Slow (one Spark session, ~1-2 minutes on 2 cores). Skipped only when pyspark can
 from __future__ import annotations
 
 import filecmp
+import json
+import re
 import shutil
 import time
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import ibis
@@ -135,6 +137,106 @@ def test_gate_metrics_on_spark_equal_duckdb(warehouses, spark, tmp_path):
     assert on_spark.daily.equals(duck.daily)
     assert len(duck.daily) == SAMPLE.days and (duck.daily["bot_events"] > 0).all()  # a real comparison
     assert not list((tmp_path / "spark").glob(".engine-input-*"))  # the snapshot is removed
+    # The whole report, every file's figures and every finding, but for the clock (and the engine,
+    # should the report name it).
+    assert _without(on_spark.report, VOLATILE_KEYS) == _without(duck.report, VOLATILE_KEYS)
+    written = {name: json.loads((tmp_path / name / "dq_report.json").read_text()) for name in ("duck", "spark")}
+    assert _without(written["spark"], VOLATILE_KEYS) == _without(written["duck"], VOLATILE_KEYS)
+    assert written["duck"]["files"] and written["duck"]["findings"]
+    markdown = {name: _no_clocks((tmp_path / name / "dq_report.md").read_text()) for name in ("duck", "spark")}
+    assert markdown["spark"] == markdown["duck"]
+
+
+#: Report keys whose values are clocks, durations or the engine's name: not compared between engines.
+VOLATILE_KEYS = {"generated_at", "seconds", "timings", "engine"}
+_CLOCK = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?")
+
+
+def _without(value, keys: set[str]):
+    """``value`` with the dict entries named in ``keys`` removed, at any depth."""
+    if isinstance(value, dict):
+        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [_without(v, keys) for v in value]
+    return value
+
+
+def _no_clocks(text: str) -> str:
+    return "\n".join(_CLOCK.sub("<clock>", line) for line in text.splitlines() if not line.lower().startswith("engine"))
+
+
+def test_monitoring_metrics_on_spark_equal_duckdb(warehouses, spark, tmp_path, capsys):
+    """Monitoring's metric queries (``puffy.monitoring.metrics``) on Spark return DuckDB's frames
+    exactly (values, dtypes, row order), over the DuckDB build of the fortnight and the gate's
+    staged events; ``run_monitoring`` on each engine writes byte-identical reports; and with
+    ``engine: pyspark`` in the params' pipeline.yaml, ``puffy monitor`` runs them on Spark and says so."""
+    from puffy.cli import main
+    from puffy.monitoring import MonitoringRules, run_monitoring
+    from puffy.monitoring import metrics as m
+
+    duck_wh = warehouses[0]
+    staged = duck_wh.parent / "stg"
+    days = partition_dates(duck_wh, "fct_sessions")
+    sources = m.Sources(duck_wh, duck_wh, staged, days[-1])
+    rules = MonitoringRules()
+    start, purchase = days[0], rules.revenue.purchase_event
+    models = sorted(load_table(duck_wh, "fct_attribution")["model"].unique())
+    assert m.engine_of(spark) == "pyspark"
+
+    def frames(con) -> dict[str, pd.DataFrame]:
+        day = m.read_day_tables(sources, start, purchase, con)
+        return {
+            "daily_metrics": m.daily_metrics(sources, start, purchase, con),
+            "session_channel_counts": m.session_channel_counts(sources, start, con),
+            "click_id_landings": m.click_id_landings(sources, start, rules.segments.click_ids, con),
+            **{
+                f"attributed_channel_revenue {model}": m.attributed_channel_revenue(sources, start, model, con)
+                for model in models
+            },
+            "order_key_history": _sorted(day.order_key_history, ["d", "order_key"]),
+            "attribution_totals": day.attribution_totals,
+            "raw_purchase_revenue": pd.DataFrame({"value": [day.raw_purchase_revenue]}),
+        }
+
+    on_duckdb, on_spark = frames(m.connect()), frames(spark)
+    for name, expected in on_duckdb.items():
+        pd.testing.assert_frame_equal(on_spark[name], expected, check_exact=True, obj=name)
+    daily = on_duckdb["daily_metrics"]
+    # A real comparison: every metric known on every day with orders (a day without has no average
+    # order value nor untracked share), sessions and events on every day, orders and rejects.
+    assert len(daily) == SAMPLE.days and daily[daily["orders"] > 0].notna().all().all()
+    for column in ("sessions", "events", "bot_share", "client_id_null_rate"):
+        assert (daily[column] > 0).all(), column
+    assert (daily["orders"] > 0).sum() >= SAMPLE.days // 2 and daily["order_rejects"].sum() > 0
+    assert len(on_duckdb["order_key_history"]) > 10 and (on_duckdb["attribution_totals"]["orders"] > 0).all()
+    assert on_duckdb["click_id_landings"]["value"].sum() > 0 and len(models) >= 4
+
+    now = datetime(2025, 3, 10, tzinfo=UTC)
+    rules_path = REPO_ROOT / "params" / "monitoring_rules.yaml"
+    for name, params in (("duckdb", PipelineParams()), ("pyspark", SPARK)):
+        result = run_monitoring(
+            duck_wh,
+            rules_path,
+            tmp_path / name,
+            run_date=days[-1],
+            intermediate_dir=staged,
+            now=now,
+            engine_params=params,
+        )
+        assert result.engine == name
+        assert not [f for f in result.findings if f.id == "monitoring.monitor_failed"], result.findings
+    for report in ("monitoring_report.json", "monitoring_report.md"):
+        assert (tmp_path / "pyspark" / report).read_bytes() == (tmp_path / "duckdb" / report).read_bytes(), report
+
+    params = tmp_path / "params"
+    shutil.copytree(REPO_ROOT / "params", params)
+    pipeline = (params / "pipeline.yaml").read_text()
+    assert "\nengine: duckdb\n" in pipeline
+    (params / "pipeline.yaml").write_text(pipeline.replace("\nengine: duckdb\n", "\nengine: pyspark\n"))
+    capsys.readouterr()
+    argv = ["monitor", "--warehouse-dir", str(duck_wh), "--rules", str(params / "monitoring_rules.yaml")]
+    assert main([*argv, "--output-dir", str(tmp_path / "cli"), "--expected-run-date", str(days[-1])]) == 0
+    assert "engine: pyspark\n" in capsys.readouterr().out
 
 
 def test_a_local_session_starts_without_log_noise(tmp_path):

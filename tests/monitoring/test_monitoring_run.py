@@ -270,6 +270,7 @@ def test_cli_monitor(wh, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0 and "monitoring status: PASS" in out
+    assert "engine: duckdb\n" in out  # params/pipeline.yaml, beside the default --rules (pyspark: tests/test_spark.py)
     assert (tmp_path / "out" / "monitoring_report.json").exists()
     code = main(
         [

@@ -531,6 +531,18 @@ def _columns_of(files: dict[date, Path]) -> set[str]:
     return set().union(*(_columns(p) for p in files.values()))
 
 
+def _attribution_totals(t: ir.Table) -> ir.Table:
+    """Per model: distinct orders credited, attributed revenue and its smallest row. The distinct
+    count is an aggregate of its own: in one with the sum, Spark adds the revenue up per order key
+    first (its plan for a DISTINCT aggregate), in another order than DuckDB's, to other last bits."""
+    orders = t.group_by("model").aggregate(orders=t.order_key.nunique())
+    sums = t.group_by("model").aggregate(
+        attributed_revenue=t.attributed_revenue.sum().fill_null(0), min_attributed_revenue=t.attributed_revenue.min()
+    )
+    joined = orders.join(sums, "model")
+    return joined.select("model", "orders", "attributed_revenue", "min_attributed_revenue").order_by("model")
+
+
 def read_day_tables(sources: Sources, start: date, purchase_event: str, con=None) -> DayTables:
     """Load the run date's orders, rejects, attribution totals and reconciliation report."""
     con = con or connect()
@@ -549,19 +561,7 @@ def read_day_tables(sources: Sources, start: date, purchase_event: str, con=None
     attribution_file = sources.audited_file(ATTRIBUTION)
     totals = None
     if attribution_file is not None:
-        totals = query(
-            con,
-            [attribution_file],
-            lambda t: (
-                t.group_by("model")
-                .aggregate(
-                    orders=t.order_key.nunique(),
-                    attributed_revenue=t.attributed_revenue.sum().fill_null(0),
-                    min_attributed_revenue=t.attributed_revenue.min(),
-                )
-                .order_by("model")
-            ),
-        )
+        totals = query(con, [attribution_file], _attribution_totals)
     recon_file = sources.audited_file(RECONCILIATION)
     recon = pq.read_table(recon_file).to_pandas() if recon_file is not None else None
     raw = None
