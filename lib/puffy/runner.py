@@ -243,7 +243,7 @@ _SHARED_KERNEL_ENGINE = "puffy-shared-kernel"
 # runner is busy with its own imports. A module that fails to import fails in its notebook instead.
 _KERNEL_WARM_UP = """
 try:
-    import matplotlib.pyplot, pandas, seaborn, IPython.display
+    import matplotlib.pyplot, pandas, IPython.display
     import puffy.dq.stage, puffy.transform.stage, puffy.transform.pipeline, puffy.monitoring.stage
     import puffy.monitoring.report
 except Exception:
