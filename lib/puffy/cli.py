@@ -272,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_local_output_dir,
         help="override params/pipeline.yaml outputs_dir (relative to the current directory)",
     )
+    _add(
+        p,
+        "--warehouse-dir",
+        type=_location,
+        help="override params/pipeline.yaml warehouse_dir: the published warehouse to summarise (a directory or "
+        "an object-store URI, s3://bucket/warehouse; default <outputs-dir>/warehouse)",
+    )
 
     p = cmd("bench", "Benchmark gate, transform and monitoring on a scaled sample; print events/s and memory.")
     p.add_argument("--scale", type=_positive_float, default=100.0, help="sample scale (default 100)")
@@ -654,9 +661,11 @@ def cmd_demo(args) -> int:
 def cmd_report(args) -> int:
     from puffy.report import run_report
 
-    params = load_pipeline_params(args.params_dir)
-    _recover(_outputs_dir(args, params) / "warehouse")  # an interrupted publish: completed (or refused) first
-    report = run_report(_outputs_dir(args, params), args.params_dir, start=args.start, end=args.end)
+    layout = _layout(args, load_pipeline_params(args.params_dir))
+    _recover(layout.warehouse)  # an interrupted local publish: completed (or refused) first
+    report = run_report(
+        layout.outputs_dir, args.params_dir, start=args.start, end=args.end, warehouse_dir=layout.warehouse
+    )
     print(f"executive summary: {report.html}\n                   {report.pdf}")
     return 0
 

@@ -6,13 +6,15 @@ A clean generated sample (3 days, scale 0.3, no faults: every day publishes) is 
 daily runner (papermill notebooks): once on local disk, once reading its raw files from
 ``s3://<raw bucket>/raw_events`` and publishing to ``s3://<warehouse bucket>/warehouse``. The tables
 must hold the same rows; a SIGKILL of a run in the middle of its publish must leave readers a whole
-day (the old one); ``puffy run --input-dir s3://…`` must work from the command line, and the forms
-issue 20 found broken (``s3:/b/x``; ``--outputs-dir s3://…`` making a local ``s3:`` folder) must be
-one-line errors.
+day (the old one); the executive summary over the bucket must equal the local one (``puffy.report.run``
+and ``puffy report --warehouse-dir s3://…``); ``puffy run --input-dir s3://…`` must work from the
+command line, and the forms issue 20 found broken (``s3:/b/x``; ``--outputs-dir s3://…`` making a
+local ``s3:`` folder) must be one-line errors.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -129,8 +131,6 @@ def test_the_bucket_run_publishes_the_same_rows_as_the_local_run(local_run, buck
 
 def test_monitoring_read_the_published_history_from_the_bucket(local_run, bucket_run):
     """The last day's audit compares with the earlier days' metrics: the same history either way."""
-    import json
-
     reports = []
     for layout, _ in (local_run, bucket_run):
         doc = json.loads((layout.run_dir(END) / "monitoring_report.json").read_text(encoding="utf-8"))
@@ -145,6 +145,56 @@ def test_monitoring_read_the_published_history_from_the_bucket(local_run, bucket
     assert json.dumps(remote_doc["metrics"], sort_keys=True) == json.dumps(local_doc["metrics"], sort_keys=True)
     assert remote_doc["status"] == local_doc["status"]
     assert sorted(f["id"] for f in remote_doc["findings"]) == sorted(f["id"] for f in local_doc["findings"])
+
+
+def _report_files(output_dir: Path) -> dict[str, str]:
+    """What the executive summary wrote that depends on the data only: kpis.json and the print HTML
+    the PDF is made from (the PDF's own bytes carry a creation time)."""
+    return {
+        name: (output_dir / name).read_text(encoding="utf-8") for name in ("kpis.json", "executive_summary_print.html")
+    }
+
+
+@pytest.fixture(scope="module")
+def local_summary(tmp_path_factory, local_run) -> Path:
+    """The executive summary of the local run's published warehouse (its output directory)."""
+    from puffy import report
+
+    out = tmp_path_factory.mktemp("local_summary")
+    assert report.run(local_run[0], output_dir=out).message == f"{START}_{END}"
+    return out
+
+
+def test_the_executive_summary_reads_the_published_warehouse_in_the_bucket(tmp_path, local_summary, bucket_run):
+    """``puffy.report.run`` over the bucket run's layout reads the tables from the bucket (nothing of
+    the warehouse is on local disk) and writes the same kpis.json and PDF content as over the local run."""
+    from puffy import report
+
+    remote, _ = bucket_run
+    assert not (remote.outputs_dir / "warehouse").exists()
+    assert report.run(remote, output_dir=tmp_path).message == f"{START}_{END}"
+    kpis = json.loads((tmp_path / "kpis.json").read_text(encoding="utf-8"))
+    assert kpis["days"] == DAYS and kpis["orders"] > 0
+    assert _report_files(tmp_path) == _report_files(local_summary)
+
+
+def test_puffy_report_takes_a_warehouse_uri_from_the_command_line(tmp_path, local_summary, bucket_run):
+    """``puffy report --warehouse-dir s3://…``: the notebook reads the bucket, the report is the local one's."""
+    remote, _ = bucket_run
+    done = _puffy(
+        "report",
+        "--warehouse-dir",
+        remote.warehouse.uri,
+        "--outputs-dir",
+        str(remote.outputs_dir),
+        "--params-dir",
+        str(DEFAULT_PARAMS_DIR),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = remote.outputs_dir / "reports" / f"{START}_{END}"
+    assert str(folder / "executive_summary.pdf") in done.stdout
+    assert _report_files(folder) == _report_files(local_summary)
 
 
 _KILLED_RUN = textwrap.dedent("""

@@ -1,10 +1,12 @@
 """Part 3: the executive summary of a period — HTML report and a 1–2 page PDF.
 
-``run_report(outputs_dir, params_dir, start=None, end=None)`` is what ``puffy report`` and
-``puffy demo`` call:
+``run_report(outputs_dir, params_dir, start=None, end=None, warehouse_dir=None)`` is what
+``puffy report`` and ``puffy demo`` call:
 
-1. resolve the period (default: the last ``period_days`` days in ``outputs_dir/warehouse``) — a
-   period the warehouse cannot serve stops here with a one-line ``UserError``;
+1. resolve the period (default: the last ``period_days`` days in the published warehouse:
+   ``warehouse_dir``, default that of ``params/pipeline.yaml``, else ``outputs_dir/warehouse``; a
+   local directory or object storage, ``s3://bucket/warehouse``) — a period the warehouse cannot
+   serve stops here with a one-line ``UserError``;
 2. execute ``notebooks/03_executive_analysis.ipynb`` with papermill into
    ``outputs_dir/reports/<start>_<end>/``; the notebook calls :func:`build_report` (figures,
    narrative, caveats), shows them, and :func:`write_outputs` writes the PDF and ``kpis.json``;
@@ -25,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from puffy.errors import UserError
-from puffy.report.data import PeriodData, load_period, load_report_params, resolve_period
+from puffy.report.data import PeriodData, load_period, load_report_params, pin_warehouse, resolve_period
 from puffy.report.kpis import Figures, compute_figures
 from puffy.report.narrative import Narrative, build_narrative, data_caveats
-from puffy.stage import repo_path
+from puffy.stage import Layout, repo_path
+from puffy.storage import Location
 
 __all__ = [
     "Report",
@@ -37,6 +40,7 @@ __all__ = [
     "build_report",
     "default_output_dir",
     "kpi_summary",
+    "published_warehouse",
     "run",
     "run_report",
     "write_outputs",
@@ -77,14 +81,31 @@ class ReportResult:
     kpis: dict
 
 
-def build_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=None) -> Report:
-    """Load the period, compute every figure, size the data caveats, derive the narrative."""
+def published_warehouse(
+    outputs_dir: str | Path, params_dir: str | Path, warehouse_dir: str | Path | Location | None = None
+) -> Path | Location:
+    """The warehouse the report reads: ``warehouse_dir`` (a path or an object-store URI), else
+    ``params_dir``'s pipeline.yaml ``warehouse_dir``, else ``<outputs_dir>/warehouse``
+    (``Layout.warehouse``, as the daily run publishes)."""
+    return Layout.resolve(params_dir, outputs_dir, warehouse_dir=warehouse_dir).warehouse
+
+
+def build_report(
+    outputs_dir: str | Path,
+    params_dir: str | Path,
+    start=None,
+    end=None,
+    warehouse: str | Path | Location | None = None,
+) -> Report:
+    """Load the period, compute every figure, size the data caveats, derive the narrative.
+
+    The tables come from ``warehouse`` (None: ``published_warehouse``), read through one snapshot
+    of it; the runs' findings and the intermediate layer from ``outputs_dir``."""
     outputs_dir, params_dir = repo_path(outputs_dir), repo_path(params_dir)
     params = load_report_params(params_dir)
-    period = resolve_period(
-        outputs_dir / "warehouse", start, end, params.period_days, params.previous_period_min_coverage
-    )
-    data = load_period(outputs_dir, period)
+    wh = pin_warehouse(published_warehouse(outputs_dir, params_dir, warehouse))
+    period = resolve_period(wh, start, end, params.period_days, params.previous_period_min_coverage)
+    data = load_period(outputs_dir, period, wh)
     figures = compute_figures(data, params)
     figures.caveats = data_caveats(data, figures)
     return Report(data, figures, build_narrative(figures))
@@ -128,8 +149,17 @@ def default_output_dir(outputs_dir: str | Path, report: Report) -> Path:
     return repo_path(outputs_dir) / "reports" / report.label
 
 
-def run_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=None) -> ReportResult:
-    """Execute the executive-summary notebook for the period and render its HTML and PDF."""
+def run_report(
+    outputs_dir: str | Path,
+    params_dir: str | Path,
+    start=None,
+    end=None,
+    warehouse_dir: str | Path | Location | None = None,
+) -> ReportResult:
+    """Execute the executive-summary notebook for the period and render its HTML and PDF.
+
+    The tables come from ``warehouse_dir`` (None: ``published_warehouse``: pipeline.yaml's, else
+    ``<outputs_dir>/warehouse``); the report is written under ``outputs_dir`` (always local)."""
     import logging
 
     from puffy import runner
@@ -138,9 +168,8 @@ def run_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=
     log = logging.getLogger("puffy.report")
     outputs_dir, params_dir = Path(outputs_dir).resolve(), Path(params_dir).resolve()
     params = load_report_params(params_dir)
-    period = resolve_period(
-        outputs_dir / "warehouse", start, end, params.period_days, params.previous_period_min_coverage
-    )
+    warehouse = published_warehouse(outputs_dir, params_dir, warehouse_dir)
+    period = resolve_period(warehouse, start, end, params.period_days, params.previous_period_min_coverage)
     out_dir = outputs_dir / "reports" / period.label
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in (HTML_NAME, PDF_NAME, PRINT_HTML_NAME, KPIS_NAME):  # never show a stale report
@@ -155,6 +184,7 @@ def run_report(outputs_dir: str | Path, params_dir: str | Path, start=None, end=
                 "end_date": period.end.isoformat(),
                 "outputs_dir": str(outputs_dir),
                 "params_dir": str(params_dir),
+                "warehouse_dir": str(warehouse),
                 "output_dir": str(out_dir),
             },
         )

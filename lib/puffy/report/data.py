@@ -6,8 +6,10 @@ Everything the report shows is read here and nowhere else:
 * the period (:func:`resolve_period`): explicit dates, or the last ``period_days`` days present in
   the warehouse; a period the warehouse cannot serve is a :class:`~puffy.errors.UserError`;
 * the period's partitions of ``fct_sessions``, ``fct_orders``, ``fct_order_items`` and
-  ``fct_attribution`` (:func:`load_period`): DuckDB reads only the columns the report uses, straight
-  from the Parquet files, and hands pandas frames over;
+  ``fct_attribution`` (:func:`load_period`) in the published warehouse (``Layout.warehouse``: a
+  local directory or object storage, see :func:`pin_warehouse`): DuckDB reads only the columns the
+  report uses, straight from the Parquet files (object storage through ``puffy.storage``), and hands
+  pandas frames over;
 * the daily runs' ``dq_report.json`` / ``monitoring_report.json`` findings (:func:`load_findings`)
   and, when the intermediate layer is still there, the page views' client-id null share
   (:func:`client_id_null_share`), which the data caveats quantify.
@@ -31,7 +33,13 @@ from puffy.dates import date_range
 from puffy.errors import UserError
 from puffy.findings import normalise_status
 from puffy.params import StrictModel, load_params
+from puffy.publish import Manifest, read_manifest
+from puffy.storage import Location, duckdb_filesystem, is_remote_location, register_duckdb
 from puffy.warehouse import partition_dates, partition_files
+
+#: A published warehouse as the report reads it: a local directory, or the manifest of an
+#: object-store warehouse read once (``pin_warehouse``).
+Warehouse = Path | Manifest
 
 # The columns the report reads, per table. A column missing from an older partition is read as
 # NULL (``union_by_name``), one missing from every partition is added as an all-NULL column, so a
@@ -200,8 +208,34 @@ def _as_date(value, what: str) -> date | None:
         raise UserError(f"{what} '{value}' is not a date in YYYY-MM-DD form") from None
 
 
+def pin_warehouse(root: Path | Location | Manifest) -> Warehouse:
+    """The published warehouse to read: a local directory as it is; an object-store one as its publish
+    manifest, read once, so that every table of the report comes from the same published state (a
+    publish committing while the report reads cannot give it one table's old day and another's new
+    one; the files a manifest names stay readable for the publish protocol's grace period)."""
+    if isinstance(root, Manifest):
+        return root
+    return read_manifest(root) if is_remote_location(root) else Path(root)
+
+
+def _dates(warehouse: Warehouse, table: str) -> list[date]:
+    return warehouse.dates(table) if isinstance(warehouse, Manifest) else partition_dates(warehouse, table)
+
+
+def _files(warehouse: Warehouse, table: str, days: list[date]) -> list[str]:
+    return warehouse.files(table, days) if isinstance(warehouse, Manifest) else partition_files(warehouse, table, days)
+
+
+def _where(warehouse: Warehouse) -> str:
+    return str(warehouse.root if isinstance(warehouse, Manifest) else warehouse)
+
+
 def resolve_period(
-    warehouse_root: Path, start=None, end=None, period_days: int = 14, min_previous_coverage: float = 1.0
+    warehouse_root: Path | Location | Manifest,
+    start=None,
+    end=None,
+    period_days: int = 14,
+    min_previous_coverage: float = 1.0,
 ) -> Period:
     """The period to analyse; ``UserError`` (one line) when the warehouse cannot serve it.
 
@@ -211,10 +245,11 @@ def resolve_period(
     ``period_days`` days from it, clipped to the last date available.
     """
     start, end = _as_date(start, "start date"), _as_date(end, "end date")
-    dates = partition_dates(warehouse_root, SESSIONS)
+    warehouse = pin_warehouse(warehouse_root)
+    dates = _dates(warehouse, SESSIONS)
     if not dates:
         raise UserError(
-            f"{warehouse_root}: the warehouse has no {SESSIONS} partitions yet "
+            f"{_where(warehouse)}: the warehouse has no {SESSIONS} partitions yet "
             f"(run `puffy run` or `puffy demo` first; to summarise what notebook 02_transform "
             f"built without publishing it, use outputs_dir 'outputs/staging' in the notebook or "
             f"`puffy report --outputs-dir outputs/staging`)"
@@ -244,14 +279,28 @@ def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
+def _column_names(file: str) -> list[str]:
+    """The columns of a Parquet file, from its footer only (local, or object storage through
+    ``puffy.storage``'s filesystem for DuckDB, which fetches the footer with ranged reads)."""
+    if not is_remote_location(file):
+        return pq.read_schema(file).names
+    loc = Location.parse(file)
+    with duckdb_filesystem(loc.protocol).open(loc.fs_path, "rb") as fh:
+        return pq.read_schema(fh).names
+
+
 def read_table(
-    warehouse_root: Path, table: str, days: list[date], columns: tuple[str, ...], where: str | None = None
+    warehouse_root: Path | Location | Manifest,
+    table: str,
+    days: list[date],
+    columns: tuple[str, ...],
+    where: str | None = None,
 ) -> pd.DataFrame:
     """The ``columns`` of ``table`` for ``days`` as pandas; an empty frame with those columns when
     no partition exists. ``where`` is an optional SQL filter on those columns."""
     files, present = [], set()
-    for f in partition_files(warehouse_root, table, list(days)):
-        names = pq.read_schema(f).names  # the footer only: which of the wanted columns exist
+    for f in _files(pin_warehouse(warehouse_root), table, list(days)):
+        names = _column_names(f)  # the footer only: which of the wanted columns exist
         if names:  # a partition written without any column holds nothing to read
             files.append(f)
             present.update(names)
@@ -263,6 +312,7 @@ def read_table(
         sql += f" WHERE {where}"
     con = duckdb.connect()
     try:
+        register_duckdb(con, *(f for f in files if is_remote_location(f)))
         return con.execute(sql).df()
     finally:
         con.close()
@@ -318,9 +368,11 @@ class PeriodData:
         return self.sessions[~self.sessions["is_bot"]]
 
 
-def load_period(outputs_dir: Path, period: Period) -> PeriodData:
-    """Read the period's tables (only the columns the report needs) and its findings."""
-    wh = Path(outputs_dir) / "warehouse"
+def load_period(outputs_dir: Path, period: Period, warehouse: Path | Location | Manifest | None = None) -> PeriodData:
+    """Read the period's tables (only the columns the report needs) from the published ``warehouse``
+    (default ``<outputs_dir>/warehouse``) and its findings from ``outputs_dir`` (the runs' reports
+    and the intermediate layer are always local)."""
+    wh = pin_warehouse(Path(outputs_dir) / "warehouse" if warehouse is None else warehouse)
     days = date_range(period.start, period.end)
     sessions = clean_sessions(read_table(wh, SESSIONS, days, SESSION_COLUMNS))
     orders = clean_orders(read_table(wh, ORDERS, days, ORDER_COLUMNS))
