@@ -6,7 +6,7 @@ import gc
 import subprocess
 import sys
 
-from puffy.engine import SCRATCH_PREFIX, scratch_duckdb
+from puffy.engine import SCRATCH_PREFIX, memory_limit_bytes, scratch_duckdb
 from puffy.params import PipelineParams
 
 
@@ -36,3 +36,23 @@ def test_a_killed_run_s_scratch_database_is_removed_by_the_next_one(tmp_path):
     assert not dead.exists()
     assert len(_scratch_dirs(tmp_path)) == 1  # this process's own
     con.close()
+
+
+def test_memory_limits_are_read_in_bytes_and_a_share_is_not():
+    assert memory_limit_bytes("1GB") == 1_000_000_000
+    assert memory_limit_bytes("512MiB") == 512 * 1024**2
+    assert memory_limit_bytes(" 1.5 gb ") == 1_500_000_000
+    assert memory_limit_bytes("80%") is None
+
+
+def test_small_inputs_stay_in_memory_and_large_ones_go_to_a_file(tmp_path):
+    params = PipelineParams(duckdb_temp_directory=tmp_path, duckdb_memory_limit="1GB")
+    small = scratch_duckdb(params, data_bytes=250_000_000)  # a quarter of the limit: in memory
+    large = scratch_duckdb(params, data_bytes=250_000_001)
+    unknown = scratch_duckdb(params)  # size not given: the file, which cannot run out of memory
+    assert small.execute("SELECT current_database()").fetchall() == [("scratch",)]
+    files = sorted(p.parent.name for p in tmp_path.glob(f"{SCRATCH_PREFIX}*/scratch.duckdb"))
+    assert len(files) == 2 and len(_scratch_dirs(tmp_path)) == 3
+    for con in (small, large, unknown):
+        con.execute("CREATE TABLE t AS SELECT range AS x FROM range(1000)")
+        assert con.execute("SELECT sum(x) FROM t").fetchall() == [(499500,)]

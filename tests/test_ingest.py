@@ -12,7 +12,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from puffy.engine import scratch_duckdb
 from puffy.ingest import RawContract, count_data_lines, discover_raw_files, ingest
+from puffy.params import PipelineParams
 
 # Hand-built raw files, written into tmp_path by the ``fixture_dir`` fixture (line numbers matter:
 # the tests expect rejects on lines 3, 4 and 11 of the first file). The second file has an aliased,
@@ -401,6 +403,11 @@ def test_files_loaded_concurrently_keep_file_and_row_order(tmp_path):
     con, result, tables = load(4)
     _, result_1, tables_1 = load(1)  # one file after the other
     assert tables == tables_1
+    # the gate's scratch databases, in memory and in a file: the worker cursors write where ``con`` reads
+    for data_bytes in (1, 10**15):
+        scratch = scratch_duckdb(PipelineParams(duckdb_temp_directory=tmp_path / "tmp"), data_bytes=data_bytes)
+        ingest(scratch, discover_raw_files(raw), RawContract())
+        assert {t: scratch.execute(f"SELECT * FROM {t}").fetchall() for t in tables} == tables
     assert result.lines_read == result_1.lines_read
     ids = [r[0] for r in tables["stg_events"]]
     assert ids == sorted(ids) and len(ids) == 4 * 3000 + 3 * 200

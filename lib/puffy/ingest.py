@@ -298,7 +298,10 @@ def _run_workers(con: duckdb.DuckDBPyConnection, workers: int, work, stop) -> No
     for with a semaphore, not ``Thread.join``: a join interrupted by Ctrl-C can mark a thread
     that is still running as finished.
     """
+    database = con.execute("SELECT current_database()").fetchall()[0][0]
     cursors = [con.cursor() for _ in range(workers)]
+    for cur in cursors:  # a cursor starts in the instance's default database, not the one ``con`` uses
+        cur.execute(f'USE "{database}"')
     finished = threading.Semaphore(0)
 
     def run(cur: duckdb.DuckDBPyConnection) -> None:
