@@ -37,12 +37,14 @@ SHARD_SCALE = 100.0
 # Shard k numbers its orders from k times this, so shards never share a transaction id (a day of
 # a 100x shard has a few thousand orders).
 SHARD_ORDER_NUMBERS = 1_000_000
-# The targets at 100x (README, "Performance"): gate + transform + monitoring within this multiple
-# of the bare scan, and every stage's peak resident memory under this many MB.
-TARGET_X_SCAN = 4.0
-TARGET_PEAK_MB = 2048
+# Issue 17's targets (README, "Performance"), for 50x: the gate and the transform together within
+# this multiple of the bare scan, and every stage's peak resident memory at most this many MB.
+TARGET_X_SCAN = 5.0
+TARGET_PEAK_MB = 1200
 # The daily run at 1x (every daily notebook through papermill, for one day) within this many seconds.
-TARGET_DAILY_SECONDS = 30.0
+TARGET_DAILY_SECONDS = 10.0
+# The stages the speed target is judged on.
+TARGET_STAGES = ("gate", "transform")
 # Stages that measure the engine, not the pipeline: not part of the pipeline's time or memory.
 REFERENCE_STAGES = ("bare_scan", "bare_sessions")
 
@@ -440,18 +442,19 @@ def targets(figures: dict) -> dict:
     printed line each; then the bare sessionization as a multiple of the scan, when every stage ran."""
     stages = {n: f for n, f in figures["stages"].items() if n not in REFERENCE_STAGES}
     failed = sorted(n for n, f in stages.items() if "error" in f)
-    x_scan = figures["pipeline_x_scan"]
+    scan = figures["stages"]["bare_scan"]["seconds"]
+    x_scan = sum(stages.get(n, {}).get("seconds", 0.0) for n in TARGET_STAGES) / scan
     peak = max((f["peak_rss_mb"] for f in stages.values() if "peak_rss_mb" in f), default=0.0)
     speed_met = not failed and x_scan <= TARGET_X_SCAN
-    memory_met = not failed and peak < TARGET_PEAK_MB
+    memory_met = not failed and peak <= TARGET_PEAK_MB
     note = f" ({', '.join(failed)} failed)" if failed else ""
     verdict = {
         "x_scan": {"target": TARGET_X_SCAN, "measured": round(x_scan, 1), "met": speed_met},
         "peak_mb": {"target": TARGET_PEAK_MB, "measured": round(peak), "met": memory_met},
         "lines": [
-            f"target: all stages within {TARGET_X_SCAN:g}x the scan: {'met' if speed_met else 'NOT met'}"
-            f" ({x_scan:.2f}x){note}",
-            f"target: every stage's peak under {TARGET_PEAK_MB:,} MB: {'met' if memory_met else 'NOT met'}"
+            f"target: the gate and the transform within {TARGET_X_SCAN:g}x the scan: "
+            f"{'met' if speed_met else 'NOT met'} ({x_scan:.2f}x){note}",
+            f"target: every stage's peak at most {TARGET_PEAK_MB:,} MB: {'met' if memory_met else 'NOT met'}"
             f" ({peak:,.0f} MB){note}",
         ],
     }
@@ -480,8 +483,8 @@ def targets(figures: dict) -> dict:
         bare_x = bare["seconds"] / figures["stages"]["bare_scan"]["seconds"]
         verdict["bare_sessions_x_scan"] = round(bare_x, 1)
         verdict["lines"].append(
-            f"reference: the bare sessionization alone takes {bare_x:.2f}x the scan; all stages take "
-            f"{x_scan / bare_x:.1f}x the bare sessionization"
+            f"reference: the bare sessionization alone takes {bare_x:.2f}x the scan; the gate and the transform "
+            f"take {x_scan / bare_x:.1f}x the bare sessionization"
         )
     return verdict
 
