@@ -251,8 +251,8 @@ def resolve_period(
         raise UserError(
             f"{_where(warehouse)}: the warehouse has no {SESSIONS} partitions yet "
             f"(run `puffy run` or `puffy demo` first; to summarise what notebook 02_transform "
-            f"built without publishing it, use outputs_dir 'outputs/staging' in the notebook or "
-            f"`puffy report --outputs-dir outputs/staging`)"
+            f"built without publishing it, set warehouse_dir 'outputs/staging/warehouse' in the notebook or "
+            f"run `puffy report --warehouse-dir outputs/staging/warehouse`)"
         )
     first, last = dates[0], dates[-1]
     if start is not None and end is not None and end < start:
