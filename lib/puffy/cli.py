@@ -102,7 +102,13 @@ def _local_only(what: str, instead: str):
     return parse
 
 
-_INPUT_LOCAL = _local_only("the input", "`puffy run --input-dir s3://…` reads raw files from object storage")
+_INPUT_LOCAL = _local_only(
+    "the input", "`puffy run`, `puffy dq` and `puffy transform --input-dir s3://…` read raw files from object storage"
+)
+_INPUT_HELP = (
+    "directory of events_YYYYMMDD.csv[.gz], or an object-store URI (s3://bucket/raw_events; each file is "
+    "downloaded once into a cache beside the staged events)"
+)
 
 
 def _local_output_dir(text: str) -> Path:
@@ -191,9 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-faults", action="store_true", help="print the fault switches and exit")
 
     p = cmd("dq", "Run the data-quality gate over raw files and write dq_report.md/.json.")
-    _add(p, "--input-dir", type=_INPUT_LOCAL, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
+    _add(p, "--input-dir", type=_location, required=True, help=_INPUT_HELP)
     _add(p, "--rules", type=Path, default=DEFAULT_PARAMS_DIR / "dq_rules.yaml", help="rules YAML")
-    _add(p, "--output-dir", type=_local_output_dir, required=True, help="where the reports go")
+    _add(p, "--output-dir", type=_local_output_dir, required=True, help="where the reports go (always local)")
     p.add_argument("--start", type=_date, help="first file date (default: all)")
     p.add_argument("--end", type=_date, help="last file date (default: all)")
     _add(p, "--fail-on-error", action="store_true", help="exit 3 when any finding has ERROR severity")
@@ -206,8 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = cmd("transform", "Gate-read raw files and build fct_sessions, fct_orders, fct_attribution (+CSV copies).")
-    _add(p, "--input-dir", type=_INPUT_LOCAL, required=True, help="directory of events_YYYYMMDD.csv[.gz]")
-    _add(p, "--output-dir", type=_local_output_dir, required=True, help="warehouse + CSV output directory")
+    _add(p, "--input-dir", type=_location, required=True, help=_INPUT_HELP)
+    _add(
+        p,
+        "--output-dir",
+        type=_local_output_dir,
+        required=True,
+        help="warehouse + CSV output directory (always local, as puffy run's outputs_dir)",
+    )
     _add(p, "--params-dir", type=Path, default=DEFAULT_PARAMS_DIR, help="params directory")
     p.add_argument("--start", type=_date, help="first date (default: all files)")
     p.add_argument("--end", type=_date, help="last date (default: all files)")
@@ -222,14 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(
         p,
         "--warehouse-dir",
-        type=_local_only(
-            "the audited warehouse", "`puffy run` audits each day locally before publishing it to object storage"
-        ),
+        type=_location,
         required=True,
-        help="warehouse root (tables/date=... partitions)",
+        help="warehouse root (tables/date=... partitions), or a warehouse `puffy run` published to object "
+        "storage (s3://bucket/warehouse, read through its publish manifest)",
     )
     _add(p, "--rules", type=Path, default=DEFAULT_PARAMS_DIR / "monitoring_rules.yaml", help="rules YAML")
-    _add(p, "--output-dir", type=_local_output_dir, required=True, help="where the reports go")
+    _add(p, "--output-dir", type=_local_output_dir, required=True, help="where the reports go (always local)")
     _add(p, "--expected-run-date", type=_date, required=True, help="the date whose partitions must exist")
     _add(p, "--fail-on-error", action="store_true", help="exit 5 when any finding has ERROR severity")
 
@@ -427,9 +438,19 @@ def _require_landed(input_dir: Path, start: date | None, end: date | None) -> No
         raise UserError(f"{input_dir}: no raw file for {missing[0]} (events_{missing[0]:%Y%m%d}.csv has not landed)")
 
 
+def _require_input(input_dir) -> None:
+    """An input in object storage must hold something: a missing bucket or an empty prefix is one
+    line saying which (a local directory is checked, with its hints, by ``discover_raw_files``)."""
+    from puffy.storage import Location, why_empty
+
+    if isinstance(input_dir, Location) and not input_dir.is_dir():
+        raise UserError(f"{input_dir}: no raw files there: {why_empty(input_dir)} (expected events_YYYYMMDD.csv files)")
+
+
 def cmd_dq(args) -> int:
     from puffy.gate_reuse import run_gate_kept  # keeps the staged events for `puffy transform` (issue 21)
 
+    _require_input(args.input_dir)
     _require_landed(args.input_dir, args.start, args.end)
     result = run_gate_kept(
         args.input_dir,
@@ -456,6 +477,7 @@ def cmd_transform(args) -> int:
     out = Path(args.output_dir)
     staging_root = out / "intermediate"
     _recover(out / "warehouse")  # an interrupted publish: completed (or refused) before the rebuild
+    _require_input(args.input_dir)
     _require_landed(args.input_dir, args.start, args.end)
     engine_params = load_pipeline_params(args.params_dir)
     # `puffy dq`'s gate of the same input and rules is reused, else the gate runs (issue 21)
@@ -495,6 +517,8 @@ def cmd_transform(args) -> int:
 def cmd_monitor(args) -> int:
     from puffy.monitoring import run_monitoring
 
+    if not isinstance(args.warehouse_dir, Path):
+        return _monitor_published(args)
     if not args.warehouse_dir.is_dir():
         raise UserError(f"{args.warehouse_dir}: warehouse directory not found")
     _recover(args.warehouse_dir)  # an interrupted publish: completed (or refused) before reading
@@ -504,6 +528,64 @@ def cmd_monitor(args) -> int:
     for name, path in sorted(result.report_paths.items()):
         print(f"  {name}: {path}")
     return runner.EXIT_MONITORING if args.fail_on_error and result.status == "error" else 0
+
+
+def _monitor_published(args) -> int:
+    """``puffy monitor --warehouse-dir s3://…``: audit a day of a warehouse ``puffy run`` published to
+    object storage, as the daily run's audit reads it: the history through the publish manifest
+    (``monitoring.metrics``), the run date's own partitions from a local copy, since the audit reads
+    them several times with pyarrow and takes their file time for the freshness SLA. The copy holds
+    the files the manifest, read once, names for the run date, each with its object's last-modified
+    time, in a scratch directory under ``--output-dir`` removed afterwards."""
+    import tempfile
+
+    from puffy.monitoring import run_monitoring
+    from puffy.publish import MANIFEST, read_manifest
+    from puffy.storage import why_empty
+
+    root = args.warehouse_dir
+    manifest = read_manifest(root)
+    if not manifest.tables():
+        if not root.is_dir():
+            raise UserError(f"{root}: no published warehouse there: {why_empty(root)}")
+        raise UserError(
+            f"{root}: no published warehouse there: it holds no publish manifest ({MANIFEST}); "
+            f"`puffy run --warehouse-dir {root}` publishes one"
+        )
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".published-day-", dir=args.output_dir) as scratch:
+        audited = Path(scratch) / "warehouse"  # no intermediate/ beside it: staged events are not published
+        _copy_published_day(manifest, args.expected_run_date, audited)
+        result = run_monitoring(
+            audited,
+            args.rules,
+            args.output_dir,
+            run_date=args.expected_run_date,
+            history_dir=root,
+            audited_as=root.uri,
+        )
+    print(f"engine: {result.engine}")
+    print(f"monitoring status: {result.status.upper()} (publish {manifest.publish_id} of {root})")
+    for name, path in sorted(result.report_paths.items()):
+        print(f"  {name}: {path}")
+    return runner.EXIT_MONITORING if args.fail_on_error and result.status == "error" else 0
+
+
+def _copy_published_day(manifest, day: date, into: Path) -> None:
+    """The files ``manifest`` names for ``day``, every table, as a local warehouse under ``into``
+    (``<table>/date=D/<file>``), each with its object's last-modified time as its mtime."""
+    from puffy.warehouse import partition_dir
+
+    for table in manifest.tables():
+        prefix = manifest.partition(table, day)
+        if prefix is None:
+            continue  # a table without the day: the audit's freshness finding, as for a local warehouse
+        for name in sorted(manifest.partitions[table][day.isoformat()]["files"]):
+            obj, local = prefix.join(name), partition_dir(into, table, day) / name
+            obj.download(local)
+            modified = obj.fs.info(obj.fs_path).get("LastModified")
+            if modified is not None:
+                os.utime(local, (modified.timestamp(), modified.timestamp()))
 
 
 def _outputs_dir(args, params: PipelineParams) -> Path:

@@ -14,7 +14,10 @@ The fingerprint (``gate_fingerprint``) covers:
 
 * every raw file of the input directory (not only the period's: earlier files feed the gate's
   baselines): name, size, modification time (ns) and a SHA-256 of its first and last MiB. A file
-  rewritten in place with the same size, time stamp and ends is not noticed (as with ``make``);
+  rewritten in place with the same size, time stamp and ends is not noticed (as with ``make``).
+  An input in object storage (``s3://bucket/raw_events``) is fingerprinted from one listing, without
+  reading the objects: each object's size, ETag (the store's hash of its content) and last-modified
+  time;
 * the rules file's bytes, and ``acknowledged.yaml`` next to it (acknowledgements demote findings,
   so they change the status);
 * the period (``--start`` / ``--end``), the pipeline parameters (engine, privacy) and the puffy
@@ -35,6 +38,7 @@ from pathlib import Path
 
 from puffy.ingest import RAW_FILE_RE, STAGING_TABLES
 from puffy.params import PipelineParams
+from puffy.storage import Location, is_remote_location
 from puffy.warehouse import partition_dates, partition_dir, staging_dir_for, swap_in
 
 GATE_DIR = ".gate"
@@ -82,18 +86,49 @@ def _bytes_sha(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
+def _object_facts(input_dir: Location) -> dict[str, dict]:
+    """``_file_facts`` of every raw object under an object-store prefix, from one listing: size,
+    ETag (a hash of the content, which a rewrite changes) and last-modified time; nothing is read."""
+    try:
+        listing = input_dir.fs.ls(input_dir.fs_path, detail=True)
+    except FileNotFoundError:
+        return {}
+    facts = {}
+    for entry in listing:
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if entry.get("type") == "file" and RAW_FILE_RE.match(name):
+            modified = entry.get("LastModified")
+            facts[name] = {
+                "size": entry.get("size"),
+                "etag": entry.get("ETag"),
+                "last_modified": modified.isoformat() if modified is not None else None,
+            }
+    return facts
+
+
 def gate_fingerprint(
-    input_dir: Path, rules_path: Path, start: date | None, end: date | None, engine_params: PipelineParams | None
+    input_dir: Path | Location,
+    rules_path: Path,
+    start: date | None,
+    end: date | None,
+    engine_params: PipelineParams | None,
 ) -> dict:
     """What the staged tables and the gate's status depend on (see the module docstring)."""
     import puffy
 
-    input_dir, rules_path = Path(input_dir), Path(rules_path)
-    files = {p.name: _file_facts(p) for p in sorted(input_dir.iterdir()) if RAW_FILE_RE.match(p.name) and p.is_file()}
+    rules_path = Path(rules_path)
+    if is_remote_location(input_dir):
+        files, where = _object_facts(Location.parse(input_dir)), Location.parse(input_dir).uri
+    else:
+        input_dir = Path(input_dir)
+        files = {
+            p.name: _file_facts(p) for p in sorted(input_dir.iterdir()) if RAW_FILE_RE.match(p.name) and p.is_file()
+        }
+        where = str(input_dir.resolve())
     package = Path(puffy.__file__).parent
     return {
         "version": _MANIFEST_VERSION,
-        "input_dir": str(input_dir.resolve()),
+        "input_dir": where,
         "files": files,
         "rules": _bytes_sha(rules_path),
         "acknowledged": _bytes_sha(rules_path.parent / "acknowledged.yaml"),
@@ -133,7 +168,7 @@ def gate_dir(output_dir: Path) -> Path:
 
 
 def run_gate_kept(
-    input_dir: Path,
+    input_dir: Path | Location,
     rules_path: Path,
     output_dir: Path,
     *,
@@ -197,7 +232,7 @@ def _adopt_staging(src_root: Path, dst_root: Path, days: list[date]) -> None:
 
 
 def gate_or_reuse(
-    input_dir: Path,
+    input_dir: Path | Location,
     rules_path: Path,
     out: Path,
     *,

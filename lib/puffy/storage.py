@@ -290,6 +290,11 @@ class Location:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fs.put_file(os.fspath(local_file), self.fs_path)
 
+    def download(self, local_file: str | os.PathLike) -> None:
+        """Copy this file to the local path ``local_file`` (streamed; its folder is created)."""
+        Path(local_file).parent.mkdir(parents=True, exist_ok=True)
+        self.fs.get_file(self.fs_path, os.fspath(local_file))
+
     def copy_to(self, target: Location) -> None:
         """Copy this file to ``target``: server-side within one store, else through this machine."""
         if self.protocol == target.protocol and not self.is_local:
@@ -326,6 +331,20 @@ class Location:
         except FileNotFoundError:
             return None
         return info.get("ETag")
+
+
+def why_empty(loc: str | os.PathLike | Location) -> str:
+    """Why an object-store prefix found empty holds nothing, for an error message: its bucket does not
+    exist (or the credentials in use cannot see it), or the bucket has nothing under the prefix.
+    One request (whether the bucket exists); call it only once the prefix was found empty."""
+    loc = Location.parse(loc)
+    bucket = Location(loc.scheme, loc.bucket, "")
+    if not bucket.exists():
+        return (
+            f"bucket {loc.bucket!r} does not exist, or the credentials in use cannot see it (check the name, "
+            f"and AWS_PROFILE / AWS_ENDPOINT_URL for the account and endpoint)"
+        )
+    return f"bucket {loc.bucket!r} has nothing under {loc.key + '/' if loc.key else 'its root'}"
 
 
 def localize(loc: str | os.PathLike | Location, cache_dir: str | os.PathLike) -> Path:

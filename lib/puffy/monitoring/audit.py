@@ -65,6 +65,7 @@ def run_monitoring(
     intermediate_dir: Path | None = None,
     now: datetime | None = None,
     engine_params: PipelineParams | None = None,
+    audited_as: str | None = None,
 ) -> MonitoringResult:
     """Audit ``warehouse_dir`` for ``run_date`` and write the reports into ``output_dir``.
 
@@ -75,6 +76,8 @@ def run_monitoring(
     and ``generated_at`` (default: the current UTC time; pass it for reproducible reports).
     ``engine_params``: the engine the metric queries run on (``engine``: duckdb | pyspark); default:
     the ``pipeline.yaml`` beside the rules file (the params directory), as the transform's.
+    ``audited_as``: how the reports name the audited warehouse (default: ``warehouse_dir``), e.g. the
+    bucket of which ``warehouse_dir`` is a local copy of the run date (``puffy monitor``).
 
     A bad rules file raises ``ParamsError``; a monitor that crashes becomes an ERROR finding
     (``monitoring.monitor_failed``) rather than an exception, so a report is always written.
@@ -106,7 +109,7 @@ def run_monitoring(
     status = overall_status(findings)
     findings = sort_findings(findings)
     inputs = {
-        "warehouse_dir": str(warehouse_dir),
+        "warehouse_dir": audited_as or str(warehouse_dir),
         "history_dir": str(history_dir),
         "intermediate_dir": None if intermediate_dir is None else str(intermediate_dir),
     }
