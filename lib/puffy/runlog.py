@@ -22,7 +22,14 @@ CONSOLE_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 #: Loggers whose INFO (and these WARNINGs) are the tools' chatter: kept in the run log only.
-CHATTY = {"papermill": logging.WARNING, "traitlets": logging.ERROR, "nbconvert": logging.ERROR}
+CHATTY = {
+    "papermill": logging.WARNING,
+    "traitlets": logging.ERROR,
+    "nbconvert": logging.ERROR,
+    # botocore and s3fs's aiobotocore say where they found the AWS credentials, on every object-store command
+    "botocore": logging.WARNING,
+    "aiobotocore": logging.WARNING,
+}
 
 _active_log: Path | None = None
 
