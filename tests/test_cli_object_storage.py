@@ -178,3 +178,17 @@ def test_a_missing_bucket_or_prefix_is_one_line_and_exit_2(tmp_path, raw_bucket,
     assert proc.stderr.startswith(f"puffy {command}: error: {place}: ") and expected in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "logs").exists()  # no crash log: not an internal error
+
+
+@pytest.mark.parametrize("command", ["dq", "monitor"])
+def test_credentials_the_store_refuses_are_one_line_and_exit_2(tmp_path, monkeypatch, command):
+    """A server that checks credentials (moto with IAM enforced from the first request) refuses the
+    test keys with 403, which s3fs raises as PermissionError (before: an internal error, exit 1)."""
+    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "0")  # read by the moto server started below
+    with local_s3() as strict, aws_environment(strict):
+        flag = "--warehouse-dir" if command == "monitor" else "--input-dir"
+        extra = ["--expected-run-date", RUN_DATE.isoformat()] if command == "monitor" else []
+        proc = _cli(command, flag, "s3://guarded/prefix", "--output-dir", str(tmp_path / "out"), *extra)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"puffy {command}: error: s3://guarded/prefix: the object store refused access")
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

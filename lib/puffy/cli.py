@@ -8,6 +8,7 @@ exits with its documented code (see ``puffy.runner``); tracebacks are for bugs o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -443,8 +444,25 @@ def _require_input(input_dir) -> None:
     line saying which (a local directory is checked, with its hints, by ``discover_raw_files``)."""
     from puffy.storage import Location, why_empty
 
-    if isinstance(input_dir, Location) and not input_dir.is_dir():
-        raise UserError(f"{input_dir}: no raw files there: {why_empty(input_dir)} (expected events_YYYYMMDD.csv files)")
+    if isinstance(input_dir, Location):
+        with _store_access(input_dir):
+            if not input_dir.is_dir():
+                raise UserError(
+                    f"{input_dir}: no raw files there: {why_empty(input_dir)} (expected events_YYYYMMDD.csv files)"
+                )
+
+
+@contextlib.contextmanager
+def _store_access(loc):
+    """The store refusing the credentials in use (s3fs raises ``PermissionError``) as one line naming
+    ``loc``, not an internal error."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise UserError(
+            f"{loc}: the object store refused access ({exc}); check the credentials in use (AWS_PROFILE, "
+            f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and that they may read this bucket"
+        ) from None
 
 
 def cmd_dq(args) -> int:
@@ -544,14 +562,15 @@ def _monitor_published(args) -> int:
     from puffy.storage import why_empty
 
     root = args.warehouse_dir
-    manifest = read_manifest(root)
-    if not manifest.tables():
-        if not root.is_dir():
-            raise UserError(f"{root}: no published warehouse there: {why_empty(root)}")
-        raise UserError(
-            f"{root}: no published warehouse there: it holds no publish manifest ({MANIFEST}); "
-            f"`puffy run --warehouse-dir {root}` publishes one"
-        )
+    with _store_access(root):
+        manifest = read_manifest(root)
+        if not manifest.tables():
+            if not root.is_dir():
+                raise UserError(f"{root}: no published warehouse there: {why_empty(root)}")
+            raise UserError(
+                f"{root}: no published warehouse there: it holds no publish manifest ({MANIFEST}); "
+                f"`puffy run --warehouse-dir {root}` publishes one"
+            )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".published-day-", dir=args.output_dir) as scratch:
         audited = Path(scratch) / "warehouse"  # no intermediate/ beside it: staged events are not published
