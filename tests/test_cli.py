@@ -375,3 +375,31 @@ def test_transform_of_a_period_with_a_day_missing_inside_stops_at_the_gate(tmp_p
     )
     assert code == 3  # like `puffy dq --fail-on-error`: the gate graded the missing day
     assert (tmp_path / "out" / "dq" / "dq_report.md").exists()
+
+
+@pytest.mark.parametrize(
+    "command, flag", [("dq", "--input-dir"), ("transform", "--input-dir"), ("monitor", "--warehouse-dir")]
+)
+def test_dq_transform_and_monitor_keep_an_object_store_uri_whole(tmp_path, command, flag):
+    """Issue 20: the URI reaches the command as a storage Location (not Path's 's3:/b/raw', not a
+    refusal as before); file:// is a local path; the mangled form and a URI output dir are refused."""
+    from puffy.cli import build_parser
+    from puffy.storage import Location
+
+    parser = build_parser()
+    extra = ["--expected-run-date", "2025-03-01"] if command == "monitor" else []
+
+    def parse(place: str, out: str = str(tmp_path / "out")):
+        return getattr(
+            parser.parse_args([command, flag, place, "--output-dir", out, *extra]), flag[2:].replace("-", "_")
+        )
+
+    assert parse("s3://bucket/raw_events") == Location("s3", "bucket", "raw_events")
+    assert parse("s3a://bucket/raw_events/") == Location("s3a", "bucket", "raw_events")
+    assert parse(f"file://{tmp_path}/raw") == tmp_path / "raw"
+    for bad in ("s3:/bucket/raw_events", "ftp://host/raw"):
+        with pytest.raises(SystemExit):
+            parse(bad)
+    with pytest.raises(SystemExit):
+        parse("s3://bucket/raw_events", "s3://bucket/out")
+    assert not (tmp_path / "s3:").exists() and not (REPO_ROOT / "s3:").exists()
