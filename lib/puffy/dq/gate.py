@@ -85,6 +85,17 @@ def _uncompressed_bytes(paths: list[Path]) -> int:
     return sum(p.stat().st_size * (GZIP_RATIO if p.suffix == ".gz" else 1) for p in paths)
 
 
+def _scratch_connection(engine_params: PipelineParams | None, data_bytes: int) -> duckdb.DuckDBPyConnection:
+    """The gate's scratch database (``scratch_duckdb``), which never checkpoints when it closes.
+
+    It is thrown away with its connection, so a checkpoint then is pure cost: at 50x (2.5M events)
+    closing it rewrote every table, 4.3 CPU-s, and took the process from 0.78 to 1.24 GB at exit.
+    """
+    con = scratch_duckdb(engine_params, data_bytes=data_bytes)
+    con.execute("PRAGMA disable_checkpoint_on_shutdown")
+    return con
+
+
 def _naive_utc(now: datetime | None) -> datetime:
     now = now or datetime.now(UTC)
     return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
@@ -153,7 +164,7 @@ def run_gate(
         timings[step] = round(time.perf_counter() - clock, 3)
         clock = time.perf_counter()
 
-    con = scratch_duckdb(engine_params, data_bytes=_uncompressed_bytes(baseline_paths + paths))
+    con = _scratch_connection(engine_params, _uncompressed_bytes(baseline_paths + paths))
     ingested = ingest(con, baseline_paths + paths, rules.contract)
     lap("ingest")
     expected_days = _expected_days(days, start, end)

@@ -26,6 +26,7 @@ null_user_agent     events without a user agent (NULL or blank)
 from __future__ import annotations
 
 import shutil
+import string
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -60,7 +61,14 @@ def _full_match(pattern: str) -> str:
 
 
 def _blank(column: ir.StringValue) -> ir.BooleanValue:
-    return column.isnull() | (column.strip() == "")
+    """NULL, or only whitespace (what ``strip`` removes: ``string.whitespace``).
+
+    Stripped only when the first character is whitespace (a CASE evaluates its branch only on the
+    rows that reach it): any other value is blank exactly when empty. Stripping every page URL cost
+    1.3 of the metric pass's 2.3 CPU-s at 50x.
+    """
+    starts_blank = column.substr(0, 1).isin(list(string.whitespace))
+    return column.isnull() | starts_blank.ifelse(column.strip() == "", column == "")
 
 
 def day_event_metrics(events: ir.Table, user_agents: ir.Table, rules: DqRules, now: datetime) -> ir.Table:
