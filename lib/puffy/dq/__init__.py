@@ -7,8 +7,16 @@
 * ``stage``  — ``run``, the stage entry (``puffy.stage``): the gate over a layout and period.
 """
 
-from puffy.dq.gate import GateResult, run_gate
-from puffy.dq.stage import run
-from puffy.findings import Finding
+from puffy.lazy import lazy_exports
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Finding": "puffy.findings",
+        "GateResult": "puffy.dq.gate",
+        "run_gate": "puffy.dq.gate",
+        "run": "puffy.dq.stage",
+    },
+)
 
 __all__ = ["Finding", "GateResult", "run", "run_gate"]

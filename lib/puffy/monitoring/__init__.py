@@ -12,9 +12,18 @@ json), ``alert`` (the daily run's on-call alert, sent by the runner for the whol
 here). What each finding means and what to do about it: ``docs/monitoring.md``.
 """
 
-from puffy.findings import Finding
-from puffy.monitoring.audit import MonitoringResult, run_monitoring
-from puffy.monitoring.rules import MonitoringRules, load_rules
-from puffy.monitoring.stage import run
+from puffy.lazy import lazy_exports
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Finding": "puffy.findings",
+        "MonitoringResult": "puffy.monitoring.audit",
+        "run_monitoring": "puffy.monitoring.audit",
+        "MonitoringRules": "puffy.monitoring.rules",
+        "load_rules": "puffy.monitoring.rules",
+        "run": "puffy.monitoring.stage",
+    },
+)
 
 __all__ = ["Finding", "MonitoringResult", "MonitoringRules", "load_rules", "run", "run_monitoring"]

@@ -25,13 +25,16 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from puffy.errors import UserError
 from puffy.report.data import PeriodData, load_period, load_report_params, pin_warehouse, resolve_period
-from puffy.report.kpis import Figures, compute_figures
-from puffy.report.narrative import Narrative, build_narrative, data_caveats
 from puffy.stage import Layout, repo_path
 from puffy.storage import Location
+
+if TYPE_CHECKING:  # figures and narrative import SciPy and statsmodels: only when a report is built
+    from puffy.report.kpis import Figures
+    from puffy.report.narrative import Narrative
 
 __all__ = [
     "Report",
@@ -101,6 +104,9 @@ def build_report(
 
     The tables come from ``warehouse`` (None: ``published_warehouse``), read through one snapshot
     of it; the runs' findings and the intermediate layer from ``outputs_dir``."""
+    from puffy.report.kpis import compute_figures
+    from puffy.report.narrative import build_narrative, data_caveats
+
     outputs_dir, params_dir = repo_path(outputs_dir), repo_path(params_dir)
     params = load_report_params(params_dir)
     wh = pin_warehouse(published_warehouse(outputs_dir, params_dir, warehouse))

@@ -6,9 +6,19 @@ fct_order_items, fct_order_rejects), ``identity`` (client → person stitching),
 ``stage`` (``run``, the stage entry of ``puffy.stage``).
 """
 
-from puffy.transform.params import TransformParams, load_transform_params
-from puffy.transform.pipeline import TABLES, TransformResult, export_csv, read_partitions, run_transform
-from puffy.transform.stage import run
+from puffy.lazy import lazy_exports
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "TransformParams": "puffy.transform.params",
+        "load_transform_params": "puffy.transform.params",
+        **dict.fromkeys(
+            ["TABLES", "TransformResult", "export_csv", "read_partitions", "run_transform"], "puffy.transform.pipeline"
+        ),
+        "run": "puffy.transform.stage",
+    },
+)
 
 __all__ = [
     "TABLES",
