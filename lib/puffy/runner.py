@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -50,6 +51,11 @@ from puffy.params import REPO_ROOT
 from puffy.run_index import write_index
 from puffy.runlog import active_log
 from puffy.stage import STATUS_FILES, Layout
+
+# jsonschema (imported by nbformat, so by papermill and nbconvert) imports rfc3987_syntax when it is
+# installed, only to check "iri" string formats, which no notebook schema uses; building that
+# module's grammar costs ~1.2 CPU-s at the start of every run.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 log = logging.getLogger("puffy.run")
 
@@ -186,8 +192,7 @@ class KernelSession:
         if KernelSession.active is not None:
             return KernelSession.active
         KernelSession.active = self
-        self._start()  # the kernel starts and imports while this process imports papermill and nbconvert
-        threading.Thread(target=_warm_html_exporter, name="puffy-warm-html", daemon=True).start()
+        self._start()  # the kernel starts and imports while this process imports papermill
         return self
 
     def __exit__(self, *exc) -> None:
@@ -262,17 +267,6 @@ def _warm_kernel(km) -> None:
         log.debug("kernel warm-up: %s", exc)
     finally:
         client.stop_channels()
-
-
-def _warm_html_exporter() -> None:
-    """Build the HTML exporter and render an empty notebook once (its templates load and compile
-    on first use, ~2.5 s), in a thread while the kernel runs the first notebook."""
-    try:
-        import nbformat
-
-        _html_exporter(True).from_notebook_node(nbformat.v4.new_notebook())
-    except Exception as exc:  # the first real rendering reports any problem
-        log.debug("HTML exporter warm-up: %s", exc)
 
 
 @functools.cache
@@ -471,7 +465,7 @@ def run_day(day: date, layout: Layout) -> DayResult:
     """Run every daily stage for ``day``; never raises for a failing stage (the result says why).
 
     The notebooks read their settings from ``layout.params_dir`` themselves."""
-    from puffy.publish import publish, quarantine, recover
+    from puffy.publish import publish, recover
 
     for done in recover(layout.warehouse):  # a publish killed earlier: completed or undone first
         log.warning("%s: %s", layout.warehouse, done)
@@ -486,9 +480,48 @@ def run_day(day: date, layout: Layout) -> DayResult:
         "outputs_dir": str(layout.outputs_dir),
         "output_dir": str(run_dir),
     }
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-render") as renderer:
+        rendering = _run_stages(day, layout, result, run_dir, staging_wh, common, renderer)
+        if result.exit_code == EXIT_OK:
+            published = publish(staging_wh, layout.warehouse)
+            result.published = bool(published)
+            log.info("%s published %d partitions to %s", day, len(published), layout.warehouse)
+    for stage_result, html in rendering:  # rendered while the next notebook ran, or the day published
+        stage_result.html = _rendered(html, stage_result.notebook)
+    shutil.rmtree(staging_wh.parent, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result.alert = send_alert(result, layout)
+    (run_dir / "run_summary.json").write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _rendered(html: Future, notebook: str | None) -> str | None:
+    """The HTML report's path, or None (logged) when rendering failed: a rendering failure must not
+    hide the stage's own result."""
+    try:
+        return str(html.result())
+    except Exception as exc:
+        log.warning("could not render %s: %s", Path(notebook or "").name, exc)
+        return None
+
+
+def _run_stages(
+    day: date,
+    layout: Layout,
+    result: DayResult,
+    run_dir: Path,
+    staging_wh: Path,
+    common: dict,
+    renderer: ThreadPoolExecutor,
+) -> list[tuple[StageResult, Future]]:
+    """Execute the daily notebooks in order into ``result`` until one fails (quarantining its staged
+    outputs when the stage says so); each executed notebook's HTML is rendered by ``renderer`` in
+    the runner's process while the kernel runs the next notebook."""
+    from puffy.publish import quarantine
+
+    rendering = []
     for stage in DAILY_STAGES:
         t0 = time.perf_counter()
-        html = None
         executed = run_dir / f"{stage.notebook}.ipynb"
         if not notebook_path(stage.notebook).exists():
             if stage.optional:
@@ -500,13 +533,10 @@ def run_day(day: date, layout: Layout) -> DayResult:
                 status, message = read_status(run_dir, stage.status_file)
             except Exception as exc:  # a failing cell: report it, keep the partial notebook
                 status, message = _after_failed_cell(run_dir, stage, notebook_error(exc))
-        if executed.exists():
-            try:
-                html = str(render_html(executed))
-            except Exception as exc:  # rendering must not hide the stage's own result
-                log.warning("could not render %s: %s", executed.name, exc)
         seconds = time.perf_counter() - t0
-        result.stages.append(StageResult(stage.notebook, status, round(seconds, 2), str(executed), html, message))
+        result.stages.append(StageResult(stage.notebook, status, round(seconds, 2), str(executed), None, message))
+        if executed.exists():
+            rendering.append((result.stages[-1], renderer.submit(render_html, executed)))
         log.info(
             "%s %s: %s in %.1fs%s", day, stage.notebook, status.upper(), seconds, f" — {message}" if message else ""
         )
@@ -518,15 +548,7 @@ def run_day(day: date, layout: Layout) -> DayResult:
                 result.quarantine_path = str(q)
                 log.info("%s quarantined staged outputs to %s; published warehouse untouched", day, q)
             break
-    else:
-        published = publish(staging_wh, layout.warehouse)
-        result.published = bool(published)
-        log.info("%s published %d partitions to %s", day, len(published), layout.warehouse)
-    shutil.rmtree(staging_wh.parent, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    result.alert = send_alert(result, layout)
-    (run_dir / "run_summary.json").write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
-    return result
+    return rendering
 
 
 def send_alert(result: DayResult, layout: RunLayout) -> dict | None:

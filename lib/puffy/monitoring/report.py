@@ -215,7 +215,9 @@ def plot_trend_bands(trend: pd.DataFrame, metrics: list[str] | None = None, col_
         ax.set_visible(False)
     for ax in panels[max(0, len(names) - col_wrap) : len(names)]:  # the lowest panel of each column: dates
         ax.xaxis.set_tick_params(labelbottom=True)
-    fig.tight_layout()
+    # Fixed margins, not tight_layout: that is one more full draw of 13 panels (~0.3 s a day), and
+    # the notebook's inline figure is saved with a tight bounding box anyway.
+    fig.subplots_adjust(left=0.06, right=0.99, top=0.95, bottom=0.1, hspace=0.45, wspace=0.22)
     handles, labels = panels[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower right", frameon=False, ncols=2)
     return fig

@@ -130,6 +130,13 @@ def _scalar(expr) -> int | float:
     return 0 if value is None or pd.isna(value) else value
 
 
+def _scalars(t, **metrics) -> dict[str, int | float]:
+    """Several aggregates of one table in one query (each query is compiled and scans its inputs),
+    NULL (an empty table's sum) as 0; integers stay exact (through Arrow, not a float frame)."""
+    row = t.aggregate(**metrics).to_pyarrow().to_pylist()[0]
+    return {name: 0 if value is None else value for name, value in row.items()}
+
+
 def _cents(revenue) -> object:
     """Integer cents of a revenue column (NULL counts as 0)."""
     return (revenue.fill_null(0) * 100).round().cast("int64")
@@ -146,17 +153,26 @@ def _event_checks(
     scope,
 ) -> list[Check]:
     """raw_rows, session_ids_unique and sessions_written over the dates whose sessions the run writes."""
-    n_events = int(_scalar(events_e.count()))
-    no_id = int(_scalar(events_e.filter(events_e.client_id.isnull()).count()))
-    bots = int(_scalar(events_e.filter(events_e.client_id.notnull() & events_e.is_bot).count())) if exclude_bots else 0
-    in_sessions = int(_scalar(sessions_out.n_events.sum()))
+    ev = _scalars(
+        events_e,
+        n=events_e.count(),
+        no_id=events_e.count(where=events_e.client_id.isnull()),
+        bots=events_e.count(where=events_e.client_id.notnull() & events_e.is_bot),
+    )
+    n_events, no_id, bots = int(ev["n"]), int(ev["no_id"]), int(ev["bots"]) if exclude_bots else 0
+    ses = _scalars(
+        sessions_out,
+        n=sessions_out.count(),
+        ids=sessions_out.session_id.nunique(),
+        events=sessions_out.n_events.sum(),
+    )
+    n_sessions, in_sessions = int(ses["n"]), int(ses["events"])
     continuing = int(_scalar(continuing_events.count()))
     # Events continuing a session that began on an unpublished day are in no published session.
     continuing_unpublished = 0
     if continuing and (unpublished := unpublished_sessions()) is not None:
         on_unpublished = continuing_events.session_id.isin(unpublished.session_id)
         continuing_unpublished = int(_scalar(continuing_events.filter(on_unpublished).count()))
-    n_sessions = int(_scalar(sessions_out.count()))
     checks = [
         Check(
             "raw_rows",
@@ -177,7 +193,7 @@ def _event_checks(
         Check(
             "session_ids_unique",
             n_sessions,
-            int(_scalar(sessions_out.session_id.nunique())),
+            int(ses["ids"]),
             f"sessions={n_sessions}",
             scope=scope,
         ),
@@ -207,9 +223,10 @@ def _purchases(purchases_o, orders_out, rejects_out) -> _Purchases:
         .order_by("reason")
         .to_pandas()
     )
+    raw = _scalars(purchases_o, n=purchases_o.count(), cents=_cents(purchases_o.revenue).sum())
     return _Purchases(
-        n_purchases=int(_scalar(purchases_o.count())),
-        raw_cents=int(_scalar(_cents(purchases_o.revenue).sum())),
+        n_purchases=int(raw["n"]),
+        raw_cents=int(raw["cents"]),
         n_orders=int(_scalar(orders_out.count())),
         rejected_by_reason={f"rejected_{r}": int(n) for r, n in zip(by_reason["reason"], by_reason["n"])},
         excluded_by_reason={
@@ -284,11 +301,12 @@ def _order_checks(
     p: _Purchases, orders_out, known_session_ids, unpublished_sessions: Callable[[], object | None], scope
 ) -> list[Check]:
     """purchase_events, revenue_orders, order_keys_unique and orders_in_sessions."""
-    order_cents = int(_scalar(_cents(orders_out.revenue).sum()))
+    orders = _scalars(orders_out, cents=_cents(orders_out.revenue).sum(), keys=orders_out.order_key.nunique())
+    order_cents = int(orders["cents"])
     eligible = orders_out.filter(orders_out.client_id.notnull() & ~orders_out.is_bot)
     is_linked = eligible.session_id.isin(known_session_ids.session_id).fill_null(False)
-    n_eligible = int(_scalar(eligible.count()))
-    n_linked = int(_scalar(eligible.filter(is_linked).count()))
+    linking = _scalars(eligible, n=eligible.count(), linked=eligible.count(where=is_linked))
+    n_eligible, n_linked = int(linking["n"]), int(linking["linked"])
     sessions_detail, sessions_severity = f"orders with a client id and a human user agent={n_eligible}", "error"
     if n_linked < n_eligible:
         on_unpublished = []
@@ -328,7 +346,7 @@ def _order_checks(
         Check(
             "order_keys_unique",
             p.n_orders,
-            int(_scalar(orders_out.order_key.nunique())),
+            int(orders["keys"]),
             f"orders={p.n_orders}",
             scope=scope,
         ),
@@ -386,8 +404,8 @@ def _attribution_checks(p: _Purchases, attribution_out, models: list[str], scope
 def _item_price_check(orders_out, items_out, scope) -> Check:
     """Σ revenue = Σ item_price over orders whose items all have a price (a gap is a data finding: 'warn')."""
     priced = orders_out.filter(~orders_out.has_missing_item_prices & (orders_out.item_count > 0))
-    n_priced = int(_scalar(priced.count()))
-    priced_cents = int(_scalar(_cents(priced.revenue).sum()))
+    orders = _scalars(priced, n=priced.count(), cents=_cents(priced.revenue).sum())
+    n_priced, priced_cents = int(orders["n"]), int(orders["cents"])
     priced_items = items_out.filter(items_out.order_key.isin(priced.order_key))
     items_cents = int(_scalar(_cents(priced_items.item_price).sum()))
     return Check(
@@ -420,7 +438,7 @@ def compute_checks(
     order_dates: list[date],
     window_sessions=None,
 ) -> list[Check]:
-    """Compute every check with small Ibis aggregates (one tiny query each).
+    """Compute every check with small Ibis aggregates (one query per table and question).
 
     ``window_sessions`` (session_id, session_date): every session the run built, context days
     included. With it, orders and continuing events whose session began on an unpublished day
