@@ -687,8 +687,6 @@ def validate_params_dir(params_dir: Path) -> PipelineParams:
 
 
 def cmd_run(args) -> int:
-    params = validate_params_dir(args.params_dir)
-    layout = _layout(args, params)
     if args.date and (args.start or args.end):
         raise UserError("give either --date or --start/--end, not both")
     if args.date:
@@ -699,13 +697,17 @@ def cmd_run(args) -> int:
         raise UserError("give --date D, or --start D1 --end D2")
     if end < start:
         raise UserError(f"--end {end} is before --start {start}")
-    available = set(_available_days(layout))
-    missing = [d for d in (start, end) if d not in available]
-    if missing:
-        raise UserError(f"{layout.input_dir}: no raw file for {missing[0]} (events_{missing[0]:%Y%m%d}.csv)")
+    layout = _layout(args, load_pipeline_params(args.params_dir))
     label = start.isoformat() if start == end else f"{start}_{end}"
-    with run_log(layout.outputs_dir, label) as log_file:
+    # The notebook kernel starts first (inside the run's log, which takes its stderr): its start and
+    # imports (~3 s) overlap with validating every params file and listing the input.
+    with run_log(layout.outputs_dir, label) as log_file, runner.KernelSession():
         _run_header("run", layout, label)
+        validate_params_dir(args.params_dir)
+        available = set(_available_days(layout))
+        missing = [d for d in (start, end) if d not in available]
+        if missing:
+            raise UserError(f"{layout.input_dir}: no raw file for {missing[0]} (events_{missing[0]:%Y%m%d}.csv)")
         results = runner.run_range(start, end, layout, stop_on_error=args.stop_on_error)
         code = _print_results(results, layout, log_file)
         log.info("puffy run %s: exit %d", label, code)
