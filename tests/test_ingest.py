@@ -368,6 +368,29 @@ def test_duplicates_of_rejected_rows(tmp_path):
     assert_reconciled(con, result)
 
 
+def test_timestamps_more_than_one_parsed_row_has(tmp_path):
+    """``stg_shared_timestamps``, by hand: 00:00:01 twice (one copy an exact duplicate, rejected
+    since), 00:00:02 on two different events, no timestamp twice (NULL); 00:00:03, the
+    unparseable one and the one of the next day once each."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = [
+        row("1740268800-client000001", "2025-02-23T00:00:01.000Z"),
+        row("1740268800-client000001", "2025-02-23T00:00:01.000Z"),
+        row("1740268800-client000001", "2025-02-23T00:00:02.000Z"),
+        row("1740268800-client000002", "2025-02-23T00:00:02.000Z", event="product_added_to_cart"),
+        row("1740268800-client000002", "2025-02-23T00:00:03.000Z"),
+        row("1740268800-client000003", ""),
+        row("1740268800-client000004", ""),
+        row("1740268800-client000005", "23/02/2025"),
+        row("1740268800-client000006", "2025-02-24T00:00:01.000Z"),
+    ]
+    (raw / "events_20250223.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    con, _ = run(raw)
+    shared = con.execute("SELECT event_ts::VARCHAR FROM stg_shared_timestamps ORDER BY 1 NULLS LAST").fetchall()
+    assert shared == [("2025-02-23 00:00:01",), ("2025-02-23 00:00:02",), (None,)]
+
+
 def _many_files(raw: Path, n_files: int = 7) -> None:
     """Files of different sizes (so that they finish loading out of order), with bad lines."""
     raw.mkdir()

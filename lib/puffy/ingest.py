@@ -23,6 +23,11 @@ Tables built on the DuckDB connection (and written as Parquet partitions by ``wr
     row_number, reason, column_name, detail, raw.
 ``stg_events_all`` (a view, not written) — every parsed row, accepted or not.
     The first twelve columns of ``stg_events`` (event_id … user_agent).
+``stg_shared_timestamps`` (a temporary table, not written) — event_ts, one row per timestamp that
+    more than one parsed row has (NULL among them when several rows have none). Rows that share
+    anything with another row that includes their timestamp are among the rows with these
+    timestamps: a search for them (exact duplicates here, the gate's same-key check) can start
+    there instead of grouping every row.
 
 Every raw data line ends up in exactly one of ``stg_events`` or ``stg_rejects``:
 ``lines_read = events + rejects`` per file, which the gate checks (``ingest.reconciliation``).
@@ -684,14 +689,18 @@ def _finish(con: duckdb.DuckDBPyConnection, contract: RawContract) -> None:
     row = "client_id, page_url, referrer, timestamp_raw, event_name, event_data, user_agent"
     # Exact duplicates (every copy after the first). Identical rows have the same timestamp, so
     # rows are compared in full only where another row has the same parsed timestamp (or none):
-    # a window over seven text columns of every row would dominate the ingest time.
+    # a window over seven text columns of every row would dominate the ingest time. The shared
+    # timestamps are kept for the checks (``stg_shared_timestamps``, see the module docstring).
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE stg_shared_timestamps AS
+        SELECT event_ts FROM stg_events GROUP BY event_ts HAVING count(*) > 1
+    """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _duplicate_ids AS
         SELECT event_id FROM (
             SELECT event_id, row_number() OVER (PARTITION BY {row} ORDER BY file_date, row_number) AS copy
             FROM stg_events
-            WHERE event_ts IS NULL
-               OR event_ts IN (SELECT event_ts FROM stg_events GROUP BY event_ts HAVING count(*) > 1)
+            WHERE event_ts IS NULL OR event_ts IN (SELECT event_ts FROM stg_shared_timestamps)
         ) WHERE copy > 1
     """)
     # A row is rejected for the first reason that applies, in this order. One of the first five

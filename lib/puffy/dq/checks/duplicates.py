@@ -34,11 +34,14 @@ def check_duplicates(ctx: CheckContext) -> list[Finding]:
             "file_date, row_number",
         ),
     )
-    # A timestamp lies on its file's day, so same-key groups never span two files.
+    # A timestamp lies on its file's day, so same-key groups never span two files. Rows of one
+    # group share their timestamp: only rows with a timestamp another row has (found by ingest)
+    # are grouped, not all of them (at 50x 0.08 instead of 0.7 CPU-s).
     ctx.con.execute(f"""
         CREATE OR REPLACE TEMP TABLE dq_same_key AS
         SELECT file_date, client_id, event_ts, event_name, count(*) AS n FROM stg_events
         WHERE client_id IS NOT NULL AND {ctx.in_range()}
+          AND event_ts IN (SELECT event_ts FROM stg_shared_timestamps)
         GROUP BY ALL HAVING count(*) > 1
     """)
     same = ctx.df(
