@@ -700,14 +700,15 @@ def cmd_run(args) -> int:
     layout = _layout(args, load_pipeline_params(args.params_dir))
     label = start.isoformat() if start == end else f"{start}_{end}"
     # The notebook kernel starts first (inside the run's log, which takes its stderr): its start and
-    # imports (~3 s) overlap with validating every params file and listing the input.
+    # imports (~3 s) overlap validating every params file and listing the input. The header waits for
+    # both, so that a usage error is the only line a user sees.
     with run_log(layout.outputs_dir, label) as log_file, runner.KernelSession():
-        _run_header("run", layout, label)
         validate_params_dir(args.params_dir)
         available = set(_available_days(layout))
         missing = [d for d in (start, end) if d not in available]
         if missing:
             raise UserError(f"{layout.input_dir}: no raw file for {missing[0]} (events_{missing[0]:%Y%m%d}.csv)")
+        _run_header("run", layout, label)
         results = runner.run_range(start, end, layout, stop_on_error=args.stop_on_error)
         code = _print_results(results, layout, log_file)
         log.info("puffy run %s: exit %d", label, code)
