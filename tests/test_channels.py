@@ -371,6 +371,8 @@ REFERRERS = [
     ("android-app://m.facebook.com/", "m.facebook.com", "m.facebook.com", "social"),
     ("", None, None, None),
     ("   ", None, None, None),
+    ("\t https://WWW.Bing.com \n", "www.bing.com", "www.bing.com", "search"),
+    ("\x0bhttps://www.bing.com/x\x0c", "www.bing.com", "www.bing.com", "search"),
 ]
 
 
@@ -380,6 +382,22 @@ def test_referrer_host_and_kind(rules):
         assert (row["referrer_host"], row["referrer_host_decoded"], row["referrer_kind"]) == (host, decoded, kind), (
             referrer
         )
+
+
+def test_strip_whitespace_is_strip():
+    """``strip_whitespace`` gives ``strip()``'s answer: values padded with each whitespace character
+    on either side or both, inner whitespace (kept), all-whitespace, empty and NULL."""
+    import string
+
+    from puffy.channels import strip_whitespace
+
+    values = ["https://puffy.com/", "a b", "", None, " \t\n\r\x0b\x0c", "é ü"]
+    for c in string.whitespace:
+        values += [f"{c}x", f"x{c}", f"{c}x y{c}", f"{c}{c}", f"x{c}y"]
+    t = ibis.memtable({"v": values}, schema={"v": "string"})
+    got = ibis.duckdb.connect().to_pyarrow(t.select(fast=strip_whitespace(t.v), slow=t.v.strip())).to_pydict()
+    assert got["fast"] == got["slow"]
+    assert got["fast"][:6] == ["https://puffy.com/", "a b", "", None, "", "é ü"]
 
 
 def test_missing_or_null_referrer_column(rules):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -325,9 +326,20 @@ def _query_param(url: ir.StringValue, key: str) -> ir.StringValue:
     )
 
 
+def strip_whitespace(value: ir.StringValue) -> ir.StringValue:
+    """``value.strip()``, computed only for the values that start or end with whitespace.
+
+    Same result as ``strip()``; but a trim reads the whole string (more than half the cost of the
+    host of a long URL, measured), whereas whether the first or last character is whitespace is
+    two short comparisons per character of ``string.whitespace`` (the characters ``strip`` removes).
+    """
+    padded = functools.reduce(lambda a, b: a | b, [value.startswith(c) | value.endswith(c) for c in string.whitespace])
+    return ibis.ifelse(padded, value.strip(), value)
+
+
 def _url_host(url: ir.StringValue) -> ir.StringValue:
     """Lower-case host of a URL; the scheme, including android-app://, is dropped."""
-    return url.strip().re_extract(HOST_RE, 1).lower().nullif("")
+    return strip_whitespace(url).re_extract(HOST_RE, 1).lower().nullif("")
 
 
 def _referrer_host(referrer: ir.StringValue) -> ir.StringValue:

@@ -250,3 +250,47 @@ def test_path_matches_agrees_with_the_extracted_path(pattern):
     con = ibis.duckdb.connect()
     got = con.execute(t.select(fast=path_matches(t.url, pattern), slow=url_path(t.url).re_search(pattern)))
     assert got["fast"].tolist() == got["slow"].tolist()
+
+
+def test_url_path_is_the_capture_of_the_path_regex():
+    """``url_path`` (two simpler regexes) gives the capture group of ``_PATH_RE`` ('/' when empty or
+    NULL), on URLs with and without a scheme, host only, query or fragment right after the host, a
+    scheme-like text that is not one, and an empty host."""
+    from puffy.transform.sessions import _PATH_RE, url_path
+
+    urls = [
+        "https://puffy.com/products/puffy-mattress?utm_source=A#top",
+        "https://puffy.com",
+        "https://puffy.com/",
+        "https://puffy.com?x=1/2",
+        "https://puffy.com#/products",
+        "http://",
+        "http:///a/b",
+        "android-app://com.google.android.gm/x/y",
+        "puffy.com/products/x?a",
+        "/products/x#y",
+        "?a=1",
+        "1http://a/b",
+        "htt p://a/b",
+        "x:/y",
+        "mailto:x@y.com",
+        "https://a.com/p//q?r",
+        "",
+        None,
+    ]
+    t = ibis.memtable({"url": urls}, schema={"url": "string"})
+    reference = t.url.re_extract(_PATH_RE, 1).nullif("").fill_null("/")
+    got = ibis.duckdb.connect().to_pyarrow(t.select(fast=url_path(t.url), slow=reference)).to_pydict()
+    assert got["fast"] == got["slow"]
+    assert got["fast"][:4] == ["/products/puffy-mattress", "/", "/", "/"]
+
+
+def test_session_id_strips_the_timestamp_as_written():
+    """The id hashes the start timestamp without surrounding whitespace (worked out with hashlib)."""
+    from puffy.transform.sessions import session_id
+
+    raw = ["2025-02-23 10:00:00.000", " 2025-02-23 10:00:00.000\t", "2025-02-23 10:00:00.000\n"]
+    t = ibis.memtable({"c": ["c1"] * 3, "ts": raw}, schema={"c": "string", "ts": "string"})
+    got = ibis.duckdb.connect().execute(t.select(sid=session_id(t.c, t.ts)))["sid"].tolist()
+    want = hashlib.md5(b"c1|2025-02-23 10:00:00.000").hexdigest()[:16]
+    assert got == [want] * 3
