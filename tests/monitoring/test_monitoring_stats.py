@@ -227,3 +227,140 @@ def test_walk_clean_passes_only_unflagged_days():
     days = [date(2025, 3, d) for d in range(1, 6)]
     stats.walk_clean(days, evaluate, lambda d, clean: clean, lambda r: r)
     assert seen[date(2025, 3, 5)] == [date(2025, 3, 1), date(2025, 3, 3)]
+
+
+# --- the two tests agree with SciPy's without importing scipy.stats ---------------------------------
+# The reference below is what stats.py called before (scipy.stats.f_oneway / chi2_contingency); the
+# daily run's kernel no longer imports scipy.stats (~0.8 CPU-s). Same value to 1e-9 relative (the
+# sums run in another order), and so the same side of every threshold the monitors use.
+
+
+def _same(got: float, want: float) -> bool:
+    if math.isnan(want) or math.isinf(want):
+        return got == want or (math.isnan(got) and math.isnan(want))
+    return got == pytest.approx(want, rel=1e-9, abs=1e-300)
+
+
+def _scipy_chi_square(actual, expected) -> tuple[float, float, int]:
+    """stats.chi_square as it was, on scipy.stats.chi2_contingency."""
+    import numpy as np
+    from scipy import stats as sps
+
+    cats = sorted(set(actual) | set(expected))
+    a = np.array([float(actual.get(c, 0.0)) for c in cats])
+    e = np.array([float(expected.get(c, 0.0)) for c in cats])
+    keep = (a + e) > 0
+    a, e = a[keep], e[keep]
+    if len(a) < 2 or a.sum() <= 0 or e.sum() <= 0:
+        return 0.0, 1.0, 0
+    result = sps.chi2_contingency(np.vstack([a, e]), correction=False)
+    return float(result.statistic), float(result.pvalue), int(result.dof)
+
+
+def _count_mixes(seed: int, n: int):
+    """Random pairs of category counts: 1-15 categories, ties, zeros on one or both sides, tiny and
+    huge counts, fractional amounts (credit sums)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        k = int(rng.integers(1, 16))
+        kind = i % 5
+        if kind == 0:
+            a, e = rng.integers(0, 4, k), rng.integers(0, 4, k)  # tiny counts, many zeros and ties
+        elif kind == 1:
+            a, e = rng.integers(0, 2_000, k), rng.integers(0, 20_000, k)
+        elif kind == 2:
+            a, e = rng.integers(0, 10**9, k), rng.integers(0, 10**9, k)  # huge
+        elif kind == 3:
+            a, e = rng.random(k) * rng.integers(1, 500), rng.random(k) * rng.integers(1, 5_000)  # amounts
+        else:
+            a = rng.integers(0, 50, k)
+            e = a * int(rng.integers(1, 9))  # the same mix at another scale: chi2 ~ 0
+        a = np.where(rng.random(k) < 0.2, 0, a)
+        yield {f"c{j}": float(v) for j, v in enumerate(a)}, {f"c{j}": float(v) for j, v in enumerate(e)}
+
+
+def test_chi_square_agrees_with_scipys_chi2_contingency():
+    cases = list(_count_mixes(seed=17, n=3_000))
+    cases += [
+        ({"A": 30, "B": 50, "C": 20}, {"A": 50, "B": 30, "C": 20}),
+        ({"a": 50, "b": 50}, {"a": 75, "b": 25}),
+        ({"a": 1, "b": 0}, {"a": 0, "b": 1}),  # each side one category: dof 1, the largest chi2
+        ({"a": 1}, {"b": 1}),
+        ({"a": 5, "b": 5}, {"a": 5, "b": 5}),  # identical: chi2 0, p 1
+        ({"a": 1e-150, "b": 3e-150}, {"a": 2e-150, "b": 1e-150}),  # expected cells ~1e-150
+        ({"a": 10**15, "b": 1}, {"a": 1, "b": 10**15}),  # p underflows to 0
+        ({"Direct": 10}, {"Direct": 70}),  # one category
+        ({}, {"a": 3}),
+        ({"a": 0, "b": 0}, {"a": 3, "b": 4}),  # an empty day
+    ]
+    differ = [(a, e) for a, e in cases if not all(map(_same, stats.chi_square(a, e), _scipy_chi_square(a, e)))]
+    # Counts so small that an expected cell underflows to 0: an error, as SciPy's.
+    tiny = ({"a": 1e-300, "b": 1e-300}, {"a": 1e-300, "b": 2e-300})
+    with pytest.raises(ValueError):
+        _scipy_chi_square(*tiny)
+    with pytest.raises(ValueError, match="underflows"):
+        stats.chi_square(*tiny)
+    assert not differ, f"{len(differ)} of {len(cases)} differ, e.g. {differ[:3]}"
+
+
+def _anova_groups(seed: int, n: int):
+    """Random groups as the weekday pattern has them (2-7 groups of 1-6 values: counts with ties,
+    rates, amounts, constant groups, one large outlier), plus shapes f_oneway rejects as too small."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        k = int(rng.integers(2, 8))
+        sizes = rng.integers(1, 7, k)
+        kind = i % 6
+        if kind == 0:
+            groups = [rng.integers(0, 5, s).astype(float) for s in sizes]  # small counts, ties
+        elif kind == 1:
+            groups = [rng.poisson(rng.integers(1, 3_000), s).astype(float) for s in sizes]
+        elif kind == 2:
+            groups = [rng.random(s) * 0.05 for s in sizes]  # rates
+        elif kind == 3:
+            groups = [np.full(s, float(rng.integers(0, 3))) for s in sizes]  # each group constant
+        elif kind == 4:
+            groups = [rng.normal(1e6, 1e3, s) for s in sizes]  # large, close values
+        else:
+            groups = [rng.normal(0, 1, s) for s in sizes]
+            groups[0] = np.append(groups[0], 1e12)  # one wild value
+        yield groups
+
+
+def test_one_way_anova_agrees_with_scipys_f_oneway():
+    import warnings
+
+    import numpy as np
+    from scipy import stats as sps
+
+    cases = list(_anova_groups(seed=23, n=3_000))
+    cases += [
+        [np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0])],  # identical groups: F 0, p 1
+        [np.array([3.0, 3.0]), np.array([5.0, 5.0, 5.0])],  # constant groups that differ: F inf
+        [np.array([3.0, 3.0]), np.array([3.0])],  # every value the same: F NaN
+        [np.array([0.0, 0.0, 1.0]), np.array([0.0]), np.array([0.0, 0.0])],
+        [np.array([1.0]), np.array([2.0])],  # one value per group: too small, NaN
+        [np.array([]), np.array([1.0, 2.0])],  # an empty group: NaN
+        [np.array([10.0, 12, 11, 19]), np.array([21.0, 20, 22]), np.array([30.0, 29, 31])],
+    ]
+    differ = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns about the too-small and constant inputs
+        for groups in cases:
+            want = sps.f_oneway(*groups)
+            if not all(map(_same, stats.one_way_anova(groups), (float(want.statistic), float(want.pvalue)))):
+                differ.append(groups)
+    assert not differ, f"{len(differ)} of {len(cases)} differ, e.g. {differ[:2]}"
+
+
+def test_the_monitoring_stack_does_not_import_scipy_stats():
+    import subprocess
+    import sys
+
+    code = "import sys, puffy.monitoring.stage, puffy.monitoring.report; print('scipy.stats' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
