@@ -22,10 +22,9 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 import pyarrow as pa
-import yaml
 from pydantic import Field, field_validator, model_validator
 
-from puffy.params import StrictModel
+from puffy.params import StrictModel, safe_load_yaml
 
 REGISTRY_FILE = "tables.yaml"
 Layer = Literal["staging", "fact", "report"]
@@ -117,7 +116,7 @@ class Registry(StrictModel):
 def load_registry(path: Path | None = None) -> Registry:
     """``tables.yaml`` validated (``path``: another file, for tests)."""
     text = Path(path).read_text() if path else resources.files("puffy").joinpath(REGISTRY_FILE).read_text()
-    return Registry.model_validate(yaml.safe_load(text))
+    return Registry.model_validate(safe_load_yaml(text))
 
 
 @cache

@@ -14,9 +14,8 @@ import re
 from functools import cache
 from importlib.resources import files
 
-import yaml
-
 from puffy.dq.checks.context import CHECK_ORDER
+from puffy.params import safe_load_yaml
 
 MESSAGES_FILE = "messages.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -54,7 +53,7 @@ def validate(data: object, source: str = MESSAGES_FILE) -> dict[str, str]:
 def messages() -> dict[str, str]:
     """Every finding id's downstream meaning (read and validated once per process)."""
     text = files(__package__).joinpath(MESSAGES_FILE).read_text(encoding="utf-8")
-    return validate(yaml.safe_load(text))
+    return validate(safe_load_yaml(text))
 
 
 def impact(finding_id: str) -> str:
