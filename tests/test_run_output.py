@@ -242,6 +242,41 @@ def test_a_gate_error_day_alerts_once_and_stderr_stays_quiet(tmp_path, small_sam
 # --- HTML reports: results first, code on demand --------------------------------------------------
 
 
+def test_a_chart_carries_its_notebooks_text_alternative(tmp_path, caplog):
+    """Before: the lab template dropped every image's alt, nbconvert put "No description has been
+    provided for this image" in its place and logged a warning on every daily report."""
+    import base64
+    import logging
+    from html.parser import HTMLParser
+
+    import nbformat
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+
+    def image(metadata=None):
+        return nbformat.v4.new_output("display_data", data={"image/png": png}, metadata=metadata or {})
+
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("plt.show()", outputs=[image()], metadata={"alt": 'Bars "A" & <B>'}),
+            nbformat.v4.new_code_cell("Image(x, alt=...)", outputs=[image({"image/png": {"alt": "Funnel"}})]),
+        ]
+    )
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    with caplog.at_level(logging.WARNING):
+        html = runner.render_html(tmp_path / "nb.ipynb").read_text()
+    alts = []
+
+    class Images(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                alts.append(dict(attrs).get("alt"))
+
+    Images().feed(html)
+    assert alts == ['Bars "A" & <B>', "Funnel"]  # escaped in the HTML, the text itself once parsed
+    assert "Alternative text is missing" not in caplog.text
+
+
 def test_html_reports_show_results_first_and_fold_the_code_under_them(tmp_path):
     """Before: the code was either printed above every result or (the runner) left out altogether,
     with no way to see how a number was made from the report."""

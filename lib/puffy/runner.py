@@ -394,7 +394,11 @@ def die_with_parent_cmd(cmd: list[str]) -> list[str]:
 
 
 # nbconvert's lab template, with each code cell's source after its results, folded: readers of a
-# report see results; whoever wants to know how a number was made opens "code" under it.
+# report see results; whoever wants to know how a number was made opens "code" under it. A chart
+# carries the text alternative its notebook gives it (the image's ``alt`` metadata, from
+# ``IPython.display.Image(alt=...)``, or the cell's ``alt`` metadata), which the lab template drops:
+# screen readers get a description, and nbconvert no longer logs "Alternative text is missing" on
+# every report.
 _RESULTS_FIRST_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {% block codecell %}
 {{ super() }}
@@ -404,6 +408,14 @@ _RESULTS_FIRST_TEMPLATE = """{%- extends 'index.html.j2' -%}
 </details>
 {%- endif %}
 {% endblock codecell %}
+{% block data_png scoped %}
+{%- set alttext = (output | get_metadata('alt', 'image/png')) or (cell | get_metadata('alt')) -%}
+{%- if alttext -%}
+{{ super() | replace('<img ', '<img alt="' ~ (alttext | escape_html) ~ '" ', 1) }}
+{%- else -%}
+{{ super() }}
+{%- endif %}
+{% endblock data_png %}
 """
 
 
