@@ -403,3 +403,19 @@ def test_dq_transform_and_monitor_keep_an_object_store_uri_whole(tmp_path, comma
     with pytest.raises(SystemExit):
         parse("s3://bucket/raw_events", "s3://bucket/out")
     assert not (tmp_path / "s3:").exists() and not (REPO_ROOT / "s3:").exists()
+
+
+def test_validating_the_params_and_finding_the_days_imports_no_engine(tmp_path):
+    """`puffy run` validates every params file and lists the input while the notebook kernel starts;
+    the runner then only runs notebooks and publishes. Before: that prelude imported Ibis, DuckDB,
+    pandas and NumPy (the params models sat beside the expressions that use them), ~0.8 CPU-s."""
+    (tmp_path / "events_20250301.csv").write_text("client_id\n")
+    code = (
+        "import sys; from pathlib import Path; from puffy import cli; from puffy.params import DEFAULT_PARAMS_DIR\n"
+        "cli.validate_params_dir(DEFAULT_PARAMS_DIR)\n"
+        "from puffy.raw_files import discover_raw_files\n"
+        f"assert len(discover_raw_files(Path({str(tmp_path)!r}))) == 1\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'ibis', 'duckdb', 'pandas', 'numpy', 'scipy'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert out.stdout.strip() == "[]"

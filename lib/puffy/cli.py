@@ -429,7 +429,7 @@ def cmd_sample(args) -> int:
 def _require_landed(input_dir: Path, start: date | None, end: date | None) -> None:
     """Like ``puffy run``: the period's first and last day must have a raw file (a UserError, exit 2,
     'the file has not landed'); days without a file inside the period are graded by the gate."""
-    from puffy.ingest import discover_raw_files, file_date_of
+    from puffy.raw_files import discover_raw_files, file_date_of
 
     if start and end and end < start:
         raise UserError(f"end {end} is before start {start}")
@@ -633,7 +633,7 @@ def _resolved(place):
 
 
 def _available_days(layout: Layout) -> list[date]:
-    from puffy.ingest import discover_raw_files, file_date_of
+    from puffy.raw_files import discover_raw_files, file_date_of
 
     return [file_date_of(p) for p in discover_raw_files(layout.input_dir)]
 
@@ -672,9 +672,9 @@ def _run_header(command: str, layout: Layout, days: str) -> None:
 def validate_params_dir(params_dir: Path) -> PipelineParams:
     """Load and validate every params file of ``params_dir`` before any data is touched, so a typo
     anywhere is one line and exit 2, not a failed notebook halfway through a run."""
-    from puffy.channels import load_channel_rules
+    from puffy.channel_rules import load_channel_rules
     from puffy.monitoring.rules import load_rules as load_monitoring_rules
-    from puffy.report.data import load_report_params
+    from puffy.report.params import load_report_params
     from puffy.transform.params import load_transform_params
 
     params = load_pipeline_params(params_dir)

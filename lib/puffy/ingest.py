@@ -40,13 +40,12 @@ import codecs
 import csv
 import gzip
 import io
-import re
 import shutil
 import tempfile
 import threading
 import zlib
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -54,10 +53,9 @@ import numpy as np
 
 from puffy import tables
 from puffy.contract import RawContract
-from puffy.errors import InputDataError
+from puffy.raw_files import RAW_FILE_RE, discover_raw_files, discover_raw_objects, file_date_of  # noqa: F401 (re-exported)
 from puffy.warehouse import partition_dir, staging_dir_for, swap_in
 
-RAW_FILE_RE = re.compile(r"^events_(\d{8})\.csv(\.gz)?$")
 # What reading a raw file's bytes raises when the file is damaged (zlib.error: corrupt deflate data).
 _UNREADABLE = (OSError, EOFError, zlib.error)
 
@@ -81,95 +79,6 @@ class RawFile:
     @property
     def name(self) -> str:
         return self.path.name
-
-
-def file_date_of(path: Path) -> date | None:
-    """The day of a raw file from its name (None: not ``events_YYYYMMDD.csv[.gz]`` of a real date)."""
-    m = RAW_FILE_RE.match(path.name)
-    try:
-        return datetime.strptime(m.group(1), "%Y%m%d").date() if m else None
-    except ValueError:  # e.g. events_20251399.csv
-        return None
-
-
-def discover_raw_files(
-    input_dir: Path, start: date | None = None, end: date | None = None, *, cache_dir: Path | None = None
-) -> list[Path]:
-    """Raw files in ``input_dir`` whose date is within [start, end], in date order.
-
-    When both a ``.csv`` and a ``.csv.gz`` exist for a day, the plain CSV wins. ``input_dir`` may be
-    object storage (``discover_raw_objects``); ``cache_dir`` is then where the files are downloaded.
-    """
-    from puffy.storage import is_remote_location
-
-    if is_remote_location(input_dir):
-        return discover_raw_objects(input_dir, start, end, cache_dir=cache_dir)
-    input_dir = Path(input_dir)
-    if input_dir.exists() and not input_dir.is_dir():
-        hint = (
-            f"give its folder, {input_dir.parent}"
-            if RAW_FILE_RE.match(input_dir.name)
-            else "give the folder that holds the events_YYYYMMDD.csv files"
-        )
-        raise InputDataError(f"{input_dir}: is a file, not an input directory; {hint}")
-    if not input_dir.is_dir():
-        parent = input_dir.parent
-        if parent.is_dir() and any(RAW_FILE_RE.match(q.name) for q in parent.iterdir()):
-            # `puffy sample --out outputs/sample` writes the files one level above the default input_dir
-            raise InputDataError(
-                f"{input_dir}: input directory not found, but {parent} holds events_YYYYMMDD.csv "
-                f"files: point input_dir (params/pipeline.yaml, or the notebook's input_dir) at "
-                f"{parent}, or write the sample with `puffy sample --out {input_dir}`"
-            )
-        raise InputDataError(
-            f"{input_dir}: input directory not found (expected events_YYYYMMDD.csv files; "
-            f"`puffy sample --out {input_dir}` writes a sample export there, `make demo` the default one)"
-        )
-    by_day: dict[date, Path] = {}
-    for p in sorted(input_dir.iterdir()):
-        d = file_date_of(p)
-        if d is None and RAW_FILE_RE.match(p.name):
-            raise InputDataError(
-                f"{p}: the file name is not a real date (expected events_YYYYMMDD.csv, "
-                "e.g. events_20250301.csv); rename or remove it"
-            )
-        if d is None or (start and d < start) or (end and d > end):
-            continue
-        if d not in by_day or p.suffix == ".csv":
-            by_day[d] = p
-    return [by_day[d] for d in sorted(by_day)]
-
-
-def discover_raw_objects(
-    input_dir, start: date | None = None, end: date | None = None, *, cache_dir: Path | None = None
-) -> list:
-    """``discover_raw_files`` for an object-store prefix (``s3://bucket/raw_events``): one listing,
-    the same name rules. Without ``cache_dir`` the objects' ``Location``s (enough for their dates);
-    with it, local copies (``puffy.storage.localize``: one download per object, kept by ETag), since
-    the ingest reads a raw file several times (count, index, parse) and each would be a remote read."""
-    from puffy.storage import Location, localize
-
-    input_dir = Location.parse(input_dir)
-    objects = input_dir.list()
-    if not objects:
-        raise InputDataError(
-            f"{input_dir}: no objects under this prefix (expected events_YYYYMMDD.csv files; "
-            f"is the bucket or prefix right, and do the AWS credentials reach it?)"
-        )
-    by_day: dict = {}
-    for obj in objects:
-        d = file_date_of(obj)
-        if d is None and RAW_FILE_RE.match(obj.name):
-            raise InputDataError(
-                f"{obj}: the file name is not a real date (expected events_YYYYMMDD.csv, "
-                "e.g. events_20250301.csv); rename or remove it"
-            )
-        if d is None or (start and d < start) or (end and d > end):
-            continue
-        if d not in by_day or obj.name.endswith(".csv"):
-            by_day[d] = obj
-    found = [by_day[d] for d in sorted(by_day)]
-    return found if cache_dir is None else [localize(obj, cache_dir) for obj in found]
 
 
 def _open_bytes(path: Path):

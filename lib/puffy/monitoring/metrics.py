@@ -40,26 +40,10 @@ import pyarrow.parquet as pq
 from ibis.backends.sql.datatypes import DuckDBType
 
 from puffy.dates import date_range
+from puffy.monitoring.rules import TREND_METRICS  # noqa: F401 (re-exported)
 from puffy.params import PipelineParams
 from puffy.storage import is_remote_location, register_duckdb
 from puffy.warehouse import partition_dates, partition_dir
-
-#: Metrics the trend monitor can watch (columns of ``daily_metrics``).
-TREND_METRICS: tuple[str, ...] = (
-    "sessions",
-    "orders",
-    "revenue",
-    "conversion_rate",
-    "aov",
-    "client_id_null_rate",
-    "bot_share",
-    "returning_visitor_share",
-    "untracked_order_share",
-    "untracked_revenue_share",
-    "rows_fct_sessions",
-    "rows_fct_orders",
-    "rows_fct_attribution",
-)
 
 #: Funnel stages, widest first; each is a count of the day's non-bot sessions.
 FUNNEL_STAGES: tuple[str, ...] = ("sessions", "viewed_product", "added_to_cart", "started_checkout", "purchased")

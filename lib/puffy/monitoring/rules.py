@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from puffy.attribution import ModelName
+from puffy.attribution_params import ModelName
 from puffy.dq.rules import load_rules as load_dq_rules
 from puffy.errors import ParamsError
 from puffy.findings import RaisedSeverity
@@ -27,6 +27,24 @@ Direction = Literal["both", "up", "down"]
 
 # The warehouse's date-partitioned tables (puffy.transform.pipeline.TABLES; a test keeps them equal).
 WarehouseTable = Literal["fct_sessions", "fct_orders", "fct_order_items", "fct_order_rejects", "fct_attribution"]
+
+
+#: Metrics the trend monitor can watch (columns of ``puffy.monitoring.metrics.daily_metrics``).
+TREND_METRICS: tuple[str, ...] = (
+    "sessions",
+    "orders",
+    "revenue",
+    "conversion_rate",
+    "aov",
+    "client_id_null_rate",
+    "bot_share",
+    "returning_visitor_share",
+    "untracked_order_share",
+    "untracked_revenue_share",
+    "rows_fct_sessions",
+    "rows_fct_orders",
+    "rows_fct_attribution",
+)
 
 
 class AlertRules(StrictModel):
@@ -256,8 +274,6 @@ class MonitoringRules(StrictModel):
 
     @model_validator(mode="after")
     def _known_metrics(self) -> MonitoringRules:
-        from puffy.monitoring.metrics import TREND_METRICS
-
         unknown = sorted(set(self.trend.metrics) - set(TREND_METRICS))
         if unknown:
             raise ValueError(

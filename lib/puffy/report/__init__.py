@@ -13,7 +13,7 @@
 3. render the executed notebook to ``executive_summary.html`` without code (nbconvert);
 4. refresh ``outputs_dir/index.html``.
 
-Modules: ``data`` (params, period, tables, findings), ``kpis`` (figures), ``stats`` (intervals,
+Modules: ``params`` (report.yaml), ``data`` (period, tables, findings), ``kpis`` (figures), ``stats`` (intervals,
 tests, regression), ``narrative`` (sentences and caveats), ``charts`` (seaborn), ``pdf``
 (print HTML → WeasyPrint).
 """
@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from puffy.errors import UserError
-from puffy.report.data import PeriodData, load_period, load_report_params, pin_warehouse, resolve_period
+from puffy.report.params import load_report_params
 from puffy.stage import Layout, repo_path
 from puffy.storage import Location
 
-if TYPE_CHECKING:  # figures and narrative import SciPy and statsmodels: only when a report is built
+if TYPE_CHECKING:  # data imports DuckDB and pandas, figures and narrative SciPy and statsmodels: only used
+    # when a report is built, not when `puffy run` validates report.yaml (puffy.report.params)
+    from puffy.report.data import PeriodData
     from puffy.report.kpis import Figures
     from puffy.report.narrative import Narrative
 
@@ -104,6 +106,7 @@ def build_report(
 
     The tables come from ``warehouse`` (None: ``published_warehouse``), read through one snapshot
     of it; the runs' findings and the intermediate layer from ``outputs_dir``."""
+    from puffy.report.data import load_period, pin_warehouse, resolve_period
     from puffy.report.kpis import compute_figures
     from puffy.report.narrative import build_narrative, data_caveats
 
@@ -169,6 +172,7 @@ def run_report(
     import logging
 
     from puffy import runner
+    from puffy.report.data import resolve_period
     from puffy.run_index import write_index
 
     log = logging.getLogger("puffy.report")

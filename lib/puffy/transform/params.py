@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from puffy.attribution import AttributionParams
+from puffy.attribution_params import AttributionParams
 from puffy.contract import RawContract
 from puffy.errors import ParamsError
 from puffy.params import StrictModel, load_params
