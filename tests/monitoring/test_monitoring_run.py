@@ -383,3 +383,20 @@ def test_the_untracked_journey_share_is_a_daily_metric(tmp_path):
     metrics = daily_metrics(Sources(tmp_path, tmp_path, None, days[-1]), days[0])
     assert metrics["untracked_order_share"].tolist() == [0.25, 0.5, 0.0]
     assert metrics["untracked_revenue_share"].tolist() == [0.1, 0.4, 0.0]  # 100/1000, 400/1000, 0
+
+
+def test_the_trend_chart_is_a_png_of_every_metric_outside_pyplot(wh, tmp_path):
+    """The notebook shows ``trend_chart_png``: one PNG of all the trend metrics, drawn once (no tight
+    bounding box) and never left in pyplot's figures, where the inline backend would draw it again."""
+    import matplotlib.pyplot as plt
+
+    from puffy.monitoring.report import plot_trend_bands, trend_chart_png
+
+    warehouse, intermediate, days, now = wh
+    result = run(warehouse, intermediate, days[-1], now, tmp_path / "out")
+    before = plt.get_fignums()
+    png = trend_chart_png(result.trend)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and plt.get_fignums() == before
+    panels = [ax for ax in plot_trend_bands(result.trend).axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == list(dict.fromkeys(result.trend["metric"]))
+    assert trend_chart_png(result.trend.iloc[0:0]) is None
