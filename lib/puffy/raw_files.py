@@ -58,19 +58,7 @@ def discover_raw_files(
             f"{input_dir}: input directory not found (expected events_YYYYMMDD.csv files; "
             f"`puffy sample --out {input_dir}` writes a sample export there, `make demo` the default one)"
         )
-    by_day: dict[date, Path] = {}
-    for p in sorted(input_dir.iterdir()):
-        d = file_date_of(p)
-        if d is None and RAW_FILE_RE.match(p.name):
-            raise InputDataError(
-                f"{p}: the file name is not a real date (expected events_YYYYMMDD.csv, "
-                "e.g. events_20250301.csv); rename or remove it"
-            )
-        if d is None or (start and d < start) or (end and d > end):
-            continue
-        if d not in by_day or p.suffix == ".csv":
-            by_day[d] = p
-    return [by_day[d] for d in sorted(by_day)]
+    return _one_per_day(sorted(input_dir.iterdir()), start, end)
 
 
 def discover_raw_objects(
@@ -89,17 +77,24 @@ def discover_raw_objects(
             f"{input_dir}: no objects under this prefix (expected events_YYYYMMDD.csv files; "
             f"is the bucket or prefix right, and do the AWS credentials reach it?)"
         )
+    found = _one_per_day(objects, start, end)
+    return found if cache_dir is None else [localize(obj, cache_dir) for obj in found]
+
+
+def _one_per_day(entries, start: date | None, end: date | None) -> list:
+    """The raw file of each day within [start, end] among ``entries`` (paths or object ``Location``s,
+    anything with a ``name``), in date order; a plain ``.csv`` wins over a ``.csv.gz`` of its day.
+    A name shaped like a raw file whose date is not real is an error, not a file to skip."""
     by_day: dict = {}
-    for obj in objects:
-        d = file_date_of(obj)
-        if d is None and RAW_FILE_RE.match(obj.name):
+    for entry in entries:
+        d = file_date_of(entry)
+        if d is None and RAW_FILE_RE.match(entry.name):
             raise InputDataError(
-                f"{obj}: the file name is not a real date (expected events_YYYYMMDD.csv, "
+                f"{entry}: the file name is not a real date (expected events_YYYYMMDD.csv, "
                 "e.g. events_20250301.csv); rename or remove it"
             )
         if d is None or (start and d < start) or (end and d > end):
             continue
-        if d not in by_day or obj.name.endswith(".csv"):
-            by_day[d] = obj
-    found = [by_day[d] for d in sorted(by_day)]
-    return found if cache_dir is None else [localize(obj, cache_dir) for obj in found]
+        if d not in by_day or entry.name.endswith(".csv"):
+            by_day[d] = entry
+    return [by_day[d] for d in sorted(by_day)]
