@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 from puffy.engine import duckdb_config
 from puffy.errors import InputDataError
-from puffy.ingest import discover_raw_files, file_date_of
 from puffy.params import DEFAULT_PARAMS_DIR, PipelineParams, load_pipeline_params, validate_params
+from puffy.raw_files import discover_raw_files, file_date_of
 from puffy.warehouse import partition_files
 
 # Largest scale generated in one piece (memory); larger scales are concatenated shards.
@@ -57,7 +57,7 @@ def _stage_scan(input_dir: Path, params: PipelineParams) -> dict:
     """One DuckDB pass over every column of every raw file (the floor)."""
     import duckdb
 
-    from puffy.ingest import discover_raw_files
+    from puffy.raw_files import discover_raw_files
 
     files = [str(p) for p in discover_raw_files(input_dir)]
     con = duckdb.connect(config=duckdb_config(params))

@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from puffy.ingest import RAW_FILE_RE, STAGING_TABLES
+from puffy.ingest import STAGING_TABLES
 from puffy.params import PipelineParams
+from puffy.raw_files import RAW_FILE_RE
 from puffy.storage import Location, is_remote_location
 from puffy.warehouse import partition_dates, partition_dir, staging_dir_for, swap_in
 

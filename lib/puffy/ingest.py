@@ -53,7 +53,7 @@ import numpy as np
 
 from puffy import tables
 from puffy.contract import RawContract
-from puffy.raw_files import RAW_FILE_RE, discover_raw_files, discover_raw_objects, file_date_of  # noqa: F401 (re-exported)
+from puffy.raw_files import discover_raw_files, file_date_of  # noqa: F401 (discover_raw_files re-exported)
 from puffy.warehouse import partition_dir, staging_dir_for, swap_in
 
 # What reading a raw file's bytes raises when the file is damaged (zlib.error: corrupt deflate data).

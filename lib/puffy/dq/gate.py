@@ -35,8 +35,9 @@ from puffy.engine import scratch_duckdb
 from puffy.errors import InputDataError, UserError
 from puffy.findings import SEVERITY_RANK, Finding, overall_status
 from puffy.incidents import acknowledge, load_acknowledgements, open_incidents, previous_report, track
-from puffy.ingest import discover_raw_files, file_date_of, ingest, write_staging
+from puffy.ingest import ingest, write_staging
 from puffy.params import PipelineParams
+from puffy.raw_files import discover_raw_files, file_date_of
 from puffy.storage import is_remote_location
 
 

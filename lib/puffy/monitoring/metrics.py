@@ -40,7 +40,6 @@ import pyarrow.parquet as pq
 from ibis.backends.sql.datatypes import DuckDBType
 
 from puffy.dates import date_range
-from puffy.monitoring.rules import TREND_METRICS  # noqa: F401 (re-exported)
 from puffy.params import PipelineParams
 from puffy.storage import is_remote_location, register_duckdb
 from puffy.warehouse import partition_dates, partition_dir
@@ -338,7 +337,7 @@ def daily_metrics(
 ) -> pd.DataFrame:
     """One row per date in [start, run date] with every daily metric (NaN where unknown).
 
-    Columns: the ``TREND_METRICS``, the funnel stage counts, orders_without_session,
+    Columns: the ``TREND_METRICS`` (``puffy.monitoring.rules``), the funnel stage counts, orders_without_session,
     order_rejects, zero_revenue_purchases, rejected_revenue, events, raw_purchases,
     raw_purchase_revenue. Dates with no partition at all keep a row of NaN, so gaps stay visible;
     the frame starts at the first date with any data (and always ends with the run date).

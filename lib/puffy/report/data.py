@@ -1,8 +1,8 @@
-"""Inputs of the executive summary: its params, the period, the period's tables and findings.
+"""Inputs of the executive summary: the period, the period's tables and findings.
 
 Everything the report shows is read here and nowhere else:
 
-* ``params/report.yaml`` → :class:`ReportParams`;
+* ``params/report.yaml`` → :class:`~puffy.report.params.ReportParams` (validated in ``puffy.report.params``);
 * the period (:func:`resolve_period`): explicit dates, or the last ``period_days`` days present in
   the warehouse; a period the warehouse cannot serve is a :class:`~puffy.errors.UserError`;
 * the period's partitions of ``fct_sessions``, ``fct_orders``, ``fct_order_items`` and
@@ -30,7 +30,7 @@ from puffy.dates import date_range
 from puffy.errors import UserError
 from puffy.findings import normalise_status
 from puffy.publish import Manifest, read_manifest
-from puffy.report.params import ALL_MODELS, HARMLESS_FINDINGS, ReportParams, load_report_params  # noqa: F401 (re-exported)
+from puffy.report.params import ReportParams, load_report_params  # noqa: F401 (re-exported)
 from puffy.storage import Location, duckdb_filesystem, is_remote_location, register_duckdb
 from puffy.warehouse import partition_dates, partition_files
 

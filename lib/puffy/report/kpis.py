@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from puffy.report import stats
-from puffy.report.data import Period, PeriodData, ReportParams, date_range
+from puffy.report.data import Period, PeriodData, date_range
 from puffy.report.evidence import Family, HoldoutDesign, comparison, control, holdout_design
 from puffy.report.movements import Windows, change_point, comparison_windows, decompose
+from puffy.report.params import ReportParams
 
 KPI_NAMES = ("revenue", "orders", "aov", "sessions", "conversion_rate")
 KPI_LABELS = {

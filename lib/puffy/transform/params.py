@@ -1,7 +1,7 @@
 """``params/transform.yaml``: every knob of the transform, validated (unknown keys are errors).
 
 The attribution models' own parameters are the ``attribution`` section, validated by
-:class:`puffy.attribution.AttributionParams`; channel rules live in ``params/channels.yaml``.
+:class:`puffy.attribution_params.AttributionParams`; channel rules live in ``params/channels.yaml``.
 Event names are not set here: they come from the raw-data contract in ``params/dq_rules.yaml``,
 the one place that says what the export's events are called.
 """
@@ -106,7 +106,7 @@ class TransformParams(StrictModel):
         "markov_fit_days days ending on D (same window for both, as attribution.md advises).",
     )
     attribution: AttributionParams = Field(
-        default_factory=AttributionParams, description="puffy.attribution.AttributionParams."
+        default_factory=AttributionParams, description="puffy.attribution_params.AttributionParams."
     )
     channels_file: str = Field("channels.yaml", description="Channel rules file, relative to the params dir.")
 

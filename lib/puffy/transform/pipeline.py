@@ -77,13 +77,13 @@ import pyarrow.parquet as pq
 from puffy import tables
 from puffy.attribution import (
     ATTRIBUTION_COLUMNS,
-    AttributionParams,
     attribute,
     markov_fits,
     order_journeys,
     windowed_free_transitions,
 )
-from puffy.channels import ChannelRules, load_channel_rules
+from puffy.attribution_params import AttributionParams
+from puffy.channel_rules import ChannelRules, load_channel_rules
 from puffy.dates import date_range
 from puffy.engine import connect, engine_name, record_batches
 from puffy.errors import InputDataError, UserError
