@@ -22,6 +22,7 @@ import csv
 import io
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -68,8 +69,9 @@ def _cell_sql(name: str, dtype: dt.DataType, facts: dict) -> str:
     return f"{col}::VARCHAR"
 
 
-def _file_facts(con, source: str, schema) -> dict:
-    """For integer columns whether one is NULL, for timestamp columns the finest resolution."""
+def _file_facts(con, files: list[str], schema) -> dict[str, dict]:
+    """Per file: for integer columns whether one is NULL, for timestamp columns the finest
+    resolution (one scan of all the files, on every thread)."""
     parts = []
     for name, dtype in schema.items():
         col = _quote(name)
@@ -78,9 +80,30 @@ def _file_facts(con, source: str, schema) -> dict:
         elif dtype.is_timestamp():
             parts.append(f"coalesce(max({_ts_level_sql(col)}), 1) AS {col}")
     if not parts:
-        return {}
-    cur = con.execute(f"SELECT {', '.join(parts)} FROM {source}")
-    return dict(zip([d[0] for d in cur.description], cur.fetchone()))
+        return {f: {} for f in files}
+    source = f"read_parquet([{', '.join(_literal(f) for f in files)}], filename = '_puffy_file')"
+    cur = con.execute(f"SELECT _puffy_file, {', '.join(parts)} FROM {source} GROUP BY _puffy_file")
+    names = [d[0] for d in cur.description][1:]
+    found = {row[0]: dict(zip(names, row[1:])) for row in cur.fetchall()}
+    return {f: found.get(f, {}) for f in files}  # a file without rows: any format prints nothing
+
+
+def _append(part: Path, out) -> None:
+    """Append the file ``part`` to the open file ``out``: in the kernel where it can (Linux)."""
+    out.flush()
+    with open(part, "rb") as src:
+        try:
+            left = os.fstat(src.fileno()).st_size
+            while left > 0:
+                copied = os.copy_file_range(src.fileno(), out.fileno(), left)
+                if copied == 0:
+                    break
+                left -= copied
+            else:
+                return
+        except (AttributeError, OSError):  # no copy_file_range here, or not between these files
+            pass
+        shutil.copyfileobj(src, out, 1 << 20)  # the rest, from where the kernel stopped
 
 
 def write_table_csv(files: list[str], schema, path: Path, config: dict | None = None) -> Path:
@@ -88,30 +111,42 @@ def write_table_csv(files: list[str], schema, path: Path, config: dict | None = 
     temporary name and renamed, so a reader never sees half a file. ``schema`` is the table's ibis
     schema (column order and types); ``config`` DuckDB settings (``puffy.engine.duckdb_config``).
 
-    One ``COPY`` per partition, appended in order: a scan of several files on several threads does
-    not keep the files' order, and sorting the whole table would hold it in memory; one partition's
-    scan keeps its rows' order (``preserve_insertion_order``).
+    One ``COPY`` per partition, as many at once as DuckDB has threads, each to a part file; the
+    parts are then appended in partition order. A partition is one row group, which DuckDB scans on
+    one thread, and a scan of several files on several threads does not keep the files' order
+    (sorting the whole table back would cost more than the parallel copies save).
     """
     path = Path(path)
-    tmp, part = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".part.tmp")
+    files = [str(f) for f in files]
+    tmp = path.with_name(path.name + ".tmp")
+    parts = [path.with_name(f"{path.name}.{i}.tmp") for i in range(len(files))]
     try:
-        with duckdb.connect(config={**(config or {}), "preserve_insertion_order": True}) as con, open(tmp, "wb") as out:
+        with (
+            duckdb.connect(config={**(config or {}), "preserve_insertion_order": True}) as con,
+            open(tmp, "wb") as out,
+        ):
             header = io.StringIO()
             csv.writer(header, lineterminator="\n").writerow(schema.names)  # quoted as pandas quoted it
             out.write(header.getvalue().encode())
-            for f in files:
-                source = f"read_parquet({_literal(str(f))})"
-                facts = _file_facts(con, source, schema)
-                select = ", ".join(f"{_cell_sql(n, dtype, facts)} AS {_quote(n)}" for n, dtype in schema.items())
-                # COMMENT '': DuckDB otherwise quotes every cell holding its default comment character '#'
-                con.execute(
-                    f"COPY (SELECT {select} FROM {source}) TO {_literal(str(part))} "
-                    "(FORMAT csv, HEADER false, COMMENT '')"
-                )
-                with open(part, "rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
+            facts = _file_facts(con, files, schema) if files else {}
+            threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+
+            def copy(i: int) -> Path:
+                select = ", ".join(f"{_cell_sql(n, t, facts[files[i]])} AS {_quote(n)}" for n, t in schema.items())
+                with con.cursor() as cur:  # a cursor per thread
+                    # COMMENT '': DuckDB otherwise quotes every cell holding its default comment character '#'
+                    cur.execute(
+                        f"COPY (SELECT {select} FROM read_parquet({_literal(files[i])})) "
+                        f"TO {_literal(str(parts[i]))} (FORMAT csv, HEADER false, COMMENT '')"
+                    )
+                return parts[i]
+
+            with ThreadPoolExecutor(max_workers=max(1, min(threads, len(files)))) as pool:
+                for part in pool.map(copy, range(len(files))):  # in partition order, as each is done
+                    _append(part, out)
+                    part.unlink()
         os.replace(tmp, path)
     finally:
-        for leftover in (tmp, part):
+        for leftover in (tmp, *parts):
             leftover.unlink(missing_ok=True)
     return path
