@@ -201,20 +201,12 @@ class KernelSession:
             self._shutdown()
 
     def prepare(self) -> None:
-        """A live kernel with an empty namespace."""
+        """A live kernel (its namespace is emptied by the notebook's own client, ``_SharedKernelClient``)."""
         if self.km is not None and not _run_sync(self.km.is_alive()):
             log.warning("the notebook kernel died; starting a new one")
             self._shutdown()
         if self.km is None:
             self._start()
-            return
-        client = self.km.blocking_client()
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=60)
-            client.execute_interactive("get_ipython().run_line_magic('reset', '-f')", store_history=False, timeout=60)
-        finally:
-            client.stop_channels()
 
     def _start(self) -> None:
         """Start the kernel and have it import what the notebooks import, without waiting: the
@@ -269,12 +261,32 @@ def _warm_kernel(km) -> None:
         client.stop_channels()
 
 
+_RESET_NAMESPACE = "get_ipython().run_line_magic('reset', '-f')"
+
+# papermill rewrites the executed notebook (validated, ~5 ms) as each cell starts and again as it
+# completes, ~85 times a day between cells; while cells run, once a second is progress enough.
+_PROGRESS_SAVE_SECONDS = 1.0
+
+
+def _at_most_every(seconds: float, save: Callable[..., None]) -> Callable[..., None]:
+    """``save``, skipped when the last call that saved was less than ``seconds`` ago."""
+    last = [float("-inf")]
+
+    def throttled(**kwargs) -> None:
+        if time.monotonic() - last[0] >= seconds:
+            save(**kwargs)
+            last[0] = time.monotonic()
+
+    return throttled
+
+
 @functools.cache
 def _register_shared_kernel_engine() -> None:
-    """papermill's nbclient engine, except that the kernel client it opens on the session's kernel
-    is closed after each notebook (papermill leaves it open when it does not own the kernel)."""
-    from papermill.clientwrap import PapermillNotebookClient
+    """papermill's nbclient engine on the session's kernel (``_SharedKernelClient``), saving the
+    executed notebook while it runs at most once a second (``_PROGRESS_SAVE_SECONDS``)."""
     from papermill.engines import NBClientEngine, papermill_engines
+
+    client_class = _shared_kernel_client_class()
 
     class SharedKernelEngine(NBClientEngine):
         @classmethod
@@ -292,7 +304,7 @@ def _register_shared_kernel_engine() -> None:
             from papermill.engines import logger
 
             kwargs.pop("input_path", None)
-            client = PapermillNotebookClient(
+            client = client_class(
                 nb_man,
                 km=kwargs.pop("km"),
                 timeout=execution_timeout,
@@ -304,13 +316,71 @@ def _register_shared_kernel_engine() -> None:
                 stderr_file=stderr_file,
                 **kwargs,
             )
+            save = nb_man.save
+            nb_man.save = _at_most_every(_PROGRESS_SAVE_SECONDS, save)
             try:
                 return client.execute()
             finally:
+                nb_man.save = save  # papermill's final saves are never skipped
                 if client.kc is not None:
                     client.kc.stop_channels()
 
     papermill_engines.register(_SHARED_KERNEL_ENGINE, SharedKernelEngine)
+
+
+@functools.cache
+def _shared_kernel_client_class() -> type:
+    """papermill's notebook client, except that the kernel client it opens on the session's kernel
+    (1) empties the kernel's namespace before the first cell, and (2) is ready once the kernel has
+    answered and its IOPub channel is connected; (3) it is closed after the notebook (papermill
+    leaves it open when it does not own the kernel).
+
+    (2) jupyter_client's ``wait_for_ready`` then also drains IOPub until 0.2 s pass without a
+    message: 0.2 s per notebook for nothing, since nbclient ignores every message that does not
+    answer its own requests."""
+    from nbclient.util import run_sync
+    from papermill.clientwrap import PapermillNotebookClient
+
+    class SharedKernelClient(PapermillNotebookClient):
+        async def async_start_new_kernel_client(self):
+            from nbclient.util import ensure_async, run_hook
+
+            self.kc = self.km.client()
+            try:
+                await ensure_async(self.kc.start_channels())
+                await _kernel_ready(self.kc, self.startup_timeout)
+                await self.kc.execute_interactive(_RESET_NAMESPACE, store_history=False, timeout=self.startup_timeout)
+            except Exception:
+                self.kc.stop_channels()
+                raise
+            self.kc.allow_stdin = False
+            await run_hook(self.on_notebook_start, notebook=self.nb)
+            return self.kc
+
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)  # what setup_kernel calls
+
+    return SharedKernelClient
+
+
+async def _kernel_ready(kc, timeout: float) -> None:
+    """The kernel answers ``kernel_info`` and its IOPub channel is connected (a status message of
+    that request arrives: a SUB socket drops what is sent before it is connected, so ask again)."""
+    from queue import Empty
+
+    deadline = time.monotonic() + timeout
+    while True:
+        kc.kernel_info()
+        try:
+            reply = await kc.get_shell_msg(timeout=1)
+            if reply["msg_type"] == "kernel_info_reply":
+                await kc.get_iopub_msg(timeout=0.2)
+                return
+        except Empty:
+            pass
+        if not await kc.is_alive():
+            raise RuntimeError("the notebook kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the notebook kernel did not respond in {timeout:.0f} seconds")
 
 
 @functools.cache
