@@ -209,6 +209,8 @@ def read_partitions(
         t = _read_remote_parquet(con, files)
     elif con.name == "duckdb":
         t = con.read_parquet(files, hive_partitioning=False, union_by_name=True)
+    elif con.name == "pyspark":
+        t = _read_spark_parquet(con, files)
     else:  # portable fallback: one read per file
         parts = [con.read_parquet(f) for f in files]
         t = ibis.union(*parts) if len(parts) > 1 else parts[0]
@@ -230,6 +232,14 @@ def _read_remote_parquet(con: ibis.BaseBackend, files: list[str]) -> ir.Table:
         f'CREATE TEMP VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], '
         "hive_partitioning = false, union_by_name = true)"
     )
+    return con.table(name)
+
+
+def _read_spark_parquet(con: ibis.BaseBackend, files: list[str]) -> ir.Table:
+    """Every file in one Spark read. Ibis' ``read_parquet`` takes one path: a union of one read per
+    file costs Spark a schema job per file, and a plan that grows with the history read."""
+    name = ibis.util.gen_name("read_parquet")
+    con._session.read.parquet(*map(ibis.util.normalize_filename, files)).createOrReplaceTempView(name)
     return con.table(name)
 
 
