@@ -85,7 +85,7 @@ from puffy.attribution import (
 from puffy.attribution_params import AttributionParams
 from puffy.channel_rules import ChannelRules, load_channel_rules
 from puffy.dates import date_range
-from puffy.engine import connect, engine_name, record_batches
+from puffy.engine import connect, engine_name, record_batches, select_fusion
 from puffy.errors import InputDataError, UserError
 from puffy.params import PipelineParams, load_pipeline_params
 from puffy.storage import is_remote_location, register_duckdb
@@ -320,6 +320,7 @@ def _write_table(
 # ----------------------------------------------------------------------------------- the run
 
 
+@select_fusion(False)  # see select_fusion; the sessions query is compiled fused
 def run_transform(
     staging_root: Path,
     warehouse_root: Path,
@@ -496,7 +497,8 @@ def _sessions_step(
     sessionized = sessionize_events(session_event_flags(sessionizable, tp), tp, rules)
     # Every session of the window, including those that began on the context days: purchases
     # and continuing events of those days are matched to them.
-    window_sessions = build_sessions(sessionized, sessionizable, rules).cache()
+    with select_fusion(True):
+        window_sessions = build_sessions(sessionized, sessionizable, rules).cache()
     # The sessions this run writes. Their numbering and order metrics are joined on below and
     # not materialised again: the narrow uses (attribution, checks) read this cached table.
     scoped = window_sessions.filter(window_sessions.session_date.isin(plan.session_dates))
