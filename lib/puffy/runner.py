@@ -201,7 +201,7 @@ class KernelSession:
             self._shutdown()
 
     def prepare(self) -> None:
-        """A live kernel (its namespace is emptied by the notebook's own client, ``_SharedKernelClient``)."""
+        """A live kernel (the notebook's own client empties its namespace: ``_shared_kernel_client_class``)."""
         if self.km is not None and not _run_sync(self.km.is_alive()):
             log.warning("the notebook kernel died; starting a new one")
             self._shutdown()
@@ -282,8 +282,10 @@ def _at_most_every(seconds: float, save: Callable[..., None]) -> Callable[..., N
 
 @functools.cache
 def _register_shared_kernel_engine() -> None:
-    """papermill's nbclient engine on the session's kernel (``_SharedKernelClient``), saving the
-    executed notebook while it runs at most once a second (``_PROGRESS_SAVE_SECONDS``)."""
+    """papermill's nbclient engine on the session's kernel (``_shared_kernel_client_class``), saving
+    the executed notebook while it runs at most once a second (``_PROGRESS_SAVE_SECONDS``) and
+    closing its kernel client after the notebook (papermill leaves it open when it does not own the
+    kernel)."""
     from papermill.engines import NBClientEngine, papermill_engines
 
     client_class = _shared_kernel_client_class()
@@ -331,13 +333,12 @@ def _register_shared_kernel_engine() -> None:
 @functools.cache
 def _shared_kernel_client_class() -> type:
     """papermill's notebook client, except that the kernel client it opens on the session's kernel
-    (1) empties the kernel's namespace before the first cell, and (2) is ready once the kernel has
-    answered and its IOPub channel is connected; (3) it is closed after the notebook (papermill
-    leaves it open when it does not own the kernel).
+    (1) empties the kernel's namespace before the first cell (a notebook sees only its own
+    parameters), and (2) is ready once the kernel has answered and its IOPub channel is connected.
 
-    (2) jupyter_client's ``wait_for_ready`` then also drains IOPub until 0.2 s pass without a
-    message: 0.2 s per notebook for nothing, since nbclient ignores every message that does not
-    answer its own requests."""
+    (2) jupyter_client's ``wait_for_ready`` also drains IOPub until 0.2 s pass without a message:
+    0.2 s per notebook for nothing, since nbclient ignores every message that does not answer its
+    own requests."""
     from nbclient.util import run_sync
     from papermill.clientwrap import PapermillNotebookClient
 
