@@ -318,6 +318,36 @@ def test_a_duckdb_file_it_may_not_open_is_the_machines_fault():
     assert environment_failure(denied) == 'Cannot open file "/sys/x.parquet": Permission denied'
 
 
+def test_an_object_store_refusing_a_read_midway_is_the_machines_fault():
+    """The words each client uses when a store refuses a request (reproduced against moto with IAM
+    enforced, credentials that may list a bucket but not read its objects)."""
+    import duckdb
+
+    from puffy.cli import environment_failure
+
+    # DuckDB reading s3:// through pyarrow's filesystem: the AWS SDK's words, a traceback inside
+    in_duckdb = duckdb.Error(
+        'Traceback (most recent call last):\n  File "pyarrow/error.pxi", line 92, in pyarrow.lib.check_status\n'
+        "OSError: When getting information for key 'warehouse/fct_orders/date=2025-03-01/part-0.parquet' in "
+        "bucket 'puffy-bkt': AWS Error ACCESS_DENIED during HeadObject operation: No response body.\n\n"
+        "LINE 1: select * from read_parquet('s3://puffy-bkt/warehouse/fct_orders/date=2025-03-01/part-0.parquet')"
+    )
+    got = environment_failure(in_duckdb)
+    assert got.startswith(
+        "s3://puffy-bkt/warehouse/fct_orders/date=2025-03-01/part-0.parquet: the object store refused access "
+        "(OSError: When getting information for key"
+    )
+    assert "\n" not in got and "AWS Error ACCESS_DENIED during HeadObject" in got
+    # s3fs: PermissionError without an errno (puffy.storage adds the object's URI)
+    assert environment_failure(PermissionError("s3://b/k: Access Denied")).startswith(
+        "the object store refused access (s3://b/k: Access Denied); check the credentials in use"
+    )
+    # not refusals: a local file's permission keeps its own line; other DuckDB errors stay bugs
+    assert environment_failure(PermissionError(13, "Permission denied", "/x")) == "/x: Permission denied"
+    assert environment_failure(duckdb.ConversionException("Could not convert string 'x' at row 403")) is None
+    assert environment_failure(ValueError("AWS Error ACCESS_DENIED")) is None  # not a client's error
+
+
 def test_an_unexpected_os_error_is_still_an_internal_error(tmp_path, capsys, monkeypatch):
     import puffy.cli as cli
 

@@ -192,3 +192,41 @@ def test_credentials_the_store_refuses_are_one_line_and_exit_2(tmp_path, monkeyp
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"puffy {command}: error: s3://guarded/prefix: the object store refused access")
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_object_the_store_refuses_midway_is_one_line_and_exit_2(tmp_path, local_transform):
+    """Credentials that may list the bucket and read the publish manifest, but not the tables'
+    objects: the store's refusal comes in the middle of `puffy monitor` (copying the run date's
+    partitions), after every check at the start passed. Before: an internal error (exit 1, a crash
+    log, "PermissionError: Access Denied" naming no object)."""
+    local = tmp_path / "warehouse"
+    shutil.copytree(local_transform / "warehouse", local)
+    with local_s3() as strict, aws_environment(strict):  # a server of its own: it stays strict
+        bucket = strict.new_bucket("guarded")
+        warehouse = Location.parse(f"s3://{bucket}/warehouse")
+        assert publish_to_object_store(local, warehouse)
+        limited = strict.credentials_limited_to(
+            [
+                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"},
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": f"arn:aws:s3:::{bucket}/warehouse/_puffy_manifest.json",
+                },
+            ]
+        )
+        os.environ.update(limited)  # aws_environment restores the previous variables
+        proc = _cli(
+            "monitor",
+            "--warehouse-dir",
+            warehouse.uri,
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--expected-run-date",
+            RUN_DATE.isoformat(),
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"puffy monitor: error: the object store refused access ({warehouse.uri}/fct_")
+    assert "Access Denied" in proc.stderr and "may read and write every object" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "logs").exists()  # no crash log: not an internal error

@@ -339,6 +339,9 @@ def environment_failure(exc: Exception) -> str | None:
     a failed write carries the errno and the operation in a JSON detail of its message, a file
     that cannot be opened ends its message with the system's text ("…: Permission denied").
     """
+    refused = store_refusal(exc)
+    if refused is not None:
+        return refused
     if isinstance(exc, OSError):
         code, where = exc.errno, f"{exc.filename}: " if exc.filename else ""
         text = f"{where}{exc.strerror or exc}"
@@ -359,6 +362,33 @@ def environment_failure(exc: Exception) -> str | None:
     if code not in ENVIRONMENT_ERRNOS:
         return None
     return text + (FULL_DISK_HINT if code in (errno.ENOSPC, errno.EDQUOT) else "")
+
+
+# How the clients say that an object store refused a request: the AWS SDK inside pyarrow (and so in
+# DuckDB reads through a pyarrow filesystem) and botocore's error codes; s3fs raises PermissionError.
+_REFUSED_RE = re.compile(r"ACCESS_DENIED|AccessDenied|Access Denied|HTTP 403|403 Forbidden|\(403\)")
+_AWS_OBJECT_RE = re.compile(r"key '([^']*)' in bucket '([^']*)'")
+
+
+def store_refusal(exc: BaseException) -> str | None:
+    """One line for an object store refusing a request midway (credentials that may list a bucket
+    but not read or write an object), naming the object when the client says which; None otherwise.
+    A refusal at the start of a command is caught where the command first touches the store."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return None  # a local file's permission: environment_failure's errno branch
+    if not isinstance(exc, OSError) and type(exc).__module__.split(".")[0].lstrip("_") not in ("duckdb", "botocore"):
+        return None
+    message = str(exc)
+    if not isinstance(exc, PermissionError) and not _REFUSED_RE.search(message):
+        return None
+    found = _AWS_OBJECT_RE.search(message)
+    where = f"s3://{found.group(2)}/{found.group(1)}: " if found else ""
+    reason = next((line.strip() for line in message.splitlines() if _REFUSED_RE.search(line)), message)
+    return (
+        f"{where}the object store refused access ({reason[:300]}); check the credentials in use "
+        "(AWS_PROFILE, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and that they may read and write "
+        "every object under the bucket's prefixes the pipeline uses, not only list them"
+    )
 
 
 def crash_log_dir(args) -> Path:

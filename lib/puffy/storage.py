@@ -66,6 +66,22 @@ _S3_ENVIRONMENT = (
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//)?")
 
 
+def _names_refusals(method):
+    """The store refusing a request (s3fs raises ``PermissionError`` with neither an errno nor the
+    object's name) re-raised naming this location, so the one-line error says which object."""
+
+    @functools.wraps(method)
+    def wrapper(self: Location, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except PermissionError as exc:
+            if exc.errno is not None or "://" in str(exc):
+                raise
+            raise PermissionError(f"{self.uri}: {exc}") from exc
+
+    return wrapper
+
+
 @dataclass(frozen=True)
 class Location:
     """A local directory or file (``scheme == "file"``, ``path`` absolute) or an object-store prefix
@@ -243,6 +259,7 @@ class Location:
     def is_file(self) -> bool:
         return self.fs.isfile(self.fs_path)
 
+    @_names_refusals
     def list(self) -> list[Location]:
         """The direct children (files and sub-directories / common prefixes), sorted; [] when missing."""
         try:
@@ -252,6 +269,7 @@ class Location:
         own = self.fs_path.rstrip("/")
         return sorted((self._child(n) for n in names if n.rstrip("/") != own), key=lambda loc: loc.uri)
 
+    @_names_refusals
     def files(self) -> list[Location]:
         """Every file below this location (recursive), sorted."""
         try:
@@ -260,12 +278,14 @@ class Location:
             return []
         return sorted((self._child(n) for n in found), key=lambda loc: loc.uri)
 
+    @_names_refusals
     def read_bytes(self) -> bytes:
         return self.fs.cat_file(self.fs_path)
 
     def read_text(self, encoding: str = "utf-8") -> str:
         return self.read_bytes().decode(encoding)
 
+    @_names_refusals
     def write_bytes(self, data: bytes, **put_options) -> None:
         """Write the whole object/file in one piece. On object storage one PUT: readers see the old
         object or the new one, never part of it. ``put_options`` go to the store's PUT (S3: ``IfMatch``,
@@ -279,22 +299,26 @@ class Location:
     def write_text(self, text: str, encoding: str = "utf-8", **put_options) -> None:
         self.write_bytes(text.encode(encoding), **put_options)
 
+    @_names_refusals
     def open(self, mode: str = "rb") -> IO:
         if self.is_local and any(m in mode for m in "wa"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         return self.fs.open(self.fs_path, mode)
 
+    @_names_refusals
     def upload(self, local_file: str | os.PathLike) -> None:
         """Copy a local file here (one PUT for small files, multipart for large ones)."""
         if self.is_local:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fs.put_file(os.fspath(local_file), self.fs_path)
 
+    @_names_refusals
     def download(self, local_file: str | os.PathLike) -> None:
         """Copy this file to the local path ``local_file`` (streamed; its folder is created)."""
         Path(local_file).parent.mkdir(parents=True, exist_ok=True)
         self.fs.get_file(self.fs_path, os.fspath(local_file))
 
+    @_names_refusals
     def copy_to(self, target: Location) -> None:
         """Copy this file to ``target``: server-side within one store, else through this machine."""
         if self.protocol == target.protocol and not self.is_local:
@@ -304,6 +328,7 @@ class Location:
         else:
             target.write_bytes(self.read_bytes())
 
+    @_names_refusals
     def delete(self, recursive: bool = False) -> None:
         """Remove the file, or everything under the prefix/directory with ``recursive``; nothing if missing."""
         if self.is_local:
@@ -322,6 +347,7 @@ class Location:
         except FileNotFoundError:
             pass
 
+    @_names_refusals
     def etag(self) -> str | None:
         """The object's entity tag (object storage; None for local files or a missing object)."""
         if self.is_local:

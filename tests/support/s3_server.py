@@ -72,6 +72,33 @@ class S3Server:
         client.create_bucket(Bucket=name)
         return name
 
+    def credentials_limited_to(self, statements: list[dict]) -> dict[str, str]:
+        """Create an IAM user allowed only ``statements`` (IAM policy statements), turn on moto's
+        checking of every later request's credentials against IAM (``/moto-api/reset-auth``: the
+        server is then strict for the rest of its life, so use a server of your own), and return
+        the AWS variables of that user's keys."""
+        import json
+
+        import boto3
+
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        user = f"puffy-test-{uuid.uuid4().hex[:8]}"
+        iam.create_user(UserName=user)
+        policy = {"Version": "2012-10-17", "Statement": statements}
+        iam.put_user_policy(UserName=user, PolicyName="limited", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        strict = urllib.request.Request(
+            f"{self.endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+        )
+        urllib.request.urlopen(strict, timeout=10).close()
+        return {**self.env, "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
