@@ -78,6 +78,32 @@ def test_a_cell_failing_after_the_status_is_written_is_a_warning(tmp_path, writt
     assert status == expected and "ValueError: bad chart" in message
 
 
+class _CellError(Exception):
+    """What papermill raises for a failing cell: the cell's exception as ``ename`` / ``evalue`` text."""
+
+    def __init__(self, ename: str, evalue: str):
+        super().__init__(evalue)
+        self.ename, self.evalue = ename, evalue
+
+
+def test_a_failing_cells_error_is_one_line():
+    assert runner.notebook_error(_CellError("ValueError", "bad chart")) == "ValueError: bad chart"
+    # DuckDB reading through pyarrow's S3 filesystem, refused by the store (the text as DuckDB 2.0
+    # raised it against moto with IAM enforced): the inner error's line, not the traceback's first
+    refused = (
+        "Traceback (most recent call last):\n"
+        '  File "pyarrow/error.pxi", line 92, in pyarrow.lib.check_status\n'
+        "OSError: When getting information for key 'warehouse/fct_orders/date=2025-03-01/part-0.parquet' in "
+        "bucket 'puffy-bkt': AWS Error ACCESS_DENIED during HeadObject operation: No response body.\n"
+        "\n"
+        "LINE 1: select * from read_parquet('s3://puffy-bkt/warehouse/fct_orders/date=2025-03-01/part-0.parquet')"
+    )
+    assert runner.notebook_error(_CellError("Error", refused)) == (
+        "Error: OSError: When getting information for key 'warehouse/fct_orders/date=2025-03-01/part-0.parquet' "
+        "in bucket 'puffy-bkt': AWS Error ACCESS_DENIED during HeadObject operation: No response body."
+    )
+
+
 def test_gate_error_stops_before_transform(tmp_path, small_sample):
     raw = tmp_path / "raw"
     shutil.copytree(small_sample, raw)

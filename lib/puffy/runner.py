@@ -34,6 +34,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import threading
@@ -528,10 +529,21 @@ def read_status(run_dir: Path, status_file: str) -> tuple[str, str]:
 
 
 def notebook_error(exc: Exception) -> str:
-    """A failed notebook's error in one line: the exception's name and value from the failing cell."""
+    """A failed notebook's error in one line: the exception's name and value from the failing cell.
+
+    An error raised through another library's callback carries that library's traceback in its
+    text (DuckDB reading through pyarrow's S3 filesystem: "Traceback (most recent call last): …
+    OSError: When getting information for key … AWS Error ACCESS_DENIED …"): its last
+    ``Name: message`` line is what happened."""
     ename = getattr(exc, "ename", type(exc).__name__)
-    evalue = getattr(exc, "evalue", str(exc))
+    evalue = str(getattr(exc, "evalue", str(exc)))
+    if evalue.startswith("Traceback (most recent call last)"):
+        raised = [line for line in evalue.splitlines() if _RAISED_LINE.match(line)]
+        evalue = raised[-1] if raised else evalue.splitlines()[0]
     return f"{ename}: {evalue}".strip()
+
+
+_RAISED_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Warning|Interrupt|Exit): ")
 
 
 def _after_failed_cell(run_dir: Path, stage: Stage, error: str) -> tuple[str, str]:
