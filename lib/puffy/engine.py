@@ -67,6 +67,22 @@ def select_fusion(enabled: bool) -> Iterator[None]:
         ibis.options.sql.fuse_selects = previous
 
 
+def spark_parquet(con: ibis.BaseBackend, paths: list) -> Any:
+    """Parquet files as one Spark DataFrame on ``con``'s session: one read of every file, with the
+    union of their columns (``mergeSchema``, as DuckDB's ``union_by_name``). Not a union of Ibis'
+    ``read_parquet`` per file: a schema job per file, and a plan that grows with the files read."""
+    return con._session.read.option("mergeSchema", "true").parquet(*[spark_uri(p) for p in paths])
+
+
+def spark_uri(path) -> str:
+    """A file as Spark reads it: a local path as a ``file://`` URI (a cluster's executors read it
+    only when it is on storage they all mount); an object-store URI as it is. Not
+    ``Path.as_uri()``: it escapes the ``=`` of ``date=D`` as ``%3D``, which Hadoop's paths keep."""
+    from puffy.storage import is_remote_location
+
+    return str(path) if is_remote_location(path) else "file://" + Path(path).resolve().as_posix()
+
+
 def connect(params: PipelineParams | None = None) -> ibis.BaseBackend:
     """An Ibis backend for ``params.engine`` (DuckDB in memory by default)."""
     params = params or PipelineParams()

@@ -57,19 +57,22 @@ class S3Server:
             "AWS_EC2_METADATA_DISABLED": "true",  # no instance-metadata probe for credentials
         }
 
-    def new_bucket(self, prefix: str = "puffy-test") -> str:
-        """Create a bucket with a fresh name (tests share the server, not buckets); return its name."""
+    def _admin(self, service: str):
+        """A boto3 client of ``service`` with the test credentials (the setup's, whatever the test sets)."""
         import boto3
 
-        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
-        client = boto3.client(
-            "s3",
+        return boto3.client(
+            service,
             endpoint_url=self.endpoint,
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        client.create_bucket(Bucket=name)
+
+    def new_bucket(self, prefix: str = "puffy-test") -> str:
+        """Create a bucket with a fresh name (tests share the server, not buckets); return its name."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self._admin("s3").create_bucket(Bucket=name)
         return name
 
     def credentials_limited_to(self, statements: list[dict]) -> dict[str, str]:
@@ -79,15 +82,7 @@ class S3Server:
         the AWS variables of that user's keys."""
         import json
 
-        import boto3
-
-        iam = boto3.client(
-            "iam",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        iam = self._admin("iam")
         user = f"puffy-test-{uuid.uuid4().hex[:8]}"
         iam.create_user(UserName=user)
         policy = {"Version": "2012-10-17", "Statement": statements}

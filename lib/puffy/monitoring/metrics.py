@@ -170,8 +170,10 @@ def scan(con: ibis.BaseBackend, files: dict[date, Path] | list[Path]) -> Iterato
         return
     from pyspark.sql import functions as F
 
+    from puffy.engine import spark_parquet
+
     session = con._session
-    frame = session.read.option("mergeSchema", "true").parquet(*[_spark_uri(p) for p in paths])
+    frame = spark_parquet(con, paths)
     frame = frame.withColumn("d", F.regexp_extract(F.col("_metadata.file_path"), _DATE_PATTERN, 1).cast("date"))
     frame.createOrReplaceTempView(view)
     try:
@@ -184,13 +186,6 @@ def scan(con: ibis.BaseBackend, files: dict[date, Path] | list[Path]) -> Iterato
 def _duckdb_type(name: str) -> dt.DataType:
     """The Ibis type of a DuckDB type name (parsed once per name: a wide table repeats a few)."""
     return DuckDBType.from_string(name)
-
-
-def _spark_uri(path) -> str:
-    """A partition file as Spark reads it: a local path as a ``file://`` URI (a cluster's executors
-    read it only when it is on storage they all mount); an object-store URI as it is. Not
-    ``Path.as_uri()``: it escapes the ``=`` of ``date=D`` as ``%3D``, which Hadoop's paths keep."""
-    return str(path) if is_remote_location(path) else "file://" + Path(path).resolve().as_posix()
 
 
 def to_pandas(expr: ir.Table) -> pd.DataFrame:

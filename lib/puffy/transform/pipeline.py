@@ -85,7 +85,7 @@ from puffy.attribution import (
 from puffy.attribution_params import AttributionParams
 from puffy.channel_rules import ChannelRules, load_channel_rules
 from puffy.dates import date_range
-from puffy.engine import connect, engine_name, record_batches, select_fusion
+from puffy.engine import connect, engine_name, record_batches, select_fusion, spark_parquet
 from puffy.errors import InputDataError, UserError
 from puffy.params import PipelineParams, load_pipeline_params
 from puffy.storage import is_remote_location, register_duckdb
@@ -236,10 +236,9 @@ def _read_remote_parquet(con: ibis.BaseBackend, files: list[str]) -> ir.Table:
 
 
 def _read_spark_parquet(con: ibis.BaseBackend, files: list[str]) -> ir.Table:
-    """Every file in one Spark read. Ibis' ``read_parquet`` takes one path: a union of one read per
-    file costs Spark a schema job per file, and a plan that grows with the history read."""
+    """Every file in one Spark read (``puffy.engine.spark_parquet``) as a temporary view."""
     name = ibis.util.gen_name("read_parquet")
-    con._session.read.parquet(*map(ibis.util.normalize_filename, files)).createOrReplaceTempView(name)
+    spark_parquet(con, files).createOrReplaceTempView(name)
     return con.table(name)
 
 
