@@ -121,6 +121,37 @@ def test_gate_error_stops_before_transform(tmp_path, small_sample):
     assert not layout.warehouse.exists()
 
 
+def _broken_transform_params(tmp_path: Path) -> Path:
+    """A params directory whose gate passes and whose transform fails (an unknown setting)."""
+    params = tmp_path / "params"
+    shutil.copytree(runner.REPO_ROOT / "params", params)
+    with open(params / "transform.yaml", "a", encoding="utf-8") as fh:
+        fh.write("\nno_such_setting: 1\n")
+    return params
+
+
+@pytest.mark.parametrize("stop_on_error", [True, False])
+def test_a_backfill_gates_each_next_day_ahead_and_leaves_no_trace_of_a_day_it_stopped_before(
+    tmp_path, small_sample, stop_on_error
+):
+    """In a backfill, day D+1's gate runs in a second kernel as soon as D's gate is done (issue 17).
+    A day that then does not run (``--stop-on-error`` after D's transform failed) leaves nothing
+    in runs/; a day that runs keeps the report of the gate that ran ahead."""
+    layout = runner.RunLayout(tmp_path / "outputs", small_sample, _broken_transform_params(tmp_path))
+    days = [date(2025, 2, 25), date(2025, 2, 26), date(2025, 2, 27)]
+    results = runner.run_range(days[0], days[-1], layout, stop_on_error=stop_on_error, progress=False)
+    ran = days[:1] if stop_on_error else days
+    assert [r.date for r in results] == [d.isoformat() for d in ran]
+    for r in results:
+        assert (r.exit_code, r.stopped_at) == (runner.EXIT_TRANSFORM, "02_transform"), r
+        assert [s.stage for s in r.stages] == ["01_data_quality", "02_transform"]
+        assert r.stages[0].status in ("pass", "warn"), r.stages[0]
+    for d in ran:
+        assert (layout.run_dir(d) / "dq_report.json").exists() and (layout.run_dir(d) / "run_summary.json").exists()
+    assert sorted(p.name for p in (layout.outputs_dir / "runs").iterdir()) == [d.isoformat() for d in ran]
+    assert runner.KernelSession.current() is None
+
+
 def test_one_run_at_a_time_per_outputs_directory(tmp_path):
     """A second run on the same outputs (a scheduler's retry during a backfill) stops at once,
     naming the holder; the lock is free again once the first run ends."""
@@ -265,7 +296,7 @@ def test_a_session_runs_every_notebook_in_one_kernel_with_an_empty_namespace(tmp
     assert len(pids) == 1, outs
     assert all("leftover False" in line for line in outs), outs  # the namespace is emptied before each notebook
     assert [("wave imported True" in line) for line in outs] == [False, True, True], outs  # modules stay imported
-    assert runner.KernelSession.active is None
+    assert runner.KernelSession.current() is None
 
 
 def test_a_session_starts_a_new_kernel_when_its_kernel_died(tmp_path, monkeypatch):

@@ -16,7 +16,8 @@ One kernel serves a whole run (``KernelSession``): every notebook of every day e
 namespace emptied before each notebook, so a backfill pays for the kernel's start and the imports
 once, not three times a day. A kernel that dies is started again for the next notebook. The kernel
 dies with the runner, even when it is killed with SIGKILL (``quiet_shutdown_kernel_manager``), so a
-killed run stops writing at once.
+killed run stops writing at once. A backfill has a second kernel, which gates day D+1 while the
+first transforms and monitors day D (``_GateAhead``).
 
 Every executed notebook is kept under ``outputs/runs/<D>/`` (emptied at the start of the day's run,
 so nothing there is from an earlier run) with its HTML rendering. Each stage writes a status JSON
@@ -31,6 +32,7 @@ and to ``runs/<D>/alert.json``).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -43,7 +45,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from puffy.dates import date_range
@@ -104,8 +106,9 @@ class Stage:
     quarantine: bool = False  # on an error, the staged outputs are kept for inspection
 
 
+GATE = Stage("01_data_quality", STATUS_FILES["dq"], EXIT_GATE, _gate_parameters)
 DAILY_STAGES = [
-    Stage("01_data_quality", STATUS_FILES["dq"], EXIT_GATE, _gate_parameters),
+    GATE,
     Stage("02_transform", STATUS_FILES["transform"], EXIT_TRANSFORM, _transform_parameters, quarantine=True),
     Stage(
         "04_monitoring",
@@ -161,7 +164,7 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
         "progress_bar": False,
         "log_output": False,
     }
-    session = KernelSession.active
+    session = KernelSession.current()
     if session is None:
         pm.execute_notebook(
             str(notebook_path(name)), str(executed), kernel_manager_class=quiet_shutdown_kernel_manager(), **common
@@ -182,23 +185,31 @@ class KernelSession:
     several seconds, more than a day's work at the real volume; a run pays it once. Before each
     notebook the kernel's namespace is emptied (``%reset -f``: variables go, imported modules and
     their caches stay), so a notebook sees only its own parameters, as in a kernel of its own. A
-    kernel that died (a crash, the memory killer) is started again for the next notebook."""
+    kernel that died (a crash, the memory killer) is started again for the next notebook.
 
-    active: KernelSession | None = None
+    A session belongs to the thread that entered it: a backfill's gate-ahead thread (``_GateAhead``)
+    has a kernel of its own."""
+
+    _threads = threading.local()
 
     def __init__(self):
         self.km = None
 
+    @classmethod
+    def current(cls) -> KernelSession | None:
+        """The session this thread is inside, if any."""
+        return getattr(cls._threads, "session", None)
+
     def __enter__(self) -> KernelSession:
-        if KernelSession.active is not None:
-            return KernelSession.active
-        KernelSession.active = self
+        if KernelSession.current() is not None:
+            return KernelSession.current()
+        KernelSession._threads.session = self
         self._start()  # the kernel starts and imports while this process imports papermill
         return self
 
     def __exit__(self, *exc) -> None:
-        if KernelSession.active is self:
-            KernelSession.active = None
+        if KernelSession.current() is self:
+            KernelSession._threads.session = None
             self._shutdown()
 
     def prepare(self) -> None:
@@ -410,9 +421,12 @@ def quiet_shutdown_kernel_manager() -> type:
             # IPC (a Unix socket in a private temporary directory) rather than TCP on localhost:
             # nothing else on the machine can connect to the kernel, and ipykernel has no cause to
             # warn on stderr, once per notebook, that it is "running over TCP without encryption".
+            # Each kernel has socket names of its own: jupyter_client numbers them after the files
+            # that exist, and a kernel that has not bound its sockets yet has none, so two kernels
+            # starting together (a backfill's two) would take the same names.
             if os.name == "posix":
                 kw.setdefault("transport", "ipc")
-                kw.setdefault("ip", str(Path(_ipc_dir()) / "kernel"))
+                kw.setdefault("ip", str(Path(_ipc_dir()) / f"kernel{next(_KERNEL_NUMBERS)}"))
             super().__init__(**kw)
 
         async def _async_interrupt_kernel(self) -> None:
@@ -429,6 +443,9 @@ def quiet_shutdown_kernel_manager() -> type:
                 await super()._async_launch_kernel(die_with_parent_cmd(kernel_cmd), **{**kw, "stderr": kernel_stderr})
 
     return QuietShutdownKernelManager
+
+
+_KERNEL_NUMBERS = itertools.count(1)
 
 
 @functools.cache
@@ -556,10 +573,18 @@ def _after_failed_cell(run_dir: Path, stage: Stage, error: str) -> tuple[str, st
     return ("error" if status == "error" else "warn"), "; ".join(m for m in (message, note) if m)
 
 
-def run_day(day: date, layout: Layout) -> DayResult:
+def run_day(
+    day: date,
+    layout: Layout,
+    gated: Future[StageResult] | None = None,
+    on_gated: Callable[[str], None] | None = None,
+) -> DayResult:
     """Run every daily stage for ``day``; never raises for a failing stage (the result says why).
 
-    The notebooks read their settings from ``layout.params_dir`` themselves."""
+    ``gated``: the day's gate, run ahead in a backfill's second kernel (``_GateAhead``); without it
+    the gate runs here first. ``on_gated(status)`` is called as soon as the day's gate is done (a
+    backfill then starts the next day's). The notebooks read their settings from
+    ``layout.params_dir`` themselves."""
     from puffy.publish import publish, recover
 
     for done in recover(layout.warehouse):  # a publish killed earlier: completed or undone first
@@ -568,15 +593,10 @@ def run_day(day: date, layout: Layout) -> DayResult:
     run_dir = layout.run_dir(day)
     staging_wh = layout.staging_warehouse(day)
     shutil.rmtree(staging_wh, ignore_errors=True)
-    shutil.rmtree(run_dir, ignore_errors=True)  # reports of an earlier run of the day must not linger
-    common = {
-        "run_date": day.isoformat(),
-        "params_dir": str(layout.params_dir),
-        "outputs_dir": str(layout.outputs_dir),
-        "output_dir": str(run_dir),
-    }
+    if gated is None:  # else emptied before the gate ran ahead
+        shutil.rmtree(run_dir, ignore_errors=True)  # reports of an earlier run of the day must not linger
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-render") as renderer:
-        rendering = _run_stages(day, layout, result, run_dir, staging_wh, common, renderer)
+        rendering = _run_stages(day, layout, result, staging_wh, renderer, gated, on_gated)
         if result.exit_code == EXIT_OK:
             published = publish(staging_wh, layout.warehouse)
             result.published = bool(published)
@@ -604,10 +624,10 @@ def _run_stages(
     day: date,
     layout: Layout,
     result: DayResult,
-    run_dir: Path,
     staging_wh: Path,
-    common: dict,
     renderer: ThreadPoolExecutor,
+    gated: Future[StageResult] | None,
+    on_gated: Callable[[str], None] | None,
 ) -> list[tuple[StageResult, Future]]:
     """Execute the daily notebooks in order into ``result`` until one fails (quarantining its staged
     outputs when the stage says so); each executed notebook's HTML is rendered by ``renderer`` in
@@ -616,34 +636,86 @@ def _run_stages(
 
     rendering = []
     for stage in DAILY_STAGES:
-        t0 = time.perf_counter()
-        executed = run_dir / f"{stage.notebook}.ipynb"
-        if not notebook_path(stage.notebook).exists():
-            if stage.optional:
-                continue
-            status, message = "error", f"{notebook_path(stage.notebook)} is missing"
+        if stage is GATE and gated is not None:
+            stage_result = gated.result()
         else:
-            try:
-                execute_notebook(stage.notebook, run_dir, {**common, **stage.parameters(layout, day)})
-                status, message = read_status(run_dir, stage.status_file)
-            except Exception as exc:  # a failing cell: report it, keep the partial notebook
-                status, message = _after_failed_cell(run_dir, stage, notebook_error(exc))
-        seconds = time.perf_counter() - t0
-        result.stages.append(StageResult(stage.notebook, status, round(seconds, 2), str(executed), None, message))
-        if executed.exists():
-            rendering.append((result.stages[-1], renderer.submit(render_html, executed)))
+            stage_result = _execute_stage(stage, day, layout)
+        if stage_result is None:
+            continue
+        if stage is GATE and on_gated is not None:
+            on_gated(stage_result.status)
+        result.stages.append(stage_result)
+        if Path(stage_result.notebook).exists():
+            rendering.append((stage_result, renderer.submit(render_html, Path(stage_result.notebook))))
+        status, message = stage_result.status, stage_result.message
         log.info(
-            "%s %s: %s in %.1fs%s", day, stage.notebook, status.upper(), seconds, f" — {message}" if message else ""
+            "%s %s: %s in %.1fs%s",
+            day,
+            stage.notebook,
+            status.upper(),
+            stage_result.seconds,
+            f" — {message}" if message else "",
         )
         if status == "error":
             result.exit_code, result.stopped_at, result.reason = stage.exit_code, stage.notebook, message
             if stage.quarantine and staging_wh.exists():
                 q = quarantine(staging_wh, layout.quarantine)
-                (run_dir / "quarantine_path.txt").write_text(str(q) + "\n", encoding="utf-8")
+                (layout.run_dir(day) / "quarantine_path.txt").write_text(str(q) + "\n", encoding="utf-8")
                 result.quarantine_path = str(q)
                 log.info("%s quarantined staged outputs to %s; published warehouse untouched", day, q)
             break
     return rendering
+
+
+def _execute_stage(stage: Stage, day: date, layout: Layout) -> StageResult | None:
+    """Run ``stage``'s notebook for ``day`` into the day's run directory and read the status it
+    wrote; None when an optional stage's notebook is absent. Never raises for a failing cell."""
+    t0 = time.perf_counter()
+    run_dir = layout.run_dir(day)
+    executed = run_dir / f"{stage.notebook}.ipynb"
+    if not notebook_path(stage.notebook).exists():
+        if stage.optional:
+            return None
+        status, message = "error", f"{notebook_path(stage.notebook)} is missing"
+    else:
+        parameters = {
+            "run_date": day.isoformat(),
+            "params_dir": str(layout.params_dir),
+            "outputs_dir": str(layout.outputs_dir),
+            "output_dir": str(run_dir),
+            **stage.parameters(layout, day),
+        }
+        try:
+            execute_notebook(stage.notebook, run_dir, parameters)
+            status, message = read_status(run_dir, stage.status_file)
+        except Exception as exc:  # a failing cell: report it, keep the partial notebook
+            status, message = _after_failed_cell(run_dir, stage, notebook_error(exc))
+    return StageResult(stage.notebook, status, round(time.perf_counter() - t0, 2), str(executed), None, message)
+
+
+class _GateAhead:
+    """A backfill's second kernel, which gates day D+1 while the first transforms and monitors day D.
+
+    The gate of a day reads only raw files, the rules and the day before's gate report (incident
+    history), and writes only its run directory and its day's staged events, which D's transform
+    and monitoring never read (they read staged days up to D). So D+1's gate needs nothing of D but
+    its gate, and the second core, half idle in a sequential backfill, does it."""
+
+    def __init__(self):
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-gate-ahead")
+        self._session = KernelSession()
+        self._thread.submit(self._session.__enter__)  # the kernel starts while the first day is gated
+
+    def gate(self, day: date, layout: Layout) -> Future[StageResult]:
+        def run() -> StageResult:
+            shutil.rmtree(layout.run_dir(day), ignore_errors=True)  # as run_day does
+            return _execute_stage(GATE, day, layout)
+
+        return self._thread.submit(run)
+
+    def close(self) -> None:
+        self._thread.submit(self._session.__exit__, None, None, None)  # in the thread that started it
+        self._thread.shutdown(wait=True)
 
 
 def send_alert(result: DayResult, layout: RunLayout) -> dict | None:
@@ -665,9 +737,12 @@ def send_alert(result: DayResult, layout: RunLayout) -> dict | None:
 def run_range(
     start: date, end: date, layout: RunLayout, stop_on_error: bool = False, progress: bool | None = None
 ) -> list[DayResult]:
-    """Backfill: run each day in order, every notebook in one kernel (``KernelSession``). A day
-    stopped by its gate does not stop later days unless ``stop_on_error``; the caller exits with the
-    worst exit code.
+    """Backfill: run each day in order, every notebook in one kernel (``KernelSession``) but the
+    gates of the second day on, each run ahead in a second kernel (``_GateAhead``) once the day
+    before has been gated. A day stopped by its gate does not stop later days unless
+    ``stop_on_error``; then a gate that ran ahead for a day that will not run is removed with its
+    run directory (its staged events stay: the gate's own output, read by no earlier day). The
+    caller exits with the worst exit code.
 
     ``progress``: a progress bar on stderr for more than one day; by default only when stderr is a
     terminal (in a scheduler's log, a bar is a stream of carriage returns).
@@ -683,11 +758,26 @@ def run_range(
         if progress is None:
             progress = sys.stderr.isatty()
         bar = tqdm(days, desc="puffy run", unit="day", disable=not progress or len(days) == 1)
-        for day in bar:
-            bar.set_postfix_str(day.isoformat())
-            results.append(run_day(day, layout))
-            if stop_on_error and results[-1].exit_code:
-                break
+        ahead = _GateAhead() if len(days) > 1 else None
+        next_gate: dict[date, Future[StageResult]] = {}  # the next day's gate, once started
+
+        def gate_next_day(day: date, status: str) -> None:
+            following = day + timedelta(days=1)
+            if ahead is not None and following <= end and not (stop_on_error and status == "error"):
+                next_gate[following] = ahead.gate(following, layout)
+
+        try:
+            for day in bar:
+                bar.set_postfix_str(day.isoformat())
+                results.append(run_day(day, layout, next_gate.pop(day, None), functools.partial(gate_next_day, day)))
+                if stop_on_error and results[-1].exit_code:
+                    break
+        finally:
+            for day, gate in next_gate.items():  # a day that will not run: no trace of its gate in runs/
+                gate.exception()
+                shutil.rmtree(layout.run_dir(day), ignore_errors=True)
+            if ahead is not None:
+                ahead.close()
         write_index(layout.outputs_dir)
     return results
 
