@@ -88,7 +88,9 @@ def connect(params: PipelineParams | None = None) -> ibis.BaseBackend:
     params = params or PipelineParams()
     if params.engine == "pyspark":
         return _spark(params)
-    return ibis.duckdb.connect(**duckdb_config(params))
+    from puffy.compile_cache import CachingDuckDBBackend
+
+    return CachingDuckDBBackend().connect(**duckdb_config(params))
 
 
 def duckdb_config(params: PipelineParams | None = None) -> dict[str, Any]:

@@ -649,7 +649,7 @@ def _reconcile_checks(
     session_dates, order_dates = plan.session_dates, plan.order_dates
     n_stg_rejects = 0
     if partition_files(staging_root, STG_REJECTS, session_dates):
-        n_stg_rejects = int(read_partitions(con, staging_root, STG_REJECTS, session_dates).count().execute())
+        n_stg_rejects = int(read_partitions(con, staging_root, STG_REJECTS, session_dates).count().name("n").execute())
     known_ids = ses.history.select("session_id").union(ses.scoped.select("session_id"))
     first_midnight = ibis.timestamp(datetime.combine(min(session_dates), datetime.min.time()))
     window = ses.window

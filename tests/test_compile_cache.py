@@ -1,0 +1,114 @@
+"""The compile cache (``puffy.compile_cache``): a query of another day reuses its shape's compiled
+SQL, and the SQL is the one Ibis compiles for the query itself."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+import ibis
+import pytest
+from ibis.backends.sql.compilers.duckdb import DuckDBCompiler
+
+from puffy import compile_cache
+from puffy.compile_cache import CachingDuckDBBackend, CachingDuckDBCompiler
+from puffy.params import DEFAULT_PARAMS_DIR
+from puffy.transform import run_transform
+from support.raw_events import stage
+
+_PLAIN = DuckDBCompiler()
+
+
+def normal(sql: str) -> str:
+    """``sql`` with the columns of each EXCLUDE sorted: Ibis lists them from a set, in an order that
+    varies between calls."""
+    return re.sub(r"EXCLUDE \(([^)]*)\)", lambda m: f"EXCLUDE ({', '.join(sorted(m[1].split(', ')))})", sql)
+
+
+def ibis_sql(expr) -> str:
+    """What Ibis' own DuckDB compiler gives."""
+    return _PLAIN.to_sqlglot(expr).sql("duckdb")
+
+
+@pytest.fixture
+def compiler(monkeypatch) -> CachingDuckDBCompiler:
+    fresh = CachingDuckDBCompiler()
+    monkeypatch.setattr(CachingDuckDBBackend, "compiler", fresh)
+    return fresh
+
+
+def _day_query(con, day: date):
+    """The same query on another day: its own table (as each day's transform reads its own files)
+    and its own dates."""
+    t = con.create_table(
+        f"events_{day:%Y%m%d}",
+        ibis.memtable(
+            {
+                "event_date": [date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3)],
+                "event_ts": [datetime(2025, 3, 1, 12), datetime(2025, 3, 2, 12), datetime(2025, 3, 3, 12)],
+                "revenue": [10.0, 20.0, 40.0],
+            }
+        ),
+    )
+    since = ibis.literal(day)
+    recent = t.filter((t.event_date >= since) & (t.event_ts < ibis.literal(datetime(2025, 3, 3, 6))))
+    return recent.aggregate(orders=recent.count(), revenue=recent.revenue.sum(), first=since)
+
+
+def test_a_query_of_another_day_reuses_its_compiled_template(compiler):
+    con = CachingDuckDBBackend().connect()
+    first, second = _day_query(con, date(2025, 3, 1)), _day_query(con, date(2025, 3, 2))
+    assert con.compile(first) == ibis_sql(first)
+    templates = len(compiler._compiled)
+    sql = con.compile(second)
+    assert len(compiler._compiled) == templates  # no new template: the second day was filled in
+    assert sql == ibis_sql(second)
+    assert '"events_20250302"' in sql and "MAKE_DATE(2025, 3, 2)" in sql and "events_20250301" not in sql
+    # Worked out by hand: rows on or after the day and before 2025-03-03 06:00.
+    assert first.to_pyarrow().to_pylist() == [{"orders": 2, "revenue": 30.0, "first": date(2025, 3, 1)}]
+    assert second.to_pyarrow().to_pylist() == [{"orders": 1, "revenue": 20.0, "first": date(2025, 3, 2)}]
+    # The tree path (CREATE TABLE … AS, .cache()) is filled in the same way.
+    assert compiler.to_sqlglot(second).sql("duckdb") == sql
+    assert second.cache().to_pyarrow().to_pylist() == second.to_pyarrow().to_pylist()
+
+
+def test_another_shape_compiles_a_template_of_its_own(compiler):
+    con = CachingDuckDBBackend().connect()
+    query = _day_query(con, date(2025, 3, 1))
+    con.compile(query)
+    templates = len(compiler._compiled)
+    other = query.mutate(revenue_cents=(query.revenue * 100).cast("int64"))
+    assert con.compile(other) == ibis_sql(other)
+    assert len(compiler._compiled) == templates + 1
+
+
+def test_a_days_transform_compiles_what_ibis_compiles(compiler, monkeypatch, small_sample, tmp_path):
+    """Every query of the daily transform, day after day: the SQL the cache gives is Ibis' own, and
+    from the second day on it compiles nothing new."""
+    compared, new_templates = [], []
+    to_sql, to_sqlglot = CachingDuckDBCompiler.to_sql, CachingDuckDBCompiler.to_sqlglot
+
+    def checked_sql(self, expr):
+        templates = len(self._compiled)
+        sql = to_sql(self, expr)
+        compared.append((normal(sql), normal(ibis_sql(expr))))
+        new_templates[-1] += len(self._compiled) - templates
+        return sql
+
+    def checked_tree(self, expr, **kw):
+        templates = len(self._compiled)
+        tree = to_sqlglot(self, expr, **kw)
+        compared.append((normal(tree.sql("duckdb")), normal(ibis_sql(expr))))
+        new_templates[-1] += len(self._compiled) - templates
+        return tree
+
+    monkeypatch.setattr(CachingDuckDBCompiler, "to_sql", checked_sql)
+    monkeypatch.setattr(CachingDuckDBCompiler, "to_sqlglot", checked_tree)
+    days = stage(small_sample, tmp_path / "stg")
+    for day in days:
+        new_templates.append(0)
+        run_transform(tmp_path / "stg", tmp_path / "wh", DEFAULT_PARAMS_DIR, start=day, end=day)
+    assert len(compared) > 40 * len(days)
+    assert [sql for sql, expected in compared if sql != expected] == []
+    assert new_templates[0] > 40 and new_templates[-1] == 0, new_templates
+    assert compile_cache.CACHE_SIZE >= new_templates[0]
