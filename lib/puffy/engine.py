@@ -83,14 +83,19 @@ def spark_uri(path) -> str:
     return str(path) if is_remote_location(path) else "file://" + Path(path).resolve().as_posix()
 
 
-def connect(params: PipelineParams | None = None) -> ibis.BaseBackend:
-    """An Ibis backend for ``params.engine`` (DuckDB in memory by default)."""
+def connect(params: PipelineParams | None = None, *, compile_cache: bool = False) -> ibis.BaseBackend:
+    """An Ibis backend for ``params.engine`` (DuckDB in memory by default).
+
+    ``compile_cache``: on DuckDB, compile each query shape once per process
+    (``puffy.compile_cache``; the transform, whose queries are the same every day)."""
     params = params or PipelineParams()
     if params.engine == "pyspark":
         return _spark(params)
-    from puffy.compile_cache import CachingDuckDBBackend
+    if compile_cache:
+        from puffy.compile_cache import CachingDuckDBBackend
 
-    return CachingDuckDBBackend().connect(**duckdb_config(params))
+        return CachingDuckDBBackend().connect(**duckdb_config(params))
+    return ibis.duckdb.connect(**duckdb_config(params))
 
 
 def duckdb_config(params: PipelineParams | None = None) -> dict[str, Any]:

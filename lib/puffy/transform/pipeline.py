@@ -336,7 +336,7 @@ def run_transform(
     """Build the fct tables for ``start..end`` from staged events; see the module docstring.
 
     ``transform_params`` overrides ``<params_dir>/transform.yaml``; ``con`` reuses an Ibis backend
-    (default: ``puffy.engine.connect(engine_params)``, ``engine_params`` defaulting to
+    (default: ``puffy.engine.connect(engine_params, compile_cache=True)``, ``engine_params`` defaulting to
     ``<params_dir>/pipeline.yaml``, so its ``engine`` applies however the transform is called).
     Returns a ``TransformResult``; a
     reconciliation mismatch gives ``status == 'error'`` (partitions are still written, to the
@@ -355,7 +355,7 @@ def run_transform(
     rules = load_channel_rules(params_dir / tp.channels_file)
     if con is None and engine_params is None:
         engine_params = load_pipeline_params(params_dir)
-    con = con or connect(engine_params)
+    con = con or connect(engine_params, compile_cache=True)
     timer = _Timer()
     plan = _plan_dates(staging_root, history_root, start, end, mode, tp)
 
