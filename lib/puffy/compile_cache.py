@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import ibis
@@ -25,6 +26,7 @@ import sqlglot as sg
 import sqlglot.expressions as sge
 from ibis.backends.duckdb import Backend as DuckDBBackend
 from ibis.backends.sql.compilers.duckdb import DuckDBCompiler
+from ibis.common.graph import Graph
 
 #: Compiled templates kept per process (a day's transform compiles ~50 queries).
 CACHE_SIZE = 256
@@ -40,27 +42,60 @@ class CompileSlot(ops.Value):
     shape = ds.scalar
 
 
-def template(op: ops.Relation) -> tuple[ops.Relation, list[ops.Literal], list[ops.PhysicalTable]]:
-    """``op`` with its date and timestamp literals and its tables replaced by numbered slots, and
-    what each slot stands for (in slot order)."""
-    literals: dict[ops.Literal, CompileSlot] = {}
-    tables: dict[ops.PhysicalTable, ops.UnboundTable] = {}
+def _is_slot(node: ops.Node) -> bool:
+    """A date or timestamp literal, or a table: what a template leaves out."""
+    if isinstance(node, ops.Literal):
+        return node.value is not None and (node.dtype.is_date() or node.dtype.is_timestamp())
+    return isinstance(node, (ops.DatabaseTable, ops.InMemoryTable))
 
-    def replace(node, kwargs):  # kwargs: the node's rewritten arguments, None when none changed
+
+def shape(op: ops.Relation) -> tuple[tuple, list[ops.Node]]:
+    """What the compiled SQL of ``op`` depends on but its slots (``_is_slot``), as a hashable key,
+    and its slots in the order ``template`` numbers them.
+
+    Every node in the order ``Node.replace`` visits them (``Graph.toposort``), its arguments with
+    each node replaced by its position; a slot by its type and number. Two expressions with the same
+    key differ only in their slots' values: they have the same template."""
+    graph, _ = Graph.from_bfs(op).toposort()
+    position: dict[ops.Node, tuple] = {}
+    slots: list[ops.Node] = []
+
+    def arg(value):
+        if isinstance(value, ops.Node):
+            return position[value]
+        if isinstance(value, tuple):
+            return tuple(map(arg, value))
+        if isinstance(value, Mapping):
+            return tuple((k, arg(v)) for k, v in value.items())
+        return value
+
+    parts = []
+    for node in graph:
+        if _is_slot(node):
+            if isinstance(node, ops.Literal):
+                parts.append(("literal", node.dtype))
+            else:  # its namespace is compiled into the SQL
+                parts.append(("table", node.schema, getattr(node, "namespace", None)))
+            slots.append(node)
+        else:
+            parts.append((type(node), *map(arg, node.__args__)))
+        position[node] = (_NODE, len(position))
+    return tuple(parts), slots
+
+
+_NODE = object()  # marks a node's position among a shape's arguments
+
+
+def template(op: ops.Relation, slots: list[ops.Node]) -> ops.Relation:
+    """``op`` with each of ``slots`` (``shape``) replaced by its numbered stand-in: a date or
+    timestamp literal by a ``CompileSlot``, a table by an unbound table of the same schema."""
+
+    def stand_in(i: int, node: ops.Node) -> ops.Node:
         if isinstance(node, ops.Literal):
-            if node.value is None or not (node.dtype.is_date() or node.dtype.is_timestamp()):
-                return node
-            if node not in literals:
-                literals[node] = CompileSlot(len(literals), node.dtype)
-            return literals[node]
-        if isinstance(node, (ops.DatabaseTable, ops.InMemoryTable)):
-            if node not in tables:
-                namespace = getattr(node, "namespace", ops.Namespace())
-                tables[node] = ops.UnboundTable(f"{_TABLE}{len(tables)}", node.schema, namespace)
-            return tables[node]
-        return node.__recreate__(kwargs) if kwargs else node
+            return CompileSlot(i, node.dtype)
+        return ops.UnboundTable(f"{_TABLE}{i}", node.schema, getattr(node, "namespace", ops.Namespace()))
 
-    return op.replace(replace), list(literals), list(tables)
+    return op.replace({node: stand_in(i, node) for i, node in enumerate(slots)})
 
 
 class CachingDuckDBCompiler(DuckDBCompiler):
@@ -76,9 +111,9 @@ class CachingDuckDBCompiler(DuckDBCompiler):
     def to_sqlglot(self, expr, *, limit=None, params=None):
         if limit is not None or params:
             return super().to_sqlglot(expr, limit=limit, params=params)
-        entry, literals, tables = self._entry(expr)
-        values = {f"{_VALUE}{i}": self._literal(lit) for i, lit in enumerate(literals)}
-        names = {f"{_TABLE}{i}": t.name for i, t in enumerate(tables)}
+        entry, slots = self._entry(expr)
+        values = {f"{_VALUE}{i}": self._literal(s) for i, s in enumerate(slots) if isinstance(s, ops.Literal)}
+        names = {f"{_TABLE}{i}": s.name for i, s in enumerate(slots) if not isinstance(s, ops.Literal)}
 
         def fill(node: sge.Expression) -> sge.Expression:
             if isinstance(node, sge.Placeholder) and node.name in values:
@@ -92,27 +127,30 @@ class CachingDuckDBCompiler(DuckDBCompiler):
 
     def to_sql(self, expr) -> str:
         """``expr`` compiled to DuckDB's SQL text (what ``Backend.compile`` returns for it)."""
-        entry, literals, tables = self._entry(expr)
+        entry, slots = self._entry(expr)
         if entry[1] is None:
             entry[1] = entry[0].sql(dialect=self.dialect, unsupported_level=sg.ErrorLevel.RAISE)
-        values = [self._literal(lit).sql(dialect=self.dialect) for lit in literals]
-        names = [sg.to_identifier(t.name, quoted=self.quoted).sql(dialect=self.dialect) for t in tables]
-        return _SLOTS.sub(lambda m: names[int(m[1])] if m[1] is not None else values[int(m[2])], entry[1])
+        filled = [self._literal(s) if isinstance(s, ops.Literal) else self._table_name(s) for s in slots]
+        return _SLOTS.sub(lambda m: filled[int(m[1] or m[2])].sql(dialect=self.dialect), entry[1])
 
-    def _entry(self, expr) -> tuple[list, list[ops.Literal], list[ops.PhysicalTable]]:
-        shape, literals, tables = template(expr.as_table().op())
-        key = (shape, ibis.options.sql.fuse_selects)
+    def _entry(self, expr) -> tuple[list, list[ops.Node]]:
+        op = expr.as_table().op()
+        key, slots = shape(op)
+        key = (key, ibis.options.sql.fuse_selects)
         entry = self._compiled.get(key)
         if entry is None:
-            entry = self._compiled[key] = [super().to_sqlglot(shape.to_expr()), None]
+            entry = self._compiled[key] = [super().to_sqlglot(template(op, slots).to_expr()), None]
             if len(self._compiled) > CACHE_SIZE:
                 self._compiled.popitem(last=False)
         else:
             self._compiled.move_to_end(key)
-        return entry, literals, tables
+        return entry, slots
 
     def _literal(self, lit: ops.Literal) -> sge.Expression:
         return self.visit_Literal(lit, value=lit.value, dtype=lit.dtype)
+
+    def _table_name(self, table: ops.PhysicalTable) -> sge.Identifier:
+        return sg.to_identifier(table.name, quoted=self.quoted)
 
 
 #: One per process: its templates serve every connection (a backfill's days each open their own).
