@@ -58,10 +58,11 @@ def _day_query(con, day: date):
 def test_a_query_of_another_day_reuses_its_compiled_template(compiler):
     con = CachingDuckDBBackend().connect()
     first, second = _day_query(con, date(2025, 3, 1)), _day_query(con, date(2025, 3, 2))
-    assert con.compile(first) == ibis_sql(first)
-    templates = len(compiler._compiled)
+    assert con.compile(first) == ibis_sql(first)  # a first sighting: compiled as it is
+    shapes = len(compiler._compiled)
     sql = con.compile(second)
-    assert len(compiler._compiled) == templates  # no new template: the second day was filled in
+    assert len(compiler._compiled) == shapes  # the same shape: its template compiled, then filled in
+    assert con.compile(first) == ibis_sql(first)  # filled in again
     assert sql == ibis_sql(second)
     assert '"events_20250302"' in sql and "MAKE_DATE(2025, 3, 2)" in sql and "events_20250301" not in sql
     # Worked out by hand: rows on or after the day and before 2025-03-03 06:00.
@@ -84,7 +85,8 @@ def test_another_shape_compiles_a_template_of_its_own(compiler):
 
 def test_a_days_transform_compiles_what_ibis_compiles(compiler, monkeypatch, small_sample, tmp_path):
     """Every query of the daily transform, day after day: the SQL the cache gives is Ibis' own, and
-    from the second day on it compiles nothing new."""
+    from the third day on it meets no new shape (the second compiles the templates of the first's
+    shapes, and two shapes of its own: the day before is rewritten from the second day on)."""
     compared, new_templates = [], []
     to_sql, to_sqlglot = CachingDuckDBCompiler.to_sql, CachingDuckDBCompiler.to_sqlglot
 
@@ -110,5 +112,5 @@ def test_a_days_transform_compiles_what_ibis_compiles(compiler, monkeypatch, sma
         run_transform(tmp_path / "stg", tmp_path / "wh", DEFAULT_PARAMS_DIR, start=day, end=day)
     assert len(compared) > 40 * len(days)
     assert [sql for sql, expected in compared if sql != expected] == []
-    assert new_templates[0] > 40 and new_templates[-1] == 0, new_templates
+    assert new_templates[0] > 40 and new_templates[2:] == [0] * (len(days) - 2), new_templates
     assert compile_cache.CACHE_SIZE >= new_templates[0]
