@@ -2,15 +2,15 @@
 expressions every day, but for the day's dates and the names of the tables it reads.
 
 Compiling an expression to SQL (Ibis' rewrites, then sqlglot) costs ~1.1 s of a real day's ~3 s
-transform, every day of a backfill again, though only dates and table names change. So
-``template`` replaces every date and timestamp literal with a numbered placeholder and every table
-with a numbered unbound one; an expression of the same shape on another day has the same template,
-whose compiled SQL (text, and the sqlglot tree ``create_table`` builds on) is kept, then filled in
-with that day's literals and tables. A shape seen for the first time is compiled as it is (a
-template costs ~0.2 s more a day): a backfill's kernel compiles its shapes as they are on the first
-day, as templates on the second, and fills them in from then on (0.09 s a real day instead of
-~1.1 s); a one-day run pays only for reading the shapes. The SQL is the SQL Ibis compiles for the expression
-itself (compared on every query of a real day: ``tests/test_compile_cache.py``).
+transform, every day of a backfill again, though only dates and table names change. So ``shape``
+reads an expression's key with every date and timestamp literal and every table left out as a
+numbered slot; ``template`` puts placeholders and unbound tables in their place. The compiled SQL
+of a template (text, and the sqlglot tree ``create_table`` builds on) is kept and filled in with
+each day's literals and tables. A shape seen for the first time is compiled as it is (a template
+costs ~0.2 s more a day): a backfill's kernel compiles its shapes as they are on the first day, as
+templates on the second, and fills them in from then on (0.09 s a real day instead of ~1.1 s); a
+one-day run pays only for reading the shapes. The SQL is the SQL Ibis compiles for the expression
+itself (compared on every query of a transform, day after day: ``tests/test_compile_cache.py``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def shape(op: ops.Relation) -> tuple[tuple, list[ops.Node]]:
     and its slots in the order ``template`` numbers them.
 
     Every node in the order ``Node.replace`` visits them (``Graph.toposort``), its arguments with
-    each node replaced by its position; a slot by its type and number. Two expressions with the same
+    each node replaced by its position; a slot by its kind and type. Two expressions with the same
     key differ only in their slots' values: they have the same template."""
     graph, _ = Graph.from_bfs(op).toposort()
     position: dict[ops.Node, tuple] = {}
