@@ -593,8 +593,6 @@ def run_day(
     run_dir = layout.run_dir(day)
     staging_wh = layout.staging_warehouse(day)
     shutil.rmtree(staging_wh, ignore_errors=True)
-    if gated is None:  # else emptied before the gate ran ahead
-        shutil.rmtree(run_dir, ignore_errors=True)  # reports of an earlier run of the day must not linger
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-render") as renderer:
         rendering = _run_stages(day, layout, result, staging_wh, renderer, gated, on_gated)
         if result.exit_code == EXIT_OK:
@@ -672,6 +670,8 @@ def _execute_stage(stage: Stage, day: date, layout: Layout) -> StageResult | Non
     wrote; None when an optional stage's notebook is absent. Never raises for a failing cell."""
     t0 = time.perf_counter()
     run_dir = layout.run_dir(day)
+    if stage is GATE:  # the day's first stage: reports of an earlier run of the day must not linger
+        shutil.rmtree(run_dir, ignore_errors=True)
     executed = run_dir / f"{stage.notebook}.ipynb"
     if not notebook_path(stage.notebook).exists():
         if stage.optional:
@@ -707,11 +707,7 @@ class _GateAhead:
         self._thread.submit(self._session.__enter__)  # the kernel starts while the first day is gated
 
     def gate(self, day: date, layout: Layout) -> Future[StageResult]:
-        def run() -> StageResult:
-            shutil.rmtree(layout.run_dir(day), ignore_errors=True)  # as run_day does
-            return _execute_stage(GATE, day, layout)
-
-        return self._thread.submit(run)
+        return self._thread.submit(_execute_stage, GATE, day, layout)
 
     def close(self) -> None:
         self._thread.submit(self._session.__exit__, None, None, None)  # in the thread that started it
