@@ -117,15 +117,15 @@ class CachingDuckDBCompiler(DuckDBCompiler):
         entry, slots = self._entry(expr)
         if entry is None:
             return super().to_sqlglot(expr)
-        values = {f"{_VALUE}{i}": self._literal(s) for i, s in enumerate(slots) if isinstance(s, ops.Literal)}
-        names = {f"{_TABLE}{i}": s.name for i, s in enumerate(slots) if not isinstance(s, ops.Literal)}
+        filled = self._filled(slots)
 
         def fill(node: sge.Expression) -> sge.Expression:
-            if isinstance(node, sge.Placeholder) and node.name in values:
-                return values[node.name]
-            if isinstance(node, sge.Table) and node.name in names:
+            if isinstance(node, sge.Placeholder) and node.name.startswith(_VALUE):
+                return filled[int(node.name[len(_VALUE) :])].copy()  # a slot may occur twice
+            if isinstance(node, sge.Table) and node.name.startswith(_TABLE):
+                name = filled[int(node.name[len(_TABLE) :])]
                 node = node.copy()  # its namespace and alias stay
-                node.set("this", sg.to_identifier(names[node.name], quoted=self.quoted))
+                node.set("this", name.copy())
             return node
 
         return entry[0].transform(fill)  # a copy: the template stays as compiled
@@ -137,8 +137,8 @@ class CachingDuckDBCompiler(DuckDBCompiler):
             return super().to_sqlglot(expr).sql(dialect=self.dialect, unsupported_level=sg.ErrorLevel.RAISE)
         if entry[1] is None:
             entry[1] = entry[0].sql(dialect=self.dialect, unsupported_level=sg.ErrorLevel.RAISE)
-        filled = [self._literal(s) if isinstance(s, ops.Literal) else self._table_name(s) for s in slots]
-        return _SLOTS.sub(lambda m: filled[int(m[1] or m[2])].sql(dialect=self.dialect), entry[1])
+        filled = [node.sql(dialect=self.dialect) for node in self._filled(slots)]
+        return _SLOTS.sub(lambda m: filled[int(m[1] or m[2])], entry[1])
 
     def _entry(self, expr) -> tuple[list | None, list[ops.Node]]:
         """The compiled template of ``expr``'s shape and its slots; None the first time the shape
@@ -157,11 +157,14 @@ class CachingDuckDBCompiler(DuckDBCompiler):
         self._compiled.move_to_end(key)
         return entry, slots
 
-    def _literal(self, lit: ops.Literal) -> sge.Expression:
-        return self.visit_Literal(lit, value=lit.value, dtype=lit.dtype)
-
-    def _table_name(self, table: ops.PhysicalTable) -> sge.Identifier:
-        return sg.to_identifier(table.name, quoted=self.quoted)
+    def _filled(self, slots: list[ops.Node]) -> list[sge.Expression]:
+        """What each slot compiles to: a literal's SQL, a table's name."""
+        return [
+            self.visit_Literal(s, value=s.value, dtype=s.dtype)
+            if isinstance(s, ops.Literal)
+            else sg.to_identifier(s.name, quoted=self.quoted)
+            for s in slots
+        ]
 
 
 #: One per process: its templates serve every connection (a backfill's days each open their own).
