@@ -173,7 +173,7 @@ def test_kernels_talk_over_ipc_not_tcp():
 
 def test_the_backfill_progress_bar_is_only_for_a_terminal(tmp_path, capsys, monkeypatch):
     """Before: a scheduler's log got the bar's carriage-return updates."""
-    monkeypatch.setattr(runner, "run_day", lambda day, layout, *gate: runner.DayResult(day.isoformat()))
+    monkeypatch.setattr(runner, "_run_day", lambda day, layout, order, i: runner.DayResult(day.isoformat()))
     monkeypatch.setattr(runner, "write_index", lambda outputs: None)
     layout = runner.RunLayout(tmp_path, tmp_path / "raw", tmp_path / "params")
     runner.run_range(date(2025, 3, 1), date(2025, 3, 3), layout)  # stderr is not a terminal under pytest

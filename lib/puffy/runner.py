@@ -7,17 +7,19 @@ For one date D the order is:
 3. ``04_monitoring``    — audit staging against the published history (skipped when the notebook
                            is absent; 01 and 02 are required).
 4. publish              — swap the staged partitions into ``outputs/warehouse``, all tables of the
-                           day or none (``puffy.publish``); a transform that did not reconcile, or
-                           outputs monitoring failed, are quarantined instead.
+                           day or none (``puffy.publish``), as soon as monitoring has written its
+                           status (its charts are drawn after); a transform that did not reconcile,
+                           or outputs monitoring failed, are quarantined instead.
 
-Before each day the runner completes (or undoes) a publish that a killed run left unfinished.
+Before a run the runner completes (or undoes) a publish that a killed run left unfinished.
 
-One kernel serves a whole run (``KernelSession``): every notebook of every day executes in it, its
-namespace emptied before each notebook, so a backfill pays for the kernel's start and the imports
-once, not three times a day. A kernel that dies is started again for the next notebook. The kernel
-dies with the runner, even when it is killed with SIGKILL (``quiet_shutdown_kernel_manager``), so a
-killed run stops writing at once. A backfill has a second kernel, which gates day D+1 while the
-first transforms and monitors day D (``_GateAhead``).
+A kernel serves many notebooks (``KernelSession``), its namespace emptied before each one, so a run
+pays for the kernel's start and the imports once, not three times a day. A backfill has two, which
+take the days in turn (``_Lane``), each day waiting only for what it reads of the day before
+(``_DayOrder``): D+1 is gated while D is transformed, and D+1's transform starts once D is
+published, while D's monitoring notebook draws its charts. A kernel that dies is started again for
+the next notebook. The kernels die with the runner, even when it is killed with SIGKILL
+(``quiet_shutdown_kernel_manager``), so a killed run stops writing at once.
 
 Every executed notebook is kept under ``outputs/runs/<D>/`` (emptied at the start of the day's run,
 so nothing there is from an earlier run) with its HTML rendering. Each stage writes a status JSON
@@ -45,7 +47,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 from puffy.dates import date_range
@@ -150,9 +152,12 @@ def notebook_path(name: str) -> Path:
     return REPO_ROOT / "notebooks" / f"{name}.ipynb"
 
 
-def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
+def execute_notebook(
+    name: str, out_dir: Path, parameters: dict, on_cell_executed: Callable[..., None] | None = None
+) -> Path:
     """Run ``notebooks/<name>.ipynb`` with papermill; the executed copy goes to ``out_dir``. Inside a
-    ``KernelSession`` the session's kernel runs it, else a kernel of its own."""
+    ``KernelSession`` the session's kernel runs it, else a kernel of its own. ``on_cell_executed``:
+    nbclient's hook, called in this thread after each cell."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +168,7 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
         "kernel_name": "python3",
         "progress_bar": False,
         "log_output": False,
+        "on_cell_executed": on_cell_executed,
     }
     session = KernelSession.current()
     if session is None:
@@ -187,8 +193,8 @@ class KernelSession:
     their caches stay), so a notebook sees only its own parameters, as in a kernel of its own. A
     kernel that died (a crash, the memory killer) is started again for the next notebook.
 
-    A session belongs to the thread that entered it: a backfill's gate-ahead thread (``_GateAhead``)
-    has a kernel of its own."""
+    A session belongs to the thread that entered it (a backfill's second ``_Lane`` has a kernel of
+    its own); ``_Lane`` lends the caller's to its thread."""
 
     _threads = threading.local()
 
@@ -226,6 +232,12 @@ class KernelSession:
         self.km = quiet_shutdown_kernel_manager()(kernel_name="python3")
         _run_sync(self.km.start_kernel(cwd=str(REPO_ROOT)))
         threading.Thread(target=_warm_kernel, args=(self.km,), name="puffy-warm-kernel", daemon=True).start()
+
+    def kill(self) -> None:
+        """Kill the kernel process now, from any thread (an interrupted run): its notebook fails at once."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        if process is not None:
+            process.kill()
 
     def _shutdown(self) -> None:
         if self.km is not None:
@@ -273,7 +285,11 @@ def _warm_kernel(km) -> None:
         client.stop_channels()
 
 
-_RESET_NAMESPACE = "get_ipython().run_line_magic('reset', '-f')"
+# The namespace emptied, its garbage collected, then every object still alive (modules, their
+# caches) frozen out of the collector's sight: a full collection scanned them all, ~0.2 s before
+# each notebook and again at every automatic collection inside it. Only objects that become cyclic
+# garbage after being frozen are never collected: what the namespace held is collected first.
+_RESET_NAMESPACE = "get_ipython().run_line_magic('reset', '-f'); __import__('gc').collect(); __import__('gc').freeze()"
 
 # papermill rewrites the executed notebook (validated, ~5 ms) as each cell starts and again as it
 # completes, ~85 times a day between cells; while cells run, once a second is progress enough.
@@ -573,39 +589,94 @@ def _after_failed_cell(run_dir: Path, stage: Stage, error: str) -> tuple[str, st
     return ("error" if status == "error" else "warn"), "; ".join(m for m in (message, note) if m)
 
 
-def run_day(
-    day: date,
-    layout: Layout,
-    gated: Future[StageResult] | None = None,
-    on_gated: Callable[[str], None] | None = None,
-) -> DayResult:
-    """Run every daily stage for ``day``; never raises for a failing stage (the result says why).
+def run_day(day: date, layout: Layout) -> DayResult:
+    """Run every daily stage for ``day`` in this thread's kernel; never raises for a failing stage
+    (the result says why). A publish that a killed run left unfinished is completed or undone first."""
+    _recover_published(layout)
+    return _run_day(day, layout, _DayOrder(1, stop_on_error=False), 0)
 
-    ``gated``: the day's gate, run ahead in a backfill's second kernel (``_GateAhead``); without it
-    the gate runs here first. ``on_gated(status)`` is called as soon as the day's gate is done (a
-    backfill then starts the next day's). The notebooks read their settings from
-    ``layout.params_dir`` themselves."""
-    from puffy.publish import publish, recover
 
-    for done in recover(layout.warehouse):  # a publish killed earlier: completed or undone first
+def _recover_published(layout: Layout) -> None:
+    from puffy.publish import recover
+
+    for done in recover(layout.warehouse):
         log.warning("%s: %s", layout.warehouse, done)
-    result = DayResult(day.isoformat())
-    run_dir = layout.run_dir(day)
-    staging_wh = layout.staging_warehouse(day)
-    shutil.rmtree(staging_wh, ignore_errors=True)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-render") as renderer:
-        rendering = _run_stages(day, layout, result, staging_wh, renderer, gated, on_gated)
-        if result.exit_code == EXIT_OK:
-            published = publish(staging_wh, layout.warehouse)
-            result.published = bool(published)
-            log.info("%s published %d partitions to %s", day, len(published), layout.warehouse)
-    for stage_result, html in rendering:  # rendered while the next notebook ran, or the day published
-        stage_result.html = _rendered(html, stage_result.notebook)
-    shutil.rmtree(staging_wh.parent, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    result.alert = send_alert(result, layout)
-    (run_dir / "run_summary.json").write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
-    return result
+
+
+class _DayOrder:
+    """What the days of a run wait for from the day before, when two kernels run them (``run_range``).
+
+    Day D's gate waits for D-1's gate (it reads D-1's gate report: incident history); D's transform
+    waits until D-1 is *settled*, published or known not to be (it reads D-1's published tables);
+    D's alert and run summary wait for D-1's. A day that fails under ``--stop-on-error``, or that
+    crashes, stops every later day at its next wait."""
+
+    def __init__(self, days: int, stop_on_error: bool):
+        self._events = [{step: threading.Event() for step in ("gated", "settled", "finished")} for _ in range(days)]
+        self._stop_on_error = stop_on_error
+        self._first_failed = days  # index of the earliest day that stops the days after it
+        self._lock = threading.Lock()
+
+    def wait(self, i: int, step: str) -> bool:
+        """Wait until day ``i - 1`` has passed ``step``; False when an earlier day stopped the run."""
+        if i > 0:
+            self._events[i - 1][step].wait()
+        with self._lock:
+            return self._first_failed >= i
+
+    def passed(self, i: int, step: str, failed: bool = False) -> None:
+        if failed and self._stop_on_error:
+            self.stop_after(i)
+        self._events[i][step].set()
+
+    def stop_after(self, i: int) -> None:
+        with self._lock:
+            self._first_failed = min(self._first_failed, i)
+
+    def close(self, i: int) -> None:
+        """Day ``i`` is over, however it ended: nothing waits for it any more."""
+        for event in self._events[i].values():
+            event.set()
+
+
+def _run_day(day: date, layout: Layout, order: _DayOrder, i: int) -> DayResult | None:
+    """Day ``i`` of a run (``run_day``, ``run_range``); None when an earlier day stopped the run
+    before this one published (its run directory is removed: a gate that ran is not a day that ran)."""
+    try:
+        if not order.wait(i, "gated"):
+            return None
+        result = DayResult(day.isoformat())
+        run_dir = layout.run_dir(day)
+        staging_wh = layout.staging_warehouse(day)
+        shutil.rmtree(staging_wh, ignore_errors=True)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-render") as renderer:
+            rendering = _run_stages(day, layout, result, staging_wh, renderer, order, i)
+            order.passed(i, "settled", failed=bool(result.exit_code))
+        if rendering is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(staging_wh.parent, ignore_errors=True)
+            return None
+        for stage_result, html in rendering:  # rendered while the next notebook ran, or the day published
+            stage_result.html = _rendered(html, stage_result.notebook)
+        shutil.rmtree(staging_wh.parent, ignore_errors=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        order.wait(i, "finished")
+        result.alert = send_alert(result, layout)
+        (run_dir / "run_summary.json").write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
+        return result
+    except BaseException:
+        order.stop_after(i)
+        raise
+    finally:
+        order.close(i)
+
+
+def _publish(day: date, staging_wh: Path, layout: Layout, result: DayResult) -> None:
+    from puffy.publish import publish
+
+    published = publish(staging_wh, layout.warehouse)
+    result.published = bool(published)
+    log.info("%s published %d partitions to %s", day, len(published), layout.warehouse)
 
 
 def _rendered(html: Future, notebook: str | None) -> str | None:
@@ -618,30 +689,59 @@ def _rendered(html: Future, notebook: str | None) -> str | None:
         return None
 
 
+class _PublishWhenAudited:
+    """nbclient's ``on_cell_executed`` hook for a day's last stage: publishes the day as soon as the
+    stage's status file is written and is not an error. The cells after it only display (a chart, a
+    table): failing, they make the stage a warning, never stop the publish. So the next day's
+    transform, in the other kernel, starts while this notebook finishes."""
+
+    def __init__(self, status_path: Path, publish: Callable[[], None]):
+        self._status_path, self._publish = status_path, publish
+        self._fired = self.published = False
+        self.error: BaseException | None = None  # raised again by the runner once the notebook is done
+
+    def __call__(self, **_cell) -> None:
+        if self._fired or not self._status_path.exists():
+            return
+        self._fired = True
+        if read_status(self._status_path.parent, self._status_path.name)[0] != "error":
+            try:
+                self._publish()
+                self.published = True
+            except BaseException as exc:
+                self.error = exc
+
+
 def _run_stages(
     day: date,
     layout: Layout,
     result: DayResult,
     staging_wh: Path,
     renderer: ThreadPoolExecutor,
-    gated: Future[StageResult] | None,
-    on_gated: Callable[[str], None] | None,
-) -> list[tuple[StageResult, Future]]:
+    order: _DayOrder,
+    i: int,
+) -> list[tuple[StageResult, Future]] | None:
     """Execute the daily notebooks in order into ``result`` until one fails (quarantining its staged
-    outputs when the stage says so); each executed notebook's HTML is rendered by ``renderer`` in
-    the runner's process while the kernel runs the next notebook."""
+    outputs when the stage says so), publishing the day as soon as its last stage has audited it;
+    each executed notebook's HTML is rendered by ``renderer`` in the runner's process while the
+    kernel runs the next notebook. None: an earlier day stopped the run after this day's gate."""
     from puffy.publish import quarantine
 
+    def publish_now() -> None:
+        _publish(day, staging_wh, layout, result)
+        order.passed(i, "settled")
+
     rendering = []
-    for stage in DAILY_STAGES:
-        if stage is GATE and gated is not None:
-            stage_result = gated.result()
-        else:
-            stage_result = _execute_stage(stage, day, layout)
-        if stage_result is None:
-            continue
-        if stage is GATE and on_gated is not None:
-            on_gated(stage_result.status)
+    stages = [s for s in DAILY_STAGES if not s.optional or notebook_path(s.notebook).exists()]
+    audit = _PublishWhenAudited(layout.run_dir(day) / stages[-1].status_file, publish_now)
+    for stage in stages:
+        if stage is stages[1] and not order.wait(i, "settled"):  # the first stage that reads the day before
+            return None
+        stage_result = _execute_stage(stage, day, layout, on_cell_executed=audit if stage is stages[-1] else None)
+        if audit.error is not None:
+            raise audit.error
+        if stage is GATE:
+            order.passed(i, "gated", failed=stage_result.status == "error")
         result.stages.append(stage_result)
         if Path(stage_result.notebook).exists():
             rendering.append((stage_result, renderer.submit(render_html, Path(stage_result.notebook))))
@@ -662,20 +762,23 @@ def _run_stages(
                 result.quarantine_path = str(q)
                 log.info("%s quarantined staged outputs to %s; published warehouse untouched", day, q)
             break
+    else:
+        if not audit.published:  # the last stage failed after writing a status that allows it
+            _publish(day, staging_wh, layout, result)
     return rendering
 
 
-def _execute_stage(stage: Stage, day: date, layout: Layout) -> StageResult | None:
+def _execute_stage(
+    stage: Stage, day: date, layout: Layout, on_cell_executed: Callable[..., None] | None = None
+) -> StageResult:
     """Run ``stage``'s notebook for ``day`` into the day's run directory and read the status it
-    wrote; None when an optional stage's notebook is absent. Never raises for a failing cell."""
+    wrote. Never raises for a failing cell."""
     t0 = time.perf_counter()
     run_dir = layout.run_dir(day)
     if stage is GATE:  # the day's first stage: reports of an earlier run of the day must not linger
         shutil.rmtree(run_dir, ignore_errors=True)
     executed = run_dir / f"{stage.notebook}.ipynb"
     if not notebook_path(stage.notebook).exists():
-        if stage.optional:
-            return None
         status, message = "error", f"{notebook_path(stage.notebook)} is missing"
     else:
         parameters = {
@@ -686,31 +789,47 @@ def _execute_stage(stage: Stage, day: date, layout: Layout) -> StageResult | Non
             **stage.parameters(layout, day),
         }
         try:
-            execute_notebook(stage.notebook, run_dir, parameters)
+            execute_notebook(stage.notebook, run_dir, parameters, on_cell_executed=on_cell_executed)
             status, message = read_status(run_dir, stage.status_file)
         except Exception as exc:  # a failing cell: report it, keep the partial notebook
             status, message = _after_failed_cell(run_dir, stage, notebook_error(exc))
     return StageResult(stage.notebook, status, round(time.perf_counter() - t0, 2), str(executed), None, message)
 
 
-class _GateAhead:
-    """A backfill's second kernel, which gates day D+1 while the first transforms and monitors day D.
+class _Lane:
+    """A thread with a notebook kernel of its own that runs whole days, one after the other.
 
-    The gate of a day reads only raw files, the rules and the day before's gate report (incident
-    history), and writes only its run directory and its day's staged events, which D's transform
-    and monitoring never read (they read staged days up to D). So D+1's gate needs nothing of D but
-    its gate, and the second core, half idle in a sequential backfill, does it."""
+    A backfill has two: day D in one, D+1 in the other. While D is transformed and audited, D+1 is
+    gated; once D is published, D+1's transform starts while D's notebook draws its charts; then
+    D+2's gate runs beside it. The second core, half idle when one kernel ran every notebook, does
+    the gates and the notebooks' ends. ``session``: the caller's kernel (``puffy run`` starts it
+    while it checks its arguments), used rather than a new one; it stays the caller's to shut down."""
 
-    def __init__(self):
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-gate-ahead")
-        self._session = KernelSession()
-        self._thread.submit(self._session.__enter__)  # the kernel starts while the first day is gated
+    def __init__(self, session: KernelSession | None = None):
+        self._own = session is None
+        self.session = session or KernelSession()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-lane")
+        self._thread.submit(self._enter)  # a kernel of its own starts while the first day is gated
 
-    def gate(self, day: date, layout: Layout) -> Future[StageResult]:
-        return self._thread.submit(_execute_stage, GATE, day, layout)
+    def _enter(self) -> None:
+        if self._own:
+            self.session.__enter__()
+        else:
+            KernelSession._threads.session = self.session
 
-    def close(self) -> None:
-        self._thread.submit(self._session.__exit__, None, None, None)  # in the thread that started it
+    def _leave(self) -> None:
+        if self._own:
+            self.session.__exit__(None, None, None)  # in the thread that started it (it dies with it)
+        else:
+            KernelSession._threads.session = None
+
+    def submit(self, fn: Callable, *args) -> Future:
+        return self._thread.submit(fn, *args)
+
+    def close(self, interrupted: bool = False) -> None:
+        if interrupted:  # its notebook fails now instead of running to its end
+            self.session.kill()
+        self._thread.submit(self._leave)
         self._thread.shutdown(wait=True)
 
 
@@ -733,12 +852,12 @@ def send_alert(result: DayResult, layout: RunLayout) -> dict | None:
 def run_range(
     start: date, end: date, layout: RunLayout, stop_on_error: bool = False, progress: bool | None = None
 ) -> list[DayResult]:
-    """Backfill: run each day in order, every notebook in one kernel (``KernelSession``) but the
-    gates of the second day on, each run ahead in a second kernel (``_GateAhead``) once the day
-    before has been gated. A day stopped by its gate does not stop later days unless
-    ``stop_on_error``; then a gate that ran ahead for a day that will not run is removed with its
-    run directory (its staged events stay: the gate's own output, read by no earlier day). The
-    caller exits with the worst exit code.
+    """Run each day in order; a backfill runs days alternately in two kernels (``_Lane``), each day
+    waiting for what it needs of the day before (``_DayOrder``), so results, reports and publishes
+    are those of a day-by-day run. A day stopped by an error does not stop later days unless
+    ``stop_on_error``; then a day whose gate had already run leaves no run directory (its staged
+    events stay: the gate's own output, read by no earlier day). The caller exits with the worst
+    exit code.
 
     ``progress``: a progress bar on stderr for more than one day; by default only when stderr is a
     terminal (in a scheduler's log, a bar is a stream of carriage returns).
@@ -748,32 +867,29 @@ def run_range(
     """
     from tqdm import tqdm
 
-    with exclusive_outputs(layout.outputs_dir), KernelSession():
+    with exclusive_outputs(layout.outputs_dir):
+        _recover_published(layout)  # before any day: a killed publish completed or undone
         days = date_range(start, end)
-        results = []
         if progress is None:
             progress = sys.stderr.isatty()
-        bar = tqdm(days, desc="puffy run", unit="day", disable=not progress or len(days) == 1)
-        ahead = _GateAhead() if len(days) > 1 else None
-        next_gate: dict[date, Future[StageResult]] = {}  # the next day's gate, once started
-
-        def gate_next_day(day: date, status: str) -> None:
-            following = day + timedelta(days=1)
-            if ahead is not None and following <= end and not (stop_on_error and status == "error"):
-                next_gate[following] = ahead.gate(following, layout)
-
+        bar = tqdm(total=len(days), desc="puffy run", unit="day", disable=not progress or len(days) == 1)
+        order = _DayOrder(len(days), stop_on_error)
+        lanes = [_Lane(KernelSession.current()), *([_Lane()] if len(days) > 1 else [])]
+        runs = [lanes[i % len(lanes)].submit(_run_day, day, layout, order, i) for i, day in enumerate(days)]
+        results, interrupted = [], True
         try:
-            for day in bar:
+            for day, run in zip(days, runs, strict=True):
                 bar.set_postfix_str(day.isoformat())
-                results.append(run_day(day, layout, next_gate.pop(day, None), functools.partial(gate_next_day, day)))
-                if stop_on_error and results[-1].exit_code:
-                    break
+                if (result := run.result()) is not None:
+                    results.append(result)
+                bar.update()
+            interrupted = False
         finally:
-            for day, gate in next_gate.items():  # a day that will not run: no trace of its gate in runs/
-                gate.exception()
-                shutil.rmtree(layout.run_dir(day), ignore_errors=True)
-            if ahead is not None:
-                ahead.close()
+            if interrupted:
+                order.stop_after(-1)
+            for lane in lanes:
+                lane.close(interrupted)
+            bar.close()
         write_index(layout.outputs_dir)
     return results
 
