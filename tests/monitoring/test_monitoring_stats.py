@@ -83,6 +83,23 @@ def test_trailing_baseline_is_mean_and_sample_sd():
     assert (b.expected, b.sd, b.n, b.method) == (14.0, pytest.approx(math.sqrt(10)), 5, "trailing")
 
 
+def test_the_trend_walks_numpy_baseline_is_pandas_mean_and_sd_to_the_last_bit():
+    """The walk computes baselines on numpy arrays (pandas' indexing cost more than the arithmetic
+    once the history is months long): the same floats as pandas' mean and std, not merely close."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    for n in (2, 3, 7, 28, 90):
+        for values in (rng.normal(1e4, 3e3, n), rng.random(n) / 3, rng.integers(0, 50, n).astype(float)):
+            history = series(list(values))
+            b = stats._baseline(history.to_numpy(), [d.weekday() for d in history.index], D0, 1, None)
+            assert (b.expected, b.sd) == (float(history.mean()), float(history.std(ddof=1)))
+            profile = {w: float(w * 1.5 + 0.1) for w in range(7)}
+            adjusted = history - [profile[d.weekday()] for d in history.index]
+            b = stats._baseline(history.to_numpy(), [d.weekday() for d in history.index], D0, 1, profile)
+            assert (b.expected, b.sd) == (float(adjusted.mean()) + profile[D0.weekday()], float(adjusted.std(ddof=1)))
+
+
 def test_zscore_excludes_the_day_itself():
     points = walk([10, 12, 14, 16, 18, 30])
     last = points[-1]

@@ -19,6 +19,7 @@ tails rather than ``scipy.stats``, whose import costs the daily run's kernel ~0.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -108,14 +109,33 @@ def trailing_baseline(
     None when fewer than ``min_history`` values are usable.
     """
     values = history.dropna()
+    return _baseline(values.to_numpy(dtype=np.float64), [d.weekday() for d in values.index], day, min_history, profile)
+
+
+def _baseline(
+    values: np.ndarray, weekdays: Sequence[int], day: date, min_history: int, profile: dict[int, float] | None
+) -> Baseline | None:
+    """``trailing_baseline`` of the values (no NaN) of days with these weekdays, on numpy arrays:
+    the trend walk calls it for every day of the history of every metric, where pandas' indexing
+    cost more than the arithmetic. Mean and sd are computed as pandas computes them (sum / n;
+    sum of squared deviations / (n - 1)), to the last bit."""
     if len(values) < min_history:
         return None
     if profile is None:
-        return Baseline(float(values.mean()), float(values.std(ddof=1)), len(values), "trailing")
-    adjusted = values - [profile[d.weekday()] for d in values.index]
-    return Baseline(
-        float(adjusted.mean()) + profile[day.weekday()], float(adjusted.std(ddof=1)), len(values), "weekday"
-    )
+        return Baseline(_mean(values), _sample_sd(values), len(values), "trailing")
+    adjusted = values - np.array([profile[w] for w in weekdays], dtype=np.float64)
+    return Baseline(_mean(adjusted) + profile[day.weekday()], _sample_sd(adjusted), len(values), "weekday")
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.sum(dtype=np.float64) / len(values)) if len(values) else math.nan
+
+
+def _sample_sd(values: np.ndarray) -> float:
+    if len(values) < 2:
+        return math.nan
+    squares = (values.sum(dtype=np.float64) / len(values) - values) ** 2
+    return float(np.sqrt(squares.sum(dtype=np.float64) / (len(values) - 1)))
 
 
 @dataclass(frozen=True)
@@ -243,22 +263,26 @@ def trend_series(
     window = series[[d for d in series.index if last - timedelta(days=window_days) <= d < last]]
     profile = weekday_profile(window, min_same_weekday)
 
+    value_of = dict(zip(series.index, series.to_numpy(dtype=np.float64).tolist(), strict=True))
+
     def baseline_for(day: date, clean: list[date]) -> list[date]:
-        return [d for d in clean if day - timedelta(days=window_days) <= d < day]
+        # ``clean`` grows in date order: the window is a slice of it
+        return clean[bisect.bisect_left(clean, day - timedelta(days=window_days)) : bisect.bisect_left(clean, day)]
 
     def evaluate(day: date, base_days: list[date]) -> TrendPoint:
-        value = float(series[day])
-        baseline = trailing_baseline(series[base_days], day, min_history=min_history, profile=profile)
+        value = value_of[day]
+        base = np.array([value_of[d] for d in base_days], dtype=np.float64)
+        baseline = _baseline(base, [d.weekday() for d in base_days], day, min_history, profile)
         if baseline is not None and sd_floor is not None:
             baseline = replace(baseline, sd=max(baseline.sd, sd_floor(day, baseline.expected)))
-        week_ago = series.get(day - timedelta(days=7))
+        week_ago = value_of.get(day - timedelta(days=7))
         wow = None
-        if week_ago is not None and not pd.isna(week_ago) and week_ago != 0:
-            wow = (value - float(week_ago)) / abs(float(week_ago))
+        if week_ago is not None and week_ago != 0:
+            wow = (value - week_ago) / abs(week_ago)
         return TrendPoint(
             day,
             value,
-            week_ago=None if week_ago is None else float(week_ago),
+            week_ago=week_ago,
             wow_change=wow,
             **evaluate_trend(
                 value,
