@@ -20,6 +20,7 @@ from puffy.sample import SampleConfig, generate_sample
 from puffy.transform import TABLES, TransformParams, export_csv, run_transform
 from puffy.transform import pipeline as pipeline_module
 from puffy.transform.identity import person_map
+from puffy.transform.params import load_transform_params
 from puffy.transform.pipeline import REPORT_TABLES
 from puffy.transform.reconcile import Check, overall_status, reconciliation_frame
 from puffy.warehouse import partition_files
@@ -126,6 +127,27 @@ def test_incremental_day_by_day_equals_rebuild_and_reruns_change_nothing(sample,
     ]
     after = {f: Path(f).read_bytes() for table in TABLES for f in partition_files(inc, table)}
     assert before == after
+
+
+def test_a_day_by_day_run_reads_attribution_history_only_within_its_horizon(sample, tmp_path):
+    """Attribution reads history's sessions and orders only from its horizon on (the lookback, or
+    the Markov fit's window): with a fit of 8 days, most of the sample's 14 days have history beyond
+    it, and day by day still gives the rebuild's bytes. Session numbers read all of history."""
+    root, days, _, _ = sample
+    tp = load_transform_params(DEFAULT_PARAMS_DIR).model_copy(update={"markov_fit_days": 8})
+    assert "markov" in tp.attribution.models and tp.attribution.lookback_days < 8
+    rebuild, inc = tmp_path / "rebuild", tmp_path / "incremental"
+    run_transform(root / "stg", rebuild, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1], transform_params=tp)
+    for d in days:
+        r = run_transform(
+            root / "stg", inc, DEFAULT_PARAMS_DIR, start=d, end=d, mode="incremental", transform_params=tp
+        )
+        assert r.status != "error", r.message
+    for table in TABLES:
+        a, b = partition_files(inc, table), partition_files(rebuild, table)
+        assert [Path(x).parent.name for x in a] == [Path(x).parent.name for x in b], table
+        for x, y in zip(a, b):
+            assert filecmp.cmp(x, y, shallow=False), f"{table} {Path(x).parent.name} differs"
 
 
 def test_sessions_written_a_day_per_query_are_the_same_bytes(sample, tmp_path, monkeypatch):
