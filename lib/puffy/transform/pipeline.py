@@ -478,17 +478,17 @@ class _Sessions:
     window: ir.Table  # every session of the window, context days included (cached)
     scoped: ir.Table  # the sessions this run writes
     core: ir.Table  # scoped with session_number and is_returning_client
-    history: ir.Table  # published sessions before the first date written (narrow columns)
-    recent_history: ir.Table  # the same, from the attribution horizon on (``_attribution_from``)
+    history: ir.Table  # published sessions from ``_recent_from`` to the first date written (narrow columns)
 
 
-def _attribution_from(plan: _DatePlan, tp: TransformParams) -> date:
-    """The first date whose sessions and orders attribution reads: the lookback of the first order
-    date, or the window of its Markov fit (the run's other reads of history reach further back:
-    session numbers and the order ledger need all of it)."""
+def _recent_from(plan: _DatePlan, tp: TransformParams) -> date:
+    """The first date of history read by all but session numbers and the order ledger (which need
+    every day of it): attribution's lookback or Markov fit window of the first order date, the
+    sessions written (their order metrics) and the window's context days (the sessions an order
+    can link to). So a day's cost does not grow with the months of history behind it there."""
     ap = tp.attribution
     horizon = max(ap.lookback_days + 1, tp.markov_fit_days if "markov" in ap.models else 0)
-    return min(min(plan.order_dates) - timedelta(days=horizon), min(plan.session_dates))
+    return min(min(plan.order_dates) - timedelta(days=horizon), min(plan.window_dates), min(plan.session_dates))
 
 
 def _sessions_step(
@@ -512,19 +512,22 @@ def _sessions_step(
     # not materialised again: the narrow uses (attribution, checks) read this cached table.
     scoped = window_sessions.filter(window_sessions.session_date.isin(plan.session_dates))
 
+    # Session numbers continue the client's count over all of history; the other readers need
+    # only its recent days.
     history_dates = _history_dates(history_root, "fct_sessions", min(plan.session_dates))
+    every_client = read_partitions(con, history_root, "fct_sessions", history_dates, SESSION_SCHEMA, ["client_id"])
+    since = _recent_from(plan, tp)
     columns = ["session_id", "client_id", "session_start", "session_date", "channel", "is_bot"]
-    hist_sessions = read_partitions(con, history_root, "fct_sessions", history_dates, SESSION_SCHEMA, columns=columns)
-    since = _attribution_from(plan, tp)
-    recent = [d for d in history_dates if d >= since]
-    recent_sessions = read_partitions(con, history_root, "fct_sessions", recent, SESSION_SCHEMA, columns=columns)
+    recent = read_partitions(
+        con, history_root, "fct_sessions", [d for d in history_dates if d >= since], SESSION_SCHEMA, columns
+    )
     clients = scoped.select("client_id").distinct()
-    prior = hist_sessions.filter(hist_sessions.client_id.isin(clients.client_id))
+    prior = every_client.filter(every_client.client_id.isin(clients.client_id))
     prior_counts = prior.group_by("client_id").aggregate(n_prior=prior.count())
     # cached: each of the write queries of a large run would otherwise number all sessions again
     numbers = session_numbers(scoped, prior_counts).cache()
     core = add_session_history(scoped, numbers)
-    return _Sessions(sessionizable, window_sessions, scoped, core, hist_sessions, recent_sessions)
+    return _Sessions(sessionizable, window_sessions, scoped, core, recent)
 
 
 @dataclass
@@ -534,7 +537,7 @@ class _Orders:
     new: ir.Table  # orders built by this run (order_compute dates), person re-keyed
     items: ir.Table
     rejects: ir.Table
-    known: ir.Table  # history's orders from ``_attribution_from`` on and the new ones (narrow columns)
+    known: ir.Table  # history's orders from ``_recent_from`` on and the new ones (narrow columns)
 
 
 _KNOWN_ORDER_COLUMNS = ["order_key", "client_id", "session_id", "order_ts", "order_date", "revenue"]
@@ -576,7 +579,7 @@ def _orders_step(
     built = build_orders(purchases, items, ledger, event_sessions, tp)
     orders_new = apply_identity(built.orders, pmap).cache()
 
-    since = _attribution_from(plan, tp)  # its readers: order metrics of the sessions written, attribution
+    since = _recent_from(plan, tp)  # its readers: order metrics of the sessions written, attribution
     hist_orders = read_partitions(
         con,
         history_root,
@@ -600,7 +603,7 @@ def _attribution_step(
     orders_out = ords.new.filter(ords.new.order_date.isin(order_dates))
     lookback_from = min(order_dates) - timedelta(days=ap.lookback_days + 1)
     horizon = max(ap.lookback_days + 1, tp.markov_fit_days if "markov" in ap.models else 0)
-    hist = ses.recent_history
+    hist = ses.history
     cols = ("session_id", "client_id", "session_start", "session_date", "channel", "is_bot")
     att_sessions = (
         hist.filter(hist.session_date >= min(order_dates) - timedelta(days=horizon))
