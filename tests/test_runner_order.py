@@ -143,3 +143,25 @@ def test_a_publish_that_fails_inside_the_audit_fails_the_run_not_the_stage(stage
     monkeypatch.setattr(runner, "_publish", publish)
     with pytest.raises(OSError, match="disk full"):
         runner.run_range(DAYS[0], DAYS[1], _layout(tmp_path), progress=False)
+
+
+def test_an_interrupted_backfill_stops_every_kernel_and_starts_no_later_day(stages, monkeypatch, tmp_path):
+    """Ctrl-C reaches the runner's thread as KeyboardInterrupt while the lanes run notebooks: both
+    kernels are killed (their notebooks fail at once), no later day starts, and it is raised."""
+    fake = stages()
+    killed = []
+    monkeypatch.setattr(_NoKernel, "kill", lambda self: killed.append(self), raising=False)
+    execute = fake.execute
+
+    def interrupted_transform(stage, day, layout, on_cell_executed=None):
+        if stage.notebook == "02_transform" and day == DAYS[1]:
+            raise KeyboardInterrupt
+        return execute(stage, day, layout, on_cell_executed)
+
+    monkeypatch.setattr(runner, "_execute_stage", interrupted_transform)
+    layout = _layout(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_range(DAYS[0], DAYS[-1], layout, progress=False)
+    assert len(killed) == 2
+    assert not any(day > DAYS[2] for _, day in fake.log)  # at most the next day's gate had started
+    assert not (layout.run_dir(DAYS[1]) / "run_summary.json").exists()

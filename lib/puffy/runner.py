@@ -616,6 +616,11 @@ class _DayOrder:
         self._stop_on_error = stop_on_error
         self._first_failed = days  # index of the earliest day that stops the days after it
         self._lock = threading.Lock()
+        self.interrupted = False  # the runner was interrupted: a day that was running did not fail
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.stop_after(-1)
 
     def wait(self, i: int, step: str) -> bool:
         """Wait until day ``i - 1`` has passed ``step``; False when an earlier day stopped the run."""
@@ -654,6 +659,8 @@ def _run_day(day: date, layout: Layout, order: _DayOrder, i: int) -> DayResult |
             order.passed(i, "settled", failed=bool(result.exit_code))
         if rendering is None:
             shutil.rmtree(run_dir, ignore_errors=True)
+        if rendering is None or (order.interrupted and not result.published):
+            # interrupted: its notebooks stay as far as they ran, with no summary or alert (nothing failed)
             shutil.rmtree(staging_wh.parent, ignore_errors=True)
             return None
         for stage_result, html in rendering:  # rendered while the next notebook ran, or the day published
@@ -756,7 +763,7 @@ def _run_stages(
         )
         if status == "error":
             result.exit_code, result.stopped_at, result.reason = stage.exit_code, stage.notebook, message
-            if stage.quarantine and staging_wh.exists():
+            if stage.quarantine and staging_wh.exists() and not order.interrupted:
                 q = quarantine(staging_wh, layout.quarantine)
                 (layout.run_dir(day) / "quarantine_path.txt").write_text(str(q) + "\n", encoding="utf-8")
                 result.quarantine_path = str(q)
@@ -826,9 +833,7 @@ class _Lane:
     def submit(self, fn: Callable, *args) -> Future:
         return self._thread.submit(fn, *args)
 
-    def close(self, interrupted: bool = False) -> None:
-        if interrupted:  # its notebook fails now instead of running to its end
-            self.session.kill()
+    def close(self) -> None:
         self._thread.submit(self._leave)
         self._thread.shutdown(wait=True)
 
@@ -885,10 +890,15 @@ def run_range(
                 bar.update()
             interrupted = False
         finally:
-            if interrupted:
-                order.stop_after(-1)
+            if interrupted:  # the running notebooks fail now instead of running to their end
+                order.interrupt()
+                log.warning(
+                    "interrupted: a running day not yet published stops with no summary, nothing of it published"
+                )
+                for lane in lanes:
+                    lane.session.kill()
             for lane in lanes:
-                lane.close(interrupted)
+                lane.close()
             bar.close()
         write_index(layout.outputs_dir)
     return results
