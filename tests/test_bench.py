@@ -25,6 +25,8 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
             "3",
             "--daily-days",
             "1",
+            "--backfill-days",
+            "2",
             "--work-dir",
             str(tmp_path / "work"),
             "--json-out",
@@ -60,6 +62,11 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
     assert day["date"] == "2025-02-23" and day["exit_code"] == 0 and day["seconds"] > 0
     assert set(day["stages"]) == {"01_data_quality", "02_transform", "04_monitoring"}
     assert "daily run at 1x" in proc.stdout and "target: a daily run at 1x within 10 s" in proc.stdout
+    # a backfill as one process; 2 days is no target's length, so it is printed, not judged
+    backfill = figures["backfill"]
+    assert backfill["days"] == 2 and backfill["exit_code"] in (0, 3, 5) and backfill["seconds"] > 0
+    assert "backfill at 1x (puffy run --start --end, one process): 2 days in" in proc.stdout
+    assert len(list((tmp_path / "work" / "backfill" / "runs").iterdir())) == 2
     # The seed's commands, each a whole process (issue 21): dq then transform (which reuses dq's
     # gate), and transform alone.
     commands = {name: f for name, f in figures["commands"].items() if name != "peak_rss_mb"}  # the stage's own
@@ -212,6 +219,23 @@ def test_the_daily_run_target_is_judged_on_its_slowest_day(days, error, met, say
     got = targets(figures)
     assert got["daily_seconds"]["met"] is met
     assert got["lines"][2] == f"target: a daily run at 1x within 10 s: {says}"
+
+
+@pytest.mark.parametrize(
+    "days, seconds, code, met",
+    [(14, 59.9, 0, True), (14, 60.1, 0, False), (14, 40.0, 4, False), (14, 40.0, 5, True), (365, 600.0, 0, True)],
+)
+def test_a_backfill_is_judged_against_its_lengths_target(days, seconds, code, met):
+    """14 days within a minute, a year within ten; a day stopped by a finding (3, 5) still ran, a
+    failed transform (4) did not."""
+    from puffy.bench import targets
+
+    figures = _figures(3.0, 5.0, 1000.0)
+    figures["backfill"] = {"days": days, "seconds": seconds, "exit_code": code, "peak_rss_mb": 500.0}
+    got = targets(figures)
+    assert got["backfill_seconds"]["met"] is met
+    assert got["lines"][2].startswith(f"target: a {days}-day backfill at 1x within ")
+    assert "backfill_seconds" not in targets({**figures, "backfill": {**figures["backfill"], "days": 2}})
 
 
 def test_bare_sessionization_reads_headers_like_the_gate(tmp_path):

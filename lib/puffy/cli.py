@@ -306,6 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="also time `puffy run` for this many days of a 1x sample (default 3; 0: skip)",
     )
+    _add(
+        p,
+        "--backfill-days",
+        type=_non_negative_int,
+        default=0,
+        help="also time one `puffy run --start --end` over this many days of a 1x sample, as a whole "
+        "process (14 and 365 are judged against issue 17's targets; default 0: skip)",
+    )
     return parser
 
 
