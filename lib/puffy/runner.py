@@ -72,6 +72,8 @@ EXIT_GATE = 3
 EXIT_TRANSFORM = 4
 EXIT_MONITORING = 5
 EXIT_REPORT = 6
+# Days that ran to their end: stopped or quarantined by a finding in the data, not by a failure.
+EXITS_OF_FINDINGS = (EXIT_OK, EXIT_GATE, EXIT_MONITORING)
 
 
 def _gate_parameters(layout: Layout, day: date) -> dict:
@@ -657,15 +659,14 @@ def _run_day(day: date, layout: Layout, order: _DayOrder, i: int) -> DayResult |
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-render") as renderer:
             rendering = _run_stages(day, layout, result, staging_wh, renderer, order, i)
             order.passed(i, "settled", failed=bool(result.exit_code))
+        shutil.rmtree(staging_wh.parent, ignore_errors=True)
         if rendering is None:
             shutil.rmtree(run_dir, ignore_errors=True)
         if rendering is None or (order.interrupted and not result.published):
             # interrupted: its notebooks stay as far as they ran, with no summary or alert (nothing failed)
-            shutil.rmtree(staging_wh.parent, ignore_errors=True)
             return None
         for stage_result, html in rendering:  # rendered while the next notebook ran, or the day published
             stage_result.html = _rendered(html, stage_result.notebook)
-        shutil.rmtree(staging_wh.parent, ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         order.wait(i, "finished")
         result.alert = send_alert(result, layout)

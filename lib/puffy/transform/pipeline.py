@@ -435,6 +435,7 @@ class _DatePlan:
     session_dates: list[date]  # fct_sessions partitions written
     window_dates: list[date]  # staged days read (with the context days before)
     order_compute: list[date]  # days whose orders are built (order_dates + missing history)
+    recent_from: date  # history before it is read only for session numbers and the order ledger
     warnings: list[str]
 
 
@@ -467,7 +468,13 @@ def _plan_dates(
     for d in order_compute:
         if d < start:
             warnings.append(f"fct_orders {d} not in history: recomputed from staged events")
-    return _DatePlan(start, staged, order_dates, session_dates, window_dates, order_compute, warnings)
+    # Attribution reads history back to the lookback or Markov fit window of the first order date,
+    # the sessions written their orders, an order its session in the window: only session numbers
+    # and the order ledger need every day of history, so a day's cost does not grow with it elsewhere.
+    ap = tp.attribution
+    horizon = max(ap.lookback_days + 1, tp.markov_fit_days if "markov" in ap.models else 0)
+    recent_from = min(min(order_dates) - timedelta(days=horizon), min(window_dates), min(session_dates))
+    return _DatePlan(start, staged, order_dates, session_dates, window_dates, order_compute, recent_from, warnings)
 
 
 @dataclass
@@ -478,17 +485,7 @@ class _Sessions:
     window: ir.Table  # every session of the window, context days included (cached)
     scoped: ir.Table  # the sessions this run writes
     core: ir.Table  # scoped with session_number and is_returning_client
-    history: ir.Table  # published sessions from ``_recent_from`` to the first date written (narrow columns)
-
-
-def _recent_from(plan: _DatePlan, tp: TransformParams) -> date:
-    """The first date of history read by all but session numbers and the order ledger (which need
-    every day of it): attribution's lookback or Markov fit window of the first order date, the
-    sessions written (their order metrics) and the window's context days (the sessions an order
-    can link to). So a day's cost does not grow with the months of history behind it there."""
-    ap = tp.attribution
-    horizon = max(ap.lookback_days + 1, tp.markov_fit_days if "markov" in ap.models else 0)
-    return min(min(plan.order_dates) - timedelta(days=horizon), min(plan.window_dates), min(plan.session_dates))
+    history: ir.Table  # published sessions from ``plan.recent_from`` to the first date written (narrow columns)
 
 
 def _sessions_step(
@@ -516,11 +513,9 @@ def _sessions_step(
     # only its recent days.
     history_dates = _history_dates(history_root, "fct_sessions", min(plan.session_dates))
     every_client = read_partitions(con, history_root, "fct_sessions", history_dates, SESSION_SCHEMA, ["client_id"])
-    since = _recent_from(plan, tp)
     columns = ["session_id", "client_id", "session_start", "session_date", "channel", "is_bot"]
-    recent = read_partitions(
-        con, history_root, "fct_sessions", [d for d in history_dates if d >= since], SESSION_SCHEMA, columns
-    )
+    recent_dates = [d for d in history_dates if d >= plan.recent_from]
+    recent = read_partitions(con, history_root, "fct_sessions", recent_dates, SESSION_SCHEMA, columns)
     clients = scoped.select("client_id").distinct()
     prior = every_client.filter(every_client.client_id.isin(clients.client_id))
     prior_counts = prior.group_by("client_id").aggregate(n_prior=prior.count())
@@ -537,7 +532,7 @@ class _Orders:
     new: ir.Table  # orders built by this run (order_compute dates), person re-keyed
     items: ir.Table
     rejects: ir.Table
-    known: ir.Table  # history's orders from ``_recent_from`` on and the new ones (narrow columns)
+    known: ir.Table  # history's orders from ``plan.recent_from`` on and the new ones (narrow columns)
 
 
 _KNOWN_ORDER_COLUMNS = ["order_key", "client_id", "session_id", "order_ts", "order_date", "revenue"]
@@ -579,12 +574,11 @@ def _orders_step(
     built = build_orders(purchases, items, ledger, event_sessions, tp)
     orders_new = apply_identity(built.orders, pmap).cache()
 
-    since = _recent_from(plan, tp)  # its readers: order metrics of the sessions written, attribution
-    hist_orders = read_partitions(
+    hist_orders = read_partitions(  # its readers: order metrics of the sessions written, attribution
         con,
         history_root,
         "fct_orders",
-        [d for d in _history_dates(history_root, "fct_orders", plan.start) if d >= since],
+        [d for d in _history_dates(history_root, "fct_orders", plan.start) if d >= plan.recent_from],
         ORDER_SCHEMA,
         columns=_KNOWN_ORDER_COLUMNS,
     )
