@@ -66,7 +66,8 @@ def test_bench_prints_and_saves_figures_for_every_stage(tmp_path):
     backfill = figures["backfill"]
     assert backfill["days"] == 2 and backfill["exit_code"] in (0, 3, 5) and backfill["seconds"] > 0
     assert "backfill at 1x (puffy run --start --end, one process): 2 days in" in proc.stdout
-    assert len(list((tmp_path / "work" / "backfill" / "runs").iterdir())) == 2
+    runs = tmp_path / "work" / "backfill" / "runs"
+    assert len(list(runs.glob("????-??-??"))) == 2 and (runs / "backfills").is_dir()  # in one pass
     # The seed's commands, each a whole process (issue 21): dq then transform (which reuses dq's
     # gate), and transform alone.
     commands = {name: f for name, f in figures["commands"].items() if name != "peak_rss_mb"}  # the stage's own

@@ -30,3 +30,17 @@ def test_index_says_what_is_new_today_apart_from_what_persists(tmp_path):
     rows = {line[8:18]: line for line in page.splitlines() if line.startswith("<tr><td>2025")}
     assert "<td>new: referrer.coverage</td>" in rows["2025-03-04"]
     assert "<td>new: segment.channel (Paid Search); 1 ongoing</td>" in rows["2025-03-05"]
+
+
+def test_a_day_of_a_one_pass_backfill_links_the_range_notebooks_that_ran_it(tmp_path):
+    out = tmp_path / "outputs"
+    write_run(out, "2025-03-04", [])
+    range_html = out / "runs" / "backfills" / "2025-03-01_2025-03-04" / "2025-03-01_2025-03-04" / "02_transform.html"
+    range_html.parent.mkdir(parents=True)
+    range_html.write_text("<html></html>")
+    summary = {"stages": [{"stage": "02_transform", "html": str(range_html)}]}
+    (out / "runs" / "2025-03-04" / "run_summary.json").write_text(json.dumps(summary))
+    page = write_index(out).read_text(encoding="utf-8")
+    link = "runs/backfills/2025-03-01_2025-03-04/2025-03-01_2025-03-04/02_transform.html"
+    assert f'<a href="{link}">transform</a>' in page
+    assert ">data quality</a>" not in page  # no rendering of the gate anywhere: no link

@@ -271,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
         "object-store URI, s3://bucket/warehouse; default <outputs-dir>/warehouse)",
     )
     _add(p, "--stop-on-error", action="store_true", help="stop a backfill at the first failing day")
+    _add(
+        p,
+        "--day-by-day",
+        action="store_true",
+        help="a backfill executes every notebook for each day, as the daily runs would have, rather than each "
+        "notebook once for the range (README, The scheduler)",
+    )
 
     p = cmd("report", "Execute the executive-summary notebook for a period and render HTML + PDF.")
     p.add_argument(
@@ -747,7 +754,8 @@ def cmd_run(args) -> int:
         if missing:
             raise UserError(f"{layout.input_dir}: no raw file for {missing[0]} (events_{missing[0]:%Y%m%d}.csv)")
         _run_header("run", layout, label)
-        results = runner.run_range(start, end, layout, stop_on_error=args.stop_on_error)
+        run_range = runner.run_range if args.day_by_day or start == end else runner.run_range_one_pass
+        results = run_range(start, end, layout, stop_on_error=args.stop_on_error)
         code = _print_results(results, layout, log_file)
         log.info("puffy run %s: exit %d", label, code)
     return code

@@ -57,15 +57,24 @@ def _incident_cell(*reports: dict | None) -> str:
     return f"<td>{html.escape('; '.join(parts))}</td>"
 
 
+def _notebook_html(run_dir: Path, summary: dict, notebook: str) -> Path:
+    """The day's rendering of ``notebook``: in its run directory, or the range notebook of a
+    one-pass backfill that ran it (``run_summary.json`` names it)."""
+    for stage in summary.get("stages", []):
+        if stage.get("stage") == notebook and stage.get("html") and not (run_dir / f"{notebook}.html").exists():
+            return Path(stage["html"])
+    return run_dir / f"{notebook}.html"
+
+
 def _run_row(run_dir: Path, base: Path) -> str:
     summary = _read_json(run_dir / "run_summary.json") or {}
     links = " · ".join(
         x
         for x in (
-            _link(run_dir / "01_data_quality.html", base, "data quality"),
+            _link(_notebook_html(run_dir, summary, "01_data_quality"), base, "data quality"),
             _link(run_dir / "dq_report.md", base, "dq.md"),
-            _link(run_dir / "02_transform.html", base, "transform"),
-            _link(run_dir / "04_monitoring.html", base, "monitoring"),
+            _link(_notebook_html(run_dir, summary, "02_transform"), base, "transform"),
+            _link(_notebook_html(run_dir, summary, "04_monitoring"), base, "monitoring"),
             _link(run_dir / "monitoring_report.md", base, "monitoring.md"),
         )
         if x
