@@ -11,7 +11,10 @@ from conftest import REPO_ROOT
 from support.monitoring_warehouse import DaySpec, build_warehouse, write_day
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "04_monitoring.ipynb"
-PARAMETERS = {"run_date", "params_dir", "outputs_dir", "warehouse_dir", "warehouse_root", "output_dir", "now"}
+PARAMETERS = {
+    *("run_date", "params_dir", "outputs_dir", "warehouse_dir", "warehouse_root", "output_dir", "now"),
+    *("each_day", "start_date", "end_date"),  # a one-pass backfill's audit of each day (tests/e2e/test_one_pass_e2e.py)
+}
 
 
 def test_notebook_is_thin_clean_and_parameterised():
