@@ -9,6 +9,9 @@ notebook covered, which were transformed again, and what each day's result says.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -24,7 +27,8 @@ class _Notebooks:
     """``statuses[(notebook, day)]``: the status a stand-in notebook gives that day (default
     pass); ``crash`` raises in the notebook on that day before it writes anything for it."""
 
-    def __init__(self, statuses=None, events=None):
+    def __init__(self, statuses=None, events=None, interrupt_on=None):
+        self.interrupt_on = interrupt_on  # the audit of this day is interrupted (Ctrl-C in the runner)
         self.statuses = statuses or {}
         self.events = events or {}  # staged events per day (default 10)
         self.ran: list[tuple[str, date, date]] = []  # (notebook, first day, last day)
@@ -71,6 +75,11 @@ class _Notebooks:
         for day in days:
             assert (layout.staging_warehouse(day) / "fct_sessions" / f"date={day}").is_dir()
             self._crash("04_monitoring", day)
+            if day == self.interrupt_on:
+                _NoKernel.killed.clear()
+                os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C
+                assert _NoKernel.killed.wait(10), "the runner did not kill the kernel"
+                raise RuntimeError("Kernel died")
             status = self.status("04_monitoring", day)
             (layout.run_dir(day) / "monitoring_report.json").write_text(json.dumps({"status": status}))
             if status == "error":
@@ -95,6 +104,15 @@ def notebooks(monkeypatch):
 
 
 class _NoKernel:
+    """``KernelSession`` without a kernel; ``kill`` is what an interrupted run does to the kernel."""
+
+    _threads = threading.local()
+    killed = threading.Event()
+
+    @classmethod
+    def current(cls):
+        return getattr(cls._threads, "session", None)
+
     def __enter__(self):
         return self
 
@@ -102,7 +120,7 @@ class _NoKernel:
         pass
 
     def kill(self):
-        pass
+        type(self).killed.set()
 
 
 def _run(tmp_path, stop_on_error=False):
@@ -232,6 +250,23 @@ def test_an_audit_that_crashes_on_a_day_quarantines_it_and_goes_on(notebooks, tm
     assert "04_monitoring failed" in results[1].reason
     assert Path(results[1].quarantine_path).parent == layout.quarantine
     assert fake.published == [DAYS[0], DAYS[0], *DAYS[2:]]
+
+
+def test_an_interrupt_kills_the_running_notebook_and_keeps_what_was_published_with_its_summaries(notebooks, tmp_path):
+    fake = notebooks(interrupt_on=DAYS[2])
+    layout = runner.RunLayout(tmp_path / "outputs", tmp_path / "raw", tmp_path / "params")
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_range_one_pass(DAYS[0], DAYS[-1], layout, progress=False)
+    assert fake.published == DAYS[:2]
+    assert [(nb, first) for nb, first, _ in fake.ran] == [
+        (n, DAYS[0]) for n in ("01_data_quality", "02_transform", "04_monitoring")
+    ]
+    for day in DAYS[:2]:
+        assert json.loads((layout.run_dir(day) / "run_summary.json").read_text())["published"]
+    for day in DAYS[2:]:  # nothing of them failed: no summary, no quarantine
+        assert not (layout.run_dir(day) / "run_summary.json").exists()
+        assert not (layout.run_dir(day) / "quarantine_path.txt").exists()
+    assert not list((layout.outputs_dir / "staging").rglob("*.parquet"))
 
 
 def test_a_segment_holds_at_most_the_event_budget_and_a_larger_day_goes_alone(notebooks, tmp_path, monkeypatch):

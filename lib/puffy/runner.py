@@ -926,18 +926,22 @@ def run_range_one_pass(
             progress = sys.stderr.isatty()
         bar = tqdm(total=len(days), desc="puffy run", unit="day", disable=not progress)
         run = _OnePass(layout, stop_on_error, layout.outputs_dir / "runs" / "backfills" / f"{start}_{end}")
-        interrupted = True
+        # The notebooks run in a thread of their own, so that an interrupt reaches this one, which
+        # kills the kernel: the running notebook fails at once and the pass stops there.
+        lane = _Lane(session)
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-render") as run.renderer:
-                segments = run.gate(days)
-                while segments:
-                    segments = run.transform_and_audit(segments[0]) + segments[1:]
-                    bar.update(len(run.settled) - bar.n)
-            interrupted = False
+                passing = lane.submit(run.drive, days, bar)
+                try:
+                    passing.result()
+                except KeyboardInterrupt:
+                    run.interrupted = True
+                    session.kill()
+                    log.warning("interrupted: the days published so far stay published, with their summaries")
+                    passing.result()
+                    raise
         finally:
-            if interrupted:  # the running notebook fails now; the days published so far stay published
-                session.kill()
-                log.warning("interrupted: the days published so far stay published, with their summaries")
+            lane.close()
             run.write_summaries()
             bar.close()
         write_index(layout.outputs_dir)
@@ -968,13 +972,21 @@ class _OnePass:
         self.staging = layout.outputs_dir / "staging" / "backfill" / "warehouse"  # a segment's transform
         self.renderer: ThreadPoolExecutor | None = None
         self.rendering: dict[str, Future] = {}
+        self.interrupted = False  # the running notebook was killed: nothing more runs, nothing of it failed
         shutil.rmtree(pass_dir, ignore_errors=True)
+
+    def drive(self, days: list[date], bar) -> None:
+        """Gate every day, then transform, audit and publish segment after segment."""
+        segments = self.gate(days)
+        while segments and not self.interrupted:
+            segments = self.transform_and_audit(segments[0]) + segments[1:]
+            bar.update(len(self.settled) - bar.n)
 
     def gate(self, days: list[date]) -> list[list[date]]:
         """Gate every day (the gate notebook once; again from the day after one it failed on); the
         segments to transform."""
         remaining = days
-        while remaining and self.first_failed is None:
+        while remaining and self.first_failed is None and not self.interrupted:
             parameters = {**_gate_parameters(self.layout, remaining[0]), "each_day": True}
             executed, seconds, error = self._execute(
                 GATE, remaining, {**parameters, "stop_at_error": self.stop_on_error}
@@ -982,7 +994,7 @@ class _OnePass:
             gated = [d for d in remaining if (self.layout.run_dir(d) / GATE.status_file).exists()]
             for day in gated:
                 self._record(day, GATE, *read_status(self.layout.run_dir(day), GATE.status_file), executed, seconds)
-            if error is None:
+            if error is None or self.interrupted:
                 break
             self._record(remaining[len(gated)], GATE, "error", error, executed, seconds)
             remaining = remaining[len(gated) + 1 :]
@@ -1016,6 +1028,8 @@ class _OnePass:
         transform, monitoring = DAILY_STAGES[1], DAILY_STAGES[2]
         parameters = {**_transform_parameters(self.layout, days[0]), "warehouse_root": str(self.staging)}
         executed, seconds, error = self._execute(transform, days, parameters)
+        if self.interrupted:
+            return []
         status, message = read_status(executed.parent, transform.status_file)
         if error is not None:
             status, message = _after_failed_cell(executed.parent, transform, error)
@@ -1041,6 +1055,9 @@ class _OnePass:
         quarantined = None
         for day in days:
             outcome = read_outcome(self.layout.run_dir(day))
+            if outcome is None and self.interrupted:  # killed before this day was audited
+                self._clear_staging(days)
+                return []
             if outcome is None:  # the notebook failed on this day: a failing audit, as in a daily run
                 message = _after_failed_cell(self.layout.run_dir(day), monitoring, error or "not audited")[1]
                 self._record(day, monitoring, "error", message, executed, seconds)

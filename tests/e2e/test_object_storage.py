@@ -129,6 +129,21 @@ def test_the_bucket_run_publishes_the_same_rows_as_the_local_run(local_run, buck
             assert _rows(mine).equals(_rows(theirs)), f"{table} {day}: the rows differ"
 
 
+def test_a_one_pass_backfill_publishes_each_day_to_the_bucket_with_the_local_runs_facts(
+    tmp_path, s3, raw_bucket, local_run
+):
+    local, _ = local_run
+    warehouse = Location.parse(f"s3://{s3.new_bucket('one-pass')}/warehouse")
+    layout = runner.RunLayout(tmp_path / "outputs", raw_bucket, DEFAULT_PARAMS_DIR, warehouse)
+    results = runner.run_range_one_pass(START, END, layout, progress=False)
+    assert [(r.exit_code, r.published) for r in results] == [(0, True)] * DAYS
+    assert read_manifest(warehouse).generation == DAYS  # each day audited, then published on its own
+    for table in (t for t in TABLES if t.startswith("fct_")):
+        for day in partition_dates(local.warehouse, table):
+            mine, theirs = partition_files(local.warehouse, table, [day]), partition_files(warehouse, table, [day])
+            assert _rows(mine).equals(_rows(theirs)), f"{table} {day}: the rows differ"
+
+
 def test_monitoring_read_the_published_history_from_the_bucket(local_run, bucket_run):
     """The last day's audit compares with the earlier days' metrics: the same history either way."""
     reports = []
