@@ -198,6 +198,13 @@ def test_a_quarantined_first_day_has_no_day_before_to_do_again(notebooks, tmp_pa
     ]
 
 
+def test_with_stop_on_error_a_later_day_whose_gate_failed_leaves_no_trace_either(notebooks, tmp_path):
+    notebooks(statuses={("04_monitoring", DAYS[1]): "error", ("01_data_quality", DAYS[3]): "error"})
+    layout, results = _run(tmp_path, stop_on_error=True)
+    assert [r.date for r in results] == [d.isoformat() for d in DAYS[:2]]
+    assert not layout.run_dir(DAYS[3]).exists()
+
+
 def test_a_day_that_fails_its_gate_splits_the_range_and_is_not_transformed(notebooks, tmp_path):
     fake = notebooks(statuses={("01_data_quality", DAYS[1]): "error"})
     layout, results = _run(tmp_path)

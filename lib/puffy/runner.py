@@ -981,6 +981,11 @@ class _OnePass:
         while segments and not self.interrupted:
             segments = self.transform_and_audit(segments[0]) + segments[1:]
             bar.update(len(self.settled) - bar.n)
+        for day in [d for d in self.results if self.first_failed and d > self.first_failed]:
+            # gated before an earlier day stopped the run (--stop-on-error): as if never run
+            self.results.pop(day)
+            self.settled.discard(day)
+            shutil.rmtree(self.layout.run_dir(day), ignore_errors=True)
 
     def gate(self, days: list[date]) -> list[list[date]]:
         """Gate every day (the gate notebook once; again from the day after one it failed on); the
@@ -1016,9 +1021,6 @@ class _OnePass:
         order; the segments this leaves to run (the days after a quarantined one; each day alone
         after a failed transform)."""
         if self.first_failed is not None and days[0] > self.first_failed:
-            for day in days:  # gated before an earlier day stopped the run: as if never run
-                self.results.pop(day, None)
-                shutil.rmtree(self.layout.run_dir(day), ignore_errors=True)
             return []
         for day in days:  # a day transformed again: what the discarded transform did is forgotten
             result = self.results[day]
@@ -1121,8 +1123,8 @@ class _OnePass:
         log.info("%s %s: %s%s", day, stage.notebook, status.upper(), f" — {message}" if message else "")
         if status == "error":
             result.exit_code, result.stopped_at, result.reason = stage.exit_code, stage.notebook, message
-            if self.stop_on_error and self.first_failed is None:
-                self.first_failed = day
+            if self.stop_on_error and (self.first_failed is None or day < self.first_failed):
+                self.first_failed = day  # the earliest failing day stops every later one
 
     def _quarantine(self, day: date, staging: Path) -> None:
         from puffy.publish import quarantine
