@@ -272,3 +272,21 @@ def test_the_speed_target_counts_the_gate_and_the_transform_only():
     figures["stages"]["monitoring"] = {"seconds": 50.0, "peak_rss_mb": 300.0}
     got = targets(figures)
     assert got["x_scan"] == {"target": 5.0, "measured": 5.0, "met": True}
+
+
+def test_a_timed_command_that_writes_much_to_stderr_runs_to_its_end():
+    """A year's backfill logs more than a pipe holds (64 KiB): a command whose stderr nobody read
+    while it ran stopped at its next line, and the bench waited for it forever."""
+    import threading
+
+    from puffy import bench
+
+    noisy = "import sys; sys.stderr.write('x' * 200_000 + '\\nlast line\\n'); sys.exit(3)"
+    run: dict = {}
+    timing = threading.Thread(
+        target=lambda: run.update(bench._timed_command([sys.executable, "-c", noisy])), daemon=True
+    )
+    timing.start()
+    timing.join(60)
+    assert not timing.is_alive(), "the command is stopped by its own stderr"
+    assert run["exit_code"] == 3 and run["stderr_tail"][-1] == "last line"

@@ -20,6 +20,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -242,14 +243,16 @@ def _backfill(work: Path, days: int) -> dict:
 
 def _timed_command(argv: list[str]) -> dict:
     """Wall seconds, exit code and peak resident MB of one whole command (its own process)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:] if proc.stderr else []
-    if proc.stderr:
-        proc.stderr.close()
+    # stderr goes to a file, not a pipe: a pipe nobody reads while the command runs fills up
+    # (64 KiB: a year's backfill logs more) and stops the command at its next line.
+    with tempfile.TemporaryFile() as stderr:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stderr.seek(0)
+        err = stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:]
     return {
         "seconds": seconds,
         "exit_code": proc.returncode,
