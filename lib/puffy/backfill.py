@@ -1,7 +1,7 @@
 """One pass over a backfill's days: the per-day loops that the range notebooks run.
 
-``puffy run --start D1 --end D2 --one-pass`` executes each notebook once for the range instead of
-once per day (``puffy.runner.run_range_one_pass``):
+``puffy run --start D1 --end D2`` executes each notebook once for the range instead of once per
+day (``puffy.runner.run_range_one_pass``; ``--day-by-day`` runs them for each day):
 
 1. ``01_data_quality`` gates each day on its own (``gate_each_day``): the same call, with the same
    report directory ``runs/<day>/``, as a day-by-day run makes, so every day's gate report and
@@ -11,7 +11,7 @@ once per day (``puffy.runner.run_range_one_pass``):
 3. ``04_monitoring`` audits each day in order and publishes it when it passes, before auditing the
    next (which reads it as history), quarantining the first day that fails and stopping there
    (``audit_and_publish_each_day``): the days after it were transformed with it as their history,
-   so the runner transforms them again.
+   and the day before it with its events, so the runner transforms them again.
 
 Each day's outcome is written beside its reports (``publish_outcome.json``), for the runner.
 """
@@ -135,7 +135,10 @@ def audit_and_publish_each_day(layout: Layout, period: Period, *, now: datetime 
         partitions = publish(staging, layout.warehouse)
         _write_outcome(run_dir, published=bool(partitions), partitions=len(partitions))
         audited.published.append(day)
-    return StageResult("monitoring", _worst(audited.stages), f"{len(audited.published)} day(s) published", {}, audited)
+    message = f"{len(audited.published)} day(s) published" + (
+        f", {audited.quarantined} quarantined" if audited.quarantined else ""
+    )
+    return StageResult("monitoring", _worst(audited.stages), message, {}, audited)
 
 
 def _worst(stages: dict[date, StageResult]) -> str:
