@@ -992,10 +992,12 @@ class _OnePass:
         segments to transform."""
         remaining = days
         while remaining and self.first_failed is None and not self.interrupted:
-            parameters = {**_gate_parameters(self.layout, remaining[0]), "each_day": True}
-            executed, seconds, error = self._execute(
-                GATE, remaining, {**parameters, "stop_at_error": self.stop_on_error}
-            )
+            parameters = {
+                **_gate_parameters(self.layout, remaining[0]),
+                "each_day": True,
+                "stop_at_error": self.stop_on_error,
+            }
+            executed, seconds, error = self._execute(GATE, remaining, parameters)
             gated = [d for d in remaining if (self.layout.run_dir(d) / GATE.status_file).exists()]
             for day in gated:
                 self._record(day, GATE, *read_status(self.layout.run_dir(day), GATE.status_file), executed, seconds)
@@ -1017,9 +1019,8 @@ class _OnePass:
         return [segment for segment in segments if segment]
 
     def transform_and_audit(self, days: list[date]) -> list[list[date]]:
-        """Transform ``days`` in one run, split its staging per day, audit and publish them in
-        order; the segments this leaves to run (the days after a quarantined one; each day alone
-        after a failed transform)."""
+        """Transform ``days`` in one run, then audit and publish them in order; the segments this
+        leaves to run (the days around a quarantined one; each day alone after a failed transform)."""
         if self.first_failed is not None and days[0] > self.first_failed:
             return []
         for day in days:  # a day transformed again: what the discarded transform did is forgotten
@@ -1027,7 +1028,18 @@ class _OnePass:
             del result.stages[1:]
             result.published, result.quarantine_path = False, None
         self._clear_staging(days)
-        transform, monitoring = DAILY_STAGES[1], DAILY_STAGES[2]
+        instead = self._transform(days)
+        if instead is None:
+            instead = self._audit(days)
+        self._clear_staging(days)
+        return instead
+
+    def _transform(self, days: list[date]) -> list[list[date]] | None:
+        """Transform ``days`` into the pass's staging warehouse and split it per day; None when it
+        passed, else the segments to run instead."""
+        from puffy.backfill import split_staging
+
+        transform = DAILY_STAGES[1]
         parameters = {**_transform_parameters(self.layout, days[0]), "warehouse_root": str(self.staging)}
         executed, seconds, error = self._execute(transform, days, parameters)
         if self.interrupted:
@@ -1046,43 +1058,38 @@ class _OnePass:
             self._record(day, transform, status, message, executed, seconds)
         if status == "error":
             self._quarantine(days[0], self.staging)
-            self._clear_staging(days)
             return []
-        from puffy.backfill import read_outcome, split_staging
-
         split_staging(self.staging, self.layout, days)
-        executed, seconds, error = self._execute(
-            monitoring, days, {**_published_warehouse(self.layout), "each_day": True}
-        )
-        quarantined = None
+        return None
+
+    def _audit(self, days: list[date]) -> list[list[date]]:
+        """Audit and publish ``days`` in order (the monitoring notebook); the segments to run again
+        when one was quarantined."""
+        from puffy.backfill import read_outcome
+
+        monitoring = DAILY_STAGES[2]
+        parameters = {**_published_warehouse(self.layout), "each_day": True}
+        executed, seconds, error = self._execute(monitoring, days, parameters)
         for day in days:
-            outcome = read_outcome(self.layout.run_dir(day))
+            run_dir, result = self.layout.run_dir(day), self.results[day]
+            outcome = read_outcome(run_dir)
             if outcome is None and self.interrupted:  # killed before this day was audited
-                self._clear_staging(days)
                 return []
             if outcome is None:  # the notebook failed on this day: a failing audit, as in a daily run
-                message = _after_failed_cell(self.layout.run_dir(day), monitoring, error or "not audited")[1]
+                message = _after_failed_cell(run_dir, monitoring, error or "not audited")[1]
                 self._record(day, monitoring, "error", message, executed, seconds)
                 self._quarantine(day, self.layout.staging_warehouse(day))
-                quarantined = day
-                break
-            status, message = read_status(self.layout.run_dir(day), monitoring.status_file)
-            self._record(day, monitoring, status, message, executed, seconds)
-            result = self.results[day]
-            result.published, result.quarantine_path = bool(outcome.get("published")), outcome.get("quarantine_path")
-            self.settled.add(day)
-            if result.quarantine_path:
-                (self.layout.run_dir(day) / "quarantine_path.txt").write_text(
-                    f"{result.quarantine_path}\n", encoding="utf-8"
-                )
-                quarantined = day
-                break
-        self._clear_staging(days)
-        if quarantined is None:
-            return []
-        # The days after it are transformed again without it; the day before it, alone (_redo_before).
-        rest = [day for day in days if day > quarantined]
-        return [segment for segment in (self._redo_before(quarantined, days), rest) if segment]
+            else:
+                self._record(day, monitoring, *read_status(run_dir, monitoring.status_file), executed, seconds)
+                result.published, result.quarantine_path = bool(outcome["published"]), outcome.get("quarantine_path")
+                self.settled.add(day)
+                if result.quarantine_path:
+                    (run_dir / "quarantine_path.txt").write_text(f"{result.quarantine_path}\n", encoding="utf-8")
+            if outcome is None or outcome.get("quarantine_path"):
+                # the days after it are transformed again without it; the day before it, alone
+                rest = [d for d in days if d > day]
+                return [segment for segment in (self._redo_before(day, days), rest) if segment]
+        return []
 
     def _redo_before(self, quarantined: date, days: list[date]) -> list[date]:
         """The day before a quarantined one, when this segment published it: its sessions were

@@ -30,10 +30,14 @@ GOLDEN = REPO_ROOT / "tests" / "golden"
 MONTH = {"start": date(2025, 2, 23), "days": 28, "scale": 0.5, "seed": 5}
 
 
-def _check(name: str, outputs: Path, input_dir: Path) -> None:
-    got = snapshot(
+def _snapshot(outputs: Path, input_dir: Path) -> dict:
+    return snapshot(
         outputs, {str(input_dir): "<input>", str(input_dir.resolve()): "<input>", str(REPO_ROOT): "<project>"}
     )
+
+
+def _check(name: str, outputs: Path, input_dir: Path) -> None:
+    got = _snapshot(outputs, input_dir)
     path = GOLDEN / f"{name}.json"
     if os.environ.get("PUFFY_UPDATE_GOLDEN"):
         path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -44,9 +48,33 @@ def _check(name: str, outputs: Path, input_dir: Path) -> None:
     assert not differences, f"{len(differences)} difference(s) from {path.name}:\n" + "\n".join(differences[:40])
 
 
-def _run(raw: Path, outputs: Path, start: date, end: date) -> list[runner.DayResult]:
+def _check_one_pass(name: str, outputs: Path, input_dir: Path) -> None:
+    """A one-pass backfill against the day-by-day run's pinned snapshot: the same exit codes, fact
+    tables and gate reports (README, The scheduler: what else differs, and why)."""
+    got = _snapshot(outputs, input_dir)
+    pinned = json.loads((GOLDEN / f"{name}.json").read_text(encoding="utf-8"))
+    assert got["exit_codes"] == pinned["exit_codes"]
+    facts = {k: v for k, v in pinned["tables"].items() if k.startswith("fct_")}
+    assert facts and {k: got["tables"].get(k) for k in facts} == facts
+    gates = {k: v for k, v in pinned["reports"].items() if "/dq_report." in k}
+    assert gates and {k: got["reports"].get(k) for k in gates} == gates
+
+
+def _run(raw: Path, outputs: Path, start: date, end: date, one_pass: bool = False) -> list[runner.DayResult]:
     layout = runner.RunLayout(outputs, raw, DEFAULT_PARAMS_DIR)
-    return runner.run_range(start, end, layout, progress=False)
+    run_range = runner.run_range_one_pass if one_pass else runner.run_range
+    return run_range(start, end, layout, progress=False)
+
+
+def _month(tmp_path: Path) -> tuple[Path, date, date]:
+    """The pinned generated month: its raw files, first and last day."""
+    from puffy.sample import SampleConfig, generate_sample
+
+    raw = tmp_path / "raw"
+    generate_sample(
+        raw, SampleConfig(start=MONTH["start"], days=MONTH["days"], scale=MONTH["scale"], seed=MONTH["seed"])
+    )
+    return raw, MONTH["start"], date.fromordinal(MONTH["start"].toordinal() + MONTH["days"] - 1)
 
 
 @pytest.mark.slow
@@ -59,48 +87,20 @@ def test_the_real_export_publishes_and_reports_what_it_did(real_data_dir, tmp_pa
 
 @pytest.mark.slow
 def test_a_generated_month_publishes_and_reports_what_it_did(tmp_path):
-    from puffy.sample import SampleConfig, generate_sample
-
-    raw = tmp_path / "raw"
-    generate_sample(
-        raw, SampleConfig(start=MONTH["start"], days=MONTH["days"], scale=MONTH["scale"], seed=MONTH["seed"])
-    )
-    end = date.fromordinal(MONTH["start"].toordinal() + MONTH["days"] - 1)
-    _run(raw, tmp_path / "outputs", MONTH["start"], end)
+    raw, start, end = _month(tmp_path)
+    _run(raw, tmp_path / "outputs", start, end)
     _check("generated_month", tmp_path / "outputs", raw)
-
-
-def _check_one_pass(name: str, outputs: Path, input_dir: Path) -> None:
-    """A one-pass backfill against the day-by-day run's pinned snapshot: the same exit codes, fact
-    tables and gate reports (README, The scheduler: what else differs, and why)."""
-    got = snapshot(
-        outputs, {str(input_dir): "<input>", str(input_dir.resolve()): "<input>", str(REPO_ROOT): "<project>"}
-    )
-    pinned = json.loads((GOLDEN / f"{name}.json").read_text(encoding="utf-8"))
-    assert got["exit_codes"] == pinned["exit_codes"]
-    facts = {k: v for k, v in pinned["tables"].items() if k.startswith("fct_")}
-    assert facts and {k: got["tables"].get(k) for k in facts} == facts
-    gates = {k: v for k, v in pinned["reports"].items() if "/dq_report." in k}
-    assert gates and {k: got["reports"].get(k) for k in gates} == gates
 
 
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_the_real_export_in_one_pass_publishes_the_same_facts_and_gate_reports(real_data_dir, tmp_path):
-    layout = runner.RunLayout(tmp_path / "outputs", real_data_dir, DEFAULT_PARAMS_DIR)
-    runner.run_range_one_pass(date(2025, 2, 23), date(2025, 3, 8), layout, progress=False)
+    _run(real_data_dir, tmp_path / "outputs", date(2025, 2, 23), date(2025, 3, 8), one_pass=True)
     _check_one_pass("real_export", tmp_path / "outputs", real_data_dir)
 
 
 @pytest.mark.slow
 def test_a_generated_month_in_one_pass_publishes_the_same_facts_and_gate_reports(tmp_path):
-    from puffy.sample import SampleConfig, generate_sample
-
-    raw = tmp_path / "raw"
-    generate_sample(
-        raw, SampleConfig(start=MONTH["start"], days=MONTH["days"], scale=MONTH["scale"], seed=MONTH["seed"])
-    )
-    layout = runner.RunLayout(tmp_path / "outputs", raw, DEFAULT_PARAMS_DIR)
-    end = date.fromordinal(MONTH["start"].toordinal() + MONTH["days"] - 1)
-    runner.run_range_one_pass(MONTH["start"], end, layout, progress=False)
+    raw, start, end = _month(tmp_path)
+    _run(raw, tmp_path / "outputs", start, end, one_pass=True)
     _check_one_pass("generated_month", tmp_path / "outputs", raw)
