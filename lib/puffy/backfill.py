@@ -25,12 +25,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from puffy.findings import worst_status
 from puffy.stage import Layout, Period, StageResult
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas is not imported by the runner, which reads the outcomes below
+    import pandas as pd
+
     from puffy.monitoring.audit import MonitoringResult
 
 PUBLISH_OUTCOME = "publish_outcome.json"
@@ -155,6 +155,8 @@ def _status_lines(stages: dict[date, StageResult], quarantined: date | None = No
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The frames one under the other (an empty one only for its columns)."""
+    import pandas as pd
+
     shown = [f for f in frames if len(f)]
     if shown:
         return pd.concat(shown, ignore_index=True)

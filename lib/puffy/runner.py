@@ -931,8 +931,10 @@ def run_range_one_pass(
         lane = _Lane(session)
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="puffy-render") as run.renderer:
-                passing = lane.submit(run.drive, days, bar)
+                passing = lane.submit(run.drive, days)
                 try:
+                    while not _done_within(passing, 1.0):
+                        bar.update(run.days_audited(days) - bar.n)
                     passing.result()
                 except KeyboardInterrupt:
                     run.interrupted = True
@@ -952,6 +954,14 @@ def run_range_one_pass(
 # transform's memory grows with its range up to DuckDB's limit, ~1.5 GB of process for a year at
 # the real volume (1.3M events), ~0.9 GB for half a million; each more segment costs ~4 s.
 ONE_PASS_MAX_EVENTS = 500_000
+
+
+def _done_within(future: Future, seconds: float) -> bool:
+    try:
+        future.exception(timeout=seconds)
+        return True
+    except TimeoutError:
+        return False
 
 
 def _gated_events(run_dir: Path) -> int:
@@ -975,12 +985,19 @@ class _OnePass:
         self.interrupted = False  # the running notebook was killed: nothing more runs, nothing of it failed
         shutil.rmtree(pass_dir, ignore_errors=True)
 
-    def drive(self, days: list[date], bar) -> None:
+    def days_audited(self, days: list[date]) -> int:
+        """How many days of the pass are settled or audited by now (the progress bar): an audited
+        day's outcome is written by the running notebook, a gate error is settled by the runner."""
+        from puffy.backfill import PUBLISH_OUTCOME
+
+        audited = [d for d in days if (self.layout.run_dir(d) / PUBLISH_OUTCOME).exists()]
+        return len(self.settled.union(d for d in audited if d in self.results))
+
+    def drive(self, days: list[date]) -> None:
         """Gate every day, then transform, audit and publish segment after segment."""
         segments = self.gate(days)
         while segments and not self.interrupted:
             segments = self.transform_and_audit(segments[0]) + segments[1:]
-            bar.update(len(self.settled) - bar.n)
         for day in [d for d in self.results if self.first_failed and d > self.first_failed]:
             # gated before an earlier day stopped the run (--stop-on-error): as if never run
             self.results.pop(day)
