@@ -94,7 +94,7 @@ def notebooks(monkeypatch):
         monkeypatch.setattr(runner, "KernelSession", _NoKernel)
         monkeypatch.setattr(runner, "execute_notebook", fake.execute)
         monkeypatch.setattr(runner, "render_html", lambda executed: executed.with_suffix(".html"))
-        monkeypatch.setattr(runner, "send_alert", lambda result, layout: None)
+        monkeypatch.delenv("PUFFY_ALERT_WEBHOOK_URL", raising=False)  # alerts written, never posted
         monkeypatch.setattr(runner, "write_index", lambda outputs: None)
         return fake
 
@@ -294,6 +294,25 @@ def test_a_segment_holds_at_most_the_event_budget_and_a_larger_day_goes_alone(no
     transforms = [(first, last) for nb, first, last in fake.ran if nb == "02_transform"]
     assert transforms == [(DAYS[0], DAYS[1]), (DAYS[2], DAYS[2]), (DAYS[3], DAYS[3]), (DAYS[4], DAYS[4])]
     assert fake.published == DAYS
+
+
+def test_a_pass_alerts_once_for_all_its_days_and_each_day_keeps_its_alert_document(notebooks, tmp_path, monkeypatch):
+    from support.webhook import local_webhook
+
+    notebooks(statuses={("04_monitoring", DAYS[1]): "error", ("01_data_quality", DAYS[3]): "error"})
+    with local_webhook() as (url, received):
+        monkeypatch.setenv("PUFFY_ALERT_WEBHOOK_URL", url)
+        layout, results = _run(tmp_path)
+    assert len(received) == 1  # not one per day
+    digest = received[0]["body"]["text"]
+    assert f"• {DAYS[1]} quarantined at 04_monitoring (exit 5)" in digest
+    assert f"• {DAYS[3]} stopped at 01_data_quality (exit 3)" in digest
+    pass_dir = layout.outputs_dir / "runs" / "backfills" / f"{DAYS[0]}_{DAYS[-1]}"
+    assert json.loads((pass_dir / "alert.json").read_text())["schema"] == "puffy.alert-digest/1"
+    for day in (DAYS[1], DAYS[3]):
+        assert json.loads((layout.run_dir(day) / "alert.json").read_text())["date"] == day.isoformat()
+        summary = json.loads((layout.run_dir(day) / "run_summary.json").read_text())
+        assert summary["alert"]["sent"] is True and "digest" in summary["alert"]["detail"]
 
 
 def test_split_staging_moves_each_partition_to_its_days_staging_warehouse(tmp_path):

@@ -839,20 +839,53 @@ class _Lane:
         self._thread.shutdown(wait=True)
 
 
+def _alert_rules(layout: Layout):
+    from puffy.monitoring.rules import AlertRules, load_rules
+
+    rules_file = layout.params_dir / "monitoring_rules.yaml"
+    return load_rules(rules_file).alert if rules_file.exists() else AlertRules()
+
+
 def send_alert(result: DayResult, layout: RunLayout) -> dict | None:
     """The day's on-call alert, when the day needs one (``puffy.monitoring.alert``); what came of it.
     Never raises: an alert must not turn a finished day into a crash."""
     from puffy.monitoring import alert
-    from puffy.monitoring.rules import AlertRules, load_rules
 
     try:
-        rules_file = layout.params_dir / "monitoring_rules.yaml"
-        rules = load_rules(rules_file).alert if rules_file.exists() else AlertRules()
+        rules = _alert_rules(layout)
         doc = alert.alert_for_day(result, layout.run_dir(date.fromisoformat(result.date)), layout.outputs_dir, rules)
         return None if doc is None else alert.deliver(doc, layout.run_dir(date.fromisoformat(result.date)), rules)
     except Exception as exc:
         log.warning("%s: no alert: %s: %s", result.date, type(exc).__name__, exc)
         return {"sent": False, "detail": f"{type(exc).__name__}: {exc}", "outcome": None}
+
+
+def send_backfill_digest(results: list[DayResult], layout: RunLayout, start: date, end: date, where: Path) -> None:
+    """A one-pass backfill's alerts: each day's document in its ``runs/<D>/alert.json``, and one
+    message for the whole backfill (``alert.backfill_digest``) in ``where/alert.json`` and to the
+    webhook; each alerting day's ``alert`` says where it went. Never raises."""
+    from puffy.monitoring import alert
+
+    try:
+        rules = _alert_rules(layout)
+        days = []
+        for result in results:
+            run_dir = layout.run_dir(date.fromisoformat(result.date))
+            doc = alert.alert_for_day(result, run_dir, layout.outputs_dir, rules)
+            if doc is not None:
+                (run_dir / "alert.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+            days.append((result, doc))
+        digest = alert.backfill_digest(start, end, days, layout.outputs_dir, rules)
+        if digest is None:
+            return
+        where.mkdir(parents=True, exist_ok=True)
+        sent = alert.deliver_digest(digest, where, rules)
+        for result, doc in days:
+            if doc is not None:
+                detail = f"in the backfill's digest ({where / 'alert.json'}): {sent['detail']}"
+                result.alert = {"sent": sent["sent"], "detail": detail, "outcome": doc["outcome"]}
+    except Exception as exc:
+        log.warning("backfill %s..%s: no alert digest: %s: %s", start, end, type(exc).__name__, exc)
 
 
 def run_range(
@@ -944,7 +977,7 @@ def run_range_one_pass(
                     raise
         finally:
             lane.close()
-            run.write_summaries()
+            run.write_summaries(start, end)
             bar.close()
         write_index(layout.outputs_dir)
     return [run.results[day] for day in sorted(run.results)]
@@ -1164,15 +1197,17 @@ class _OnePass:
         for path in [self.staging.parent, *(self.layout.staging_warehouse(d).parent for d in days)]:
             shutil.rmtree(path, ignore_errors=True)
 
-    def write_summaries(self) -> None:
-        """The alert and ``run_summary.json`` of every settled day (a day the run was interrupted
-        in, not yet published, has none: nothing of it failed)."""
-        for day in sorted(self.settled & set(self.results)):
-            result = self.results[day]
-            for stage_result in result.stages:
+    def write_summaries(self, start: date, end: date) -> None:
+        """The alerts (one digest for the pass) and ``run_summary.json`` of every settled day (a
+        day the run was interrupted in, not yet published, has none: nothing of it failed)."""
+        settled = sorted(self.settled & set(self.results))
+        for day in settled:
+            for stage_result in self.results[day].stages:
                 if stage_result.notebook in self.rendering:
                     stage_result.html = _rendered(self.rendering[stage_result.notebook], stage_result.notebook)
-            result.alert = send_alert(result, self.layout)
+        send_backfill_digest([self.results[day] for day in settled], self.layout, start, end, self.pass_dir)
+        for day in settled:
+            result = self.results[day]
             run_dir = self.layout.run_dir(day)
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "run_summary.json").write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")

@@ -308,3 +308,66 @@ def test_run_monitoring_posts_nothing_the_runner_alerts_for_the_day(warehouse, t
         )
     assert result.status == "warn" and received == []
     assert "alert.delivery_failed" not in [f.id for f in result.findings]
+
+
+# --- a backfill's digest: one message for the pass ---------------------------------------------------
+
+
+def _alert_doc(day: str, outcome: str, stage: str = "04_monitoring", exit_code: int = 0, new=(), reason=""):
+    findings = [{"id": i, "severity": "warn", "state": "new", "message": "m"} for i in new]
+    return {
+        "date": day,
+        "outcome": outcome,
+        "stage": stage,
+        "exit_code": exit_code,
+        "reason": reason,
+        "findings": findings,
+        "report_url": f"file:///r/{day}",
+    }
+
+
+class _Result:
+    def __init__(self, published: bool):
+        self.published = published
+
+
+def test_a_backfill_digest_names_each_day_not_published_and_counts_new_incidents_by_id(tmp_path):
+    days = [
+        (
+            _Result(True),
+            _alert_doc("2025-03-01", alert.PUBLISHED_WITH_WARNINGS, new=["bots.share", "referrer.coverage"]),
+        ),
+        (_Result(True), None),  # published clean
+        (_Result(False), _alert_doc("2025-03-03", alert.QUARANTINED, exit_code=5, reason="1 error(s): trend.orders")),
+        (_Result(True), _alert_doc("2025-03-04", alert.PUBLISHED_WITH_WARNINGS, new=["bots.share"])),
+        (
+            _Result(False),
+            _alert_doc("2025-03-05", alert.STOPPED, "01_data_quality", 3, reason="schema.unreadable_file"),
+        ),
+    ]
+    doc = alert.backfill_digest("2025-03-01", "2025-03-05", days, tmp_path, _rules(max_findings=1))
+    assert doc["schema"] == "puffy.alert-digest/1"
+    assert (doc["days"], doc["published"], doc["published_with_new_incidents"]) == (5, 3, 2)
+    assert [d["date"] for d in doc["quarantined"]] == ["2025-03-03"] and doc["quarantined"][0]["exit_code"] == 5
+    assert [d["date"] for d in doc["stopped"]] == ["2025-03-05"]
+    assert doc["new_incidents"] == {"bots.share": 2}  # the most frequent first, at most max_findings
+    assert alert.digest_text(doc).splitlines() == [
+        "puffy backfill 2025-03-01 … 2025-03-05: 3 of 5 day(s) published, 1 quarantined, 1 stopped",
+        "• 2025-03-03 quarantined at 04_monitoring (exit 5): 1 error(s): trend.orders",
+        "• 2025-03-05 stopped at 01_data_quality (exit 3): schema.unreadable_file",
+        "2 published day(s) with new incidents: bots.share (2 day(s))",
+        f"all runs: {(tmp_path / 'index.html').resolve().as_uri()}",
+    ]
+    assert alert.backfill_digest("2025-03-01", "2025-03-02", [(_Result(True), None)] * 2, tmp_path, _rules()) is None
+
+
+@pytest.mark.parametrize("fmt", ["slack", "json"])
+def test_a_backfill_digest_is_posted_once_and_written_beside_the_range_notebooks(tmp_path, fmt):
+    days = [(_Result(False), _alert_doc("2025-03-03", alert.QUARANTINED, exit_code=5, reason="<!channel>"))]
+    doc = alert.backfill_digest("2025-03-01", "2025-03-05", days, tmp_path, _rules())
+    with local_webhook() as (url, received):
+        sent = alert.deliver_digest(doc, tmp_path, _rules(webhook_url=url, format=fmt, timeout_seconds=2))
+    assert sent == {"sent": True, "detail": "HTTP 200"} and len(received) == 1
+    body = received[0]["body"]
+    assert body == doc if fmt == "json" else "&lt;!channel&gt;" in body["text"] and "<!channel>" not in body["text"]
+    assert json.loads((tmp_path / "alert.json").read_text()) == doc

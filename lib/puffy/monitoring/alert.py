@@ -16,6 +16,9 @@ takes) and ``json`` (the plain document, schema ``puffy.alert/1``, documented in
 docs/monitoring.md). The plain document is also written to ``runs/<date>/alert.json`` whether or
 not a webhook is configured.
 
+A one-pass backfill posts one digest for its range instead (``backfill_digest``, schema
+``puffy.alert-digest/1``), each day's document still written to its ``alert.json``.
+
 The alert is a courtesy on top of the reports, never a reason for a run to fail: every delivery
 problem (bad URL, refused connection, timeout, non-2xx answer) is caught and returned as text,
 which the runner logs and records in ``run_summary.json``.
@@ -205,24 +208,87 @@ def post_webhook(url: str, text: str, timeout: float = 5.0) -> Delivery:
 def deliver(doc: dict, run_dir: Path, rules) -> dict:
     """Write ``run_dir/alert.json`` and POST the alert when a webhook is configured; what happened,
     for ``run_summary.json`` (``sent``: None when no webhook is configured)."""
-    (Path(run_dir) / "alert.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    label = f"{doc['date']} alert ({doc['outcome']})"
+    sent = _write_and_post(doc, Path(run_dir), rules, payload(doc, rules.format), label)
+    return {**sent, "outcome": doc["outcome"]}
+
+
+def _write_and_post(doc: dict, directory: Path, rules, body: dict, label: str) -> dict:
+    """``directory/alert.json``, then the POST when a webhook is configured: ``sent`` and ``detail``."""
+    path = directory / "alert.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     url = webhook_url(rules)
     if not url:
-        log.info(
-            "%s alert (%s) written to %s; no webhook configured",
-            doc["date"],
-            doc["outcome"],
-            Path(run_dir) / "alert.json",
-        )
-        return {"sent": None, "detail": "no webhook configured", "outcome": doc["outcome"]}
-    delivery = post_json(url, payload(doc, rules.format), rules.timeout_seconds)
+        log.info("%s written to %s; no webhook configured", label, path)
+        return {"sent": None, "detail": "no webhook configured"}
+    delivery = post_json(url, body, rules.timeout_seconds)
     if delivery.ok:
-        log.info("%s alert sent (%s, %s)", doc["date"], doc["outcome"], delivery.detail)
+        log.info("%s sent (%s)", label, delivery.detail)
     else:
-        log.warning(
-            "%s alert could not be delivered: %s (it is in %s)",
-            doc["date"],
-            delivery.detail,
-            Path(run_dir) / "alert.json",
-        )
-    return {"sent": delivery.ok, "detail": delivery.detail, "outcome": doc["outcome"]}
+        log.warning("%s could not be delivered: %s (it is in %s)", label, delivery.detail, path)
+    return {"sent": delivery.ok, "detail": delivery.detail}
+
+
+# --- a backfill's digest --------------------------------------------------------------------------
+
+DIGEST_SCHEMA = "puffy.alert-digest/1"
+
+
+def backfill_digest(start, end, days: list[tuple[object, dict | None]], outputs_dir: Path, rules) -> dict | None:
+    """One message for a backfill instead of one per day (``days``: each day's ``DayResult`` and
+    its alert document, None when it needs nobody): the days stopped and quarantined, each with its
+    reason and report, and how many published days had new incidents, by incident id. A year of
+    history alerts on most of its days; each is history by the time it is backfilled, and one
+    message a day would bury the stopped ones. None when no day alerted."""
+    alerted = [doc for _, doc in days if doc is not None]
+    if not alerted:
+        return None
+
+    def brief(doc: dict) -> dict:
+        return {k: doc[k] for k in ("date", "stage", "exit_code", "reason", "report_url")}
+
+    with_warnings = [doc for doc in alerted if doc["outcome"] == PUBLISHED_WITH_WARNINGS]
+    new_ids: dict[str, int] = {}
+    for doc in with_warnings:
+        for finding_id in dict.fromkeys(f["id"] for f in doc["findings"] if f.get("state") == "new"):
+            new_ids[finding_id] = new_ids.get(finding_id, 0) + 1
+    return {
+        "schema": DIGEST_SCHEMA,
+        "start": str(start),
+        "end": str(end),
+        "days": len(days),
+        "published": sum(1 for result, _ in days if result.published),
+        "stopped": [brief(doc) for doc in alerted if doc["outcome"] == STOPPED],
+        "quarantined": [brief(doc) for doc in alerted if doc["outcome"] == QUARANTINED],
+        "published_with_new_incidents": len(with_warnings),
+        "new_incidents": dict(sorted(new_ids.items(), key=lambda kv: (-kv[1], kv[0]))[: rules.max_findings]),
+        "index_url": report_link(Path(outputs_dir) / "index.html", outputs_dir, rules.reports_base_url),
+    }
+
+
+def digest_text(doc: dict) -> str:
+    """The digest as plain lines: totals, each day that was not published, the new incidents."""
+    not_published = doc["stopped"] + doc["quarantined"]
+    lines = [
+        f"puffy backfill {doc['start']} … {doc['end']}: {doc['published']} of {doc['days']} day(s) published, "
+        f"{len(doc['quarantined'])} quarantined, {len(doc['stopped'])} stopped"
+    ]
+    for day in sorted(not_published, key=lambda d: d["date"]):
+        outcome = QUARANTINED if day in doc["quarantined"] else STOPPED
+        lines.append(f"• {day['date']} {outcome} at {day['stage']} (exit {day['exit_code']}): {day['reason']}")
+    if doc["published_with_new_incidents"]:
+        ids = ", ".join(f"{i} ({n} day(s))" for i, n in doc["new_incidents"].items())
+        lines.append(f"{doc['published_with_new_incidents']} published day(s) with new incidents: {ids}")
+    lines.append(f"all runs: {doc['index_url']}")
+    return "\n".join(lines)
+
+
+def deliver_digest(doc: dict, directory: Path, rules) -> dict:
+    """Write ``directory/alert.json`` and POST the digest when a webhook is configured (``slack``:
+    its lines as text and one block; ``json``: the document)."""
+    if rules.format == "slack":
+        text = _slack_escape(digest_text(doc))
+        body = {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]}
+    else:
+        body = doc
+    return _write_and_post(doc, Path(directory), rules, body, f"backfill {doc['start']}..{doc['end']} alert digest")
