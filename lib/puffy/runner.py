@@ -968,6 +968,7 @@ def run_range_one_pass(
                 try:
                     while not _done_within(passing, 1.0):
                         bar.update(run.days_audited(days) - bar.n)
+                        bar.set_postfix_str(run.running, refresh=False)
                     passing.result()
                 except KeyboardInterrupt:
                     run.interrupted = True
@@ -1016,6 +1017,7 @@ class _OnePass:
         self.renderer: ThreadPoolExecutor | None = None
         self.rendering: dict[str, Future] = {}
         self.interrupted = False  # the running notebook was killed: nothing more runs, nothing of it failed
+        self.running = ""  # the notebook running and its days (the progress bar's postfix)
         shutil.rmtree(pass_dir, ignore_errors=True)
 
     def days_audited(self, days: list[date]) -> int:
@@ -1153,6 +1155,7 @@ class _OnePass:
         """Run ``stage``'s notebook for ``days``: (the executed notebook, seconds per day, the error
         of a failing cell or None). Its HTML is rendered while the next notebook runs."""
         out_dir = self.pass_dir / f"{days[0]}_{days[-1]}"
+        self.running = f"{stage.notebook} {days[0]}..{days[-1]}"
         t0, error = time.perf_counter(), None
         parameters = {
             "start_date": days[0].isoformat(),
