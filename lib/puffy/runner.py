@@ -733,7 +733,6 @@ def _run_stages(
     outputs when the stage says so), publishing the day as soon as its last stage has audited it;
     each executed notebook's HTML is rendered by ``renderer`` in the runner's process while the
     kernel runs the next notebook. None: an earlier day stopped the run after this day's gate."""
-    from puffy.publish import quarantine
 
     def publish_now() -> None:
         _publish(day, staging_wh, layout, result)
@@ -764,16 +763,28 @@ def _run_stages(
         )
         if status == "error":
             result.exit_code, result.stopped_at, result.reason = stage.exit_code, stage.notebook, message
-            if stage.quarantine and staging_wh.exists() and not order.interrupted:
-                q = quarantine(staging_wh, layout.quarantine)
-                (layout.run_dir(day) / "quarantine_path.txt").write_text(str(q) + "\n", encoding="utf-8")
-                result.quarantine_path = str(q)
-                log.info("%s quarantined staged outputs to %s; published warehouse untouched", day, q)
+            if stage.quarantine and not order.interrupted:
+                _quarantine_day(day, staging_wh, layout, result)
             break
     else:
         if not audit.published:  # the last stage failed after writing a status that allows it
             _publish(day, staging_wh, layout, result)
     return rendering
+
+
+def _quarantine_day(day: date, staging_wh: Path, layout: Layout, result: DayResult) -> None:
+    """Copy a failed day's staged outputs, if it staged any, to ``quarantine/`` and say where."""
+    from puffy.publish import quarantine
+
+    if staging_wh.exists():
+        _note_quarantine(day, quarantine(staging_wh, layout.quarantine), layout, result)
+
+
+def _note_quarantine(day: date, target, layout: Layout, result: DayResult) -> None:
+    """Where a day's staged outputs were quarantined: its result and ``quarantine_path.txt``."""
+    (layout.run_dir(day) / "quarantine_path.txt").write_text(f"{target}\n", encoding="utf-8")
+    result.quarantine_path = str(target)
+    log.info("%s quarantined staged outputs to %s; published warehouse untouched", day, target)
 
 
 def _execute_stage(
@@ -1133,10 +1144,10 @@ class _OnePass:
                 self._quarantine(day, self.layout.staging_warehouse(day))
             else:
                 self._record(day, monitoring, *read_status(run_dir, monitoring.status_file), executed, seconds)
-                result.published, result.quarantine_path = bool(outcome["published"]), outcome.get("quarantine_path")
+                result.published = bool(outcome["published"])
                 self.settled.add(day)
-                if result.quarantine_path:
-                    (run_dir / "quarantine_path.txt").write_text(f"{result.quarantine_path}\n", encoding="utf-8")
+                if outcome.get("quarantine_path"):  # quarantined by the audit notebook
+                    _note_quarantine(day, outcome["quarantine_path"], self.layout, result)
             if outcome is None or outcome.get("quarantine_path"):
                 # the days after it are transformed again without it; the day before it, alone
                 rest = [d for d in days if d > day]
@@ -1187,13 +1198,7 @@ class _OnePass:
                 self.first_failed = day  # the earliest failing day stops every later one
 
     def _quarantine(self, day: date, staging: Path) -> None:
-        from puffy.publish import quarantine
-
-        if staging.exists():
-            target = quarantine(staging, self.layout.quarantine)
-            (self.layout.run_dir(day) / "quarantine_path.txt").write_text(str(target) + "\n", encoding="utf-8")
-            self.results[day].quarantine_path = str(target)
-            log.info("%s quarantined staged outputs to %s; published warehouse untouched", day, target)
+        _quarantine_day(day, staging, self.layout, self.results[day])
         self.settled.add(day)
 
     def _clear_staging(self, days: list[date]) -> None:
