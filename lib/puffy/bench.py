@@ -398,10 +398,11 @@ def run_benchmark(args) -> int:
             figures["stages"][stage] = _run_child(stage, payload)
         except (RuntimeError, ImportError) as exc:
             figures["stages"][stage] = {"error": str(exc)}
-    try:  # the seed's commands as whole processes, beside the in-process stages (issue 21)
-        figures["commands"] = _run_child("commands", payload)
-    except (RuntimeError, ImportError) as exc:
-        figures["commands"] = {"error": str(exc)}
+    if not args.no_commands:
+        try:  # the seed's commands as whole processes, beside the in-process stages (issue 21)
+            figures["commands"] = _run_child("commands", payload)
+        except (RuntimeError, ImportError) as exc:
+            figures["commands"] = {"error": str(exc)}
     if args.daily_days:
         try:
             figures["daily_run"] = _run_child(

@@ -315,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(
         p,
+        "--no-commands",
+        action="store_true",
+        help="skip timing the seed's commands as whole processes (they gate and transform the input "
+        "twice more, and write its CSV copies: hours and tens of GB at 1000x)",
+    )
+    _add(
+        p,
         "--backfill-days",
         type=_non_negative_int,
         default=0,

@@ -165,6 +165,48 @@ def test_sessions_written_a_day_per_query_are_the_same_bytes(sample, tmp_path, m
             assert filecmp.cmp(x, y, shallow=False), f"{table} {Path(x).parent.name} differs"
 
 
+def test_small_batches_through_the_encoder_thread_are_the_same_bytes(sample, tmp_path, monkeypatch):
+    """Rows reach the Parquet encoder thread a few at a time, with at most one batch queued ahead:
+    the same partitions, byte for byte (a row group does not depend on how its rows arrived)."""
+    root, days, rebuild, _ = sample
+    monkeypatch.setattr(pipeline_module, "WRITE_BATCH_ROWS", 7)
+    monkeypatch.setattr(pipeline_module, "ENCODE_AHEAD_BATCHES", 1)
+    small = tmp_path / "small"
+    r = run_transform(root / "stg", small, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1])
+    assert r.status != "error", r.message
+    for table in TABLES:
+        a, b = partition_files(small, table), partition_files(rebuild, table)
+        assert len(a) == len(b) > 0, table
+        for x, y in zip(a, b):
+            assert filecmp.cmp(x, y, shallow=False), f"{table} {Path(x).parent.name} differs"
+
+
+def test_an_encoding_error_is_raised_and_swaps_in_nothing(sample, tmp_path, monkeypatch):
+    """The encoder thread's error reaches the caller; no partition of the table is replaced and no
+    temporary directory is left."""
+    import shutil
+
+    root, days, rebuild, _ = sample
+    out = tmp_path / "wh"
+    shutil.copytree(rebuild, out)
+    before = {f: Path(f).read_bytes() for f in partition_files(out, "fct_sessions")}
+    calls = []
+    real_write = pipeline_module.PartitionWriter.write
+
+    def failing_write(self, data):
+        calls.append(self.final)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_write(self, data)
+
+    monkeypatch.setattr(pipeline_module, "WRITE_BATCH_ROWS", 50)
+    monkeypatch.setattr(pipeline_module.PartitionWriter, "write", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        run_transform(root / "stg", out, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1])
+    assert {f: Path(f).read_bytes() for f in partition_files(out, "fct_sessions")} == before
+    assert [p.name for p in (out / "fct_sessions").iterdir() if not p.name.startswith("date=")] == []
+
+
 def test_day_chunks_keep_each_sort_under_the_row_budget(monkeypatch):
     monkeypatch.setattr(pipeline_module, "SORT_ROWS_PER_QUERY", 10)
     days = [date(2025, 3, d) for d in range(1, 6)]

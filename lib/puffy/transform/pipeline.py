@@ -61,6 +61,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -144,6 +146,8 @@ MARKOV_FITS_PER_QUERY = 16
 SORT_ROWS_PER_QUERY = 4_000_000
 # Rows per record batch when streaming a table to its partitions.
 WRITE_BATCH_ROWS = 65_536
+# Batches queued for the Parquet encoder ahead of the one it encodes.
+ENCODE_AHEAD_BATCHES = 4
 # Days per query when the engine collects results to the driver instead of streaming (PySpark).
 DRIVER_COLLECT_DAYS = 7
 
@@ -294,8 +298,17 @@ def _write_table(
     target = schema.to_pyarrow()
     days = sorted(days)
     written, rows = [], 0
-    with ExitStack() as stack:
+    # Parquet encoding runs in one thread of its own, in the order the rows arrive, while the engine
+    # produces the next batch (both release the GIL): the two took turns before.
+    with ExitStack() as stack, ThreadPoolExecutor(1, thread_name_prefix="parquet-encode") as encoder:
         writers: dict[date, PartitionWriter] = {}
+        queued: deque[Future] = deque()
+        complete: set[date] = set()
+
+        def encode(step, *args) -> None:
+            queued.append(encoder.submit(step, *args))
+            while len(queued) > ENCODE_AHEAD_BATCHES:  # bounds the rows held in memory
+                queued.popleft().result()
 
         def writer(day: date) -> PartitionWriter:  # opened on a day's first row: one open file at a time
             if day not in writers:
@@ -307,9 +320,12 @@ def _write_table(
             for batch in record_batches(query, WRITE_BATCH_ROWS):
                 chunk = pa.Table.from_batches([batch]).cast(target).replace_schema_metadata(None)
                 for day, rows_of_day in _day_runs(chunk, key):
-                    for earlier in [d for d in writers if d < day]:  # rows arrive in day order: complete
-                        writers[earlier].finish()
-                    writer(day).write(rows_of_day)
+                    for earlier in [d for d in writers if d < day and d not in complete]:
+                        complete.add(earlier)  # rows arrive in day order
+                        encode(writers[earlier].finish)
+                    encode(writer(day).write, rows_of_day)
+        while queued:
+            queued.popleft().result()
         for day in days:  # only once every row is written: a failed query swaps in nothing
             written.append(writer(day).commit())
             rows += writers[day].rows
