@@ -3,6 +3,7 @@ SQL, and the SQL is the one Ibis compiles for the query itself."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime
 
@@ -114,3 +115,126 @@ def test_a_days_transform_compiles_what_ibis_compiles(compiler, monkeypatch, sma
     assert [sql for sql, expected in compared if sql != expected] == []
     assert new_templates[0] > 40 and new_templates[2:] == [0] * (len(days) - 2), new_templates
     assert compile_cache.CACHE_SIZE >= new_templates[0]
+
+
+# ------------------------------------------------------------------------- templates kept on disk
+
+
+def _templates_compiled(monkeypatch) -> list:
+    """Every template Ibis compiles from now on (the cache's own calls to the plain compiler)."""
+    calls = []
+    plain = DuckDBCompiler.to_sqlglot
+
+    def counted(self, expr, **kw):
+        if isinstance(self, CachingDuckDBCompiler):
+            calls.append(expr)
+        return plain(self, expr, **kw)
+
+    monkeypatch.setattr(DuckDBCompiler, "to_sqlglot", counted)
+    return calls
+
+
+def test_a_template_on_disk_serves_the_next_process(monkeypatch, tmp_path):
+    """A first sighting with a store compiles the template and saves it; a new compiler (the next
+    process) with the same store fills it in without compiling, to Ibis' own SQL."""
+    store = compile_cache.TemplateStore(tmp_path / "store")
+    first_process = CachingDuckDBCompiler(store)
+    monkeypatch.setattr(CachingDuckDBBackend, "compiler", first_process)
+    con = CachingDuckDBBackend().connect()
+    first = _day_query(con, date(2025, 3, 1))
+    assert con.compile(first) == ibis_sql(first)
+    assert list(store.dir.glob("*.pickle"))  # the query's template (and that of the table it created)
+
+    next_process = CachingDuckDBCompiler(store)
+    monkeypatch.setattr(CachingDuckDBBackend, "compiler", next_process)
+    compiled = _templates_compiled(monkeypatch)
+    second = _day_query(con, date(2025, 3, 2))
+    assert con.compile(second) == ibis_sql(second)
+    assert compiled == []
+    assert second.cache().to_pyarrow().to_pylist() == [{"orders": 1, "revenue": 20.0, "first": date(2025, 3, 2)}]
+
+
+def test_a_damaged_or_foreign_template_file_is_compiled_again(monkeypatch, tmp_path):
+    store = compile_cache.TemplateStore(tmp_path / "store")
+    monkeypatch.setattr(CachingDuckDBBackend, "compiler", CachingDuckDBCompiler(store))
+    con = CachingDuckDBBackend().connect()
+    query = _day_query(con, date(2025, 3, 1))
+    con.compile(query)
+    for saved in store.dir.glob("*.pickle"):
+        saved.write_bytes(b"not a pickle")
+    monkeypatch.setattr(CachingDuckDBBackend, "compiler", CachingDuckDBCompiler(store))
+    compiled = _templates_compiled(monkeypatch)
+    assert con.compile(query) == ibis_sql(query)
+    assert len(compiled) == 1  # compiled again, and saved again
+    monkeypatch.setattr(compile_cache.os, "getuid", lambda: os.getuid() + 1)  # another user's file
+    monkeypatch.setattr(CachingDuckDBBackend, "compiler", CachingDuckDBCompiler(store))
+    assert con.compile(query) == ibis_sql(query)
+    assert len(compiled) == 2
+
+
+def test_the_store_is_chosen_by_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PUFFY_COMPILE_CACHE", "off")
+    assert compile_cache.TemplateStore.from_environment() is None
+    monkeypatch.setenv("PUFFY_COMPILE_CACHE", str(tmp_path / "mine"))
+    assert compile_cache.TemplateStore.from_environment().dir.parent == tmp_path / "mine"
+    monkeypatch.delenv("PUFFY_COMPILE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compile_cache.TemplateStore.from_environment().dir.parent == tmp_path / "xdg" / "puffy" / "compile"
+
+
+_DAY_IN_A_PROCESS = """
+import json, sys
+from datetime import date
+from pathlib import Path
+from ibis.backends.sql.compilers.duckdb import DuckDBCompiler
+from puffy import compile_cache
+from puffy.params import DEFAULT_PARAMS_DIR
+from puffy.transform import run_transform
+
+plain, compiled, differ = DuckDBCompiler.to_sqlglot, [], []
+def counted(self, expr, **kw):
+    if isinstance(self, compile_cache.CachingDuckDBCompiler):
+        compiled.append(1)
+    return plain(self, expr, **kw)
+DuckDBCompiler.to_sqlglot = counted
+to_sql = compile_cache.CachingDuckDBCompiler.to_sql
+def checked(self, expr):
+    sql = to_sql(self, expr)
+    if normal(sql) != normal(plain(DuckDBCompiler(), expr).sql("duckdb")):
+        differ.append(sql[:200])
+    return sql
+compile_cache.CachingDuckDBCompiler.to_sql = checked
+stg, wh, day = Path(sys.argv[1]), Path(sys.argv[2]), date.fromisoformat(sys.argv[3])
+run_transform(stg, wh, DEFAULT_PARAMS_DIR, start=day, end=day)
+print(json.dumps({"compiled": len(compiled), "differ": differ}))
+"""
+
+
+def test_a_days_transform_in_the_next_process_compiles_nothing(small_sample, tmp_path):
+    """Scheduled days, each its own process with its own string hashing (frozenset order differs
+    between processes): from the third day on no template is compiled, and every query's SQL is
+    Ibis' own."""
+    import inspect
+    import json
+    import subprocess
+    import sys
+
+    days = stage(small_sample, tmp_path / "stg")
+    script = tmp_path / "day.py"
+    script.write_text(f"import re\n{inspect.getsource(normal)}\n{_DAY_IN_A_PROCESS}", encoding="utf-8")
+    env = {**os.environ, "PUFFY_COMPILE_CACHE": str(tmp_path / "store")}
+    figures = []
+    for seed, day in enumerate(days, start=1):
+        proc = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "stg"), str(tmp_path / "wh"), day.isoformat()],
+            env={**env, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        figures.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert figures[0]["compiled"] > 40
+    assert [f["differ"] for f in figures] == [[]] * len(days)
+    # The second day meets the shapes of a day with a day before it; from the third on, none is new.
+    assert [f["compiled"] for f in figures[2:]] == [0] * (len(days) - 2), figures
