@@ -166,11 +166,12 @@ def test_sessions_written_a_day_per_query_are_the_same_bytes(sample, tmp_path, m
 
 
 def test_small_batches_through_the_encoder_thread_are_the_same_bytes(sample, tmp_path, monkeypatch):
-    """Rows reach the Parquet encoder thread a few at a time, with at most one batch queued ahead:
-    the same partitions, byte for byte (a row group does not depend on how its rows arrived)."""
+    """Rows reach the Parquet encoder thread a few at a time, each encoded before the next is
+    fetched: the same partitions, byte for byte (a row group does not depend on how its rows
+    arrived)."""
     root, days, rebuild, _ = sample
     monkeypatch.setattr(pipeline_module, "WRITE_BATCH_ROWS", 7)
-    monkeypatch.setattr(pipeline_module, "ENCODE_AHEAD_BATCHES", 1)
+    monkeypatch.setattr(pipeline_module, "ENCODE_AHEAD_BATCHES", 0)
     small = tmp_path / "small"
     r = run_transform(root / "stg", small, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1])
     assert r.status != "error", r.message
