@@ -290,3 +290,28 @@ def test_a_timed_command_that_writes_much_to_stderr_runs_to_its_end():
     timing.join(60)
     assert not timing.is_alive(), "the command is stopped by its own stderr"
     assert run["exit_code"] == 3 and run["stderr_tail"][-1] == "last line"
+
+
+def test_no_commands_skips_the_seed_s_command_path(tmp_path, monkeypatch):
+    """``--no-commands`` (for 1000x, where the commands would gate and transform twice more): the
+    command stage does not run; the stages still do."""
+    from puffy import bench
+    from puffy.cli import build_parser
+
+    ran = []
+
+    def fake_child(stage, payload):
+        ran.append(stage)
+        figures = {"events": 10, "seconds": 1.0, "peak_rss_mb": 100.0}
+        return {**figures, "days": ["2025-02-23"]} if stage == "gate" else figures
+
+    inputs = tmp_path / "raw"
+    inputs.mkdir()
+    (inputs / "events_20250223.csv").write_text("client_id\n", encoding="utf-8")
+    monkeypatch.setattr(bench, "_run_child", fake_child)
+    for flags, commands in (([], True), (["--no-commands"], False)):
+        ran.clear()
+        argv = ["bench", "--input-dir", str(inputs), "--work-dir", str(tmp_path / "w"), "--daily-days", "0", *flags]
+        assert bench.run_benchmark(build_parser().parse_args(argv)) == 0
+        assert ("commands" in ran) is commands, ran
+        assert {"scan", "gate", "transform", "monitoring"} <= set(ran)
