@@ -125,8 +125,8 @@ class TemplateStore:
     ``repr`` (types, dtypes, schemas, names and values, with frozensets in sorted order, and node
     positions: ``_NodeAt``), which is the same in every process. Reading and writing are best
     effort: a file that is missing, unreadable or not this user's is a miss, a failed write is
-    skipped, and a file appears whole (written under a temporary name, then renamed). The
-    directories are created readable by their owner only, and only files the current user owns are
+    skipped, and a file appears whole (written under a temporary name, then renamed). Its
+    directory is created readable by its owner only, and only files the current user owns are
     unpickled.
     """
 
@@ -219,7 +219,8 @@ class CachingDuckDBCompiler(DuckDBCompiler):
 
     def _entry(self, expr) -> tuple[list | None, list[ops.Node]]:
         """The compiled template of ``expr``'s shape and its slots; None the first time the shape
-        is seen (a shape compiled once is compiled as it is: building its template costs more)."""
+        is seen without a store (a shape compiled once is compiled as it is: building its template
+        costs more), and with one when the store has not got it either."""
         op = expr.as_table().op()
         key, slots = shape(op)
         key = (key, ibis.options.sql.fuse_selects)
@@ -228,8 +229,7 @@ class CachingDuckDBCompiler(DuckDBCompiler):
             if self.store is not None:
                 tree = self.store.load(key)
                 if tree is None:
-                    tree = super().to_sqlglot(template(op, slots).to_expr())
-                    self.store.save(key, tree)
+                    self.store.save(key, tree := self._template(op, slots))
             self._compiled[key] = None if tree is None else [tree, None]
             if len(self._compiled) > CACHE_SIZE:
                 self._compiled.popitem(last=False)
@@ -237,9 +237,12 @@ class CachingDuckDBCompiler(DuckDBCompiler):
                 return None, slots
         entry = self._compiled[key]
         if entry is None:
-            entry = self._compiled[key] = [super().to_sqlglot(template(op, slots).to_expr()), None]
+            entry = self._compiled[key] = [self._template(op, slots), None]
         self._compiled.move_to_end(key)
         return entry, slots
+
+    def _template(self, op: ops.Relation, slots: list[ops.Node]) -> sge.Expression:
+        return super().to_sqlglot(template(op, slots).to_expr())
 
     def _filled(self, slots: list[ops.Node]) -> list[sge.Expression]:
         """What each slot compiles to: a literal's SQL, a table's name."""
