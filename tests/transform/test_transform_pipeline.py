@@ -57,6 +57,16 @@ def _ts(col: pd.Series) -> pd.Series:
     return pd.to_datetime(col.str.rstrip("Z"))
 
 
+def _same_partitions(got: Path, expected: Path, tables) -> None:
+    """``got`` has the partitions of ``expected`` for each of ``tables``, byte for byte."""
+    for table in tables:
+        a, b = partition_files(got, table), partition_files(expected, table)
+        assert [Path(x).parent.name for x in a] == [Path(x).parent.name for x in b], table
+        assert a, table
+        for x, y in zip(a, b):
+            assert filecmp.cmp(x, y, shallow=False), f"{table} {Path(x).parent.name} differs"
+
+
 def test_sample_sessions_equal_ground_truth(sample, tmp_path):
     root, days, _, _ = sample
     wh = tmp_path / "with_bots"
@@ -113,11 +123,7 @@ def test_incremental_day_by_day_equals_rebuild_and_reruns_change_nothing(sample,
         r = run_transform(root / "stg", inc, DEFAULT_PARAMS_DIR, start=d, end=d, mode="incremental")
         assert r.status != "error", r.message
         assert [p.name for p in r.tables["fct_orders"]] == [f"date={d}"]
-    for table in [*TABLES, *REPORT_TABLES]:
-        a, b = partition_files(inc, table), partition_files(rebuild, table)
-        assert [Path(x).parent.name for x in a] == [Path(x).parent.name for x in b], table
-        for x, y in zip(a, b):
-            assert filecmp.cmp(x, y, shallow=False), f"{table} {Path(x).parent.name} differs"
+    _same_partitions(inc, rebuild, [*TABLES, *REPORT_TABLES])
 
     before = {f: Path(f).read_bytes() for table in TABLES for f in partition_files(inc, table)}
     mid = days[len(days) // 2]
@@ -143,11 +149,7 @@ def test_a_day_by_day_run_reads_attribution_history_only_within_its_horizon(samp
             root / "stg", inc, DEFAULT_PARAMS_DIR, start=d, end=d, mode="incremental", transform_params=tp
         )
         assert r.status != "error", r.message
-    for table in TABLES:
-        a, b = partition_files(inc, table), partition_files(rebuild, table)
-        assert [Path(x).parent.name for x in a] == [Path(x).parent.name for x in b], table
-        for x, y in zip(a, b):
-            assert filecmp.cmp(x, y, shallow=False), f"{table} {Path(x).parent.name} differs"
+    _same_partitions(inc, rebuild, TABLES)
 
 
 def test_sessions_written_a_day_per_query_are_the_same_bytes(sample, tmp_path, monkeypatch):
@@ -158,11 +160,7 @@ def test_sessions_written_a_day_per_query_are_the_same_bytes(sample, tmp_path, m
     chunked = tmp_path / "chunked"
     r = run_transform(root / "stg", chunked, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1])
     assert r.status != "error", r.message
-    for table in TABLES:
-        a, b = partition_files(chunked, table), partition_files(rebuild, table)
-        assert len(a) == len(b) > 0, table
-        for x, y in zip(a, b):
-            assert filecmp.cmp(x, y, shallow=False), f"{table} {Path(x).parent.name} differs"
+    _same_partitions(chunked, rebuild, TABLES)
 
 
 def test_small_batches_through_the_encoder_thread_are_the_same_bytes(sample, tmp_path, monkeypatch):
@@ -175,11 +173,7 @@ def test_small_batches_through_the_encoder_thread_are_the_same_bytes(sample, tmp
     small = tmp_path / "small"
     r = run_transform(root / "stg", small, DEFAULT_PARAMS_DIR, start=days[0], end=days[-1])
     assert r.status != "error", r.message
-    for table in TABLES:
-        a, b = partition_files(small, table), partition_files(rebuild, table)
-        assert len(a) == len(b) > 0, table
-        for x, y in zip(a, b):
-            assert filecmp.cmp(x, y, shallow=False), f"{table} {Path(x).parent.name} differs"
+    _same_partitions(small, rebuild, TABLES)
 
 
 def test_an_encoding_error_is_raised_and_swaps_in_nothing(sample, tmp_path, monkeypatch):
