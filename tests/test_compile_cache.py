@@ -238,3 +238,26 @@ def test_a_days_transform_in_the_next_process_compiles_nothing(small_sample, tmp
     assert [f["differ"] for f in figures] == [[]] * len(days)
     # The second day meets the shapes of a day with a day before it; from the third on, none is new.
     assert [f["compiled"] for f in figures[2:]] == [0] * (len(days) - 2), figures
+
+
+def test_the_store_keeps_the_recently_used_templates_within_its_size(monkeypatch, tmp_path):
+    """Above ``STORE_MAX_BYTES`` a save removes the least recently used templates, of any version;
+    a template read is recently used."""
+    import time
+
+    store = compile_cache.TemplateStore(tmp_path / "store")
+    old_version = tmp_path / "store" / "ibis-0.0.0_old"
+    old_version.mkdir(parents=True)
+    (old_version / "stale.pickle").write_bytes(b"x" * 100)
+    tree = compile_cache.sge.select("1")
+    for i, key in enumerate(("a", "b")):
+        store.save(key, tree)
+        os.utime(store._path(key), (time.time() - 100 + i, time.time() - 100 + i))  # a older than b
+    os.utime(old_version / "stale.pickle", (time.time() - 1000, time.time() - 1000))
+    assert store.load("a") == tree  # now the most recently used
+    size = store._path("a").stat().st_size
+    monkeypatch.setattr(compile_cache, "STORE_MAX_BYTES", 2 * size)
+    store.save("c", tree)
+    assert not (old_version / "stale.pickle").exists()
+    assert store.load("b") is None  # the least recently used of this version
+    assert store.load("a") == store.load("c") == tree

@@ -117,6 +117,11 @@ def template(op: ops.Relation, slots: list[ops.Node]) -> ops.Relation:
     return op.replace({node: stand_in(i, node) for i, node in enumerate(slots)})
 
 
+#: Most bytes of templates a store keeps, across its version directories; the least recently used
+#: go first. A day's transform is ~2.3 MB, and each new length of a list of dates is a new shape.
+STORE_MAX_BYTES = 256 * 2**20
+
+
 class TemplateStore:
     """Compiled templates on disk, one file per shape: ``<root>/<versions>/<sha256 of the shape>.pickle``.
 
@@ -125,9 +130,9 @@ class TemplateStore:
     ``repr`` (types, dtypes, schemas, names and values, with frozensets in sorted order, and node
     positions: ``_NodeAt``), which is the same in every process. Reading and writing are best
     effort: a file that is missing, unreadable or not this user's is a miss, a failed write is
-    skipped, and a file appears whole (written under a temporary name, then renamed). Its
-    directory is created readable by its owner only, and only files the current user owns are
-    unpickled.
+    skipped, and a file appears whole (written under a temporary name, then renamed). A save
+    trims the store to ``STORE_MAX_BYTES``, least recently used first. Its directory is created
+    readable by its owner only, and only files the current user owns are unpickled.
     """
 
     def __init__(self, root: Path) -> None:
@@ -159,6 +164,7 @@ class TemplateStore:
                 if os.fstat(f.fileno()).st_uid != os.getuid():
                     return None
                 tree = pickle.load(f)
+            os.utime(path)  # used: the last to go when the store is trimmed
         except Exception:  # a cache: whatever went wrong, compile instead
             return None
         return tree if isinstance(tree, sge.Expression) else None
@@ -171,8 +177,25 @@ class TemplateStore:
             with open(tmp, "wb") as f:
                 pickle.dump(tree, f, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, path)
+            self._trim()
         except Exception:  # a full disk or a read-only home must not fail a run
             tmp.unlink(missing_ok=True)
+
+    def _trim(self) -> None:
+        """Remove the least recently used templates (of every version) above ``STORE_MAX_BYTES``."""
+        files = []
+        for f in self.dir.parent.glob("*/*.pickle"):
+            try:
+                stat = f.stat()
+            except OSError:  # removed by another process meanwhile
+                continue
+            files.append((stat.st_mtime, stat.st_size, f))
+        excess = sum(size for _, size, _ in files) - STORE_MAX_BYTES
+        for _, size, f in sorted(files, key=lambda x: x[0]):
+            if excess <= 0:
+                break
+            f.unlink(missing_ok=True)
+            excess -= size
 
 
 class CachingDuckDBCompiler(DuckDBCompiler):
