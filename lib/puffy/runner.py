@@ -884,7 +884,7 @@ def send_backfill_digest(results: list[DayResult], layout: RunLayout, start: dat
             run_dir = layout.run_dir(date.fromisoformat(result.date))
             doc = alert.alert_for_day(result, run_dir, layout.outputs_dir, rules)
             if doc is not None:
-                (run_dir / "alert.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+                alert.write_alert(doc, run_dir)
             days.append((result, doc))
         digest = alert.backfill_digest(start, end, days, layout.outputs_dir, rules)
         if digest is None:

@@ -213,10 +213,16 @@ def deliver(doc: dict, run_dir: Path, rules) -> dict:
     return {**sent, "outcome": doc["outcome"]}
 
 
+def write_alert(doc: dict, directory: Path) -> Path:
+    """The alert document (a day's, or a backfill's digest) as ``directory/alert.json``."""
+    path = Path(directory) / "alert.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def _write_and_post(doc: dict, directory: Path, rules, body: dict, label: str) -> dict:
     """``directory/alert.json``, then the POST when a webhook is configured: ``sent`` and ``detail``."""
-    path = directory / "alert.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    path = write_alert(doc, directory)
     url = webhook_url(rules)
     if not url:
         log.info("%s written to %s; no webhook configured", label, path)
